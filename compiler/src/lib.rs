@@ -1,6 +1,14 @@
 //! Kiln: a deep-learning graph compiler.
 //!
-//! This crate is the API boundary for embedding users: it re-exports the IR ([`ir`]) and adds the passes.
+//! This crate is the API boundary for embedding users: it re-exports the IR ([`ir`]) and adds the graph
+//! transformations: [`autodiff`] (reverse mode, emitting the backward pass as IR) and [`train`] (whole training steps
+//! with SGD / Adam / AdamW updates).
 
+pub mod autodiff;
+pub mod train;
+pub mod zoo;
+
+pub use autodiff::{grad, GradGraph};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
+pub use train::{training_step, Adam, Optimizer, Sgd};

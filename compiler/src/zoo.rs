@@ -1,0 +1,198 @@
+//! The example graphs shipped in `ir-spec/examples/`, built with the builder.
+//!
+//! The `.kir` files are these graphs printed; a test keeps the two in step. Parameters are named as PyTorch's
+//! `nn.Sequential` would name them (`l0.weight`, `l0.bias`, ...), which is also what `../shared/golden` uses.
+
+use kiln_ir::{Builder, DType, Graph, IrError, TensorType, Value};
+
+type Result<T> = std::result::Result<T, IrError>;
+
+/// Activation applied between the layers of an [`mlp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    Softplus,
+}
+
+impl Activation {
+    pub fn from_name(name: &str) -> Option<Activation> {
+        Some(match name {
+            "identity" => Activation::Identity,
+            "relu" => Activation::Relu,
+            "leaky_relu" => Activation::LeakyRelu,
+            "sigmoid" => Activation::Sigmoid,
+            "tanh" => Activation::Tanh,
+            "softplus" => Activation::Softplus,
+            _ => return None,
+        })
+    }
+
+    /// PyTorch's default negative slope of `LeakyReLU`.
+    pub const LEAKY_SLOPE: f64 = 0.01;
+
+    pub fn apply(self, b: &mut Builder, x: Value) -> Result<Value> {
+        match self {
+            Activation::Identity => Ok(x),
+            Activation::Relu => b.relu(x),
+            Activation::LeakyRelu => b.leaky_relu(x, Activation::LEAKY_SLOPE),
+            Activation::Sigmoid => b.sigmoid(x),
+            Activation::Tanh => b.tanh(x),
+            Activation::Softplus => b.softplus(x),
+        }
+    }
+}
+
+/// The loss at the end of an [`mlp`]; every loss is a mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    Mse,
+    /// Sigmoid on the output, then binary cross-entropy.
+    Bce,
+    BceWithLogits,
+    /// Softmax cross-entropy against integer labels.
+    CrossEntropy,
+}
+
+impl Loss {
+    pub fn from_name(name: &str) -> Option<Loss> {
+        Some(match name {
+            "mse" => Loss::Mse,
+            "bce" => Loss::Bce,
+            "bce_with_logits" => Loss::BceWithLogits,
+            "cross_entropy" => Loss::CrossEntropy,
+            _ => return None,
+        })
+    }
+}
+
+/// A multi-layer perceptron `layers[0] → ... → layers[n]` on a batch of `batch` rows, with `activation` after every
+/// layer but the last and `loss` on the output. Inputs: `x` (data), then `l{i}.weight` / `l{i}.bias` (params), then
+/// `y` (data: i32 labels `[batch]` for cross-entropy, else targets like the output). Outputs: `out` (the last layer's
+/// output) and `loss`.
+pub fn mlp(
+    name: &str,
+    layers: &[usize],
+    batch: usize,
+    activation: Activation,
+    loss: Loss,
+    dtype: DType,
+) -> Result<Graph> {
+    if layers.len() < 2 {
+        return Err(IrError::Invalid(format!(
+            "an MLP needs at least two layer sizes, got {layers:?}"
+        )));
+    }
+    let mut b = Builder::new(name);
+    let mut h = b.data("x", TensorType::new(dtype, [batch, layers[0]]))?;
+    let last = layers.len() - 2;
+    let mut params = Vec::new();
+    for (i, pair) in layers.windows(2).enumerate() {
+        let w = b.param(
+            &format!("l{i}.weight"),
+            TensorType::new(dtype, [pair[1], pair[0]]),
+        )?;
+        let bias = b.param(&format!("l{i}.bias"), TensorType::new(dtype, [pair[1]]))?;
+        params.push((w, bias));
+    }
+    let y_ty = match loss {
+        Loss::CrossEntropy => TensorType::new(DType::I32, [batch]),
+        _ => TensorType::new(dtype, [batch, layers[layers.len() - 1]]),
+    };
+    let y = b.data("y", y_ty)?;
+    for (i, &(w, bias)) in params.iter().enumerate() {
+        h = b.linear(h, w, Some(bias))?;
+        if i < last {
+            h = activation.apply(&mut b, h)?;
+        }
+        b.name(h, &format!("h{i}"))?;
+    }
+    let value = match loss {
+        Loss::Mse => b.mse_loss(h, y)?,
+        Loss::Bce => {
+            let p = b.sigmoid(h)?;
+            b.bce_loss(p, y)?
+        }
+        Loss::BceWithLogits => b.bce_with_logits(h, y)?,
+        Loss::CrossEntropy => b.cross_entropy(h, y)?,
+    };
+    b.output("out", h)?;
+    b.output("loss", value)?;
+    Ok(b.finish())
+}
+
+/// Logistic regression with binary cross-entropy: `p = sigmoid(x wᵀ + b)`, `loss = bce(p, y)`, on 64 points in 2-D.
+pub fn logreg() -> Result<Graph> {
+    let mut b = Builder::new("logreg");
+    let x = b.data("x", TensorType::f32(&[64, 2]))?;
+    let w = b.param("weight", TensorType::f32(&[1, 2]))?;
+    let bias = b.param("bias", TensorType::f32(&[1]))?;
+    let y = b.data("y", TensorType::f32(&[64, 1]))?;
+    let z = b.linear(x, w, Some(bias))?;
+    let p = b.sigmoid(z)?;
+    b.name(p, "prob")?;
+    let loss = b.bce_loss(p, y)?;
+    b.output("prob", p)?;
+    b.output("loss", loss)?;
+    Ok(b.finish())
+}
+
+/// The lecture's `TwoLayerNet(2, 20, 1)`: Linear, `clamp(min=0)`, Linear, with an MSE loss, on the four XOR points.
+pub fn twolayer() -> Result<Graph> {
+    mlp(
+        "twolayer",
+        &[2, 20, 1],
+        4,
+        Activation::Relu,
+        Loss::Mse,
+        DType::F32,
+    )
+}
+
+/// The 784-256-256-10 ReLU classifier on a batch of 128, with softmax cross-entropy on integer labels.
+pub fn mlp_784() -> Result<Graph> {
+    mlp(
+        "mlp",
+        &[784, 256, 256, 10],
+        128,
+        Activation::Relu,
+        Loss::CrossEntropy,
+        DType::F32,
+    )
+}
+
+/// All six activations of the lecture applied to one input.
+pub fn activations() -> Result<Graph> {
+    let mut b = Builder::new("activations");
+    let x = b.data("x", TensorType::f32(&[4, 8]))?;
+    let sigmoid = b.sigmoid(x)?;
+    let tanh = b.tanh(x)?;
+    let relu = b.relu(x)?;
+    let softplus = b.softplus(x)?;
+    let leaky = b.leaky_relu(x, Activation::LEAKY_SLOPE)?;
+    let heaviside = b.heaviside(x)?;
+    for (name, v) in [
+        ("sigmoid", sigmoid),
+        ("tanh", tanh),
+        ("relu", relu),
+        ("softplus", softplus),
+        ("leaky_relu", leaky),
+        ("heaviside", heaviside),
+    ] {
+        b.output(name, v)?;
+    }
+    Ok(b.finish())
+}
+
+/// Every example shipped in `ir-spec/examples/`, by file stem.
+pub fn examples() -> Result<Vec<(&'static str, Graph)>> {
+    Ok(vec![
+        ("logreg", logreg()?),
+        ("twolayer", twolayer()?),
+        ("mlp", mlp_784()?),
+        ("activations", activations()?),
+    ])
+}
