@@ -5,6 +5,9 @@
 //! with SGD / Adam / AdamW updates).
 
 pub mod autodiff;
+pub mod fusion;
+pub mod kernel;
+pub mod memory;
 pub mod train;
 pub mod zoo;
 

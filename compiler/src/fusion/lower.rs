@@ -1,0 +1,741 @@
+//! Lowering a partition to the kernel IR.
+//!
+//! Each kernel is emitted by evaluating its root *symbolically*: `emit(node, coords)` returns the SSA value of
+//! `node` at the element whose coordinates are the affine expressions `coords` of the kernel's loop variables.
+//! Elementwise members combine their operands at the same coordinates, views map the coordinates (broadcast: 0 on
+//! stretched dims, transpose: permuted, slice: shifted, reshape: re-split where still affine), reductions open a
+//! `reduce` loop nest over fresh variables, and any value materialized elsewhere is a `load`. Every instruction is
+//! placed in the outermost block where its variables are bound (loop-invariant hoisting), and values are memoized per
+//! `(node, coords)` and per instruction, so a row's `max` is computed once per row and reused by every stage.
+
+use super::{KernelKind, Partition, Placement};
+use crate::kernel::{
+    Block, Buffer, BufferId, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel, MatmulKernel,
+    MatrixView, ProgramInput, ProgramOutput, ReduceKind, ScalarOp, ValueId, Var,
+};
+use kiln_ir::{DType, Graph, IrError, NodeId, Op, Shape};
+use std::collections::HashMap;
+
+pub(super) enum LowerError {
+    /// Lowering needs this node in a buffer: re-partition with it materialized.
+    Materialize(NodeId),
+    Ir(IrError),
+}
+
+type Result<T> = std::result::Result<T, LowerError>;
+
+fn internal(message: String) -> LowerError {
+    LowerError::Ir(IrError::Invalid(format!("fusion: {message}")))
+}
+
+pub(super) fn lower_partition(graph: &Graph, part: &Partition) -> Result<KernelProgram> {
+    let mut buffers = Vec::new();
+    let mut buffer_of: Vec<Option<BufferId>> = vec![None; graph.len()];
+    let push = |buffers: &mut Vec<Buffer>, b: Buffer| {
+        buffers.push(b);
+        BufferId(buffers.len() as u32 - 1)
+    };
+    let mut inputs = Vec::new();
+    for input in graph.inputs() {
+        let id = push(
+            &mut buffers,
+            Buffer {
+                name: input.name.to_string(),
+                ty: input.ty.clone(),
+                kind: BufferKind::Input,
+            },
+        );
+        buffer_of[input.id.index()] = Some(id);
+        inputs.push(ProgramInput {
+            name: input.name.to_string(),
+            buffer: id,
+        });
+    }
+    for id in graph.ids() {
+        if let (Placement::Constant, Op::Constant { value, .. }) = (part.placement[id.index()], &graph.node(id).op) {
+            buffer_of[id.index()] = Some(push(
+                &mut buffers,
+                Buffer {
+                    name: graph.label(id),
+                    ty: graph.ty(id).clone(),
+                    kind: BufferKind::Constant(value.clone()),
+                },
+            ));
+        }
+    }
+    for k in &part.kernels {
+        let output = graph.outputs().iter().find(|o| o.value == k.root);
+        buffer_of[k.root.index()] = Some(push(
+            &mut buffers,
+            Buffer {
+                name: output.map_or_else(|| graph.label(k.root), |o| o.name.clone()),
+                ty: graph.ty(k.root).clone(),
+                kind: if output.is_some() {
+                    BufferKind::Output
+                } else {
+                    BufferKind::Temp
+                },
+            },
+        ));
+    }
+    let mut outputs = Vec::new();
+    for o in graph.outputs() {
+        let buffer = buffer_of[o.value.index()]
+            .ok_or_else(|| internal(format!("output `{}` has no buffer", o.name)))?;
+        outputs.push(ProgramOutput {
+            name: o.name.clone(),
+            buffer,
+            aliases: o.aliases.clone(),
+        });
+    }
+    let mut kernels = Vec::new();
+    for k in 0..part.kernels.len() {
+        kernels.push(lower_kernel(graph, part, &buffer_of, k)?);
+    }
+    Ok(KernelProgram {
+        name: graph.name.clone(),
+        buffers,
+        kernels,
+        inputs,
+        outputs,
+    })
+}
+
+fn lower_kernel(graph: &Graph, part: &Partition, buffer_of: &[Option<BufferId>], k: usize) -> Result<Kernel> {
+    let group = &part.kernels[k];
+    let root = group.root;
+    let name = graph.label(root);
+    let new = || Emitter::new(graph, part, buffer_of, k);
+    match group.kind {
+        KernelKind::Matmul => new().matmul(name),
+        KernelKind::Loop if matches!(graph.node(root).op, Op::Concat { .. }) => {
+            let mut e = new();
+            e.concat()?;
+            e.check_redundancy()?;
+            Ok(e.finish_loop(name))
+        }
+        KernelKind::Loop => {
+            // Try every dim of the root parallel, then keep parallel only the leading dims that the reductions
+            // depend on; the rest of each row becomes a sequential `for`.
+            let rank = graph.ty(root).rank();
+            let mut e = new();
+            e.root_loop(rank)?;
+            let split = e.split_point(rank);
+            if split != rank {
+                e = new();
+                e.root_loop(split)?;
+            }
+            e.check_redundancy()?;
+            Ok(e.finish_loop(name))
+        }
+    }
+}
+
+/// A block under construction.
+#[derive(Default)]
+struct Frame {
+    insts: Vec<Inst>,
+    /// `(node, coords)` → value, for values placed in this block.
+    memo: HashMap<(NodeId, Vec<IndexExpr>), ValueId>,
+    /// Instruction → value, for value numbering.
+    cse: HashMap<(ScalarOp, DType), ValueId>,
+    /// The variables bound by the loop owning this block.
+    loop_vars: Vec<Var>,
+}
+
+/// A reduction emitted into the kernel: the variables its value depends on, and those of the loops around it.
+struct ReduceRecord {
+    node: NodeId,
+    level: usize,
+    deps: Vec<Var>,
+    enclosing: Vec<Var>,
+}
+
+struct Emitter<'a> {
+    graph: &'a Graph,
+    part: &'a Partition,
+    buffer_of: &'a [Option<BufferId>],
+    kernel: usize,
+    root: NodeId,
+    core: Option<NodeId>,
+    core_coords: Vec<IndexExpr>,
+    var_extent: Vec<usize>,
+    var_level: Vec<usize>,
+    value_level: Vec<usize>,
+    /// `frames[l]` is the block at nesting level `l` on the current path; level 0 is the kernel body.
+    frames: Vec<Frame>,
+    parallel: Vec<Loop>,
+    reduces: Vec<ReduceRecord>,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(graph: &'a Graph, part: &'a Partition, buffer_of: &'a [Option<BufferId>], kernel: usize) -> Emitter<'a> {
+        let group = &part.kernels[kernel];
+        Emitter {
+            graph,
+            part,
+            buffer_of,
+            kernel,
+            root: group.root,
+            core: group.core,
+            core_coords: Vec::new(),
+            var_extent: Vec::new(),
+            var_level: Vec::new(),
+            value_level: Vec::new(),
+            frames: vec![Frame::default()],
+            parallel: Vec::new(),
+            reduces: Vec::new(),
+        }
+    }
+
+    // ---- variables and affine expressions ----
+
+    fn new_var(&mut self, extent: usize, level: usize) -> Var {
+        self.var_extent.push(extent);
+        self.var_level.push(level);
+        Var(self.var_extent.len() as u32 - 1)
+    }
+
+    /// `offset + Σ stride·var`, merged and sorted, without zero strides or variables of extent ≤ 1 (always 0, or
+    /// never run).
+    fn affine(&self, offset: usize, terms: impl IntoIterator<Item = (Var, usize)>) -> IndexExpr {
+        let mut merged: Vec<(Var, usize)> = Vec::new();
+        for (v, s) in terms {
+            if s == 0 || self.var_extent[v.0 as usize] <= 1 {
+                continue;
+            }
+            match merged.iter_mut().find(|(w, _)| *w == v) {
+                Some((_, t)) => *t += s,
+                None => merged.push((v, s)),
+            }
+        }
+        merged.sort();
+        IndexExpr { offset, terms: merged }
+    }
+
+    fn var_expr(&self, v: Var) -> IndexExpr {
+        self.affine(0, [(v, 1)])
+    }
+
+    fn constant(c: usize) -> IndexExpr {
+        IndexExpr {
+            offset: c,
+            terms: Vec::new(),
+        }
+    }
+
+    /// The row-major element index of `coords` in a tensor of `dims`.
+    fn linear(&self, coords: &[IndexExpr], dims: &[usize]) -> IndexExpr {
+        let strides = Shape::new(dims).strides();
+        let offset = coords.iter().zip(&strides).map(|(c, s)| c.offset * s).sum();
+        let terms = coords
+            .iter()
+            .zip(&strides)
+            .flat_map(|(c, &s)| c.terms.iter().map(move |&(v, t)| (v, t * s)));
+        self.affine(offset, terms)
+    }
+
+    /// Re-splits coordinates of a tensor of `from` dims into coordinates of the same elements in `to` dims (a
+    /// reshape), if each coordinate is still affine: every variable's term must fall within one dim of `to`, and no
+    /// dim may carry into the next.
+    fn decompose(&self, coords: &[IndexExpr], from: &[usize], to: &[usize]) -> Option<Vec<IndexExpr>> {
+        if to.contains(&0) || from.contains(&0) {
+            return Some(vec![Self::constant(0); to.len()]);
+        }
+        let flat = self.linear(coords, from);
+        let strides = Shape::new(to).strides();
+        let numel: usize = to.iter().product();
+        if flat.offset >= numel {
+            return None;
+        }
+        let mut digits: Vec<(usize, Vec<(Var, usize)>)> = (0..to.len())
+            .map(|k| ((flat.offset / strides[k]) % to[k], Vec::new()))
+            .collect();
+        for &(v, c) in &flat.terms {
+            let k = (0..to.len()).find(|&k| to[k] > 1 && strides[k] <= c && c % strides[k] == 0)?;
+            digits[k].1.push((v, c / strides[k]));
+        }
+        let mut out = Vec::with_capacity(to.len());
+        for (k, (offset, terms)) in digits.into_iter().enumerate() {
+            let max = offset
+                + terms
+                    .iter()
+                    .map(|&(v, q)| q * (self.var_extent[v.0 as usize] - 1))
+                    .sum::<usize>();
+            if max >= to[k] {
+                return None;
+            }
+            out.push(self.affine(offset, terms));
+        }
+        Some(out)
+    }
+
+    fn expr_level(&self, e: &IndexExpr) -> usize {
+        e.terms
+            .iter()
+            .map(|(v, _)| self.var_level[v.0 as usize])
+            .max()
+            .unwrap_or(0)
+    }
+
+    // ---- instructions ----
+
+    /// Appends `%n: dtype = op` to the outermost block where its operands are defined (or reuses an equal value).
+    fn let_(&mut self, dtype: DType, op: ScalarOp) -> ValueId {
+        let vl = |v: &ValueId| self.value_level[v.index()];
+        let level = match &op {
+            ScalarOp::Load { index, .. } | ScalarOp::Index(index) => self.expr_level(index),
+            ScalarOp::Const { .. } | ScalarOp::MatmulAcc => 0,
+            ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => vl(x),
+            ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => vl(x).max(vl(y)),
+            ScalarOp::Select(c, x, y) => vl(c).max(vl(x)).max(vl(y)),
+        };
+        let key = (op, dtype);
+        if let Some(&v) = self.frames[level].cse.get(&key) {
+            return v;
+        }
+        let id = self.new_value(level);
+        self.frames[level].insts.push(Inst::Let {
+            id,
+            dtype,
+            op: key.0.clone(),
+        });
+        self.frames[level].cse.insert(key, id);
+        id
+    }
+
+    fn new_value(&mut self, level: usize) -> ValueId {
+        self.value_level.push(level);
+        ValueId(self.value_level.len() as u32 - 1)
+    }
+
+    fn store(&mut self, node: NodeId, coords: &[IndexExpr], value: ValueId) -> Result<()> {
+        let buffer = self.buffer_of[node.index()].ok_or_else(|| internal(format!("root {node} has no buffer")))?;
+        let index = self.linear(coords, self.graph.ty(node).dims());
+        let level = self.expr_level(&index).max(self.value_level[value.index()]);
+        let level = level.max(self.frames.len() - 1);
+        self.frames[level].insts.push(Inst::Store { buffer, index, value });
+        Ok(())
+    }
+
+    /// Runs `f` in a new block at `level`, bound to `loop_vars`, hiding deeper blocks of the current path.
+    fn nested<T>(&mut self, level: usize, loop_vars: Vec<Var>, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<(T, Block)> {
+        let hidden = self.frames.split_off(level);
+        self.frames.push(Frame {
+            loop_vars,
+            ..Frame::default()
+        });
+        let result = f(self);
+        let frame = self.frames.pop().expect("pushed above");
+        self.frames.extend(hidden);
+        Ok((result?, Block { insts: frame.insts }))
+    }
+
+    // ---- kernels ----
+
+    fn finish_loop(mut self, name: String) -> Kernel {
+        let body = Block {
+            insts: std::mem::take(&mut self.frames[0].insts),
+        };
+        Kernel::Loop(LoopKernel {
+            name,
+            parallel: self.parallel,
+            body,
+        })
+    }
+
+    fn parallel_vars(&mut self, dims: &[usize]) -> Vec<Var> {
+        dims.iter()
+            .map(|&extent| {
+                let var = self.new_var(extent, 0);
+                self.parallel.push(Loop { var, extent });
+                var
+            })
+            .collect()
+    }
+
+    /// A loop root: `dims[..split]` parallel, the rest a `for` around the store.
+    fn root_loop(&mut self, split: usize) -> Result<()> {
+        let root = self.root;
+        let dims = self.graph.ty(root).dims().to_vec();
+        let vars = self.parallel_vars(&dims[..split]);
+        let mut coords: Vec<IndexExpr> = vars.iter().map(|&v| self.var_expr(v)).collect();
+        let mut loops = Vec::new();
+        for &extent in &dims[split..] {
+            if extent == 1 {
+                coords.push(Self::constant(0));
+            } else {
+                let var = self.new_var(extent, 1);
+                loops.push(Loop { var, extent });
+                coords.push(self.var_expr(var));
+            }
+        }
+        self.write_row(root, root, coords.clone(), coords, loops)
+    }
+
+    /// Stores `value_node` at `value_coords` into `root`'s buffer at `store_coords`, inside a `for (loops)` (at
+    /// level 1) if there are loops.
+    fn write_row(
+        &mut self,
+        root: NodeId,
+        value_node: NodeId,
+        value_coords: Vec<IndexExpr>,
+        store_coords: Vec<IndexExpr>,
+        loops: Vec<Loop>,
+    ) -> Result<()> {
+        if loops.is_empty() {
+            let v = self.emit(value_node, &value_coords)?;
+            return self.store(root, &store_coords, v);
+        }
+        let vars = loops.iter().map(|l| l.var).collect();
+        let ((), body) = self.nested(1, vars, |e| {
+            let v = e.emit(value_node, &value_coords)?;
+            e.store(root, &store_coords, v)
+        })?;
+        self.frames[0].insts.push(Inst::For { loops, body });
+        Ok(())
+    }
+
+    /// How many leading root dims to keep parallel: up to the last one a top-level reduction depends on (all of them
+    /// if there is no reduction).
+    fn split_point(&self, rank: usize) -> usize {
+        let top: Vec<&ReduceRecord> = self.reduces.iter().filter(|r| r.level == 0).collect();
+        if top.is_empty() {
+            return rank;
+        }
+        top.iter()
+            .flat_map(|r| r.deps.iter())
+            .filter_map(|v| self.parallel.iter().position(|l| l.var == *v))
+            .map(|p| p + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A reduction that doesn't depend on every loop around it would be recomputed for nothing: materialize it.
+    fn check_redundancy(&self) -> Result<()> {
+        for r in &self.reduces {
+            if r.enclosing.iter().any(|v| !r.deps.contains(v)) {
+                return Err(LowerError::Materialize(r.node));
+            }
+        }
+        Ok(())
+    }
+
+    /// A concat: the leading dims before `axis` parallel, then one `for` per operand writing its slab.
+    fn concat(&mut self) -> Result<()> {
+        let root = self.root;
+        let Op::Concat { axis } = self.graph.node(root).op else {
+            return Err(internal("concat kernel without a concat".into()));
+        };
+        let dims = self.graph.ty(root).dims().to_vec();
+        let vars = self.parallel_vars(&dims[..axis]);
+        let outer: Vec<IndexExpr> = vars.iter().map(|&v| self.var_expr(v)).collect();
+        let mut offset = 0;
+        for operand in self.graph.node(root).operands.clone() {
+            let odims = self.graph.ty(operand).dims().to_vec();
+            let mut coords = outer.clone();
+            let mut loops = Vec::new();
+            for &extent in &odims[axis..] {
+                if extent == 1 {
+                    coords.push(Self::constant(0));
+                } else {
+                    let var = self.new_var(extent, 1);
+                    loops.push(Loop { var, extent });
+                    coords.push(self.var_expr(var));
+                }
+            }
+            let mut store_coords = coords.clone();
+            store_coords[axis].offset += offset;
+            self.write_row(root, operand, coords, store_coords, loops)?;
+            offset += odims[axis];
+        }
+        Ok(())
+    }
+
+    fn matmul(mut self, name: String) -> Result<Kernel> {
+        let core = self.core.ok_or_else(|| internal("matmul kernel without a matmul".into()))?;
+        let node = self.graph.node(core);
+        let (a, b) = (node.operands[0], node.operands[1]);
+        let dims = node.ty.dims().to_vec();
+        let rank = dims.len();
+        let k = self.graph.ty(a).dims()[rank - 1];
+        let vars = self.parallel_vars(&dims);
+        self.core_coords = vars.iter().map(|&v| self.var_expr(v)).collect();
+        let l = self.new_var(k, 0);
+        let (batch, i, j) = (&vars[..rank - 2], vars[rank - 2], vars[rank - 1]);
+        let a_view = self.matrix_view(a, batch, i, l)?;
+        let b_view = self.matrix_view(b, batch, l, j)?;
+        let coords = self.core_coords.clone();
+        let v = self.emit(self.root, &coords)?;
+        self.store(self.root, &coords, v)?;
+        Ok(Kernel::Matmul(MatmulKernel {
+            name,
+            parallel: self.parallel,
+            k,
+            dtype: node.ty.dtype,
+            a: a_view,
+            b: b_view,
+            epilogue: Block {
+                insts: std::mem::take(&mut self.frames[0].insts),
+            },
+        }))
+    }
+
+    /// The strided view of a matmul operand: its element `(batch, row, col)` as a buffer index.
+    fn matrix_view(&mut self, operand: NodeId, batch: &[Var], row: Var, col: Var) -> Result<MatrixView> {
+        let coords: Vec<IndexExpr> = batch
+            .iter()
+            .chain([&row, &col])
+            .map(|&v| self.var_expr(v))
+            .collect();
+        let (buffer, index) = self
+            .view_index(operand, &coords)
+            .map_err(|_| LowerError::Materialize(operand))?;
+        let stride = |v: Var| index.terms.iter().find(|(w, _)| *w == v).map_or(0, |t| t.1);
+        Ok(MatrixView {
+            buffer,
+            offset: index.offset,
+            batch_strides: batch.iter().map(|&v| stride(v)).collect(),
+            row_stride: stride(row),
+            col_stride: stride(col),
+        })
+    }
+
+    /// The buffer holding `node`'s value, if it is computed outside this kernel.
+    fn outside_buffer(&self, node: NodeId) -> Option<BufferId> {
+        match self.part.placement[node.index()] {
+            Placement::Kernel(k) if k == self.kernel => None,
+            _ => self.buffer_of[node.index()],
+        }
+    }
+
+    /// Follows inline views from `node` down to a buffer: the buffer and the element index of `coords`.
+    fn view_index(&self, node: NodeId, coords: &[IndexExpr]) -> Result<(BufferId, IndexExpr)> {
+        if let Some(buffer) = self.outside_buffer(node) {
+            return Ok((buffer, self.linear(coords, self.graph.ty(node).dims())));
+        }
+        if self.part.placement[node.index()] != Placement::Inline {
+            return Err(LowerError::Materialize(node));
+        }
+        match self.view_operand(node, coords) {
+            Some(Some((operand, c))) => self.view_index(operand, &c),
+            Some(None) => {
+                let operand = self.graph.node(node).operands[0];
+                match self.outside_buffer(operand) {
+                    Some(buffer) => Ok((buffer, self.linear(coords, self.graph.ty(node).dims()))),
+                    None => Err(LowerError::Materialize(operand)),
+                }
+            }
+            None => Err(LowerError::Materialize(node)),
+        }
+    }
+
+    /// For a view op: its operand and the operand's coordinates of the element at `coords` (`Some(None)` for a
+    /// reshape that isn't affine there). `None` if `node` is not a view.
+    fn view_operand(&self, node: NodeId, coords: &[IndexExpr]) -> Option<Option<(NodeId, Vec<IndexExpr>)>> {
+        let n = self.graph.node(node);
+        let operand = *n.operands.first()?;
+        let from = self.graph.ty(operand).dims();
+        Some(Some(match &n.op {
+            // Aligned from the right; stretched dims read element 0.
+            Op::Broadcast { shape } => {
+                let lead = shape.rank() - from.len();
+                let c = (0..from.len())
+                    .map(|k| {
+                        if from[k] == 1 {
+                            Self::constant(0)
+                        } else {
+                            coords[k + lead].clone()
+                        }
+                    })
+                    .collect();
+                (operand, c)
+            }
+            // Result dim k is operand dim perm[k].
+            Op::Transpose { perm } => {
+                let mut c = vec![Self::constant(0); perm.len()];
+                for (k, &p) in perm.iter().enumerate() {
+                    c[p] = coords[k].clone();
+                }
+                (operand, c)
+            }
+            Op::Slice { start, .. } => {
+                let c = coords
+                    .iter()
+                    .zip(start)
+                    .map(|(c, &s)| IndexExpr {
+                        offset: c.offset + s,
+                        terms: c.terms.clone(),
+                    })
+                    .collect();
+                (operand, c)
+            }
+            Op::Reshape { shape } => match self.decompose(coords, shape.dims(), from) {
+                Some(c) => (operand, c),
+                None => return Some(None),
+            },
+            _ => return None,
+        }))
+    }
+
+    fn lookup(&self, key: &(NodeId, Vec<IndexExpr>)) -> Option<ValueId> {
+        self.frames.iter().rev().find_map(|f| f.memo.get(key).copied())
+    }
+
+    /// The value of `node` at `coords`, emitted into the current kernel.
+    fn emit(&mut self, node: NodeId, coords: &[IndexExpr]) -> Result<ValueId> {
+        let key = (node, coords.to_vec());
+        if let Some(v) = self.lookup(&key) {
+            return Ok(v);
+        }
+        let v = self.emit_uncached(node, coords)?;
+        let level = self.value_level[v.index()];
+        self.frames[level].memo.insert(key, v);
+        Ok(v)
+    }
+
+    fn emit_uncached(&mut self, node: NodeId, coords: &[IndexExpr]) -> Result<ValueId> {
+        let graph = self.graph;
+        let n = graph.node(node);
+        let dtype = n.ty.dtype;
+        if let Some(buffer) = self.outside_buffer(node) {
+            let index = self.linear(coords, n.ty.dims());
+            return Ok(self.let_(dtype, ScalarOp::Load { buffer, index }));
+        }
+        match self.part.placement[node.index()] {
+            Placement::Inline => {}
+            Placement::Kernel(k) if k == self.kernel => {}
+            p => {
+                return Err(internal(format!(
+                    "node %{} ({}) is {p:?} without a buffer but used by kernel {}",
+                    graph.label(node),
+                    n.op.mnemonic(),
+                    self.kernel
+                )))
+            }
+        }
+        let x = |i: usize| n.operands[i];
+        Ok(match &n.op {
+            Op::Input { .. } => return Err(internal("an input without a buffer".into())),
+            Op::Constant { value, .. } => match value.as_splat() {
+                Some(c) => self.let_(dtype, ScalarOp::constant(c)),
+                None => return Err(LowerError::Materialize(node)),
+            },
+            Op::Iota { axis, .. } => self.let_(dtype, ScalarOp::Index(coords[*axis].clone())),
+            Op::Unary(u) => {
+                let a = self.emit(x(0), coords)?;
+                self.let_(dtype, ScalarOp::Unary(*u, a))
+            }
+            Op::Cast { .. } => {
+                let a = self.emit(x(0), coords)?;
+                self.let_(dtype, ScalarOp::Cast(a))
+            }
+            Op::Binary(b) => {
+                let l = self.emit(x(0), coords)?;
+                let r = self.emit(x(1), coords)?;
+                self.let_(dtype, ScalarOp::Binary(*b, l, r))
+            }
+            Op::Compare(d) => {
+                let l = self.emit(x(0), coords)?;
+                let r = self.emit(x(1), coords)?;
+                self.let_(dtype, ScalarOp::Compare(*d, l, r))
+            }
+            Op::Select => {
+                let c = self.emit(x(0), coords)?;
+                let a = self.emit(x(1), coords)?;
+                let b = self.emit(x(2), coords)?;
+                self.let_(dtype, ScalarOp::Select(c, a, b))
+            }
+            Op::ReduceSum { axes, keep_dims } => self.reduce(node, ReduceKind::Sum, axes, *keep_dims, coords)?,
+            Op::ReduceMax { axes, keep_dims } => self.reduce(node, ReduceKind::Max, axes, *keep_dims, coords)?,
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
+                match self.view_operand(node, coords) {
+                    Some(Some((operand, c))) => self.emit(operand, &c)?,
+                    _ => {
+                        let operand = x(0);
+                        let Some(buffer) = self.outside_buffer(operand) else {
+                            return Err(LowerError::Materialize(operand));
+                        };
+                        let index = self.linear(coords, n.ty.dims());
+                        self.let_(dtype, ScalarOp::Load { buffer, index })
+                    }
+                }
+            }
+            Op::Concat { .. } => return Err(LowerError::Materialize(node)),
+            Op::Matmul => {
+                if self.core == Some(node) && coords == self.core_coords.as_slice() {
+                    self.let_(dtype, ScalarOp::MatmulAcc)
+                } else {
+                    return Err(LowerError::Materialize(node));
+                }
+            }
+        })
+    }
+
+    /// A `reduce` over fresh variables for the reduced axes, placed at the level of the kept coordinates.
+    fn reduce(
+        &mut self,
+        node: NodeId,
+        kind: ReduceKind,
+        axes: &[usize],
+        keep_dims: bool,
+        coords: &[IndexExpr],
+    ) -> Result<ValueId> {
+        let n = self.graph.node(node);
+        let operand = n.operands[0];
+        let from = self.graph.ty(operand).dims().to_vec();
+        let kept: Vec<IndexExpr> = if keep_dims {
+            (0..from.len())
+                .filter(|d| !axes.contains(d))
+                .map(|d| coords[d].clone())
+                .collect()
+        } else {
+            coords.to_vec()
+        };
+        let level = kept.iter().map(|c| self.expr_level(c)).max().unwrap_or(0);
+        let mut loops = Vec::new();
+        let mut operand_coords = Vec::with_capacity(from.len());
+        let mut kept_iter = kept.iter();
+        for (d, &extent) in from.iter().enumerate() {
+            if !axes.contains(&d) {
+                operand_coords.push(kept_iter.next().expect("one kept coordinate per kept dim").clone());
+            } else if extent == 1 {
+                operand_coords.push(Self::constant(0));
+            } else {
+                let var = self.new_var(extent, level + 1);
+                loops.push(Loop { var, extent });
+                operand_coords.push(self.var_expr(var));
+            }
+        }
+        let mut deps: Vec<Var> = kept.iter().flat_map(|c| c.terms.iter().map(|t| t.0)).collect();
+        deps.sort();
+        deps.dedup();
+        let mut enclosing: Vec<Var> = self
+            .parallel
+            .iter()
+            .filter(|l| l.extent > 1)
+            .map(|l| l.var)
+            .collect();
+        for f in &self.frames[1..=level] {
+            enclosing.extend(f.loop_vars.iter().filter(|v| self.var_extent[v.0 as usize] > 1));
+        }
+        self.reduces.push(ReduceRecord {
+            node,
+            level,
+            deps,
+            enclosing,
+        });
+        let vars = loops.iter().map(|l| l.var).collect();
+        let (value, body) = self.nested(level + 1, vars, |e| e.emit(operand, &operand_coords))?;
+        let id = self.new_value(level);
+        self.frames[level].insts.push(Inst::Reduce {
+            id,
+            dtype: n.ty.dtype,
+            kind,
+            loops,
+            body,
+            value,
+        });
+        Ok(id)
+    }
+}
