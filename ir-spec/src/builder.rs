@@ -98,7 +98,9 @@ impl Builder {
     }
 
     /// A tensor of type `ty` filled with `value`.
+    /// An f32 tensor gets the f32 nearest `value` (a constant must be exact in its dtype, and 0.1 is not an f32).
     pub fn full(&mut self, ty: TensorType, value: f64) -> Result<Value> {
+        let value = round_to(ty.dtype, value);
         self.op(
             Op::Constant {
                 ty,
@@ -123,8 +125,9 @@ impl Builder {
         self.full(TensorType::scalar(dtype), value)
     }
 
-    /// A constant with every element given, row-major.
+    /// A constant with every element given, row-major (rounded to the nearest f32 for an f32 tensor, as in `full`).
     pub fn literal(&mut self, ty: TensorType, values: Vec<f64>) -> Result<Value> {
+        let values = values.into_iter().map(|v| round_to(ty.dtype, v)).collect();
         self.op(
             Op::Constant {
                 ty,
@@ -418,6 +421,14 @@ impl Builder {
         out.sort_unstable();
         out.dedup();
         Ok(out)
+    }
+}
+
+/// `value` rounded to the nearest f32 for an f32 constant; other dtypes keep it (their typing rule checks it).
+fn round_to(dtype: DType, value: f64) -> f64 {
+    match dtype {
+        DType::F32 => value as f32 as f64,
+        DType::F64 | DType::I32 | DType::Bool => value,
     }
 }
 
