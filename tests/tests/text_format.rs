@@ -746,3 +746,17 @@ proptest! {
         check_parse_never_panics(&text);
     }
 }
+
+// ---- snapshots of builder-made graphs ----
+
+#[test]
+fn print_snapshots() {
+    for (name, g) in [
+        ("print__logreg_bce", kiln_tests::fixtures::logreg_bce()),
+        ("print__every_op", kiln_tests::fixtures::every_op()),
+    ] {
+        let text = print(&g);
+        assert_eq!(parse_ok(&text), g, "{name} round-trips");
+        insta::assert_snapshot!(name, text);
+    }
+}
