@@ -11,4 +11,4 @@ pub mod zoo;
 pub use autodiff::{grad, GradGraph};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
-pub use train::{training_step, Adam, Optimizer, Sgd};
+pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};

@@ -8,7 +8,8 @@
 //! Preserves: the forward computation of the loss. Requires: a verified graph with a float scalar loss output.
 
 use crate::autodiff::grad;
-use kiln_ir::{verify, Builder, Graph, IrError, Value};
+use kiln_ir::{interp, verify, Builder, Graph, IrError, Role, Tensor, Value};
+use std::collections::HashMap;
 
 /// Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay (`torch.optim.SGD`, dampening 0).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -230,4 +231,33 @@ fn bias_corrected(b: &mut Builder, moment: Value, beta: f64, t: Value) -> Result
     let beta_t = b.pow(base, t)?;
     let correction = b.rsub_scalar(1.0, beta_t)?;
     b.div(moment, correction)
+}
+
+/// Runs one training step on the reference interpreter: reads every input by name from `values`, then writes each
+/// aliasing output back over the input it replaces. Returns the step's loss (the `loss` output, before the update).
+///
+/// State inputs missing from `values` start at zero, as optimizers define them.
+pub fn step_on_interpreter(step: &Graph, values: &mut HashMap<String, Tensor>) -> Result<f64, IrError> {
+    let mut inputs = Vec::new();
+    for input in step.inputs() {
+        let value = match values.get(input.name) {
+            Some(t) => t.clone(),
+            None if input.role == Role::State => Tensor::zeros(input.ty.clone()),
+            None => {
+                return Err(IrError::Invalid(format!("training step: no value for input `{}`", input.name)));
+            }
+        };
+        inputs.push(value);
+    }
+    let outputs = interp::run(step, &inputs)?;
+    let mut loss = f64::NAN;
+    for (output, value) in step.outputs().iter().zip(outputs) {
+        if output.name == "loss" {
+            loss = value.scalar_value().unwrap_or(f64::NAN);
+        }
+        if let Some(target) = &output.aliases {
+            values.insert(target.clone(), value);
+        }
+    }
+    Ok(loss)
 }

@@ -99,6 +99,8 @@ impl Builder {
 
     /// A tensor of type `ty` filled with `value`.
     pub fn full(&mut self, ty: TensorType, value: f64) -> Result<Value> {
+        // Rounded to the dtype's precision: `0.01` in an f32 graph is the nearest f32.
+        let value = fit_to_dtype(value, ty.dtype);
         self.op(
             Op::Constant {
                 ty,
@@ -125,6 +127,7 @@ impl Builder {
 
     /// A constant with every element given, row-major.
     pub fn literal(&mut self, ty: TensorType, values: Vec<f64>) -> Result<Value> {
+        let values = values.into_iter().map(|v| fit_to_dtype(v, ty.dtype)).collect();
         self.op(
             Op::Constant {
                 ty,
@@ -418,6 +421,16 @@ impl Builder {
         out.sort_unstable();
         out.dedup();
         Ok(out)
+    }
+}
+
+/// A constant as the dtype stores it: f32 values rounded to nearest, and integer/bool zeros without a sign (the typing
+/// rule still rejects values the dtype can't hold, such as 0.5 for i32).
+fn fit_to_dtype(value: f64, dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => value as f32 as f64,
+        DType::F64 => value,
+        DType::I32 | DType::Bool => value + 0.0,
     }
 }
 

@@ -11,8 +11,10 @@ use crate::types::{DType, TensorType};
 
 type Result<T> = std::result::Result<T, IrError>;
 
-/// PyTorch clamps the logs inside `binary_cross_entropy` at -100 so that p = 0 or 1 gives a finite loss.
-const BCE_LOG_CLAMP: f64 = -100.0;
+/// PyTorch clamps the logs inside `binary_cross_entropy` at -100 so that p = 0 or 1 gives a finite loss. We clamp the
+/// argument instead, `log(max(p, e^-100))`, which gives the same value and keeps the gradient finite at p = 0 (a
+/// clamped `log(0)` would route 0 · 1/0 = NaN into it).
+const BCE_MIN_PROB: f64 = 3.720075976020836e-44; // e^-100
 
 impl Builder {
     // ---- activations ----
@@ -176,14 +178,14 @@ impl Builder {
     }
 
     /// Binary cross-entropy on probabilities: `-mean(y log p + (1 - y) log(1 - p))`, each log clamped at -100 as in
-    /// PyTorch.
+    /// PyTorch (as `log(max(p, e^-100))`, see [`BCE_MIN_PROB`]).
     pub fn bce_loss(&mut self, prob: Value, target: Value) -> Result<Value> {
         self.same_shape("bce_loss", prob, target)?;
-        let log_p = self.log(prob)?;
-        let log_p = self.max_scalar(log_p, BCE_LOG_CLAMP)?;
+        let p = self.max_scalar(prob, BCE_MIN_PROB)?;
+        let log_p = self.log(p)?;
         let one_minus_p = self.rsub_scalar(1.0, prob)?;
+        let one_minus_p = self.max_scalar(one_minus_p, BCE_MIN_PROB)?;
         let log_1mp = self.log(one_minus_p)?;
-        let log_1mp = self.max_scalar(log_1mp, BCE_LOG_CLAMP)?;
         let one_minus_y = self.rsub_scalar(1.0, target)?;
         let a = self.mul(target, log_p)?;
         let b = self.mul(one_minus_y, log_1mp)?;

@@ -583,7 +583,9 @@ impl Op {
                 }
                 let mut dims = a.dims().to_vec();
                 dims[r - 1] = b.dims()[r - 1];
-                Ok(a.with_shape(dims))
+                let out = a.with_shape(dims);
+                check_shape_size(name, &out)?;
+                Ok(out)
             }
         }
     }
