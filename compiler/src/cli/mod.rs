@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 ///
 /// Reads graphs in the `.kir` text format, differentiates them, builds training steps and runs them.
 #[derive(Parser, Debug)]
-#[command(name = "kiln", version, about, long_about, propagate_version = true)]
+#[command(name = "kiln", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -245,7 +245,7 @@ mod tests {
     fn numbers_print_like_percent_g() {
         assert_eq!(format_number(0.0, 6), "0");
         assert_eq!(format_number(1.5, 6), "1.5");
-        assert_eq!(format_number(-0.693147180, 6), "-0.693147");
+        assert_eq!(format_number(-std::f64::consts::LN_2, 6), "-0.693147");
         assert_eq!(format_number(123456.0, 6), "123456");
         assert_eq!(format_number(1234567.0, 6), "1.23457e6");
         assert_eq!(format_number(1.0e-7, 6), "1.00000e-7");

@@ -179,12 +179,10 @@ pub struct StagedGraph {
 /// Builds the graph of `args.stage` from the parsed graph.
 pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
     let differentiates = matches!(args.stage, Stage::Grad | Stage::Train);
-    if !differentiates {
-        if args.wrt.is_some() || args.of.is_some() {
-            return Err(CliError::new(
-                "--wrt and --of apply to --stage grad and --stage train",
-            ));
-        }
+    if !differentiates && (args.wrt.is_some() || args.of.is_some()) {
+        return Err(CliError::new(
+            "--wrt and --of apply to --stage grad and --stage train",
+        ));
     }
     if args.stage != Stage::Train && args.optimizer.any_given() {
         return Err(CliError::new(
