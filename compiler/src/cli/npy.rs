@@ -48,11 +48,19 @@ pub fn read(path: &Path) -> Result<Tensor, CliError> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .and_then(|numel| numel.checked_mul(dtype.size_bytes()));
     let ty = TensorType::new(dtype, dims);
-    if needed.is_none_or(|n| n > rest.len()) {
-        return Err(fail(format!(
-            "the file is truncated: the header declares {ty}, but only {} data bytes follow",
-            rest.len()
-        )));
+    match needed {
+        Some(n) if n <= rest.len() => {}
+        Some(n) => {
+            return Err(fail(format!(
+                "the file is truncated: the header declares {ty} ({n} bytes), but only {} data bytes follow",
+                rest.len()
+            )))
+        }
+        None => {
+            return Err(fail(format!(
+                "the header declares {ty}, which does not fit in memory"
+            )))
+        }
     }
 
     let file = NpyFile::with_header(header, rest);
