@@ -608,3 +608,39 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// The shipped examples (`ir-spec/examples/`, printed from `kiln::zoo`) check, run, and the small ones train.
+#[test]
+fn shipped_examples_check_run_and_train() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples");
+    for (name, graph) in kiln::zoo::examples().unwrap() {
+        let file = examples.join(format!("{name}.kir"));
+        let summary = kiln(&["check", p(&file)]).ok();
+        let expected = format!(
+            "ok: graph {name}, {} nodes, {} inputs, {} outputs\n",
+            graph.len(),
+            graph.inputs().count(),
+            graph.outputs().len()
+        );
+        assert_eq!(summary, expected);
+        let table = kiln(&["run", p(&file), "--seed", "1"]).ok();
+        for output in graph.outputs() {
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{} ", output.name))),
+                "{name}: no row for {}:\n{table}",
+                output.name
+            );
+        }
+        if matches!(name, "logreg" | "twolayer") {
+            let stdout = kiln(&["run", p(&file), "--stage", "train", "--steps", "3"]).ok();
+            let printed = losses(&stdout);
+            assert_eq!(printed.len(), 3, "{stdout}");
+            assert!(
+                printed.windows(2).all(|w| w[1] < w[0]),
+                "{name}: losses do not decrease: {printed:?}"
+            );
+        }
+    }
+}
