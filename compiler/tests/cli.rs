@@ -616,11 +616,12 @@ fn shipped_examples_check_run_and_train() {
     for (name, graph) in kiln::zoo::examples().unwrap() {
         let file = examples.join(format!("{name}.kir"));
         let summary = kiln(&["check", p(&file)]).ok();
+        let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
         let expected = format!(
-            "ok: graph {name}, {} nodes, {} inputs, {} outputs\n",
-            graph.len(),
-            graph.inputs().count(),
-            graph.outputs().len()
+            "ok: graph {name}, {}, {}, {}\n",
+            count(graph.len(), "node"),
+            count(graph.inputs().count(), "input"),
+            count(graph.outputs().len(), "output")
         );
         assert_eq!(summary, expected);
         let table = kiln(&["run", p(&file), "--seed", "1"]).ok();
