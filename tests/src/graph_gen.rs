@@ -4,7 +4,7 @@
 //! op and makes operands and attributes valid for it, so every generated graph is well-typed by construction, covers
 //! every op and dtype, and shrinks well (proptest drops steps and simplifies seeds).
 //!
-//! ```ignore
+//! ```text
 //! use kiln_tests::graph_gen::{arb_graph, arb_float_graph};
 //! proptest! {
 //!     #[test]

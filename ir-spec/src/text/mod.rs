@@ -16,7 +16,23 @@
 //! `%LABEL = MNEMONIC{attrs}? OPERANDS? : TYPE`; an all-digit label means an unnamed node, any other label names the
 //! node (or the input). Outputs are `output NAME = %LABEL` or `output NAME = %LABEL aliases %INPUT`. The parser builds
 //! the graph through `Graph::add_named`, so every typing rule runs, checks each annotated type against the inferred
-//! one, and verifies the result. (Grammar in SPEC.md.)
+//! one, and verifies the result. (Grammar in SPEC.md; this is its summary.)
+//!
+//! ```text
+//! file      = "graph" (NAME | STRING) "{" NL { statement NL } "}"
+//! statement = "%" LABEL "=" MNEMONIC [ "{" [ attr { "," attr } ] "}" ] [ operand { "," operand } ] ":" type
+//!           | "output" NAME "=" operand [ "aliases" operand ]
+//! operand   = "%" LABEL
+//! attr      = IDENT "=" ( scalar | "[" [ scalar { "," scalar } ] "]" )
+//! type      = ("f32" | "f64" | "i32" | "bool") "[" [ UINT { "," UINT } ] "]"
+//! scalar    = [+-] (DIGITS ["." DIGITS] [("e" | "E") [+-] DIGITS] | "inf" | "nan") | WORD
+//! ```
+//! `NAME`, `LABEL`, `WORD`: ASCII letters, digits, `_`, `.`. Blanks and `# comments` may appear between tokens; newlines
+//! only between statements and inside `{...}` and `[...]`. Attributes per op: `input{role}`, `constant{value}`,
+//! `iota{axis}`, `cast{to}`, `compare{dir}`, `reduce_sum`/`reduce_max{axes, keep_dims}`, `reshape{shape}`,
+//! `transpose{perm}`, `broadcast{shape}`, `slice{start, end}`, `concat{axis}`; printed in that order, accepted in any.
+//! A source's type after `:` is the type it produces. Floats print as Rust's `{:?}` (shortest round trip) or `inf`,
+//! `-inf`, `nan`; i32 and bool constants as integers.
 //!
 //! - `lexer.rs`: the character cursor (words, numbers, strings, trivia), with byte positions.
 //! - `parser.rs`: statements → graph; errors carry the byte offset, turned into line:column here.
