@@ -6,7 +6,7 @@
 
 use crate::error::IrError;
 use crate::graph::{Graph, NodeId};
-use crate::op::{Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
+use crate::op::{fit_to_dtype, Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
 use crate::types::{DType, Shape, TensorType};
 
 /// A value in the graph being built.
@@ -424,16 +424,6 @@ impl Builder {
         out.sort_unstable();
         out.dedup();
         Ok(out)
-    }
-}
-
-/// A constant as the dtype stores it: f32 values rounded to nearest, and integer/bool zeros without a sign (the typing
-/// rule still rejects values the dtype can't hold, such as 0.5 for i32).
-fn fit_to_dtype(value: f64, dtype: DType) -> f64 {
-    match dtype {
-        DType::F32 => value as f32 as f64,
-        DType::F64 => value,
-        DType::I32 | DType::Bool => value + 0.0,
     }
 }
 

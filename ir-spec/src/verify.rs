@@ -12,11 +12,6 @@ use std::collections::HashSet;
 /// Checks that operands precede their users, every recorded type equals its inferred type, names are unique and valid,
 /// and outputs (and their aliases) are well-formed.
 pub fn verify(graph: &Graph) -> Result<(), IrError> {
-    if !is_valid_name(&graph.name) {
-        return Err(IrError::BadName {
-            name: graph.name.clone(),
-        });
-    }
     let mut labels = HashSet::new();
     let mut inputs = HashSet::new();
     for (i, node) in graph.nodes().iter().enumerate() {

@@ -8,7 +8,7 @@ use super::lexer::{Cursor, Pos};
 use super::ParseError;
 use crate::error::IrError;
 use crate::graph::{Graph, NodeId};
-use crate::op::{Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
+use crate::op::{fit_to_dtype, Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
 use crate::types::{DType, Shape, TensorType};
 use crate::verify::verify;
 use std::collections::HashMap;
@@ -288,7 +288,13 @@ impl OpName {
             },
             OpName::Constant => Op::Constant {
                 ty: ty.clone(),
-                value: attrs.literal("value")?,
+                // f32 constants print as the shortest f32 text (`0.9`), which reads back as the nearest f32.
+                value: match attrs.literal("value")? {
+                    Literal::Splat(v) => Literal::Splat(fit_to_dtype(v, ty.dtype)),
+                    Literal::Dense(vs) => {
+                        Literal::Dense(vs.into_iter().map(|v| fit_to_dtype(v, ty.dtype)).collect())
+                    }
+                },
             },
             OpName::Iota => Op::Iota {
                 ty: ty.clone(),

@@ -124,6 +124,11 @@ pub(crate) fn number(v: f64, dtype: DType) -> String {
     if !dtype.is_float() && integral {
         return format!("{}", v as i64);
     }
+    // An f32 constant holds an f32 value: its shortest f32 text (`0.9`, not `0.8999999761581421`) reads back to it,
+    // since the parser rounds f32 constants to the nearest f32.
+    if dtype == DType::F32 && (v as f32) as f64 == v {
+        return format!("{:?}", v as f32);
+    }
     format!("{v:?}")
 }
 
