@@ -12,3 +12,8 @@ pub use autodiff::{grad, GradGraph};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
 pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};
+
+/// The README's code blocks, compiled and run as doctests so the embedding example stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

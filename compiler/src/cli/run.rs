@@ -220,7 +220,11 @@ fn format_element(data: &TensorData, i: usize) -> String {
 
 /// `x` with `digits` significant digits, like C's `%g`: plain notation for moderate magnitudes, else scientific.
 fn format_number(x: f64, digits: usize) -> String {
-    if !x.is_finite() || x == 0.0 {
+    if x == 0.0 {
+        // -0.0 (a loss of -mean(0)) reads as a sign bug; both zeros print as 0.
+        return "0".into();
+    }
+    if !x.is_finite() {
         return format!("{x}");
     }
     let exponent = x.abs().log10().floor() as i32;
