@@ -5,10 +5,12 @@
 //! with SGD / Adam / AdamW updates).
 
 pub mod autodiff;
+pub mod passes;
 pub mod train;
 pub mod zoo;
 
 pub use autodiff::{grad, GradGraph};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
+pub use passes::optimize;
 pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};
