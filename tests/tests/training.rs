@@ -12,11 +12,7 @@ fn inputs_for(graph: &Graph, values: &HashMap<String, Tensor>) -> Vec<Tensor> {
 }
 
 fn output<'a>(graph: &Graph, outputs: &'a [Tensor], name: &str) -> &'a Tensor {
-    &outputs[graph
-        .outputs()
-        .iter()
-        .position(|o| o.name == name)
-        .unwrap_or_else(|| panic!("no output {name}"))]
+    &outputs[graph.outputs().iter().position(|o| o.name == name).unwrap_or_else(|| panic!("no output {name}"))]
 }
 
 /// PyTorch's default `Linear` init: weight and bias uniform in ±1/sqrt(fan_in).
@@ -24,11 +20,7 @@ fn init_params(graph: &Graph, seed: u64) -> HashMap<String, Tensor> {
     let mut r = rng(seed);
     let mut values = HashMap::new();
     for input in graph.inputs().filter(|i| i.role == Role::Param) {
-        let fan_in = if input.name.ends_with(".weight") {
-            input.ty.dims()[1]
-        } else {
-            0
-        };
+        let fan_in = if input.name.ends_with(".weight") { input.ty.dims()[1] } else { 0 };
         let fan_in = if fan_in == 0 {
             // A bias shares its layer's fan-in: look up the weight of the same layer.
             let weight = input.name.replace(".bias", ".weight");
@@ -37,28 +29,15 @@ fn init_params(graph: &Graph, seed: u64) -> HashMap<String, Tensor> {
             fan_in
         };
         let bound = 1.0 / (fan_in as f64).sqrt();
-        let v: Vec<f64> = (0..input.ty.numel())
-            .map(|_| r.random_range(-bound..bound))
-            .collect();
-        values.insert(
-            input.name.to_string(),
-            Tensor::from_f64_values(input.ty.clone(), &v).unwrap(),
-        );
+        let v: Vec<f64> = (0..input.ty.numel()).map(|_| r.random_range(-bound..bound)).collect();
+        values.insert(input.name.to_string(), Tensor::from_f64_values(input.ty.clone(), &v).unwrap());
     }
     values
 }
 
 #[test]
 fn hessian_vector_product_matches_finite_differences_of_the_gradient() {
-    let model = zoo::mlp(
-        "hvp",
-        &[3, 4, 2],
-        5,
-        Activation::Tanh,
-        Loss::Mse,
-        DType::F64,
-    )
-    .unwrap();
+    let model = zoo::mlp("hvp", &[3, 4, 2], 5, Activation::Tanh, Loss::Mse, DType::F64).unwrap();
     let params = kiln::autodiff::param_names(&model);
     let names: Vec<&str> = params.iter().map(String::as_str).collect();
     let g1 = grad(&model, "loss", &names).unwrap().graph;
@@ -94,10 +73,7 @@ fn hessian_vector_product_matches_finite_differences_of_the_gradient() {
             let base = values[p].to_f64_vec();
             let v = values[&format!("v.{p}")].to_f64_vec();
             let x: Vec<f64> = base.iter().zip(&v).map(|(b, v)| b + sign * h * v).collect();
-            moved.insert(
-                p.clone(),
-                Tensor::from_f64_values(values[p].ty().clone(), &x).unwrap(),
-            );
+            moved.insert(p.clone(), Tensor::from_f64_values(values[p].ty().clone(), &x).unwrap());
         }
         interp::run(&g1, &inputs_for(&g1, &moved)).unwrap()
     };
@@ -110,11 +86,7 @@ fn hessian_vector_product_matches_finite_differences_of_the_gradient() {
         for j in 0..hv.len() {
             let numeric = (gp[j] - gm[j]) / (2.0 * h);
             let tol = 1e-7 + 1e-6 * numeric.abs().max(hv[j].abs());
-            assert!(
-                (hv[j] - numeric).abs() <= tol,
-                "(Hv)_{p}[{j}]: {} vs finite difference {numeric}",
-                hv[j]
-            );
+            assert!((hv[j] - numeric).abs() <= tol, "(Hv)_{p}[{j}]: {} vs finite difference {numeric}", hv[j]);
         }
     }
 }
@@ -125,18 +97,12 @@ fn training_step_outputs_alias_params_and_state() {
     let params = kiln::autodiff::param_names(&model);
     let names: Vec<&str> = params.iter().map(String::as_str).collect();
     let step = training_step(&model, "loss", &names, &Optimizer::Adam(Adam::default())).unwrap();
-    let outputs: Vec<(&str, Option<&str>)> = step
-        .outputs()
-        .iter()
-        .map(|o| (o.name.as_str(), o.aliases.as_deref()))
-        .collect();
+    let outputs: Vec<(&str, Option<&str>)> =
+        step.outputs().iter().map(|o| (o.name.as_str(), o.aliases.as_deref())).collect();
     assert_eq!(outputs[0], ("loss", None));
     for p in &params {
         let new = format!("new.{p}");
-        assert!(
-            outputs.contains(&(new.as_str(), Some(p.as_str()))),
-            "{new} should alias {p}"
-        );
+        assert!(outputs.contains(&(new.as_str(), Some(p.as_str()))), "{new} should alias {p}");
         for slot in ["m", "v"] {
             let state = format!("adam.{slot}.{p}");
             assert_eq!(step.input(&state).map(|i| i.role), Some(Role::State));
@@ -144,40 +110,21 @@ fn training_step_outputs_alias_params_and_state() {
             assert!(outputs.contains(&(new.as_str(), Some(state.as_str()))));
         }
     }
-    assert_eq!(
-        step.input("adam.step").map(|i| i.ty.clone()),
-        Some(TensorType::scalar(DType::F32))
-    );
+    assert_eq!(step.input("adam.step").map(|i| i.ty.clone()), Some(TensorType::scalar(DType::F32)));
 }
 
 #[test]
 fn grad_rejects_bad_requests() {
     let model = zoo::twolayer().unwrap();
     let err = grad(&model, "out", &["l0.weight"]).unwrap_err().to_string();
-    assert!(
-        err.contains("float scalar") && err.contains("f32[4,1]"),
-        "{err}"
-    );
-    let err = grad(&model, "nope", &["l0.weight"])
-        .unwrap_err()
-        .to_string();
+    assert!(err.contains("float scalar") && err.contains("f32[4,1]"), "{err}");
+    let err = grad(&model, "nope", &["l0.weight"]).unwrap_err().to_string();
     assert!(err.contains("no output `nope`"), "{err}");
     let err = grad(&model, "loss", &["missing"]).unwrap_err().to_string();
     assert!(err.contains("no input `missing`"), "{err}");
-    let mlp = zoo::mlp(
-        "ce",
-        &[2, 3],
-        4,
-        Activation::Relu,
-        Loss::CrossEntropy,
-        DType::F32,
-    )
-    .unwrap();
+    let mlp = zoo::mlp("ce", &[2, 3], 4, Activation::Relu, Loss::CrossEntropy, DType::F32).unwrap();
     let err = grad(&mlp, "loss", &["y"]).unwrap_err().to_string();
-    assert!(
-        err.contains("i32[4]") && err.contains("float inputs"),
-        "{err}"
-    );
+    assert!(err.contains("i32[4]") && err.contains("float inputs"), "{err}");
 }
 
 #[test]
@@ -196,18 +143,9 @@ fn logistic_regression_separates_separable_data() {
         ys.push(if margin > 0.0 { 1.0 } else { 0.0 });
     }
     let mut values = init_params(&model, 1);
-    values.insert(
-        "x".into(),
-        Tensor::from_f64_values(TensorType::f32(&[64, 2]), &xs).unwrap(),
-    );
-    values.insert(
-        "y".into(),
-        Tensor::from_f64_values(TensorType::f32(&[64, 1]), &ys).unwrap(),
-    );
-    let sgd = Optimizer::Sgd(Sgd {
-        lr: 1.0,
-        ..Sgd::default()
-    });
+    values.insert("x".into(), Tensor::from_f64_values(TensorType::f32(&[64, 2]), &xs).unwrap());
+    values.insert("y".into(), Tensor::from_f64_values(TensorType::f32(&[64, 1]), &ys).unwrap());
+    let sgd = Optimizer::Sgd(Sgd { lr: 1.0, ..Sgd::default() });
     let step = training_step(&model, "loss", &["weight", "bias"], &sgd).unwrap();
     let first = step_on_interpreter(&step, &mut values).unwrap();
     let mut last = first;
@@ -217,15 +155,8 @@ fn logistic_regression_separates_separable_data() {
     assert!(last < first * 0.5, "loss went from {first} to {last}");
     let out = interp::run(&model, &inputs_for(&model, &values)).unwrap();
     let prob = output(&model, &out, "prob").to_f64_vec();
-    let correct = prob
-        .iter()
-        .zip(&ys)
-        .filter(|(p, y)| (**p > 0.5) == (**y > 0.5))
-        .count();
-    assert_eq!(
-        correct, 64,
-        "training accuracy {correct}/64 after loss {last}"
-    );
+    let correct = prob.iter().zip(&ys).filter(|(p, y)| (**p > 0.5) == (**y > 0.5)).count();
+    assert_eq!(correct, 64, "training accuracy {correct}/64 after loss {last}");
 }
 
 #[test]
@@ -234,20 +165,11 @@ fn two_layer_net_fits_xor() {
     let mut values = init_params(&model, 3);
     let x = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
     let y = [0.0, 1.0, 1.0, 0.0];
-    values.insert(
-        "x".into(),
-        Tensor::from_f64_values(TensorType::f32(&[4, 2]), &x).unwrap(),
-    );
-    values.insert(
-        "y".into(),
-        Tensor::from_f64_values(TensorType::f32(&[4, 1]), &y).unwrap(),
-    );
+    values.insert("x".into(), Tensor::from_f64_values(TensorType::f32(&[4, 2]), &x).unwrap());
+    values.insert("y".into(), Tensor::from_f64_values(TensorType::f32(&[4, 1]), &y).unwrap());
     let params = kiln::autodiff::param_names(&model);
     let names: Vec<&str> = params.iter().map(String::as_str).collect();
-    let adam = Optimizer::Adam(Adam {
-        lr: 0.05,
-        ..Adam::default()
-    });
+    let adam = Optimizer::Adam(Adam { lr: 0.05, ..Adam::default() });
     let step = training_step(&model, "loss", &names, &adam).unwrap();
     let mut loss = f64::INFINITY;
     for _ in 0..500 {
@@ -257,9 +179,6 @@ fn two_layer_net_fits_xor() {
     let out = interp::run(&model, &inputs_for(&model, &values)).unwrap();
     let pred = output(&model, &out, "out").to_f64_vec();
     for (p, t) in pred.iter().zip(y) {
-        assert!(
-            (p - t).abs() < 0.1,
-            "XOR prediction {p} for target {t} (all: {pred:?})"
-        );
+        assert!((p - t).abs() < 0.1, "XOR prediction {p} for target {t} (all: {pred:?})");
     }
 }
