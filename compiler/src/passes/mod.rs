@@ -37,6 +37,9 @@ pub fn pass(name: &str) -> Option<PassFn> {
     PASSES.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
 }
 
+/// Called after every pass with its statistics and its (verified) result; the CLI's `--print-after-all` prints it.
+pub type AfterPass<'a> = &'a mut dyn FnMut(&PassStats, &Graph);
+
 /// Rounds of the default pipeline before [`optimize`] stops even if the graph still changes.
 pub const DEFAULT_MAX_ROUNDS: usize = 8;
 
@@ -134,12 +137,11 @@ impl PassManager {
         self.run_traced(graph, None).map(|(g, _)| g)
     }
 
-    /// Runs the passes and reports what each did; `after_pass` (the CLI's `--print-after-all`) sees every pass's
-    /// result.
+    /// Runs the passes and reports what each did; `after_pass` sees every pass's result.
     pub fn run_traced(
         &self,
         graph: &Graph,
-        mut after_pass: Option<&mut dyn FnMut(&PassStats, &Graph)>,
+        mut after_pass: Option<AfterPass<'_>>,
     ) -> Result<(Graph, Report), IrError> {
         verify(graph)?;
         let mut report = Report::default();
