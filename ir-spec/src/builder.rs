@@ -127,7 +127,10 @@ impl Builder {
 
     /// A constant with every element given, row-major.
     pub fn literal(&mut self, ty: TensorType, values: Vec<f64>) -> Result<Value> {
-        let values = values.into_iter().map(|v| fit_to_dtype(v, ty.dtype)).collect();
+        let values = values
+            .into_iter()
+            .map(|v| fit_to_dtype(v, ty.dtype))
+            .collect();
         self.op(
             Op::Constant {
                 ty,

@@ -13,7 +13,9 @@ use std::collections::HashSet;
 /// and outputs (and their aliases) are well-formed.
 pub fn verify(graph: &Graph) -> Result<(), IrError> {
     if !is_valid_name(&graph.name) {
-        return Err(IrError::BadName { name: graph.name.clone() });
+        return Err(IrError::BadName {
+            name: graph.name.clone(),
+        });
     }
     let mut labels = HashSet::new();
     let mut inputs = HashSet::new();

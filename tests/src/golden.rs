@@ -10,17 +10,16 @@
 //! `cross_entropy` are i32. [`GoldenCase::inputs`] casts to the dtype under test.
 
 use indexmap::IndexMap;
-use kiln_ir::{Builder, DType, Graph, IrError, Tensor, TensorType, Value};
+pub use kiln::zoo::{Activation, Loss};
+use kiln::{Adam, Optimizer, Sgd};
+use kiln_ir::{DType, Graph, IrError, Tensor, TensorType};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Name of the loss output of [`model_graph`].
+/// Name of the loss output of the case graphs.
 pub const LOSS_OUTPUT: &str = "loss";
-
-/// Slope of `leaky_relu` in the golden models (PyTorch's default).
-pub const LEAKY_RELU_SLOPE: f64 = 0.01;
 
 /// Why a golden file could not be loaded: the file and what was wrong with it.
 #[derive(Clone, Debug)]
@@ -37,82 +36,11 @@ impl fmt::Display for GoldenError {
 
 impl std::error::Error for GoldenError {}
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Activation {
-    Relu,
-    Sigmoid,
-    Tanh,
-    Softplus,
-    /// With slope [`LEAKY_RELU_SLOPE`].
-    LeakyRelu,
-    Identity,
-}
-
-impl Activation {
-    pub fn from_name(name: &str) -> Option<Activation> {
-        Some(match name {
-            "relu" => Activation::Relu,
-            "sigmoid" => Activation::Sigmoid,
-            "tanh" => Activation::Tanh,
-            "softplus" => Activation::Softplus,
-            "leaky_relu" => Activation::LeakyRelu,
-            "identity" => Activation::Identity,
-            _ => return None,
-        })
-    }
-
-    pub fn apply(self, b: &mut Builder, x: Value) -> Result<Value, IrError> {
-        match self {
-            Activation::Relu => b.relu(x),
-            Activation::Sigmoid => b.sigmoid(x),
-            Activation::Tanh => b.tanh(x),
-            Activation::Softplus => b.softplus(x),
-            Activation::LeakyRelu => b.leaky_relu(x, LEAKY_RELU_SLOPE),
-            Activation::Identity => Ok(x),
-        }
-    }
-}
-
-/// Every loss is a mean over all elements (`cross_entropy`: over the batch).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Loss {
-    Mse,
-    /// A sigmoid on the output, then binary cross-entropy on probabilities.
-    Bce,
-    BceWithLogits,
-    /// Softmax cross-entropy against i32 labels `[N]`.
-    CrossEntropy,
-}
-
-impl Loss {
-    pub fn from_name(name: &str) -> Option<Loss> {
-        Some(match name {
-            "mse" => Loss::Mse,
-            "bce" => Loss::Bce,
-            "bce_with_logits" => Loss::BceWithLogits,
-            "cross_entropy" => Loss::CrossEntropy,
-            _ => return None,
-        })
-    }
-
-    /// The type of the target `y` for a batch of `batch` and `outputs` model outputs, with floats in `dtype`.
-    pub fn target_type(self, batch: usize, outputs: usize, dtype: DType) -> TensorType {
-        match self {
-            Loss::CrossEntropy => TensorType::new(DType::I32, [batch]),
-            _ => TensorType::new(dtype, [batch, outputs]),
-        }
-    }
-
-    pub fn apply(self, b: &mut Builder, output: Value, target: Value) -> Result<Value, IrError> {
-        match self {
-            Loss::Mse => b.mse_loss(output, target),
-            Loss::Bce => {
-                let prob = b.sigmoid(output)?;
-                b.bce_loss(prob, target)
-            }
-            Loss::BceWithLogits => b.bce_with_logits(output, target),
-            Loss::CrossEntropy => b.cross_entropy(output, target),
-        }
+/// The type of the target `y` for a batch of `batch` and `outputs` model outputs, with floats in `dtype`.
+pub fn target_type(loss: Loss, batch: usize, outputs: usize, dtype: DType) -> TensorType {
+    match loss {
+        Loss::CrossEntropy => TensorType::new(DType::I32, [batch]),
+        _ => TensorType::new(dtype, [batch, outputs]),
     }
 }
 
@@ -140,60 +68,10 @@ impl ModelSpec {
             .collect()
     }
 
-    /// The forward graph for a batch of `batch`: inputs `x` (data), `y` (data), then the params (param role) in model
-    /// order; one output, [`LOSS_OUTPUT`], a scalar.
+    /// The forward graph for a batch of `batch`: `kiln::zoo::mlp`, with outputs `out` and [`LOSS_OUTPUT`].
     pub fn graph(&self, name: &str, batch: usize, dtype: DType) -> Result<Graph, IrError> {
-        let (Some(&inputs), Some(&outputs)) = (self.layers.first(), self.layers.last()) else {
-            return Err(IrError::Invalid(format!("model `{name}` has no layers")));
-        };
-        let mut b = Builder::new(name);
-        let x = b.data("x", TensorType::new(dtype, [batch, inputs]))?;
-        let y = b.data("y", self.loss.target_type(batch, outputs, dtype))?;
-        let params = self
-            .params(dtype)
-            .into_iter()
-            .map(|(name, ty)| b.param(&name, ty))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut h = x;
-        let layer_count = params.len() / 2;
-        for (i, wb) in params.chunks(2).enumerate() {
-            h = b.linear(h, wb[0], Some(wb[1]))?;
-            if i + 1 < layer_count {
-                h = self.activation.apply(&mut b, h)?;
-            }
-        }
-        let loss = self.loss.apply(&mut b, h, y)?;
-        b.output(LOSS_OUTPUT, loss)?;
-        Ok(b.finish())
+        kiln::zoo::mlp(name, &self.layers, batch, self.activation, self.loss, dtype)
     }
-}
-
-/// Optimizer settings, with PyTorch's `torch.optim` formulas and defaults for what a file leaves out.
-#[derive(Clone, PartialEq, Debug)]
-pub enum Optimizer {
-    /// `weight_decay` is added to the gradient as L2.
-    Sgd {
-        lr: f64,
-        momentum: f64,
-        nesterov: bool,
-        weight_decay: f64,
-    },
-    /// `weight_decay` is added to the gradient as L2.
-    Adam {
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-    },
-    /// Decoupled weight decay.
-    AdamW {
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-    },
 }
 
 /// A few optimizer steps from the case's params on the same `x`, `y` every step.
@@ -237,22 +115,27 @@ impl GoldenCase {
         self.model.graph(&self.name, self.batch(), dtype)
     }
 
-    /// The inputs of [`GoldenCase::graph`] in graph-input order (`x`, `y`, params), floats cast to `dtype`.
+    /// The inputs of [`GoldenCase::graph`] in graph-input order, floats cast to `dtype`.
     pub fn inputs(&self, dtype: DType) -> Vec<Tensor> {
-        [&self.x, &self.y]
-            .into_iter()
-            .chain(self.params.values())
-            .map(|t| cast_float(t, dtype))
+        let mut named = self.named_inputs(dtype);
+        let graph = self.graph(dtype).expect("the case's model builds");
+        graph
+            .inputs()
+            .map(|i| named.remove(i.name).expect("every input is named"))
             .collect()
     }
 
-    /// The inputs of [`GoldenCase::graph`] by name, floats cast to `dtype`.
+    /// The inputs of [`GoldenCase::graph`] by name (`x`, `y` and the params), floats cast to `dtype`.
     pub fn named_inputs(&self, dtype: DType) -> HashMap<String, Tensor> {
         let names = ["x", "y"]
             .into_iter()
             .map(String::from)
             .chain(self.params.keys().cloned());
-        names.zip(self.inputs(dtype)).collect()
+        let values = [&self.x, &self.y]
+            .into_iter()
+            .chain(self.params.values())
+            .map(|t| cast_float(t, dtype));
+        names.zip(values).collect()
     }
 }
 
@@ -328,10 +211,12 @@ pub fn parse_case(json: &Json) -> Result<GoldenCase, String> {
     if x.dims().len() != 2 {
         return Err(format!("inputs.x has type {}, expected [N, in]", x.ty()));
     }
-    let expected_y =
-        model
-            .loss
-            .target_type(x.dims()[0], model.layers[model.layers.len() - 1], y.dtype());
+    let expected_y = target_type(
+        model.loss,
+        x.dims()[0],
+        model.layers[model.layers.len() - 1],
+        y.dtype(),
+    );
     if y.ty() != &expected_y || (y.dtype() == DType::I32) != (model.loss == Loss::CrossEntropy) {
         return Err(format!(
             "inputs.y has type {} but a {:?} loss needs {expected_y}",
@@ -413,7 +298,7 @@ fn parse_optimizer(json: &Json) -> Result<Optimizer, String> {
     };
     let lr = f64_field(json, "lr")?;
     Ok(match str_field(json, "name")? {
-        "sgd" => Optimizer::Sgd {
+        "sgd" => Optimizer::Sgd(Sgd {
             lr,
             momentum: get("momentum", 0.0)?,
             nesterov: json
@@ -422,21 +307,21 @@ fn parse_optimizer(json: &Json) -> Result<Optimizer, String> {
                 .transpose()?
                 .unwrap_or(false),
             weight_decay: get("weight_decay", 0.0)?,
-        },
-        "adam" => Optimizer::Adam {
+        }),
+        "adam" => Optimizer::Adam(Adam {
             lr,
             beta1: get("beta1", 0.9)?,
             beta2: get("beta2", 0.999)?,
             eps: get("eps", 1e-8)?,
             weight_decay: get("weight_decay", 0.0)?,
-        },
-        "adamw" => Optimizer::AdamW {
+        }),
+        "adamw" => Optimizer::AdamW(Adam {
             lr,
             beta1: get("beta1", 0.9)?,
             beta2: get("beta2", 0.999)?,
             eps: get("eps", 1e-8)?,
             weight_decay: get("weight_decay", 0.01)?,
-        },
+        }),
         other => return Err(format!("unknown optimizer `{other}`")),
     })
 }

@@ -33,11 +33,23 @@ fn example_files_are_the_zoo_graphs_printed() {
         if bless {
             std::fs::write(&path, &expected).unwrap();
         }
-        let on_disk = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with KILN_BLESS=1 to create it)", path.display()));
-        assert_eq!(on_disk, expected, "{} is stale: rerun with KILN_BLESS=1 and review the diff", path.display());
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with KILN_BLESS=1 to create it)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            on_disk,
+            expected,
+            "{} is stale: rerun with KILN_BLESS=1 and review the diff",
+            path.display()
+        );
         let parsed = text::parse(&on_disk).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(parsed, graph, "{name}: parsing the printed graph gives a different graph");
+        assert_eq!(
+            parsed, graph,
+            "{name}: parsing the printed graph gives a different graph"
+        );
     }
 }
 
@@ -45,12 +57,19 @@ fn example_files_are_the_zoo_graphs_printed() {
 fn examples_run_on_the_interpreter() {
     for (name, graph) in kiln::zoo::examples().unwrap() {
         let mut r = rng(1);
-        let inputs: Vec<_> = graph.inputs().map(|i| random_tensor(i.ty, &mut r)).collect();
+        let inputs: Vec<_> = graph
+            .inputs()
+            .map(|i| random_tensor(i.ty, &mut r))
+            .collect();
         let outputs = interp::run(&graph, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(outputs.len(), graph.outputs().len());
         for (o, t) in graph.outputs().iter().zip(&outputs) {
             assert_eq!(t.ty(), graph.ty(o.value), "{name}: output {}", o.name);
-            assert!(t.to_f64_vec().iter().all(|v| v.is_finite()), "{name}: output {} is not finite", o.name);
+            assert!(
+                t.to_f64_vec().iter().all(|v| v.is_finite()),
+                "{name}: output {} is not finite",
+                o.name
+            );
         }
     }
 }
@@ -65,7 +84,10 @@ fn snapshot_example_dot() {
         if name == "mlp" {
             continue; // same structure as twolayer at a larger size; its text file is pinned above
         }
-        insta::assert_snapshot!(format!("example__{name}_dot"), to_dot(&graph, &DotOptions::default()));
+        insta::assert_snapshot!(
+            format!("example__{name}_dot"),
+            to_dot(&graph, &DotOptions::default())
+        );
     }
 }
 
@@ -76,7 +98,10 @@ fn snapshot_twolayer_backward_graph() {
     let names: Vec<&str> = params.iter().map(String::as_str).collect();
     let g = grad(&model, "loss", &names).unwrap();
     insta::assert_snapshot!("grad__twolayer_backward", text::print(&g.graph));
-    let options = DotOptions { groups: Some(g.dot_groups()), group_names: vec!["forward".into(), "backward".into()] };
+    let options = DotOptions {
+        groups: Some(g.dot_groups()),
+        group_names: vec!["forward".into(), "backward".into()],
+    };
     insta::assert_snapshot!("grad__twolayer_backward_dot", to_dot(&g.graph, &options));
 }
 
@@ -85,7 +110,11 @@ fn snapshot_twolayer_sgd_training_step() {
     let model = kiln::zoo::twolayer().unwrap();
     let params = twolayer_params(&model);
     let names: Vec<&str> = params.iter().map(String::as_str).collect();
-    let sgd = Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.9, ..Sgd::default() });
+    let sgd = Optimizer::Sgd(Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+        ..Sgd::default()
+    });
     let step = training_step(&model, "loss", &names, &sgd).unwrap();
     insta::assert_snapshot!("train__twolayer_sgd_momentum_step", text::print(&step));
 }
