@@ -14,6 +14,8 @@ use kiln::passes::{const_fold, cse, dce, simplify, PassFn, PassManager, PassStat
 use kiln::zoo;
 use kiln::{grad, training_step, Adam, Optimizer, Sgd};
 use kiln_tests::fd::{random_tensor, rng};
+use kiln_tests::graph_gen::arb_graph;
+use proptest::prelude::*;
 
 // ---- helpers ----
 
@@ -740,5 +742,136 @@ fn optimize_preserves_every_zoo_graph_and_shrinks_training_steps() {
             );
         }
         assert_same_outputs(&graph, &optimized, 100 + seed as u64);
+    }
+}
+
+// ---- random graphs ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The default pipeline on random graphs of every op and dtype (special floats included): same outputs, never more
+    /// nodes, a fixed point within the round cap.
+    #[test]
+    fn optimize_preserves_random_graphs(g in arb_graph(), seed in any::<u64>()) {
+        let (optimized, report) = PassManager::default().run_traced(&g, None).unwrap();
+        prop_assert!(report.converged, "no fixed point in {} rounds", report.rounds);
+        prop_assert!(optimized.len() <= g.len(), "{} -> {} nodes", g.len(), optimized.len());
+        assert_same_outputs(&g, &optimized, seed);
+    }
+}
+
+/// `g` with every simplifier pattern planted on its values: one pattern per seed, on a value the seed picks, each
+/// result an extra output. Random graphs rarely contain `x * 1` by chance; these do, on every dtype and on special
+/// floats, next to the rewrites that must *not* fire (`x * 0`).
+fn with_patterns(g: Graph, seeds: &[u64]) -> Graph {
+    let mut b = Builder::from_graph(g);
+    for (i, &seed) in seeds.iter().enumerate() {
+        let candidates: Vec<NodeId> = b.graph().ids().collect();
+        let v = candidates[(seed % candidates.len() as u64) as usize];
+        let ty = b.ty(v).clone();
+        let numeric = ty.dtype.is_numeric();
+        let arith = |b: &mut Builder, op: BinaryOp, c: f64, first: bool| {
+            let c = b.full_like(v, c).unwrap();
+            let operands = if first { [c, v] } else { [v, c] };
+            b.op(Op::Binary(op), &operands).unwrap()
+        };
+        let kind = (seed >> 8) % 14;
+        let first = (seed >> 16) % 2 == 0;
+        let made = match kind {
+            0 if numeric => arith(&mut b, BinaryOp::Mul, 1.0, first),
+            1 if numeric => arith(
+                &mut b,
+                BinaryOp::Add,
+                if first { 0.0 } else { -0.0 },
+                (seed >> 17) % 2 == 0,
+            ),
+            2 if numeric => arith(&mut b, BinaryOp::Sub, 0.0, false),
+            3 if numeric => arith(&mut b, BinaryOp::Div, 1.0, false),
+            4 if numeric => arith(&mut b, BinaryOp::Mul, 0.0, first),
+            5 if numeric => {
+                let n = b.neg(v).unwrap();
+                b.neg(n).unwrap()
+            }
+            6 if numeric => {
+                let n = b.neg(v).unwrap();
+                let w = b.exp_or_self(v);
+                let op = if first { BinaryOp::Add } else { BinaryOp::Sub };
+                b.op(Op::Binary(op), &[w, n]).unwrap()
+            }
+            7 => {
+                let flat = b.reshape(v, &[ty.numel()]).unwrap();
+                b.op(
+                    Op::Reshape {
+                        shape: ty.shape.clone(),
+                    },
+                    &[flat],
+                )
+                .unwrap()
+            }
+            8 if ty.rank() >= 2 => {
+                let r = ty.rank();
+                let rot: Vec<usize> = (0..r).map(|k| (k + 1) % r).collect();
+                let t = b.op(Op::Transpose { perm: rot.clone() }, &[v]).unwrap();
+                let perm: Vec<usize> = if first { rot } else { (0..r).rev().collect() };
+                b.op(Op::Transpose { perm }, &[t]).unwrap()
+            }
+            9 if ty.rank() + 2 <= 8 => {
+                let mid: Vec<usize> = std::iter::once(2)
+                    .chain(ty.dims().iter().copied())
+                    .collect();
+                let m = b.broadcast(v, &mid).unwrap();
+                let outer: Vec<usize> = std::iter::once(3).chain(mid).collect();
+                b.broadcast(m, &outer).unwrap()
+            }
+            10 => {
+                let c = b.op(Op::Compare(CmpDir::Eq), &[v, v]).unwrap();
+                b.select(c, v, v).unwrap()
+            }
+            11 => b.op(Op::Cast { to: ty.dtype }, &[v]).unwrap(),
+            12 | 13 if ty.rank() >= 2 && numeric => {
+                // transpose(matmul(vᵀ, v)) == matmul(vᵀ, v)ᵀ with one transpose less
+                let vt = b.transpose_last2(v).unwrap();
+                let (l, r) = if kind == 12 { (vt, v) } else { (v, vt) };
+                let m = b.matmul(l, r).unwrap();
+                b.transpose_last2(m).unwrap()
+            }
+            _ => continue,
+        };
+        b.output(&format!("pattern{i}"), made).unwrap();
+    }
+    b.finish()
+}
+
+trait ExpOrSelf {
+    /// `exp(v)` for floats (a value other than `v`), `v` itself otherwise.
+    fn exp_or_self(&mut self, v: NodeId) -> NodeId;
+}
+
+impl ExpOrSelf for Builder {
+    fn exp_or_self(&mut self, v: NodeId) -> NodeId {
+        if self.dtype(v).is_float() {
+            self.exp(v).unwrap()
+        } else {
+            v
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Random graphs with simplifier patterns planted on their values: same outputs after optimizing.
+    #[test]
+    fn optimize_preserves_planted_patterns(
+        g in arb_graph(),
+        seeds in prop::collection::vec(any::<u64>(), 1..12),
+        seed in any::<u64>(),
+    ) {
+        let planted = with_patterns(g, &seeds);
+        let (optimized, report) = PassManager::default().run_traced(&planted, None).unwrap();
+        prop_assert!(report.converged, "no fixed point in {} rounds", report.rounds);
+        prop_assert!(optimized.len() <= planted.len());
+        assert_same_outputs(&planted, &optimized, seed);
     }
 }
