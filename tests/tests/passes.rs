@@ -8,7 +8,8 @@
 //! differently), constant folding (computed by the interpreter itself).
 
 use kiln::ir::{
-    interp, BinaryOp, Builder, CmpDir, DType, Graph, Literal, NodeId, Op, Shape, Tensor, TensorType,
+    interp, text, BinaryOp, Builder, CmpDir, DType, Graph, Literal, NodeId, Op, Shape, Tensor,
+    TensorType,
 };
 use kiln::passes::{const_fold, cse, dce, simplify, PassFn, PassManager, PassStats};
 use kiln::zoo;
@@ -743,6 +744,80 @@ fn optimize_preserves_every_zoo_graph_and_shrinks_training_steps() {
         }
         assert_same_outputs(&graph, &optimized, 100 + seed as u64);
     }
+}
+
+// ---- snapshots: before and after, as .kir text ----
+
+/// The graph before, and after `pass` then `dce` (passes leave the nodes they bypass for `dce`).
+fn before_after(original: &Graph, pass: PassFn) -> String {
+    let after = dce::run(&pass(original).unwrap()).unwrap();
+    format!(
+        "# before\n{}\n# after the pass and dce\n{}",
+        text::print(original),
+        text::print(&after)
+    )
+}
+
+#[test]
+fn snapshot_simplify_neg_and_identity_rules() {
+    let mut b = Builder::new("simplify");
+    let x = b.data("x", f32s(&[2, 3])).unwrap();
+    let y = b.data("y", f32s(&[2, 3])).unwrap();
+    let ny = b.neg(y).unwrap();
+    let d = b.add(x, ny).unwrap();
+    let s = b.mul_scalar(d, 1.0).unwrap();
+    let nn = b.neg(s).unwrap();
+    let nn = b.neg(nn).unwrap();
+    let t = b.transpose(nn, &[1, 0]).unwrap();
+    let t = b.transpose(t, &[1, 0]).unwrap();
+    b.name(t, "result").unwrap();
+    b.output("out", t).unwrap();
+    insta::assert_snapshot!(
+        "pass__simplify_neg_and_identity_rules",
+        before_after(&b.finish(), simplify::run)
+    );
+}
+
+#[test]
+fn snapshot_const_fold_splats_and_small_dense() {
+    let mut b = Builder::new("const_fold");
+    let x = b.data("x", f32s(&[4, 3])).unwrap();
+    let two = b.scalar(2.0, DType::F32).unwrap();
+    let ten = b.scalar(10.0, DType::F32).unwrap();
+    let lr = b.mul(two, ten).unwrap();
+    let scaled = b.mul(x, lr).unwrap();
+    let i = b.iota(f32s(&[4, 3]), 1).unwrap();
+    let offset = b.add_scalar(i, 0.5).unwrap();
+    let y = b.add(scaled, offset).unwrap();
+    b.output("y", y).unwrap();
+    insta::assert_snapshot!(
+        "pass__const_fold_splats_and_small_dense",
+        before_after(&b.finish(), const_fold::run)
+    );
+}
+
+#[test]
+fn snapshot_cse_merges_exps() {
+    let mut b = Builder::new("cse");
+    let x = b.data("x", f32s(&[3])).unwrap();
+    let e1 = b.exp(x).unwrap();
+    let e2 = b.exp(x).unwrap();
+    let s = b.add(e1, e2).unwrap();
+    b.log(s).unwrap();
+    b.output("s", s).unwrap();
+    insta::assert_snapshot!("pass__cse_merges_exps", before_after(&b.finish(), cse::run));
+}
+
+#[test]
+fn snapshot_optimize_twolayer_sgd_step() {
+    let model = zoo::twolayer().unwrap();
+    let params = kiln::autodiff::param_names(&model);
+    let names: Vec<&str> = params.iter().map(String::as_str).collect();
+    let step = training_step(&model, "loss", &names, &Optimizer::Sgd(Sgd::default())).unwrap();
+    insta::assert_snapshot!(
+        "pass__optimize_twolayer_sgd_step",
+        before_after(&step, kiln::optimize)
+    );
 }
 
 // ---- random graphs ----

@@ -70,14 +70,20 @@ impl<'g> Rewriter<'g> {
         self.new.add(op, operands)
     }
 
-    /// Maps the old node to `new`, a node of the new graph with the same type. An old node's name moves to `new` when
-    /// `new` has none (and is not an input), so labels such as `%h0` survive rewrites of the node they label.
+    /// Maps the old node to `new`, a node of the new graph with the same type (else an error: a bug in the pass).
+    ///
+    /// An old node's name moves to `new` when `new` has none (and is not an input), so labels such as `%h0` survive
+    /// rewrites of the node they label.
     pub fn set(&mut self, old: NodeId, new: NodeId) -> Result<(), IrError> {
-        debug_assert_eq!(
-            self.old.ty(old),
-            self.new.ty(new),
-            "a rewrite changed a type"
-        );
+        if self.old.ty(old) != self.new.ty(new) {
+            return Err(IrError::Invalid(format!(
+                "a rewrite replaced %{} ({}) of type {} by a value of type {}",
+                self.old.label(old),
+                self.old.node(old).op.mnemonic(),
+                self.old.ty(old),
+                self.new.ty(new)
+            )));
+        }
         self.map[old.index()] = Some(new);
         let target = self.new.node(new);
         if let Some(name) = &self.old.node(old).name {
