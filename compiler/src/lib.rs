@@ -5,12 +5,14 @@
 //! with SGD / Adam / AdamW updates).
 
 pub mod autodiff;
+pub mod passes;
 pub mod train;
 pub mod zoo;
 
 pub use autodiff::{grad, GradGraph};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
+pub use passes::optimize;
 pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};
 
 /// The README's code blocks, compiled and run as doctests so the embedding example stays true.
