@@ -32,6 +32,17 @@ impl GradGraph {
 /// Adds one output `grad.<name>` per `wrt` input, of that input's type. Inputs that `of` does not depend on get zeros;
 /// inputs reached along several paths get the sum of the contributions.
 pub fn grad(graph: &Graph, of: &str, wrt: &[&str]) -> Result<GradGraph, IrError> {
+    grad_with_prefix(graph, of, wrt, "grad")
+}
+
+/// [`grad`], naming the gradient outputs `<prefix>.<name>`: differentiating a graph that already has `grad.*` outputs
+/// (a Hessian-vector product, say) needs another prefix.
+pub fn grad_with_prefix(
+    graph: &Graph,
+    of: &str,
+    wrt: &[&str],
+    prefix: &str,
+) -> Result<GradGraph, IrError> {
     verify(graph)?;
     let out = graph
         .output(of)
@@ -54,9 +65,9 @@ pub fn grad(graph: &Graph, of: &str, wrt: &[&str]) -> Result<GradGraph, IrError>
                 input.ty
             )));
         }
-        if graph.output(&format!("grad.{name}")).is_some() {
+        if graph.output(&format!("{prefix}.{name}")).is_some() {
             return Err(IrError::Invalid(format!(
-                "grad: the graph already has an output `grad.{name}`"
+                "grad: the graph already has an output `{prefix}.{name}` (use another prefix)"
             )));
         }
         targets.push(input.id);
@@ -118,7 +129,7 @@ pub fn grad(graph: &Graph, of: &str, wrt: &[&str]) -> Result<GradGraph, IrError>
             Some(g) => g,
             None => b.zeros_like(id)?,
         };
-        b.output(&format!("grad.{name}"), g)?;
+        b.output(&format!("{prefix}.{name}"), g)?;
     }
     let graph = b.finish();
     verify(&graph)?;

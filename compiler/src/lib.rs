@@ -8,10 +8,17 @@ pub mod autodiff;
 pub mod fusion;
 pub mod kernel;
 pub mod memory;
+pub mod passes;
 pub mod train;
 pub mod zoo;
 
 pub use autodiff::{grad, GradGraph};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
+pub use passes::optimize;
 pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};
+
+/// The README's code blocks, compiled and run as doctests so the embedding example stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

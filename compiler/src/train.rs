@@ -237,14 +237,20 @@ fn bias_corrected(b: &mut Builder, moment: Value, beta: f64, t: Value) -> Result
 /// aliasing output back over the input it replaces. Returns the step's loss (the `loss` output, before the update).
 ///
 /// State inputs missing from `values` start at zero, as optimizers define them.
-pub fn step_on_interpreter(step: &Graph, values: &mut HashMap<String, Tensor>) -> Result<f64, IrError> {
+pub fn step_on_interpreter(
+    step: &Graph,
+    values: &mut HashMap<String, Tensor>,
+) -> Result<f64, IrError> {
     let mut inputs = Vec::new();
     for input in step.inputs() {
         let value = match values.get(input.name) {
             Some(t) => t.clone(),
             None if input.role == Role::State => Tensor::zeros(input.ty.clone()),
             None => {
-                return Err(IrError::Invalid(format!("training step: no value for input `{}`", input.name)));
+                return Err(IrError::Invalid(format!(
+                    "training step: no value for input `{}`",
+                    input.name
+                )));
             }
         };
         inputs.push(value);

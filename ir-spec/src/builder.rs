@@ -6,7 +6,7 @@
 
 use crate::error::IrError;
 use crate::graph::{Graph, NodeId};
-use crate::op::{Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
+use crate::op::{fit_to_dtype, Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
 use crate::types::{DType, Shape, TensorType};
 
 /// A value in the graph being built.
@@ -99,6 +99,8 @@ impl Builder {
 
     /// A tensor of type `ty` filled with `value`.
     pub fn full(&mut self, ty: TensorType, value: f64) -> Result<Value> {
+        // Rounded to the dtype's precision: `0.01` in an f32 graph is the nearest f32.
+        let value = fit_to_dtype(value, ty.dtype);
         self.op(
             Op::Constant {
                 ty,
@@ -125,6 +127,10 @@ impl Builder {
 
     /// A constant with every element given, row-major.
     pub fn literal(&mut self, ty: TensorType, values: Vec<f64>) -> Result<Value> {
+        let values = values
+            .into_iter()
+            .map(|v| fit_to_dtype(v, ty.dtype))
+            .collect();
         self.op(
             Op::Constant {
                 ty,

@@ -12,7 +12,11 @@ use crate::types::{DType, TensorType};
 type Result<T> = std::result::Result<T, IrError>;
 
 /// PyTorch clamps the logs inside `binary_cross_entropy` at -100 so that p = 0 or 1 gives a finite loss.
-const BCE_LOG_CLAMP: f64 = -100.0;
+const BCE_LOG_FLOOR: f64 = -100.0;
+
+/// The smallest positive f32 (2^-149, log = -103.3). Clamping the log's argument to it before the -100 clamp keeps the
+/// gradient finite at p = 0: a bare `log(0)` would route 0 · 1/0 = NaN into it.
+const BCE_MIN_ARGUMENT: f64 = 1.401298464324817e-45;
 
 impl Builder {
     // ---- activations ----
@@ -176,14 +180,12 @@ impl Builder {
     }
 
     /// Binary cross-entropy on probabilities: `-mean(y log p + (1 - y) log(1 - p))`, each log clamped at -100 as in
-    /// PyTorch.
+    /// PyTorch: `max(log(max(p, 2^-149)), -100)` (see [`BCE_MIN_ARGUMENT`]).
     pub fn bce_loss(&mut self, prob: Value, target: Value) -> Result<Value> {
         self.same_shape("bce_loss", prob, target)?;
-        let log_p = self.log(prob)?;
-        let log_p = self.max_scalar(log_p, BCE_LOG_CLAMP)?;
+        let log_p = self.clamped_log(prob)?;
         let one_minus_p = self.rsub_scalar(1.0, prob)?;
-        let log_1mp = self.log(one_minus_p)?;
-        let log_1mp = self.max_scalar(log_1mp, BCE_LOG_CLAMP)?;
+        let log_1mp = self.clamped_log(one_minus_p)?;
         let one_minus_y = self.rsub_scalar(1.0, target)?;
         let a = self.mul(target, log_p)?;
         let b = self.mul(one_minus_y, log_1mp)?;
@@ -227,6 +229,13 @@ impl Builder {
         let per_sample = self.reduce_sum(picked, &[1], false)?;
         let m = self.mean_all(per_sample)?;
         self.neg(m)
+    }
+
+    /// `max(log(max(x, 2^-149)), -100)`.
+    fn clamped_log(&mut self, x: Value) -> Result<Value> {
+        let x = self.max_scalar(x, BCE_MIN_ARGUMENT)?;
+        let log = self.log(x)?;
+        self.max_scalar(log, BCE_LOG_FLOOR)
     }
 
     fn same_shape(&self, op: &str, a: Value, b: Value) -> Result<()> {

@@ -45,6 +45,10 @@ pub enum IrError {
     #[error("{0}")]
     Parse(Box<ParseError>),
 
+    /// A value given for a graph input does not fit it (wrong count, unknown or missing name, dtype or shape).
+    #[error("input `{input}`: {message}")]
+    BadInput { input: String, message: String },
+
     /// A graph-level request that does not fit the graph (unknown output, wrong kind of input, ...).
     #[error("{0}")]
     Invalid(String),

@@ -229,6 +229,17 @@ impl Hash for Literal {
     }
 }
 
+/// A constant as the dtype stores it: f32 values rounded to nearest (`0.01` in an f32 graph is the nearest f32), and
+/// integer/bool zeros without a sign. The builder and the parser apply it; the typing rule still rejects values the
+/// dtype can't hold, such as 0.5 for i32.
+pub fn fit_to_dtype(value: f64, dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => value as f32 as f64,
+        DType::F64 => value,
+        DType::I32 | DType::Bool => value + 0.0,
+    }
+}
+
 /// The coarse kind of an op, which fusion and the backends dispatch on.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum OpClass {
@@ -583,7 +594,9 @@ impl Op {
                 }
                 let mut dims = a.dims().to_vec();
                 dims[r - 1] = b.dims()[r - 1];
-                Ok(a.with_shape(dims))
+                let out = a.with_shape(dims);
+                check_shape_size(name, &out)?;
+                Ok(out)
             }
         }
     }

@@ -72,9 +72,14 @@ pub fn check_gradients(graph: &Graph, inputs: &[Tensor], tol: Tolerance, seed: u
         .expect("grad builds")
         .graph;
     let outputs = interp::run(&with_grads, &full_inputs).expect("gradient graph runs");
+    let loss_index = loss_graph
+        .outputs()
+        .iter()
+        .position(|o| o.name == "loss")
+        .expect("loss output");
     let loss_at = |inputs: &[Tensor]| -> f64 {
         let out = interp::run(&loss_graph, inputs).expect("loss graph runs");
-        out[0].scalar_value().expect("scalar loss")
+        out[loss_index].scalar_value().expect("scalar loss")
     };
 
     let mut report = Report {

@@ -1,3 +1,6 @@
 //! Shared helpers for the integration tests.
 
 pub mod fd;
+pub mod fixtures;
+pub mod golden;
+pub mod graph_gen;

@@ -1,0 +1,44 @@
+//! `kiln dump FILE.kir`: print the graph of a stage as `.kir` text or Graphviz DOT.
+
+use super::stage::{self, StageArgs};
+use super::{emit, load_graph, CliError, GraphFile};
+use clap::{Args, ValueEnum};
+use kiln_ir::dot::{to_dot, DotOptions};
+use std::io::Write;
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub graph: GraphFile,
+
+    /// How to print the graph.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Format {
+    /// The .kir text format (what `kiln check` and `kiln run` read).
+    Text,
+    /// Graphviz DOT; stages with a backward pass cluster forward and backward nodes.
+    Dot,
+}
+
+pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let parsed = load_graph(&args.graph.file)?;
+    let staged = stage::build(parsed, &args.stage)?;
+    let text = match args.format {
+        Format::Text => kiln_ir::text::print(&staged.graph),
+        Format::Dot => to_dot(
+            &staged.graph,
+            &DotOptions {
+                groups: staged.groups,
+                group_names: staged.group_names,
+            },
+        ),
+    };
+    emit(out, &text)
+}

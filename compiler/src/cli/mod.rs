@@ -1,0 +1,167 @@
+//! The `kiln` tool's commands, arguments and error type.
+//!
+//! - [`stage`]: which graph a command works on (`--stage input|grad|train`) and the flags that build it.
+//! - [`check`], [`dump`], [`run`]: one module per command.
+//! - [`inputs`]: seeded input generation and `--input NAME=FILE.npy`; [`npy`]: `.npy` files.
+//!
+//! Commands write their results to the `out` they are given and return a [`CliError`]; only `main` turns that into
+//! an exit code.
+
+mod check;
+mod dump;
+mod inputs;
+mod npy;
+mod run;
+mod stage;
+
+use clap::{Parser, Subcommand};
+use kiln_ir::text::ParseError;
+use kiln_ir::IrError;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Kiln: a deep-learning graph compiler.
+///
+/// Reads graphs in the `.kir` text format, differentiates them, builds training steps and runs them.
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse and verify a .kir file.
+    ///
+    /// Prints a one-line summary (`ok: graph mlp, 27 nodes, 6 inputs, 2 outputs`), or the first error with its line,
+    /// column and a caret.
+    Check(check::CheckArgs),
+    /// Print a graph at some stage of compilation, as .kir text or Graphviz DOT.
+    ///
+    /// Examples:
+    ///   kiln dump model.kir --stage grad --format dot | dot -Tsvg > grad.svg
+    ///   kiln dump model.kir --stage train --optimizer adam --lr 1e-3
+    #[command(verbatim_doc_comment)]
+    Dump(dump::DumpArgs),
+    /// Run a graph on seeded random (or given) inputs and print its outputs.
+    ///
+    /// Inputs not given with --input are generated from --seed: floats ~ N(0, 1), i32 uniform in [0, 10), bool
+    /// uniform; optimizer state inputs start at zero. Each output is printed with its type, its first values and two
+    /// checksums (sum and sum of absolute values).
+    ///
+    /// Examples:
+    ///   kiln run model.kir --seed 1 --out results/
+    ///   kiln run model.kir --input x=x.npy --input y=y.npy
+    ///   kiln run model.kir --stage train --steps 100 --optimizer adam --lr 1e-2 --out trained/
+    #[command(verbatim_doc_comment)]
+    Run(run::RunArgs),
+}
+
+/// Runs one command, writing its results to stdout.
+pub fn execute(cli: Cli) -> Result<(), CliError> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = match &cli.command {
+        Command::Check(args) => check::check(args, &mut out),
+        Command::Dump(args) => dump::dump(args, &mut out),
+        Command::Run(args) => run::run(args, &mut out),
+    };
+    result.and_then(|()| out.flush().map_err(CliError::from))
+}
+
+/// A user error: the command stops and `kiln` exits with code 1.
+#[derive(Debug)]
+pub enum CliError {
+    /// Printed as `error: <message>`.
+    Message(String),
+    /// A `.kir` syntax or type error, rendered with its file, line, column and caret.
+    Parse(Box<ParseError>),
+    /// stdout was closed (`kiln dump big.kir | head`): not worth a message.
+    BrokenPipe,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> CliError {
+        CliError::Message(message.into())
+    }
+
+    /// The text `main` prints on stderr.
+    pub fn render(&self) -> String {
+        match self {
+            CliError::Message(message) => format!("error: {message}"),
+            CliError::Parse(e) => {
+                let rendered = e.to_string();
+                if rendered.starts_with("error") {
+                    rendered
+                } else {
+                    format!("error: {rendered}")
+                }
+            }
+            CliError::BrokenPipe => String::new(),
+        }
+    }
+
+    /// Whether the process should still exit with an error code.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::BrokenPipe)
+    }
+}
+
+impl From<IrError> for CliError {
+    fn from(e: IrError) -> CliError {
+        match e {
+            IrError::Parse(parse) => CliError::Parse(parse),
+            other => CliError::Message(other.to_string()),
+        }
+    }
+}
+
+impl From<io::Error> for CliError {
+    /// Only for writing results to stdout; file errors name their file (see [`read_source`]).
+    fn from(e: io::Error) -> CliError {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            CliError::BrokenPipe
+        } else {
+            CliError::Message(format!("cannot write the output: {e}"))
+        }
+    }
+}
+
+/// Reads and parses a `.kir` file; parse errors carry the file's path for rendering.
+pub fn load_graph(path: &Path) -> Result<kiln_ir::Graph, CliError> {
+    let source = read_source(path)?;
+    kiln_ir::text::parse(&source).map_err(|mut e| {
+        e.path = Some(path.display().to_string());
+        CliError::Parse(Box::new(e))
+    })
+}
+
+fn read_source(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::new(format!("cannot read `{}`: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        CliError::new(format!(
+            "`{}` is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// `FILE` arguments: a path to a `.kir` file.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GraphFile {
+    /// The .kir file to read.
+    #[arg(value_name = "FILE.kir")]
+    pub file: PathBuf,
+}
+
+/// Writes `text` to `out`, for commands that print one block.
+fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! `kiln run FILE.kir`: run a stage's graph on a backend and print (and optionally save) its outputs.
+//!
+//! `--stage train` runs the training step `--steps` times, feeding each output that aliases an input (`new.<param>`,
+//! `new.<state>`) back into that input, and prints the loss of every step.
+
+use super::inputs::{self, InputFile};
+use super::stage::{self, Stage, StageArgs};
+use super::{load_graph, npy, CliError, GraphFile};
+use clap::{Args, ValueEnum};
+use kiln_ir::{DType, Graph, Role, Tensor, TensorData};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub graph: GraphFile,
+
+    /// Where to run the graph.
+    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    pub backend: Backend,
+
+    /// Seed of the generated inputs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Read input NAME from a .npy file instead of generating it (repeatable).
+    #[arg(long = "input", value_name = "NAME=FILE.npy", value_parser = inputs::parse_input_file)]
+    pub inputs: Vec<InputFile>,
+
+    /// Write every output to DIR/<name>.npy (train stage: DIR/losses.npy and the final params and state).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Training steps to run (train stage).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub steps: usize,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// What executes a graph.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Backend {
+    /// The reference interpreter (f32 in f32, f64 in f64).
+    Interp,
+}
+
+impl Backend {
+    fn execute(self, graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
+        match self {
+            Backend::Interp => Ok(kiln_ir::interp::run(graph, inputs)?),
+        }
+    }
+}
+
+/// No tensor of a run may be larger than this, so a typo'd shape is an error rather than an out-of-memory abort.
+const MAX_TENSOR_BYTES: usize = 1 << 32;
+
+pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.stage.stage != Stage::Train && args.steps != 1 {
+        return Err(CliError::new("--steps applies to --stage train"));
+    }
+    if args.steps == 0 {
+        return Err(CliError::new("--steps must be at least 1"));
+    }
+    let parsed = load_graph(&args.graph.file)?;
+    let staged = stage::build(parsed, &args.stage)?;
+    let graph = &staged.graph;
+    check_sizes(graph)?;
+    let mut values = inputs::prepare(graph, args.seed, &args.inputs)?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", dir.display())))?;
+    }
+
+    if args.stage.stage != Stage::Train {
+        let outputs = args.backend.execute(graph, &values)?;
+        print_table(out, graph, &outputs)?;
+        if let Some(dir) = &args.out {
+            for (output, tensor) in graph.outputs().iter().zip(&outputs) {
+                npy::write(&npy_path(dir, &output.name), tensor)?;
+            }
+        }
+        return Ok(());
+    }
+
+    let loss_name = staged.loss.as_deref().unwrap_or("loss");
+    let loss_index = graph
+        .outputs()
+        .iter()
+        .position(|o| o.name == loss_name)
+        .ok_or_else(|| CliError::new(format!("the training step has no `{loss_name}` output")))?;
+    // (output index, input index) of every output that replaces an input.
+    let feedback: Vec<(usize, usize)> = graph
+        .outputs()
+        .iter()
+        .enumerate()
+        .filter_map(|(o, output)| {
+            let target = output.aliases.as_deref()?;
+            let i = graph.inputs().position(|input| input.name == target)?;
+            Some((o, i))
+        })
+        .collect();
+    let width = args.steps.to_string().len();
+    let mut losses = Vec::with_capacity(args.steps);
+    let mut outputs = Vec::new();
+    for step in 1..=args.steps {
+        outputs = args.backend.execute(graph, &values)?;
+        let loss = outputs[loss_index].scalar_value().unwrap_or(f64::NAN);
+        writeln!(out, "step {step:>width$}  loss {}", format_number(loss, 9))?;
+        losses.push(loss);
+        for &(o, i) in &feedback {
+            values[i] = outputs[o].clone();
+        }
+    }
+    writeln!(out)?;
+    print_table(out, graph, &outputs)?;
+    if let Some(dir) = &args.out {
+        let losses_tensor = Tensor::from_f64(&[losses.len()], losses)?;
+        npy::write(&dir.join("losses.npy"), &losses_tensor)?;
+        for (input, value) in graph.inputs().zip(&values) {
+            if matches!(input.role, Role::Param | Role::State) {
+                npy::write(&npy_path(dir, input.name), value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `DIR/<name>.npy`; names are ASCII letters, digits, `_` and `.`, so they are safe file names once `.npy` is added.
+fn npy_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.npy"))
+}
+
+fn check_sizes(graph: &Graph) -> Result<(), CliError> {
+    for (i, node) in graph.nodes().iter().enumerate() {
+        let too_big = node
+            .ty
+            .dims()
+            .iter()
+            .try_fold(node.ty.dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
+            .is_none_or(|bytes| bytes > MAX_TENSOR_BYTES);
+        if too_big {
+            return Err(CliError::new(format!(
+                "node %{} of graph {} is {}, larger than the {} GiB that `kiln run` allows per tensor",
+                graph.label(kiln_ir::NodeId(i as u32)),
+                graph.name,
+                node.ty,
+                MAX_TENSOR_BYTES >> 30
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How many leading elements of each output the table shows.
+const SHOWN_VALUES: usize = 8;
+
+/// One row per output: name, type, sum, sum of |x| and the first few elements.
+fn print_table(out: &mut dyn Write, graph: &Graph, outputs: &[Tensor]) -> Result<(), CliError> {
+    let header = ["output", "type", "sum", "sum|x|", "values"];
+    let rows: Vec<[String; 5]> = graph
+        .outputs()
+        .iter()
+        .zip(outputs)
+        .map(|(output, tensor)| {
+            let all = tensor.to_f64_vec();
+            let sum: f64 = all.iter().sum();
+            let abs_sum: f64 = all.iter().map(|x| x.abs()).sum();
+            let shown: Vec<String> = (0..tensor.numel().min(SHOWN_VALUES))
+                .map(|i| format_element(tensor.data(), i))
+                .collect();
+            let more = if tensor.numel() > SHOWN_VALUES {
+                ", ..."
+            } else {
+                ""
+            };
+            [
+                output.name.clone(),
+                tensor.ty().to_string(),
+                format_number(sum, 9),
+                format_number(abs_sum, 9),
+                format!("[{}{more}]", shown.join(", ")),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut line = |cells: [&str; 5]| -> std::io::Result<()> {
+        let [name, ty, sum, abs_sum, values] = cells;
+        writeln!(
+            out,
+            "{name:<w0$}  {ty:<w1$}  {sum:>w2$}  {abs_sum:>w3$}  {values}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        )
+    };
+    line(header)?;
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]])?;
+    }
+    Ok(())
+}
+
+fn format_element(data: &TensorData, i: usize) -> String {
+    match data.dtype() {
+        DType::F32 | DType::F64 => format_number(data.get_f64(i), 6),
+        DType::I32 => format!("{}", data.get_f64(i)),
+        DType::Bool => (data.get_f64(i) != 0.0).to_string(),
+    }
+}
+
+/// `x` with `digits` significant digits, like C's `%g`: plain notation for moderate magnitudes, else scientific.
+fn format_number(x: f64, digits: usize) -> String {
+    if x == 0.0 {
+        // -0.0 (a loss of -mean(0)) reads as a sign bug; both zeros print as 0.
+        return "0".into();
+    }
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let exponent = x.abs().log10().floor() as i32;
+    if (-5..digits as i32).contains(&exponent) {
+        let decimals = (digits as i32 - 1 - exponent).max(0) as usize;
+        let text = format!("{x:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    } else {
+        format!("{x:.prec$e}", prec = digits - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_number;
+
+    #[test]
+    fn numbers_print_like_percent_g() {
+        assert_eq!(format_number(0.0, 6), "0");
+        assert_eq!(format_number(1.5, 6), "1.5");
+        assert_eq!(format_number(-std::f64::consts::LN_2, 6), "-0.693147");
+        assert_eq!(format_number(123456.0, 6), "123456");
+        assert_eq!(format_number(1234567.0, 6), "1.23457e6");
+        assert_eq!(format_number(1.0e-7, 6), "1.00000e-7");
+        assert_eq!(format_number(f64::NAN, 6), "NaN");
+    }
+}

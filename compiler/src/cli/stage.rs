@@ -1,0 +1,251 @@
+//! `--stage`: which graph a command works on, and the flags that build it from the parsed one.
+//!
+//! Stages are ordered along the compilation pipeline. A new stage is one variant of [`Stage`] (its doc comment is its
+//! `--help` text) and one arm in [`build`]; commands that cannot handle it say so where they match on it.
+
+use super::CliError;
+use clap::{Args, ValueEnum};
+use kiln::autodiff::{param_names, sole_scalar_output};
+use kiln::{Adam, Graph, Optimizer, Sgd};
+
+/// A point in the compilation pipeline.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, ValueEnum)]
+pub enum Stage {
+    /// The graph as parsed.
+    #[default]
+    Input,
+    /// The graph plus its backward pass: a `grad.<param>` output per parameter (see --of, --wrt).
+    Grad,
+    /// One training step: loss, backward pass and optimizer update (see --optimizer).
+    Train,
+}
+
+/// The flags that choose and build a stage (shared by `dump` and `run`).
+#[derive(Args, Debug, Clone)]
+pub struct StageArgs {
+    /// Which graph to work on.
+    #[arg(long, value_enum, default_value_t = Stage::Input)]
+    pub stage: Stage,
+
+    /// Inputs to differentiate with respect to (grad and train stages) [default: every `param` input].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub wrt: Option<Vec<String>>,
+
+    /// The scalar output to differentiate (grad and train stages) [default: the only float scalar output].
+    #[arg(long, value_name = "OUTPUT")]
+    pub of: Option<String>,
+
+    #[command(flatten)]
+    pub optimizer: OptimizerArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, ValueEnum)]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent, optionally with (Nesterov) momentum (`torch.optim.SGD`).
+    #[default]
+    Sgd,
+    /// Adam with L2 weight decay (`torch.optim.Adam`).
+    Adam,
+    /// Adam with decoupled weight decay (`torch.optim.AdamW`).
+    Adamw,
+}
+
+/// Optimizer flags of the train stage; unset ones take PyTorch's defaults (`kiln::Sgd::default()`,
+/// `kiln::Adam::default()`).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Optimizer (--stage train)")]
+pub struct OptimizerArgs {
+    /// The update rule.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate [default: 0.01 for sgd, 0.001 for adam and adamw].
+    #[arg(long, value_name = "X")]
+    pub lr: Option<f64>,
+    /// Momentum factor (sgd) [default: 0].
+    #[arg(long, value_name = "M")]
+    pub momentum: Option<f64>,
+    /// Use Nesterov momentum (sgd; needs --momentum).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay: L2 for sgd and adam, decoupled for adamw [default: 0].
+    #[arg(long, value_name = "W")]
+    pub weight_decay: Option<f64>,
+    /// Decay of the first moment (adam, adamw) [default: 0.9].
+    #[arg(long, value_name = "B1")]
+    pub beta1: Option<f64>,
+    /// Decay of the second moment (adam, adamw) [default: 0.999].
+    #[arg(long, value_name = "B2")]
+    pub beta2: Option<f64>,
+    /// Term added to the denominator (adam, adamw) [default: 1e-8].
+    #[arg(long, value_name = "E")]
+    pub eps: Option<f64>,
+}
+
+impl OptimizerArgs {
+    /// Whether any optimizer flag was given, which only the train stage reads.
+    fn any_given(&self) -> bool {
+        self.optimizer != OptimizerKind::default()
+            || self.lr.is_some()
+            || self.momentum.is_some()
+            || self.nesterov
+            || self.weight_decay.is_some()
+            || self.beta1.is_some()
+            || self.beta2.is_some()
+            || self.eps.is_some()
+    }
+
+    pub fn to_optimizer(&self) -> Result<Optimizer, CliError> {
+        let finite = |flag: &str, value: Option<f64>| -> Result<(), CliError> {
+            match value {
+                Some(v) if !v.is_finite() => Err(CliError::new(format!(
+                    "--{flag} must be a finite number, got {v}"
+                ))),
+                _ => Ok(()),
+            }
+        };
+        for (flag, value) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("weight-decay", self.weight_decay),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("eps", self.eps),
+        ] {
+            finite(flag, value)?;
+        }
+        match self.optimizer {
+            OptimizerKind::Sgd => {
+                let not_for_sgd = [
+                    ("beta1", self.beta1),
+                    ("beta2", self.beta2),
+                    ("eps", self.eps),
+                ];
+                if let Some((flag, _)) = not_for_sgd.iter().find(|(_, v)| v.is_some()) {
+                    return Err(CliError::new(format!(
+                        "--{flag} applies to adam and adamw, not sgd (choose one with --optimizer)"
+                    )));
+                }
+                let defaults = Sgd::default();
+                let sgd = Sgd {
+                    lr: self.lr.unwrap_or(defaults.lr),
+                    momentum: self.momentum.unwrap_or(defaults.momentum),
+                    nesterov: self.nesterov,
+                    weight_decay: self.weight_decay.unwrap_or(defaults.weight_decay),
+                };
+                if sgd.nesterov && sgd.momentum == 0.0 {
+                    return Err(CliError::new("--nesterov needs a nonzero --momentum"));
+                }
+                Ok(Optimizer::Sgd(sgd))
+            }
+            OptimizerKind::Adam | OptimizerKind::Adamw => {
+                if self.momentum.is_some() || self.nesterov {
+                    let flag = if self.nesterov {
+                        "nesterov"
+                    } else {
+                        "momentum"
+                    };
+                    return Err(CliError::new(format!(
+                        "--{flag} applies to sgd only; adam's momentum is --beta1"
+                    )));
+                }
+                let defaults = Adam::default();
+                let adam = Adam {
+                    lr: self.lr.unwrap_or(defaults.lr),
+                    beta1: self.beta1.unwrap_or(defaults.beta1),
+                    beta2: self.beta2.unwrap_or(defaults.beta2),
+                    eps: self.eps.unwrap_or(defaults.eps),
+                    weight_decay: self.weight_decay.unwrap_or(defaults.weight_decay),
+                };
+                Ok(if self.optimizer == OptimizerKind::Adam {
+                    Optimizer::Adam(adam)
+                } else {
+                    Optimizer::AdamW(adam)
+                })
+            }
+        }
+    }
+}
+
+/// A graph at some stage, with what DOT export needs to cluster it.
+pub struct StagedGraph {
+    pub graph: Graph,
+    /// Per node, an index into `group_names` (for `DotOptions`); `None` draws the graph unclustered.
+    pub groups: Option<Vec<usize>>,
+    pub group_names: Vec<String>,
+    /// The output differentiated by the grad and train stages.
+    pub loss: Option<String>,
+}
+
+/// Builds the graph of `args.stage` from the parsed graph.
+pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
+    let differentiates = matches!(args.stage, Stage::Grad | Stage::Train);
+    if !differentiates && (args.wrt.is_some() || args.of.is_some()) {
+        return Err(CliError::new(
+            "--wrt and --of apply to --stage grad and --stage train",
+        ));
+    }
+    if args.stage != Stage::Train && args.optimizer.any_given() {
+        return Err(CliError::new(
+            "optimizer flags (--optimizer, --lr, ...) apply to --stage train",
+        ));
+    }
+    match args.stage {
+        Stage::Input => Ok(StagedGraph {
+            graph: parsed,
+            groups: None,
+            group_names: Vec::new(),
+            loss: None,
+        }),
+        Stage::Grad => {
+            let (of, wrt) = differentiation_target(&parsed, args)?;
+            let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
+            let grad = kiln::grad(&parsed, &of, &wrt)?;
+            Ok(StagedGraph {
+                groups: Some(grad.dot_groups()),
+                graph: grad.graph,
+                group_names: vec!["forward".into(), "backward".into()],
+                loss: Some(of),
+            })
+        }
+        Stage::Train => {
+            let optimizer = args.optimizer.to_optimizer()?;
+            let (of, params) = differentiation_target(&parsed, args)?;
+            let params: Vec<&str> = params.iter().map(String::as_str).collect();
+            let graph = kiln::training_step(&parsed, &of, &params, &optimizer)?;
+            let forward_len = parsed.len();
+            Ok(StagedGraph {
+                groups: Some(
+                    (0..graph.len())
+                        .map(|i| usize::from(i >= forward_len))
+                        .collect(),
+                ),
+                graph,
+                group_names: vec!["forward".into(), "backward + update".into()],
+                // `training_step` names the loss output `loss` whatever the model called it.
+                loss: Some("loss".into()),
+            })
+        }
+    }
+}
+
+/// `--of` and `--wrt`, or their defaults: the only float scalar output and every `param` input.
+fn differentiation_target(
+    graph: &Graph,
+    args: &StageArgs,
+) -> Result<(String, Vec<String>), CliError> {
+    let of = match &args.of {
+        Some(of) => of.clone(),
+        None => sole_scalar_output(graph)?,
+    };
+    let wrt = match &args.wrt {
+        Some(wrt) => wrt.clone(),
+        None => param_names(graph),
+    };
+    if wrt.is_empty() {
+        return Err(CliError::new(format!(
+            "graph {} has no `param` inputs to differentiate with respect to; name some with --wrt",
+            graph.name
+        )));
+    }
+    Ok((of, wrt))
+}

@@ -1,0 +1,159 @@
+//! The index arithmetic of movement ops, reductions and matmul, written once and generic over the element type.
+//!
+//! Transpose, broadcast and slice are all a [`StridedView`] of the operand: result element `i` (a multi-index)
+//! reads operand element `offset + Σ_k i_k * strides[k]`. A reduction is a view that puts the kept axes first and
+//! the reduced axes last, followed by a fold over each row.
+
+use super::number::Number;
+
+/// A row-major walk over `dims` that reads the source at `offset + Σ_k i_k * strides[k]`.
+#[derive(Clone, Debug)]
+pub(super) struct StridedView {
+    pub dims: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub offset: usize,
+}
+
+impl StridedView {
+    /// `out[i] = src[j]` with `j[perm[k]] = i_k`: result dim k is source dim `perm[k]`.
+    pub fn transpose(src_dims: &[usize], perm: &[usize]) -> StridedView {
+        let src_strides = row_major_strides(src_dims);
+        StridedView {
+            dims: perm.iter().map(|&p| src_dims[p]).collect(),
+            strides: perm.iter().map(|&p| src_strides[p]).collect(),
+            offset: 0,
+        }
+    }
+
+    /// NumPy broadcast: dims aligned from the right; a source dim of 1 (or a missing leading dim) is read with
+    /// stride 0.
+    pub fn broadcast(src_dims: &[usize], to: &[usize]) -> StridedView {
+        let src_strides = row_major_strides(src_dims);
+        let lead = to.len() - src_dims.len();
+        let strides = (0..to.len())
+            .map(|k| match k.checked_sub(lead) {
+                Some(j) if src_dims[j] != 1 => src_strides[j],
+                _ => 0,
+            })
+            .collect();
+        StridedView {
+            dims: to.to_vec(),
+            strides,
+            offset: 0,
+        }
+    }
+
+    /// The box `[start, end)` (unit stride).
+    pub fn slice(src_dims: &[usize], start: &[usize], end: &[usize]) -> StridedView {
+        let strides = row_major_strides(src_dims);
+        StridedView {
+            dims: start.iter().zip(end).map(|(s, e)| e - s).collect(),
+            offset: start.iter().zip(&strides).map(|(s, st)| s * st).sum(),
+            strides,
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// The viewed elements in row-major order of the view's dims.
+    pub fn gather<T: Copy>(&self, src: &[T]) -> Vec<T> {
+        let n = self.numel();
+        let mut out = Vec::with_capacity(n);
+        let mut index = vec![0usize; self.dims.len()];
+        let mut at = self.offset;
+        for _ in 0..n {
+            out.push(src[at]);
+            // Advance the multi-index like an odometer, keeping `at` in step.
+            for k in (0..self.dims.len()).rev() {
+                index[k] += 1;
+                at += self.strides[k];
+                if index[k] < self.dims[k] {
+                    break;
+                }
+                at -= self.strides[k] * self.dims[k];
+                index[k] = 0;
+            }
+        }
+        out
+    }
+}
+
+pub(super) fn row_major_strides(dims: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1usize; dims.len()];
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        strides[k] = strides[k + 1] * dims[k + 1];
+    }
+    strides
+}
+
+/// Folds `src` (of shape `dims`) over the sorted `axes` with `step`, result in row-major order of the kept axes.
+///
+/// Each result element starts from the first of its reduced elements and folds the rest in row-major order of the
+/// reduced indices; when the reduced extent is 0 it is `empty`. Reducing over no axes therefore returns `src` itself.
+pub(super) fn reduce<T: Number>(
+    src: &[T],
+    dims: &[usize],
+    axes: &[usize],
+    empty: T,
+    step: impl Fn(T, T) -> T,
+) -> Vec<T> {
+    let kept = (0..dims.len()).filter(|k| !axes.contains(k));
+    let perm: Vec<usize> = kept.chain(axes.iter().copied()).collect();
+    let rows = StridedView::transpose(dims, &perm).gather(src);
+    let inner: usize = axes.iter().map(|&a| dims[a]).product();
+    let outer: usize = dims
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !axes.contains(k))
+        .map(|(_, &d)| d)
+        .product();
+    if inner == 0 {
+        return vec![empty; outer];
+    }
+    rows.chunks(inner)
+        .map(|row| row[1..].iter().fold(row[0], |acc, &x| step(acc, x)))
+        .collect()
+}
+
+/// Batched `[..., m, k] x [..., k, n]`: `c[b, i, j] = Σ_k a[b, i, k] * b[b, k, j]`, accumulated from 0 in the dtype
+/// in increasing `k` (an i-k-j loop).
+pub(super) fn matmul<T: Number>(a: &[T], b: &[T], a_dims: &[usize], b_dims: &[usize]) -> Vec<T> {
+    let r = a_dims.len();
+    let (m, k, n) = (a_dims[r - 2], a_dims[r - 1], b_dims[r - 1]);
+    let batch: usize = a_dims[..r - 2].iter().product();
+    let mut c = vec![T::ZERO; batch * m * n];
+    for bi in 0..batch {
+        let a = &a[bi * m * k..(bi + 1) * m * k];
+        let b = &b[bi * k * n..(bi + 1) * k * n];
+        let c = &mut c[bi * m * n..(bi + 1) * m * n];
+        for i in 0..m {
+            let c_row = &mut c[i * n..(i + 1) * n];
+            for p in 0..k {
+                let a_ip = a[i * k + p];
+                let b_row = &b[p * n..(p + 1) * n];
+                for (c_ij, &b_pj) in c_row.iter_mut().zip(b_row) {
+                    *c_ij = c_ij.add(a_ip.mul(b_pj));
+                }
+            }
+        }
+    }
+    c
+}
+
+/// Operands (each with its dims) joined along `axis`.
+pub(super) fn concat<T: Copy>(parts: &[(&[T], &[usize])], axis: usize) -> Vec<T> {
+    let Some((_, first_dims)) = parts.first() else {
+        return Vec::new();
+    };
+    let outer: usize = first_dims[..axis].iter().product();
+    let mut out = Vec::with_capacity(parts.iter().map(|(data, _)| data.len()).sum());
+    for o in 0..outer {
+        for (data, dims) in parts {
+            let chunk: usize = dims[axis..].iter().product();
+            out.extend_from_slice(&data[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    out
+}

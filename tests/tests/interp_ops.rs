@@ -1,0 +1,1103 @@
+//! The reference interpreter, op by op and dtype by dtype, with hand-checked values; then the composites, input
+//! errors, and the forward loss of every golden case.
+
+use kiln_ir::interp;
+use kiln_ir::{
+    BinaryOp, Builder, CmpDir, DType, Graph, IrError, Op, Tensor, TensorType, UnaryOp, Value,
+};
+use kiln_tests::golden;
+use std::collections::HashMap;
+
+// ---- helpers ----
+
+/// The graph `out = f(x0, x1, ...)` with one data input per tensor in `inputs`.
+fn graph_of(
+    inputs: &[&Tensor],
+    f: impl FnOnce(&mut Builder, &[Value]) -> Result<Value, IrError>,
+) -> Graph {
+    let mut b = Builder::new("t");
+    let args: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| b.data(&format!("x{i}"), t.ty().clone()).unwrap())
+        .collect();
+    let out = f(&mut b, &args).unwrap();
+    b.output("out", out).unwrap();
+    b.finish()
+}
+
+/// Runs `out = f(inputs...)` in the interpreter.
+fn eval(
+    inputs: &[&Tensor],
+    f: impl FnOnce(&mut Builder, &[Value]) -> Result<Value, IrError>,
+) -> Tensor {
+    let g = graph_of(inputs, f);
+    let owned: Vec<Tensor> = inputs.iter().map(|&t| t.clone()).collect();
+    let mut outs = interp::run(&g, &owned).unwrap();
+    assert_eq!(outs.len(), 1);
+    outs.remove(0)
+}
+
+/// Runs a graph of no inputs built by `f`.
+fn eval0(f: impl FnOnce(&mut Builder) -> Result<Value, IrError>) -> Tensor {
+    eval(&[], move |b, _| f(b))
+}
+
+fn unary_of(op: UnaryOp, x: &Tensor) -> Tensor {
+    eval(&[x], move |b, v| b.unary(op, v[0]))
+}
+
+fn binary_of(op: BinaryOp, x: &Tensor, y: &Tensor) -> Tensor {
+    eval(&[x, y], move |b, v| b.binary(op, v[0], v[1]))
+}
+
+fn f32s(shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::from_f32(shape, v.to_vec()).unwrap()
+}
+fn f64s(shape: &[usize], v: &[f64]) -> Tensor {
+    Tensor::from_f64(shape, v.to_vec()).unwrap()
+}
+fn i32s(shape: &[usize], v: &[i32]) -> Tensor {
+    Tensor::from_i32(shape, v.to_vec()).unwrap()
+}
+fn bools(shape: &[usize], v: &[bool]) -> Tensor {
+    Tensor::from_bool(shape, v.to_vec()).unwrap()
+}
+
+/// `|a - e| <= atol + rtol |e|` elementwise; non-finite expected values must match exactly (NaN matches NaN).
+#[track_caller]
+fn assert_close(actual: &Tensor, expected: &[f64], rtol: f64, atol: f64) {
+    let a = actual.to_f64_vec();
+    assert_eq!(a.len(), expected.len(), "element count of {}", actual.ty());
+    for (i, (&x, &e)) in a.iter().zip(expected).enumerate() {
+        let ok = if e.is_nan() {
+            x.is_nan()
+        } else if e.is_infinite() {
+            x == e
+        } else {
+            (x - e).abs() <= atol + rtol * e.abs()
+        };
+        assert!(ok, "element {i}: got {x}, expected {e} (all: {a:?})");
+    }
+}
+
+/// Exact equality of values (bitwise for floats, so -0 != +0 and NaN == NaN) and type.
+#[track_caller]
+fn assert_bits(actual: &Tensor, expected: &Tensor) {
+    assert_eq!(actual.ty(), expected.ty());
+    let bits = |t: &Tensor| -> Vec<u64> {
+        match t.dtype() {
+            DType::F32 => t
+                .as_f32()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits() as u64)
+                .collect(),
+            _ => t.to_f64_vec().iter().map(|v| v.to_bits()).collect(),
+        }
+    };
+    assert_eq!(
+        bits(actual),
+        bits(expected),
+        "got {:?}, expected {:?}",
+        actual.data(),
+        expected.data()
+    );
+}
+
+const NAN: f64 = f64::NAN;
+const INF: f64 = f64::INFINITY;
+
+// ---- sources ----
+
+#[test]
+fn iota_is_the_index_along_its_axis_in_every_numeric_dtype() {
+    let t = eval0(|b| b.iota(TensorType::f32(&[2, 3]), 1));
+    assert_bits(&t, &f32s(&[2, 3], &[0., 1., 2., 0., 1., 2.]));
+    let t = eval0(|b| b.iota(TensorType::i32(&[2, 3]), 0));
+    assert_bits(&t, &i32s(&[2, 3], &[0, 0, 0, 1, 1, 1]));
+    let t = eval0(|b| b.iota(TensorType::f64(&[2, 2, 2]), 1));
+    assert_bits(&t, &f64s(&[2, 2, 2], &[0., 0., 1., 1., 0., 0., 1., 1.]));
+    let t = eval0(|b| b.iota(TensorType::i32(&[0, 3]), 1));
+    assert_bits(&t, &i32s(&[0, 3], &[]));
+}
+
+#[test]
+fn constants_splat_or_list_every_element_in_the_dtype() {
+    let t = eval0(|b| b.full(TensorType::f32(&[2, 2]), 1.5));
+    assert_bits(&t, &f32s(&[2, 2], &[1.5; 4]));
+    let t = eval0(|b| b.literal(TensorType::f64(&[3]), vec![0.1, -2.0, NAN]));
+    assert_bits(&t, &f64s(&[3], &[0.1, -2.0, NAN]));
+    let t = eval0(|b| b.literal(TensorType::i32(&[2]), vec![-7.0, i32::MAX as f64]));
+    assert_bits(&t, &i32s(&[2], &[-7, i32::MAX]));
+    let t = eval0(|b| b.literal(TensorType::new(DType::Bool, [3]), vec![1.0, 0.0, 1.0]));
+    assert_bits(&t, &bools(&[3], &[true, false, true]));
+    let t = eval0(|b| b.scalar(-0.0, DType::F32));
+    assert_bits(&t, &f32s(&[], &[-0.0]));
+}
+
+// ---- unary ----
+
+#[test]
+fn unary_ops_on_floats() {
+    let x = [0.25f64, 1.0, 4.0];
+    type Reference = fn(f64) -> f64;
+    let cases: [(UnaryOp, Reference); 8] = [
+        (UnaryOp::Neg, |v| -v),
+        (UnaryOp::Exp, f64::exp),
+        (UnaryOp::Log, f64::ln),
+        (UnaryOp::Sqrt, f64::sqrt),
+        (UnaryOp::Recip, |v| 1.0 / v),
+        (UnaryOp::Tanh, f64::tanh),
+        (UnaryOp::Logistic, |v| 1.0 / (1.0 + (-v).exp())),
+        (UnaryOp::Abs, f64::abs),
+    ];
+    for (op, f) in cases {
+        let expected: Vec<f64> = x.iter().map(|&v| f(v)).collect();
+        let got = unary_of(op, &f64s(&[3], &x));
+        assert_close(&got, &expected, 1e-15, 0.0);
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let got = unary_of(op, &f32s(&[3], &x32));
+        assert_eq!(got.dtype(), DType::F32);
+        assert_close(&got, &expected, 1e-6, 0.0);
+    }
+    // Hand-checked spot values.
+    let got = unary_of(UnaryOp::Sqrt, &f32s(&[2], &[9.0, 0.25]));
+    assert_bits(&got, &f32s(&[2], &[3.0, 0.5]));
+    let got = unary_of(UnaryOp::Abs, &f64s(&[2], &[-2.5, -0.0]));
+    assert_bits(&got, &f64s(&[2], &[2.5, 0.0]));
+    let got = unary_of(UnaryOp::Logistic, &f32s(&[1], &[0.0]));
+    assert_bits(&got, &f32s(&[1], &[0.5]));
+}
+
+#[test]
+fn float_edge_cases_follow_ieee() {
+    let got = unary_of(UnaryOp::Log, &f32s(&[3], &[0.0, -1.0, f32::INFINITY]));
+    assert_close(&got, &[-INF, NAN, INF], 0.0, 0.0);
+    let got = unary_of(UnaryOp::Exp, &f32s(&[3], &[100.0, 1000.0, -1000.0]));
+    assert_close(&got, &[INF, INF, 0.0], 0.0, 0.0);
+    let got = unary_of(UnaryOp::Exp, &f64s(&[2], &[1000.0, f64::NEG_INFINITY]));
+    assert_close(&got, &[INF, 0.0], 0.0, 0.0);
+    let got = unary_of(UnaryOp::Recip, &f32s(&[2], &[0.0, -0.0]));
+    assert_close(&got, &[INF, -INF], 0.0, 0.0);
+    let got = unary_of(UnaryOp::Sqrt, &f64s(&[1], &[-1.0]));
+    assert_close(&got, &[NAN], 0.0, 0.0);
+    let got = unary_of(UnaryOp::Tanh, &f32s(&[2], &[100.0, -100.0]));
+    assert_close(&got, &[1.0, -1.0], 0.0, 0.0);
+}
+
+#[test]
+fn logistic_is_finite_and_accurate_for_large_inputs() {
+    // logistic(-100) = exp(-100) / (1 + exp(-100)) = 3.720075976020836e-44 (subnormal in f32).
+    let tiny = 3.720075976020836e-44;
+    let got = unary_of(
+        UnaryOp::Logistic,
+        &f64s(&[4], &[100.0, -100.0, 1000.0, -1000.0]),
+    );
+    assert_close(&got, &[1.0, tiny, 1.0, 0.0], 1e-14, 0.0);
+    // In f32 exp(-100) is subnormal (spacing 1.4e-45), so only a few percent accurate, but not 0 and not NaN.
+    let got = unary_of(
+        UnaryOp::Logistic,
+        &f32s(&[4], &[100.0, -100.0, 1000.0, -1000.0]),
+    );
+    assert_close(&got, &[1.0, tiny, 1.0, 0.0], 0.05, 0.0);
+    let got = unary_of(UnaryOp::Logistic, &f32s(&[1], &[f32::NAN]));
+    assert_close(&got, &[NAN], 0.0, 0.0);
+}
+
+#[test]
+fn i32_neg_and_abs_wrap() {
+    let x = i32s(&[4], &[3, -5, 0, i32::MIN]);
+    assert_bits(
+        &unary_of(UnaryOp::Neg, &x),
+        &i32s(&[4], &[-3, 5, 0, i32::MIN]),
+    );
+    assert_bits(
+        &unary_of(UnaryOp::Abs, &x),
+        &i32s(&[4], &[3, 5, 0, i32::MIN]),
+    );
+}
+
+// ---- cast ----
+
+#[test]
+fn cast_truncates_saturates_and_maps_nan_to_zero() {
+    let x = f32s(&[6], &[-1.7, 1.7, f32::NAN, 1e10, -1e10, -0.0]);
+    let got = eval(&[&x], |b, v| b.cast(v[0], DType::I32));
+    assert_bits(&got, &i32s(&[6], &[-1, 1, 0, i32::MAX, i32::MIN, 0]));
+    let got = eval(&[&x], |b, v| b.cast(v[0], DType::Bool));
+    assert_bits(&got, &bools(&[6], &[true, true, true, true, true, false]));
+    let got = eval(&[&x], |b, v| b.cast(v[0], DType::F64));
+    assert_close(
+        &got,
+        &[-1.7f32 as f64, 1.7f32 as f64, NAN, 1e10, -1e10, 0.0],
+        0.0,
+        0.0,
+    );
+
+    let flags = bools(&[2], &[true, false]);
+    let got = eval(&[&flags], |b, v| b.cast(v[0], DType::F32));
+    assert_bits(&got, &f32s(&[2], &[1.0, 0.0]));
+    let got = eval(&[&flags], |b, v| b.cast(v[0], DType::I32));
+    assert_bits(&got, &i32s(&[2], &[1, 0]));
+
+    let ints = i32s(&[3], &[-3, 0, 16_777_217]);
+    let got = eval(&[&ints], |b, v| b.cast(v[0], DType::F64));
+    assert_bits(&got, &f64s(&[3], &[-3.0, 0.0, 16_777_217.0]));
+    // 2^24 + 1 is not an f32: rounds to nearest even.
+    let got = eval(&[&ints], |b, v| b.cast(v[0], DType::F32));
+    assert_bits(&got, &f32s(&[3], &[-3.0, 0.0, 16_777_216.0]));
+
+    let wide = f64s(&[2], &[0.1, 1e300]);
+    let got = eval(&[&wide], |b, v| b.cast(v[0], DType::F32));
+    assert_bits(&got, &f32s(&[2], &[0.1, f32::INFINITY]));
+}
+
+// ---- binary ----
+
+#[test]
+fn binary_ops_on_floats() {
+    let (a, b) = ([6.0, -1.5, 2.0], [4.0, 0.5, 3.0]);
+    let expected: [(BinaryOp, [f64; 3]); 7] = [
+        (BinaryOp::Add, [10.0, -1.0, 5.0]),
+        (BinaryOp::Sub, [2.0, -2.0, -1.0]),
+        (BinaryOp::Mul, [24.0, -0.75, 6.0]),
+        (BinaryOp::Div, [1.5, -3.0, 2.0 / 3.0]),
+        (BinaryOp::Max, [6.0, 0.5, 3.0]),
+        (BinaryOp::Min, [4.0, -1.5, 2.0]),
+        (BinaryOp::Pow, [1296.0, NAN, 8.0]),
+    ];
+    for (op, want) in expected {
+        let got = binary_of(op, &f64s(&[3], &a), &f64s(&[3], &b));
+        assert_close(&got, &want, 1e-16, 0.0);
+        let got = binary_of(
+            op,
+            &f32s(&[3], &a.map(|v| v as f32)),
+            &f32s(&[3], &b.map(|v| v as f32)),
+        );
+        assert_eq!(got.dtype(), DType::F32);
+        assert_close(&got, &want, 1e-7, 0.0);
+    }
+}
+
+#[test]
+fn float_division_by_zero_is_ieee() {
+    let got = binary_of(
+        BinaryOp::Div,
+        &f32s(&[4], &[1.0, -1.0, 0.0, 1.0]),
+        &f32s(&[4], &[0.0, 0.0, 0.0, -0.0]),
+    );
+    assert_close(&got, &[INF, -INF, NAN, -INF], 0.0, 0.0);
+}
+
+#[test]
+fn max_and_min_propagate_nan_and_order_signed_zeros() {
+    for (x, y) in [(NAN, 1.0), (1.0, NAN), (NAN, NAN), (NAN, -INF)] {
+        for op in [BinaryOp::Max, BinaryOp::Min] {
+            let got = binary_of(op, &f64s(&[1], &[x]), &f64s(&[1], &[y]));
+            assert!(got.to_f64_vec()[0].is_nan(), "{op:?}({x}, {y})");
+            let got = binary_of(op, &f32s(&[1], &[x as f32]), &f32s(&[1], &[y as f32]));
+            assert!(got.to_f64_vec()[0].is_nan(), "{op:?}({x}, {y}) in f32");
+        }
+    }
+    let (pz, nz) = (f32s(&[2], &[0.0, -0.0]), f32s(&[2], &[-0.0, 0.0]));
+    assert_bits(
+        &binary_of(BinaryOp::Max, &pz, &nz),
+        &f32s(&[2], &[0.0, 0.0]),
+    );
+    assert_bits(
+        &binary_of(BinaryOp::Min, &pz, &nz),
+        &f32s(&[2], &[-0.0, -0.0]),
+    );
+}
+
+#[test]
+fn i32_arithmetic_wraps_and_division_truncates() {
+    let a = i32s(&[7], &[7, -7, 7, -7, 5, i32::MIN, i32::MAX]);
+    let b = i32s(&[7], &[2, 2, -2, -2, 0, -1, 1]);
+    assert_bits(
+        &binary_of(BinaryOp::Div, &a, &b),
+        &i32s(&[7], &[3, -3, -3, 3, 0, i32::MIN, i32::MAX]),
+    );
+    assert_bits(
+        &binary_of(BinaryOp::Add, &a, &b),
+        &i32s(&[7], &[9, -5, 5, -9, 5, i32::MAX, i32::MIN]),
+    );
+    assert_bits(
+        &binary_of(BinaryOp::Sub, &a, &b),
+        &i32s(&[7], &[5, -9, 9, -5, 5, i32::MIN + 1, i32::MAX - 1]),
+    );
+    assert_bits(
+        &binary_of(BinaryOp::Mul, &a, &b),
+        &i32s(&[7], &[14, -14, -14, 14, 0, i32::MIN, i32::MAX]),
+    );
+    assert_bits(
+        &binary_of(BinaryOp::Max, &a, &b),
+        &i32s(&[7], &[7, 2, 7, -2, 5, -1, i32::MAX]),
+    );
+    assert_bits(
+        &binary_of(BinaryOp::Min, &a, &b),
+        &i32s(&[7], &[2, -7, -2, -7, 0, i32::MIN, 1]),
+    );
+    let big = i32s(&[1], &[65_536]);
+    assert_bits(&binary_of(BinaryOp::Mul, &big, &big), &i32s(&[1], &[0]));
+}
+
+#[test]
+fn builder_broadcasting_stretches_size_one_and_missing_dims() {
+    // [2,3] + [3]: the row is added to every row.
+    let m = f32s(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    let row = f32s(&[3], &[10., 20., 30.]);
+    let got = binary_of(BinaryOp::Add, &m, &row);
+    assert_bits(&got, &f32s(&[2, 3], &[11., 22., 33., 14., 25., 36.]));
+    // [2,1] * [1,3]: an outer product.
+    let col = i32s(&[2, 1], &[1, 2]);
+    let row = i32s(&[1, 3], &[3, 4, 5]);
+    let got = binary_of(BinaryOp::Mul, &col, &row);
+    assert_bits(&got, &i32s(&[2, 3], &[3, 4, 5, 6, 8, 10]));
+    // A scalar against a rank-3 tensor.
+    let s = f64s(&[], &[2.0]);
+    let t = f64s(&[2, 1, 2], &[1., 2., 3., 4.]);
+    let got = binary_of(BinaryOp::Sub, &t, &s);
+    assert_bits(&got, &f64s(&[2, 1, 2], &[-1., 0., 1., 2.]));
+}
+
+// ---- compare and select ----
+
+#[test]
+fn comparisons_are_ieee_and_nan_is_unordered() {
+    let a = f32s(&[4], &[1.0, 2.0, 3.0, f32::NAN]);
+    let b = f32s(&[4], &[2.0, 2.0, 2.0, f32::NAN]);
+    let cases = [
+        (CmpDir::Lt, [true, false, false, false]),
+        (CmpDir::Le, [true, true, false, false]),
+        (CmpDir::Gt, [false, false, true, false]),
+        (CmpDir::Ge, [false, true, true, false]),
+        (CmpDir::Eq, [false, true, false, false]),
+        (CmpDir::Ne, [true, false, true, true]),
+    ];
+    for (dir, want) in cases {
+        let got = eval(&[&a, &b], move |bl, v| bl.compare(dir, v[0], v[1]));
+        assert_bits(&got, &bools(&[4], &want));
+        let (ai, bi) = (i32s(&[4], &[1, 2, 3, 0]), i32s(&[4], &[2, 2, 2, 1]));
+        let mut want_i = want;
+        want_i[3] = matches!(dir, CmpDir::Lt | CmpDir::Le | CmpDir::Ne);
+        let got = eval(&[&ai, &bi], move |bl, v| bl.compare(dir, v[0], v[1]));
+        assert_bits(&got, &bools(&[4], &want_i));
+        let (ad, bd) = (a.cast(DType::F64), b.cast(DType::F64));
+        let got = eval(&[&ad, &bd], move |bl, v| bl.compare(dir, v[0], v[1]));
+        assert_bits(&got, &bools(&[4], &want));
+    }
+    // -0 == +0.
+    let got = eval(&[&f32s(&[1], &[-0.0]), &f32s(&[1], &[0.0])], |b, v| {
+        b.compare(CmpDir::Eq, v[0], v[1])
+    });
+    assert_bits(&got, &bools(&[1], &[true]));
+}
+
+#[test]
+fn bool_supports_eq_and_ne() {
+    let a = bools(&[4], &[true, true, false, false]);
+    let b = bools(&[4], &[true, false, true, false]);
+    let got = eval(&[&a, &b], |bl, v| bl.compare(CmpDir::Eq, v[0], v[1]));
+    assert_bits(&got, &bools(&[4], &[true, false, false, true]));
+    let got = eval(&[&a, &b], |bl, v| bl.compare(CmpDir::Ne, v[0], v[1]));
+    assert_bits(&got, &bools(&[4], &[false, true, true, false]));
+}
+
+#[test]
+fn select_picks_per_element_in_every_dtype() {
+    let c = bools(&[3], &[true, false, true]);
+    let got = eval(
+        &[
+            &c,
+            &f32s(&[3], &[1., 2., 3.]),
+            &f32s(&[3], &[-1., -2., -3.]),
+        ],
+        |b, v| b.select(v[0], v[1], v[2]),
+    );
+    assert_bits(&got, &f32s(&[3], &[1., -2., 3.]));
+    let got = eval(
+        &[&c, &i32s(&[3], &[1, 2, 3]), &i32s(&[3], &[7, 8, 9])],
+        |b, v| b.select(v[0], v[1], v[2]),
+    );
+    assert_bits(&got, &i32s(&[3], &[1, 8, 3]));
+    let got = eval(
+        &[&c, &bools(&[3], &[false; 3]), &bools(&[3], &[true; 3])],
+        |b, v| b.select(v[0], v[1], v[2]),
+    );
+    assert_bits(&got, &bools(&[3], &[false, true, false]));
+    let got = eval(&[&c, &f64s(&[], &[NAN]), &f64s(&[], &[0.0])], |b, v| {
+        b.select(v[0], v[1], v[2])
+    });
+    assert_close(&got, &[NAN, 0.0, NAN], 0.0, 0.0);
+}
+
+// ---- reductions ----
+
+/// `[2,3,2]` holding 0..12.
+fn cube() -> Tensor {
+    f32s(&[2, 3, 2], &(0..12).map(|v| v as f32).collect::<Vec<_>>())
+}
+
+#[test]
+fn reduce_sum_over_each_axis_set_with_and_without_keep_dims() {
+    let x = cube();
+    let sum = |axes: &'static [isize], keep: bool| {
+        eval(&[&cube()], move |b, v| b.reduce_sum(v[0], axes, keep))
+    };
+    assert_bits(
+        &sum(&[0], false),
+        &f32s(&[3, 2], &[6., 8., 10., 12., 14., 16.]),
+    );
+    assert_bits(&sum(&[1], false), &f32s(&[2, 2], &[6., 9., 24., 27.]));
+    assert_bits(&sum(&[1], true), &f32s(&[2, 1, 2], &[6., 9., 24., 27.]));
+    assert_bits(
+        &sum(&[2], false),
+        &f32s(&[2, 3], &[1., 5., 9., 13., 17., 21.]),
+    );
+    assert_bits(&sum(&[0, 2], false), &f32s(&[3], &[14., 22., 30.]));
+    assert_bits(&sum(&[0, 2], true), &f32s(&[1, 3, 1], &[14., 22., 30.]));
+    assert_bits(&sum(&[0, 1, 2], false), &f32s(&[], &[66.]));
+    assert_bits(&sum(&[0, 1, 2], true), &f32s(&[1, 1, 1], &[66.]));
+    // No axes: the identity, bit for bit.
+    assert_bits(&sum(&[], false), &x);
+    let z = f32s(&[2], &[-0.0, 1.0]);
+    let got = eval(&[&z], |b, v| b.reduce_sum(v[0], &[], false));
+    assert_bits(&got, &z);
+
+    let ints = i32s(&[2, 2], &[i32::MAX, 1, -4, 2]);
+    let got = eval(&[&ints], |b, v| b.reduce_sum(v[0], &[1], false));
+    assert_bits(&got, &i32s(&[2], &[i32::MIN, -2]));
+    let got = eval(&[&f64s(&[2, 2], &[0.5, 0.25, 1.0, 2.0])], |b, v| {
+        b.reduce_sum(v[0], &[0], true)
+    });
+    assert_bits(&got, &f64s(&[1, 2], &[1.5, 2.25]));
+}
+
+#[test]
+fn reduce_sum_accumulates_in_row_major_order_in_the_dtype() {
+    // ((1e8 + 1) + -1e8) + 1 in f32: 1e8 + 1 rounds back to 1e8, so the sum is 1, not 2.
+    let x = f32s(&[4], &[1e8, 1.0, -1e8, 1.0]);
+    let got = eval(&[&x], |b, v| b.reduce_sum(v[0], &[0], false));
+    assert_bits(&got, &f32s(&[], &[1.0]));
+    // Over two reduced axes the order is row-major in (axis0, axis2): 1e8, 1, -1e8, 1 again.
+    let x = f32s(&[2, 1, 2], &[1e8, 1.0, -1e8, 1.0]);
+    let got = eval(&[&x], |b, v| b.reduce_sum(v[0], &[0, 2], false));
+    assert_bits(&got, &f32s(&[1], &[1.0]));
+}
+
+#[test]
+fn reduce_max_propagates_nan_and_handles_every_dtype() {
+    let got = eval(&[&cube()], |b, v| b.reduce_max(v[0], &[1], true));
+    assert_bits(&got, &f32s(&[2, 1, 2], &[4., 5., 10., 11.]));
+    let x = f64s(&[2, 3], &[1.0, NAN, 3.0, -INF, -5.0, -INF]);
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[1], false));
+    assert_close(&got, &[NAN, -5.0], 0.0, 0.0);
+    let x = f32s(&[3], &[f32::NAN, 1.0, 2.0]);
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[0], false));
+    assert_close(&got, &[NAN], 0.0, 0.0);
+    let x = i32s(&[2, 2], &[-3, -9, 4, i32::MIN]);
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[0], false));
+    assert_bits(&got, &i32s(&[2], &[4, -9]));
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[], false));
+    assert_bits(&got, &x);
+}
+
+#[test]
+fn reductions_over_a_zero_size_dim_give_their_identity() {
+    let x = f32s(&[2, 0], &[]);
+    let got = eval(&[&x], |b, v| b.reduce_sum(v[0], &[1], false));
+    assert_bits(&got, &f32s(&[2], &[0.0, 0.0]));
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[1], true));
+    assert_bits(&got, &f32s(&[2, 1], &[f32::NEG_INFINITY; 2]));
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[0], false));
+    assert_bits(&got, &f32s(&[0], &[]));
+    let x = i32s(&[0, 3], &[]);
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[0], false));
+    assert_bits(&got, &i32s(&[3], &[i32::MIN; 3]));
+    let got = eval(&[&x], |b, v| b.reduce_sum(v[0], &[0, 1], false));
+    assert_bits(&got, &i32s(&[], &[0]));
+    let x = f64s(&[0], &[]);
+    let got = eval(&[&x], |b, v| b.reduce_max(v[0], &[0], false));
+    assert_bits(&got, &f64s(&[], &[f64::NEG_INFINITY]));
+}
+
+// ---- movement ----
+
+#[test]
+fn reshape_keeps_row_major_order() {
+    let got = eval(&[&cube()], |b, v| b.reshape(v[0], &[3, 4]));
+    assert_bits(&got, &cube().reshape(&[3, 4]).unwrap());
+    let flags = bools(&[2, 2], &[true, false, false, true]);
+    let got = eval(&[&flags], |b, v| b.reshape(v[0], &[4, 1]));
+    assert_bits(&got, &bools(&[4, 1], &[true, false, false, true]));
+}
+
+#[test]
+fn transpose_of_rank_3() {
+    // x[i, j, k] = 6i + 2j + k, shape [2,3,2]. perm [2,0,1]: out[k, i, j] = x[i, j, k], shape [2,2,3].
+    let got = eval(&[&cube()], |b, v| b.transpose(v[0], &[2, 0, 1]));
+    let want = [0., 2., 4., 6., 8., 10., 1., 3., 5., 7., 9., 11.];
+    assert_bits(&got, &f32s(&[2, 2, 3], &want));
+    // perm [1,2,0]: out[j, k, i] = x[i, j, k], shape [3,2,2].
+    let got = eval(&[&cube()], |b, v| b.transpose(v[0], &[1, 2, 0]));
+    let want = [0., 6., 1., 7., 2., 8., 3., 9., 4., 10., 5., 11.];
+    assert_bits(&got, &f32s(&[3, 2, 2], &want));
+    let ints = i32s(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+    let got = eval(&[&ints], |b, v| b.transpose(v[0], &[1, 0]));
+    assert_bits(&got, &i32s(&[3, 2], &[1, 4, 2, 5, 3, 6]));
+}
+
+#[test]
+fn explicit_broadcast_adds_leading_dims_and_stretches_ones() {
+    let x = i32s(&[2, 1], &[1, 2]);
+    let got = eval(&[&x], |b, v| b.broadcast(v[0], &[2, 2, 3]));
+    assert_bits(
+        &got,
+        &i32s(&[2, 2, 3], &[1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2]),
+    );
+    let s = bools(&[], &[true]);
+    let got = eval(&[&s], |b, v| b.broadcast(v[0], &[2, 2]));
+    assert_bits(&got, &bools(&[2, 2], &[true; 4]));
+    let got = eval(&[&f64s(&[1], &[2.5])], |b, v| b.broadcast(v[0], &[0, 3]));
+    assert_bits(&got, &f64s(&[0, 3], &[]));
+}
+
+#[test]
+fn slice_takes_a_half_open_box() {
+    let got = eval(&[&cube()], |b, v| b.slice(v[0], &[1, 1, 0], &[2, 3, 1]));
+    assert_bits(&got, &f32s(&[1, 2, 1], &[8., 10.]));
+    let got = eval(&[&cube()], |b, v| b.slice(v[0], &[0, 2, 1], &[2, 3, 2]));
+    assert_bits(&got, &f32s(&[2, 1, 1], &[5., 11.]));
+    let got = eval(&[&cube()], |b, v| b.slice(v[0], &[0, 1, 0], &[2, 1, 2]));
+    assert_bits(&got, &f32s(&[2, 0, 2], &[]));
+    let got = eval(&[&cube()], |b, v| b.slice(v[0], &[0, 0, 0], &[2, 3, 2]));
+    assert_bits(&got, &cube());
+}
+
+#[test]
+fn concat_joins_along_any_axis() {
+    let a = i32s(&[2, 2], &[1, 2, 3, 4]);
+    let b = i32s(&[2, 1], &[5, 6]);
+    let c = i32s(&[2, 0], &[]);
+    let got = eval(&[&a, &b, &c], |bl, v| bl.concat(v, 1));
+    assert_bits(&got, &i32s(&[2, 3], &[1, 2, 5, 3, 4, 6]));
+    let got = eval(&[&a, &a], |bl, v| bl.concat(v, 0));
+    assert_bits(&got, &i32s(&[4, 2], &[1, 2, 3, 4, 1, 2, 3, 4]));
+    let x = bools(&[1, 2], &[true, false]);
+    let y = bools(&[1, 1], &[true]);
+    let got = eval(&[&x, &y], |bl, v| bl.concat(v, -1));
+    assert_bits(&got, &bools(&[1, 3], &[true, false, true]));
+    let got = eval(&[&cube(), &cube()], |bl, v| bl.concat(v, 2));
+    let want: Vec<f32> = (0..6)
+        .flat_map(|r| {
+            let r = 2.0 * r as f32;
+            [r, r + 1.0, r, r + 1.0]
+        })
+        .collect();
+    assert_bits(&got, &f32s(&[2, 3, 4], &want));
+    let got = eval(&[&f64s(&[1], &[1.5])], |bl, v| bl.concat(v, 0));
+    assert_bits(&got, &f64s(&[1], &[1.5]));
+}
+
+// ---- matmul ----
+
+#[test]
+fn matmul_of_matrices_in_every_numeric_dtype() {
+    // [[1,2,3],[4,5,6]] x [[7,8],[9,10],[11,12]] = [[58,64],[139,154]].
+    let a = [1., 2., 3., 4., 5., 6.];
+    let b = [7., 8., 9., 10., 11., 12.];
+    let got = eval(&[&f32s(&[2, 3], &a), &f32s(&[3, 2], &b)], |bl, v| {
+        bl.matmul(v[0], v[1])
+    });
+    assert_bits(&got, &f32s(&[2, 2], &[58., 64., 139., 154.]));
+    let got = eval(
+        &[
+            &f64s(&[2, 3], &a.map(f64::from)),
+            &f64s(&[3, 2], &b.map(f64::from)),
+        ],
+        |bl, v| bl.matmul(v[0], v[1]),
+    );
+    assert_bits(&got, &f64s(&[2, 2], &[58., 64., 139., 154.]));
+    let ai = i32s(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+    let bi = i32s(&[3, 2], &[7, 8, 9, 10, 11, 12]);
+    let got = eval(&[&ai, &bi], |bl, v| bl.matmul(v[0], v[1]));
+    assert_bits(&got, &i32s(&[2, 2], &[58, 64, 139, 154]));
+    // i32 accumulation wraps: 65536 * 65536 + 1 * 1 = 2^32 + 1 ≡ 1.
+    let x = i32s(&[1, 2], &[65_536, 1]);
+    let y = i32s(&[2, 1], &[65_536, 1]);
+    let got = eval(&[&x, &y], |bl, v| bl.matmul(v[0], v[1]));
+    assert_bits(&got, &i32s(&[1, 1], &[1]));
+}
+
+#[test]
+fn batched_matmul_multiplies_each_batch_separately() {
+    // Batch 0: identity x B0 = B0; batch 1: [[0,1],[1,0]] x B1 swaps B1's rows.
+    let a = f32s(&[2, 2, 2], &[1., 0., 0., 1., 0., 1., 1., 0.]);
+    let b = f32s(
+        &[2, 2, 3],
+        &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
+    );
+    let got = eval(&[&a, &b], |bl, v| bl.matmul(v[0], v[1]));
+    let want = [1., 2., 3., 4., 5., 6., 10., 11., 12., 7., 8., 9.];
+    assert_bits(&got, &f32s(&[2, 2, 3], &want));
+    // Rank 4 with batch dims [2,1].
+    let a = f64s(&[2, 1, 1, 2], &[1., 2., 3., 4.]);
+    let b = f64s(&[2, 1, 2, 1], &[5., 6., 7., 8.]);
+    let got = eval(&[&a, &b], |bl, v| bl.matmul(v[0], v[1]));
+    assert_bits(&got, &f64s(&[2, 1, 1, 1], &[17., 53.]));
+}
+
+#[test]
+fn matmul_with_empty_dims() {
+    // k = 0: every entry is an empty sum, 0.
+    let got = eval(&[&f32s(&[2, 0], &[]), &f32s(&[0, 3], &[])], |bl, v| {
+        bl.matmul(v[0], v[1])
+    });
+    assert_bits(&got, &f32s(&[2, 3], &[0.0; 6]));
+    let got = eval(
+        &[&f32s(&[0, 2], &[]), &f32s(&[2, 3], &[0.0; 6])],
+        |bl, v| bl.matmul(v[0], v[1]),
+    );
+    assert_bits(&got, &f32s(&[0, 3], &[]));
+}
+
+#[test]
+fn elementwise_ops_on_empty_tensors() {
+    let e = f32s(&[0, 3], &[]);
+    let got = eval(&[&e, &e], |b, v| {
+        let s = b.add(v[0], v[1])?;
+        b.exp(s)
+    });
+    assert_bits(&got, &e);
+    let got = eval(&[&e], |b, v| b.transpose(v[0], &[1, 0]));
+    assert_bits(&got, &f32s(&[3, 0], &[]));
+}
+
+// ---- graph-level behaviour ----
+
+#[test]
+fn run_all_gives_every_node_and_run_named_every_output_by_name() {
+    let mut b = Builder::new("g");
+    let x = b.data("x", TensorType::f32(&[2])).unwrap();
+    let y = b.data("y", TensorType::f32(&[2])).unwrap();
+    let s = b.add(x, y).unwrap();
+    let unused = b.exp(x).unwrap();
+    let p = b.mul(s, x).unwrap();
+    b.output("prod", p).unwrap();
+    b.output("sum", s).unwrap();
+    let g = b.finish();
+    let (xv, yv) = (f32s(&[2], &[1., 2.]), f32s(&[2], &[3., 4.]));
+
+    let all = interp::run_all(&g, &[xv.clone(), yv.clone()]).unwrap();
+    assert_eq!(all.len(), g.len());
+    assert_bits(&all[s.index()], &f32s(&[2], &[4., 6.]));
+    assert_close(&all[unused.index()], &[1f64.exp(), 2f64.exp()], 1e-6, 0.0);
+    assert_bits(&all[p.index()], &f32s(&[2], &[4., 12.]));
+
+    let outs = interp::run(&g, &[xv.clone(), yv.clone()]).unwrap();
+    assert_eq!(outs, vec![all[p.index()].clone(), all[s.index()].clone()]);
+
+    let named = HashMap::from([("y".to_string(), yv), ("x".to_string(), xv)]);
+    let outs = interp::run_named(&g, &named).unwrap();
+    assert_eq!(outs.keys().collect::<Vec<_>>(), ["prod", "sum"]);
+    assert_bits(&outs["sum"], &f32s(&[2], &[4., 6.]));
+}
+
+fn two_input_graph() -> Graph {
+    let mut b = Builder::new("g");
+    let x = b.data("x", TensorType::f32(&[2, 3])).unwrap();
+    let w = b.param("w", TensorType::f32(&[3])).unwrap();
+    let y = b.mul(x, w).unwrap();
+    b.output("y", y).unwrap();
+    b.finish()
+}
+
+#[track_caller]
+fn assert_bad_input(result: Result<impl std::fmt::Debug, IrError>, name: &str, mentions: &[&str]) {
+    match result {
+        Err(IrError::BadInput { input, message }) => {
+            assert_eq!(input, name, "{message}");
+            for m in mentions {
+                assert!(message.contains(m), "`{message}` does not mention `{m}`");
+            }
+        }
+        other => panic!("expected BadInput for `{name}`, got {other:?}"),
+    }
+}
+
+#[test]
+fn input_errors_name_the_input_and_both_types() {
+    let g = two_input_graph();
+    let x = f32s(&[2, 3], &[0.0; 6]);
+    let w = f32s(&[3], &[1.0; 3]);
+    assert_bad_input(
+        interp::run(&g, std::slice::from_ref(&x)),
+        "w",
+        &["2", "got 1"],
+    );
+    assert_bad_input(interp::run(&g, &[]), "x", &["2", "got 0"]);
+    assert_bad_input(
+        interp::run(&g, &[x.clone(), w.clone(), w.clone()]),
+        "#2",
+        &["got 3"],
+    );
+    assert_bad_input(
+        interp::run(&g, &[x.clone(), w.cast(DType::F64)]),
+        "w",
+        &["dtype", "f32[3]", "f64[3]"],
+    );
+    assert_bad_input(
+        interp::run(&g, &[f32s(&[3, 2], &[0.0; 6]), w.clone()]),
+        "x",
+        &["shape", "f32[2,3]", "f32[3,2]"],
+    );
+    let named = |pairs: &[(&str, &Tensor)]| -> HashMap<String, Tensor> {
+        pairs
+            .iter()
+            .map(|(n, t)| (n.to_string(), (*t).clone()))
+            .collect()
+    };
+    assert_bad_input(
+        interp::run_named(&g, &named(&[("x", &x)])),
+        "w",
+        &["f32[3]"],
+    );
+    assert_bad_input(
+        interp::run_named(&g, &named(&[("x", &x), ("w", &w), ("z", &w)])),
+        "z",
+        &["no input"],
+    );
+    assert_bad_input(
+        interp::run_named(&g, &named(&[("x", &x), ("w", &i32s(&[3], &[0; 3]))])),
+        "w",
+        &["i32[3]", "f32[3]"],
+    );
+    let err = interp::run(&g, &[x.clone(), w.cast(DType::F64)]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input `w`: dtype mismatch: expected f32[3], got f64[3]"
+    );
+}
+
+#[test]
+fn nodes_over_2_pow_31_elements_are_refused_not_allocated() {
+    let mut b = Builder::new("huge");
+    let one = b.scalar(1.0, DType::F32).unwrap();
+    let big = b.broadcast(one, &[1 << 16, 1 << 16]).unwrap();
+    let s = b.sum_all(big).unwrap();
+    b.output("s", s).unwrap();
+    let g = b.finish();
+    let err = interp::run(&g, &[]).unwrap_err();
+    assert!(err.to_string().contains("2^31"), "{err}");
+    // A dead node that large is not evaluated by `run`, but is by `run_all`.
+    let mut b = Builder::from_graph(g);
+    let small = b.scalar(2.0, DType::F32).unwrap();
+    let mut g = b.finish();
+    g.clear_outputs();
+    g.add_output("small", small).unwrap();
+    assert_bits(&interp::run(&g, &[]).unwrap()[0], &f32s(&[], &[2.0]));
+    assert!(interp::run_all(&g, &[]).is_err());
+}
+
+#[test]
+fn primitive_ops_added_directly_evaluate_like_builder_ones() {
+    let mut g = Graph::new("raw");
+    let x = g
+        .add_input("x", kiln_ir::Role::Data, TensorType::f32(&[2]))
+        .unwrap();
+    let e = g.add(Op::Unary(UnaryOp::Exp), &[x]).unwrap();
+    let m = g.add(Op::Binary(BinaryOp::Mul), &[e, x]).unwrap();
+    g.add_output("m", m).unwrap();
+    let got = interp::run(&g, &[f32s(&[2], &[0.0, 1.0])]).unwrap();
+    assert_close(&got[0], &[0.0, 1f64.exp()], 1e-6, 0.0);
+}
+
+// ---- composites ----
+
+#[test]
+fn relu_leaky_relu_heaviside() {
+    let x = f32s(&[4], &[-1.0, -0.0, 0.0, 2.0]);
+    let got = eval(&[&x], |b, v| b.relu(v[0]));
+    assert_close(&got, &[0.0, 0.0, 0.0, 2.0], 0.0, 0.0);
+    let got = eval(&[&x], |b, v| b.leaky_relu(v[0], 0.1));
+    assert_close(&got, &[-0.1, 0.0, 0.0, 2.0], 1e-7, 0.0);
+    let got = eval(&[&x], |b, v| b.heaviside(v[0]));
+    assert_bits(&got, &f32s(&[4], &[0.0, 0.0, 0.0, 1.0]));
+    let xi = i32s(&[3], &[-4, 0, 5]);
+    let got = eval(&[&xi], |b, v| b.relu(v[0]));
+    assert_bits(&got, &i32s(&[3], &[0, 0, 5]));
+}
+
+#[test]
+fn softplus_never_overflows() {
+    let x = f32s(&[5], &[100.0, -100.0, 0.0, 1.0, 1000.0]);
+    let got = eval(&[&x], |b, v| b.softplus(v[0]));
+    // softplus(-100) = log1p(exp(-100)) ≈ 3.7e-44; the expansion's `log(1 + e)` rounds 1 + 3.7e-44 to 1, giving 0,
+    // which is right in absolute terms.
+    assert_close(
+        &got,
+        &[
+            100.0,
+            3.720075976020836e-44,
+            2f64.ln(),
+            1.3132616875182228,
+            1000.0,
+        ],
+        1e-6,
+        1e-40,
+    );
+    let got = eval(&[&x.cast(DType::F64)], |b, v| b.softplus(v[0]));
+    assert_close(
+        &got,
+        &[
+            100.0,
+            3.720075976020836e-44,
+            2f64.ln(),
+            1.3132616875182228,
+            1000.0,
+        ],
+        1e-15,
+        1e-40,
+    );
+}
+
+#[test]
+fn sigmoid_softmax_logsumexp_log_softmax() {
+    let x = f64s(&[2], &[0.0, 3f64.ln()]);
+    let got = eval(&[&x], |b, v| b.sigmoid(v[0]));
+    assert_close(&got, &[0.5, 0.75], 1e-15, 0.0);
+
+    // softmax([0, ln 2, ln 3]) = [1, 2, 3] / 6; a second row shifted by 1000 gives the same.
+    let (l2, l3) = (2f32.ln(), 3f32.ln());
+    let x = f32s(&[2, 3], &[0.0, l2, l3, 1000.0, 1000.0 + l2, 1000.0 + l3]);
+    let got = eval(&[&x], |b, v| b.softmax(v[0], -1));
+    let sixths = [1. / 6., 2. / 6., 3. / 6.];
+    // The second row's logits are rounded to f32 at 1000, so it matches only to ~1e-4.
+    assert_close(&got, &[sixths, sixths].concat(), 1e-4, 0.0);
+    for row in got.to_f64_vec().chunks(3) {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{row:?}");
+    }
+
+    // Logits of ±1e4: the naive form overflows (exp(1e4) = inf) or underflows to log(0).
+    let x = f32s(&[3, 2], &[1e4, 1e4, -1e4, -1e4, 1e4, -1e4]);
+    let got = eval(&[&x], |b, v| b.logsumexp(v[0], 1, false));
+    let ln2 = 2f64.ln();
+    assert_close(&got, &[1e4 + ln2, -1e4 + ln2, 1e4], 1e-7, 0.0);
+    let got = eval(&[&x], |b, v| b.logsumexp(v[0], 1, true));
+    assert_eq!(got.dims(), [3, 1]);
+    let got = eval(&[&x.cast(DType::F64)], |b, v| b.logsumexp(v[0], -1, false));
+    assert_close(&got, &[1e4 + ln2, -1e4 + ln2, 1e4], 1e-15, 0.0);
+
+    // x - logsumexp(x): in f32, 1e4 + ln 2 carries only ~1e-3 absolute precision (the ulp of 1e4 is 2^-10).
+    let want = [-ln2, -ln2, -ln2, -ln2, 0.0, -2e4];
+    let got = eval(&[&x], |b, v| b.log_softmax(v[0], 1));
+    assert_close(&got, &want, 1e-7, 1e-3);
+    let got = eval(&[&x.cast(DType::F64)], |b, v| b.log_softmax(v[0], 1));
+    assert_close(&got, &want, 1e-15, 1e-12);
+}
+
+#[test]
+fn one_hot_and_linear() {
+    let labels = i32s(&[3], &[2, 0, 1]);
+    let got = eval(&[&labels], |b, v| b.one_hot(v[0], 3, DType::F32));
+    assert_bits(&got, &f32s(&[3, 3], &[0., 0., 1., 1., 0., 0., 0., 1., 0.]));
+    let got = eval(&[&labels], |b, v| b.one_hot(v[0], 2, DType::I32));
+    assert_bits(&got, &i32s(&[3, 2], &[0, 0, 1, 0, 0, 1]));
+
+    // x = [[1,2,3],[4,5,6]], W = [[1,0,-1],[0.5,0.5,0.5]], b = [10, 20]:
+    // x Wᵀ = [[1-3, 0.5+1+1.5], [4-6, 2+2.5+3]] = [[-2, 3], [-2, 7.5]]; + b = [[8, 23], [8, 27.5]].
+    let x = f32s(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    let w = f32s(&[2, 3], &[1., 0., -1., 0.5, 0.5, 0.5]);
+    let bias = f32s(&[2], &[10., 20.]);
+    let got = eval(&[&x, &w, &bias], |b, v| b.linear(v[0], v[1], Some(v[2])));
+    assert_bits(&got, &f32s(&[2, 2], &[8., 23., 8., 27.5]));
+    let got = eval(&[&x, &w], |b, v| b.linear(v[0], v[1], None));
+    assert_bits(&got, &f32s(&[2, 2], &[-2., 3., -2., 7.5]));
+    // Leading dims [1,2] are flattened and restored.
+    let x3 = x.reshape(&[1, 2, 3]).unwrap().cast(DType::F64);
+    let got = eval(
+        &[&x3, &w.cast(DType::F64), &bias.cast(DType::F64)],
+        |b, v| b.linear(v[0], v[1], Some(v[2])),
+    );
+    assert_bits(&got, &f64s(&[1, 2, 2], &[8., 23., 8., 27.5]));
+}
+
+#[test]
+fn losses_match_hand_computed_values() {
+    // mse([1,2,3], [1,1,1]) = (0 + 1 + 4) / 3.
+    let got = eval(
+        &[&f64s(&[3, 1], &[1., 2., 3.]), &f64s(&[3, 1], &[1., 1., 1.])],
+        |b, v| b.mse_loss(v[0], v[1]),
+    );
+    assert_close(&got, &[5.0 / 3.0], 1e-15, 0.0);
+
+    // bce([0.9, 0.2], [1, 0]) = -(ln 0.9 + ln 0.8) / 2.
+    let want = -(0.9f64.ln() + 0.8f64.ln()) / 2.0;
+    let got = eval(
+        &[&f64s(&[2], &[0.9, 0.2]), &f64s(&[2], &[1., 0.])],
+        |b, v| b.bce_loss(v[0], v[1]),
+    );
+    assert_close(&got, &[want], 1e-15, 0.0);
+    let got = eval(
+        &[&f32s(&[2], &[0.9, 0.2]), &f32s(&[2], &[1., 0.])],
+        |b, v| b.bce_loss(v[0], v[1]),
+    );
+    assert_close(&got, &[want], 1e-6, 0.0);
+    // p = 0 against y = 1, and p = 1 against y = 0: each log is clamped at -100.
+    let got = eval(
+        &[&f32s(&[2], &[0.0, 1.0]), &f32s(&[2], &[1., 0.])],
+        |b, v| b.bce_loss(v[0], v[1]),
+    );
+    assert_close(&got, &[100.0], 0.0, 0.0);
+
+    // bce_with_logits([0, 2, -1000], [1, 0, 0]) = mean(ln 2, 2 + ln(1 + e^-2), 0).
+    let want = (2f64.ln() + 2.0 + (-2f64).exp().ln_1p()) / 3.0;
+    let got = eval(
+        &[&f32s(&[3], &[0., 2., -1000.]), &f32s(&[3], &[1., 0., 0.])],
+        |b, v| b.bce_with_logits(v[0], v[1]),
+    );
+    assert_close(&got, &[want], 1e-6, 0.0);
+
+    // cross_entropy([[0,0],[ln 3,0]], [0,0]) = (ln 2 - ln(3/4)) / 2.
+    let want = (2f64.ln() - 0.75f64.ln()) / 2.0;
+    let logits = f64s(&[2, 2], &[0.0, 0.0, 3f64.ln(), 0.0]);
+    let labels = i32s(&[2], &[0, 0]);
+    let got = eval(&[&logits, &labels], |b, v| b.cross_entropy(v[0], v[1]));
+    assert_close(&got, &[want], 1e-15, 0.0);
+    // A confident right answer at logits 1e4 costs 0; a confident wrong one costs 1e4.
+    let logits = f32s(&[2, 2], &[1e4, -1e4, 1e4, -1e4]);
+    let labels = i32s(&[2], &[0, 1]);
+    let got = eval(&[&logits, &labels], |b, v| b.cross_entropy(v[0], v[1]));
+    assert_close(&got, &[1e4], 1e-7, 0.0);
+}
+
+// ---- golden models ----
+
+#[test]
+fn golden_forward_losses_match_in_f32_and_f64() {
+    let cases = golden::load_all().unwrap();
+    assert!(cases.len() >= 7, "found {} golden cases", cases.len());
+    let start = std::time::Instant::now();
+    for case in &cases {
+        assert_eq!(case.trajectory.losses_before_each_step[0], case.loss);
+        for (dtype, rtol) in [(DType::F32, 1e-5), (DType::F64, 1e-12)] {
+            let graph = case.graph(dtype).unwrap();
+            let outs = interp::run(&graph, &case.inputs(dtype)).unwrap();
+            let loss_index = graph
+                .outputs()
+                .iter()
+                .position(|o| o.name == golden::LOSS_OUTPUT)
+                .unwrap();
+            let loss_tensor = &outs[loss_index];
+            assert_eq!(loss_tensor.dtype(), dtype);
+            let loss = loss_tensor.scalar_value().unwrap();
+            let rel = (loss - case.loss).abs() / case.loss.abs();
+            assert!(
+                rel <= rtol,
+                "{} in {dtype}: loss {loss}, expected {} (relative error {rel:e})",
+                case.name,
+                case.loss
+            );
+            let named = interp::run_named(&graph, &case.named_inputs(dtype)).unwrap();
+            assert_eq!(&named[golden::LOSS_OUTPUT], loss_tensor);
+        }
+    }
+    eprintln!(
+        "golden forward: {} cases x 2 dtypes in {:?}",
+        cases.len(),
+        start.elapsed()
+    );
+}
+
+// ---- speed ----
+
+/// Deterministic values in [-scale, scale) (a 32-bit LCG), exactly representable in f32.
+fn pseudo_random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// The course's MLP 784-256-256-10 at batch 128: forward (relu, cross-entropy) and a hand-written backward pass,
+/// the same matmuls autodiff will produce. The interpreter must stay fast enough to be the oracle for it.
+#[test]
+fn mlp_784_256_256_10_forward_and_backward_runs_quickly() {
+    let (n, widths) = (128, [784, 256, 256, 10]);
+    let mut b = Builder::new("mlp");
+    let x = b.data("x", TensorType::f32(&[n, widths[0]])).unwrap();
+    let labels = b.data("y", TensorType::i32(&[n])).unwrap();
+    let mut params = Vec::new();
+    for (i, w) in widths.windows(2).enumerate() {
+        let weight = b
+            .param(&format!("l{i}.weight"), TensorType::f32(&[w[1], w[0]]))
+            .unwrap();
+        let bias = b
+            .param(&format!("l{i}.bias"), TensorType::f32(&[w[1]]))
+            .unwrap();
+        params.push((weight, bias));
+    }
+    // Forward, keeping each layer's input and pre-activation.
+    let mut acts = vec![x];
+    let mut pre = Vec::new();
+    for (i, &(w, bias)) in params.iter().enumerate() {
+        let z = b.linear(*acts.last().unwrap(), w, Some(bias)).unwrap();
+        pre.push(z);
+        if i + 1 < params.len() {
+            acts.push(b.relu(z).unwrap());
+        }
+    }
+    let logits = *pre.last().unwrap();
+    let loss = b.cross_entropy(logits, labels).unwrap();
+    b.output("loss", loss).unwrap();
+    // Backward: d logits = (softmax - one_hot) / N; dW = dzᵀ a; db = Σ_rows dz; da = dz W; dz = da · [z > 0].
+    let p = b.softmax(logits, 1).unwrap();
+    let t = b.one_hot(labels, widths[3], DType::F32).unwrap();
+    let diff = b.sub(p, t).unwrap();
+    let mut dz = b.mul_scalar(diff, 1.0 / n as f64).unwrap();
+    for i in (0..params.len()).rev() {
+        let (w, _) = params[i];
+        let dz_t = b.transpose(dz, &[1, 0]).unwrap();
+        let dw = b.matmul(dz_t, acts[i]).unwrap();
+        let db = b.reduce_sum(dz, &[0], false).unwrap();
+        b.output(&format!("grad.l{i}.weight"), dw).unwrap();
+        b.output(&format!("grad.l{i}.bias"), db).unwrap();
+        if i > 0 {
+            let da = b.matmul(dz, w).unwrap();
+            let positive = b.compare_scalar(CmpDir::Gt, pre[i - 1], 0.0).unwrap();
+            let zero = b.zeros_like(da).unwrap();
+            dz = b.select(positive, da, zero).unwrap();
+        }
+    }
+    let g = b.finish();
+
+    let mut inputs = vec![
+        f32s(&[n, widths[0]], &pseudo_random(n * widths[0], 1, 1.0)),
+        i32s(&[n], &(0..n as i32).map(|i| i * 7 % 10).collect::<Vec<_>>()),
+    ];
+    for (i, w) in widths.windows(2).enumerate() {
+        let scale = 1.0 / (w[0] as f32).sqrt();
+        inputs.push(f32s(
+            &[w[1], w[0]],
+            &pseudo_random(w[0] * w[1], 10 + i as u32, scale),
+        ));
+        inputs.push(f32s(&[w[1]], &pseudo_random(w[1], 20 + i as u32, scale)));
+    }
+    let start = std::time::Instant::now();
+    let outs = interp::run(&g, &inputs).unwrap();
+    let elapsed = start.elapsed();
+    eprintln!("MLP 784-256-256-10, batch {n}, forward + backward: {elapsed:?}");
+
+    // With small random weights the logits are near 0, so the loss is near ln 10.
+    let loss = outs[0].scalar_value().unwrap();
+    assert!((loss - 10f64.ln()).abs() < 0.5, "loss {loss}");
+    // Each row of d logits sums to 0, so the last bias gradient does too.
+    let last_db: f64 = outs[2].to_f64_vec().iter().sum();
+    assert!(last_db.abs() < 1e-5, "Σ grad.l2.bias = {last_db}");
+    assert_eq!(outs[5].dims(), [256, 784]);
+}
