@@ -177,19 +177,25 @@ impl<'a> Exec<'a> {
                     body,
                     value,
                 } => {
-                    let mut acc = match kind {
-                        ReduceKind::Sum => Scalar::zero(*dtype),
-                        ReduceKind::Max => Scalar::lowest(*dtype),
-                    };
+                    // Folded from the first element, as the graph interpreter does (so `-0.0` sums stay `-0.0`).
+                    let mut acc: Option<Scalar> = None;
                     let op = match kind {
                         ReduceKind::Sum => kiln_ir::BinaryOp::Add,
                         ReduceKind::Max => kiln_ir::BinaryOp::Max,
                     };
                     self.each_point(loops, &mut |ex| {
                         ex.block(body)?;
-                        acc = scalar::binary(op, acc, ex.values[value.index()]);
+                        let x = ex.values[value.index()];
+                        acc = Some(match acc {
+                            None => x,
+                            Some(a) => scalar::binary(op, a, x),
+                        });
                         Ok(())
                     })?;
+                    let acc = acc.unwrap_or_else(|| match kind {
+                        ReduceKind::Sum => Scalar::zero(*dtype),
+                        ReduceKind::Max => Scalar::lowest(*dtype),
+                    });
                     self.values[id.index()] = acc;
                 }
                 Inst::For { loops, body } => self.each_point(loops, &mut |ex| ex.block(body))?,

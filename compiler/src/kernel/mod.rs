@@ -20,7 +20,8 @@
 //!
 //! - `Let`: a scalar operation ([`ScalarOp`]) producing one value `%n` of a stated dtype;
 //! - `Reduce`: a sequential loop nest whose body yields one value per iteration, folded with `sum` or `max` in
-//!   row-major order of the loop variables, starting from the identity (0, or -inf / `i32::MIN`); its result is `%n`;
+//!   row-major order of the loop variables, starting from the first value (an empty loop gives 0, or -inf /
+//!   `i32::MIN`; starting a float sum from -0.0 is the same); its result is `%n`;
 //! - `For`: a sequential loop nest around a block (used to write the elements of a row that a parallel point owns);
 //! - `Store`: writes a value to a buffer element.
 //!
@@ -332,7 +333,7 @@ pub enum Inst {
         op: ScalarOp,
     },
     /// `%id: dtype = reduce.kind (loops) { body } yield value`: `value` (computed by `body`, or defined outside it) is
-    /// folded over every point of `loops` in row-major order, starting from the kind's identity.
+    /// folded over every point of `loops` in row-major order, starting from the first value (see the module doc).
     Reduce {
         id: ValueId,
         dtype: DType,
@@ -353,9 +354,9 @@ pub enum Inst {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ReduceKind {
-    /// Identity 0; `acc + x`.
+    /// `acc + x`; empty: 0.
     Sum,
-    /// Identity -inf (floats) or `i32::MIN`; `max(acc, x)` (NaN-propagating).
+    /// `max(acc, x)` (NaN-propagating); empty: -inf (floats) or `i32::MIN`.
     Max,
 }
 

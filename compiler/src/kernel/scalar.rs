@@ -132,11 +132,11 @@ macro_rules! float_binary {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
-            // NaN-propagating, like torch.maximum (not IEEE maxNum).
+            // NaN-propagating, like torch.maximum (not IEEE maxNum); max(-0, +0) = +0, min(-0, +0) = -0.
             BinaryOp::Max => {
                 if a.is_nan() || b.is_nan() {
                     a + b
-                } else if a >= b {
+                } else if a > b || (a == b && a.is_sign_positive()) {
                     a
                 } else {
                     b
@@ -145,7 +145,7 @@ macro_rules! float_binary {
             BinaryOp::Min => {
                 if a.is_nan() || b.is_nan() {
                     a + b
-                } else if a <= b {
+                } else if a < b || (a == b && a.is_sign_negative()) {
                     a
                 } else {
                     b
