@@ -63,13 +63,13 @@ pub(super) fn lower_partition(graph: &Graph, part: &Partition) -> Result<KernelP
             ));
         }
     }
-    for k in &part.kernels {
-        let output = graph.outputs().iter().find(|o| o.value == k.root);
-        buffer_of[k.root.index()] = Some(push(
+    for node in part.stored() {
+        let output = graph.outputs().iter().find(|o| o.value == node);
+        buffer_of[node.index()] = Some(push(
             &mut buffers,
             Buffer {
-                name: output.map_or_else(|| graph.label(k.root), |o| o.name.clone()),
-                ty: graph.ty(k.root).clone(),
+                name: output.map_or_else(|| graph.label(node), |o| o.name.clone()),
+                ty: graph.ty(node).clone(),
                 kind: if output.is_some() {
                     BufferKind::Output
                 } else {
@@ -90,7 +90,9 @@ pub(super) fn lower_partition(graph: &Graph, part: &Partition) -> Result<KernelP
     }
     let mut kernels = Vec::new();
     for k in 0..part.kernels.len() {
-        kernels.push(lower_kernel(graph, part, &buffer_of, k)?);
+        let mut kernel = lower_kernel(graph, part, &buffer_of, k)?;
+        renumber(&mut kernel);
+        kernels.push(kernel);
     }
     Ok(KernelProgram {
         name: graph.name.clone(),
@@ -157,6 +159,8 @@ struct Emitter<'a> {
     buffer_of: &'a [Option<BufferId>],
     kernel: usize,
     root: NodeId,
+    /// Values stored besides the root, at the root's coordinates.
+    extra_roots: Vec<NodeId>,
     core: Option<NodeId>,
     core_coords: Vec<IndexExpr>,
     var_extent: Vec<usize>,
@@ -177,6 +181,7 @@ impl<'a> Emitter<'a> {
             buffer_of,
             kernel,
             root: group.root,
+            extra_roots: group.stored[1..].to_vec(),
             core: group.core,
             core_coords: Vec::new(),
             var_extent: Vec::new(),
@@ -384,15 +389,28 @@ impl<'a> Emitter<'a> {
         loops: Vec<Loop>,
     ) -> Result<()> {
         if loops.is_empty() {
-            let v = self.emit(value_node, &value_coords)?;
-            return self.store(root, &store_coords, v);
+            return self.store_all(root, value_node, &value_coords, &store_coords);
         }
         let vars = loops.iter().map(|l| l.var).collect();
-        let ((), body) = self.nested(1, vars, |e| {
-            let v = e.emit(value_node, &value_coords)?;
-            e.store(root, &store_coords, v)
-        })?;
+        let ((), body) = self.nested(1, vars, |e| e.store_all(root, value_node, &value_coords, &store_coords))?;
         self.frames[0].insts.push(Inst::For { loops, body });
+        Ok(())
+    }
+
+    /// Stores `value_node` at `value_coords` into `root`'s buffer, and every extra root at the same coordinates.
+    fn store_all(
+        &mut self,
+        root: NodeId,
+        value_node: NodeId,
+        value_coords: &[IndexExpr],
+        store_coords: &[IndexExpr],
+    ) -> Result<()> {
+        let v = self.emit(value_node, value_coords)?;
+        self.store(root, store_coords, v)?;
+        for extra in self.extra_roots.clone() {
+            let v = self.emit(extra, value_coords)?;
+            self.store(extra, store_coords, v)?;
+        }
         Ok(())
     }
 
@@ -466,8 +484,7 @@ impl<'a> Emitter<'a> {
         let a_view = self.matrix_view(a, batch, i, l)?;
         let b_view = self.matrix_view(b, batch, l, j)?;
         let coords = self.core_coords.clone();
-        let v = self.emit(self.root, &coords)?;
-        self.store(self.root, &coords, v)?;
+        self.store_all(self.root, self.root, &coords, &coords)?;
         Ok(Kernel::Matmul(MatmulKernel {
             name,
             parallel: self.parallel,
@@ -737,5 +754,86 @@ impl<'a> Emitter<'a> {
             value,
         });
         Ok(id)
+    }
+}
+
+/// Numbers values and variables in the order they appear in the printed kernel (values are created out of order:
+/// a reduce's body before the reduce, hoisted values late).
+fn renumber(kernel: &mut Kernel) {
+    #[derive(Default)]
+    struct Maps {
+        values: HashMap<ValueId, ValueId>,
+        vars: HashMap<Var, Var>,
+    }
+    impl Maps {
+        fn value(&mut self, v: &mut ValueId) {
+            let n = self.values.len() as u32;
+            *v = *self.values.entry(*v).or_insert(ValueId(n));
+        }
+        fn var(&mut self, v: &mut Var) {
+            let n = self.vars.len() as u32;
+            *v = *self.vars.entry(*v).or_insert(Var(n));
+        }
+        fn index(&mut self, e: &mut IndexExpr) {
+            for (v, _) in &mut e.terms {
+                self.var(v);
+            }
+            e.terms.sort();
+        }
+        fn loops(&mut self, loops: &mut [Loop]) {
+            for l in loops {
+                self.var(&mut l.var);
+            }
+        }
+        fn block(&mut self, block: &mut Block) {
+            for inst in &mut block.insts {
+                match inst {
+                    Inst::Let { id, op, .. } => {
+                        match op {
+                            ScalarOp::Load { index, .. } | ScalarOp::Index(index) => self.index(index),
+                            ScalarOp::Const { .. } | ScalarOp::MatmulAcc => {}
+                            ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => self.value(x),
+                            ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => {
+                                self.value(x);
+                                self.value(y);
+                            }
+                            ScalarOp::Select(c, x, y) => {
+                                self.value(c);
+                                self.value(x);
+                                self.value(y);
+                            }
+                        }
+                        self.value(id);
+                    }
+                    Inst::Reduce {
+                        id, loops, body, value, ..
+                    } => {
+                        self.value(id);
+                        self.loops(loops);
+                        self.block(body);
+                        self.value(value);
+                    }
+                    Inst::For { loops, body } => {
+                        self.loops(loops);
+                        self.block(body);
+                    }
+                    Inst::Store { index, value, .. } => {
+                        self.index(index);
+                        self.value(value);
+                    }
+                }
+            }
+        }
+    }
+    let mut maps = Maps::default();
+    match kernel {
+        Kernel::Loop(k) => {
+            maps.loops(&mut k.parallel);
+            maps.block(&mut k.body);
+        }
+        Kernel::Matmul(m) => {
+            maps.loops(&mut m.parallel);
+            maps.block(&mut m.epilogue);
+        }
     }
 }

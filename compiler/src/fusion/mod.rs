@@ -60,8 +60,11 @@ pub enum KernelKind {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct KernelGroup {
     pub kind: KernelKind,
-    /// The one value the kernel writes to a buffer; every other member is used only inside the kernel.
+    /// The kernel's last value, which defines its iteration space (kernels run in ascending root order).
     pub root: NodeId,
+    /// The members written to buffers: the root first, then values of the root's shape that other kernels also
+    /// read (e.g. a ReLU mask kept for the backward pass). Every other member is used only inside the kernel.
+    pub stored: Vec<NodeId>,
     /// For a matmul kernel: the matmul whose epilogue the other members form.
     pub core: Option<NodeId>,
     /// Every node computed by the kernel, root included, ascending.
@@ -76,9 +79,9 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// The nodes that are materialized in a buffer: kernel roots.
-    pub fn roots(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.kernels.iter().map(|k| k.root)
+    /// The nodes that kernels materialize in buffers.
+    pub fn stored(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.kernels.iter().flat_map(|k| k.stored.iter().copied())
     }
 
     /// `--stage fused`: each kernel with its root and member nodes (label and op).
@@ -103,11 +106,13 @@ impl Partition {
                 KernelKind::Loop => "loop",
                 KernelKind::Matmul => "matmul",
             };
+            let stored: Vec<String> = k.stored.iter().map(|&n| graph.label(n)).collect();
             let _ = writeln!(
                 out,
-                "k{i} {kind} {}: {}",
+                "k{i} {kind} {}: {} writes {}",
                 graph.label(k.root),
-                graph.ty(k.root)
+                graph.ty(k.root),
+                stored.join(", ")
             );
             let nodes: Vec<String> = k
                 .nodes
@@ -211,6 +216,7 @@ fn is_inline_op(op: &Op) -> bool {
 struct Building {
     kind: KernelKind,
     root: NodeId,
+    stored: Vec<NodeId>,
     core: Option<NodeId>,
     nodes: Vec<NodeId>,
     /// Only elementwise members so far (a matmul may still become the core).
@@ -254,7 +260,8 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
             continue;
         }
         let node = graph.node(id);
-        let (kernels, matmul_operand) = effective_users(graph, &users, &live, &placement, id);
+        let (kernels, matmul_kernels) = effective_users(graph, &users, &live, &placement, id);
+        let matmul_operand = !matmul_kernels.is_empty();
         let mut joined = None;
         let single = (kernels.len() == 1).then(|| *kernels.iter().next().expect("one"));
         if let (Some(k), false, false, false) = (
@@ -283,6 +290,26 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                 joined = Some(k);
             }
         }
+        // Multi-output: an elementwise value that several kernels read is written by the first of them (in execution
+        // order) when it has that kernel's shape, instead of getting a kernel of its own.
+        let mut extra_root = None;
+        if let (None, OpClass::Elementwise, false) = (joined, node.op.class(), forced.contains(&id)) {
+            if let Some(&first) = kernels.iter().min_by_key(|&&k| groups[k].root) {
+                let g = &groups[first];
+                let ok = graph.ty(g.root).shape == node.ty.shape
+                    && !matches!(graph.node(g.root).op, Op::Concat { .. })
+                    && !matmul_kernels.contains(&first);
+                if ok {
+                    extra_root = Some(first);
+                }
+            }
+        }
+        if let Some(k) = extra_root {
+            groups[k].nodes.push(id);
+            groups[k].stored.push(id);
+            placement[id.index()] = Placement::Kernel(k);
+            continue;
+        }
         match joined {
             Some(k) => {
                 let g = &mut groups[k];
@@ -307,6 +334,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                         KernelKind::Loop
                     },
                     root: id,
+                    stored: vec![id],
                     core: is_matmul.then_some(id),
                     nodes: vec![id],
                     pure_elementwise: node.op.class() == OpClass::Elementwise,
@@ -316,8 +344,9 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
         }
     }
 
-    // Execution order: ascending root. Every kernel reads only roots of kernels with smaller roots (a member's users
-    // are all in its kernel, and every member is an ancestor of its root), so this order is topological.
+    // Execution order: ascending root. This order is topological: every member is an ancestor of its kernel's root,
+    // a member's users are all in its kernel unless it is stored, and a stored value other than the root went to the
+    // user kernel with the smallest root; so a kernel reads only values stored by kernels with smaller roots.
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by_key(|&k| groups[k].root);
     let mut new_index = vec![0; groups.len()];
@@ -338,6 +367,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
             KernelGroup {
                 kind: g.kind,
                 root: g.root,
+                stored: g.stored.clone(),
                 core: g.core,
                 nodes,
             }
@@ -346,25 +376,25 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
     Partition { placement, kernels }
 }
 
-/// The kernels that use `id`'s value, looking through inline nodes, and whether it (or an inline view of it) is a
-/// matmul operand.
+/// The kernels that use `id`'s value, looking through inline nodes, and those among them where it (or an inline view
+/// of it) is a matmul operand.
 fn effective_users(
     graph: &Graph,
     users: &[Vec<NodeId>],
     live: &[bool],
     placement: &[Placement],
     id: NodeId,
-) -> (BTreeSet<usize>, bool) {
+) -> (BTreeSet<usize>, BTreeSet<usize>) {
     let mut kernels = BTreeSet::new();
-    let mut matmul_operand = false;
+    let mut matmul_kernels = BTreeSet::new();
     let mut stack = vec![id];
     while let Some(n) = stack.pop() {
         for &u in &users[n.index()] {
             if !live[u.index()] {
                 continue;
             }
-            if graph.node(u).op == Op::Matmul {
-                matmul_operand = true;
+            if let (Op::Matmul, Placement::Kernel(k)) = (&graph.node(u).op, placement[u.index()]) {
+                matmul_kernels.insert(k);
             }
             match placement[u.index()] {
                 Placement::Inline => stack.push(u),
@@ -375,5 +405,5 @@ fn effective_users(
             }
         }
     }
-    (kernels, matmul_operand)
+    (kernels, matmul_kernels)
 }
