@@ -99,7 +99,9 @@ pub fn plan(program: &KernelProgram) -> MemoryPlan {
         })
         .collect();
     for output in &program.outputs {
-        let Some(input_name) = &output.aliases else { continue };
+        let Some(input_name) = &output.aliases else {
+            continue;
+        };
         let Some(input) = program.inputs.iter().find(|i| &i.name == input_name) else {
             continue;
         };
@@ -107,9 +109,13 @@ pub fn plan(program: &KernelProgram) -> MemoryPlan {
             continue;
         }
         placements[output.buffer.index()] = if in_place_safe(program, output.buffer, input.buffer) {
-            BufferPlacement::InPlace { input: input.buffer }
+            BufferPlacement::InPlace {
+                input: input.buffer,
+            }
         } else {
-            BufferPlacement::CopyBack { input: input.buffer }
+            BufferPlacement::CopyBack {
+                input: input.buffer,
+            }
         };
     }
 
@@ -142,7 +148,10 @@ pub fn plan(program: &KernelProgram) -> MemoryPlan {
             cursor = cursor.max(end);
         }
         let offset = best.map_or(cursor, |(_, o)| o);
-        placements[b] = BufferPlacement::Arena { offset, size: bytes };
+        placements[b] = BufferPlacement::Arena {
+            offset,
+            size: bytes,
+        };
         placed.push((offset, bytes, life));
         peak = peak.max(offset + bytes);
     }
@@ -162,7 +171,12 @@ fn in_place_safe(program: &KernelProgram, output: BufferId, input: BufferId) -> 
         .filter(|&k| program.kernels[k].writes().contains(&output))
         .collect();
     let [writer] = writers[..] else { return false };
-    let shared = program.outputs.iter().filter(|o| o.buffer == output).count() > 1;
+    let shared = program
+        .outputs
+        .iter()
+        .filter(|o| o.buffer == output)
+        .count()
+        > 1;
     let read_later = program.kernels[writer + 1..]
         .iter()
         .any(|k| k.reads().contains(&input));
@@ -223,7 +237,13 @@ pub fn traffic_bytes(program: &KernelProgram) -> usize {
     program
         .kernels
         .iter()
-        .map(|k| k.reads().into_iter().chain(k.writes()).map(size).sum::<usize>())
+        .map(|k| {
+            k.reads()
+                .into_iter()
+                .chain(k.writes())
+                .map(size)
+                .sum::<usize>()
+        })
         .sum()
 }
 
@@ -239,13 +259,21 @@ pub fn unfused_traffic_bytes(graph: &Graph) -> usize {
             if matches!(node.op, Op::Input { .. }) {
                 return 0;
             }
-            if let Op::Constant { value: kiln_ir::Literal::Dense(_), .. } = node.op {
+            if let Op::Constant {
+                value: kiln_ir::Literal::Dense(_),
+                ..
+            } = node.op
+            {
                 return 0;
             }
             let mut operands = node.operands.to_vec();
             operands.sort();
             operands.dedup();
-            node.ty.size_bytes() + operands.iter().map(|&o| graph.ty(o).size_bytes()).sum::<usize>()
+            node.ty.size_bytes()
+                + operands
+                    .iter()
+                    .map(|&o| graph.ty(o).size_bytes())
+                    .sum::<usize>()
         })
         .sum()
 }
@@ -268,13 +296,18 @@ impl MemoryPlan {
             let place = match self.placements[b] {
                 BufferPlacement::Input => "input".to_string(),
                 BufferPlacement::Constant => "constant".to_string(),
-                BufferPlacement::Arena { offset, size } => format!("arena [{offset}, {})", offset + size),
+                BufferPlacement::Arena { offset, size } => {
+                    format!("arena [{offset}, {})", offset + size)
+                }
                 BufferPlacement::Output => "output".to_string(),
                 BufferPlacement::InPlace { input } => {
                     format!("in place of {}", program.buffers[input.index()].name)
                 }
                 BufferPlacement::CopyBack { input } => {
-                    format!("own buffer, copied back to {}", program.buffers[input.index()].name)
+                    format!(
+                        "own buffer, copied back to {}",
+                        program.buffers[input.index()].name
+                    )
                 }
             };
             let _ = writeln!(out, "  b{b} {}: {} {place}{life}", buffer.name, buffer.ty);

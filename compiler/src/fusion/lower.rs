@@ -10,8 +10,8 @@
 
 use super::{KernelKind, Partition, Placement};
 use crate::kernel::{
-    Block, Buffer, BufferId, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel, MatmulKernel,
-    MatrixView, ProgramInput, ProgramOutput, ReduceKind, ScalarOp, ValueId, Var,
+    Block, Buffer, BufferId, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel,
+    MatmulKernel, MatrixView, ProgramInput, ProgramOutput, ReduceKind, ScalarOp, ValueId, Var,
 };
 use kiln_ir::{DType, Graph, IrError, NodeId, Op, Shape};
 use std::collections::HashMap;
@@ -52,7 +52,9 @@ pub(super) fn lower_partition(graph: &Graph, part: &Partition) -> Result<KernelP
         });
     }
     for id in graph.ids() {
-        if let (Placement::Constant, Op::Constant { value, .. }) = (part.placement[id.index()], &graph.node(id).op) {
+        if let (Placement::Constant, Op::Constant { value, .. }) =
+            (part.placement[id.index()], &graph.node(id).op)
+        {
             buffer_of[id.index()] = Some(push(
                 &mut buffers,
                 Buffer {
@@ -103,7 +105,12 @@ pub(super) fn lower_partition(graph: &Graph, part: &Partition) -> Result<KernelP
     })
 }
 
-fn lower_kernel(graph: &Graph, part: &Partition, buffer_of: &[Option<BufferId>], k: usize) -> Result<Kernel> {
+fn lower_kernel(
+    graph: &Graph,
+    part: &Partition,
+    buffer_of: &[Option<BufferId>],
+    k: usize,
+) -> Result<Kernel> {
     let group = &part.kernels[k];
     let root = group.root;
     let name = graph.label(root);
@@ -173,7 +180,12 @@ struct Emitter<'a> {
 }
 
 impl<'a> Emitter<'a> {
-    fn new(graph: &'a Graph, part: &'a Partition, buffer_of: &'a [Option<BufferId>], kernel: usize) -> Emitter<'a> {
+    fn new(
+        graph: &'a Graph,
+        part: &'a Partition,
+        buffer_of: &'a [Option<BufferId>],
+        kernel: usize,
+    ) -> Emitter<'a> {
         let group = &part.kernels[kernel];
         Emitter {
             graph,
@@ -215,7 +227,10 @@ impl<'a> Emitter<'a> {
             }
         }
         merged.sort();
-        IndexExpr { offset, terms: merged }
+        IndexExpr {
+            offset,
+            terms: merged,
+        }
     }
 
     fn var_expr(&self, v: Var) -> IndexExpr {
@@ -243,7 +258,12 @@ impl<'a> Emitter<'a> {
     /// Re-splits coordinates of a tensor of `from` dims into coordinates of the same elements in `to` dims (a
     /// reshape), if each coordinate is still affine: every variable's term must fall within one dim of `to`, and no
     /// dim may carry into the next.
-    fn decompose(&self, coords: &[IndexExpr], from: &[usize], to: &[usize]) -> Option<Vec<IndexExpr>> {
+    fn decompose(
+        &self,
+        coords: &[IndexExpr],
+        from: &[usize],
+        to: &[usize],
+    ) -> Option<Vec<IndexExpr>> {
         if to.contains(&0) || from.contains(&0) {
             return Some(vec![Self::constant(0); to.len()]);
         }
@@ -315,16 +335,26 @@ impl<'a> Emitter<'a> {
     }
 
     fn store(&mut self, node: NodeId, coords: &[IndexExpr], value: ValueId) -> Result<()> {
-        let buffer = self.buffer_of[node.index()].ok_or_else(|| internal(format!("root {node} has no buffer")))?;
+        let buffer = self.buffer_of[node.index()]
+            .ok_or_else(|| internal(format!("root {node} has no buffer")))?;
         let index = self.linear(coords, self.graph.ty(node).dims());
         let level = self.expr_level(&index).max(self.value_level[value.index()]);
         let level = level.max(self.frames.len() - 1);
-        self.frames[level].insts.push(Inst::Store { buffer, index, value });
+        self.frames[level].insts.push(Inst::Store {
+            buffer,
+            index,
+            value,
+        });
         Ok(())
     }
 
     /// Runs `f` in a new block at `level`, bound to `loop_vars`, hiding deeper blocks of the current path.
-    fn nested<T>(&mut self, level: usize, loop_vars: Vec<Var>, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<(T, Block)> {
+    fn nested<T>(
+        &mut self,
+        level: usize,
+        loop_vars: Vec<Var>,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<(T, Block)> {
         let hidden = self.frames.split_off(level);
         self.frames.push(Frame {
             loop_vars,
@@ -392,7 +422,9 @@ impl<'a> Emitter<'a> {
             return self.store_all(root, value_node, &value_coords, &store_coords);
         }
         let vars = loops.iter().map(|l| l.var).collect();
-        let ((), body) = self.nested(1, vars, |e| e.store_all(root, value_node, &value_coords, &store_coords))?;
+        let ((), body) = self.nested(1, vars, |e| {
+            e.store_all(root, value_node, &value_coords, &store_coords)
+        })?;
         self.frames[0].insts.push(Inst::For { loops, body });
         Ok(())
     }
@@ -471,7 +503,9 @@ impl<'a> Emitter<'a> {
     }
 
     fn matmul(mut self, name: String) -> Result<Kernel> {
-        let core = self.core.ok_or_else(|| internal("matmul kernel without a matmul".into()))?;
+        let core = self
+            .core
+            .ok_or_else(|| internal("matmul kernel without a matmul".into()))?;
         let node = self.graph.node(core);
         let (a, b) = (node.operands[0], node.operands[1]);
         let dims = node.ty.dims().to_vec();
@@ -499,7 +533,13 @@ impl<'a> Emitter<'a> {
     }
 
     /// The strided view of a matmul operand: its element `(batch, row, col)` as a buffer index.
-    fn matrix_view(&mut self, operand: NodeId, batch: &[Var], row: Var, col: Var) -> Result<MatrixView> {
+    fn matrix_view(
+        &mut self,
+        operand: NodeId,
+        batch: &[Var],
+        row: Var,
+        col: Var,
+    ) -> Result<MatrixView> {
         let coords: Vec<IndexExpr> = batch
             .iter()
             .chain([&row, &col])
@@ -549,7 +589,11 @@ impl<'a> Emitter<'a> {
 
     /// For a view op: its operand and the operand's coordinates of the element at `coords` (`Some(None)` for a
     /// reshape that isn't affine there). `None` if `node` is not a view.
-    fn view_operand(&self, node: NodeId, coords: &[IndexExpr]) -> Option<Option<(NodeId, Vec<IndexExpr>)>> {
+    fn view_operand(
+        &self,
+        node: NodeId,
+        coords: &[IndexExpr],
+    ) -> Option<Option<(NodeId, Vec<IndexExpr>)>> {
         let n = self.graph.node(node);
         let operand = *n.operands.first()?;
         let from = self.graph.ty(operand).dims();
@@ -596,7 +640,10 @@ impl<'a> Emitter<'a> {
     }
 
     fn lookup(&self, key: &(NodeId, Vec<IndexExpr>)) -> Option<ValueId> {
-        self.frames.iter().rev().find_map(|f| f.memo.get(key).copied())
+        self.frames
+            .iter()
+            .rev()
+            .find_map(|f| f.memo.get(key).copied())
     }
 
     /// The value of `node` at `coords`, emitted into the current kernel.
@@ -663,8 +710,12 @@ impl<'a> Emitter<'a> {
                 let b = self.emit(x(2), coords)?;
                 self.let_(dtype, ScalarOp::Select(c, a, b))
             }
-            Op::ReduceSum { axes, keep_dims } => self.reduce(node, ReduceKind::Sum, axes, *keep_dims, coords)?,
-            Op::ReduceMax { axes, keep_dims } => self.reduce(node, ReduceKind::Max, axes, *keep_dims, coords)?,
+            Op::ReduceSum { axes, keep_dims } => {
+                self.reduce(node, ReduceKind::Sum, axes, *keep_dims, coords)?
+            }
+            Op::ReduceMax { axes, keep_dims } => {
+                self.reduce(node, ReduceKind::Max, axes, *keep_dims, coords)?
+            }
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
                 match self.view_operand(node, coords) {
                     Some(Some((operand, c))) => self.emit(operand, &c)?,
@@ -715,7 +766,12 @@ impl<'a> Emitter<'a> {
         let mut kept_iter = kept.iter();
         for (d, &extent) in from.iter().enumerate() {
             if !axes.contains(&d) {
-                operand_coords.push(kept_iter.next().expect("one kept coordinate per kept dim").clone());
+                operand_coords.push(
+                    kept_iter
+                        .next()
+                        .expect("one kept coordinate per kept dim")
+                        .clone(),
+                );
             } else if extent == 1 {
                 operand_coords.push(Self::constant(0));
             } else {
@@ -724,7 +780,10 @@ impl<'a> Emitter<'a> {
                 operand_coords.push(self.var_expr(var));
             }
         }
-        let mut deps: Vec<Var> = kept.iter().flat_map(|c| c.terms.iter().map(|t| t.0)).collect();
+        let mut deps: Vec<Var> = kept
+            .iter()
+            .flat_map(|c| c.terms.iter().map(|t| t.0))
+            .collect();
         deps.sort();
         deps.dedup();
         let mut enclosing: Vec<Var> = self
@@ -734,7 +793,11 @@ impl<'a> Emitter<'a> {
             .map(|l| l.var)
             .collect();
         for f in &self.frames[1..=level] {
-            enclosing.extend(f.loop_vars.iter().filter(|v| self.var_extent[v.0 as usize] > 1));
+            enclosing.extend(
+                f.loop_vars
+                    .iter()
+                    .filter(|v| self.var_extent[v.0 as usize] > 1),
+            );
         }
         self.reduces.push(ReduceRecord {
             node,
@@ -790,7 +853,9 @@ fn renumber(kernel: &mut Kernel) {
                 match inst {
                     Inst::Let { id, op, .. } => {
                         match op {
-                            ScalarOp::Load { index, .. } | ScalarOp::Index(index) => self.index(index),
+                            ScalarOp::Load { index, .. } | ScalarOp::Index(index) => {
+                                self.index(index)
+                            }
                             ScalarOp::Const { .. } | ScalarOp::MatmulAcc => {}
                             ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => self.value(x),
                             ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => {
@@ -806,7 +871,11 @@ fn renumber(kernel: &mut Kernel) {
                         self.value(id);
                     }
                     Inst::Reduce {
-                        id, loops, body, value, ..
+                        id,
+                        loops,
+                        body,
+                        value,
+                        ..
                     } => {
                         self.value(id);
                         self.loops(loops);

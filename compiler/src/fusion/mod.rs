@@ -167,38 +167,34 @@ fn wrap(items: &[String], width: usize) -> Vec<String> {
 
 /// Partitions `graph` into kernels (the partition that [`lower`] uses).
 pub fn partition(graph: &Graph) -> Partition {
-    match fixpoint(graph) {
-        Ok((partition, _)) => partition,
-        Err((partition, _)) => partition,
-    }
+    fixpoint(graph).0
 }
 
 /// Partitions `graph` and lowers it to the kernel IR.
 pub fn lower(graph: &Graph) -> Result<KernelProgram, IrError> {
     verify(graph)?;
-    fixpoint(graph).map(|(_, program)| program).map_err(|(_, e)| e)
+    fixpoint(graph).1
 }
 
-/// Partition, try to lower, materialize what lowering asks for, repeat.
-fn fixpoint(graph: &Graph) -> Result<(Partition, KernelProgram), (Partition, IrError)> {
+/// Partition, try to lower, materialize what lowering asks for, repeat. Returns the last partition tried.
+fn fixpoint(graph: &Graph) -> (Partition, Result<KernelProgram, IrError>) {
     let mut forced = BTreeSet::new();
     loop {
         let partition = partition_with(graph, &forced);
-        match lower::lower_partition(graph, &partition) {
-            Ok(program) => return Ok((partition, program)),
+        let result = match lower::lower_partition(graph, &partition) {
+            Ok(program) => Ok(program),
             Err(lower::LowerError::Materialize(node)) if !forced.contains(&node) => {
                 forced.insert(node);
+                continue;
             }
-            Err(lower::LowerError::Materialize(node)) => {
-                let e = IrError::Invalid(format!(
-                    "fusion: node %{} ({}) is materialized but still can't be lowered",
-                    graph.label(node),
-                    graph.node(node).op.mnemonic()
-                ));
-                return Err((partition, e));
-            }
-            Err(lower::LowerError::Ir(e)) => return Err((partition, e)),
-        }
+            Err(lower::LowerError::Materialize(node)) => Err(IrError::Invalid(format!(
+                "fusion: node %{} ({}) is materialized but still can't be lowered",
+                graph.label(node),
+                graph.node(node).op.mnemonic()
+            ))),
+            Err(lower::LowerError::Ir(e)) => Err(e),
+        };
+        return (partition, result);
     }
 }
 
@@ -206,9 +202,11 @@ fn fixpoint(graph: &Graph) -> Result<(Partition, KernelProgram), (Partition, IrE
 fn is_inline_op(op: &Op) -> bool {
     match op {
         Op::Constant { value, .. } => matches!(value, Literal::Splat(_)),
-        Op::Iota { .. } | Op::Broadcast { .. } | Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } => {
-            true
-        }
+        Op::Iota { .. }
+        | Op::Broadcast { .. }
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Slice { .. } => true,
         _ => false,
     }
 }
@@ -280,10 +278,13 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                     g.kind == KernelKind::Loop
                         && g.pure_elementwise
                         && graph.ty(g.root) == &node.ty
-                        && users[id.index()].iter().filter(|u| live[u.index()]).all(|&u| {
-                            graph.node(u).op.class() == OpClass::Elementwise
-                                && placement[u.index()] == Placement::Kernel(k)
-                        })
+                        && users[id.index()]
+                            .iter()
+                            .filter(|u| live[u.index()])
+                            .all(|&u| {
+                                graph.node(u).op.class() == OpClass::Elementwise
+                                    && placement[u.index()] == Placement::Kernel(k)
+                            })
                 }
             };
             if ok {
@@ -293,7 +294,8 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
         // Multi-output: an elementwise value that several kernels read is written by the first of them (in execution
         // order) when it has that kernel's shape, instead of getting a kernel of its own.
         let mut extra_root = None;
-        if let (None, OpClass::Elementwise, false) = (joined, node.op.class(), forced.contains(&id)) {
+        if let (None, OpClass::Elementwise, false) = (joined, node.op.class(), forced.contains(&id))
+        {
             if let Some(&first) = kernels.iter().min_by_key(|&&k| groups[k].root) {
                 let g = &groups[first];
                 let ok = graph.ty(g.root).shape == node.ty.shape

@@ -104,7 +104,11 @@ impl<'a> Exec<'a> {
                 let rank = m.parallel.len();
                 let (dtype, k) = (m.dtype, m.k);
                 self.each_point(&m.parallel, &mut |ex| {
-                    let point: Vec<usize> = m.parallel.iter().map(|l| ex.vars[l.var.0 as usize]).collect();
+                    let point: Vec<usize> = m
+                        .parallel
+                        .iter()
+                        .map(|l| ex.vars[l.var.0 as usize])
+                        .collect();
                     let (batch, i, j) = (&point[..rank - 2], point[rank - 2], point[rank - 1]);
                     let mut acc = Scalar::zero(dtype);
                     for l in 0..k {
@@ -222,7 +226,9 @@ impl<'a> Exec<'a> {
     fn scalar(&self, op: &ScalarOp, dtype: DType) -> Result<Scalar, IrError> {
         let v = |id: &super::ValueId| self.values[id.index()];
         Ok(match op {
-            ScalarOp::Load { buffer, index } => self.load(buffer.index(), index.eval(&self.vars))?,
+            ScalarOp::Load { buffer, index } => {
+                self.load(buffer.index(), index.eval(&self.vars))?
+            }
             ScalarOp::Const { bits } => Scalar::from_f64(f64::from_bits(*bits), dtype),
             ScalarOp::Index(index) => Scalar::from_index(index.eval(&self.vars), dtype),
             ScalarOp::MatmulAcc => self.matmul_acc,

@@ -373,9 +373,14 @@ impl ReduceKind {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum ScalarOp {
     /// `buffer[index]`.
-    Load { buffer: BufferId, index: IndexExpr },
+    Load {
+        buffer: BufferId,
+        index: IndexExpr,
+    },
     /// A constant, stored as the f64 bit pattern (exact for every dtype), converted to the `Let`'s dtype.
-    Const { bits: u64 },
+    Const {
+        bits: u64,
+    },
     /// The integer value of `index`, converted to the `Let`'s dtype (what `iota` lowers to).
     Index(IndexExpr),
     /// The dot product of a [`MatmulKernel`] at the current point (epilogues only).

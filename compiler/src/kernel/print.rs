@@ -19,7 +19,7 @@
 //! ```
 
 use super::{Block, BufferKind, Inst, Kernel, KernelProgram, Loop, MatrixView, ScalarOp};
-use kiln_ir::Literal;
+use kiln_ir::{DType, Literal};
 use std::fmt::Write;
 
 /// The whole program as text.
@@ -32,13 +32,7 @@ pub fn print(program: &KernelProgram) -> String {
             BufferKind::Constant(Literal::Dense(vs)) => format!(" dense ({} values)", vs.len()),
             _ => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "  b{i} {}: {} {}{extra}",
-            b.name,
-            b.ty,
-            b.kind.name()
-        );
+        let _ = writeln!(out, "  b{i} {}: {} {}{extra}", b.name, b.ty, b.kind.name());
     }
     for input in &program.inputs {
         let _ = writeln!(out, "  input {} = {}", input.name, input.buffer);
@@ -58,7 +52,10 @@ pub fn print(program: &KernelProgram) -> String {
 }
 
 fn loops(ls: &[Loop]) -> String {
-    let parts: Vec<String> = ls.iter().map(|l| format!("{}<{}", l.var, l.extent)).collect();
+    let parts: Vec<String> = ls
+        .iter()
+        .map(|l| format!("{}<{}", l.var, l.extent))
+        .collect();
     format!("({})", parts.join(", "))
 }
 
@@ -77,7 +74,12 @@ fn view(v: &MatrixView) -> String {
 fn print_kernel(out: &mut String, k: usize, kernel: &Kernel) {
     match kernel {
         Kernel::Loop(l) => {
-            let _ = writeln!(out, "kernel k{k} {} loop parallel{}", l.name, loops(&l.parallel));
+            let _ = writeln!(
+                out,
+                "kernel k{k} {} loop parallel{}",
+                l.name,
+                loops(&l.parallel)
+            );
             print_block(out, &l.body, 1);
         }
         Kernel::Matmul(m) => {
@@ -101,7 +103,7 @@ fn print_block(out: &mut String, block: &Block, depth: usize) {
     for inst in &block.insts {
         match inst {
             Inst::Let { id, dtype, op } => {
-                let _ = writeln!(out, "{pad}{id}: {dtype} = {}", scalar_op(op));
+                let _ = writeln!(out, "{pad}{id}: {dtype} = {}", scalar_op(op, *dtype));
             }
             Inst::Reduce {
                 id,
@@ -111,7 +113,12 @@ fn print_block(out: &mut String, block: &Block, depth: usize) {
                 body,
                 value,
             } => {
-                let _ = writeln!(out, "{pad}{id}: {dtype} = reduce.{} {} {{", kind.name(), loops(ls));
+                let _ = writeln!(
+                    out,
+                    "{pad}{id}: {dtype} = reduce.{} {} {{",
+                    kind.name(),
+                    loops(ls)
+                );
                 print_block(out, body, depth + 1);
                 let _ = writeln!(out, "{pad}}} yield {value}");
             }
@@ -131,10 +138,14 @@ fn print_block(out: &mut String, block: &Block, depth: usize) {
     }
 }
 
-fn scalar_op(op: &ScalarOp) -> String {
+fn scalar_op(op: &ScalarOp, dtype: DType) -> String {
     match op {
         ScalarOp::Load { buffer, index } => format!("load {buffer}[{index}]"),
-        ScalarOp::Const { bits } => format!("const {}", f64::from_bits(*bits)),
+        // In the dtype's own shortest form: an f32 constant 0.01 prints as 0.01, not as its f64 expansion.
+        ScalarOp::Const { bits } => match dtype {
+            DType::F32 => format!("const {}", f64::from_bits(*bits) as f32),
+            _ => format!("const {}", f64::from_bits(*bits)),
+        },
         ScalarOp::Index(index) => format!("index {index}"),
         ScalarOp::MatmulAcc => "matmul.acc".to_string(),
         ScalarOp::Unary(u, x) => format!("{} {x}", u.name()),
