@@ -318,6 +318,51 @@ fn dump_train_stage_with_adam_adds_state_and_aliased_updates() {
 }
 
 #[test]
+fn dump_optimized_stage_runs_the_passes_and_can_trace_them() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples");
+    let twolayer = examples.join("twolayer.kir");
+    let forward = kiln(&["dump", p(&twolayer), "--stage", "optimized"]).ok();
+    assert!(
+        forward.contains("output loss") && !forward.contains("new."),
+        "{forward}"
+    );
+    let step = kiln(&[
+        "dump",
+        p(&twolayer),
+        "--stage",
+        "optimized",
+        "--optimizer",
+        "sgd",
+    ])
+    .ok();
+    assert!(step.contains("output new.l0.weight = "), "{step}");
+    let plain_step = kiln(&["dump", p(&twolayer), "--stage", "train"]).ok();
+    assert!(
+        step.lines().count() < plain_step.lines().count(),
+        "optimizing removed nothing:\n{step}"
+    );
+    let traced = kiln(&[
+        "dump",
+        p(&twolayer),
+        "--stage",
+        "optimized",
+        "--optimizer",
+        "sgd",
+        "--print-after-all",
+    ])
+    .ok();
+    for header in [
+        "# after simplify (round 1)",
+        "# after dce (round 1)",
+        "fixed point reached",
+        "# final graph",
+    ] {
+        assert!(traced.contains(header), "missing {header}:\n{traced}");
+    }
+    kiln(&["dump", p(&twolayer), "--print-after-all"]).user_error();
+}
+
+#[test]
 fn run_seeded_inputs_are_deterministic() {
     let dir = workdir("run_seed");
     let file = write_file(&dir, "linreg.kir", LINREG);

@@ -79,11 +79,9 @@ fn twolayer_params(graph: &Graph) -> Vec<String> {
 }
 
 #[test]
-fn snapshot_example_dot() {
+fn snapshot_example_text_and_dot() {
     for (name, graph) in kiln::zoo::examples().unwrap() {
-        if name == "mlp" {
-            continue; // same structure as twolayer at a larger size; its text file is pinned above
-        }
+        insta::assert_snapshot!(format!("example__{name}_text"), text::print(&graph));
         insta::assert_snapshot!(
             format!("example__{name}_dot"),
             to_dot(&graph, &DotOptions::default())

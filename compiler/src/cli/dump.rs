@@ -30,6 +30,18 @@ pub enum Format {
 pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let parsed = load_graph(&args.graph.file)?;
     let staged = stage::build(parsed, &args.stage)?;
+    if args.stage.print_after_all {
+        for (header, graph) in &staged.trace {
+            emit(
+                out,
+                &format!("# {header}\n{}\n", kiln_ir::text::print(graph)),
+            )?;
+        }
+        if let Some(report) = &staged.report {
+            let commented: Vec<String> = report.lines().map(|l| format!("# {l}")).collect();
+            emit(out, &format!("{}\n# final graph\n", commented.join("\n")))?;
+        }
+    }
     let text = match args.format {
         Format::Text => kiln_ir::text::print(&staged.graph),
         Format::Dot => to_dot(

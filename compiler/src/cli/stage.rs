@@ -18,6 +18,16 @@ pub enum Stage {
     Grad,
     /// One training step: loss, backward pass and optimizer update (see --optimizer).
     Train,
+    /// The graph after the optimization passes (simplify, constant folding, CSE, DCE to a fixed point); with
+    /// --optimizer, the optimized training step instead of the forward graph.
+    Optimized,
+}
+
+impl Stage {
+    /// Stages from `optimized` on work on the training step when an optimizer is named.
+    fn takes_optimizer(self) -> bool {
+        matches!(self, Stage::Train | Stage::Optimized)
+    }
 }
 
 /// The flags that choose and build a stage (shared by `dump` and `run`).
@@ -34,6 +44,10 @@ pub struct StageArgs {
     /// The scalar output to differentiate (grad and train stages) [default: the only float scalar output].
     #[arg(long, value_name = "OUTPUT")]
     pub of: Option<String>,
+
+    /// Print the graph after every pass (optimized stage).
+    #[arg(long)]
+    pub print_after_all: bool,
 
     #[command(flatten)]
     pub optimizer: OptimizerArgs,
@@ -55,9 +69,9 @@ pub enum OptimizerKind {
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Optimizer (--stage train)")]
 pub struct OptimizerArgs {
-    /// The update rule.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
-    pub optimizer: OptimizerKind,
+    /// The update rule [default: sgd]; from --stage optimized on, naming one works on the training step.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
     /// Learning rate [default: 0.01 for sgd, 0.001 for adam and adamw].
     #[arg(long, value_name = "X")]
     pub lr: Option<f64>,
@@ -84,7 +98,7 @@ pub struct OptimizerArgs {
 impl OptimizerArgs {
     /// Whether any optimizer flag was given, which only the train stage reads.
     fn any_given(&self) -> bool {
-        self.optimizer != OptimizerKind::default()
+        self.optimizer.is_some()
             || self.lr.is_some()
             || self.momentum.is_some()
             || self.nesterov
@@ -113,7 +127,8 @@ impl OptimizerArgs {
         ] {
             finite(flag, value)?;
         }
-        match self.optimizer {
+        let kind = self.optimizer.unwrap_or_default();
+        match kind {
             OptimizerKind::Sgd => {
                 let not_for_sgd = [
                     ("beta1", self.beta1),
@@ -156,7 +171,7 @@ impl OptimizerArgs {
                     eps: self.eps.unwrap_or(defaults.eps),
                     weight_decay: self.weight_decay.unwrap_or(defaults.weight_decay),
                 };
-                Ok(if self.optimizer == OptimizerKind::Adam {
+                Ok(if kind == OptimizerKind::Adam {
                     Optimizer::Adam(adam)
                 } else {
                     Optimizer::AdamW(adam)
@@ -174,6 +189,10 @@ pub struct StagedGraph {
     pub group_names: Vec<String>,
     /// The output differentiated by the grad and train stages.
     pub loss: Option<String>,
+    /// Optimized stage: the graph after each pass, headed by the pass's name and round.
+    pub trace: Vec<(String, Graph)>,
+    /// Optimized stage: nodes before and after each pass.
+    pub report: Option<String>,
 }
 
 /// Builds the graph of `args.stage` from the parsed graph.
@@ -184,9 +203,14 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             "--wrt and --of apply to --stage grad and --stage train",
         ));
     }
-    if args.stage != Stage::Train && args.optimizer.any_given() {
+    if !args.stage.takes_optimizer() && args.optimizer.any_given() {
         return Err(CliError::new(
-            "optimizer flags (--optimizer, --lr, ...) apply to --stage train",
+            "optimizer flags (--optimizer, --lr, ...) apply to --stage train and optimized",
+        ));
+    }
+    if args.print_after_all && args.stage != Stage::Optimized {
+        return Err(CliError::new(
+            "--print-after-all applies to --stage optimized",
         ));
     }
     match args.stage {
@@ -195,7 +219,41 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             groups: None,
             group_names: Vec::new(),
             loss: None,
+            trace: Vec::new(),
+            report: None,
         }),
+        Stage::Optimized => {
+            let (graph, loss) = if args.optimizer.any_given() {
+                let train_args = StageArgs {
+                    stage: Stage::Train,
+                    print_after_all: false,
+                    ..args.clone()
+                };
+                let step = build(parsed, &train_args)?;
+                (step.graph, step.loss)
+            } else {
+                (parsed, None)
+            };
+            let mut trace = Vec::new();
+            let mut record = |stats: &kiln::passes::PassStats, g: &Graph| {
+                if args.print_after_all {
+                    trace.push((
+                        format!("after {} (round {})", stats.pass, stats.round),
+                        g.clone(),
+                    ));
+                }
+            };
+            let (graph, report) =
+                kiln::passes::PassManager::default().run_traced(&graph, Some(&mut record))?;
+            Ok(StagedGraph {
+                graph,
+                groups: None,
+                group_names: Vec::new(),
+                loss,
+                trace,
+                report: Some(report.to_string()),
+            })
+        }
         Stage::Grad => {
             let (of, wrt) = differentiation_target(&parsed, args)?;
             let wrt: Vec<&str> = wrt.iter().map(String::as_str).collect();
@@ -205,6 +263,8 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                 graph: grad.graph,
                 group_names: vec!["forward".into(), "backward".into()],
                 loss: Some(of),
+                trace: Vec::new(),
+                report: None,
             })
         }
         Stage::Train => {
@@ -223,6 +283,8 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                 group_names: vec!["forward".into(), "backward + update".into()],
                 // `training_step` names the loss output `loss` whatever the model called it.
                 loss: Some("loss".into()),
+                trace: Vec::new(),
+                report: None,
             })
         }
     }
