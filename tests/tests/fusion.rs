@@ -361,6 +361,11 @@ fn a_value_used_by_two_kernels_is_materialized_once() {
     let part = fusion::partition(&g);
     assert_eq!(part.placement[e.index()], Placement::Kernel(0));
     assert_eq!(part.kernels[0].root, e);
+    // DOT: one cluster per kernel, plus one for inputs and inline nodes.
+    let (groups, names) = part.dot_groups(&g);
+    assert_eq!(groups.len(), g.len());
+    assert_eq!(names.len(), part.kernels.len() + 1);
+    assert_eq!(groups[x.index()], part.kernels.len());
     let exps = p
         .kernels
         .iter()
