@@ -363,6 +363,33 @@ fn dump_optimized_stage_runs_the_passes_and_can_trace_them() {
 }
 
 #[test]
+fn dump_lowered_stages_of_the_mlp_training_step() {
+    let mlp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/mlp.kir");
+    let dump = |stage: &str| kiln(&["dump", p(&mlp), "--stage", stage, "--optimizer", "sgd"]).ok();
+    let fused = dump("fused");
+    assert!(
+        fused.starts_with("fused mlp:") && fused.contains("k0 matmul"),
+        "{fused}"
+    );
+    let kernels = dump("kernels");
+    assert!(
+        kernels.starts_with("program mlp") && kernels.contains("(aliases l0.weight)"),
+        "{kernels}"
+    );
+    let memory = dump("memory");
+    assert!(
+        memory.contains("arena peak") && memory.contains("in place of l0.weight"),
+        "{memory}"
+    );
+    let dot = kiln(&["dump", p(&mlp), "--stage", "fused", "--format", "dot"]).ok();
+    assert!(dot.contains("subgraph cluster_"), "{dot}");
+    let e = kiln(&["dump", p(&mlp), "--stage", "kernels", "--format", "dot"]).user_error();
+    assert!(e.contains("text only"), "{e}");
+    let e = kiln(&["run", p(&mlp), "--stage", "kernels"]).user_error();
+    assert!(e.contains("kiln dump"), "{e}");
+}
+
+#[test]
 fn run_seeded_inputs_are_deterministic() {
     let dir = workdir("run_seed");
     let file = write_file(&dir, "linreg.kir", LINREG);

@@ -42,9 +42,19 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> Result<(), CliError> {
             emit(out, &format!("{}\n# final graph\n", commented.join("\n")))?;
         }
     }
-    let text = match args.format {
-        Format::Text => kiln_ir::text::print(&staged.graph),
-        Format::Dot => to_dot(
+    let text = match (args.format, &staged.listing) {
+        (Format::Text, Some(listing)) => listing.clone(),
+        (Format::Dot, Some(_)) if staged.groups.is_none() => {
+            return Err(CliError::new(
+                format!(
+                    "--stage {:?} prints text only; --format dot works up to --stage fused",
+                    args.stage.stage
+                )
+                .to_lowercase(),
+            ));
+        }
+        (Format::Text, None) => kiln_ir::text::print(&staged.graph),
+        (Format::Dot, _) => to_dot(
             &staged.graph,
             &DotOptions {
                 groups: staged.groups,

@@ -59,6 +59,11 @@ impl Backend {
 const MAX_TENSOR_BYTES: usize = 1 << 32;
 
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.stage.stage.is_lowered() {
+        return Err(CliError::new(
+            "kiln run works on graphs: --stage input, grad, train or optimized (the lowered stages are for kiln dump)",
+        ));
+    }
     if args.stage.stage != Stage::Train && args.steps != 1 {
         return Err(CliError::new("--steps applies to --stage train"));
     }

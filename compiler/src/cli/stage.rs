@@ -21,12 +21,26 @@ pub enum Stage {
     /// The graph after the optimization passes (simplify, constant folding, CSE, DCE to a fixed point); with
     /// --optimizer, the optimized training step instead of the forward graph.
     Optimized,
+    /// The optimized graph partitioned into kernels: which nodes each kernel computes (DOT: one cluster per kernel).
+    Fused,
+    /// The kernel IR the backends compile: buffers, loop nests, loads/stores, reductions, matmuls with epilogues.
+    Kernels,
+    /// The memory plan: arena offsets of temporaries with reuse, in-place updates, peak bytes, traffic.
+    Memory,
 }
 
 impl Stage {
     /// Stages from `optimized` on work on the training step when an optimizer is named.
     fn takes_optimizer(self) -> bool {
-        matches!(self, Stage::Train | Stage::Optimized)
+        matches!(
+            self,
+            Stage::Train | Stage::Optimized | Stage::Fused | Stage::Kernels | Stage::Memory
+        )
+    }
+
+    /// Stages past the graph level: what they print is not a graph that `run` could execute.
+    pub fn is_lowered(self) -> bool {
+        matches!(self, Stage::Fused | Stage::Kernels | Stage::Memory)
     }
 }
 
@@ -193,6 +207,8 @@ pub struct StagedGraph {
     pub trace: Vec<(String, Graph)>,
     /// Optimized stage: nodes before and after each pass.
     pub report: Option<String>,
+    /// Fused, kernels and memory stages: the text to print instead of the graph.
+    pub listing: Option<String>,
 }
 
 /// Builds the graph of `args.stage` from the parsed graph.
@@ -221,7 +237,32 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             loss: None,
             trace: Vec::new(),
             report: None,
+            listing: None,
         }),
+        Stage::Fused | Stage::Kernels | Stage::Memory => {
+            let optimized_args = StageArgs {
+                stage: Stage::Optimized,
+                ..args.clone()
+            };
+            let mut staged = build(parsed, &optimized_args)?;
+            let graph = &staged.graph;
+            let listing = match args.stage {
+                Stage::Fused => {
+                    let partition = kiln::fusion::partition(graph);
+                    let (groups, names) = partition.dot_groups(graph);
+                    staged.groups = Some(groups);
+                    staged.group_names = names;
+                    partition.print(graph)
+                }
+                Stage::Kernels => kiln::kernel::print(&kiln::fusion::lower(graph)?),
+                _ => {
+                    let program = kiln::fusion::lower(graph)?;
+                    kiln::memory::plan(&program).report(&program)
+                }
+            };
+            staged.listing = Some(listing);
+            Ok(staged)
+        }
         Stage::Optimized => {
             let (graph, loss) = if args.optimizer.any_given() {
                 let train_args = StageArgs {
@@ -252,6 +293,7 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                 loss,
                 trace,
                 report: Some(report.to_string()),
+                listing: None,
             })
         }
         Stage::Grad => {
@@ -265,6 +307,7 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                 loss: Some(of),
                 trace: Vec::new(),
                 report: None,
+                listing: None,
             })
         }
         Stage::Train => {
@@ -285,6 +328,7 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                 loss: Some("loss".into()),
                 trace: Vec::new(),
                 report: None,
+                listing: None,
             })
         }
     }
