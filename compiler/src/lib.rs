@@ -5,6 +5,7 @@
 //! with SGD / Adam / AdamW updates).
 
 pub mod autodiff;
+pub mod backend;
 pub mod passes;
 pub mod train;
 pub mod zoo;
