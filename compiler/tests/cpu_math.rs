@@ -327,35 +327,53 @@ fn max_min_and_relu_have_the_ir_semantics() {
     }
 }
 
+/// An elementwise op of the math library on one operand, with its Rust reference.
+struct UnaryCase {
+    name: &'static str,
+    emit: fn(&MathEmitter, &mut FunctionBuilder<'_>, Value) -> Value,
+    reference: fn(f32) -> f32,
+}
+
 #[test]
 fn cheap_unary_ops_are_the_ieee_operations() {
+    let cases = [
+        UnaryCase {
+            name: "sqrt",
+            emit: |m, b, x| m.sqrt(b, x),
+            reference: f32::sqrt,
+        },
+        UnaryCase {
+            name: "recip",
+            emit: |m, b, x| m.recip(b, x),
+            reference: |x| 1.0 / x,
+        },
+        UnaryCase {
+            name: "abs",
+            emit: |m, b, x| m.abs(b, x),
+            reference: f32::abs,
+        },
+        UnaryCase {
+            name: "neg",
+            emit: |m, b, x| m.neg(b, x),
+            reference: |x| -x,
+        },
+    ];
     let operands = binary_operands();
     let mut jit = JitModule::new().unwrap();
     let math = jit.math();
-    let ops: [(&str, fn(f32) -> f32); 4] = [
-        ("sqrt", f32::sqrt),
-        ("recip", |x| 1.0 / x),
-        ("abs", f32::abs),
-        ("neg", |x| -x),
-    ];
-    let kernels: Vec<MapKernel<f32>> = ops
+    let kernels: Vec<MapKernel<f32>> = cases
         .iter()
-        .map(|(name, _)| {
-            jit.compile_map(name, 1, |b, args| match *name {
-                "sqrt" => math.sqrt(b, args[0]),
-                "recip" => math.recip(b, args[0]),
-                "abs" => math.abs(b, args[0]),
-                _ => math.neg(b, args[0]),
-            })
-            .unwrap()
+        .map(|case| {
+            jit.compile_map(case.name, 1, |b, args| (case.emit)(&math, b, args[0]))
+                .unwrap()
         })
         .collect();
     jit.finalize().unwrap();
-    for ((name, reference), kernel) in ops.iter().zip(&kernels) {
+    for (case, kernel) in cases.iter().zip(&kernels) {
         let mut out = vec![0.0; operands.len()];
         jit.run_map(kernel, &[&operands], &mut out).unwrap();
         for (&x, &y) in operands.iter().zip(&out) {
-            assert_same(&format!("{name}({x:e})"), y, reference(x));
+            assert_same(&format!("{}({x:e})", case.name), y, (case.reference)(x));
         }
     }
 }

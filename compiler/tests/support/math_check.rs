@@ -190,7 +190,7 @@ pub fn worst_f64(
 
 /// `count` f64 bit patterns spread evenly over all 2^64 (both signs, every exponent, NaNs included).
 pub fn spread_f64(count: u64) -> Vec<f64> {
-    let stride = u64::MAX / count | 1;
+    let stride = (u64::MAX / count) | 1;
     (0..count)
         .map(|i| f64::from_bits(i.wrapping_mul(stride)))
         .collect()
