@@ -1,0 +1,3 @@
+//! Code generation from the kernel IR ([`crate::kernel`]): one module per target.
+
+pub mod spirv;
