@@ -29,7 +29,13 @@ fn required() -> bool {
 /// isn't required.
 fn device() -> Option<&'static Device> {
     static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    match DEVICE.get_or_init(|| Device::open_best().map_err(|e| e.to_string())) {
+    let opened = DEVICE.get_or_init(|| {
+        let d = Device::open_best().map_err(|e| e.to_string())?;
+        let info = d.info();
+        eprintln!("Vulkan device: {} ({:?}, f64: {})", info.name, info.kind, info.float64);
+        Ok(d)
+    });
+    match opened {
         Ok(d) => Some(d),
         Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
         Err(e) => {
