@@ -32,7 +32,10 @@ fn device() -> Option<&'static Device> {
     let opened = DEVICE.get_or_init(|| {
         let d = Device::open_best().map_err(|e| e.to_string())?;
         let info = d.info();
-        eprintln!("Vulkan device: {} ({:?}, f64: {})", info.name, info.kind, info.float64);
+        eprintln!(
+            "Vulkan device: {} ({:?}, f64: {})",
+            info.name, info.kind, info.float64
+        );
         Ok(d)
     });
     match opened {
@@ -157,8 +160,11 @@ fn check_graph(graph: &Graph, seed: u64) -> (KernelProgram, Vec<SpirvKernel>) {
     if let Some(device) = device() {
         let inputs = random_inputs(graph, seed);
         let expected = interp::run(graph, &inputs).unwrap();
-        let exe = spirv::compile(device, &program).unwrap_or_else(|e| panic!("{}: {e}", graph.name));
-        let actual = exe.run(&inputs).unwrap_or_else(|e| panic!("{}: {e}", graph.name));
+        let exe =
+            spirv::compile(device, &program).unwrap_or_else(|e| panic!("{}: {e}", graph.name));
+        let actual = exe
+            .run(&inputs)
+            .unwrap_or_else(|e| panic!("{}: {e}", graph.name));
         assert_outputs_match(graph, &expected, &actual, "Vulkan");
     }
     (program, kernels)
@@ -241,8 +247,23 @@ fn every_scalar_op_on_special_values() {
     validate(&kernels);
     let Some(device) = device() else { return };
     let (nan, inf) = (f32::NAN, f32::INFINITY);
-    let a = [nan, 1.0, -0.0, 0.0, inf, -inf, -2.0, 3e9, -3e9, 2.5, 0.0, -8.0];
-    let b = [1.0, nan, 0.0, -0.0, 2.0, 3.0, 3.0, 0.5, 1.0, -1.5, -1.0, 1.0 / 3.0];
+    let a = [
+        nan, 1.0, -0.0, 0.0, inf, -inf, -2.0, 3e9, -3e9, 2.5, 0.0, -8.0,
+    ];
+    let b = [
+        1.0,
+        nan,
+        0.0,
+        -0.0,
+        2.0,
+        3.0,
+        3.0,
+        0.5,
+        1.0,
+        -1.5,
+        -1.0,
+        1.0 / 3.0,
+    ];
     let i = [i32::MIN, 7, -7, 0, 5, i32::MIN, 1, -1, 100, 3, -3, 9];
     let j = [-1, 0, 2, 0, -5, 1, 0, 1, 7, -3, 2, i32::MIN];
     let inputs = vec![
@@ -252,7 +273,10 @@ fn every_scalar_op_on_special_values() {
         Tensor::from_i32(&[12], j.to_vec()).unwrap(),
     ];
     let expected = interp::run(&g, &inputs).unwrap();
-    let actual = spirv::compile(device, &program).unwrap().run(&inputs).unwrap();
+    let actual = spirv::compile(device, &program)
+        .unwrap()
+        .run(&inputs)
+        .unwrap();
     assert_outputs_match(&g, &expected, &actual, "Vulkan");
     // max/min order zeros like the interpreter: max(-0, +0) = +0, min(+0, -0) = -0.
     let max = actual[0].as_f32().unwrap();
@@ -297,7 +321,10 @@ fn matmul_with_transposed_operand_and_epilogue() {
         }",
     );
     let (program, _) = check_graph(&g, 3);
-    assert!(matches!(program.kernels[0], kiln::kernel::Kernel::Matmul(_)));
+    assert!(matches!(
+        program.kernels[0],
+        kiln::kernel::Kernel::Matmul(_)
+    ));
 }
 
 #[test]
@@ -380,8 +407,13 @@ fn inputs_are_checked_by_name() {
     );
     let Some(device) = device() else { return };
     let exe = spirv::compile(device, &fusion::lower(&g).unwrap()).unwrap();
-    let err = exe.run(&[Tensor::from_f32(&[4], vec![0.0; 4]).unwrap()]).unwrap_err();
-    assert!(err.to_string().contains("input `x` must be f32[3]"), "{err}");
+    let err = exe
+        .run(&[Tensor::from_f32(&[4], vec![0.0; 4]).unwrap()])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("input `x` must be f32[3]"),
+        "{err}"
+    );
     let err = exe.run(&[]).unwrap_err();
     assert!(err.to_string().contains("takes 1 input(s), got 0"), "{err}");
 }

@@ -10,7 +10,8 @@ use rspirv::binary::Assemble;
 use rspirv::dr::{self, Builder, InsertPoint, Instruction, Operand};
 use rspirv::spirv::{
     AddressingModel, BuiltIn, Capability, Decoration, ExecutionMode, ExecutionModel,
-    FunctionControl, GlslStd450Op as GLOp, LoopControl, MemoryModel, Op, SelectionControl, StorageClass, Word,
+    FunctionControl, GlslStd450Op as GLOp, LoopControl, MemoryModel, Op, SelectionControl,
+    StorageClass, Word,
 };
 use std::collections::HashMap;
 
@@ -270,7 +271,10 @@ impl<'p> Emitter<'p> {
     }
 
     fn label(&mut self, id: Word) -> Result<()> {
-        self.b.begin_block(Some(id)).map(|_| ()).map_err(|e| self.build_err(e))
+        self.b
+            .begin_block(Some(id))
+            .map(|_| ())
+            .map_err(|e| self.build_err(e))
     }
 
     fn branch(&mut self, to: Word) -> Result<()> {
@@ -289,8 +293,11 @@ impl<'p> Emitter<'p> {
                 None => {
                     let arr = self.b.type_runtime_array(elem);
                     let stride = element_stride(dtype);
-                    self.b
-                        .decorate(arr, Decoration::ArrayStride, [Operand::LiteralBit32(stride)]);
+                    self.b.decorate(
+                        arr,
+                        Decoration::ArrayStride,
+                        [Operand::LiteralBit32(stride)],
+                    );
                     let s = self.b.type_struct([arr]);
                     self.b.decorate(s, Decoration::Block, []);
                     self.b
@@ -300,12 +307,15 @@ impl<'p> Emitter<'p> {
                 }
             };
             let ptr = self.b.type_pointer(None, StorageClass::StorageBuffer, st);
-            let var = self.b.variable(ptr, None, StorageClass::StorageBuffer, None);
+            let var = self
+                .b
+                .variable(ptr, None, StorageClass::StorageBuffer, None);
             self.b
                 .decorate(var, Decoration::DescriptorSet, [Operand::LiteralBit32(0)]);
             self.b
                 .decorate(var, Decoration::Binding, [Operand::LiteralBit32(i as u32)]);
-            self.b.name(var, self.program.buffers[buf.index()].name.clone());
+            self.b
+                .name(var, self.program.buffers[buf.index()].name.clone());
             self.bindings.insert(buf, Binding { var, dtype });
         }
         let v3 = self.b.type_vector(self.t_u32, 3);
@@ -323,18 +333,20 @@ impl<'p> Emitter<'p> {
             .map_err(|e| self.build_err(e))?;
         self.b
             .entry_point(ExecutionModel::GLCompute, self.main, "main", [self.gid]);
-        self.b.execution_mode(
-            self.main,
-            ExecutionMode::LocalSize,
-            [WORKGROUP_SIZE, 1, 1],
-        );
+        self.b
+            .execution_mode(self.main, ExecutionMode::LocalSize, [WORKGROUP_SIZE, 1, 1]);
         self.b.name(self.main, "main");
         self.b.begin_block(None).map_err(|e| self.build_err(e))?;
         Ok(())
     }
 
     /// Emits the body under the bounds guard, closes the function and assembles the module.
-    fn finish(mut self, kernel: &Kernel, points: u64, groups: [u32; 3]) -> Result<(Vec<u32>, bool)> {
+    fn finish(
+        mut self,
+        kernel: &Kernel,
+        points: u64,
+        groups: [u32; 3],
+    ) -> Result<(Vec<u32>, bool)> {
         // g = gid.y * (64 * groups_x) + gid.x
         let v3 = self.b.type_vector(self.t_u32, 3);
         let gid = self.load_var(v3, self.gid)?;
@@ -404,7 +416,11 @@ impl<'p> Emitter<'p> {
     // ---- control flow ----
 
     /// Runs `body` at every point of `loops` (row-major), as nested structured loops.
-    fn loops(&mut self, loops: &[Loop], body: &mut dyn FnMut(&mut Self) -> Result<()>) -> Result<()> {
+    fn loops(
+        &mut self,
+        loops: &[Loop],
+        body: &mut dyn FnMut(&mut Self) -> Result<()>,
+    ) -> Result<()> {
         let Some((l, inner)) = loops.split_first() else {
             return body(self);
         };
@@ -419,8 +435,13 @@ impl<'p> Emitter<'p> {
                 let counter = self.function_var(self.t_u32);
                 let zero = self.u32_const(0);
                 self.store_var(counter, zero)?;
-                let (header, cond, body_label, cont, merge) =
-                    (self.b.id(), self.b.id(), self.b.id(), self.b.id(), self.b.id());
+                let (header, cond, body_label, cont, merge) = (
+                    self.b.id(),
+                    self.b.id(),
+                    self.b.id(),
+                    self.b.id(),
+                    self.b.id(),
+                );
                 self.branch(header)?;
                 self.label(header)?;
                 self.b
@@ -528,11 +549,7 @@ impl<'p> Emitter<'p> {
         let acc = self.function_var(ty);
         self.store_var(acc, zero)?;
         let rank = m.parallel.len();
-        let point: Vec<Word> = m
-            .parallel
-            .iter()
-            .map(|l| self.vars[&l.var])
-            .collect();
+        let point: Vec<Word> = m.parallel.iter().map(|l| self.vars[&l.var]).collect();
         let (batch, i, j) = (&point[..rank - 2], point[rank - 2], point[rank - 1]);
         // The row / column part of each operand's index does not depend on `l`.
         let a_base = self.view_base(&m.a, batch, i, m.a.row_stride)?;
@@ -540,17 +557,23 @@ impl<'p> Emitter<'p> {
         let l_var = Var(u32::MAX);
         let (a_buf, b_buf) = (m.a.buffer, m.b.buffer);
         let (a_step, b_step) = (m.a.col_stride, m.b.row_stride);
-        self.loops(&[Loop { var: l_var, extent: m.k }], &mut |e| {
-            let l = e.vars[&l_var];
-            let ai = e.affine(a_base, l, a_step)?;
-            let bi = e.affine(b_base, l, b_step)?;
-            let x = e.load_element(a_buf, ai)?;
-            let y = e.load_element(b_buf, bi)?;
-            let p = e.binary(BinaryOp::Mul, m.dtype, x, y)?;
-            let s = e.load_var(ty, acc)?;
-            let s = e.binary(BinaryOp::Add, m.dtype, s, p)?;
-            e.store_var(acc, s)
-        })?;
+        self.loops(
+            &[Loop {
+                var: l_var,
+                extent: m.k,
+            }],
+            &mut |e| {
+                let l = e.vars[&l_var];
+                let ai = e.affine(a_base, l, a_step)?;
+                let bi = e.affine(b_base, l, b_step)?;
+                let x = e.load_element(a_buf, ai)?;
+                let y = e.load_element(b_buf, bi)?;
+                let p = e.binary(BinaryOp::Mul, m.dtype, x, y)?;
+                let s = e.load_var(ty, acc)?;
+                let s = e.binary(BinaryOp::Add, m.dtype, s, p)?;
+                e.store_var(acc, s)
+            },
+        )?;
         self.load_var(ty, acc)
     }
 
@@ -704,9 +727,7 @@ impl<'p> Emitter<'p> {
     /// Rejects a GLSL.std.450 transcendental on f64 (it has only 16/32-bit versions).
     fn f32_only(&self, what: &str, dtype: DType) -> Result<()> {
         if dtype == DType::F64 {
-            Err(self.unsupported(format!(
-                "f64 `{what}` (GLSL.std.450 has no 64-bit version)"
-            )))
+            Err(self.unsupported(format!("f64 `{what}` (GLSL.std.450 has no 64-bit version)")))
         } else {
             Ok(())
         }
@@ -748,7 +769,10 @@ impl<'p> Emitter<'p> {
             UnaryOp::Tanh => {
                 self.f32_only("tanh", dtype)?;
                 // tanh(±10) is ±1 in f32; clamping keeps e^x of the implementation from overflowing to inf/inf.
-                let (lo, hi) = (self.float_const(dtype, -10.0), self.float_const(dtype, 10.0));
+                let (lo, hi) = (
+                    self.float_const(dtype, -10.0),
+                    self.float_const(dtype, 10.0),
+                );
                 let clamped = self.glsl(GLOp::FClamp, ty, &[x, lo, hi])?;
                 let t = self.glsl(GLOp::Tanh, ty, &[clamped])?;
                 let nan = self.bool_op(Op::IsNan, &[x])?;
@@ -830,7 +854,10 @@ impl<'p> Emitter<'p> {
         let zero_tie = if max {
             sum
         } else {
-            let (na, nb) = (self.op(Op::FNegate, ty, &[a])?, self.op(Op::FNegate, ty, &[b])?);
+            let (na, nb) = (
+                self.op(Op::FNegate, ty, &[a])?,
+                self.op(Op::FNegate, ty, &[b])?,
+            );
             let s = self.op(Op::FAdd, ty, &[na, nb])?;
             self.op(Op::FNegate, ty, &[s])?
         };
