@@ -5,14 +5,15 @@ fn main() {
         Ok(devices) => {
             for d in devices {
                 println!(
-                    "{}: {} ({:?}, Vulkan {}.{}.{}, f64: {})",
+                    "{}: {} ({:?}, Vulkan {}.{}.{}, f64: {}, NaN-preserving f32/f64: {:?})",
                     d.index,
                     d.name,
                     d.kind,
                     d.api_version.0,
                     d.api_version.1,
                     d.api_version.2,
-                    d.float64
+                    d.float64,
+                    d.preserves_nan
                 );
             }
         }

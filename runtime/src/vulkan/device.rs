@@ -45,6 +45,9 @@ pub struct DeviceInfo {
     pub max_workgroups: [u32; 3],
     /// `maxStorageBufferRange`, in bytes: the largest buffer one binding can address.
     pub max_buffer_bytes: u64,
+    /// Shaders may ask for IEEE NaN / infinity / signed-zero semantics on f32 / f64 (`VK_KHR_shader_float_controls`,
+    /// `shaderSignedZeroInfNanPreserveFloat32/64`). Without it, a device compiler may fold `x - x` to 0 for a NaN.
+    pub preserves_nan: [bool; 2],
 }
 
 /// The loader and an instance; destroyed last.
@@ -128,6 +131,23 @@ fn list(
         if props.api_version < API_VERSION {
             continue;
         }
+        // SAFETY: `pd` belongs to `instance`.
+        let float_controls = unsafe { instance.enumerate_device_extension_properties(pd) }
+            .map_err(call("vkEnumerateDeviceExtensionProperties"))?
+            .iter()
+            .any(|e| e.extension_name_as_c_str() == Ok(ash::khr::shader_float_controls::NAME));
+        let mut preserves_nan = [false; 2];
+        if float_controls {
+            let mut fc = vk::PhysicalDeviceFloatControlsProperties::default();
+            let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut fc);
+            // SAFETY: `pd` belongs to `instance` (Vulkan 1.1, so the call is core); the chain is one struct the
+            // extension, which the device offers, defines.
+            unsafe { instance.get_physical_device_properties2(pd, &mut props2) };
+            preserves_nan = [
+                fc.shader_signed_zero_inf_nan_preserve_float32 == vk::TRUE,
+                fc.shader_signed_zero_inf_nan_preserve_float64 == vk::TRUE,
+            ];
+        }
         let name = props
             .device_name_as_c_str()
             .map(|n| n.to_string_lossy().into_owned())
@@ -147,6 +167,7 @@ fn list(
                 float64: features.shader_float64 == vk::TRUE,
                 max_workgroups: props.limits.max_compute_work_group_count,
                 max_buffer_bytes: props.limits.max_storage_buffer_range as u64,
+                preserves_nan,
             },
             queue_family as u32,
         ));
@@ -240,8 +261,15 @@ impl Device {
             .queue_family_index(queue_family)
             .queue_priorities(&priorities)];
         let features = vk::PhysicalDeviceFeatures::default().shader_float64(info.float64);
+        let extensions = [ash::khr::shader_float_controls::NAME.as_ptr()];
+        let enabled = if info.preserves_nan.contains(&true) {
+            &extensions[..]
+        } else {
+            &[]
+        };
         let device_info = vk::DeviceCreateInfo::default()
             .queue_create_infos(&queue_info)
+            .enabled_extension_names(enabled)
             .enabled_features(&features);
         // SAFETY: `pd` belongs to `handle.instance`; the create info (one queue of a family that exists, features
         // the device reports) and what it points to outlive the call.

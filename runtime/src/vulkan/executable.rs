@@ -688,6 +688,12 @@ fn check(device: &Device, program: &ProgramDesc) -> Result<(), VulkanError> {
                 dispatch.name
             )));
         }
+        if dispatch.uses_float_controls && !info.preserves_nan.contains(&true) {
+            return Err(unsupported(format!(
+                "kernel `{}` asks for NaN-preserving floats (VK_KHR_shader_float_controls)",
+                dispatch.name
+            )));
+        }
         if dispatch
             .groups
             .iter()

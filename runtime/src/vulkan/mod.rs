@@ -86,6 +86,8 @@ pub struct DispatchDesc {
     pub groups: [u32; 3],
     /// The module declares the `Float64` capability.
     pub uses_f64: bool,
+    /// The module uses `SPV_KHR_float_controls` (`SignedZeroInfNanPreserve`).
+    pub uses_float_controls: bool,
 }
 
 /// A whole program: its buffers, its dispatches in order, and which buffers are its inputs and outputs.

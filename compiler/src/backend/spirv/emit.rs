@@ -1,6 +1,6 @@
 //! One kernel → one SPIR-V module (see the parent module doc for the shape of the code).
 
-use super::{dispatch_groups, Error, SpirvKernel, MAX_GROUPS_X, WORKGROUP_SIZE};
+use super::{dispatch_groups, Error, Options, SpirvKernel, MAX_GROUPS_X, WORKGROUP_SIZE};
 use crate::kernel::{
     Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, MatmulKernel, ReduceKind,
     ScalarOp, ValueId, Var,
@@ -18,7 +18,11 @@ use std::collections::HashMap;
 type Result<T> = std::result::Result<T, Error>;
 
 /// Lowers one kernel.
-pub(super) fn kernel(program: &KernelProgram, kernel: &Kernel) -> Result<SpirvKernel> {
+pub(super) fn kernel(
+    program: &KernelProgram,
+    kernel: &Kernel,
+    options: &Options,
+) -> Result<SpirvKernel> {
     let mut bindings = kernel.reads();
     for w in kernel.writes() {
         if !bindings.contains(&w) {
@@ -37,13 +41,14 @@ pub(super) fn kernel(program: &KernelProgram, kernel: &Kernel) -> Result<SpirvKe
     }
     let groups = dispatch_groups(points);
     e.begin(&bindings)?;
-    let words = e.finish(kernel, points, groups)?;
+    let (words, uses_f64, uses_float_controls) = e.finish(kernel, points, groups, options)?;
     Ok(SpirvKernel {
         name: kernel.name().to_string(),
-        words: words.0,
+        words,
         bindings,
         groups,
-        uses_f64: words.1,
+        uses_f64,
+        uses_float_controls,
     })
 }
 
@@ -346,7 +351,8 @@ impl<'p> Emitter<'p> {
         kernel: &Kernel,
         points: u64,
         groups: [u32; 3],
-    ) -> Result<(Vec<u32>, bool)> {
+        options: &Options,
+    ) -> Result<(Vec<u32>, bool, bool)> {
         // g = gid.y * (64 * groups_x) + gid.x
         let v3 = self.b.type_vector(self.t_u32, 3);
         let gid = self.load_var(v3, self.gid)?;
@@ -387,11 +393,27 @@ impl<'p> Emitter<'p> {
         self.b.end_function().map_err(|e| self.build_err(e))?;
 
         let uses_f64 = self.t_f64.is_some();
+        let widths: Vec<u32> = [
+            (32, options.preserve_nan[0]),
+            (64, options.preserve_nan[1] && uses_f64),
+        ]
+        .into_iter()
+        .filter_map(|(w, on)| on.then_some(w))
+        .collect();
+        let uses_float_controls = !widths.is_empty();
+        if uses_float_controls {
+            self.b.extension("SPV_KHR_float_controls");
+            self.b.capability(Capability::SignedZeroInfNanPreserve);
+            for w in widths {
+                self.b
+                    .execution_mode(self.main, ExecutionMode::SignedZeroInfNanPreserve, [w]);
+            }
+        }
         let vars = std::mem::take(&mut self.function_vars);
         let mut module = self.b.module();
         let entry = &mut module.functions[0].blocks[0].instructions;
         entry.splice(0..0, vars);
-        Ok((module.assemble(), uses_f64))
+        Ok((module.assemble(), uses_f64, uses_float_controls))
     }
 
     /// Binds the parallel loop variables from the linear invocation index (row-major).

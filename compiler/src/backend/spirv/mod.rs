@@ -85,6 +85,8 @@ pub struct SpirvKernel {
     pub groups: [u32; 3],
     /// The module declares `Float64`.
     pub uses_f64: bool,
+    /// The module uses `SPV_KHR_float_controls`.
+    pub uses_float_controls: bool,
 }
 
 impl SpirvKernel {
@@ -98,12 +100,44 @@ impl SpirvKernel {
     }
 }
 
-/// Lowers every kernel of `program` to a SPIR-V module, in program order.
+/// What the shaders may ask of the device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Options {
+    /// Declare the `SignedZeroInfNanPreserve` execution mode for f32 / f64 (`SPV_KHR_float_controls`). Without it
+    /// a device compiler may assume no NaN exists (Mesa folds `x - x` to 0), and NaN results may differ from the
+    /// interpreter's; ordinary values are unaffected.
+    pub preserve_nan: [bool; 2],
+}
+
+impl Default for Options {
+    /// NaN-preserving f32 and f64.
+    fn default() -> Options {
+        Options {
+            preserve_nan: [true, true],
+        }
+    }
+}
+
+impl Options {
+    /// What `device` supports.
+    pub fn for_device(device: &DeviceInfo) -> Options {
+        Options {
+            preserve_nan: device.preserves_nan,
+        }
+    }
+}
+
+/// Lowers every kernel of `program` to a SPIR-V module, in program order, with the default [`Options`].
 pub fn lower(program: &KernelProgram) -> Result<Vec<SpirvKernel>, Error> {
+    lower_with(program, &Options::default())
+}
+
+/// Lowers every kernel of `program` to a SPIR-V module, in program order.
+pub fn lower_with(program: &KernelProgram, options: &Options) -> Result<Vec<SpirvKernel>, Error> {
     program
         .kernels
         .iter()
-        .map(|k| emit::kernel(program, k))
+        .map(|k| emit::kernel(program, k, options))
         .collect()
 }
 
@@ -141,6 +175,7 @@ pub fn program_desc(
                 bindings: k.bindings.iter().map(|b| b.index()).collect(),
                 groups: k.groups,
                 uses_f64: k.uses_f64,
+                uses_float_controls: k.uses_float_controls,
             })
             .collect(),
         inputs: program
@@ -158,7 +193,7 @@ pub fn program_desc(
 
 /// Lowers `program` and loads it on `device`: the executable takes the program's inputs in order.
 pub fn compile(device: &Device, program: &KernelProgram) -> Result<VulkanExecutable, Error> {
-    let kernels = lower(program)?;
+    let kernels = lower_with(program, &Options::for_device(device.info()))?;
     let desc = program_desc(program, &kernels)?;
     Ok(VulkanExecutable::new(device, desc)?)
 }
