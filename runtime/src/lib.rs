@@ -1,6 +1,8 @@
 //! `kiln-runtime`: where compiled kernels run.
 //!
-//! Today this crate holds only the host-side tensor re-export; executables, the thread pool, GEMM and the Vulkan
-//! device arrive with the CPU and GPU backends (issues 5 and 6), and are deliberately absent until then.
+//! The host-side tensor re-export, and [`vulkan`]: SPIR-V compute programs on a Vulkan device (the GPU path). The
+//! CPU executables, thread pool and GEMM arrive with the CPU backend.
 
 pub use kiln_ir::tensor::{Tensor, TensorData};
+
+pub mod vulkan;

@@ -2,8 +2,10 @@
 //!
 //! A backend depends on the IR types and its code generator only; it never calls a graph pass.
 //! - [`cpu`] — Cranelift: a JIT harness and a vectorized math library written in CLIF.
+//! - [`spirv`] — one SPIR-V compute shader per kernel, run through Vulkan.
 
 pub mod cpu;
+pub mod spirv;
 
 /// What can go wrong while generating or running native code.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,1030 @@
+//! One kernel → one SPIR-V module (see the parent module doc for the shape of the code).
+
+use super::{dispatch_groups, Error, Options, SpirvKernel, MAX_GROUPS_X, WORKGROUP_SIZE};
+use crate::kernel::{
+    Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, MatmulKernel, ReduceKind,
+    ScalarOp, ValueId, Var,
+};
+use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
+use rspirv::binary::Assemble;
+use rspirv::dr::{self, Builder, InsertPoint, Instruction, Operand};
+use rspirv::spirv::{
+    AddressingModel, BuiltIn, Capability, Decoration, ExecutionMode, ExecutionModel,
+    FunctionControl, GlslStd450Op as GLOp, LoopControl, MemoryModel, Op, SelectionControl,
+    StorageClass, Word,
+};
+use std::collections::HashMap;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Lowers one kernel.
+pub(super) fn kernel(
+    program: &KernelProgram,
+    kernel: &Kernel,
+    options: &Options,
+) -> Result<SpirvKernel> {
+    let mut bindings = kernel.reads();
+    for w in kernel.writes() {
+        if !bindings.contains(&w) {
+            bindings.push(w);
+        }
+    }
+    let points: u64 = kernel.parallel().iter().map(|l| l.extent as u64).product();
+    let mut e = Emitter::new(program, kernel.name());
+    for &b in &bindings {
+        if program.buffers[b.index()].ty.numel() as u64 > u32::MAX as u64 {
+            return Err(e.unsupported(format!("buffer {b} with 2^32 or more elements")));
+        }
+    }
+    if points > u32::MAX as u64 {
+        return Err(e.unsupported("a parallel space of 2^32 or more points".into()));
+    }
+    let groups = dispatch_groups(points);
+    e.begin(&bindings)?;
+    let (words, uses_f64, uses_float_controls) = e.finish(kernel, points, groups, options)?;
+    Ok(SpirvKernel {
+        name: kernel.name().to_string(),
+        words,
+        bindings,
+        groups,
+        uses_f64,
+        uses_float_controls,
+    })
+}
+
+/// A storage buffer binding: its variable and element type.
+#[derive(Clone, Copy)]
+struct Binding {
+    var: Word,
+    dtype: DType,
+}
+
+struct Emitter<'p> {
+    b: Builder,
+    program: &'p KernelProgram,
+    kernel: String,
+    glsl: Word,
+    t_void: Word,
+    t_bool: Word,
+    t_u32: Word,
+    t_i32: Word,
+    t_f32: Word,
+    t_f64: Option<Word>,
+    gid: Word,
+    main: Word,
+    /// Constants by (type, bit pattern).
+    consts: HashMap<(Word, u64), Word>,
+    /// Storage buffer struct type by element type (each decorated once).
+    structs: HashMap<Word, Word>,
+    bindings: HashMap<BufferId, Binding>,
+    /// The SPIR-V id and dtype of each kernel IR value.
+    values: HashMap<ValueId, (Word, DType)>,
+    /// The current value (u32) of each loop variable.
+    vars: HashMap<Var, Word>,
+    /// `OpVariable`s of the function; they must open the entry block, so they are inserted at the end.
+    function_vars: Vec<Instruction>,
+    matmul_acc: Option<(Word, DType)>,
+}
+
+impl<'p> Emitter<'p> {
+    fn new(program: &'p KernelProgram, kernel: &str) -> Emitter<'p> {
+        let mut b = Builder::new();
+        b.set_version(1, 3);
+        b.capability(Capability::Shader);
+        let glsl = b.ext_inst_import("GLSL.std.450");
+        b.memory_model(AddressingModel::Logical, MemoryModel::GLSL450);
+        let t_void = b.type_void();
+        let t_bool = b.type_bool();
+        let t_u32 = b.type_int(32, 0);
+        let t_i32 = b.type_int(32, 1);
+        let t_f32 = b.type_float(32, None);
+        Emitter {
+            b,
+            program,
+            kernel: kernel.to_string(),
+            glsl,
+            t_void,
+            t_bool,
+            t_u32,
+            t_i32,
+            t_f32,
+            t_f64: None,
+            gid: 0,
+            main: 0,
+            consts: HashMap::new(),
+            structs: HashMap::new(),
+            bindings: HashMap::new(),
+            values: HashMap::new(),
+            vars: HashMap::new(),
+            function_vars: Vec::new(),
+            matmul_acc: None,
+        }
+    }
+
+    fn unsupported(&self, what: String) -> Error {
+        Error::Unsupported {
+            kernel: self.kernel.clone(),
+            what,
+        }
+    }
+
+    fn invalid(&self, message: String) -> Error {
+        Error::InvalidKernel {
+            kernel: self.kernel.clone(),
+            message,
+        }
+    }
+
+    fn build_err(&self, e: dr::Error) -> Error {
+        self.invalid(format!("SPIR-V builder: {e:?}"))
+    }
+
+    // ---- types and constants ----
+
+    /// The register type of a dtype.
+    fn ty(&mut self, dtype: DType) -> Word {
+        match dtype {
+            DType::F32 => self.t_f32,
+            DType::I32 => self.t_i32,
+            DType::Bool => self.t_bool,
+            DType::F64 => match self.t_f64 {
+                Some(t) => t,
+                None => {
+                    self.b.capability(Capability::Float64);
+                    let t = self.b.type_float(64, None);
+                    self.t_f64 = Some(t);
+                    t
+                }
+            },
+        }
+    }
+
+    /// The storage type of a dtype's elements (bool is a u32 word).
+    fn storage_ty(&mut self, dtype: DType) -> Word {
+        match dtype {
+            DType::Bool => self.t_u32,
+            d => self.ty(d),
+        }
+    }
+
+    fn constant(&mut self, ty: Word, bits: u64) -> Word {
+        if let Some(&c) = self.consts.get(&(ty, bits)) {
+            return c;
+        }
+        let c = if ty == self.t_bool {
+            if bits != 0 {
+                self.b.constant_true(ty)
+            } else {
+                self.b.constant_false(ty)
+            }
+        } else if Some(ty) == self.t_f64 {
+            self.b.constant_bit64(ty, bits)
+        } else {
+            self.b.constant_bit32(ty, bits as u32)
+        };
+        self.consts.insert((ty, bits), c);
+        c
+    }
+
+    fn u32_const(&mut self, v: u32) -> Word {
+        self.constant(self.t_u32, v as u64)
+    }
+
+    /// A float constant of `dtype` (f32 or f64).
+    fn float_const(&mut self, dtype: DType, v: f64) -> Word {
+        let t = self.ty(dtype);
+        match dtype {
+            DType::F64 => self.constant(t, v.to_bits()),
+            _ => self.constant(t, (v as f32).to_bits() as u64),
+        }
+    }
+
+    fn i32_const(&mut self, v: i32) -> Word {
+        self.constant(self.t_i32, v as u32 as u64)
+    }
+
+    /// A constant of `dtype` with value `v` (converted as `Scalar::from_f64` does).
+    fn typed_const(&mut self, dtype: DType, v: f64) -> Word {
+        match dtype {
+            DType::F32 | DType::F64 => self.float_const(dtype, v),
+            DType::I32 => self.i32_const(v as i32),
+            DType::Bool => self.constant(self.t_bool, (v != 0.0) as u64),
+        }
+    }
+
+    // ---- instructions ----
+
+    /// Appends `op` with result type `ty` and id operands `args`; returns the result id.
+    fn op(&mut self, op: Op, ty: Word, args: &[Word]) -> Result<Word> {
+        let id = self.b.id();
+        let inst = Instruction::new(
+            op,
+            Some(ty),
+            Some(id),
+            args.iter().map(|&a| Operand::IdRef(a)).collect(),
+        );
+        self.b
+            .insert_into_block(InsertPoint::End, inst)
+            .map_err(|e| self.build_err(e))?;
+        Ok(id)
+    }
+
+    fn glsl(&mut self, op: GLOp, ty: Word, args: &[Word]) -> Result<Word> {
+        let set = self.glsl;
+        self.b
+            .ext_inst(
+                ty,
+                None,
+                set,
+                op as u32,
+                args.iter().map(|&a| Operand::IdRef(a)),
+            )
+            .map_err(|e| self.build_err(e))
+    }
+
+    fn select(&mut self, ty: Word, c: Word, a: Word, b: Word) -> Result<Word> {
+        self.op(Op::Select, ty, &[c, a, b])
+    }
+
+    fn bool_op(&mut self, op: Op, args: &[Word]) -> Result<Word> {
+        self.op(op, self.t_bool, args)
+    }
+
+    /// A function-local variable of type `ty` (declared in the entry block at the end).
+    fn function_var(&mut self, ty: Word) -> Word {
+        let ptr = self.b.type_pointer(None, StorageClass::Function, ty);
+        let id = self.b.id();
+        self.function_vars.push(Instruction::new(
+            Op::Variable,
+            Some(ptr),
+            Some(id),
+            vec![Operand::StorageClass(StorageClass::Function)],
+        ));
+        id
+    }
+
+    fn load_var(&mut self, ty: Word, var: Word) -> Result<Word> {
+        self.b
+            .load(ty, None, var, None, [])
+            .map_err(|e| self.build_err(e))
+    }
+
+    fn store_var(&mut self, var: Word, value: Word) -> Result<()> {
+        self.b
+            .store(var, value, None, [])
+            .map_err(|e| self.build_err(e))
+    }
+
+    fn label(&mut self, id: Word) -> Result<()> {
+        self.b
+            .begin_block(Some(id))
+            .map(|_| ())
+            .map_err(|e| self.build_err(e))
+    }
+
+    fn branch(&mut self, to: Word) -> Result<()> {
+        self.b.branch(to).map_err(|e| self.build_err(e))
+    }
+
+    // ---- module skeleton ----
+
+    /// Declares the bindings, the invocation id and the entry point, and opens `main`'s entry block.
+    fn begin(&mut self, bindings: &[BufferId]) -> Result<()> {
+        for (i, &buf) in bindings.iter().enumerate() {
+            let dtype = self.program.buffers[buf.index()].ty.dtype;
+            let elem = self.storage_ty(dtype);
+            let st = match self.structs.get(&elem) {
+                Some(&s) => s,
+                None => {
+                    let arr = self.b.type_runtime_array(elem);
+                    let stride = element_stride(dtype);
+                    self.b.decorate(
+                        arr,
+                        Decoration::ArrayStride,
+                        [Operand::LiteralBit32(stride)],
+                    );
+                    let s = self.b.type_struct([arr]);
+                    self.b.decorate(s, Decoration::Block, []);
+                    self.b
+                        .member_decorate(s, 0, Decoration::Offset, [Operand::LiteralBit32(0)]);
+                    self.structs.insert(elem, s);
+                    s
+                }
+            };
+            let ptr = self.b.type_pointer(None, StorageClass::StorageBuffer, st);
+            let var = self
+                .b
+                .variable(ptr, None, StorageClass::StorageBuffer, None);
+            self.b
+                .decorate(var, Decoration::DescriptorSet, [Operand::LiteralBit32(0)]);
+            self.b
+                .decorate(var, Decoration::Binding, [Operand::LiteralBit32(i as u32)]);
+            self.b
+                .name(var, self.program.buffers[buf.index()].name.clone());
+            self.bindings.insert(buf, Binding { var, dtype });
+        }
+        let v3 = self.b.type_vector(self.t_u32, 3);
+        let v3_ptr = self.b.type_pointer(None, StorageClass::Input, v3);
+        self.gid = self.b.variable(v3_ptr, None, StorageClass::Input, None);
+        self.b.decorate(
+            self.gid,
+            Decoration::BuiltIn,
+            [Operand::BuiltIn(BuiltIn::GlobalInvocationId)],
+        );
+        let fn_ty = self.b.type_function(self.t_void, []);
+        self.main = self
+            .b
+            .begin_function(self.t_void, None, FunctionControl::NONE, fn_ty)
+            .map_err(|e| self.build_err(e))?;
+        self.b
+            .entry_point(ExecutionModel::GLCompute, self.main, "main", [self.gid]);
+        self.b
+            .execution_mode(self.main, ExecutionMode::LocalSize, [WORKGROUP_SIZE, 1, 1]);
+        self.b.name(self.main, "main");
+        self.b.begin_block(None).map_err(|e| self.build_err(e))?;
+        Ok(())
+    }
+
+    /// Emits the body under the bounds guard, closes the function and assembles the module.
+    fn finish(
+        mut self,
+        kernel: &Kernel,
+        points: u64,
+        groups: [u32; 3],
+        options: &Options,
+    ) -> Result<(Vec<u32>, bool, bool)> {
+        // g = gid.y * (64 * groups_x) + gid.x
+        let v3 = self.b.type_vector(self.t_u32, 3);
+        let gid = self.load_var(v3, self.gid)?;
+        let gx = self
+            .b
+            .composite_extract(self.t_u32, None, gid, [0])
+            .map_err(|e| self.build_err(e))?;
+        let gy = self
+            .b
+            .composite_extract(self.t_u32, None, gid, [1])
+            .map_err(|e| self.build_err(e))?;
+        debug_assert!(groups[0] <= MAX_GROUPS_X);
+        let row = self.u32_const(groups[0].max(1) * WORKGROUP_SIZE);
+        let yoff = self.op(Op::IMul, self.t_u32, &[gy, row])?;
+        let linear = self.op(Op::IAdd, self.t_u32, &[yoff, gx])?;
+        let total = self.u32_const(points as u32);
+        let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
+        let (body, end) = (self.b.id(), self.b.id());
+        self.b
+            .selection_merge(end, SelectionControl::NONE)
+            .map_err(|e| self.build_err(e))?;
+        self.b
+            .branch_conditional(in_bounds, body, end, [])
+            .map_err(|e| self.build_err(e))?;
+        self.label(body)?;
+        self.parallel_point(kernel.parallel(), linear)?;
+        match kernel {
+            Kernel::Loop(k) => self.block(&k.body)?,
+            Kernel::Matmul(m) => {
+                let acc = self.matmul_dot(m)?;
+                self.matmul_acc = Some((acc, m.dtype));
+                self.block(&m.epilogue)?;
+            }
+        }
+        self.branch(end)?;
+        self.label(end)?;
+        self.b.ret().map_err(|e| self.build_err(e))?;
+        self.b.end_function().map_err(|e| self.build_err(e))?;
+
+        let uses_f64 = self.t_f64.is_some();
+        let widths: Vec<u32> = [
+            (32, options.preserve_nan[0]),
+            (64, options.preserve_nan[1] && uses_f64),
+        ]
+        .into_iter()
+        .filter_map(|(w, on)| on.then_some(w))
+        .collect();
+        let uses_float_controls = !widths.is_empty();
+        if uses_float_controls {
+            self.b.extension("SPV_KHR_float_controls");
+            self.b.capability(Capability::SignedZeroInfNanPreserve);
+            for w in widths {
+                self.b
+                    .execution_mode(self.main, ExecutionMode::SignedZeroInfNanPreserve, [w]);
+            }
+        }
+        let vars = std::mem::take(&mut self.function_vars);
+        let mut module = self.b.module();
+        let entry = &mut module.functions[0].blocks[0].instructions;
+        entry.splice(0..0, vars);
+        Ok((module.assemble(), uses_f64, uses_float_controls))
+    }
+
+    /// Binds the parallel loop variables from the linear invocation index (row-major).
+    fn parallel_point(&mut self, loops: &[Loop], linear: Word) -> Result<()> {
+        let mut rest = linear;
+        for (pos, l) in loops.iter().enumerate().rev() {
+            let v = if pos == 0 {
+                rest
+            } else if l.extent == 1 {
+                self.u32_const(0)
+            } else {
+                let ext = self.u32_const(l.extent as u32);
+                let v = self.op(Op::UMod, self.t_u32, &[rest, ext])?;
+                rest = self.op(Op::UDiv, self.t_u32, &[rest, ext])?;
+                v
+            };
+            self.vars.insert(l.var, v);
+        }
+        Ok(())
+    }
+
+    // ---- control flow ----
+
+    /// Runs `body` at every point of `loops` (row-major), as nested structured loops.
+    fn loops(
+        &mut self,
+        loops: &[Loop],
+        body: &mut dyn FnMut(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let Some((l, inner)) = loops.split_first() else {
+            return body(self);
+        };
+        match l.extent {
+            0 => Ok(()),
+            1 => {
+                let zero = self.u32_const(0);
+                self.vars.insert(l.var, zero);
+                self.loops(inner, body)
+            }
+            extent => {
+                let counter = self.function_var(self.t_u32);
+                let zero = self.u32_const(0);
+                self.store_var(counter, zero)?;
+                let (header, cond, body_label, cont, merge) = (
+                    self.b.id(),
+                    self.b.id(),
+                    self.b.id(),
+                    self.b.id(),
+                    self.b.id(),
+                );
+                self.branch(header)?;
+                self.label(header)?;
+                self.b
+                    .loop_merge(merge, cont, LoopControl::NONE, [])
+                    .map_err(|e| self.build_err(e))?;
+                self.branch(cond)?;
+                self.label(cond)?;
+                let i = self.load_var(self.t_u32, counter)?;
+                let ext = self.u32_const(extent as u32);
+                let more = self.bool_op(Op::ULessThan, &[i, ext])?;
+                self.b
+                    .branch_conditional(more, body_label, merge, [])
+                    .map_err(|e| self.build_err(e))?;
+                self.label(body_label)?;
+                self.vars.insert(l.var, i);
+                self.loops(inner, body)?;
+                self.branch(cont)?;
+                self.label(cont)?;
+                let one = self.u32_const(1);
+                let next = self.op(Op::IAdd, self.t_u32, &[i, one])?;
+                self.store_var(counter, next)?;
+                self.branch(header)?;
+                self.label(merge)
+            }
+        }
+    }
+
+    fn block(&mut self, block: &Block) -> Result<()> {
+        for inst in &block.insts {
+            match inst {
+                Inst::Let { id, dtype, op } => {
+                    let v = self.scalar(op, *dtype)?;
+                    self.values.insert(*id, (v, *dtype));
+                }
+                Inst::Reduce {
+                    id,
+                    dtype,
+                    kind,
+                    loops,
+                    body,
+                    value,
+                } => {
+                    let v = self.reduce(*dtype, *kind, loops, body, *value)?;
+                    self.values.insert(*id, (v, *dtype));
+                }
+                Inst::For { loops, body } => self.loops(loops, &mut |e| e.block(body))?,
+                Inst::Store {
+                    buffer,
+                    index,
+                    value,
+                } => {
+                    let (v, dtype) = self.value(*value)?;
+                    let stored = if dtype == DType::Bool {
+                        let (one, zero) = (self.u32_const(1), self.u32_const(0));
+                        self.select(self.t_u32, v, one, zero)?
+                    } else {
+                        v
+                    };
+                    let ptr = self.element_ptr(*buffer, index)?;
+                    self.store_var(ptr, stored)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reduce(
+        &mut self,
+        dtype: DType,
+        kind: ReduceKind,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> Result<Word> {
+        let ty = self.ty(dtype);
+        let identity = match (kind, dtype) {
+            (ReduceKind::Sum, DType::F32 | DType::F64) => self.float_const(dtype, -0.0),
+            (ReduceKind::Sum, DType::I32) => self.i32_const(0),
+            (ReduceKind::Max, DType::F32 | DType::F64) => {
+                self.float_const(dtype, f64::NEG_INFINITY)
+            }
+            (ReduceKind::Max, DType::I32) => self.i32_const(i32::MIN),
+            (_, DType::Bool) => return Err(self.invalid("a reduction over bool".into())),
+        };
+        let acc = self.function_var(ty);
+        self.store_var(acc, identity)?;
+        self.loops(loops, &mut |e| {
+            e.block(body)?;
+            let (x, _) = e.value(value)?;
+            let a = e.load_var(ty, acc)?;
+            let op = match kind {
+                ReduceKind::Sum => BinaryOp::Add,
+                ReduceKind::Max => BinaryOp::Max,
+            };
+            let folded = e.binary(op, dtype, a, x)?;
+            e.store_var(acc, folded)
+        })?;
+        self.load_var(ty, acc)
+    }
+
+    /// `Σ_l a[β, i, l] · b[β, l, j]` for the current point, accumulated in the dtype from 0.
+    fn matmul_dot(&mut self, m: &MatmulKernel) -> Result<Word> {
+        let ty = self.ty(m.dtype);
+        let zero = self.typed_const(m.dtype, 0.0);
+        let acc = self.function_var(ty);
+        self.store_var(acc, zero)?;
+        let rank = m.parallel.len();
+        let point: Vec<Word> = m.parallel.iter().map(|l| self.vars[&l.var]).collect();
+        let (batch, i, j) = (&point[..rank - 2], point[rank - 2], point[rank - 1]);
+        // The row / column part of each operand's index does not depend on `l`.
+        let a_base = self.view_base(&m.a, batch, i, m.a.row_stride)?;
+        let b_base = self.view_base(&m.b, batch, j, m.b.col_stride)?;
+        let l_var = Var(u32::MAX);
+        let (a_buf, b_buf) = (m.a.buffer, m.b.buffer);
+        let (a_step, b_step) = (m.a.col_stride, m.b.row_stride);
+        self.loops(
+            &[Loop {
+                var: l_var,
+                extent: m.k,
+            }],
+            &mut |e| {
+                let l = e.vars[&l_var];
+                let ai = e.affine(a_base, l, a_step)?;
+                let bi = e.affine(b_base, l, b_step)?;
+                let x = e.load_element(a_buf, ai)?;
+                let y = e.load_element(b_buf, bi)?;
+                let p = e.binary(BinaryOp::Mul, m.dtype, x, y)?;
+                let s = e.load_var(ty, acc)?;
+                let s = e.binary(BinaryOp::Add, m.dtype, s, p)?;
+                e.store_var(acc, s)
+            },
+        )?;
+        self.load_var(ty, acc)
+    }
+
+    /// `offset + Σ β_t·batch_strides[t] + x·stride` as a u32.
+    fn view_base(
+        &mut self,
+        v: &crate::kernel::MatrixView,
+        batch: &[Word],
+        x: Word,
+        stride: usize,
+    ) -> Result<Word> {
+        let mut acc = self.u32_const(v.offset as u32);
+        for (&bv, &s) in batch.iter().zip(&v.batch_strides) {
+            acc = self.affine(acc, bv, s)?;
+        }
+        self.affine(acc, x, stride)
+    }
+
+    /// `base + var·stride` as a u32 (folding zero strides).
+    fn affine(&mut self, base: Word, var: Word, stride: usize) -> Result<Word> {
+        if stride == 0 {
+            return Ok(base);
+        }
+        let term = if stride == 1 {
+            var
+        } else {
+            let s = self.u32_const(stride as u32);
+            self.op(Op::IMul, self.t_u32, &[var, s])?
+        };
+        self.op(Op::IAdd, self.t_u32, &[base, term])
+    }
+
+    // ---- values ----
+
+    fn value(&self, id: ValueId) -> Result<(Word, DType)> {
+        self.values
+            .get(&id)
+            .copied()
+            .ok_or_else(|| self.invalid(format!("{id} is used before it is defined")))
+    }
+
+    /// An index expression as a u32.
+    fn index(&mut self, index: &IndexExpr) -> Result<Word> {
+        let mut acc = None;
+        for &(v, s) in &index.terms {
+            let var = *self
+                .vars
+                .get(&v)
+                .ok_or_else(|| self.invalid(format!("loop variable {v} is not in scope")))?;
+            acc = Some(match acc {
+                None if s == 1 => var,
+                None => {
+                    let sc = self.u32_const(s as u32);
+                    self.op(Op::IMul, self.t_u32, &[var, sc])?
+                }
+                Some(a) => self.affine(a, var, s)?,
+            });
+        }
+        let offset = self.u32_const(index.offset as u32);
+        match acc {
+            None => Ok(offset),
+            Some(a) if index.offset == 0 => Ok(a),
+            Some(a) => self.op(Op::IAdd, self.t_u32, &[a, offset]),
+        }
+    }
+
+    fn element_ptr_at(&mut self, buffer: BufferId, index: Word) -> Result<(Word, DType)> {
+        let binding = *self
+            .bindings
+            .get(&buffer)
+            .ok_or_else(|| self.invalid(format!("buffer {buffer} is not bound")))?;
+        let elem = self.storage_ty(binding.dtype);
+        let ptr = self.b.type_pointer(None, StorageClass::StorageBuffer, elem);
+        let zero = self.u32_const(0);
+        let p = self
+            .b
+            .access_chain(ptr, None, binding.var, [zero, index])
+            .map_err(|e| self.build_err(e))?;
+        Ok((p, binding.dtype))
+    }
+
+    fn element_ptr(&mut self, buffer: BufferId, index: &IndexExpr) -> Result<Word> {
+        let i = self.index(index)?;
+        Ok(self.element_ptr_at(buffer, i)?.0)
+    }
+
+    /// Loads `buffer[index]` as a register value of the buffer's dtype.
+    fn load_element(&mut self, buffer: BufferId, index: Word) -> Result<Word> {
+        let (ptr, dtype) = self.element_ptr_at(buffer, index)?;
+        let elem = self.storage_ty(dtype);
+        let raw = self.load_var(elem, ptr)?;
+        if dtype == DType::Bool {
+            let zero = self.u32_const(0);
+            self.bool_op(Op::INotEqual, &[raw, zero])
+        } else {
+            Ok(raw)
+        }
+    }
+
+    fn scalar(&mut self, op: &ScalarOp, dtype: DType) -> Result<Word> {
+        match op {
+            ScalarOp::Load { buffer, index } => {
+                let i = self.index(index)?;
+                self.load_element(*buffer, i)
+            }
+            ScalarOp::Const { bits } => Ok(self.typed_const(dtype, f64::from_bits(*bits))),
+            ScalarOp::Index(index) => {
+                let i = self.index(index)?;
+                let ty = self.ty(dtype);
+                match dtype {
+                    DType::F32 | DType::F64 => self.op(Op::ConvertUToF, ty, &[i]),
+                    DType::I32 => self.op(Op::Bitcast, ty, &[i]),
+                    DType::Bool => {
+                        let zero = self.u32_const(0);
+                        self.bool_op(Op::INotEqual, &[i, zero])
+                    }
+                }
+            }
+            ScalarOp::MatmulAcc => self
+                .matmul_acc
+                .map(|(w, _)| w)
+                .ok_or_else(|| self.invalid("matmul.acc outside a matmul epilogue".into())),
+            ScalarOp::Unary(u, x) => {
+                let (x, xd) = self.value(*x)?;
+                self.unary(*u, xd, x)
+            }
+            ScalarOp::Cast(x) => {
+                let (x, from) = self.value(*x)?;
+                self.cast(x, from, dtype)
+            }
+            ScalarOp::Binary(op, a, b) => {
+                let (a, ad) = self.value(*a)?;
+                let (b, _) = self.value(*b)?;
+                self.binary(*op, ad, a, b)
+            }
+            ScalarOp::Compare(dir, a, b) => {
+                let (a, ad) = self.value(*a)?;
+                let (b, _) = self.value(*b)?;
+                self.compare(*dir, ad, a, b)
+            }
+            ScalarOp::Select(c, a, b) => {
+                let (c, _) = self.value(*c)?;
+                let (a, ad) = self.value(*a)?;
+                let (b, _) = self.value(*b)?;
+                let ty = self.ty(ad);
+                self.select(ty, c, a, b)
+            }
+        }
+    }
+
+    /// Rejects a GLSL.std.450 transcendental on f64 (it has only 16/32-bit versions).
+    fn f32_only(&self, what: &str, dtype: DType) -> Result<()> {
+        if dtype == DType::F64 {
+            Err(self.unsupported(format!("f64 `{what}` (GLSL.std.450 has no 64-bit version)")))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn unary(&mut self, op: UnaryOp, dtype: DType, x: Word) -> Result<Word> {
+        let ty = self.ty(dtype);
+        if dtype == DType::I32 {
+            return match op {
+                // Both wrap: neg(MIN) = abs(MIN) = MIN.
+                UnaryOp::Neg => self.op(Op::SNegate, ty, &[x]),
+                UnaryOp::Abs => {
+                    let zero = self.i32_const(0);
+                    let neg = self.bool_op(Op::SLessThan, &[x, zero])?;
+                    let nx = self.op(Op::SNegate, ty, &[x])?;
+                    self.select(ty, neg, nx, x)
+                }
+                _ => Err(self.unsupported(format!("i32 `{}`", op.name()))),
+            };
+        }
+        if dtype == DType::Bool {
+            return Err(self.invalid(format!("`{}` on bool", op.name())));
+        }
+        match op {
+            UnaryOp::Neg => self.op(Op::FNegate, ty, &[x]),
+            UnaryOp::Exp => {
+                self.f32_only("exp", dtype)?;
+                self.glsl(GLOp::Exp, ty, &[x])
+            }
+            UnaryOp::Log => {
+                self.f32_only("log", dtype)?;
+                self.glsl(GLOp::Log, ty, &[x])
+            }
+            UnaryOp::Sqrt => self.glsl(GLOp::Sqrt, ty, &[x]),
+            UnaryOp::Recip => {
+                let one = self.float_const(dtype, 1.0);
+                self.op(Op::FDiv, ty, &[one, x])
+            }
+            UnaryOp::Tanh => {
+                self.f32_only("tanh", dtype)?;
+                // tanh(±10) is ±1 in f32; clamping keeps e^x of the implementation from overflowing to inf/inf.
+                let (lo, hi) = (
+                    self.float_const(dtype, -10.0),
+                    self.float_const(dtype, 10.0),
+                );
+                let clamped = self.glsl(GLOp::FClamp, ty, &[x, lo, hi])?;
+                let t = self.glsl(GLOp::Tanh, ty, &[clamped])?;
+                let nan = self.bool_op(Op::IsNan, &[x])?;
+                self.select(ty, nan, x, t)
+            }
+            UnaryOp::Logistic => {
+                self.f32_only("logistic", dtype)?;
+                // e = exp(-|x|) ≤ 1; x ≥ 0: 1 / (1 + e), else e / (1 + e). NaN flows through `e`.
+                let ax = self.glsl(GLOp::FAbs, ty, &[x])?;
+                let nax = self.op(Op::FNegate, ty, &[ax])?;
+                let e = self.glsl(GLOp::Exp, ty, &[nax])?;
+                let one = self.float_const(dtype, 1.0);
+                let den = self.op(Op::FAdd, ty, &[one, e])?;
+                let zero = self.float_const(dtype, 0.0);
+                let pos = self.bool_op(Op::FOrdGreaterThanEqual, &[x, zero])?;
+                let num = self.select(ty, pos, one, e)?;
+                self.op(Op::FDiv, ty, &[num, den])
+            }
+            UnaryOp::Abs => self.glsl(GLOp::FAbs, ty, &[x]),
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, dtype: DType, a: Word, b: Word) -> Result<Word> {
+        let ty = self.ty(dtype);
+        match dtype {
+            DType::I32 => match op {
+                // SPIR-V integer arithmetic wraps.
+                BinaryOp::Add => self.op(Op::IAdd, ty, &[a, b]),
+                BinaryOp::Sub => self.op(Op::ISub, ty, &[a, b]),
+                BinaryOp::Mul => self.op(Op::IMul, ty, &[a, b]),
+                BinaryOp::Div => {
+                    // x / 0 = 0 and MIN / -1 = MIN: divide by 1 where OpSDiv is undefined, then fix x / 0.
+                    let (zero, one, m1, min) = (
+                        self.i32_const(0),
+                        self.i32_const(1),
+                        self.i32_const(-1),
+                        self.i32_const(i32::MIN),
+                    );
+                    let by_zero = self.bool_op(Op::IEqual, &[b, zero])?;
+                    let a_min = self.bool_op(Op::IEqual, &[a, min])?;
+                    let b_m1 = self.bool_op(Op::IEqual, &[b, m1])?;
+                    let overflow = self.bool_op(Op::LogicalAnd, &[a_min, b_m1])?;
+                    let bad = self.bool_op(Op::LogicalOr, &[by_zero, overflow])?;
+                    let safe = self.select(ty, bad, one, b)?;
+                    let q = self.op(Op::SDiv, ty, &[a, safe])?;
+                    self.select(ty, by_zero, zero, q)
+                }
+                BinaryOp::Max => {
+                    let gt = self.bool_op(Op::SGreaterThan, &[a, b])?;
+                    self.select(ty, gt, a, b)
+                }
+                BinaryOp::Min => {
+                    let lt = self.bool_op(Op::SLessThan, &[a, b])?;
+                    self.select(ty, lt, a, b)
+                }
+                BinaryOp::Pow => Err(self.unsupported("i32 `pow`".into())),
+            },
+            DType::F32 | DType::F64 => match op {
+                BinaryOp::Add => self.op(Op::FAdd, ty, &[a, b]),
+                BinaryOp::Sub => self.op(Op::FSub, ty, &[a, b]),
+                BinaryOp::Mul => self.op(Op::FMul, ty, &[a, b]),
+                BinaryOp::Div => self.op(Op::FDiv, ty, &[a, b]),
+                BinaryOp::Max => self.float_max_min(true, dtype, a, b),
+                BinaryOp::Min => self.float_max_min(false, dtype, a, b),
+                BinaryOp::Pow => self.pow(dtype, a, b),
+            },
+            DType::Bool => Err(self.invalid(format!("`{}` on bool", op.name()))),
+        }
+    }
+
+    /// NaN-propagating max / min with the interpreter's zero ordering:
+    /// `max = nan(a) || nan(b) ? a + b : a > b ? a : a < b ? b : tie`, where a tie of zeros is `a + b` for max
+    /// (`+0` unless both are `-0`) and `-((-a) + (-b))` for min (`-0` unless both are `+0`), and `a` otherwise.
+    fn float_max_min(&mut self, max: bool, dtype: DType, a: Word, b: Word) -> Result<Word> {
+        let ty = self.ty(dtype);
+        let sum = self.op(Op::FAdd, ty, &[a, b])?;
+        let zero = self.float_const(dtype, 0.0);
+        let a_zero = self.bool_op(Op::FOrdEqual, &[a, zero])?;
+        let zero_tie = if max {
+            sum
+        } else {
+            let (na, nb) = (
+                self.op(Op::FNegate, ty, &[a])?,
+                self.op(Op::FNegate, ty, &[b])?,
+            );
+            let s = self.op(Op::FAdd, ty, &[na, nb])?;
+            self.op(Op::FNegate, ty, &[s])?
+        };
+        let tie = self.select(ty, a_zero, zero_tie, a)?;
+        let (first, second) = if max { (a, b) } else { (b, a) };
+        // max: a < b → b, a > b → a; min: a < b → a, a > b → b.
+        let lt = self.bool_op(Op::FOrdLessThan, &[a, b])?;
+        let r = self.select(ty, lt, second, tie)?;
+        let gt = self.bool_op(Op::FOrdGreaterThan, &[a, b])?;
+        let r = self.select(ty, gt, first, r)?;
+        let a_nan = self.bool_op(Op::IsNan, &[a])?;
+        let b_nan = self.bool_op(Op::IsNan, &[b])?;
+        let nan = self.bool_op(Op::LogicalOr, &[a_nan, b_nan])?;
+        self.select(ty, nan, sum, r)
+    }
+
+    /// C99 `pow` from GLSL's `Pow(|a|, b)` (undefined for a negative or zero base) and selects for the edge cases.
+    fn pow(&mut self, dtype: DType, a: Word, b: Word) -> Result<Word> {
+        self.f32_only("pow", dtype)?;
+        let ty = self.ty(dtype);
+        let (zero, one) = (self.float_const(dtype, 0.0), self.float_const(dtype, 1.0));
+        let (inf, nan) = (
+            self.float_const(dtype, f64::INFINITY),
+            self.float_const(dtype, f64::NAN),
+        );
+        let ax = self.glsl(GLOp::FAbs, ty, &[a])?;
+        let p = self.glsl(GLOp::Pow, ty, &[ax, b])?;
+        // Is `b` an integer, and an odd one? Every f32 of magnitude ≥ 2^24 is even.
+        let tb = self.glsl(GLOp::Trunc, ty, &[b])?;
+        let b_int = self.bool_op(Op::FOrdEqual, &[tb, b])?;
+        let ab = self.glsl(GLOp::FAbs, ty, &[b])?;
+        let two24 = self.float_const(dtype, 16_777_216.0);
+        let small = self.bool_op(Op::FOrdLessThan, &[ab, two24])?;
+        let b_small = self.select(ty, small, b, zero)?;
+        let bi = self.op(Op::ConvertFToS, self.t_i32, &[b_small])?;
+        let ione = self.i32_const(1);
+        let low = self.op(Op::BitwiseAnd, self.t_i32, &[bi, ione])?;
+        let odd_bit = self.bool_op(Op::IEqual, &[low, ione])?;
+        let b_odd = self.bool_op(Op::LogicalAnd, &[b_int, odd_bit])?;
+        // Negative base: odd integer exponent → -|a|^b; even → |a|^b; otherwise NaN. (-0 counts as zero below.)
+        let a_neg = self.bool_op(Op::FOrdLessThan, &[a, zero])?;
+        let np = self.op(Op::FNegate, ty, &[p])?;
+        let neg_odd = self.bool_op(Op::LogicalAnd, &[a_neg, b_odd])?;
+        let r = self.select(ty, neg_odd, np, p)?;
+        let not_int = self.bool_op(Op::LogicalNot, &[b_int])?;
+        let neg_frac = self.bool_op(Op::LogicalAnd, &[a_neg, not_int])?;
+        let r = self.select(ty, neg_frac, nan, r)?;
+        // Zero base: b < 0 → +inf, b > 0 → +0, each negated for -0 and an odd integer b.
+        let a_zero = self.bool_op(Op::FOrdEqual, &[a, zero])?;
+        let b_neg = self.bool_op(Op::FOrdLessThan, &[b, zero])?;
+        let z = self.select(ty, b_neg, inf, zero)?;
+        let recip = self.op(Op::FDiv, ty, &[one, a])?;
+        let minus_zero = self.bool_op(Op::FOrdLessThan, &[recip, zero])?;
+        let flip = self.bool_op(Op::LogicalAnd, &[minus_zero, b_odd])?;
+        let nz = self.op(Op::FNegate, ty, &[z])?;
+        let z = self.select(ty, flip, nz, z)?;
+        let r = self.select(ty, a_zero, z, r)?;
+        // NaN in, NaN out (lavapipe's `Pow(NaN, 1)` is 0) ...
+        let a_nan = self.bool_op(Op::IsNan, &[a])?;
+        let b_nan = self.bool_op(Op::IsNan, &[b])?;
+        let any_nan = self.bool_op(Op::LogicalOr, &[a_nan, b_nan])?;
+        let sum = self.op(Op::FAdd, ty, &[a, b])?;
+        let r = self.select(ty, any_nan, sum, r)?;
+        // ... except that pow(x, ±0) = pow(1, y) = 1, even for NaN.
+        let b_zero = self.bool_op(Op::FOrdEqual, &[b, zero])?;
+        let a_one = self.bool_op(Op::FOrdEqual, &[a, one])?;
+        let unit = self.bool_op(Op::LogicalOr, &[b_zero, a_one])?;
+        self.select(ty, unit, one, r)
+    }
+
+    fn compare(&mut self, dir: CmpDir, dtype: DType, a: Word, b: Word) -> Result<Word> {
+        let op = match dtype {
+            // Ordered comparisons are false on NaN; `ne` is unordered, so true on NaN.
+            DType::F32 | DType::F64 => match dir {
+                CmpDir::Lt => Op::FOrdLessThan,
+                CmpDir::Le => Op::FOrdLessThanEqual,
+                CmpDir::Gt => Op::FOrdGreaterThan,
+                CmpDir::Ge => Op::FOrdGreaterThanEqual,
+                CmpDir::Eq => Op::FOrdEqual,
+                CmpDir::Ne => Op::FUnordNotEqual,
+            },
+            DType::I32 => match dir {
+                CmpDir::Lt => Op::SLessThan,
+                CmpDir::Le => Op::SLessThanEqual,
+                CmpDir::Gt => Op::SGreaterThan,
+                CmpDir::Ge => Op::SGreaterThanEqual,
+                CmpDir::Eq => Op::IEqual,
+                CmpDir::Ne => Op::INotEqual,
+            },
+            DType::Bool => match dir {
+                CmpDir::Eq => Op::LogicalEqual,
+                CmpDir::Ne => Op::LogicalNotEqual,
+                _ => return Err(self.invalid("an ordering comparison of bools".into())),
+            },
+        };
+        self.bool_op(op, &[a, b])
+    }
+
+    /// SPEC.md §3.3.
+    fn cast(&mut self, x: Word, from: DType, to: DType) -> Result<Word> {
+        if from == to {
+            return Ok(x);
+        }
+        let ty = self.ty(to);
+        match (from, to) {
+            (DType::F32, DType::F64) | (DType::F64, DType::F32) => self.op(Op::FConvert, ty, &[x]),
+            (DType::I32, DType::F32 | DType::F64) => self.op(Op::ConvertSToF, ty, &[x]),
+            (DType::F32 | DType::F64, DType::I32) => {
+                // Truncate toward zero, saturate, NaN → 0: convert only in-range values.
+                let (lo, hi) = (
+                    self.float_const(from, -2_147_483_648.0),
+                    self.float_const(from, 2_147_483_648.0),
+                );
+                let fty = self.ty(from);
+                let zero = self.float_const(from, 0.0);
+                let above = self.bool_op(Op::FOrdGreaterThanEqual, &[x, hi])?;
+                let below = self.bool_op(Op::FOrdLessThan, &[x, lo])?;
+                let ge_lo = self.bool_op(Op::FOrdGreaterThanEqual, &[x, lo])?;
+                let lt_hi = self.bool_op(Op::FOrdLessThan, &[x, hi])?;
+                let in_range = self.bool_op(Op::LogicalAnd, &[ge_lo, lt_hi])?;
+                let safe = self.select(fty, in_range, x, zero)?;
+                let c = self.op(Op::ConvertFToS, ty, &[safe])?;
+                let (max, min) = (self.i32_const(i32::MAX), self.i32_const(i32::MIN));
+                let r = self.select(ty, below, min, c)?;
+                self.select(ty, above, max, r)
+            }
+            (DType::Bool, _) => {
+                let (one, zero) = (self.typed_const(to, 1.0), self.typed_const(to, 0.0));
+                self.select(ty, x, one, zero)
+            }
+            // `x != 0`: NaN → true, -0 → false.
+            (DType::F32 | DType::F64, DType::Bool) => {
+                let zero = self.float_const(from, 0.0);
+                self.bool_op(Op::FUnordNotEqual, &[x, zero])
+            }
+            (DType::I32, DType::Bool) => {
+                let zero = self.i32_const(0);
+                self.bool_op(Op::INotEqual, &[x, zero])
+            }
+            (f, t) => Err(self.invalid(format!("cast from {f} to {t}"))),
+        }
+    }
+}
+
+/// Bytes between consecutive elements of a buffer of `dtype` on the device.
+pub(super) fn element_stride(dtype: DType) -> u32 {
+    kiln_runtime::vulkan::element_bytes(dtype) as u32
+}

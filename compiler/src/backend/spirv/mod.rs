@@ -1,0 +1,209 @@
+//! The GPU backend: each kernel of a [`KernelProgram`] becomes one SPIR-V compute shader, run through Vulkan
+//! ([`kiln_runtime::vulkan`]).
+//!
+//! # The shaders
+//!
+//! One module per kernel, built with `rspirv`: SPIR-V 1.3 (Vulkan 1.1), capability `Shader` (plus `Float64` where
+//! the kernel computes in f64), one `GLCompute` entry point `main` with `LocalSize 64 1 1`. Every buffer the kernel
+//! touches is one storage buffer at descriptor set 0, binding `i` (in [`SpirvKernel::bindings`] order): a `Block`
+//! struct holding one runtime array of the element type (`ArrayStride`, member `Offset 0`). Shapes are static, so
+//! every extent and stride is a constant in the code.
+//!
+//! Invocation `g` runs point `g` of the kernel's flattened parallel space (row-major), recovering the loop
+//! variables by division; invocations past the end return at once (the bounds guard). A space of more than
+//! 65,535 × 64 points is dispatched in 2-D (`x` capped at 65,535 workgroups, `g = gid.y · 64 · groups_x + gid.x`),
+//! since 65,535 is the smallest per-dimension limit Vulkan allows. Indices are 32-bit: a buffer or a parallel space
+//! of 2^32 elements or more is rejected ([`Error::Unsupported`]).
+//!
+//! - `Reduce` is a sequential loop per invocation, accumulating in a function variable from the identity (`-0.0`
+//!   for float sums, so an all-`-0` sum stays `-0`, as the kernel interpreter's fold from the first element does;
+//!   `-inf` / `i32::MIN` for max), in the kernel IR's row-major order, so results match the interpreter's order.
+//! - A matmul kernel runs one invocation per output element: a loop over `k` accumulating `a · b` in the dtype, then
+//!   the fused epilogue.
+//!
+//! # Scalars: where the GPU and the interpreter differ
+//!
+//! The kernel IR's semantics (SPEC.md §3) are kept, with these limits:
+//!
+//! - `exp`, `log`, `tanh` and `pow` use GLSL.std.450, whose Vulkan precision is looser than the host's libm: `exp`
+//!   within `3 + 2·|x|` ULP, `log` within 3 ULP (absolute `2^-21` on `[0.5, 2]`), `pow` as `exp2(b·log2 a)`, `tanh`
+//!   inherited from those. Tests compare f32 with `|a − b| ≤ 1e-4 + 1e-4·|b|`. Their edge cases are made explicit
+//!   where GLSL.std.450 leaves them undefined: `tanh` of a large `|x|` is ±1 (evaluated on `x` clamped to ±10),
+//!   `logistic` is composed from `exp(-|x|)` (never overflows), and `pow` handles a negative base (odd/even integer
+//!   exponents, NaN otherwise), a zero base, `pow(x, ±0) = pow(1, y) = 1` by selects around `Pow(|a|, b)`.
+//! - GLSL.std.450 has no f64 `exp`, `log`, `tanh` or `pow` (and hence no f64 `logistic`): a kernel using one is
+//!   rejected by [`lower`] with [`Error::Unsupported`]. Other f64 arithmetic is native, on devices with
+//!   `shaderFloat64` (checked by the runtime: "unsupported on this device").
+//! - `max` / `min` propagate NaN and order zeros like the interpreter, composed from `OpFOrdLessThan`,
+//!   `OpFOrdGreaterThan`, `OpIsNan` and `OpSelect` (GLSL's `FMax` leaves NaN undefined).
+//! - i32 `div` is SPEC's: `x / 0 = 0`, `MIN / -1 = MIN` (the divisor is replaced by 1 where `OpSDiv` is undefined).
+//! - Casts float → i32 truncate and saturate, NaN → 0 (selects around `OpConvertFToS` of an in-range value).
+//! - Denormals may be flushed to zero by a device (Vulkan allows it without `shaderDenormPreserve`).
+//! - Bool elements are stored as 32-bit words `0` / `1` (see [`kiln_runtime::vulkan`]); in registers they are
+//!   SPIR-V `bool`.
+
+mod emit;
+
+use crate::kernel::{BufferId, BufferKind, KernelProgram};
+use kiln_ir::{IrError, Tensor};
+use kiln_runtime::vulkan::{BufferDesc, DispatchDesc, ProgramDesc};
+
+/// The Vulkan runtime's API, re-exported: embedding users depend on `kiln` only.
+pub use kiln_runtime::vulkan::{
+    devices, Device, DeviceInfo, DeviceKind, VulkanError, VulkanExecutable,
+};
+
+/// Workgroup size of every shader (x; y = z = 1).
+pub const WORKGROUP_SIZE: u32 = 64;
+
+/// The most workgroups dispatched along x (Vulkan's minimum `maxComputeWorkGroupCount[0]`).
+pub const MAX_GROUPS_X: u32 = 65_535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel uses something this backend cannot express.
+    #[error("kernel `{kernel}`: {what} is not supported by the SPIR-V backend")]
+    Unsupported { kernel: String, what: String },
+    /// The kernel IR is inconsistent (a value used before its definition, …): a fusion bug.
+    #[error("kernel `{kernel}`: invalid kernel IR: {message}")]
+    InvalidKernel { kernel: String, message: String },
+    #[error(transparent)]
+    Vulkan(#[from] VulkanError),
+    #[error(transparent)]
+    Ir(#[from] IrError),
+}
+
+/// One kernel as a SPIR-V compute shader, with what it is dispatched with.
+#[derive(Clone, Debug)]
+pub struct SpirvKernel {
+    pub name: String,
+    /// The module's words.
+    pub words: Vec<u32>,
+    /// `bindings[i]` is the buffer bound at descriptor set 0, binding `i`: every buffer the kernel reads or writes.
+    pub bindings: Vec<BufferId>,
+    /// Workgroup counts `x, y, z`; 0 for an empty parallel space.
+    pub groups: [u32; 3],
+    /// The module declares `Float64`.
+    pub uses_f64: bool,
+    /// The module uses `SPV_KHR_float_controls`.
+    pub uses_float_controls: bool,
+}
+
+impl SpirvKernel {
+    /// The module in SPIR-V assembly (`kiln dump --stage spirv`).
+    pub fn disassemble(&self) -> String {
+        use rspirv::binary::Disassemble;
+        match rspirv::dr::load_words(&self.words) {
+            Ok(module) => module.disassemble(),
+            Err(e) => format!("; cannot parse the module: {e}"),
+        }
+    }
+}
+
+/// What the shaders may ask of the device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Options {
+    /// Declare the `SignedZeroInfNanPreserve` execution mode for f32 / f64 (`SPV_KHR_float_controls`). Without it
+    /// a device compiler may assume no NaN exists (Mesa folds `x - x` to 0), and NaN results may differ from the
+    /// interpreter's; ordinary values are unaffected.
+    pub preserve_nan: [bool; 2],
+}
+
+impl Default for Options {
+    /// NaN-preserving f32 and f64.
+    fn default() -> Options {
+        Options {
+            preserve_nan: [true, true],
+        }
+    }
+}
+
+impl Options {
+    /// What `device` supports.
+    pub fn for_device(device: &DeviceInfo) -> Options {
+        Options {
+            preserve_nan: device.preserves_nan,
+        }
+    }
+}
+
+/// Lowers every kernel of `program` to a SPIR-V module, in program order, with the default [`Options`].
+pub fn lower(program: &KernelProgram) -> Result<Vec<SpirvKernel>, Error> {
+    lower_with(program, &Options::default())
+}
+
+/// Lowers every kernel of `program` to a SPIR-V module, in program order.
+pub fn lower_with(program: &KernelProgram, options: &Options) -> Result<Vec<SpirvKernel>, Error> {
+    program
+        .kernels
+        .iter()
+        .map(|k| emit::kernel(program, k, options))
+        .collect()
+}
+
+/// The program and its shaders as the Vulkan runtime takes them.
+pub fn program_desc(
+    program: &KernelProgram,
+    kernels: &[SpirvKernel],
+) -> Result<ProgramDesc, Error> {
+    let buffers = program
+        .buffers
+        .iter()
+        .map(|b| {
+            let constant = match &b.kind {
+                BufferKind::Constant(lit) => {
+                    let values: Vec<f64> = (0..b.ty.numel()).map(|i| lit.get(i)).collect();
+                    Some(Tensor::from_f64_values(b.ty.clone(), &values)?)
+                }
+                _ => None,
+            };
+            Ok(BufferDesc {
+                name: b.name.clone(),
+                ty: b.ty.clone(),
+                constant,
+            })
+        })
+        .collect::<Result<Vec<_>, IrError>>()?;
+    Ok(ProgramDesc {
+        name: program.name.clone(),
+        buffers,
+        dispatches: kernels
+            .iter()
+            .map(|k| DispatchDesc {
+                name: k.name.clone(),
+                spirv: k.words.clone(),
+                bindings: k.bindings.iter().map(|b| b.index()).collect(),
+                groups: k.groups,
+                uses_f64: k.uses_f64,
+                uses_float_controls: k.uses_float_controls,
+            })
+            .collect(),
+        inputs: program
+            .inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.buffer.index()))
+            .collect(),
+        outputs: program
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.buffer.index()))
+            .collect(),
+    })
+}
+
+/// Lowers `program` and loads it on `device`: the executable takes the program's inputs in order.
+pub fn compile(device: &Device, program: &KernelProgram) -> Result<VulkanExecutable, Error> {
+    let kernels = lower_with(program, &Options::for_device(device.info()))?;
+    let desc = program_desc(program, &kernels)?;
+    Ok(VulkanExecutable::new(device, desc)?)
+}
+
+/// Workgroup counts for `points` invocations (see the module doc): 1-D up to 65,535 groups, then 2-D.
+pub fn dispatch_groups(points: u64) -> [u32; 3] {
+    let groups = points.div_ceil(WORKGROUP_SIZE as u64);
+    if groups == 0 {
+        return [0, 0, 0];
+    }
+    let x = groups.min(MAX_GROUPS_X as u64);
+    [x as u32, groups.div_ceil(x) as u32, 1]
+}

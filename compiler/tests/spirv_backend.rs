@@ -1,0 +1,548 @@
+//! The GPU backend: kernel IR → SPIR-V → Vulkan, against the graph interpreter.
+//!
+//! Every module the backend emits must pass `spirv-val --target-env vulkan1.1`, and every program must compute
+//! what the graph interpreter (`kiln_ir::interp`) computes on the same seeded inputs: integers and bools exactly,
+//! floats within `|a − b| ≤ 1e-4 + 1e-4·|b|` (NaN equals NaN, infinities exactly). That tolerance is GLSL.std.450's:
+//! Vulkan allows `exp` an error of `3 + 2|x|` ULP and `log` 3 ULP, and matmuls and sums may be reassociated by the
+//! device compiler.
+//!
+//! Tests that need a device or `spirv-val` print why and return when there is none — unless `KILN_REQUIRE_VULKAN=1`
+//! (set by CI, which runs Mesa's lavapipe), where a missing device or tool is a failure.
+
+use kiln::backend::spirv::{self, Device, SpirvKernel};
+use kiln::ir::{interp, text, DType, Graph, Tensor, TensorType};
+use kiln::kernel::KernelProgram;
+use kiln::{fusion, grad, training_step, zoo, Optimizer, Sgd};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+// ---- environment ----
+
+fn required() -> bool {
+    std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
+}
+
+/// The preferred Vulkan device, opened once per test binary; `None` (after saying why) when there is none and it
+/// isn't required.
+fn device() -> Option<&'static Device> {
+    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
+    let opened = DEVICE.get_or_init(|| {
+        let d = Device::open_best().map_err(|e| e.to_string())?;
+        let info = d.info();
+        eprintln!(
+            "Vulkan device: {} ({:?}, f64: {})",
+            info.name, info.kind, info.float64
+        );
+        Ok(d)
+    });
+    match opened {
+        Ok(d) => Some(d),
+        Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
+        Err(e) => {
+            eprintln!("skipped: no Vulkan device ({e})");
+            None
+        }
+    }
+}
+
+fn spirv_val_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        std::process::Command::new("spirv-val")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Runs `spirv-val --target-env vulkan1.1` on every module.
+fn validate(kernels: &[SpirvKernel]) {
+    if !spirv_val_available() {
+        assert!(
+            !required(),
+            "KILN_REQUIRE_VULKAN=1 but spirv-val is not on PATH (Debian: spirv-tools)"
+        );
+        eprintln!("not validated: spirv-val is not on PATH");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kiln-spirv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, k) in kernels.iter().enumerate() {
+        let path = dir.join(format!("{i}-{}.spv", k.name));
+        let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let out = std::process::Command::new("spirv-val")
+            .args(["--target-env", "vulkan1.1"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spirv-val rejects kernel `{}`:\n{}{}\n{}",
+            k.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            k.disassemble()
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+// ---- comparison ----
+
+const ATOL: f64 = 1e-4;
+const RTOL: f64 = 1e-4;
+
+fn close(a: f64, b: f64) -> bool {
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    if a.is_infinite() || b.is_infinite() {
+        return a == b;
+    }
+    (a - b).abs() <= ATOL + RTOL * b.abs()
+}
+
+/// Seeded normal floats, i32 in `[0, 10)` (class labels), random bools.
+fn random_tensor(ty: &TensorType, rng: &mut ChaCha8Rng) -> Tensor {
+    let values: Vec<f64> = (0..ty.numel())
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(rng);
+            match ty.dtype {
+                DType::F32 | DType::F64 => z,
+                DType::I32 => ((z.abs() * 4.0) as i64).min(9) as f64,
+                DType::Bool => (z > 0.0) as u8 as f64,
+            }
+        })
+        .collect();
+    Tensor::from_f64_values(ty.clone(), &values).unwrap()
+}
+
+fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    graph
+        .inputs()
+        .map(|i| random_tensor(i.ty, &mut rng))
+        .collect()
+}
+
+/// Panics with the first element where `actual` and `expected` differ.
+fn assert_outputs_match(graph: &Graph, expected: &[Tensor], actual: &[Tensor], what: &str) {
+    assert_eq!(expected.len(), actual.len(), "{}: output count", graph.name);
+    for ((o, e), a) in graph.outputs().iter().zip(expected).zip(actual) {
+        assert_eq!(e.ty(), a.ty(), "{}: output {} type", graph.name, o.name);
+        let (ev, av) = (e.to_f64_vec(), a.to_f64_vec());
+        let exact = !e.dtype().is_float();
+        if let Some(i) = (0..ev.len()).find(|&i| {
+            if exact {
+                ev[i] != av[i]
+            } else {
+                !close(av[i], ev[i])
+            }
+        }) {
+            panic!(
+                "{}: output {} element {i}: interpreter {}, {what} {}",
+                graph.name, o.name, ev[i], av[i]
+            );
+        }
+    }
+}
+
+/// Lowers `graph` to kernels and SPIR-V, validates every module, and — with a device — runs it on seeded random
+/// inputs against the interpreter. Returns the program and its shaders.
+fn check_graph(graph: &Graph, seed: u64) -> (KernelProgram, Vec<SpirvKernel>) {
+    let program = fusion::lower(graph).unwrap_or_else(|e| panic!("{}: {e}", graph.name));
+    let kernels = spirv::lower(&program).unwrap_or_else(|e| panic!("{}: {e}", graph.name));
+    validate(&kernels);
+    if let Some(device) = device() {
+        let inputs = random_inputs(graph, seed);
+        let expected = interp::run(graph, &inputs).unwrap();
+        let exe =
+            spirv::compile(device, &program).unwrap_or_else(|e| panic!("{}: {e}", graph.name));
+        let actual = exe
+            .run(&inputs)
+            .unwrap_or_else(|e| panic!("{}: {e}", graph.name));
+        assert_outputs_match(graph, &expected, &actual, "Vulkan");
+    }
+    (program, kernels)
+}
+
+fn parse(src: &str) -> Graph {
+    text::parse(src).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---- tiny programs: one feature each ----
+
+#[test]
+fn elementwise_chain_is_one_valid_shader() {
+    let g = parse(
+        "graph ew {
+          %x = input{role=data} : f32[4,8]
+          %y = input{role=data} : f32[4,8]
+          %1 = mul %x, %y : f32[4,8]
+          %2 = exp %1 : f32[4,8]
+          %3 = logistic %2 : f32[4,8]
+          %4 = tanh %x : f32[4,8]
+          %5 = max %3, %4 : f32[4,8]
+          output out = %5
+        }",
+    );
+    let (_, kernels) = check_graph(&g, 1);
+    assert_eq!(kernels.len(), 1);
+    assert_eq!(kernels[0].groups, [1, 1, 1]);
+}
+
+#[test]
+fn every_scalar_op_on_special_values() {
+    // Edge cases of SPEC.md §3: NaN, ±inf, ±0, i32 MIN / -1 and x / 0, saturating casts.
+    let g = parse(
+        "graph special {
+          %a = input{role=data} : f32[12]
+          %b = input{role=data} : f32[12]
+          %i = input{role=data} : i32[12]
+          %j = input{role=data} : i32[12]
+          %1 = max %a, %b : f32[12]
+          %2 = min %a, %b : f32[12]
+          %3 = pow %a, %b : f32[12]
+          %4 = div %i, %j : i32[12]
+          %5 = cast{to=i32} %a : i32[12]
+          %6 = cast{to=bool} %a : bool[12]
+          %7 = compare{dir=ne} %a, %b : bool[12]
+          %8 = compare{dir=ge} %a, %b : bool[12]
+          %9 = tanh %a : f32[12]
+          %10 = logistic %a : f32[12]
+          %11 = abs %i : i32[12]
+          %12 = neg %i : i32[12]
+          %13 = max %i, %j : i32[12]
+          %14 = recip %a : f32[12]
+          %15 = sqrt %a : f32[12]
+          %16 = cast{to=f32} %6 : f32[12]
+          %17 = select %7, %a, %b : f32[12]
+          %18 = log %a : f32[12]
+          output max = %1
+          output min = %2
+          output pow = %3
+          output div = %4
+          output to_i32 = %5
+          output to_bool = %6
+          output ne = %7
+          output ge = %8
+          output tanh = %9
+          output logistic = %10
+          output abs = %11
+          output neg = %12
+          output imax = %13
+          output recip = %14
+          output sqrt = %15
+          output from_bool = %16
+          output select = %17
+          output log = %18
+        }",
+    );
+    let program = fusion::lower(&g).unwrap();
+    let kernels = spirv::lower(&program).unwrap();
+    validate(&kernels);
+    let Some(device) = device() else { return };
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    let a = [
+        nan, 1.0, -0.0, 0.0, inf, -inf, -2.0, 3e9, -3e9, 2.5, 0.0, -8.0,
+    ];
+    let b = [
+        1.0,
+        nan,
+        0.0,
+        -0.0,
+        2.0,
+        3.0,
+        3.0,
+        0.5,
+        1.0,
+        -1.5,
+        -1.0,
+        1.0 / 3.0,
+    ];
+    let i = [i32::MIN, 7, -7, 0, 5, i32::MIN, 1, -1, 100, 3, -3, 9];
+    let j = [-1, 0, 2, 0, -5, 1, 0, 1, 7, -3, 2, i32::MIN];
+    let inputs = vec![
+        Tensor::from_f32(&[12], a.to_vec()).unwrap(),
+        Tensor::from_f32(&[12], b.to_vec()).unwrap(),
+        Tensor::from_i32(&[12], i.to_vec()).unwrap(),
+        Tensor::from_i32(&[12], j.to_vec()).unwrap(),
+    ];
+    let expected = interp::run(&g, &inputs).unwrap();
+    let actual = spirv::compile(device, &program)
+        .unwrap()
+        .run(&inputs)
+        .unwrap();
+    assert_outputs_match(&g, &expected, &actual, "Vulkan");
+    // max/min order zeros like the interpreter: max(-0, +0) = +0, min(+0, -0) = -0.
+    let max = actual[0].as_f32().unwrap();
+    let min = actual[1].as_f32().unwrap();
+    assert!(max[2].is_sign_positive() && max[3].is_sign_positive());
+    assert!(min[2].is_sign_negative() && min[3].is_sign_negative());
+}
+
+#[test]
+fn reductions_rows_columns_and_full() {
+    let g = parse(
+        "graph red {
+          %x = input{role=data} : f32[33,70]
+          %n = input{role=data} : i32[33,70]
+          %1 = reduce_sum{axes=[1], keep_dims=false} %x : f32[33]
+          %2 = reduce_max{axes=[0], keep_dims=true} %x : f32[1,70]
+          %3 = reduce_sum{axes=[0,1], keep_dims=false} %x : f32[]
+          %4 = reduce_max{axes=[1], keep_dims=false} %n : i32[33]
+          %5 = reduce_sum{axes=[0], keep_dims=false} %n : i32[70]
+          output rows = %1
+          output cols = %2
+          output all = %3
+          output imax = %4
+          output isum = %5
+        }",
+    );
+    check_graph(&g, 2);
+}
+
+#[test]
+fn matmul_with_transposed_operand_and_epilogue() {
+    let g = parse(
+        "graph mm {
+          %x = input{role=data} : f32[2,37,19]
+          %w = input{role=param} : f32[2,23,19]
+          %b = input{role=param} : f32[2,37,23]
+          %1 = transpose{perm=[0,2,1]} %w : f32[2,19,23]
+          %2 = matmul %x, %1 : f32[2,37,23]
+          %3 = add %2, %b : f32[2,37,23]
+          %4 = tanh %3 : f32[2,37,23]
+          output y = %4
+        }",
+    );
+    let (program, _) = check_graph(&g, 3);
+    assert!(matches!(
+        program.kernels[0],
+        kiln::kernel::Kernel::Matmul(_)
+    ));
+}
+
+#[test]
+fn f64_and_bool_buffers() {
+    let g = parse(
+        "graph wide {
+          %x = input{role=data} : f64[5,6]
+          %m = input{role=data} : bool[5,6]
+          %1 = sqrt %x : f64[5,6]
+          %2 = select %m, %1, %x : f64[5,6]
+          %3 = reduce_sum{axes=[1], keep_dims=false} %2 : f64[5]
+          %4 = compare{dir=gt} %x, %2 : bool[5,6]
+          %5 = cast{to=f32} %3 : f32[5]
+          output s = %3
+          output gt = %4
+          output narrowed = %5
+        }",
+    );
+    let program = fusion::lower(&g).unwrap();
+    let kernels = spirv::lower(&program).unwrap();
+    assert!(kernels.iter().any(|k| k.uses_f64));
+    validate(&kernels);
+    let Some(device) = device() else { return };
+    let inputs = random_inputs(&g, 4);
+    match spirv::compile(device, &program) {
+        Ok(exe) => {
+            let expected = interp::run(&g, &inputs).unwrap();
+            assert_outputs_match(&g, &expected, &exe.run(&inputs).unwrap(), "Vulkan");
+        }
+        Err(e) => {
+            assert!(!device.info().float64, "{e}");
+            assert!(e.to_string().contains("unsupported on this device"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn f64_transcendentals_are_rejected_with_a_clear_error() {
+    let g = parse(
+        "graph e64 {
+          %x = input{role=data} : f64[3]
+          %1 = exp %x : f64[3]
+          output y = %1
+        }",
+    );
+    let err = spirv::lower(&fusion::lower(&g).unwrap()).unwrap_err();
+    assert!(
+        err.to_string().contains("f64 `exp`") && err.to_string().contains("not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn large_tensors_use_a_2d_dispatch() {
+    // 1M elements = 16,384 workgroups of 64: 1-D. 8M would be 2-D; the dispatch shape is checked on the numbers,
+    // and the run on 4,194,305 points (65,537 groups: x = 65,535, y = 2), where the guard cuts the last row short.
+    assert_eq!(spirv::dispatch_groups(1 << 20), [16_384, 1, 1]);
+    assert_eq!(spirv::dispatch_groups(65_535 * 64 + 1), [65_535, 2, 1]);
+    assert_eq!(spirv::dispatch_groups(0), [0, 0, 0]);
+    let g = parse(
+        "graph big {
+          %x = input{role=data} : f32[4194305]
+          %1 = constant{value=2.0} : f32[4194305]
+          %2 = mul %x, %1 : f32[4194305]
+          output y = %2
+        }",
+    );
+    let (_, kernels) = check_graph(&g, 5);
+    assert_eq!(kernels[0].groups, [65_535, 2, 1]);
+}
+
+#[test]
+fn inputs_are_checked_by_name() {
+    let g = parse(
+        "graph one {
+          %x = input{role=data} : f32[3]
+          %1 = neg %x : f32[3]
+          output y = %1
+        }",
+    );
+    let Some(device) = device() else { return };
+    let exe = spirv::compile(device, &fusion::lower(&g).unwrap()).unwrap();
+    let err = exe
+        .run(&[Tensor::from_f32(&[4], vec![0.0; 4]).unwrap()])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("input `x` must be f32[3]"),
+        "{err}"
+    );
+    let err = exe.run(&[]).unwrap_err();
+    assert!(err.to_string().contains("takes 1 input(s), got 0"), "{err}");
+}
+
+// ---- the zoo ----
+
+/// Every zoo model and its gradient graph.
+fn zoo_graphs() -> Vec<Graph> {
+    let mut graphs = Vec::new();
+    for (_, model) in zoo::examples().unwrap() {
+        graphs.push(model.clone());
+        let params = kiln::autodiff::param_names(&model);
+        if params.is_empty() || model.output("loss").is_none() {
+            continue;
+        }
+        let names: Vec<&str> = params.iter().map(String::as_str).collect();
+        let mut g = grad(&model, "loss", &names).unwrap().graph;
+        g.name = format!("{}_grad", model.name);
+        graphs.push(g);
+        let mut step =
+            training_step(&model, "loss", &names, &Optimizer::Sgd(Sgd::default())).unwrap();
+        step.name = format!("{}_step_sgd", model.name);
+        graphs.push(step);
+    }
+    graphs
+}
+
+#[test]
+fn every_zoo_graph_runs_the_same_on_vulkan() {
+    for (seed, graph) in zoo_graphs().into_iter().enumerate() {
+        let start = std::time::Instant::now();
+        let (program, _) = check_graph(&graph, 100 + seed as u64);
+        println!(
+            "{:<24} {:>3} kernels  {:>6.0} ms",
+            graph.name,
+            program.kernels.len(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
+#[test]
+fn ten_sgd_steps_of_twolayer_match_the_interpreter() {
+    let model = zoo::twolayer().unwrap();
+    let params = kiln::autodiff::param_names(&model);
+    let names: Vec<&str> = params.iter().map(String::as_str).collect();
+    let step = training_step(&model, "loss", &names, &Optimizer::Sgd(Sgd::default())).unwrap();
+    let program = fusion::lower(&step).unwrap();
+    let Some(device) = device() else { return };
+    let exe = spirv::compile(device, &program).unwrap();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut reference: HashMap<String, Tensor> = step
+        .inputs()
+        .map(|i| (i.name.to_string(), random_tensor(i.ty, &mut rng)))
+        .collect();
+    let mut on_gpu = reference.clone();
+    for i in 0..10 {
+        let expected = kiln::step_on_interpreter(&step, &mut reference).unwrap();
+        let inputs: Vec<Tensor> = step.inputs().map(|i| on_gpu[i.name].clone()).collect();
+        let outputs = exe.run(&inputs).unwrap();
+        let mut loss = f64::NAN;
+        for (o, v) in step.outputs().iter().zip(outputs) {
+            if o.name == "loss" {
+                loss = v.scalar_value().unwrap();
+            }
+            if let Some(target) = &o.aliases {
+                on_gpu.insert(target.clone(), v);
+            }
+        }
+        println!("step {i}: interpreter {expected:.6}, Vulkan {loss:.6}");
+        assert!(close(loss, expected), "step {i}: loss {loss} vs {expected}");
+    }
+}
+
+// ---- the shaders, reviewed ----
+
+fn disassembly(src: &str) -> String {
+    let program = fusion::lower(&parse(src)).unwrap();
+    let kernels = spirv::lower(&program).unwrap();
+    validate(&kernels);
+    assert_eq!(kernels.len(), 1);
+    kernels[0].disassemble()
+}
+
+#[test]
+fn snapshot_fused_elementwise_kernel() {
+    insta::assert_snapshot!(
+        "spirv__fused_elementwise_relu_of_sum",
+        disassembly(
+            "graph ew {
+              %x = input{role=data} : f32[128]
+              %b = input{role=param} : f32[128]
+              %1 = add %x, %b : f32[128]
+              %2 = constant{value=0.0} : f32[128]
+              %3 = max %1, %2 : f32[128]
+              output y = %3
+            }"
+        )
+    );
+}
+
+#[test]
+fn snapshot_row_reduction() {
+    insta::assert_snapshot!(
+        "spirv__row_sum",
+        disassembly(
+            "graph red {
+              %x = input{role=data} : f32[16,10]
+              %1 = reduce_sum{axes=[1], keep_dims=false} %x : f32[16]
+              output y = %1
+            }"
+        )
+    );
+}
+
+#[test]
+fn snapshot_matmul_with_bias_epilogue() {
+    insta::assert_snapshot!(
+        "spirv__matmul_bias",
+        disassembly(
+            "graph mm {
+              %x = input{role=data} : f32[8,4]
+              %w = input{role=param} : f32[4,3]
+              %b = input{role=param} : f32[8,3]
+              %1 = matmul %x, %w : f32[8,3]
+              %2 = add %1, %b : f32[8,3]
+              output y = %2
+            }"
+        )
+    );
+}

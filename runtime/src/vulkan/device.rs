@@ -1,0 +1,300 @@
+//! Instance and device creation, device listing.
+
+use super::{call, VulkanError};
+use ash::vk;
+use std::sync::Arc;
+
+/// The Vulkan version Kiln asks for: 1.1 runs SPIR-V 1.3, which the code generator emits.
+const API_VERSION: u32 = vk::API_VERSION_1_1;
+
+/// What kind of device a [`DeviceInfo`] describes, in order of preference.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum DeviceKind {
+    DiscreteGpu,
+    IntegratedGpu,
+    VirtualGpu,
+    /// A software implementation such as Mesa's lavapipe.
+    Cpu,
+    Other,
+}
+
+impl DeviceKind {
+    fn from_vk(t: vk::PhysicalDeviceType) -> DeviceKind {
+        match t {
+            vk::PhysicalDeviceType::DISCRETE_GPU => DeviceKind::DiscreteGpu,
+            vk::PhysicalDeviceType::INTEGRATED_GPU => DeviceKind::IntegratedGpu,
+            vk::PhysicalDeviceType::VIRTUAL_GPU => DeviceKind::VirtualGpu,
+            vk::PhysicalDeviceType::CPU => DeviceKind::Cpu,
+            _ => DeviceKind::Other,
+        }
+    }
+}
+
+/// A Vulkan device able to run Kiln's compute shaders.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    /// Index among the loader's physical devices (what [`Device::open`] takes).
+    pub index: usize,
+    pub name: String,
+    pub kind: DeviceKind,
+    /// `(major, minor, patch)`.
+    pub api_version: (u32, u32, u32),
+    /// The device can run f64 shaders (`shaderFloat64`).
+    pub float64: bool,
+    /// `maxComputeWorkGroupCount`.
+    pub max_workgroups: [u32; 3],
+    /// `maxStorageBufferRange`, in bytes: the largest buffer one binding can address.
+    pub max_buffer_bytes: u64,
+    /// Shaders may ask for IEEE NaN / infinity / signed-zero semantics on f32 / f64 (`VK_KHR_shader_float_controls`,
+    /// `shaderSignedZeroInfNanPreserveFloat32/64`). Without it, a device compiler may fold `x - x` to 0 for a NaN.
+    pub preserves_nan: [bool; 2],
+}
+
+/// The loader and an instance; destroyed last.
+pub(crate) struct InstanceHandle {
+    // Keeps the loader library open as long as the instance lives.
+    _entry: ash::Entry,
+    pub(crate) instance: ash::Instance,
+}
+
+impl Drop for InstanceHandle {
+    fn drop(&mut self) {
+        // SAFETY: every object created from this instance (devices) holds an `Arc` to it, so none is alive now.
+        unsafe { self.instance.destroy_instance(None) };
+    }
+}
+
+fn create_instance() -> Result<InstanceHandle, VulkanError> {
+    // SAFETY: loading the loader library runs its initialisers; `libvulkan.so.1` is the system's Vulkan loader,
+    // whose initialisers are sound to run at any time.
+    let entry = unsafe { ash::Entry::load() }.map_err(|e| {
+        VulkanError::NoLoader(format!(
+            "cannot load libvulkan.so.1 ({e}); install a Vulkan loader and driver \
+             (e.g. Debian: libvulkan1 mesa-vulkan-drivers)"
+        ))
+    })?;
+    // SAFETY: `entry` holds valid loader function pointers.
+    let version = unsafe { entry.try_enumerate_instance_version() }
+        .map_err(call("vkEnumerateInstanceVersion"))?
+        .unwrap_or(vk::API_VERSION_1_0);
+    if version < API_VERSION {
+        return Err(VulkanError::NoDevice(format!(
+            "the Vulkan loader supports {}.{}, Kiln needs 1.1",
+            vk::api_version_major(version),
+            vk::api_version_minor(version)
+        )));
+    }
+    let app = vk::ApplicationInfo::default()
+        .application_name(c"kiln")
+        .engine_name(c"kiln")
+        .api_version(API_VERSION);
+    let info = vk::InstanceCreateInfo::default().application_info(&app);
+    // SAFETY: `info` and what it points to outlive the call; no layers or extensions are requested.
+    let instance = unsafe { entry.create_instance(&info, None) }.map_err(|e| match e {
+        vk::Result::ERROR_INCOMPATIBLE_DRIVER => {
+            VulkanError::NoDevice("no Vulkan driver (ICD) is installed".into())
+        }
+        e => VulkanError::Call {
+            call: "vkCreateInstance",
+            result: e,
+        },
+    })?;
+    Ok(InstanceHandle {
+        _entry: entry,
+        instance,
+    })
+}
+
+/// The physical devices able to run Kiln's shaders, with their facts.
+fn list(
+    instance: &ash::Instance,
+) -> Result<Vec<(vk::PhysicalDevice, DeviceInfo, u32)>, VulkanError> {
+    // SAFETY: `instance` is a live instance.
+    let physical = unsafe { instance.enumerate_physical_devices() }
+        .map_err(call("vkEnumeratePhysicalDevices"))?;
+    let mut out = Vec::new();
+    for (index, &pd) in physical.iter().enumerate() {
+        // SAFETY: `pd` was just enumerated from `instance`.
+        let (props, features, queues) = unsafe {
+            (
+                instance.get_physical_device_properties(pd),
+                instance.get_physical_device_features(pd),
+                instance.get_physical_device_queue_family_properties(pd),
+            )
+        };
+        let Some(queue_family) = queues
+            .iter()
+            .position(|q| q.queue_flags.contains(vk::QueueFlags::COMPUTE))
+        else {
+            continue;
+        };
+        if props.api_version < API_VERSION {
+            continue;
+        }
+        // SAFETY: `pd` belongs to `instance`.
+        let float_controls = unsafe { instance.enumerate_device_extension_properties(pd) }
+            .map_err(call("vkEnumerateDeviceExtensionProperties"))?
+            .iter()
+            .any(|e| e.extension_name_as_c_str() == Ok(ash::khr::shader_float_controls::NAME));
+        let mut preserves_nan = [false; 2];
+        if float_controls {
+            let mut fc = vk::PhysicalDeviceFloatControlsProperties::default();
+            let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut fc);
+            // SAFETY: `pd` belongs to `instance` (Vulkan 1.1, so the call is core); the chain is one struct the
+            // extension, which the device offers, defines.
+            unsafe { instance.get_physical_device_properties2(pd, &mut props2) };
+            preserves_nan = [
+                fc.shader_signed_zero_inf_nan_preserve_float32 == vk::TRUE,
+                fc.shader_signed_zero_inf_nan_preserve_float64 == vk::TRUE,
+            ];
+        }
+        let name = props
+            .device_name_as_c_str()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "?".into());
+        let v = props.api_version;
+        out.push((
+            pd,
+            DeviceInfo {
+                index,
+                name,
+                kind: DeviceKind::from_vk(props.device_type),
+                api_version: (
+                    vk::api_version_major(v),
+                    vk::api_version_minor(v),
+                    vk::api_version_patch(v),
+                ),
+                float64: features.shader_float64 == vk::TRUE,
+                max_workgroups: props.limits.max_compute_work_group_count,
+                max_buffer_bytes: props.limits.max_storage_buffer_range as u64,
+                preserves_nan,
+            },
+            queue_family as u32,
+        ));
+    }
+    Ok(out)
+}
+
+/// Every Vulkan device able to run Kiln's compute shaders, the preferred one (a discrete GPU, if any) first.
+pub fn devices() -> Result<Vec<DeviceInfo>, VulkanError> {
+    let handle = create_instance()?;
+    let mut found: Vec<DeviceInfo> = list(&handle.instance)?
+        .into_iter()
+        .map(|(_, info, _)| info)
+        .collect();
+    found.sort_by_key(|d| (d.kind, d.index));
+    Ok(found)
+}
+
+/// An opened device with one compute queue. Cheap to clone (shared); executables keep it alive.
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) inner: Arc<DeviceInner>,
+}
+
+pub(crate) struct DeviceInner {
+    pub(crate) info: DeviceInfo,
+    pub(crate) device: ash::Device,
+    pub(crate) queue: vk::Queue,
+    pub(crate) queue_family: u32,
+    pub(crate) memory: vk::PhysicalDeviceMemoryProperties,
+    // Declared last: dropped after `device` is destroyed (see `Drop`).
+    pub(crate) _instance: InstanceHandle,
+}
+
+impl Drop for DeviceInner {
+    fn drop(&mut self) {
+        // SAFETY: every object created on this device (executables) holds an `Arc<DeviceInner>`, so none is alive;
+        // waiting for idle first makes sure no submitted work still uses the device.
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_device(None);
+        }
+    }
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("info", &self.inner.info)
+            .finish()
+    }
+}
+
+impl Device {
+    /// Opens the preferred device: the first of [`devices`].
+    pub fn open_best() -> Result<Device, VulkanError> {
+        Device::open_where(|all| {
+            all.iter()
+                .min_by_key(|(_, d, _)| (d.kind, d.index))
+                .map(|x| x.1.index)
+        })
+    }
+
+    /// Opens the physical device with this index (see [`DeviceInfo::index`]).
+    pub fn open(index: usize) -> Result<Device, VulkanError> {
+        Device::open_where(|all| {
+            all.iter()
+                .find(|(_, d, _)| d.index == index)
+                .map(|x| x.1.index)
+        })
+    }
+
+    fn open_where(
+        pick: impl FnOnce(&[(vk::PhysicalDevice, DeviceInfo, u32)]) -> Option<usize>,
+    ) -> Result<Device, VulkanError> {
+        let handle = create_instance()?;
+        let all = list(&handle.instance)?;
+        let chosen = pick(&all).ok_or_else(|| {
+            VulkanError::NoDevice(if all.is_empty() {
+                "the loader lists no device with Vulkan 1.1 and a compute queue".into()
+            } else {
+                "no device with that index".into()
+            })
+        })?;
+        let (pd, info, queue_family) = all
+            .into_iter()
+            .find(|(_, d, _)| d.index == chosen)
+            .expect("picked from the list");
+        let priorities = [1.0f32];
+        let queue_info = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(queue_family)
+            .queue_priorities(&priorities)];
+        let features = vk::PhysicalDeviceFeatures::default().shader_float64(info.float64);
+        let extensions = [ash::khr::shader_float_controls::NAME.as_ptr()];
+        let enabled = if info.preserves_nan.contains(&true) {
+            &extensions[..]
+        } else {
+            &[]
+        };
+        let device_info = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&queue_info)
+            .enabled_extension_names(enabled)
+            .enabled_features(&features);
+        // SAFETY: `pd` belongs to `handle.instance`; the create info (one queue of a family that exists, features
+        // the device reports) and what it points to outlive the call.
+        let device = unsafe { handle.instance.create_device(pd, &device_info, None) }
+            .map_err(call("vkCreateDevice"))?;
+        // SAFETY: queue 0 of `queue_family` was requested above; `pd` belongs to the instance.
+        let (queue, memory) = unsafe {
+            (
+                device.get_device_queue(queue_family, 0),
+                handle.instance.get_physical_device_memory_properties(pd),
+            )
+        };
+        Ok(Device {
+            inner: Arc::new(DeviceInner {
+                info,
+                device,
+                queue,
+                queue_family,
+                memory,
+                _instance: handle,
+            }),
+        })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.inner.info
+    }
+}

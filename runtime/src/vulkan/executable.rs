@@ -1,0 +1,747 @@
+//! A program on a device: buffers, pipelines, and one recorded command buffer replayed per run.
+
+use super::device::{Device, DeviceInner};
+use super::{call, element_bytes, from_device_bytes, to_device_bytes, ProgramDesc, VulkanError};
+use ash::vk;
+use kiln_ir::{Tensor, TensorType};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How long [`VulkanExecutable::run`] waits for the device before giving up.
+const RUN_TIMEOUT_NS: u64 = 120_000_000_000;
+
+/// Offsets in the staging buffer are aligned to this many bytes (≥ every `optimalBufferCopyOffsetAlignment` seen).
+const STAGING_ALIGN: u64 = 256;
+
+/// A buffer and the memory bound to it.
+struct Allocation {
+    buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    size: u64,
+}
+
+/// A compiled program on one device; [`run`](VulkanExecutable::run) it any number of times.
+pub struct VulkanExecutable {
+    device: Device,
+    name: String,
+    inputs: Vec<(String, usize)>,
+    outputs: Vec<(String, usize)>,
+    types: Vec<TensorType>,
+    buffers: Vec<Allocation>,
+    staging: Allocation,
+    /// Staging offset of each input, then of each output.
+    input_offsets: Vec<u64>,
+    output_offsets: Vec<u64>,
+    shader_modules: Vec<vk::ShaderModule>,
+    set_layouts: Vec<vk::DescriptorSetLayout>,
+    pipeline_layouts: Vec<vk::PipelineLayout>,
+    pipelines: Vec<vk::Pipeline>,
+    descriptor_pool: vk::DescriptorPool,
+    command_pool: vk::CommandPool,
+    command_buffer: vk::CommandBuffer,
+    fence: vk::Fence,
+    /// One run at a time: runs share the staging buffer, the command buffer and the fence.
+    running: Mutex<()>,
+}
+
+impl std::fmt::Debug for VulkanExecutable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VulkanExecutable")
+            .field("name", &self.name)
+            .field("device", &self.device.info().name)
+            .field("dispatch pipelines", &self.pipelines.len())
+            .finish()
+    }
+}
+
+fn bytes_of(ty: &TensorType) -> u64 {
+    (ty.numel() * element_bytes(ty.dtype)) as u64
+}
+
+fn align(x: u64) -> u64 {
+    x.div_ceil(STAGING_ALIGN) * STAGING_ALIGN
+}
+
+impl VulkanExecutable {
+    /// Creates every device object `program` needs and records its command buffer. Fails if the program needs
+    /// what the device lacks (f64, a too-large buffer or dispatch) or is malformed.
+    pub fn new(device: &Device, program: ProgramDesc) -> Result<VulkanExecutable, VulkanError> {
+        check(device, &program)?;
+        let mut exe = VulkanExecutable {
+            device: device.clone(),
+            name: program.name.clone(),
+            inputs: program.inputs.clone(),
+            outputs: program.outputs.clone(),
+            types: program.buffers.iter().map(|b| b.ty.clone()).collect(),
+            buffers: Vec::new(),
+            staging: Allocation {
+                buffer: vk::Buffer::null(),
+                memory: vk::DeviceMemory::null(),
+                size: 0,
+            },
+            input_offsets: Vec::new(),
+            output_offsets: Vec::new(),
+            shader_modules: Vec::new(),
+            set_layouts: Vec::new(),
+            pipeline_layouts: Vec::new(),
+            pipelines: Vec::new(),
+            descriptor_pool: vk::DescriptorPool::null(),
+            command_pool: vk::CommandPool::null(),
+            command_buffer: vk::CommandBuffer::null(),
+            fence: vk::Fence::null(),
+            running: Mutex::new(()),
+        };
+        // From here on, whatever was created is destroyed by `Drop` if a later step fails.
+        exe.create(&program)?;
+        Ok(exe)
+    }
+
+    fn dev(&self) -> &DeviceInner {
+        &self.device.inner
+    }
+
+    fn create(&mut self, program: &ProgramDesc) -> Result<(), VulkanError> {
+        let storage = vk::BufferUsageFlags::STORAGE_BUFFER
+            | vk::BufferUsageFlags::TRANSFER_SRC
+            | vk::BufferUsageFlags::TRANSFER_DST;
+        for b in &program.buffers {
+            let a = self.allocate(
+                bytes_of(&b.ty),
+                storage,
+                vk::MemoryPropertyFlags::DEVICE_LOCAL,
+                false,
+            )?;
+            self.buffers.push(a);
+        }
+
+        // The staging buffer: every input, then every output, each at an aligned offset.
+        let mut offset = 0;
+        for &(_, b) in &program.inputs {
+            self.input_offsets.push(offset);
+            offset = align(offset + bytes_of(&self.types[b]));
+        }
+        for &(_, b) in &program.outputs {
+            self.output_offsets.push(offset);
+            offset = align(offset + bytes_of(&self.types[b]));
+        }
+        let transfer = vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST;
+        self.staging =
+            self.allocate(offset, transfer, vk::MemoryPropertyFlags::HOST_CACHED, true)?;
+
+        self.command_pool = {
+            let info =
+                vk::CommandPoolCreateInfo::default().queue_family_index(self.dev().queue_family);
+            // SAFETY: the device is live and the queue family exists.
+            unsafe { self.dev().device.create_command_pool(&info, None) }
+                .map_err(call("vkCreateCommandPool"))?
+        };
+        // SAFETY: the device is live.
+        self.fence = unsafe {
+            self.dev()
+                .device
+                .create_fence(&vk::FenceCreateInfo::default(), None)
+        }
+        .map_err(call("vkCreateFence"))?;
+
+        self.upload_constants(program)?;
+        let dispatch_pipelines = self.create_pipelines(program)?;
+        let sets = self.create_descriptor_sets(program, &dispatch_pipelines)?;
+        self.record(program, &dispatch_pipelines, &sets)
+    }
+
+    /// Creates a buffer of `size` bytes (at least 4: Vulkan has no empty buffers) in memory with `required`
+    /// properties (host-visible and coherent if `host`), preferring `preferred`.
+    fn allocate(
+        &self,
+        size: u64,
+        usage: vk::BufferUsageFlags,
+        preferred: vk::MemoryPropertyFlags,
+        host: bool,
+    ) -> Result<Allocation, VulkanError> {
+        let d = &self.dev().device;
+        let info = vk::BufferCreateInfo::default()
+            .size(size.max(4))
+            .usage(usage)
+            .sharing_mode(vk::SharingMode::EXCLUSIVE);
+        // SAFETY: the device is live; the create info is complete.
+        let buffer = unsafe { d.create_buffer(&info, None) }.map_err(call("vkCreateBuffer"))?;
+        // SAFETY: `buffer` was just created on this device.
+        let req = unsafe { d.get_buffer_memory_requirements(buffer) };
+        let required = if host {
+            vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT
+        } else {
+            vk::MemoryPropertyFlags::empty()
+        };
+        let mem = &self.dev().memory;
+        let types = &mem.memory_types[..mem.memory_type_count as usize];
+        let fits = |i: usize, flags: vk::MemoryPropertyFlags| {
+            req.memory_type_bits & (1 << i) != 0 && types[i].property_flags.contains(flags)
+        };
+        let Some(type_index) = (0..types.len())
+            .find(|&i| fits(i, required | preferred))
+            .or_else(|| (0..types.len()).find(|&i| fits(i, required)))
+        else {
+            // SAFETY: `buffer` is unused.
+            unsafe { d.destroy_buffer(buffer, None) };
+            return Err(VulkanError::Unsupported {
+                device: self.dev().info.name.clone(),
+                what: format!("no memory type for a buffer with flags {required:?}"),
+            });
+        };
+        let alloc = vk::MemoryAllocateInfo::default()
+            .allocation_size(req.size)
+            .memory_type_index(type_index as u32);
+        // SAFETY: the memory type index is one the buffer accepts; the size is its requirement.
+        let memory = match unsafe { d.allocate_memory(&alloc, None) } {
+            Ok(m) => m,
+            Err(e) => {
+                // SAFETY: `buffer` is unused.
+                unsafe { d.destroy_buffer(buffer, None) };
+                return Err(VulkanError::Call {
+                    call: "vkAllocateMemory",
+                    result: e,
+                });
+            }
+        };
+        // SAFETY: `memory` is fresh, of a type the buffer accepts, and as large as it requires.
+        if let Err(e) = unsafe { d.bind_buffer_memory(buffer, memory, 0) } {
+            // SAFETY: both are unused.
+            unsafe {
+                d.destroy_buffer(buffer, None);
+                d.free_memory(memory, None);
+            }
+            return Err(VulkanError::Call {
+                call: "vkBindBufferMemory",
+                result: e,
+            });
+        }
+        Ok(Allocation {
+            buffer,
+            memory,
+            size,
+        })
+    }
+
+    fn free(&self, a: &Allocation) {
+        // SAFETY: no submitted work uses `a` (callers wait for the fence or the device first); null handles are
+        // ignored by Vulkan.
+        unsafe {
+            self.dev().device.destroy_buffer(a.buffer, None);
+            self.dev().device.free_memory(a.memory, None);
+        }
+    }
+
+    /// Runs `record` in a one-off command buffer and waits for it.
+    fn submit_once(&self, record: impl FnOnce(vk::CommandBuffer)) -> Result<(), VulkanError> {
+        let d = &self.dev().device;
+        let info = vk::CommandBufferAllocateInfo::default()
+            .command_pool(self.command_pool)
+            .level(vk::CommandBufferLevel::PRIMARY)
+            .command_buffer_count(1);
+        // SAFETY: the pool is live and only used from this thread (creation is not shared).
+        let cmd = unsafe { d.allocate_command_buffers(&info) }
+            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        let begin = vk::CommandBufferBeginInfo::default()
+            .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
+        // SAFETY: `cmd` is fresh; `record` only records commands on it; the fence is unsignalled and waited for
+        // before it is reset, and the command buffer is freed only after the wait.
+        unsafe {
+            let result = (|| {
+                d.begin_command_buffer(cmd, &begin)
+                    .map_err(call("vkBeginCommandBuffer"))?;
+                record(cmd);
+                d.end_command_buffer(cmd)
+                    .map_err(call("vkEndCommandBuffer"))?;
+                let cmds = [cmd];
+                let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+                d.queue_submit(self.dev().queue, &submit, self.fence)
+                    .map_err(call("vkQueueSubmit"))?;
+                d.wait_for_fences(&[self.fence], true, RUN_TIMEOUT_NS)
+                    .map_err(call("vkWaitForFences"))?;
+                d.reset_fences(&[self.fence]).map_err(call("vkResetFences"))
+            })();
+            d.free_command_buffers(self.command_pool, &[cmd]);
+            result
+        }
+    }
+
+    fn upload_constants(&self, program: &ProgramDesc) -> Result<(), VulkanError> {
+        let constants: Vec<(usize, Vec<u8>)> = program
+            .buffers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some((i, to_device_bytes(b.constant.as_ref()?))))
+            .filter(|(_, bytes)| !bytes.is_empty())
+            .collect();
+        if constants.is_empty() {
+            return Ok(());
+        }
+        let mut offsets = Vec::new();
+        let mut total = 0;
+        for (_, bytes) in &constants {
+            offsets.push(total);
+            total = align(total + bytes.len() as u64);
+        }
+        let staging = self.allocate(
+            total,
+            vk::BufferUsageFlags::TRANSFER_SRC,
+            vk::MemoryPropertyFlags::empty(),
+            true,
+        )?;
+        let result = (|| {
+            self.write_mapped(&staging, |mapped| {
+                for ((_, bytes), &off) in constants.iter().zip(&offsets) {
+                    mapped[off as usize..off as usize + bytes.len()].copy_from_slice(bytes);
+                }
+            })?;
+            self.submit_once(|cmd| {
+                for ((b, bytes), &off) in constants.iter().zip(&offsets) {
+                    let region = [vk::BufferCopy::default()
+                        .src_offset(off)
+                        .dst_offset(0)
+                        .size(bytes.len() as u64)];
+                    // SAFETY: both buffers are live and the region lies inside each.
+                    unsafe {
+                        self.dev().device.cmd_copy_buffer(
+                            cmd,
+                            staging.buffer,
+                            self.buffers[*b].buffer,
+                            &region,
+                        )
+                    };
+                }
+            })
+        })();
+        self.free(&staging);
+        result
+    }
+
+    /// Maps a host-visible allocation and hands its bytes to `f`.
+    fn write_mapped<R>(
+        &self,
+        a: &Allocation,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, VulkanError> {
+        if a.size == 0 {
+            return Ok(f(&mut []));
+        }
+        let d = &self.dev().device;
+        // SAFETY: `a` is host-visible and coherent (allocated with `host = true`), not mapped elsewhere, and no
+        // submitted work uses it (the fence was waited for); the slice covers exactly the mapped range and is
+        // dropped before the unmap.
+        unsafe {
+            let ptr = d
+                .map_memory(a.memory, 0, a.size, vk::MemoryMapFlags::empty())
+                .map_err(call("vkMapMemory"))?;
+            let r = f(std::slice::from_raw_parts_mut(
+                ptr.cast::<u8>(),
+                a.size as usize,
+            ));
+            d.unmap_memory(a.memory);
+            Ok(r)
+        }
+    }
+
+    /// One pipeline per distinct SPIR-V module; returns each dispatch's pipeline index.
+    fn create_pipelines(&mut self, program: &ProgramDesc) -> Result<Vec<usize>, VulkanError> {
+        let mut cache: HashMap<&[u32], usize> = HashMap::new();
+        let mut per_dispatch = Vec::new();
+        for dispatch in &program.dispatches {
+            if let Some(&p) = cache.get(dispatch.spirv.as_slice()) {
+                per_dispatch.push(p);
+                continue;
+            }
+            let d = &self.device.inner.device;
+            let module_info = vk::ShaderModuleCreateInfo::default().code(&dispatch.spirv);
+            // SAFETY: the words are a SPIR-V module the code generator validated against Vulkan 1.1's rules.
+            let module = unsafe { d.create_shader_module(&module_info, None) }
+                .map_err(call("vkCreateShaderModule"))?;
+            self.shader_modules.push(module);
+            let bindings: Vec<vk::DescriptorSetLayoutBinding> = (0..dispatch.bindings.len())
+                .map(|i| {
+                    vk::DescriptorSetLayoutBinding::default()
+                        .binding(i as u32)
+                        .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                        .descriptor_count(1)
+                        .stage_flags(vk::ShaderStageFlags::COMPUTE)
+                })
+                .collect();
+            let layout_info = vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings);
+            // SAFETY: the device is live; the bindings are distinct.
+            let set_layout = unsafe { d.create_descriptor_set_layout(&layout_info, None) }
+                .map_err(call("vkCreateDescriptorSetLayout"))?;
+            self.set_layouts.push(set_layout);
+            let set_layouts = [set_layout];
+            let pl_info = vk::PipelineLayoutCreateInfo::default().set_layouts(&set_layouts);
+            // SAFETY: `set_layout` is live.
+            let pipeline_layout = unsafe { d.create_pipeline_layout(&pl_info, None) }
+                .map_err(call("vkCreatePipelineLayout"))?;
+            self.pipeline_layouts.push(pipeline_layout);
+            let stage = vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::COMPUTE)
+                .module(module)
+                .name(c"main");
+            let info = [vk::ComputePipelineCreateInfo::default()
+                .stage(stage)
+                .layout(pipeline_layout)];
+            // SAFETY: the module declares a GLCompute entry point `main` whose bindings match the layout.
+            let pipeline =
+                unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &info, None) }
+                    .map_err(|(_, e)| VulkanError::Call {
+                        call: "vkCreateComputePipelines",
+                        result: e,
+                    })?[0];
+            self.pipelines.push(pipeline);
+            cache.insert(&dispatch.spirv, self.pipelines.len() - 1);
+            per_dispatch.push(self.pipelines.len() - 1);
+        }
+        Ok(per_dispatch)
+    }
+
+    fn create_descriptor_sets(
+        &mut self,
+        program: &ProgramDesc,
+        pipelines: &[usize],
+    ) -> Result<Vec<vk::DescriptorSet>, VulkanError> {
+        let total: usize = program.dispatches.iter().map(|d| d.bindings.len()).sum();
+        if program.dispatches.is_empty() || total == 0 {
+            return Ok(vec![vk::DescriptorSet::null(); program.dispatches.len()]);
+        }
+        let d = &self.device.inner.device;
+        let sizes = [vk::DescriptorPoolSize::default()
+            .ty(vk::DescriptorType::STORAGE_BUFFER)
+            .descriptor_count(total as u32)];
+        let pool_info = vk::DescriptorPoolCreateInfo::default()
+            .max_sets(program.dispatches.len() as u32)
+            .pool_sizes(&sizes);
+        // SAFETY: the device is live.
+        self.descriptor_pool = unsafe { d.create_descriptor_pool(&pool_info, None) }
+            .map_err(call("vkCreateDescriptorPool"))?;
+        let layouts: Vec<vk::DescriptorSetLayout> =
+            pipelines.iter().map(|&p| self.set_layouts[p]).collect();
+        let alloc = vk::DescriptorSetAllocateInfo::default()
+            .descriptor_pool(self.descriptor_pool)
+            .set_layouts(&layouts);
+        // SAFETY: the pool holds exactly enough sets and descriptors for these layouts.
+        let sets = unsafe { d.allocate_descriptor_sets(&alloc) }
+            .map_err(call("vkAllocateDescriptorSets"))?;
+        let infos: Vec<Vec<vk::DescriptorBufferInfo>> = program
+            .dispatches
+            .iter()
+            .map(|dispatch| {
+                dispatch
+                    .bindings
+                    .iter()
+                    .map(|&b| {
+                        vk::DescriptorBufferInfo::default()
+                            .buffer(self.buffers[b].buffer)
+                            .offset(0)
+                            .range(vk::WHOLE_SIZE)
+                    })
+                    .collect()
+            })
+            .collect();
+        let writes: Vec<vk::WriteDescriptorSet> = sets
+            .iter()
+            .zip(&infos)
+            .flat_map(|(&set, infos)| {
+                infos.iter().enumerate().map(move |(i, info)| {
+                    vk::WriteDescriptorSet::default()
+                        .dst_set(set)
+                        .dst_binding(i as u32)
+                        .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                        .buffer_info(std::slice::from_ref(info))
+                })
+            })
+            .collect();
+        // SAFETY: every set, binding and buffer named is live, and no command buffer using the sets is pending.
+        unsafe { d.update_descriptor_sets(&writes, &[]) };
+        Ok(sets)
+    }
+
+    /// Records the whole program: upload copies, dispatches with barriers between them, download copies.
+    fn record(
+        &mut self,
+        program: &ProgramDesc,
+        pipelines: &[usize],
+        sets: &[vk::DescriptorSet],
+    ) -> Result<(), VulkanError> {
+        let d = &self.device.inner.device;
+        let info = vk::CommandBufferAllocateInfo::default()
+            .command_pool(self.command_pool)
+            .level(vk::CommandBufferLevel::PRIMARY)
+            .command_buffer_count(1);
+        // SAFETY: the pool is live.
+        self.command_buffer = unsafe { d.allocate_command_buffers(&info) }
+            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        let cmd = self.command_buffer;
+        let barrier = |src: vk::AccessFlags,
+                       dst: vk::AccessFlags,
+                       src_stage: vk::PipelineStageFlags,
+                       dst_stage: vk::PipelineStageFlags| {
+            let b = [vk::MemoryBarrier::default()
+                .src_access_mask(src)
+                .dst_access_mask(dst)];
+            // SAFETY: `cmd` is in the recording state (between begin and end below).
+            unsafe {
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    src_stage,
+                    dst_stage,
+                    vk::DependencyFlags::empty(),
+                    &b,
+                    &[],
+                    &[],
+                )
+            };
+        };
+        let copy =
+            |src: vk::Buffer, src_offset: u64, dst: vk::Buffer, dst_offset: u64, size: u64| {
+                if size > 0 {
+                    let region = [vk::BufferCopy::default()
+                        .src_offset(src_offset)
+                        .dst_offset(dst_offset)
+                        .size(size)];
+                    // SAFETY: `cmd` is recording; both buffers are live and the region lies inside each.
+                    unsafe { d.cmd_copy_buffer(cmd, src, dst, &region) };
+                }
+            };
+        let (transfer, compute, host) = (
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::COMPUTE_SHADER,
+            vk::PipelineStageFlags::HOST,
+        );
+        let shader_rw = vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE;
+        // SAFETY: `cmd` was just allocated.
+        unsafe { d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()) }
+            .map_err(call("vkBeginCommandBuffer"))?;
+        for (&(_, b), &off) in program.inputs.iter().zip(&self.input_offsets) {
+            copy(
+                self.staging.buffer,
+                off,
+                self.buffers[b].buffer,
+                0,
+                bytes_of(&self.types[b]),
+            );
+        }
+        barrier(
+            vk::AccessFlags::TRANSFER_WRITE,
+            shader_rw,
+            transfer,
+            compute,
+        );
+        for ((dispatch, &p), &set) in program.dispatches.iter().zip(pipelines).zip(sets) {
+            if dispatch.groups.contains(&0) {
+                continue;
+            }
+            // SAFETY: `cmd` is recording; the pipeline, its layout and the set (written above with live buffers
+            // that match the shader's bindings) are live.
+            unsafe {
+                d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[p]);
+                d.cmd_bind_descriptor_sets(
+                    cmd,
+                    vk::PipelineBindPoint::COMPUTE,
+                    self.pipeline_layouts[p],
+                    0,
+                    &[set],
+                    &[],
+                );
+                let [x, y, z] = dispatch.groups;
+                d.cmd_dispatch(cmd, x, y, z);
+            }
+            // A kernel sees every store of the kernels before it.
+            barrier(vk::AccessFlags::SHADER_WRITE, shader_rw, compute, compute);
+        }
+        barrier(
+            vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE,
+            vk::AccessFlags::TRANSFER_READ,
+            compute | transfer,
+            transfer,
+        );
+        for (&(_, b), &off) in program.outputs.iter().zip(&self.output_offsets) {
+            copy(
+                self.buffers[b].buffer,
+                0,
+                self.staging.buffer,
+                off,
+                bytes_of(&self.types[b]),
+            );
+        }
+        barrier(
+            vk::AccessFlags::TRANSFER_WRITE,
+            vk::AccessFlags::HOST_READ,
+            transfer,
+            host,
+        );
+        // SAFETY: `cmd` is recording.
+        unsafe { d.end_command_buffer(cmd) }.map_err(call("vkEndCommandBuffer"))
+    }
+
+    /// The device this executable runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Runs the program on `inputs` (in program input order); returns its outputs (in output order).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, VulkanError> {
+        let input_error = |message: String| VulkanError::Input {
+            program: self.name.clone(),
+            message,
+        };
+        if inputs.len() != self.inputs.len() {
+            return Err(input_error(format!(
+                "takes {} input(s), got {}",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        for ((name, b), t) in self.inputs.iter().zip(inputs) {
+            let ty = &self.types[*b];
+            if t.ty() != ty {
+                return Err(input_error(format!(
+                    "input `{name}` must be {ty}, got {}",
+                    t.ty()
+                )));
+            }
+        }
+        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        self.write_mapped(&self.staging, |mapped| {
+            for (t, &off) in inputs.iter().zip(&self.input_offsets) {
+                let bytes = to_device_bytes(t);
+                mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
+            }
+        })?;
+        let d = &self.dev().device;
+        let cmds = [self.command_buffer];
+        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        // SAFETY: the command buffer was fully recorded at creation and is not pending (the previous run waited
+        // for the fence, and `running` serialises runs); the fence is unsignalled (reset after every wait).
+        unsafe {
+            d.queue_submit(self.dev().queue, &submit, self.fence)
+                .map_err(call("vkQueueSubmit"))?;
+            let waited = d.wait_for_fences(&[self.fence], true, RUN_TIMEOUT_NS);
+            if let Err(e) = waited {
+                // The work may still be running; wait for the whole device before anything is reused or freed.
+                let _ = d.device_wait_idle();
+                let _ = d.reset_fences(&[self.fence]);
+                return Err(VulkanError::Call {
+                    call: "vkWaitForFences",
+                    result: e,
+                });
+            }
+            d.reset_fences(&[self.fence])
+                .map_err(call("vkResetFences"))?;
+        }
+        self.write_mapped(&self.staging, |mapped| {
+            self.outputs
+                .iter()
+                .zip(&self.output_offsets)
+                .map(|((_, b), &off)| {
+                    let ty = &self.types[*b];
+                    let off = off as usize;
+                    from_device_bytes(ty, &mapped[off..off + bytes_of(ty) as usize])
+                })
+                .collect()
+        })
+    }
+}
+
+/// Rejects what the device can't run and malformed descriptions, before anything is created.
+fn check(device: &Device, program: &ProgramDesc) -> Result<(), VulkanError> {
+    let info = device.info();
+    let unsupported = |what: String| VulkanError::Unsupported {
+        device: info.name.clone(),
+        what,
+    };
+    let invalid = |message: String| VulkanError::InvalidProgram {
+        program: program.name.clone(),
+        message,
+    };
+    let n = program.buffers.len();
+    for b in &program.buffers {
+        if bytes_of(&b.ty) > info.max_buffer_bytes {
+            return Err(unsupported(format!(
+                "buffer `{}` ({}) is larger than maxStorageBufferRange ({} bytes)",
+                b.name, b.ty, info.max_buffer_bytes
+            )));
+        }
+        if let Some(c) = &b.constant {
+            if c.ty() != &b.ty {
+                return Err(invalid(format!(
+                    "constant `{}` holds a {}, not {}",
+                    b.name,
+                    c.ty(),
+                    b.ty
+                )));
+            }
+        }
+    }
+    for (_, b) in program.inputs.iter().chain(&program.outputs) {
+        if *b >= n {
+            return Err(invalid(format!("buffer index {b} out of range")));
+        }
+    }
+    for dispatch in &program.dispatches {
+        if dispatch.uses_f64 && !info.float64 {
+            return Err(unsupported(format!(
+                "kernel `{}` computes in f64, and the device lacks shaderFloat64",
+                dispatch.name
+            )));
+        }
+        if dispatch.uses_float_controls && !info.preserves_nan.contains(&true) {
+            return Err(unsupported(format!(
+                "kernel `{}` asks for NaN-preserving floats (VK_KHR_shader_float_controls)",
+                dispatch.name
+            )));
+        }
+        if dispatch
+            .groups
+            .iter()
+            .zip(info.max_workgroups)
+            .any(|(&g, max)| g > max)
+        {
+            return Err(unsupported(format!(
+                "kernel `{}` needs {:?} workgroups, the device allows {:?}",
+                dispatch.name, dispatch.groups, info.max_workgroups
+            )));
+        }
+        if let Some(b) = dispatch.bindings.iter().find(|&&b| b >= n) {
+            return Err(invalid(format!(
+                "kernel `{}` binds buffer {b}, out of range",
+                dispatch.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Drop for VulkanExecutable {
+    fn drop(&mut self) {
+        let inner = &self.device.inner;
+        let d = &inner.device;
+        // SAFETY: runs wait for their fence before returning, so nothing is pending; waiting for the queue first
+        // covers a run that failed half-way. Every handle was created on `d` (null handles are ignored).
+        unsafe {
+            let _ = d.queue_wait_idle(inner.queue);
+            for &p in &self.pipelines {
+                d.destroy_pipeline(p, None);
+            }
+            for &l in &self.pipeline_layouts {
+                d.destroy_pipeline_layout(l, None);
+            }
+            for &l in &self.set_layouts {
+                d.destroy_descriptor_set_layout(l, None);
+            }
+            for &m in &self.shader_modules {
+                d.destroy_shader_module(m, None);
+            }
+            d.destroy_descriptor_pool(self.descriptor_pool, None);
+            d.destroy_command_pool(self.command_pool, None);
+            d.destroy_fence(self.fence, None);
+        }
+        for a in &self.buffers {
+            self.free(a);
+        }
+        self.free(&self.staging);
+    }
+}

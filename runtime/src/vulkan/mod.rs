@@ -1,0 +1,140 @@
+//! The Vulkan runtime: devices, buffers and compute pipelines, driven through `ash`.
+//!
+//! The Vulkan loader (`libvulkan.so.1`) is opened at run time, never linked: on a machine without it, or without a
+//! device, [`devices`] and [`Device::open_best`] return an `Err` that says so — nothing here panics or aborts on a
+//! missing driver. Every `unsafe` block of the crate's GPU path lives in this module, each with its `// SAFETY:`.
+//!
+//! # What runs
+//!
+//! A [`ProgramDesc`] is what a code generator hands over: the program's buffers (with constants' contents), one
+//! [`DispatchDesc`] per kernel (a SPIR-V compute module, the buffers bound at bindings `0..` of descriptor set 0, and
+//! the workgroup counts), and which buffers are the inputs and outputs. [`VulkanExecutable::new`] creates everything
+//! once: one device-local `VkBuffer` per program buffer (constants uploaded at creation), one compute pipeline per
+//! distinct module, descriptor sets, a host-visible staging buffer, and **one command buffer** recording the whole
+//! program — copies from the staging buffer into the inputs, the dispatches in order with a shader-write →
+//! shader-read barrier between each two, and copies from the outputs back into the staging buffer.
+//! [`VulkanExecutable::run`] checks the inputs, writes them into the staging buffer, submits that command buffer once
+//! and waits. Tensors stay on the device between kernels; only the program's inputs and outputs cross the bus.
+//!
+//! # Element layout
+//!
+//! f32, i32 and f64 are stored as themselves; **bool is stored as a 32-bit `0` / `1`** (the smallest type every
+//! Vulkan 1.1 device can load from a storage buffer without the 8-bit storage extension). f64 needs the device
+//! feature `shaderFloat64`; a program using f64 on a device without it fails at [`VulkanExecutable::new`] with
+//! [`VulkanError::Unsupported`].
+
+mod device;
+mod executable;
+
+pub use device::{devices, Device, DeviceInfo, DeviceKind};
+pub use executable::VulkanExecutable;
+
+use ash::vk;
+use kiln_ir::{DType, Tensor, TensorType};
+
+/// What can go wrong on the GPU path. The message of each names the thing concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum VulkanError {
+    /// No Vulkan loader (`libvulkan.so.1`) could be opened, or it lacks an entry point.
+    #[error("Vulkan is not available: {0}")]
+    NoLoader(String),
+    /// The loader works but offers no device able to run compute shaders (Vulkan ≥ 1.1 with a compute queue).
+    #[error("no Vulkan device: {0}")]
+    NoDevice(String),
+    /// A Vulkan call failed.
+    #[error("Vulkan call {call} failed: {result}")]
+    Call {
+        call: &'static str,
+        result: vk::Result,
+    },
+    /// The program needs something the device does not offer (f64 without `shaderFloat64`, a buffer larger than the
+    /// device allows, …).
+    #[error("unsupported on this device ({device}): {what}")]
+    Unsupported { device: String, what: String },
+    /// A malformed program description (a code generator bug).
+    #[error("invalid program `{program}`: {message}")]
+    InvalidProgram { program: String, message: String },
+    /// A run-time input does not match the program.
+    #[error("program `{program}`: {message}")]
+    Input { program: String, message: String },
+}
+
+/// Shorthand for mapping a failed `vk::Result` to [`VulkanError::Call`].
+pub(crate) fn call(call: &'static str) -> impl FnOnce(vk::Result) -> VulkanError {
+    move |result| VulkanError::Call { call, result }
+}
+
+/// One buffer of a program: a dense row-major tensor.
+#[derive(Clone, Debug)]
+pub struct BufferDesc {
+    /// For errors and debugging.
+    pub name: String,
+    pub ty: TensorType,
+    /// The contents of a constant buffer, uploaded once when the executable is created.
+    pub constant: Option<Tensor>,
+}
+
+/// One kernel: a SPIR-V compute shader (entry point `main`) and what it is dispatched with.
+#[derive(Clone, Debug)]
+pub struct DispatchDesc {
+    pub name: String,
+    /// The SPIR-V module's words.
+    pub spirv: Vec<u32>,
+    /// `bindings[i]` is the index (into [`ProgramDesc::buffers`]) of the buffer at descriptor set 0, binding `i`.
+    pub bindings: Vec<usize>,
+    /// Workgroup counts `x, y, z` (each at most the device's limit; 0 skips the dispatch).
+    pub groups: [u32; 3],
+    /// The module declares the `Float64` capability.
+    pub uses_f64: bool,
+    /// The module uses `SPV_KHR_float_controls` (`SignedZeroInfNanPreserve`).
+    pub uses_float_controls: bool,
+}
+
+/// A whole program: its buffers, its dispatches in order, and which buffers are its inputs and outputs.
+#[derive(Clone, Debug)]
+pub struct ProgramDesc {
+    pub name: String,
+    pub buffers: Vec<BufferDesc>,
+    pub dispatches: Vec<DispatchDesc>,
+    /// `(input name, buffer index)`, in the order [`VulkanExecutable::run`] takes tensors.
+    pub inputs: Vec<(String, usize)>,
+    /// `(output name, buffer index)`, in the order [`VulkanExecutable::run`] returns tensors.
+    pub outputs: Vec<(String, usize)>,
+}
+
+/// Bytes per element on the device (bool is a 32-bit word; see the module doc).
+pub fn element_bytes(dtype: DType) -> usize {
+    match dtype {
+        DType::F32 | DType::I32 | DType::Bool => 4,
+        DType::F64 => 8,
+    }
+}
+
+/// A tensor's elements in the device layout.
+fn to_device_bytes(t: &Tensor) -> Vec<u8> {
+    use kiln_ir::tensor::TensorData;
+    match t.data() {
+        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Bool(v) => v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect(),
+    }
+}
+
+/// A tensor of type `ty` read back from the device layout (`bytes` holds exactly its elements).
+fn from_device_bytes(ty: &TensorType, bytes: &[u8]) -> Tensor {
+    use kiln_ir::tensor::TensorData;
+    let words4 = || bytes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
+    let data = match ty.dtype {
+        DType::F32 => TensorData::F32(words4().map(f32::from_le_bytes).collect()),
+        DType::I32 => TensorData::I32(words4().map(i32::from_le_bytes).collect()),
+        DType::Bool => TensorData::Bool(words4().map(|w| u32::from_le_bytes(w) != 0).collect()),
+        DType::F64 => TensorData::F64(
+            bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+        ),
+    };
+    Tensor::new(ty.clone(), data).expect("the byte count matches the type")
+}
