@@ -121,11 +121,23 @@ fn random_tensor(ty: &TensorType, rng: &mut ChaCha8Rng) -> Tensor {
     Tensor::from_f64_values(ty.clone(), &values).unwrap()
 }
 
+/// Seeded inputs; 2-D parameters are scaled by 1/sqrt(fan_in) (PyTorch's init scale), so activations stay O(1) as in
+/// a real model. Unscaled N(0,1) weights make a 784-wide layer's outputs large sums of cancelling terms, where a GPU's
+/// different summation order and FMA contraction (seen on an NVIDIA H200: 5.7e-4 at 3.94) exceed any tolerance that
+/// is relative to the result.
 fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     graph
         .inputs()
-        .map(|i| random_tensor(i.ty, &mut rng))
+        .map(|i| {
+            let t = random_tensor(i.ty, &mut rng);
+            if i.role != kiln::Role::Param || i.ty.rank() != 2 || !i.ty.dtype.is_float() {
+                return t;
+            }
+            let scale = 1.0 / (i.ty.dims()[1] as f64).sqrt();
+            let scaled: Vec<f64> = t.to_f64_vec().iter().map(|v| v * scale).collect();
+            Tensor::from_f64_values(i.ty.clone(), &scaled).unwrap()
+        })
         .collect()
 }
 
