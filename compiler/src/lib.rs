@@ -5,6 +5,7 @@
 //! with SGD / Adam / AdamW updates).
 
 pub mod autodiff;
+pub mod backend;
 pub mod fusion;
 pub mod kernel;
 pub mod memory;

@@ -1,0 +1,2 @@
+pub mod jit;
+pub mod math;
