@@ -1,6 +1,48 @@
-//! `kiln-runtime`: where compiled kernels run.
+//! `kiln-runtime`: where compiled programs run, with no dependency on the compiler.
 //!
-//! Today this crate holds only the host-side tensor re-export; executables, the thread pool, GEMM and the Vulkan
-//! device arrive with the CPU and GPU backends (issues 5 and 6), and are deliberately absent until then.
+//! - [`buffer`]: 64-byte-aligned host buffers and their conversion from and to tensors.
+//! - [`executable`]: [`Executable`], native kernels with the layout of their buffers (inputs read in place,
+//!   constants, a per-run arena planned by the compiler, outputs) and the input/output signature; `run` checks the
+//!   inputs against the signature and never lets a wrong tensor reach a kernel.
+//! - [`pool`]: each kernel's parallel range split into fixed chunks across threads; results don't depend on the
+//!   thread count.
+//! - [`gemm`]: the matrix products of matmul kernels (`matrixmultiply` for floats).
+//! - [`session`]: [`Session`], a training loop's resident parameters and optimizer state, updated in place.
+//!
+//! Every `unsafe` block is at the native-code boundary: calling a kernel, or the GEMM on raw buffers.
 
+pub mod buffer;
+pub mod executable;
+pub mod gemm;
+pub mod pool;
+pub mod session;
+
+pub use executable::{
+    BufferSpec, Executable, InputSpec, KernelFn, Layout, OutputSpec, Place, Step,
+};
+pub use gemm::{Gemm, MatrixOperand};
 pub use kiln_ir::tensor::{Tensor, TensorData};
+pub use session::Session;
+
+use kiln_ir::TensorType;
+
+/// Why a program could not be run (or assembled).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    #[error("program `{program}` takes {expected} input(s), got {got}")]
+    InputCount {
+        program: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("input `{name}` must be {expected}, got {got}")]
+    Input {
+        name: String,
+        expected: TensorType,
+        got: TensorType,
+    },
+    #[error("no value for input `{0}`")]
+    MissingInput(String),
+    #[error("kernel `{kernel}`: {problem}")]
+    BadKernel { kernel: String, problem: String },
+}
