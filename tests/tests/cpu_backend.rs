@@ -6,7 +6,7 @@
 //! equal); integers and bools exactly. The transcendental functions are the interpreter's own, and the GEMM sums in
 //! another order than the interpreter's dot products, hence the relative term.
 
-use kiln::ir::{interp, Builder, DType, Graph, Role, Tensor, TensorType};
+use kiln::ir::{interp, DType, Graph, Role, Tensor};
 use kiln::zoo;
 use kiln::{grad, training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
 use kiln_tests::fd::{random_tensor, rng};
@@ -147,4 +147,188 @@ fn every_zoo_graph_matches_the_interpreter() {
             assert_cpu_matches_interpreter(&graph, 3, optimize);
         }
     }
+}
+
+// ---- differential: random graphs ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Random graphs of every op and dtype (special floats included), optimized and not.
+    #[test]
+    fn random_graphs_match_the_interpreter(graph in arb_graph(), seed in 0u64..4) {
+        assert_cpu_matches_interpreter(&graph, seed, seed % 2 == 0);
+    }
+}
+
+// ---- training through a session ----
+
+fn mlp_step(optimizer: &Optimizer, batch: usize) -> Graph {
+    let model = zoo::mlp(
+        "mlp_small",
+        &[16, 32, 8],
+        batch,
+        zoo::Activation::Relu,
+        zoo::Loss::CrossEntropy,
+        DType::F32,
+    )
+    .unwrap();
+    let params = kiln::autodiff::param_names(&model);
+    let names: Vec<&str> = params.iter().map(String::as_str).collect();
+    training_step(&model, "loss", &names, optimizer).unwrap()
+}
+
+/// A session's steps follow the interpreter's training loop (`step_on_interpreter`), parameter by parameter.
+#[test]
+fn session_training_matches_the_interpreter() {
+    for optimizer in [
+        Optimizer::Sgd(Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            ..Sgd::default()
+        }),
+        Optimizer::Adam(Adam::default()),
+    ] {
+        let step = mlp_step(&optimizer, 8);
+        let inputs = random_inputs(&step, 11);
+        let mut values: HashMap<String, Tensor> = step
+            .inputs()
+            .zip(&inputs)
+            .map(|(i, t)| (i.name.to_string(), t.clone()))
+            .collect();
+        let resident: HashMap<String, Tensor> = step
+            .inputs()
+            .filter(|i| i.role != Role::Data)
+            .map(|i| (i.name.to_string(), values[i.name].clone()))
+            .collect();
+        let exe = kiln::compile(&step, &options(2)).unwrap();
+        let mut session = Session::new(exe, &resident).unwrap();
+        assert_eq!(session.data_input_names(), ["x", "y"]);
+        let data = [values["x"].clone(), values["y"].clone()];
+        for k in 0..5 {
+            let expected = kiln::step_on_interpreter(&step, &mut values).unwrap();
+            let loss = session.step(&data).unwrap();
+            assert!(close(loss, expected), "step {k}: loss {loss} vs {expected}");
+        }
+        for (name, expected) in &values {
+            if let Some(got) = session.get(name) {
+                let (g, e) = (got.to_f64_vec(), expected.to_f64_vec());
+                for (i, (a, b)) in g.iter().zip(&e).enumerate() {
+                    assert!(close(*a, *b), "{name}[{i}] after 5 steps: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+/// The golden cases trained through a session follow the reference trajectories (tolerances of
+/// `golden_autodiff.rs`: f32 losses rtol 1e-5, parameters atol 1e-6 + rtol 1e-4; f64 1e-9).
+#[test]
+fn golden_trajectories_through_a_session() {
+    use kiln_tests::golden;
+    let cases = golden::load_all().unwrap();
+    assert!(cases.len() >= 7);
+    for case in cases {
+        for (dtype, loss_rtol, atol, rtol) in
+            [(DType::F32, 1e-5, 1e-6, 1e-4), (DType::F64, 1e-9, 1e-12, 1e-9)]
+        {
+            let model = case.graph(dtype).unwrap();
+            let params = kiln::autodiff::param_names(&model);
+            let names: Vec<&str> = params.iter().map(String::as_str).collect();
+            let step = training_step(&model, "loss", &names, &case.trajectory.optimizer).unwrap();
+            let named = case.named_inputs(dtype);
+            let exe = kiln::compile(&step, &options(2)).unwrap();
+            let mut session = Session::new(exe, &named).unwrap();
+            let data: Vec<Tensor> = session
+                .data_input_names()
+                .iter()
+                .map(|n| named[*n].clone())
+                .collect();
+            let what = format!("{} ({dtype})", case.name);
+            for (k, &expected) in case.trajectory.losses_before_each_step.iter().enumerate() {
+                let loss = session.step(&data).unwrap();
+                let rel = (loss - expected).abs() / expected.abs().max(f64::MIN_POSITIVE);
+                assert!(rel <= loss_rtol, "{what} step {k}: loss {loss} vs {expected}");
+            }
+            for (param, expected) in &case.trajectory.params_after {
+                let got = session.get(param).unwrap().to_f64_vec();
+                for (i, (a, b)) in got.iter().zip(expected.to_f64_vec()).enumerate() {
+                    assert!(
+                        (a - b).abs() <= atol + rtol * b.abs(),
+                        "{what} {param}[{i}] after: {a:e} vs {b:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---- threads ----
+
+fn bits(tensors: &[Tensor]) -> Vec<Vec<u64>> {
+    tensors
+        .iter()
+        .map(|t| t.to_f64_vec().iter().map(|x| x.to_bits()).collect())
+        .collect()
+}
+
+/// Each point's result doesn't depend on how the parallel range is split, so any thread count gives the same bits.
+#[test]
+fn outputs_are_bit_identical_for_any_thread_count() {
+    for graph in zoo_graphs() {
+        let inputs = random_inputs(&graph, 5);
+        let reference = bits(&kiln::compile(&graph, &options(1)).unwrap().run(&inputs).unwrap());
+        for threads in [2, 3] {
+            let got = kiln::compile(&graph, &options(threads))
+                .unwrap()
+                .run(&inputs)
+                .unwrap();
+            assert_eq!(bits(&got), reference, "{} on {threads} threads", graph.name);
+        }
+    }
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn an_executable_runs_from_four_threads_at_once() {
+    assert_send_sync::<Executable>();
+    let graph = mlp_step(&Optimizer::Adam(Adam::default()), 32);
+    let exe = Arc::new(kiln::compile(&graph, &options(2)).unwrap());
+    let inputs = Arc::new(random_inputs(&graph, 9));
+    let reference = bits(&exe.run(&inputs).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (exe, inputs) = (Arc::clone(&exe), Arc::clone(&inputs));
+            std::thread::spawn(move || (0..20).map(|_| bits(&exe.run(&inputs).unwrap())).collect::<Vec<_>>())
+        })
+        .collect();
+    for h in handles {
+        for got in h.join().unwrap() {
+            assert_eq!(got, reference);
+        }
+    }
+}
+
+// ---- errors ----
+
+#[test]
+fn wrong_inputs_are_errors_naming_the_input() {
+    let graph = zoo::twolayer().unwrap();
+    let exe = kiln::compile(&graph, &options(1)).unwrap();
+    let inputs = random_inputs(&graph, 1);
+    let err = exe.run(&inputs[1..]).unwrap_err().to_string();
+    assert!(err.contains(&format!("takes {} input(s), got {}", inputs.len(), inputs.len() - 1)), "{err}");
+
+    let first = graph.inputs().next().unwrap();
+    let mut wrong_dtype = inputs.clone();
+    wrong_dtype[0] = wrong_dtype[0].cast(DType::F64);
+    let err = exe.run(&wrong_dtype).unwrap_err().to_string();
+    assert!(err.contains(&format!("input `{}`", first.name)) && err.contains("f64"), "{err}");
+
+    let mut wrong_shape = inputs.clone();
+    let n = wrong_shape[0].numel();
+    wrong_shape[0] = Tensor::from_f32(&[n], vec![0.0; n]).unwrap();
+    let err = exe.run(&wrong_shape).unwrap_err().to_string();
+    assert!(err.contains(&format!("input `{}` must be {}", first.name, first.ty)), "{err}");
 }
