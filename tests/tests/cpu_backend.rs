@@ -10,7 +10,7 @@ use kiln::ir::{interp, DType, Graph, Role, Tensor};
 use kiln::zoo;
 use kiln::{grad, training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
 use kiln_tests::fd::{random_tensor, rng};
-use kiln_tests::graph_gen::arb_graph;
+use kiln_tests::graph_gen::{arb_graph, arb_graph_with, GenConfig};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -158,6 +158,21 @@ proptest! {
     #[test]
     fn random_graphs_match_the_interpreter(graph in arb_graph(), seed in 0u64..4) {
         assert_cpu_matches_interpreter(&graph, seed, seed % 2 == 0);
+    }
+
+    /// Wider rows, so that the f32x4 loops run, with scalar tails and chunks starting mid-row (3 threads).
+    #[test]
+    fn random_wide_graphs_match_the_interpreter(graph in arb_graph_with(GenConfig {
+        max_dim: 11,
+        max_rank: 2,
+        ..GenConfig::all_ops()
+    }), seed in 0u64..4) {
+        let exe = assert_cpu_matches_interpreter(&graph, seed, seed % 2 == 0);
+        let inputs = random_inputs(&graph, seed);
+        let serial = kiln::compile(&graph, &options(1)).unwrap().run(&inputs).unwrap();
+        let mut exe = exe;
+        exe.set_threads(3);
+        prop_assert_eq!(bits(&exe.run(&inputs).unwrap()), bits(&serial));
     }
 }
 

@@ -150,9 +150,15 @@ fn build(
     let mut e = Emitter::new(b, program, kernel, types, ptr, table);
     let exit = e.b.create_block();
     let parallel = kernel.parallel();
+    // Loops of extent 1 don't change the flattened point index; their variable is 0 throughout.
+    let active: Vec<Loop> = parallel.iter().filter(|l| l.extent > 1).copied().collect();
+    for l in parallel.iter().filter(|l| l.extent == 1) {
+        let zero = e.b.ins().iconst(ptr, 0);
+        e.set_var(l.var, zero);
+    }
     if parallel.iter().any(|l| l.extent == 0) {
         e.b.ins().jump(exit, &[]);
-    } else if parallel.is_empty() {
+    } else if active.is_empty() {
         let body = e.b.create_block();
         let any = e.b.ins().icmp(IntCC::UnsignedLessThan, start, end);
         e.b.ins().brif(any, body, &[], exit, &[]);
@@ -160,7 +166,7 @@ fn build(
         e.block(kernel.body());
         e.b.ins().jump(exit, &[]);
     } else {
-        e.parallel_loops(parallel, start, end, exit, vectorize);
+        e.parallel_loops(&active, start, end, exit, vectorize);
     }
     e.b.switch_to_block(exit);
     e.b.ins().return_(&[]);
@@ -297,7 +303,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let j0 = self.b.use_var(j0_var);
         self.set_var(inner.var, j0);
         if let Some(plan) = vectorize {
-            self.vector_loop(plan, inner.var, jend, scalar_check);
+            self.vector_loop(plan, jend, scalar_check);
         } else {
             self.b.ins().jump(scalar_check, &[]);
         }

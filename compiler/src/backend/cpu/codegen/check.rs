@@ -4,7 +4,7 @@
 
 use crate::backend::BackendError;
 use crate::kernel::{Block, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, ScalarOp, Var};
-use kiln_ir::{BinaryOp, CmpDir, DType};
+use kiln_ir::{CmpDir, DType};
 use std::collections::HashMap;
 
 /// The dtype of every value of a checked kernel, by `ValueId` index.
@@ -226,13 +226,4 @@ impl Checker<'_> {
             }
         }
     }
-}
-
-/// Whether `op` is one the generated code computes by calling back into Rust (transcendentals and `pow`).
-pub(super) fn is_callout(op: &ScalarOp) -> bool {
-    use kiln_ir::UnaryOp::*;
-    matches!(
-        op,
-        ScalarOp::Unary(Exp | Log | Tanh | Logistic, _) | ScalarOp::Binary(BinaryOp::Pow, _, _)
-    )
 }
