@@ -6,7 +6,7 @@
 //! equal); integers and bools exactly. The transcendental functions are the interpreter's own, and the GEMM sums in
 //! another order than the interpreter's dot products, hence the relative term.
 
-use kiln::ir::{interp, DType, Graph, Role, Tensor};
+use kiln::ir::{interp, Builder, DType, Graph, Role, Tensor, TensorType};
 use kiln::zoo;
 use kiln::{grad, training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
 use kiln_tests::fd::{random_tensor, rng};
@@ -346,4 +346,81 @@ fn wrong_inputs_are_errors_naming_the_input() {
     wrong_shape[0] = Tensor::from_f32(&[n], vec![0.0; n]).unwrap();
     let err = exe.run(&wrong_shape).unwrap_err().to_string();
     assert!(err.contains(&format!("input `{}` must be {}", first.name, first.ty)), "{err}");
+}
+
+// ---- CLIF snapshots ----
+
+/// The CLIF of the first kernel of `graph` (optimized and lowered) that stores to a buffer named `stores`.
+fn clif_of_kernel_storing(graph: &Graph, stores: &str) -> String {
+    let optimized = kiln::optimize(graph).unwrap();
+    let program = kiln::fusion::lower(&optimized).unwrap();
+    let k = program
+        .kernels
+        .iter()
+        .position(|k| {
+            k.writes()
+                .iter()
+                .any(|b| program.buffers[b.index()].name == stores)
+        })
+        .unwrap_or_else(|| panic!("no kernel stores `{stores}`\n{}", kiln::kernel::print(&program)));
+    let kernel_ir = kiln::kernel::print(&program);
+    let header = kernel_ir
+        .split("\n\n")
+        .find(|section| section.starts_with(&format!("kernel k{k} ")))
+        .unwrap_or_default();
+    let clif = kiln::backend::cpu::codegen::clif_text(&program, k).unwrap();
+    format!("{header}\n\n{clif}")
+}
+
+/// `tanh(x · s + b)` with `b` broadcast along rows: one f32x4 loop (b and s loaded per row and splatted, x stride 1,
+/// tanh once per lane), then the scalar tail.
+#[test]
+fn clif_fused_elementwise_chain() {
+    let mut b = Builder::new("chain");
+    let x = b.data("x", TensorType::f32(&[8, 18])).unwrap();
+    let s = b.param("s", TensorType::f32(&[8, 1])).unwrap();
+    let bias = b.param("b", TensorType::f32(&[18])).unwrap();
+    let xs = b.mul(x, s).unwrap();
+    let h = b.add(xs, bias).unwrap();
+    let y = b.tanh(h).unwrap();
+    b.output("y", y).unwrap();
+    insta::assert_snapshot!("clif__fused_elementwise_chain", clif_of_kernel_storing(&b.finish(), "y"));
+}
+
+/// Row softmax: one point per row; `reduce.max`, `reduce.sum` of `exp` and the `for` writing the row are bottom-tested
+/// loops with the accumulators in block parameters.
+#[test]
+fn clif_row_softmax() {
+    let mut b = Builder::new("softmax");
+    let x = b.data("x", TensorType::f32(&[4, 10])).unwrap();
+    let y = b.softmax(x, -1).unwrap();
+    b.output("y", y).unwrap();
+    insta::assert_snapshot!("clif__row_softmax", clif_of_kernel_storing(&b.finish(), "y"));
+}
+
+/// `relu(x Wᵀ + b)`: the epilogue reads the GEMM's product from the scratch (table slot past the last buffer),
+/// adds the bias and stores both the activation and the ReLU mask the backward pass would read.
+#[test]
+fn clif_matmul_epilogue() {
+    let model = zoo::mlp(
+        "linear_relu",
+        &[16, 32, 8],
+        8,
+        zoo::Activation::Relu,
+        zoo::Loss::Mse,
+        DType::F32,
+    )
+    .unwrap();
+    insta::assert_snapshot!("clif__matmul_epilogue", clif_of_kernel_storing(&model, "h0"));
+}
+
+/// The Adam update of a bias, fused with the column sum that is its gradient: the moments and the parameter are
+/// read and written in place.
+#[test]
+fn clif_adam_update() {
+    let model = zoo::twolayer().unwrap();
+    let params = kiln::autodiff::param_names(&model);
+    let names: Vec<&str> = params.iter().map(String::as_str).collect();
+    let step = training_step(&model, "loss", &names, &Optimizer::Adam(Adam::default())).unwrap();
+    insta::assert_snapshot!("clif__adam_update", clif_of_kernel_storing(&step, "new.l0.bias"));
 }

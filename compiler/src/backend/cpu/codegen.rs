@@ -50,7 +50,7 @@ use crate::kernel::{
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, AbiParam, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, UserFuncName,
+    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, UserFuncName,
     Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -91,7 +91,7 @@ pub fn compile_kernel(
     let vectorize = vector::plan(program, kernel, &types);
     let name = format!("k{index}_{}", sanitize(kernel.name()));
     let func = jit.compile_function(&name, sig, |b| {
-        build(b, program, kernel, &types, ptr, vectorize.as_ref())
+        build(b, program, kernel, &types, ptr, vectorize.as_ref(), false)
     })?;
     Ok(KernelCode {
         func: Some(func),
@@ -99,7 +99,8 @@ pub fn compile_kernel(
     })
 }
 
-/// The CLIF text of kernel `index`, as built (before Cranelift optimizes it).
+/// The CLIF text of kernel `index`, as built (before Cranelift optimizes it). Calls into Rust name their function
+/// (`func_addr %exp_f32`) where the compiled code has its address as a constant.
 pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
     let jit = JitModule::new()?;
     let kernel = &program.kernels[index];
@@ -110,7 +111,7 @@ pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, Backen
     let mut ctx = FunctionBuilderContext::new();
     let vectorize = vector::plan(program, kernel, &types);
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    build(&mut b, program, kernel, &types, ptr, vectorize.as_ref());
+    build(&mut b, program, kernel, &types, ptr, vectorize.as_ref(), true);
     b.seal_all_blocks();
     b.finalize(jit.isa().frontend_config());
     Ok(format!("; kernel k{index} {}\n{}", kernel.name(), func.display()))
@@ -140,6 +141,7 @@ fn build(
     types: &check::ValueTypes,
     ptr: Type,
     vectorize: Option<&vector::Plan>,
+    symbolic: bool,
 ) {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -148,6 +150,7 @@ fn build(
         unreachable!("the kernel signature has three parameters")
     };
     let mut e = Emitter::new(b, program, kernel, types, ptr, table);
+    e.symbolic = symbolic;
     let exit = e.b.create_block();
     let parallel = kernel.parallel();
     // Loops of extent 1 don't change the flattened point index; their variable is 0 throughout.
@@ -184,6 +187,9 @@ struct Emitter<'a, 'b> {
     vars: HashMap<Var, Variable>,
     values: Vec<Option<Value>>,
     sigs: HashMap<(Type, usize), SigRef>,
+    /// Call Rust functions by name rather than address (for the CLIF text: deterministic and readable).
+    symbolic: bool,
+    funcs: HashMap<&'static str, FuncRef>,
 }
 
 /// Memory flags of element accesses: in bounds (checked) and naturally aligned.
@@ -228,6 +234,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             vars: HashMap::new(),
             values: vec![None; types.len()],
             sigs: HashMap::new(),
+            symbolic: false,
+            funcs: HashMap::new(),
         }
     }
 
@@ -286,9 +294,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(row_block);
         let row = self.b.use_var(row_var);
         let mut rest = row;
-        for l in outer.iter().rev() {
-            let v = if l.extent == 1 {
-                self.b.ins().iconst(types::I64, 0)
+        for (k, l) in outer.iter().enumerate().rev() {
+            // The outermost variable is what is left (the range ends within it).
+            let v = if k == 0 {
+                rest
             } else {
                 let v = self.b.ins().urem_imm_u(rest, l.extent as i64);
                 rest = self.b.ins().udiv_imm_u(rest, l.extent as i64);
@@ -427,7 +436,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// `offset + Σ stride·var`, as a pointer-sized integer.
     fn index(&mut self, index: &IndexExpr) -> Value {
-        let mut sum = self.b.ins().iconst(self.ptr, index.offset as i64);
+        let mut sum = None;
         for &(v, stride) in &index.terms {
             let x = self.get_var(v);
             let term = if stride == 1 {
@@ -435,9 +444,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
             } else {
                 self.b.ins().imul_imm_s(x, stride as i64)
             };
-            sum = self.b.ins().iadd(sum, term);
+            sum = Some(match sum {
+                None => term,
+                Some(s) => self.b.ins().iadd(s, term),
+            });
         }
-        sum
+        match sum {
+            None => self.b.ins().iconst(self.ptr, index.offset as i64),
+            Some(s) if index.offset == 0 => s,
+            Some(s) => self.b.ins().iadd_imm_s(s, index.offset as i64),
+        }
     }
 
     fn address(&mut self, buffer: BufferId, index: &IndexExpr) -> Value {
@@ -476,8 +492,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
-    fn call(&mut self, address: usize, ty: Type, args: &[Value]) -> Value {
-        let arity = args.len();
+    fn call(&mut self, f: &callout::Callout, args: &[Value]) -> Value {
+        let (ty, arity) = (f.ty, args.len());
         let sig = match self.sigs.get(&(ty, arity)) {
             Some(&s) => s,
             None => {
@@ -489,7 +505,24 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 s
             }
         };
-        let callee = self.b.ins().iconst(self.ptr, address as i64);
+        let callee = if self.symbolic {
+            let func = match self.funcs.get(f.name) {
+                Some(&func) => func,
+                None => {
+                    let func = self.b.import_function(ExtFuncData {
+                        name: ExternalName::testcase(f.name),
+                        signature: sig,
+                        colocated: false,
+                        patchable: false,
+                    });
+                    self.funcs.insert(f.name, func);
+                    func
+                }
+            };
+            self.b.ins().func_addr(self.ptr, func)
+        } else {
+            self.b.ins().iconst(self.ptr, f.address as i64)
+        };
         let call = self.b.ins().call_indirect(sig, callee, args);
         self.b.inst_results(call)[0]
     }
@@ -555,7 +588,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
                 UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic => {
                     let f = callout::unary(op, dtype).expect("every float transcendental");
-                    self.call(f.address, f.ty, &[x])
+                    self.call(&f, &[x])
                 }
             },
             DType::I32 => match op {
@@ -571,7 +604,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         if op == BinaryOp::Pow {
             let f = callout::pow(dtype).expect("checked: no pow on bool");
             debug_assert_eq!(f.arity, 2);
-            return self.call(f.address, f.ty, &[x, y]);
+            return self.call(&f, &[x, y]);
         }
         if dtype.is_float() {
             return match op {

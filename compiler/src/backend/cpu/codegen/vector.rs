@@ -197,7 +197,7 @@ impl Emitter<'_, '_> {
                     }
                     (_, UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic) => {
                         let f = callout::unary(*u, dtype).expect("every f32 transcendental");
-                        self.per_lane(f.address, &[x])
+                        self.per_lane(&f, &[x])
                     }
                 }
             }
@@ -232,7 +232,7 @@ impl Emitter<'_, '_> {
                     BinaryOp::Min => self.b.ins().fmin(x, y),
                     BinaryOp::Pow => {
                         let f = callout::pow(DType::F32).expect("f32 pow");
-                        self.per_lane(f.address, &[x, y])
+                        self.per_lane(&f, &[x, y])
                     }
                 }
             }
@@ -294,15 +294,15 @@ impl Emitter<'_, '_> {
         mask.expect("four lanes")
     }
 
-    /// Calls the scalar f32 function at `address` on each lane of `args`.
-    fn per_lane(&mut self, address: usize, args: &[Value]) -> Value {
+    /// Calls the scalar f32 function `f` on each lane of `args`.
+    fn per_lane(&mut self, f: &callout::Callout, args: &[Value]) -> Value {
         let mut result = None;
         for lane in 0..LANES as u8 {
             let lane_args: Vec<Value> = args
                 .iter()
                 .map(|&a| self.b.ins().extractlane(a, lane))
                 .collect();
-            let y = self.call(address, types::F32, &lane_args);
+            let y = self.call(f, &lane_args);
             result = Some(match result {
                 None => self.b.ins().splat(types::F32X4, y),
                 Some(v) => self.b.ins().insertlane(v, y, lane),
