@@ -16,9 +16,14 @@ use std::sync::Barrier;
 /// one costs nothing next to running it.
 const CHUNKS_PER_THREAD: u64 = 4;
 
+/// The fewest points worth handing to another thread: below this, waking one costs more than the points.
+const MIN_CHUNK: u64 = 1024;
+
 /// Points per chunk of a kernel with `points` points on `threads` threads.
 pub fn chunk_size(points: u64, threads: usize) -> u64 {
-    points.div_ceil(threads as u64 * CHUNKS_PER_THREAD).max(1)
+    points
+        .div_ceil(threads as u64 * CHUNKS_PER_THREAD)
+        .max(MIN_CHUNK)
 }
 
 /// The buffer table, shared by the threads of one run.
@@ -105,13 +110,12 @@ fn call(entry: KernelFn, table: &Table, start: u64, end: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_size;
+    use super::{chunk_size, MIN_CHUNK};
 
     #[test]
     fn chunks_cover_the_range() {
-        assert_eq!(chunk_size(0, 4), 1);
-        assert_eq!(chunk_size(1, 1), 1);
-        assert_eq!(chunk_size(1000, 2), 125);
-        assert_eq!(chunk_size(7, 3), 1);
+        assert_eq!(chunk_size(0, 4), MIN_CHUNK);
+        assert_eq!(chunk_size(1000, 2), MIN_CHUNK);
+        assert_eq!(chunk_size(100_000, 2), 12_500);
     }
 }
