@@ -16,7 +16,10 @@ fn main() -> Result<(), kiln::Error> {
     let s = b.sum_all(y)?;
     b.output("s", s)?;
     let graph = b.finish();
-    let inputs = [Tensor::from_f32(&[4, 8], (0..32).map(|i| i as f32 / 32.0).collect())?];
+    let inputs = [Tensor::from_f32(
+        &[4, 8],
+        (0..32).map(|i| i as f32 / 32.0).collect(),
+    )?];
     let options = kiln::Options {
         threads: 1,
         ..kiln::Options::default()

@@ -66,13 +66,7 @@ pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
     let plan = crate::memory::plan(&program);
     let roles: Vec<Role> = graph.inputs().map(|i| i.role).collect();
     match options.target {
-        Target::Cpu => Ok(assemble(
-            &program,
-            &plan,
-            &roles,
-            options.threads,
-            started,
-        )?),
+        Target::Cpu => Ok(assemble(&program, &plan, &roles, options.threads, started)?),
     }
 }
 
@@ -88,7 +82,11 @@ impl CompileCache {
     }
 
     /// The executable of `graph` under `options`, compiled on first use.
-    pub fn get_or_compile(&self, graph: &Graph, options: &Options) -> Result<Arc<Executable>, Error> {
+    pub fn get_or_compile(
+        &self,
+        graph: &Graph,
+        options: &Options,
+    ) -> Result<Arc<Executable>, Error> {
         let key = cache_key(graph, options);
         if let Some(exe) = self.lock().get(&key) {
             return Ok(Arc::clone(exe));

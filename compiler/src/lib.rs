@@ -17,9 +17,9 @@ pub mod zoo;
 
 pub use autodiff::{grad, GradGraph};
 pub use compile::{compile, CompileCache, Error, Options, Target};
-pub use kiln_runtime::{Executable, RunError, Session};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
+pub use kiln_runtime::{Executable, RunError, Session};
 pub use passes::optimize;
 pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};
 

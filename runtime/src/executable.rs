@@ -211,8 +211,8 @@ impl Executable {
             if tensor.ty() != &spec.ty {
                 return Err(RunError::Input {
                     name: spec.name.clone(),
-                    expected: spec.ty.clone(),
-                    got: tensor.ty().clone(),
+                    expected: spec.ty.to_string(),
+                    got: tensor.ty().to_string(),
                 });
             }
         }
@@ -226,7 +226,9 @@ impl Executable {
         let mut own: Vec<Option<HostBuffer>> = vec![None; self.layout.buffers.len()];
         for (b, spec) in self.layout.buffers.iter().enumerate() {
             own[b] = match spec.place {
-                Place::Output | Place::CopyBack { .. } => Some(HostBuffer::zeroed(spec.ty.size_bytes())),
+                Place::Output | Place::CopyBack { .. } => {
+                    Some(HostBuffer::zeroed(spec.ty.size_bytes()))
+                }
                 // A plain run never changes its inputs: the in-place output starts as a copy of the input.
                 Place::InPlace { input } => Some(HostBuffer::from_tensor(&inputs[input])),
                 _ => None,
@@ -304,19 +306,26 @@ fn check_gemm(layout: &Layout, name: &str, gemm: &Gemm) -> Result<(), RunError> 
         kernel: name.to_string(),
         problem,
     };
-    for (what, view, rows, cols) in [("a", &gemm.a, gemm.m, gemm.k), ("b", &gemm.b, gemm.k, gemm.n)] {
+    for (what, view, rows, cols) in [
+        ("a", &gemm.a, gemm.m, gemm.k),
+        ("b", &gemm.b, gemm.k, gemm.n),
+    ] {
         if view.buffer >= layout.buffers.len() {
             return Err(bad(format!("operand {what} has no buffer")));
         }
         if let Some(max) = view.max_index(&gemm.batch, rows, cols) {
             if max >= elems(view.buffer) {
-                return Err(bad(format!("operand {what} reaches element {max}, past its buffer")));
+                return Err(bad(format!(
+                    "operand {what} reaches element {max}, past its buffer"
+                )));
             }
         }
     }
     let result = gemm.batch_count() * gemm.m * gemm.n;
     if gemm.out > layout.scratch_slot() || result > elems(gemm.out) {
-        return Err(bad(format!("the {result}-element product does not fit its destination")));
+        return Err(bad(format!(
+            "the {result}-element product does not fit its destination"
+        )));
     }
     Ok(())
 }

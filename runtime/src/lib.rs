@@ -24,8 +24,6 @@ pub use gemm::{Gemm, MatrixOperand};
 pub use kiln_ir::tensor::{Tensor, TensorData};
 pub use session::Session;
 
-use kiln_ir::TensorType;
-
 /// Why a program could not be run (or assembled).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RunError {
@@ -35,11 +33,12 @@ pub enum RunError {
         expected: usize,
         got: usize,
     },
+    /// The types are rendered (`f32[4,3]`), which keeps the error small.
     #[error("input `{name}` must be {expected}, got {got}")]
     Input {
         name: String,
-        expected: TensorType,
-        got: TensorType,
+        expected: String,
+        got: String,
     },
     #[error("no value for input `{0}`")]
     MissingInput(String),

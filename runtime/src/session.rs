@@ -43,8 +43,8 @@ impl Session {
                 Some(t) => {
                     return Err(RunError::Input {
                         name: spec.name.clone(),
-                        expected: spec.ty.clone(),
-                        got: t.ty().clone(),
+                        expected: spec.ty.to_string(),
+                        got: t.ty().to_string(),
                     })
                 }
                 None if spec.role == Role::State => HostBuffer::zeroed(spec.ty.size_bytes()),
@@ -59,7 +59,9 @@ impl Session {
             .buffers
             .iter()
             .map(|b| match b.place {
-                Place::Output | Place::CopyBack { .. } => Some(HostBuffer::zeroed(b.ty.size_bytes())),
+                Place::Output | Place::CopyBack { .. } => {
+                    Some(HostBuffer::zeroed(b.ty.size_bytes()))
+                }
                 _ => None,
             })
             .collect();
@@ -78,7 +80,10 @@ impl Session {
     /// The names of the inputs [`Session::step`] takes, in order.
     pub fn data_input_names(&self) -> Vec<&str> {
         let inputs = &self.exe.layout().inputs;
-        self.data_inputs.iter().map(|&i| inputs[i].name.as_str()).collect()
+        self.data_inputs
+            .iter()
+            .map(|&i| inputs[i].name.as_str())
+            .collect()
     }
 
     /// Runs one step on `data` (the non-resident inputs, in input order) and returns the `loss` output (NaN if the
@@ -159,8 +164,8 @@ impl Session {
         if value.ty() != &inputs[i].ty {
             return Err(RunError::Input {
                 name: name.to_string(),
-                expected: inputs[i].ty.clone(),
-                got: value.ty().clone(),
+                expected: inputs[i].ty.to_string(),
+                got: value.ty().to_string(),
             });
         }
         if let Some(storage) = &mut self.resident[i] {
@@ -197,7 +202,12 @@ impl Session {
 
     /// The value of the output `name` after the last step.
     pub fn output(&self, name: &str, data: &[Tensor]) -> Option<Tensor> {
-        let o = self.exe.layout().outputs.iter().position(|s| s.name == name)?;
+        let o = self
+            .exe
+            .layout()
+            .outputs
+            .iter()
+            .position(|s| s.name == name)?;
         Some(self.output_tensor(data, o))
     }
 

@@ -244,9 +244,10 @@ fn golden_trajectories_through_a_session() {
     let cases = golden::load_all().unwrap();
     assert!(cases.len() >= 7);
     for case in cases {
-        for (dtype, loss_rtol, atol, rtol) in
-            [(DType::F32, 1e-5, 1e-6, 1e-4), (DType::F64, 1e-9, 1e-12, 1e-9)]
-        {
+        for (dtype, loss_rtol, atol, rtol) in [
+            (DType::F32, 1e-5, 1e-6, 1e-4),
+            (DType::F64, 1e-9, 1e-12, 1e-9),
+        ] {
             let model = case.graph(dtype).unwrap();
             let params = kiln::autodiff::param_names(&model);
             let names: Vec<&str> = params.iter().map(String::as_str).collect();
@@ -263,7 +264,10 @@ fn golden_trajectories_through_a_session() {
             for (k, &expected) in case.trajectory.losses_before_each_step.iter().enumerate() {
                 let loss = session.step(&data).unwrap();
                 let rel = (loss - expected).abs() / expected.abs().max(f64::MIN_POSITIVE);
-                assert!(rel <= loss_rtol, "{what} step {k}: loss {loss} vs {expected}");
+                assert!(
+                    rel <= loss_rtol,
+                    "{what} step {k}: loss {loss} vs {expected}"
+                );
             }
             for (param, expected) in &case.trajectory.params_after {
                 let got = session.get(param).unwrap().to_f64_vec();
@@ -292,7 +296,12 @@ fn bits(tensors: &[Tensor]) -> Vec<Vec<u64>> {
 fn outputs_are_bit_identical_for_any_thread_count() {
     for graph in zoo_graphs() {
         let inputs = random_inputs(&graph, 5);
-        let reference = bits(&kiln::compile(&graph, &options(1)).unwrap().run(&inputs).unwrap());
+        let reference = bits(
+            &kiln::compile(&graph, &options(1))
+                .unwrap()
+                .run(&inputs)
+                .unwrap(),
+        );
         for threads in [2, 3] {
             let got = kiln::compile(&graph, &options(threads))
                 .unwrap()
@@ -315,7 +324,11 @@ fn an_executable_runs_from_four_threads_at_once() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (exe, inputs) = (Arc::clone(&exe), Arc::clone(&inputs));
-            std::thread::spawn(move || (0..20).map(|_| bits(&exe.run(&inputs).unwrap())).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|_| bits(&exe.run(&inputs).unwrap()))
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
     for h in handles {
@@ -333,19 +346,32 @@ fn wrong_inputs_are_errors_naming_the_input() {
     let exe = kiln::compile(&graph, &options(1)).unwrap();
     let inputs = random_inputs(&graph, 1);
     let err = exe.run(&inputs[1..]).unwrap_err().to_string();
-    assert!(err.contains(&format!("takes {} input(s), got {}", inputs.len(), inputs.len() - 1)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "takes {} input(s), got {}",
+            inputs.len(),
+            inputs.len() - 1
+        )),
+        "{err}"
+    );
 
     let first = graph.inputs().next().unwrap();
     let mut wrong_dtype = inputs.clone();
     wrong_dtype[0] = wrong_dtype[0].cast(DType::F64);
     let err = exe.run(&wrong_dtype).unwrap_err().to_string();
-    assert!(err.contains(&format!("input `{}`", first.name)) && err.contains("f64"), "{err}");
+    assert!(
+        err.contains(&format!("input `{}`", first.name)) && err.contains("f64"),
+        "{err}"
+    );
 
     let mut wrong_shape = inputs.clone();
     let n = wrong_shape[0].numel();
     wrong_shape[0] = Tensor::from_f32(&[n], vec![0.0; n]).unwrap();
     let err = exe.run(&wrong_shape).unwrap_err().to_string();
-    assert!(err.contains(&format!("input `{}` must be {}", first.name, first.ty)), "{err}");
+    assert!(
+        err.contains(&format!("input `{}` must be {}", first.name, first.ty)),
+        "{err}"
+    );
 }
 
 // ---- CLIF snapshots ----
@@ -362,7 +388,12 @@ fn clif_of_kernel_storing(graph: &Graph, stores: &str) -> String {
                 .iter()
                 .any(|b| program.buffers[b.index()].name == stores)
         })
-        .unwrap_or_else(|| panic!("no kernel stores `{stores}`\n{}", kiln::kernel::print(&program)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no kernel stores `{stores}`\n{}",
+                kiln::kernel::print(&program)
+            )
+        });
     let kernel_ir = kiln::kernel::print(&program);
     let header = kernel_ir
         .split("\n\n")
@@ -384,7 +415,10 @@ fn clif_fused_elementwise_chain() {
     let h = b.add(xs, bias).unwrap();
     let y = b.tanh(h).unwrap();
     b.output("y", y).unwrap();
-    insta::assert_snapshot!("clif__fused_elementwise_chain", clif_of_kernel_storing(&b.finish(), "y"));
+    insta::assert_snapshot!(
+        "clif__fused_elementwise_chain",
+        clif_of_kernel_storing(&b.finish(), "y")
+    );
 }
 
 /// Row softmax: one point per row; `reduce.max`, `reduce.sum` of `exp` and the `for` writing the row are bottom-tested
@@ -395,7 +429,10 @@ fn clif_row_softmax() {
     let x = b.data("x", TensorType::f32(&[4, 10])).unwrap();
     let y = b.softmax(x, -1).unwrap();
     b.output("y", y).unwrap();
-    insta::assert_snapshot!("clif__row_softmax", clif_of_kernel_storing(&b.finish(), "y"));
+    insta::assert_snapshot!(
+        "clif__row_softmax",
+        clif_of_kernel_storing(&b.finish(), "y")
+    );
 }
 
 /// `relu(x Wᵀ + b)`: the epilogue reads the GEMM's product from the scratch (table slot past the last buffer),
@@ -411,7 +448,10 @@ fn clif_matmul_epilogue() {
         DType::F32,
     )
     .unwrap();
-    insta::assert_snapshot!("clif__matmul_epilogue", clif_of_kernel_storing(&model, "h0"));
+    insta::assert_snapshot!(
+        "clif__matmul_epilogue",
+        clif_of_kernel_storing(&model, "h0")
+    );
 }
 
 /// The Adam update of a bias, fused with the column sum that is its gradient: the moments and the parameter are
@@ -422,5 +462,8 @@ fn clif_adam_update() {
     let params = kiln::autodiff::param_names(&model);
     let names: Vec<&str> = params.iter().map(String::as_str).collect();
     let step = training_step(&model, "loss", &names, &Optimizer::Adam(Adam::default())).unwrap();
-    insta::assert_snapshot!("clif__adam_update", clif_of_kernel_storing(&step, "new.l0.bias"));
+    insta::assert_snapshot!(
+        "clif__adam_update",
+        clif_of_kernel_storing(&step, "new.l0.bias")
+    );
 }

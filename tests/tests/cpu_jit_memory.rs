@@ -41,5 +41,8 @@ fn compile_drop_cycles_do_not_leak() {
         cycle();
     }
     let after = resident_kib().unwrap();
-    assert!(after < before + 8 * 1024, "resident set grew from {before} KiB to {after} KiB");
+    assert!(
+        after < before + 8 * 1024,
+        "resident set grew from {before} KiB to {after} KiB"
+    );
 }

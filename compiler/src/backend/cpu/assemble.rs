@@ -129,7 +129,12 @@ fn direct_destination(program: &KernelProgram, m: &MatmulKernel) -> Option<usize
         }
         stride *= l.extent;
     }
-    let mut terms: Vec<_> = index.terms.iter().copied().filter(|&(_, s)| s != 0).collect();
+    let mut terms: Vec<_> = index
+        .terms
+        .iter()
+        .copied()
+        .filter(|&(_, s)| s != 0)
+        .collect();
     terms.sort();
     expected.sort();
     (terms == expected && dest.ty.numel() == stride).then_some(buffer.index())

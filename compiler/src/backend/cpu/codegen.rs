@@ -50,8 +50,8 @@ use crate::kernel::{
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, SigRef, Signature, Type, UserFuncName,
-    Value,
+    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
+    SigRef, Signature, Type, UserFuncName, Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::FuncId;
@@ -73,8 +73,11 @@ pub fn kernel_signature(base: Signature, ptr: Type) -> Signature {
     let mut sig = base;
     sig.params.clear();
     sig.returns.clear();
-    sig.params
-        .extend([AbiParam::new(ptr), AbiParam::new(types::I64), AbiParam::new(types::I64)]);
+    sig.params.extend([
+        AbiParam::new(ptr),
+        AbiParam::new(types::I64),
+        AbiParam::new(types::I64),
+    ]);
     sig
 }
 
@@ -111,10 +114,22 @@ pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, Backen
     let mut ctx = FunctionBuilderContext::new();
     let vectorize = vector::plan(program, kernel, &types);
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    build(&mut b, program, kernel, &types, ptr, vectorize.as_ref(), true);
+    build(
+        &mut b,
+        program,
+        kernel,
+        &types,
+        ptr,
+        vectorize.as_ref(),
+        true,
+    );
     b.seal_all_blocks();
     b.finalize(jit.isa().frontend_config());
-    Ok(format!("; kernel k{index} {}\n{}", kernel.name(), func.display()))
+    Ok(format!(
+        "; kernel k{index} {}\n{}",
+        kernel.name(),
+        func.display()
+    ))
 }
 
 fn sanitize(name: &str) -> String {
@@ -216,13 +231,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let table_flags = MemFlagsData::trusted().with_readonly();
         let mut bases = HashMap::new();
         for buffer in buffers {
-            let base = b
-                .ins()
-                .load(ptr, table_flags, table, slot(buffer.index()));
+            let base = b.ins().load(ptr, table_flags, table, slot(buffer.index()));
             bases.insert(buffer, base);
         }
-        let scratch = matches!(kernel, Kernel::Matmul(_))
-            .then(|| b.ins().load(ptr, table_flags, table, slot(program.buffers.len())));
+        let scratch = matches!(kernel, Kernel::Matmul(_)).then(|| {
+            b.ins()
+                .load(ptr, table_flags, table, slot(program.buffers.len()))
+        });
         Emitter {
             b,
             program,

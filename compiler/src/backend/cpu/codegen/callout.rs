@@ -72,18 +72,46 @@ pub(super) struct Callout {
 
 pub(super) fn unary(op: UnaryOp, dtype: DType) -> Option<Callout> {
     let (name, address, ty) = match (op, dtype) {
-        (UnaryOp::Exp, DType::F32) => ("exp_f32", exp_f32 as extern "C" fn(f32) -> f32 as usize, types::F32),
-        (UnaryOp::Log, DType::F32) => ("log_f32", log_f32 as extern "C" fn(f32) -> f32 as usize, types::F32),
-        (UnaryOp::Tanh, DType::F32) => ("tanh_f32", tanh_f32 as extern "C" fn(f32) -> f32 as usize, types::F32),
-        (UnaryOp::Logistic, DType::F32) => {
-            ("logistic_f32", logistic_f32 as extern "C" fn(f32) -> f32 as usize, types::F32)
-        }
-        (UnaryOp::Exp, DType::F64) => ("exp_f64", exp_f64 as extern "C" fn(f64) -> f64 as usize, types::F64),
-        (UnaryOp::Log, DType::F64) => ("log_f64", log_f64 as extern "C" fn(f64) -> f64 as usize, types::F64),
-        (UnaryOp::Tanh, DType::F64) => ("tanh_f64", tanh_f64 as extern "C" fn(f64) -> f64 as usize, types::F64),
-        (UnaryOp::Logistic, DType::F64) => {
-            ("logistic_f64", logistic_f64 as extern "C" fn(f64) -> f64 as usize, types::F64)
-        }
+        (UnaryOp::Exp, DType::F32) => (
+            "exp_f32",
+            exp_f32 as extern "C" fn(f32) -> f32 as usize,
+            types::F32,
+        ),
+        (UnaryOp::Log, DType::F32) => (
+            "log_f32",
+            log_f32 as extern "C" fn(f32) -> f32 as usize,
+            types::F32,
+        ),
+        (UnaryOp::Tanh, DType::F32) => (
+            "tanh_f32",
+            tanh_f32 as extern "C" fn(f32) -> f32 as usize,
+            types::F32,
+        ),
+        (UnaryOp::Logistic, DType::F32) => (
+            "logistic_f32",
+            logistic_f32 as extern "C" fn(f32) -> f32 as usize,
+            types::F32,
+        ),
+        (UnaryOp::Exp, DType::F64) => (
+            "exp_f64",
+            exp_f64 as extern "C" fn(f64) -> f64 as usize,
+            types::F64,
+        ),
+        (UnaryOp::Log, DType::F64) => (
+            "log_f64",
+            log_f64 as extern "C" fn(f64) -> f64 as usize,
+            types::F64,
+        ),
+        (UnaryOp::Tanh, DType::F64) => (
+            "tanh_f64",
+            tanh_f64 as extern "C" fn(f64) -> f64 as usize,
+            types::F64,
+        ),
+        (UnaryOp::Logistic, DType::F64) => (
+            "logistic_f64",
+            logistic_f64 as extern "C" fn(f64) -> f64 as usize,
+            types::F64,
+        ),
         _ => return None,
     };
     Some(Callout {
@@ -96,9 +124,21 @@ pub(super) fn unary(op: UnaryOp, dtype: DType) -> Option<Callout> {
 
 pub(super) fn pow(dtype: DType) -> Option<Callout> {
     let (name, address, ty) = match dtype {
-        DType::F32 => ("pow_f32", pow_f32 as extern "C" fn(f32, f32) -> f32 as usize, types::F32),
-        DType::F64 => ("pow_f64", pow_f64 as extern "C" fn(f64, f64) -> f64 as usize, types::F64),
-        DType::I32 => ("pow_i32", pow_i32 as extern "C" fn(i32, i32) -> i32 as usize, types::I32),
+        DType::F32 => (
+            "pow_f32",
+            pow_f32 as extern "C" fn(f32, f32) -> f32 as usize,
+            types::F32,
+        ),
+        DType::F64 => (
+            "pow_f64",
+            pow_f64 as extern "C" fn(f64, f64) -> f64 as usize,
+            types::F64,
+        ),
+        DType::I32 => (
+            "pow_i32",
+            pow_i32 as extern "C" fn(i32, i32) -> i32 as usize,
+            types::I32,
+        ),
         DType::Bool => return None,
     };
     Some(Callout {

@@ -210,8 +210,7 @@ impl Checker<'_> {
             }
             ScalarOp::Compare(dir, x, y) => {
                 let (tx, ty) = (self.value(x.index())?, self.value(y.index())?);
-                let ordering_on_bool =
-                    tx == DType::Bool && !matches!(dir, CmpDir::Eq | CmpDir::Ne);
+                let ordering_on_bool = tx == DType::Bool && !matches!(dir, CmpDir::Eq | CmpDir::Ne);
                 if tx != ty || ordering_on_bool {
                     return Err(self.error(format!("compare.{} of {tx} and {ty}", dir.name())));
                 }

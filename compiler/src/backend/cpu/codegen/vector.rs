@@ -84,7 +84,10 @@ impl Emitter<'_, '_> {
             {
                 if stride_of(index, plan.j) == 0 {
                     let addr = self.address(*buffer, index);
-                    let x = self.b.ins().load(clif_type(*dtype), super::elem_flags(), addr, 0);
+                    let x = self
+                        .b
+                        .ins()
+                        .load(clif_type(*dtype), super::elem_flags(), addr, 0);
                     let v = self.splat(x, *dtype);
                     hoisted.insert(id.index(), v);
                 }
@@ -156,12 +159,7 @@ impl Emitter<'_, '_> {
         }
     }
 
-    fn vector_op(
-        &mut self,
-        op: &ScalarOp,
-        dtype: DType,
-        values: &HashMap<usize, Value>,
-    ) -> Value {
+    fn vector_op(&mut self, op: &ScalarOp, dtype: DType, values: &HashMap<usize, Value>) -> Value {
         let v = |id: &crate::kernel::ValueId| values[&id.index()];
         match op {
             ScalarOp::Load { buffer, index } => {
