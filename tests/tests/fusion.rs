@@ -122,11 +122,15 @@ fn zoo_graphs() -> Vec<Graph> {
     graphs
 }
 
-fn mlp_sgd_step() -> Graph {
+fn mlp_step(optimizer: &Optimizer) -> Graph {
     let model = zoo::mlp_784().unwrap();
     let params = kiln::autodiff::param_names(&model);
     let names: Vec<&str> = params.iter().map(String::as_str).collect();
-    training_step(&model, "loss", &names, &Optimizer::Sgd(Sgd::default())).unwrap()
+    training_step(&model, "loss", &names, optimizer).unwrap()
+}
+
+fn mlp_sgd_step() -> Graph {
+    mlp_step(&Optimizer::Sgd(Sgd::default()))
 }
 
 fn loop_kernel(k: &Kernel) -> &kernel::LoopKernel {
@@ -299,6 +303,136 @@ fn cross_entropy_forward_is_one_loop_kernel() {
     let r = reduces(k);
     assert_eq!(r[0], (ReduceKind::Sum, vec![16]), "{}", kernel::print(&p));
     assert_eq!(r.len(), 4, "{}", kernel::print(&p));
+}
+
+/// The kernels of a training step's softmax cross-entropy, loss and backward: those computing a value downstream
+/// of the logits (the operand of the first `reduce_max`), except matmul kernels (the layers' backward) and
+/// parameter or optimizer-state updates (kernels storing an aliased output).
+fn cross_entropy_kernels(g: &Graph) -> Vec<usize> {
+    let logits = g
+        .ids()
+        .find(|&id| matches!(g.node(id).op, kiln::ir::Op::ReduceMax { .. }))
+        .map(|id| g.node(id).operands[0])
+        .expect("a softmax cross-entropy has a row max");
+    let mut downstream = vec![false; g.len()];
+    for id in g.ids() {
+        downstream[id.index()] =
+            id == logits || g.node(id).operands.iter().any(|o| downstream[o.index()]);
+    }
+    let updates = |n: kiln::ir::NodeId| {
+        g.outputs()
+            .iter()
+            .any(|o| o.value == n && o.aliases.is_some())
+    };
+    let part = fusion::partition(g);
+    (0..part.kernels.len())
+        .filter(|&k| {
+            let group = &part.kernels[k];
+            group.kind == KernelKind::Loop
+                && group.nodes.iter().any(|n| downstream[n.index()])
+                && !group.stored.iter().any(|&n| updates(n))
+        })
+        .collect()
+}
+
+#[test]
+fn cross_entropy_loss_and_backward_in_training_steps_is_three_kernels() {
+    // Row max and sum of exp (one row kernel, two passes, storing both per-row values); the scalar loss (a sum over
+    // rows: its own iteration space); the backward, recomputing exp(x - max) and the one-hot mask per element.
+    for (name, optimizer) in [
+        ("sgd", Optimizer::Sgd(Sgd::default())),
+        ("adam", Optimizer::Adam(Adam::default())),
+    ] {
+        let built = mlp_step(&optimizer);
+        let optimized = kiln::optimize(&built).unwrap();
+        for (stage, g) in [("as built", &built), ("optimized", &optimized)] {
+            let part = fusion::partition(g);
+            let ce = cross_entropy_kernels(g);
+            assert!(ce.len() <= 3, "{name} {stage}: {ce:?}\n{}", part.print(g));
+            let rows = &part.kernels[ce[0]];
+            let row_values: Vec<String> =
+                rows.stored.iter().map(|&n| g.ty(n).to_string()).collect();
+            assert_eq!(
+                row_values,
+                ["f32[128,1]", "f32[128,1]"],
+                "{name} {stage}: the row max and the sum of exp\n{}",
+                part.print(g)
+            );
+            // Neither exp(x - max) nor the one-hot mask is stored.
+            let program = fusion::lower(g).unwrap();
+            let logits_sized = program
+                .buffers
+                .iter()
+                .filter(|b| b.kind == kernel::BufferKind::Temp && b.ty.dims() == [128, 10])
+                .count();
+            assert_eq!(
+                logits_sized,
+                2,
+                "{name} {stage}: only the logits and their gradient\n{}",
+                kernel::print(&program)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cheap_elementwise_value_read_by_two_kernels_is_recomputed_by_each() {
+    // e = exp(x - rowmax(x)) is read by a row kernel (the softmax) and a column kernel (its column sums): each
+    // recomputes it from x and the stored row max instead of loading a stored e.
+    let mut b = Builder::new("t");
+    let x = b.data("x", TensorType::f32(&[6, 5])).unwrap();
+    let m = b.reduce_max(x, &[1], true).unwrap();
+    let d = b.sub(x, m).unwrap();
+    let e = b.exp(d).unwrap();
+    let s = b.reduce_sum(e, &[1], true).unwrap();
+    let y = b.div(e, s).unwrap();
+    let cols = b.reduce_sum(e, &[0], false).unwrap();
+    b.output("y", y).unwrap();
+    b.output("cols", cols).unwrap();
+    let g = b.finish();
+    let p = assert_kernels_match_graph(&g, 11);
+    assert_eq!(
+        fusion::partition(&g).placement[e.index()],
+        Placement::Inline
+    );
+    let temps: Vec<String> = p
+        .buffers
+        .iter()
+        .filter(|b| b.kind == kernel::BufferKind::Temp)
+        .map(|b| b.ty.to_string())
+        .collect();
+    assert_eq!(temps, ["f32[6,1]"], "{}", kernel::print(&p));
+}
+
+#[test]
+fn weight_update_is_the_epilogue_of_the_transposed_gradient_matmul() {
+    // new.w = w - 0.1 * transpose(xᵀ g): the kernel computes (xᵀ g)ᵀ = gᵀ x in w's orientation and updates w in
+    // place, without storing the gradient.
+    let mut b = Builder::new("t");
+    let x = b.data("x", TensorType::f32(&[8, 16])).unwrap();
+    let gz = b.data("g", TensorType::f32(&[8, 4])).unwrap();
+    let w = b.param("w", TensorType::f32(&[4, 16])).unwrap();
+    let xt = b.transpose(x, &[1, 0]).unwrap();
+    let dw_t = b.matmul(xt, gz).unwrap();
+    let dw = b.transpose(dw_t, &[1, 0]).unwrap();
+    let step = b.mul_scalar(dw, 0.1).unwrap();
+    let new_w = b.sub(w, step).unwrap();
+    b.output_aliasing("new.w", new_w, "w").unwrap();
+    let g = b.finish();
+    let p = assert_kernels_match_graph(&g, 12);
+    assert_eq!(p.kernels.len(), 1, "{}", kernel::print(&p));
+    let Kernel::Matmul(m) = &p.kernels[0] else {
+        panic!("not a matmul:\n{}", kernel::print(&p))
+    };
+    assert_eq!((m.m(), m.n(), m.k), (4, 16, 8));
+    // a[i, l] = g[l, i]; b[l, j] = x[l, j].
+    assert_eq!((m.a.row_stride, m.a.col_stride), (1, 4));
+    assert_eq!((m.b.row_stride, m.b.col_stride), (16, 1));
+    let plan = memory::plan(&p);
+    assert!(matches!(
+        plan.placements[p.outputs[0].buffer.index()],
+        BufferPlacement::InPlace { .. }
+    ));
 }
 
 #[test]

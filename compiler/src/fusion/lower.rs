@@ -508,16 +508,31 @@ impl<'a> Emitter<'a> {
             .ok_or_else(|| internal("matmul kernel without a matmul".into()))?;
         let node = self.graph.node(core);
         let (a, b) = (node.operands[0], node.operands[1]);
-        let dims = node.ty.dims().to_vec();
+        let transposed = self.part.kernels[self.kernel].core_transposed;
+        // The kernel iterates the root's shape: the core's, or its transpose.
+        let dims = self.graph.ty(self.root).dims().to_vec();
         let rank = dims.len();
         let k = self.graph.ty(a).dims()[rank - 1];
         let vars = self.parallel_vars(&dims);
-        self.core_coords = vars.iter().map(|&v| self.var_expr(v)).collect();
+        let coords: Vec<IndexExpr> = vars.iter().map(|&v| self.var_expr(v)).collect();
         let l = self.new_var(k, 0);
         let (batch, i, j) = (&vars[..rank - 2], vars[rank - 2], vars[rank - 1]);
-        let a_view = self.matrix_view(a, batch, i, l)?;
-        let b_view = self.matrix_view(b, batch, l, j)?;
-        let coords = self.core_coords.clone();
+        let (a_view, b_view) = if transposed {
+            // (AB)ᵀ[i, j] = Σ_l Bᵀ[i, l] Aᵀ[l, j] = Σ_l B[l, i] A[j, l]: the operands swap, read transposed.
+            self.core_coords = coords.clone();
+            let n = self.core_coords.len();
+            self.core_coords.swap(n - 2, n - 1);
+            (
+                self.matrix_view(b, batch, (l, i), i, l)?,
+                self.matrix_view(a, batch, (j, l), l, j)?,
+            )
+        } else {
+            self.core_coords = coords.clone();
+            (
+                self.matrix_view(a, batch, (i, l), i, l)?,
+                self.matrix_view(b, batch, (l, j), l, j)?,
+            )
+        };
         self.store_all(self.root, self.root, &coords, &coords)?;
         Ok(Kernel::Matmul(MatmulKernel {
             name,
@@ -532,17 +547,19 @@ impl<'a> Emitter<'a> {
         }))
     }
 
-    /// The strided view of a matmul operand: its element `(batch, row, col)` as a buffer index.
+    /// The strided view of a matmul operand whose element `(batch, last_two)` is the view's `(batch, row, col)`
+    /// (`last_two` is `(row, col)`, or `(col, row)` to read the operand transposed), as a buffer index.
     fn matrix_view(
         &mut self,
         operand: NodeId,
         batch: &[Var],
+        last_two: (Var, Var),
         row: Var,
         col: Var,
     ) -> Result<MatrixView> {
         let coords: Vec<IndexExpr> = batch
             .iter()
-            .chain([&row, &col])
+            .chain([&last_two.0, &last_two.1])
             .map(|&v| self.var_expr(v))
             .collect();
         let (buffer, index) = self

@@ -14,11 +14,25 @@
 //!    one pure-elementwise kernel of its shape becomes that kernel's core: bias add, activation and the backward's
 //!    `select(x > 0, g, 0)` run on the accumulator before the store. Operands are read through strided views, so
 //!    a transpose, slice or broadcast of a buffer feeding a matmul costs nothing; other operands are materialized.
+//!    A matmul read only through a transpose of its last two dims by such a kernel (the weight gradient `dWᵀ` in
+//!    the update `W - lr·transpose(dWᵀ)`) is its core too: the kernel computes `(AB)ᵀ = BᵀAᵀ`, the operands swapped
+//!    and read transposed, so the update is the gradient matmul's epilogue.
 //! 4. **Cheap ops are recomputed, expensive ones never duplicated.** Broadcasts, reshapes, transposes, slices, iota
-//!    and splat constants are *inline*: recomputed inside every consumer (they are index arithmetic). Every other op
-//!    (elementwise, reduction, matmul, concat) is computed by exactly one kernel; a value used by two kernels, a
-//!    graph output and a matmul operand is materialized once in a buffer. Within one kernel, an elementwise value
-//!    used by two stages (softmax's `exp(x - max)` in the sum and in the write) is recomputed in each stage.
+//!    and splat constants are *inline*: recomputed inside every consumer (they are index arithmetic). Reductions,
+//!    matmuls and concats are computed by exactly one kernel, and so is every elementwise op but those of rule 5;
+//!    a value used by two kernels, a graph output and a matmul operand is materialized once in a buffer. Within one
+//!    kernel, an elementwise value used by two stages (softmax's `exp(x - max)` in the sum and in the write) is
+//!    recomputed in each stage.
+//! 5. **Short elementwise chains are recomputed rather than round-tripped through memory.** An elementwise value
+//!    that several kernels read is inline (recomputed by each) when its expression, down to values stored anyway
+//!    (inputs, outputs, reductions, values other kernels already read), has at most 8 elementwise ops, no matmul,
+//!    and reads at most one tensor of its own size (the rest are broadcast per-row values or labels). Each reader
+//!    then loads no more than it would load of the stored value, and the store is saved: cross-entropy's
+//!    backward recomputes `exp(x - max)` from the logits and the row max, and the one-hot mask from the labels.
+//! 6. **Several outputs per kernel.** An elementwise value or a reduction that several kernels read is written by
+//!    the first of them (in execution order) when it has that kernel's shape: a forward matmul stores the ReLU mask
+//!    the backward reads, and a row kernel stores the row max beside the row's sum of exponentials, so a training
+//!    step's softmax cross-entropy is three kernels (row max and sum of exp, the scalar loss, the backward).
 //!
 //! Movement ops that aren't affine views (a concat, a reshape of a view whose strides don't compose) get their own
 //! kernel or a materialization: a concat is a kernel of its own, one `for` per operand; a non-affine reshape
@@ -44,7 +58,7 @@ pub enum Placement {
     Input,
     /// A dense constant buffer.
     Constant,
-    /// Recomputed inside every kernel that uses it (views, iota, splat constants).
+    /// Recomputed inside every kernel that uses it (views, iota, splat constants, cheap elementwise chains).
     Inline,
     /// Computed by kernel `k` (materialized in a buffer iff it is that kernel's root).
     Kernel(usize),
@@ -63,10 +77,14 @@ pub struct KernelGroup {
     /// The kernel's last value, which defines its iteration space (kernels run in ascending root order).
     pub root: NodeId,
     /// The members written to buffers: the root first, then values of the root's shape that other kernels also
-    /// read (e.g. a ReLU mask kept for the backward pass). Every other member is used only inside the kernel.
+    /// read (e.g. a ReLU mask kept for the backward pass, a row max). Every other member is used only inside the
+    /// kernel.
     pub stored: Vec<NodeId>,
     /// For a matmul kernel: the matmul whose epilogue the other members form.
     pub core: Option<NodeId>,
+    /// The epilogue reads the core's result through a transpose of its last two dims (a weight gradient `dWᵀ`
+    /// feeding the update of `W`): the kernel computes `(AB)ᵀ = BᵀAᵀ` in the root's orientation.
+    pub core_transposed: bool,
     /// Every node computed by the kernel, root included, ascending.
     pub nodes: Vec<NodeId>,
 }
@@ -107,9 +125,13 @@ impl Partition {
                 KernelKind::Matmul => "matmul",
             };
             let stored: Vec<String> = k.stored.iter().map(|&n| graph.label(n)).collect();
+            let transposed = match k.core {
+                Some(core) if k.core_transposed => format!(" (computes {}ᵀ)", graph.label(core)),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "k{i} {kind} {}: {} writes {}",
+                "k{i} {kind} {}: {} writes {}{transposed}",
                 graph.label(k.root),
                 graph.ty(k.root),
                 stored.join(", ")
@@ -216,6 +238,7 @@ struct Building {
     root: NodeId,
     stored: Vec<NodeId>,
     core: Option<NodeId>,
+    core_transposed: bool,
     nodes: Vec<NodeId>,
     /// Only elementwise members so far (a matmul may still become the core).
     pure_elementwise: bool,
@@ -260,7 +283,19 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
         let node = graph.node(id);
         let (kernels, matmul_kernels) = effective_users(graph, &users, &live, &placement, id);
         let matmul_operand = !matmul_kernels.is_empty();
+        // Recompute: a cheap elementwise value read by several kernels is computed again in each of them.
+        if kernels.len() > 1
+            && node.op.class() == OpClass::Elementwise
+            && !matmul_operand
+            && !is_output[id.index()]
+            && !forced.contains(&id)
+            && cheap_to_recompute(graph, &users, &live, &placement, &is_output, forced, id)
+        {
+            placement[id.index()] = Placement::Inline;
+            continue;
+        }
         let mut joined = None;
+        let mut core_transposed = false;
         let single = (kernels.len() == 1).then(|| *kernels.iter().next().expect("one"));
         if let (Some(k), false, false, false) = (
             single,
@@ -274,41 +309,44 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                 // A concat, or a forced view: always a kernel of its own.
                 OpClass::Movement => false,
                 OpClass::Reduction => g.kind == KernelKind::Loop,
-                OpClass::Contraction => {
-                    g.kind == KernelKind::Loop
-                        && g.pure_elementwise
-                        && graph.ty(g.root) == &node.ty
-                        && users[id.index()]
-                            .iter()
-                            .filter(|u| live[u.index()])
-                            .all(|&u| {
-                                graph.node(u).op.class() == OpClass::Elementwise
-                                    && placement[u.index()] == Placement::Kernel(k)
-                            })
+                OpClass::Contraction if g.kind == KernelKind::Loop && g.pure_elementwise => {
+                    match epilogue_orientation(graph, &users, &live, &placement, id, k, g.root) {
+                        Some(transposed) => {
+                            core_transposed = transposed;
+                            true
+                        }
+                        None => false,
+                    }
                 }
+                OpClass::Contraction => false,
             };
             if ok {
                 joined = Some(k);
             }
         }
-        // Multi-output: an elementwise value that several kernels read is written by the first of them (in execution
-        // order) when it has that kernel's shape, instead of getting a kernel of its own.
+        // Multi-output: an elementwise value or a reduction that several kernels read is written by the first of them
+        // (in execution order) when it has that kernel's shape, instead of getting a kernel of its own (a row max
+        // stored beside the row's sum of exponentials).
         let mut extra_root = None;
-        if let (None, OpClass::Elementwise, false) = (joined, node.op.class(), forced.contains(&id))
-        {
+        let class = node.op.class();
+        let multi_output_class = matches!(class, OpClass::Elementwise | OpClass::Reduction);
+        if joined.is_none() && multi_output_class && !forced.contains(&id) {
             if let Some(&first) = kernels.iter().min_by_key(|&&k| groups[k].root) {
                 let g = &groups[first];
                 let ok = graph.ty(g.root).shape == node.ty.shape
                     && !matches!(graph.node(g.root).op, Op::Concat { .. })
-                    && !matmul_kernels.contains(&first);
+                    && !matmul_kernels.contains(&first)
+                    && (class == OpClass::Elementwise || g.kind == KernelKind::Loop);
                 if ok {
                     extra_root = Some(first);
                 }
             }
         }
         if let Some(k) = extra_root {
-            groups[k].nodes.push(id);
-            groups[k].stored.push(id);
+            let g = &mut groups[k];
+            g.nodes.push(id);
+            g.stored.push(id);
+            g.pure_elementwise &= class == OpClass::Elementwise;
             placement[id.index()] = Placement::Kernel(k);
             continue;
         }
@@ -320,6 +358,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                     OpClass::Contraction => {
                         g.kind = KernelKind::Matmul;
                         g.core = Some(id);
+                        g.core_transposed = core_transposed;
                         g.pure_elementwise = false;
                     }
                     OpClass::Elementwise | OpClass::Source => {}
@@ -338,6 +377,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                     root: id,
                     stored: vec![id],
                     core: is_matmul.then_some(id),
+                    core_transposed: false,
                     nodes: vec![id],
                     pure_elementwise: node.op.class() == OpClass::Elementwise,
                 });
@@ -371,6 +411,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                 root: g.root,
                 stored: g.stored.clone(),
                 core: g.core,
+                core_transposed: g.core_transposed,
                 nodes,
             }
         })
@@ -389,8 +430,12 @@ fn effective_users(
 ) -> (BTreeSet<usize>, BTreeSet<usize>) {
     let mut kernels = BTreeSet::new();
     let mut matmul_kernels = BTreeSet::new();
+    let mut seen = BTreeSet::new();
     let mut stack = vec![id];
     while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
         for &u in &users[n.index()] {
             if !live[u.index()] {
                 continue;
@@ -408,4 +453,99 @@ fn effective_users(
         }
     }
     (kernels, matmul_kernels)
+}
+
+/// At most this many elementwise ops are recomputed per element of a value that several kernels read.
+const MAX_RECOMPUTED_OPS: usize = 8;
+
+/// Whether `id`, an elementwise value read by several kernels, is cheaper to recompute in each of them than to store
+/// once and load in each (rule 5 of the module doc). Its expression is followed down to values that are stored
+/// whatever happens to `id` (inputs, constants, outputs, reductions, concats, values other kernels already read):
+/// it must have at most [`MAX_RECOMPUTED_OPS`] elementwise ops, no matmul (whose epilogue would have to move out of
+/// its kernel), and read at most one tensor with as many elements as `id` (the others are broadcast: per-row values,
+/// labels), so that each reader loads no more than it would load of `id`.
+fn cheap_to_recompute(
+    graph: &Graph,
+    users: &[Vec<NodeId>],
+    live: &[bool],
+    placement: &[Placement],
+    is_output: &[bool],
+    forced: &BTreeSet<NodeId>,
+    id: NodeId,
+) -> bool {
+    let numel = graph.ty(id).numel();
+    let stored_anyway = |n: NodeId| {
+        if is_output[n.index()] || forced.contains(&n) {
+            return true;
+        }
+        // Users already placed (the members of `id`'s expression aren't yet).
+        let (mut kernels, matmul_kernels) = effective_users(graph, users, live, placement, n);
+        kernels.remove(&usize::MAX);
+        kernels.len() > 1 || !matmul_kernels.is_empty()
+    };
+    let mut seen = BTreeSet::new();
+    let (mut ops, mut full_reads) = (0, 0);
+    let mut stack = vec![id];
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        let node = graph.node(n);
+        let recurse = match (node.op.class(), placement[n.index()]) {
+            (_, Placement::Inline) => true,
+            (OpClass::Elementwise, _) if n == id || !stored_anyway(n) => {
+                ops += 1;
+                true
+            }
+            (OpClass::Contraction, _) if !stored_anyway(n) => return false,
+            // Stored by one kernel, read here.
+            _ => false,
+        };
+        if recurse {
+            stack.extend(node.operands.iter().copied());
+        } else if graph.ty(n).numel() >= numel {
+            full_reads += 1;
+        }
+        if ops > MAX_RECOMPUTED_OPS || full_reads > 1 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the matmul `id` can be the core of kernel `k` (rooted at `root`), and in which orientation: `Some(false)`
+/// when its users are elementwise members of `k` of the root's type, `Some(true)` when they are all inline
+/// transposes of its last two dims of the root's type whose users are elementwise members of `k`.
+fn epilogue_orientation(
+    graph: &Graph,
+    users: &[Vec<NodeId>],
+    live: &[bool],
+    placement: &[Placement],
+    id: NodeId,
+    k: usize,
+    root: NodeId,
+) -> Option<bool> {
+    let live_users = |n: NodeId| users[n.index()].iter().filter(|u| live[u.index()]);
+    let in_epilogue = |u: NodeId| {
+        graph.node(u).op.class() == OpClass::Elementwise
+            && placement[u.index()] == Placement::Kernel(k)
+    };
+    if graph.ty(root) == graph.ty(id) && live_users(id).all(|&u| in_epilogue(u)) {
+        return Some(false);
+    }
+    let rank = graph.ty(id).rank();
+    let swaps_last_two = |perm: &[usize]| {
+        perm.iter().enumerate().all(|(d, &p)| match d {
+            _ if d + 2 < rank => p == d,
+            _ if d + 2 == rank => p == rank - 1,
+            _ => p == rank - 2,
+        })
+    };
+    let transposed = live_users(id).all(|&t| {
+        matches!(&graph.node(t).op, Op::Transpose { perm } if swaps_last_two(perm))
+            && placement[t.index()] == Placement::Inline
+            && graph.ty(t) == graph.ty(root)
+            && live_users(t).all(|&u| in_epilogue(u))
+    });
+    transposed.then_some(true)
 }

@@ -215,7 +215,8 @@ pub struct LoopKernel {
 /// `C[β, i, j] = epilogue(Σ_l A[β, i, l] · B[β, l, j])` for every point `(β.., i, j)` of `parallel`.
 ///
 /// The sum is accumulated in `dtype` from 0 over `l = 0..k` (so `k = 0` gives 0). Transposed, sliced or broadcast
-/// operands are folded into the [`MatrixView`] strides, so no copy is made for `x Wᵀ`.
+/// operands are folded into the [`MatrixView`] strides, so no copy is made for `x Wᵀ`; fusion also computes a
+/// transposed product `(AB)ᵀ` this way, as `BᵀAᵀ` (a weight gradient in the orientation of its weight).
 #[derive(Clone, PartialEq, Debug)]
 pub struct MatmulKernel {
     pub name: String,

@@ -26,7 +26,9 @@
 //! Exactly the kernel interpreter's (`kernel::scalar`): f32 in f32; `max`/`min` are Cranelift's `fmax`/`fmin`, which
 //! propagate NaN and order `-0 < +0`; i32 wraps, `x / 0 == 0` and `i32::MIN / -1 == i32::MIN`; casts saturate
 //! float → i32 with NaN → 0 (`fcvt_to_sint_sat`) and a float is `true` when it is not `0.0` (NaN included); bool is
-//! one byte 0/1. `exp`, `log`, `tanh`, `logistic` and `pow` call the interpreter's functions ([`callout`]).
+//! one byte 0/1. `exp`, `log`, `tanh`, `logistic` and float `pow` are the CLIF math library's (`super::math`, inline,
+//! within a few ulp of the interpreter's libm; the same code for a scalar and a vector lane); i32 `pow` calls the
+//! interpreter's function ([`callout`]).
 //!
 //! # Vectors
 //!
@@ -43,6 +45,7 @@ mod check;
 mod vector;
 
 use super::jit::JitModule;
+use super::math::MathEmitter;
 use crate::backend::BackendError;
 use crate::kernel::{
     scalar::Scalar, Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, ReduceKind,
@@ -92,9 +95,10 @@ pub fn compile_kernel(
     let ptr = jit.isa().pointer_type();
     let sig = kernel_signature(jit.make_signature(), ptr);
     let vectorize = vector::plan(program, kernel, &types);
+    let math = jit.math();
     let name = format!("k{index}_{}", sanitize(kernel.name()));
     let func = jit.compile_function(&name, sig, |b| {
-        build(b, program, kernel, &types, ptr, vectorize.as_ref(), false)
+        build(b, program, kernel, &types, ptr, vectorize.as_ref(), false, math)
     })?;
     Ok(KernelCode {
         func: Some(func),
@@ -103,7 +107,8 @@ pub fn compile_kernel(
 }
 
 /// The CLIF text of kernel `index`, as built (before Cranelift optimizes it). Calls into Rust name their function
-/// (`func_addr %exp_f32`) where the compiled code has its address as a constant.
+/// (`func_addr %pow_i32`) where the compiled code has its address as a constant. The math library uses `fma` where
+/// the host has it, as compiled code does.
 pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
     let jit = JitModule::new()?;
     let kernel = &program.kernels[index];
@@ -122,6 +127,7 @@ pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, Backen
         ptr,
         vectorize.as_ref(),
         true,
+        jit.math(),
     );
     b.seal_all_blocks();
     b.finalize(jit.isa().frontend_config());
@@ -157,6 +163,7 @@ fn build(
     ptr: Type,
     vectorize: Option<&vector::Plan>,
     symbolic: bool,
+    math: MathEmitter,
 ) {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -164,7 +171,7 @@ fn build(
     let &[table, start, end] = b.block_params(entry) else {
         unreachable!("the kernel signature has three parameters")
     };
-    let mut e = Emitter::new(b, program, kernel, types, ptr, table);
+    let mut e = Emitter::new(b, program, kernel, types, ptr, table, math);
     e.symbolic = symbolic;
     let exit = e.b.create_block();
     let parallel = kernel.parallel();
@@ -205,6 +212,7 @@ struct Emitter<'a, 'b> {
     /// Call Rust functions by name rather than address (for the CLIF text: deterministic and readable).
     symbolic: bool,
     funcs: HashMap<&'static str, FuncRef>,
+    math: MathEmitter,
 }
 
 /// Memory flags of element accesses: in bounds (checked) and naturally aligned.
@@ -220,6 +228,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         types: &'a check::ValueTypes,
         ptr: Type,
         table: Value,
+        math: MathEmitter,
     ) -> Self {
         let mut buffers = kernel.reads();
         for w in kernel.writes() {
@@ -251,6 +260,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             sigs: HashMap::new(),
             symbolic: false,
             funcs: HashMap::new(),
+            math,
         }
     }
 
@@ -601,10 +611,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     let one = self.constant(Scalar::from_f64(1.0, dtype));
                     self.b.ins().fdiv(one, x)
                 }
-                UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic => {
-                    let f = callout::unary(op, dtype).expect("every float transcendental");
-                    self.call(&f, &[x])
-                }
+                UnaryOp::Exp => self.math.exp(self.b, x),
+                UnaryOp::Log => self.math.log(self.b, x),
+                UnaryOp::Tanh => self.math.tanh(self.b, x),
+                UnaryOp::Logistic => self.math.logistic(self.b, x),
             },
             DType::I32 => match op {
                 UnaryOp::Neg => self.b.ins().ineg(x),
@@ -616,6 +626,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     fn binary(&mut self, op: BinaryOp, dtype: DType, x: Value, y: Value) -> Value {
+        if op == BinaryOp::Pow && dtype.is_float() {
+            return self.math.pow(self.b, x, y);
+        }
         if op == BinaryOp::Pow {
             let f = callout::pow(dtype).expect("checked: no pow on bool");
             debug_assert_eq!(f.arity, 2);

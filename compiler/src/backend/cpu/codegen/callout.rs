@@ -1,9 +1,7 @@
-//! The scalar functions generated code calls back into Rust for: `exp`, `log`, `tanh`, `logistic` and `pow`.
-//!
-//! Each is the kernel interpreter's own scalar semantics (`kernel::scalar`), so results are bit-identical to the
-//! reference. Vector code calls them once per lane, which keeps vector and scalar results equal (so results don't
-//! depend on where a thread's chunk starts). The CLIF math library (`super::super::math`) replaces them lane-parallel
-//! once it covers these functions.
+//! The scalar functions generated code can call back into Rust for: the interpreter's own `exp`, `log`, `tanh`,
+//! `logistic` and `pow` (`kernel::scalar`), bit-identical to the reference. Compiled kernels use the CLIF math library
+//! for the float functions and call here only for i32 `pow` (`(x as f64).powf(y as f64) as i32`); the float ones
+//! stay as the reference a kernel can be switched to when chasing a difference.
 
 use crate::kernel::scalar::{self, Scalar};
 use cranelift_codegen::ir::{types, Type};

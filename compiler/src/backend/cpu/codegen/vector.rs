@@ -3,10 +3,10 @@
 //! Values are f32x4 (f32) or i32x4 masks of all-ones / zero (bool). A load or store that moves by one element with
 //! the innermost variable `j` is a vector access at `j`; a load that doesn't move with `j` is loaded once per row,
 //! before the loop, and splatted. Each lane computes exactly what the scalar loop computes for its point: the same
-//! IEEE operations, and the transcendental callouts once per lane.
+//! IEEE operations, and the math library's branch-free code, which is the same for one lane or four.
 
 use super::check::ValueTypes;
-use super::{callout, clif_type, Emitter};
+use super::{clif_type, Emitter};
 use crate::kernel::{Block, IndexExpr, Inst, Kernel, KernelProgram, ScalarOp, Var};
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
@@ -193,10 +193,10 @@ impl Emitter<'_, '_> {
                         let one = self.b.ins().splat(types::F32X4, one);
                         self.b.ins().fdiv(one, x)
                     }
-                    (_, UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic) => {
-                        let f = callout::unary(*u, dtype).expect("every f32 transcendental");
-                        self.per_lane(&f, &[x])
-                    }
+                    (_, UnaryOp::Exp) => self.math.exp(self.b, x),
+                    (_, UnaryOp::Log) => self.math.log(self.b, x),
+                    (_, UnaryOp::Tanh) => self.math.tanh(self.b, x),
+                    (_, UnaryOp::Logistic) => self.math.logistic(self.b, x),
                 }
             }
             ScalarOp::Cast(x) => {
@@ -228,10 +228,7 @@ impl Emitter<'_, '_> {
                     BinaryOp::Div => self.b.ins().fdiv(x, y),
                     BinaryOp::Max => self.b.ins().fmax(x, y),
                     BinaryOp::Min => self.b.ins().fmin(x, y),
-                    BinaryOp::Pow => {
-                        let f = callout::pow(DType::F32).expect("f32 pow");
-                        self.per_lane(&f, &[x, y])
-                    }
+                    BinaryOp::Pow => self.math.pow(self.b, x, y),
                 }
             }
             ScalarOp::Compare(dir, x, y) => {
@@ -290,22 +287,5 @@ impl Emitter<'_, '_> {
             });
         }
         mask.expect("four lanes")
-    }
-
-    /// Calls the scalar f32 function `f` on each lane of `args`.
-    fn per_lane(&mut self, f: &callout::Callout, args: &[Value]) -> Value {
-        let mut result = None;
-        for lane in 0..LANES as u8 {
-            let lane_args: Vec<Value> = args
-                .iter()
-                .map(|&a| self.b.ins().extractlane(a, lane))
-                .collect();
-            let y = self.call(f, &lane_args);
-            result = Some(match result {
-                None => self.b.ins().splat(types::F32X4, y),
-                Some(v) => self.b.ins().insertlane(v, y, lane),
-            });
-        }
-        result.expect("four lanes")
     }
 }
