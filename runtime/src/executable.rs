@@ -117,6 +117,7 @@ pub struct Executable {
     _code: Box<dyn Send + Sync>,
     arenas: Mutex<Vec<HostBuffer>>,
     threads: usize,
+    min_chunk: u64,
     compile_time: Duration,
 }
 
@@ -163,6 +164,7 @@ impl Executable {
             _code: code,
             arenas: Mutex::new(Vec::new()),
             threads: threads.max(1),
+            min_chunk: pool::MIN_CHUNK,
             compile_time,
         })
     }
@@ -192,6 +194,12 @@ impl Executable {
     /// The same code with another thread count.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
+    }
+
+    /// The fewest points a thread takes at once (default [`pool::MIN_CHUNK`]). Results don't depend on it; tests
+    /// set it to 1 so that chunks start anywhere in a row.
+    pub fn set_min_chunk(&mut self, points: u64) {
+        self.min_chunk = points.max(1);
     }
 
     /// Checks `inputs` against the signature: count, then each input's dtype and shape, naming the input.
@@ -289,7 +297,7 @@ impl Executable {
 
     /// Runs every step on the buffers of `table`.
     pub(crate) fn execute(&self, table: &Table) {
-        pool::run_steps(&self.steps, table, self.threads);
+        pool::run_steps(&self.steps, table, self.threads, self.min_chunk);
     }
 }
 

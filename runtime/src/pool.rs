@@ -16,14 +16,14 @@ use std::sync::Barrier;
 /// one costs nothing next to running it.
 const CHUNKS_PER_THREAD: u64 = 4;
 
-/// The fewest points worth handing to another thread: below this, waking one costs more than the points.
-const MIN_CHUNK: u64 = 1024;
+/// The fewest points worth handing to another thread by default: below this, waking one costs more than the points.
+pub const MIN_CHUNK: u64 = 1024;
 
-/// Points per chunk of a kernel with `points` points on `threads` threads.
-pub fn chunk_size(points: u64, threads: usize) -> u64 {
+/// Points per chunk of a kernel with `points` points on `threads` threads, at least `min_chunk`.
+pub fn chunk_size(points: u64, threads: usize, min_chunk: u64) -> u64 {
     points
         .div_ceil(threads as u64 * CHUNKS_PER_THREAD)
-        .max(MIN_CHUNK)
+        .max(min_chunk.max(1))
 }
 
 /// The buffer table, shared by the threads of one run.
@@ -39,7 +39,7 @@ impl Shared<'_> {
     }
 }
 
-pub(crate) fn run_steps(steps: &[Step], table: &Table, threads: usize) {
+pub(crate) fn run_steps(steps: &[Step], table: &Table, threads: usize, min_chunk: u64) {
     if threads <= 1 {
         for step in steps {
             if let Some((entry, points)) = prepare(step, table, true) {
@@ -60,7 +60,7 @@ pub(crate) fn run_steps(steps: &[Step], table: &Table, threads: usize) {
                 barrier.wait();
             }
             if let Some((entry, points)) = kernel {
-                let chunk = chunk_size(points, threads);
+                let chunk = chunk_size(points, threads, min_chunk);
                 loop {
                     let start = next.fetch_add(chunk, Ordering::Relaxed);
                     if start >= points {
@@ -114,8 +114,9 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_range() {
-        assert_eq!(chunk_size(0, 4), MIN_CHUNK);
-        assert_eq!(chunk_size(1000, 2), MIN_CHUNK);
-        assert_eq!(chunk_size(100_000, 2), 12_500);
+        assert_eq!(chunk_size(0, 4, MIN_CHUNK), MIN_CHUNK);
+        assert_eq!(chunk_size(1000, 2, MIN_CHUNK), MIN_CHUNK);
+        assert_eq!(chunk_size(100_000, 2, MIN_CHUNK), 12_500);
+        assert_eq!(chunk_size(7, 3, 0), 1);
     }
 }

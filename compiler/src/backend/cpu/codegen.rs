@@ -98,7 +98,16 @@ pub fn compile_kernel(
     let math = jit.math();
     let name = format!("k{index}_{}", sanitize(kernel.name()));
     let func = jit.compile_function(&name, sig, |b| {
-        build(b, program, kernel, &types, ptr, vectorize.as_ref(), false, math)
+        build(
+            b,
+            program,
+            kernel,
+            &types,
+            ptr,
+            vectorize.as_ref(),
+            false,
+            math,
+        )
     })?;
     Ok(KernelCode {
         func: Some(func),
