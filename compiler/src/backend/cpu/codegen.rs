@@ -103,10 +103,12 @@ pub fn compile_kernel(
             program,
             kernel,
             &types,
-            ptr,
             vectorize.as_ref(),
-            false,
-            math,
+            Host {
+                ptr,
+                math,
+                symbolic: false,
+            },
         )
     })?;
     Ok(KernelCode {
@@ -133,10 +135,12 @@ pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, Backen
         program,
         kernel,
         &types,
-        ptr,
         vectorize.as_ref(),
-        true,
-        jit.math(),
+        Host {
+            ptr,
+            math: jit.math(),
+            symbolic: true,
+        },
     );
     b.seal_all_blocks();
     b.finalize(jit.isa().frontend_config());
@@ -163,17 +167,29 @@ pub(crate) fn clif_type(dtype: DType) -> Type {
     }
 }
 
+/// What code is generated for.
+#[derive(Clone, Copy)]
+struct Host {
+    ptr: Type,
+    math: MathEmitter,
+    /// Call Rust functions by name rather than address (the CLIF text).
+    symbolic: bool,
+}
+
 /// Builds the whole function (see the module doc for its shape).
 fn build(
     b: &mut FunctionBuilder<'_>,
     program: &KernelProgram,
     kernel: &Kernel,
     types: &check::ValueTypes,
-    ptr: Type,
     vectorize: Option<&vector::Plan>,
-    symbolic: bool,
-    math: MathEmitter,
+    host: Host,
 ) {
+    let Host {
+        ptr,
+        math,
+        symbolic,
+    } = host;
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
