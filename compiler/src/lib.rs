@@ -2,10 +2,12 @@
 //!
 //! This crate is the API boundary for embedding users: it re-exports the IR ([`ir`]) and adds the graph
 //! transformations: [`autodiff`] (reverse mode, emitting the backward pass as IR) and [`train`] (whole training steps
-//! with SGD / Adam / AdamW updates).
+//! with SGD / Adam / AdamW updates), and the compiler: [`compile`] a graph to an [`Executable`] of native code and
+//! run it, or train through a [`Session`] that keeps parameters and optimizer state resident.
 
 pub mod autodiff;
 pub mod backend;
+pub mod compile;
 pub mod fusion;
 pub mod kernel;
 pub mod memory;
@@ -14,8 +16,10 @@ pub mod train;
 pub mod zoo;
 
 pub use autodiff::{grad, GradGraph};
+pub use compile::{compile, CompileCache, Error, Options, Target};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
+pub use kiln_runtime::{Executable, RunError, Session};
 pub use passes::optimize;
 pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};
 

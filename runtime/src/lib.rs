@@ -1,8 +1,50 @@
-//! `kiln-runtime`: where compiled kernels run.
+//! `kiln-runtime`: where compiled programs run, with no dependency on the compiler.
 //!
-//! The host-side tensor re-export, and [`vulkan`]: SPIR-V compute programs on a Vulkan device (the GPU path). The
-//! CPU executables, thread pool and GEMM arrive with the CPU backend.
+//! - [`buffer`]: 64-byte-aligned host buffers and their conversion from and to tensors.
+//! - [`executable`]: [`Executable`], native kernels with the layout of their buffers (inputs read in place,
+//!   constants, a per-run arena planned by the compiler, outputs) and the input/output signature; `run` checks the
+//!   inputs against the signature and never lets a wrong tensor reach a kernel.
+//! - [`pool`]: each kernel's parallel range split into fixed chunks across threads; results don't depend on the
+//!   thread count.
+//! - [`gemm`]: the matrix products of matmul kernels (`matrixmultiply` for floats).
+//! - [`session`]: [`Session`], a training loop's resident parameters and optimizer state, updated in place.
+//! - [`vulkan`]: SPIR-V compute programs on a Vulkan device (the GPU path), on `ash` with the loader opened at run time.
+//!
+//! Every `unsafe` block is at the native-code boundary: calling a kernel, the GEMM on raw buffers, or Vulkan.
 
+pub mod buffer;
+pub mod executable;
+pub mod gemm;
+pub mod pool;
+pub mod session;
+
+pub use executable::{
+    BufferSpec, Executable, InputSpec, KernelFn, Layout, OutputSpec, Place, Step,
+};
+pub use gemm::{Gemm, MatrixOperand};
 pub use kiln_ir::tensor::{Tensor, TensorData};
 
 pub mod vulkan;
+pub use session::Session;
+
+/// Why a program could not be run (or assembled).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    #[error("program `{program}` takes {expected} input(s), got {got}")]
+    InputCount {
+        program: String,
+        expected: usize,
+        got: usize,
+    },
+    /// The types are rendered (`f32[4,3]`), which keeps the error small.
+    #[error("input `{name}` must be {expected}, got {got}")]
+    Input {
+        name: String,
+        expected: String,
+        got: String,
+    },
+    #[error("no value for input `{0}`")]
+    MissingInput(String),
+    #[error("kernel `{kernel}`: {problem}")]
+    BadKernel { kernel: String, problem: String },
+}

@@ -31,4 +31,10 @@ pub enum BackendError {
         "map kernel `{name}`: the body emitted `{opcode}`, but a body may only compute values"
     )]
     ImpureBody { name: String, opcode: String },
+    /// A value of the program could not be built (a constant that does not fit its type).
+    #[error(transparent)]
+    Ir(#[from] kiln_ir::IrError),
+    /// The runtime rejected the assembled program.
+    #[error(transparent)]
+    Runtime(#[from] kiln_runtime::RunError),
 }

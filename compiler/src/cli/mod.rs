@@ -117,6 +117,21 @@ impl From<IrError> for CliError {
     }
 }
 
+impl From<kiln::Error> for CliError {
+    fn from(e: kiln::Error) -> CliError {
+        match e {
+            kiln::Error::Ir(ir) => ir.into(),
+            other => CliError::Message(other.to_string()),
+        }
+    }
+}
+
+impl From<kiln::RunError> for CliError {
+    fn from(e: kiln::RunError) -> CliError {
+        CliError::Message(e.to_string())
+    }
+}
+
 impl From<io::Error> for CliError {
     /// Only for writing results to stdout; file errors name their file (see [`read_source`]).
     fn from(e: io::Error) -> CliError {

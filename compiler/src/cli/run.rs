@@ -1,13 +1,16 @@
 //! `kiln run FILE.kir`: run a stage's graph on a backend and print (and optionally save) its outputs.
 //!
 //! `--stage train` runs the training step `--steps` times, feeding each output that aliases an input (`new.<param>`,
-//! `new.<state>`) back into that input, and prints the loss of every step.
+//! `new.<state>`) back into that input, and prints the loss of every step. On the CPU backend the step is compiled
+//! once and run through a `kiln::Session`, which keeps parameters and optimizer state resident and updates them in
+//! place; compile time and steps per second go to stderr.
 
 use super::inputs::{self, InputFile};
 use super::stage::{self, Stage, StageArgs};
 use super::{load_graph, npy, CliError, GraphFile};
 use clap::{Args, ValueEnum};
 use kiln_ir::{DType, Graph, Role, Tensor, TensorData};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +39,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub steps: usize,
 
+    /// Threads of the CPU backend [default: every core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
     #[command(flatten)]
     pub stage: StageArgs,
 }
@@ -45,12 +52,38 @@ pub struct RunArgs {
 pub enum Backend {
     /// The reference interpreter (f32 in f32, f64 in f64).
     Interp,
+    /// Native code through Cranelift, on every core (see --threads).
+    Cpu,
 }
 
-impl Backend {
-    fn execute(self, graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
-        match self {
+impl RunArgs {
+    fn cpu_options(&self) -> Result<kiln::Options, CliError> {
+        if self.threads == Some(0) {
+            return Err(CliError::new("--threads must be at least 1"));
+        }
+        let defaults = kiln::Options::default();
+        Ok(kiln::Options {
+            threads: self.threads.unwrap_or(defaults.threads),
+            ..defaults
+        })
+    }
+
+    /// Compiles `graph` for the CPU, reporting the compile time on stderr.
+    fn compile(&self, graph: &Graph) -> Result<kiln::Executable, CliError> {
+        let exe = kiln::compile(graph, &self.cpu_options()?)?;
+        eprintln!(
+            "cpu: compiled {} kernels in {:.1} ms ({} threads)",
+            exe.steps().len(),
+            exe.compile_time().as_secs_f64() * 1e3,
+            exe.threads()
+        );
+        Ok(exe)
+    }
+
+    fn execute(&self, graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
+        match self.backend {
             Backend::Interp => Ok(kiln_ir::interp::run(graph, inputs)?),
+            Backend::Cpu => Ok(self.compile(graph)?.run(inputs)?),
         }
     }
 }
@@ -80,8 +113,11 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", dir.display())))?;
     }
 
+    if args.threads.is_some() && args.backend != Backend::Cpu {
+        return Err(CliError::new("--threads applies to --backend cpu"));
+    }
     if args.stage.stage != Stage::Train {
-        let outputs = args.backend.execute(graph, &values)?;
+        let outputs = args.execute(graph, &values)?;
         print_table(out, graph, &outputs)?;
         if let Some(dir) = &args.out {
             for (output, tensor) in graph.outputs().iter().zip(&outputs) {
@@ -111,13 +147,52 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let width = args.steps.to_string().len();
     let mut losses = Vec::with_capacity(args.steps);
     let mut outputs = Vec::new();
-    for step in 1..=args.steps {
-        outputs = args.backend.execute(graph, &values)?;
-        let loss = outputs[loss_index].scalar_value().unwrap_or(f64::NAN);
-        writeln!(out, "step {step:>width$}  loss {}", format_number(loss, 9))?;
-        losses.push(loss);
-        for &(o, i) in &feedback {
-            values[i] = outputs[o].clone();
+    if args.backend == Backend::Cpu {
+        let exe = args.compile(graph)?;
+        let named: HashMap<String, Tensor> = graph
+            .inputs()
+            .zip(&values)
+            .map(|(i, t)| (i.name.to_string(), t.clone()))
+            .collect();
+        let mut session = kiln::Session::new(exe, &named)?;
+        let data: Vec<Tensor> = session
+            .data_input_names()
+            .iter()
+            .map(|n| named[*n].clone())
+            .collect();
+        let started = std::time::Instant::now();
+        for step in 1..=args.steps {
+            let loss = session.step(&data)?;
+            writeln!(out, "step {step:>width$}  loss {}", format_number(loss, 9))?;
+            losses.push(loss);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "cpu: {} steps in {:.1} ms ({:.1} steps/s)",
+            args.steps,
+            seconds * 1e3,
+            args.steps as f64 / seconds
+        );
+        for output in graph.outputs() {
+            let value = session
+                .output(&output.name, &data)
+                .ok_or_else(|| CliError::new(format!("no output `{}`", output.name)))?;
+            outputs.push(value);
+        }
+        for (input, value) in graph.inputs().zip(values.iter_mut()) {
+            if let Some(updated) = session.get(input.name) {
+                *value = updated;
+            }
+        }
+    } else {
+        for step in 1..=args.steps {
+            outputs = args.execute(graph, &values)?;
+            let loss = outputs[loss_index].scalar_value().unwrap_or(f64::NAN);
+            writeln!(out, "step {step:>width$}  loss {}", format_number(loss, 9))?;
+            losses.push(loss);
+            for &(o, i) in &feedback {
+                values[i] = outputs[o].clone();
+            }
         }
     }
     writeln!(out)?;

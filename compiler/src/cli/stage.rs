@@ -27,6 +27,9 @@ pub enum Stage {
     Kernels,
     /// The memory plan: arena offsets of temporaries with reuse, in-place updates, peak bytes, traffic.
     Memory,
+    /// The CLIF (Cranelift IR) of every kernel as the CPU backend builds it, before Cranelift optimizes it (see
+    /// --kernel).
+    Clif,
 }
 
 impl Stage {
@@ -34,13 +37,21 @@ impl Stage {
     fn takes_optimizer(self) -> bool {
         matches!(
             self,
-            Stage::Train | Stage::Optimized | Stage::Fused | Stage::Kernels | Stage::Memory
+            Stage::Train
+                | Stage::Optimized
+                | Stage::Fused
+                | Stage::Kernels
+                | Stage::Memory
+                | Stage::Clif
         )
     }
 
     /// Stages past the graph level: what they print is not a graph that `run` could execute.
     pub fn is_lowered(self) -> bool {
-        matches!(self, Stage::Fused | Stage::Kernels | Stage::Memory)
+        matches!(
+            self,
+            Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif
+        )
     }
 }
 
@@ -62,6 +73,10 @@ pub struct StageArgs {
     /// Print the graph after every pass (optimized stage).
     #[arg(long)]
     pub print_after_all: bool,
+
+    /// Only kernel N (clif stage).
+    #[arg(long, value_name = "N")]
+    pub kernel: Option<usize>,
 
     #[command(flatten)]
     pub optimizer: OptimizerArgs,
@@ -224,6 +239,9 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             "optimizer flags (--optimizer, --lr, ...) apply to --stage train and optimized",
         ));
     }
+    if args.kernel.is_some() && args.stage != Stage::Clif {
+        return Err(CliError::new("--kernel applies to --stage clif"));
+    }
     if args.print_after_all && args.stage != Stage::Optimized {
         return Err(CliError::new(
             "--print-after-all applies to --stage optimized",
@@ -239,9 +257,10 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             report: None,
             listing: None,
         }),
-        Stage::Fused | Stage::Kernels | Stage::Memory => {
+        Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif => {
             let optimized_args = StageArgs {
                 stage: Stage::Optimized,
+                kernel: None,
                 ..args.clone()
             };
             let mut staged = build(parsed, &optimized_args)?;
@@ -255,6 +274,7 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                     partition.print(graph)
                 }
                 Stage::Kernels => kiln::kernel::print(&kiln::fusion::lower(graph)?),
+                Stage::Clif => clif_listing(&kiln::fusion::lower(graph)?, args.kernel)?,
                 _ => {
                     let program = kiln::fusion::lower(graph)?;
                     kiln::memory::plan(&program).report(&program)
@@ -332,6 +352,33 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             })
         }
     }
+}
+
+/// The CLIF of every kernel of `program`, or of kernel `only`.
+fn clif_listing(
+    program: &kiln::kernel::KernelProgram,
+    only: Option<usize>,
+) -> Result<String, CliError> {
+    let count = program.kernels.len();
+    let kernels: Vec<usize> = match only {
+        Some(k) if k >= count => {
+            return Err(CliError::new(format!(
+                "--kernel {k}: program {} has {count} kernels (0..{})",
+                program.name,
+                count.saturating_sub(1)
+            )))
+        }
+        Some(k) => vec![k],
+        None => (0..count).collect(),
+    };
+    let mut out = String::new();
+    for k in kernels {
+        let text = kiln::backend::cpu::codegen::clif_text(program, k)
+            .map_err(|e| CliError::new(e.to_string()))?;
+        out.push_str(&text);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// `--of` and `--wrt`, or their defaults: the only float scalar output and every `param` input.

@@ -1,2 +1,4 @@
+pub mod assemble;
+pub mod codegen;
 pub mod jit;
 pub mod math;

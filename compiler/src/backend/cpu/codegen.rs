@@ -1,0 +1,742 @@
+//! Kernel IR → CLIF: every kernel becomes one native function
+//! `extern "C" fn(table: *const *mut u8, start: u64, end: u64)` that runs points `[start, end)` of the kernel's
+//! flattened parallel space (row-major over its parallel loops), so the runtime can cut that range into chunks for
+//! its threads. `table[b]` is the base of buffer `b`; `table[buffers.len()]` is the matmul scratch, where the
+//! runtime's GEMM leaves the products a matmul epilogue reads as `matmul.acc` (dense, in point order).
+//!
+//! # Shape of the code
+//!
+//! ```text
+//! entry(table, start, end):  base_b = table[b] for every buffer the kernel touches
+//!                            row = start / E;  j0 = start % E          (E: extent of the innermost parallel loop)
+//!                            brif start < end, row(row, j0), exit
+//! row:                       outer loop variables from row (div/mod);  jend = min(E, end - row·E)
+//!                            [vector(j): 4 points with f32x4 while j + 4 <= jend]
+//! scalar(j):                 body at (outer.., j);  j += 1;  brif j < jend, scalar(j), next
+//! next:                      brif (row + 1)·E < end, row(row + 1, 0), exit
+//! ```
+//!
+//! Loops are bottom-tested (`brif cond, body, exit`), as Cranelift's loop-invariant code motion wants them. A
+//! `reduce` or `for` becomes a nest of such loops over its static extents (none at all when an extent is 0); a
+//! reduction's accumulator starts at the identity (`-0.0` for float sums, which is exact: `-0.0 + x == x` bit for
+//! bit, `-inf` / `i32::MIN` for max) and folds in row-major order, as the interpreter does.
+//!
+//! # Scalar semantics
+//!
+//! Exactly the kernel interpreter's (`kernel::scalar`): f32 in f32; `max`/`min` are Cranelift's `fmax`/`fmin`, which
+//! propagate NaN and order `-0 < +0`; i32 wraps, `x / 0 == 0` and `i32::MIN / -1 == i32::MIN`; casts saturate
+//! float → i32 with NaN → 0 (`fcvt_to_sint_sat`) and a float is `true` when it is not `0.0` (NaN included); bool is
+//! one byte 0/1. `exp`, `log`, `tanh`, `logistic` and float `pow` are the CLIF math library's (`super::math`, inline,
+//! within a few ulp of the interpreter's libm; the same code for a scalar and a vector lane); i32 `pow` calls the
+//! interpreter's function ([`callout`]).
+//!
+//! # Vectors
+//!
+//! A kernel whose body is straight-line f32/bool code (no `reduce`, `for`, `index` or i32/f64 values) and whose loads
+//! and stores all move by 1 or 0 elements with the innermost parallel variable gets an f32x4 loop before the scalar
+//! one ([`vector`]): stride-1 accesses become vector loads and stores, stride-0 loads are splats. Both loops compute
+//! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
+//! bit-identical for any chunking and thread count.
+//!
+//! Requires: a kernel that [`check`] accepts (every program `fusion::lower` produces); [`compile_program`] checks.
+
+mod callout;
+mod check;
+mod vector;
+
+use super::jit::JitModule;
+use super::math::MathEmitter;
+use crate::backend::BackendError;
+use crate::kernel::{
+    scalar::Scalar, Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, ReduceKind,
+    ScalarOp, ValueId, Var,
+};
+use cranelift_codegen::ir::{
+    condcodes::{FloatCC, IntCC},
+    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
+    SigRef, Signature, Type, UserFuncName, Value,
+};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_module::FuncId;
+use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
+use std::collections::HashMap;
+
+/// How a kernel was compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelCode {
+    /// The function, once the module is finalized (`None`: nothing to run, e.g. a matmul written straight to its
+    /// destination).
+    pub func: Option<FuncId>,
+    /// Whether it has an f32x4 loop.
+    pub vectorized: bool,
+}
+
+/// The signature of every kernel function: `(table, start, end)`.
+pub fn kernel_signature(base: Signature, ptr: Type) -> Signature {
+    let mut sig = base;
+    sig.params.clear();
+    sig.returns.clear();
+    sig.params.extend([
+        AbiParam::new(ptr),
+        AbiParam::new(types::I64),
+        AbiParam::new(types::I64),
+    ]);
+    sig
+}
+
+/// Compiles kernel `index` of `program` into `jit` (call [`JitModule::finalize`] before running it).
+pub fn compile_kernel(
+    jit: &mut JitModule,
+    program: &KernelProgram,
+    index: usize,
+) -> Result<KernelCode, BackendError> {
+    let kernel = &program.kernels[index];
+    let types = check::check_kernel(program, kernel)?;
+    let ptr = jit.isa().pointer_type();
+    let sig = kernel_signature(jit.make_signature(), ptr);
+    let vectorize = vector::plan(program, kernel, &types);
+    let math = jit.math();
+    let name = format!("k{index}_{}", sanitize(kernel.name()));
+    let func = jit.compile_function(&name, sig, |b| {
+        build(
+            b,
+            program,
+            kernel,
+            &types,
+            vectorize.as_ref(),
+            Host {
+                ptr,
+                math,
+                symbolic: false,
+            },
+        )
+    })?;
+    Ok(KernelCode {
+        func: Some(func),
+        vectorized: vectorize.is_some(),
+    })
+}
+
+/// The CLIF text of kernel `index`, as built (before Cranelift optimizes it). Calls into Rust name their function
+/// (`func_addr %pow_i32`) where the compiled code has its address as a constant. The math library uses `fma` where
+/// the host has it, as compiled code does.
+pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
+    let jit = JitModule::new()?;
+    let kernel = &program.kernels[index];
+    let types = check::check_kernel(program, kernel)?;
+    let ptr = jit.isa().pointer_type();
+    let sig = kernel_signature(jit.make_signature(), ptr);
+    let mut func = Function::with_name_signature(UserFuncName::testcase(format!("k{index}")), sig);
+    let mut ctx = FunctionBuilderContext::new();
+    let vectorize = vector::plan(program, kernel, &types);
+    let mut b = FunctionBuilder::new(&mut func, &mut ctx);
+    build(
+        &mut b,
+        program,
+        kernel,
+        &types,
+        vectorize.as_ref(),
+        Host {
+            ptr,
+            math: jit.math(),
+            symbolic: true,
+        },
+    );
+    b.seal_all_blocks();
+    b.finalize(jit.isa().frontend_config());
+    Ok(format!(
+        "; kernel k{index} {}\n{}",
+        kernel.name(),
+        func.display()
+    ))
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The CLIF scalar type of a dtype (bool is a byte holding 0 or 1).
+pub(crate) fn clif_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I32 => types::I32,
+        DType::Bool => types::I8,
+    }
+}
+
+/// What code is generated for.
+#[derive(Clone, Copy)]
+struct Host {
+    ptr: Type,
+    math: MathEmitter,
+    /// Call Rust functions by name rather than address (the CLIF text).
+    symbolic: bool,
+}
+
+/// Builds the whole function (see the module doc for its shape).
+fn build(
+    b: &mut FunctionBuilder<'_>,
+    program: &KernelProgram,
+    kernel: &Kernel,
+    types: &check::ValueTypes,
+    vectorize: Option<&vector::Plan>,
+    host: Host,
+) {
+    let Host {
+        ptr,
+        math,
+        symbolic,
+    } = host;
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let &[table, start, end] = b.block_params(entry) else {
+        unreachable!("the kernel signature has three parameters")
+    };
+    let mut e = Emitter::new(b, program, kernel, types, ptr, table, math);
+    e.symbolic = symbolic;
+    let exit = e.b.create_block();
+    let parallel = kernel.parallel();
+    // Loops of extent 1 don't change the flattened point index; their variable is 0 throughout.
+    let active: Vec<Loop> = parallel.iter().filter(|l| l.extent > 1).copied().collect();
+    for l in parallel.iter().filter(|l| l.extent == 1) {
+        let zero = e.b.ins().iconst(ptr, 0);
+        e.set_var(l.var, zero);
+    }
+    if parallel.iter().any(|l| l.extent == 0) {
+        e.b.ins().jump(exit, &[]);
+    } else if active.is_empty() {
+        let body = e.b.create_block();
+        let any = e.b.ins().icmp(IntCC::UnsignedLessThan, start, end);
+        e.b.ins().brif(any, body, &[], exit, &[]);
+        e.b.switch_to_block(body);
+        e.block(kernel.body());
+        e.b.ins().jump(exit, &[]);
+    } else {
+        e.parallel_loops(&active, start, end, exit, vectorize);
+    }
+    e.b.switch_to_block(exit);
+    e.b.ins().return_(&[]);
+}
+
+struct Emitter<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    program: &'a KernelProgram,
+    kernel: &'a Kernel,
+    types: &'a check::ValueTypes,
+    ptr: Type,
+    /// Base pointer of every buffer the kernel touches (loaded in the entry block), and of the scratch.
+    bases: HashMap<BufferId, Value>,
+    scratch: Option<Value>,
+    vars: HashMap<Var, Variable>,
+    values: Vec<Option<Value>>,
+    sigs: HashMap<(Type, usize), SigRef>,
+    /// Call Rust functions by name rather than address (for the CLIF text: deterministic and readable).
+    symbolic: bool,
+    funcs: HashMap<&'static str, FuncRef>,
+    math: MathEmitter,
+}
+
+/// Memory flags of element accesses: in bounds (checked) and naturally aligned.
+fn elem_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    fn new(
+        b: &'a mut FunctionBuilder<'b>,
+        program: &'a KernelProgram,
+        kernel: &'a Kernel,
+        types: &'a check::ValueTypes,
+        ptr: Type,
+        table: Value,
+        math: MathEmitter,
+    ) -> Self {
+        let mut buffers = kernel.reads();
+        for w in kernel.writes() {
+            if !buffers.contains(&w) {
+                buffers.push(w);
+            }
+        }
+        let slot = |i: usize| i32::try_from(i * ptr.bytes() as usize).expect("table fits i32");
+        let table_flags = MemFlagsData::trusted().with_readonly();
+        let mut bases = HashMap::new();
+        for buffer in buffers {
+            let base = b.ins().load(ptr, table_flags, table, slot(buffer.index()));
+            bases.insert(buffer, base);
+        }
+        let scratch = matches!(kernel, Kernel::Matmul(_)).then(|| {
+            b.ins()
+                .load(ptr, table_flags, table, slot(program.buffers.len()))
+        });
+        Emitter {
+            b,
+            program,
+            kernel,
+            types,
+            ptr,
+            bases,
+            scratch,
+            vars: HashMap::new(),
+            values: vec![None; types.len()],
+            sigs: HashMap::new(),
+            symbolic: false,
+            funcs: HashMap::new(),
+            math,
+        }
+    }
+
+    fn var(&mut self, v: Var) -> Variable {
+        if let Some(&var) = self.vars.get(&v) {
+            return var;
+        }
+        let var = self.b.declare_var(self.ptr);
+        self.vars.insert(v, var);
+        var
+    }
+
+    fn set_var(&mut self, v: Var, value: Value) {
+        let var = self.var(v);
+        self.b.def_var(var, value);
+    }
+
+    fn get_var(&mut self, v: Var) -> Value {
+        let var = self.var(v);
+        self.b.use_var(var)
+    }
+
+    fn value(&self, id: ValueId) -> Value {
+        self.values[id.index()].expect("checked: defined before use")
+    }
+
+    fn dtype(&self, id: ValueId) -> DType {
+        self.types[id.index()].expect("checked: defined before use")
+    }
+
+    /// The parallel loops over `[start, end)`, rows of the innermost loop at a time (see the module doc).
+    fn parallel_loops(
+        &mut self,
+        parallel: &[Loop],
+        start: Value,
+        end: Value,
+        exit: cranelift_codegen::ir::Block,
+        vectorize: Option<&vector::Plan>,
+    ) {
+        let (outer, inner) = parallel.split_at(parallel.len() - 1);
+        let inner = inner[0];
+        let extent = inner.extent as i64;
+        let row_var = self.b.declare_var(types::I64);
+        let j0_var = self.b.declare_var(types::I64);
+        let row0 = self.b.ins().udiv_imm_u(start, extent);
+        let j0 = self.b.ins().urem_imm_u(start, extent);
+        self.b.def_var(row_var, row0);
+        self.b.def_var(j0_var, j0);
+        let row_block = self.b.create_block();
+        let scalar_check = self.b.create_block();
+        let scalar_block = self.b.create_block();
+        let next = self.b.create_block();
+        let any = self.b.ins().icmp(IntCC::UnsignedLessThan, start, end);
+        self.b.ins().brif(any, row_block, &[], exit, &[]);
+
+        self.b.switch_to_block(row_block);
+        let row = self.b.use_var(row_var);
+        let mut rest = row;
+        for (k, l) in outer.iter().enumerate().rev() {
+            // The outermost variable is what is left (the range ends within it).
+            let v = if k == 0 {
+                rest
+            } else {
+                let v = self.b.ins().urem_imm_u(rest, l.extent as i64);
+                rest = self.b.ins().udiv_imm_u(rest, l.extent as i64);
+                v
+            };
+            self.set_var(l.var, v);
+        }
+        let row_base = self.b.ins().imul_imm_s(row, extent);
+        let left = self.b.ins().isub(end, row_base);
+        let e = self.b.ins().iconst(types::I64, extent);
+        let jend = self.b.ins().umin(left, e);
+        let j0 = self.b.use_var(j0_var);
+        self.set_var(inner.var, j0);
+        if let Some(plan) = vectorize {
+            self.vector_loop(plan, jend, scalar_check);
+        } else {
+            self.b.ins().jump(scalar_check, &[]);
+        }
+
+        // Points left after the vector loop (all of them without one).
+        self.b.switch_to_block(scalar_check);
+        let j = self.get_var(inner.var);
+        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, j, jend);
+        self.b.ins().brif(more, scalar_block, &[], next, &[]);
+
+        self.b.switch_to_block(scalar_block);
+        self.block(self.kernel.body());
+        let j = self.get_var(inner.var);
+        let j1 = self.b.ins().iadd_imm_s(j, 1);
+        self.set_var(inner.var, j1);
+        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, j1, jend);
+        self.b.ins().brif(more, scalar_block, &[], next, &[]);
+
+        self.b.switch_to_block(next);
+        let row1 = self.b.ins().iadd_imm_s(row, 1);
+        let next_base = self.b.ins().iadd_imm_s(row_base, extent);
+        self.b.def_var(row_var, row1);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(j0_var, zero);
+        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, next_base, end);
+        self.b.ins().brif(more, row_block, &[], exit, &[]);
+    }
+
+    /// A nest of sequential loops around `body` (nothing when an extent is 0): bottom-tested, row-major.
+    fn loop_nest(&mut self, loops: &[Loop], body: &mut dyn FnMut(&mut Self)) {
+        if loops.iter().any(|l| l.extent == 0) {
+            return;
+        }
+        let mut headers = Vec::with_capacity(loops.len());
+        for l in loops {
+            let zero = self.b.ins().iconst(self.ptr, 0);
+            self.set_var(l.var, zero);
+            if l.extent > 1 {
+                let block = self.b.create_block();
+                self.b.ins().jump(block, &[]);
+                self.b.switch_to_block(block);
+                headers.push((l, Some(block)));
+            } else {
+                headers.push((l, None));
+            }
+        }
+        body(self);
+        for (l, block) in headers.into_iter().rev() {
+            let Some(block) = block else { continue };
+            let after = self.b.create_block();
+            let v = self.get_var(l.var);
+            let v1 = self.b.ins().iadd_imm_s(v, 1);
+            self.set_var(l.var, v1);
+            let more = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, v1, l.extent as i64);
+            self.b.ins().brif(more, block, &[], after, &[]);
+            self.b.switch_to_block(after);
+        }
+    }
+
+    fn block(&mut self, block: &Block) {
+        for inst in &block.insts {
+            match inst {
+                Inst::Let { id, dtype, op } => {
+                    let v = self.scalar_op(op, *dtype);
+                    self.values[id.index()] = Some(v);
+                }
+                Inst::Reduce {
+                    id,
+                    dtype,
+                    kind,
+                    loops,
+                    body,
+                    value,
+                } => {
+                    let ty = clif_type(*dtype);
+                    let acc = self.b.declare_var(ty);
+                    let init = self.reduce_identity(*kind, *dtype);
+                    self.b.def_var(acc, init);
+                    self.loop_nest(loops, &mut |e| {
+                        e.block(body);
+                        let x = e.value(*value);
+                        let a = e.b.use_var(acc);
+                        let folded = match (kind, dtype.is_float()) {
+                            (ReduceKind::Sum, true) => e.b.ins().fadd(a, x),
+                            (ReduceKind::Sum, false) => e.b.ins().iadd(a, x),
+                            (ReduceKind::Max, true) => e.b.ins().fmax(a, x),
+                            (ReduceKind::Max, false) => e.b.ins().smax(a, x),
+                        };
+                        e.b.def_var(acc, folded);
+                    });
+                    let result = self.b.use_var(acc);
+                    self.values[id.index()] = Some(result);
+                }
+                Inst::For { loops, body } => self.loop_nest(loops, &mut |e| e.block(body)),
+                Inst::Store {
+                    buffer,
+                    index,
+                    value,
+                } => {
+                    let addr = self.address(*buffer, index);
+                    let v = self.value(*value);
+                    self.b.ins().store(elem_flags(), v, addr, 0);
+                }
+            }
+        }
+    }
+
+    fn reduce_identity(&mut self, kind: ReduceKind, dtype: DType) -> Value {
+        match (kind, dtype) {
+            (ReduceKind::Sum, DType::F32) => self.b.ins().f32const(-0.0f32),
+            (ReduceKind::Sum, DType::F64) => self.b.ins().f64const(-0.0f64),
+            (ReduceKind::Max, DType::F32) => self.b.ins().f32const(f32::NEG_INFINITY),
+            (ReduceKind::Max, DType::F64) => self.b.ins().f64const(f64::NEG_INFINITY),
+            (ReduceKind::Sum, _) => self.b.ins().iconst(clif_type(dtype), 0),
+            (ReduceKind::Max, _) => self.b.ins().iconst(types::I32, i64::from(i32::MIN)),
+        }
+    }
+
+    /// `offset + Σ stride·var`, as a pointer-sized integer.
+    fn index(&mut self, index: &IndexExpr) -> Value {
+        let mut sum = None;
+        for &(v, stride) in &index.terms {
+            let x = self.get_var(v);
+            let term = if stride == 1 {
+                x
+            } else {
+                self.b.ins().imul_imm_s(x, stride as i64)
+            };
+            sum = Some(match sum {
+                None => term,
+                Some(s) => self.b.ins().iadd(s, term),
+            });
+        }
+        match sum {
+            None => self.b.ins().iconst(self.ptr, index.offset as i64),
+            Some(s) if index.offset == 0 => s,
+            Some(s) => self.b.ins().iadd_imm_s(s, index.offset as i64),
+        }
+    }
+
+    fn address(&mut self, buffer: BufferId, index: &IndexExpr) -> Value {
+        let i = self.index(index);
+        let size = self.program.buffers[buffer.index()].ty.dtype.size_bytes();
+        self.element_address(self.bases[&buffer], i, size)
+    }
+
+    fn element_address(&mut self, base: Value, index: Value, size: usize) -> Value {
+        let offset = if size == 1 {
+            index
+        } else {
+            self.b.ins().imul_imm_s(index, size as i64)
+        };
+        self.b.ins().iadd(base, offset)
+    }
+
+    /// The flat point index of the current parallel point (where the matmul scratch holds its product).
+    fn point_index(&self) -> IndexExpr {
+        let mut stride = 1;
+        let mut terms = Vec::new();
+        for l in self.kernel.parallel().iter().rev() {
+            terms.push((l.var, stride));
+            stride *= l.extent;
+        }
+        terms.reverse();
+        IndexExpr { offset: 0, terms }
+    }
+
+    fn constant(&mut self, value: Scalar) -> Value {
+        match value {
+            Scalar::F32(x) => self.b.ins().f32const(x),
+            Scalar::F64(x) => self.b.ins().f64const(x),
+            Scalar::I32(x) => self.b.ins().iconst(types::I32, i64::from(x)),
+            Scalar::Bool(x) => self.b.ins().iconst(types::I8, i64::from(x)),
+        }
+    }
+
+    fn call(&mut self, f: &callout::Callout, args: &[Value]) -> Value {
+        let (ty, arity) = (f.ty, args.len());
+        let sig = match self.sigs.get(&(ty, arity)) {
+            Some(&s) => s,
+            None => {
+                let mut sig = Signature::new(self.b.func.signature.call_conv);
+                sig.params.extend((0..arity).map(|_| AbiParam::new(ty)));
+                sig.returns.push(AbiParam::new(ty));
+                let s = self.b.import_signature(sig);
+                self.sigs.insert((ty, arity), s);
+                s
+            }
+        };
+        let callee = if self.symbolic {
+            let func = match self.funcs.get(f.name) {
+                Some(&func) => func,
+                None => {
+                    let func = self.b.import_function(ExtFuncData {
+                        name: ExternalName::testcase(f.name),
+                        signature: sig,
+                        colocated: false,
+                        patchable: false,
+                    });
+                    self.funcs.insert(f.name, func);
+                    func
+                }
+            };
+            self.b.ins().func_addr(self.ptr, func)
+        } else {
+            self.b.ins().iconst(self.ptr, f.address as i64)
+        };
+        let call = self.b.ins().call_indirect(sig, callee, args);
+        self.b.inst_results(call)[0]
+    }
+
+    fn scalar_op(&mut self, op: &ScalarOp, dtype: DType) -> Value {
+        match op {
+            ScalarOp::Load { buffer, index } => {
+                let addr = self.address(*buffer, index);
+                self.b.ins().load(clif_type(dtype), elem_flags(), addr, 0)
+            }
+            ScalarOp::Const { bits } => {
+                self.constant(Scalar::from_f64(f64::from_bits(*bits), dtype))
+            }
+            ScalarOp::Index(index) => {
+                let i = self.index(index);
+                match dtype {
+                    DType::F32 | DType::F64 => self.b.ins().fcvt_from_uint(clif_type(dtype), i),
+                    DType::I32 => self.b.ins().ireduce(types::I32, i),
+                    DType::Bool => self.b.ins().icmp_imm_s(IntCC::NotEqual, i, 0),
+                }
+            }
+            ScalarOp::MatmulAcc => {
+                let point = self.point_index();
+                let i = self.index(&point);
+                let base = self.scratch.expect("checked: matmul.acc only in matmuls");
+                let addr = self.element_address(base, i, dtype.size_bytes());
+                self.b.ins().load(clif_type(dtype), elem_flags(), addr, 0)
+            }
+            ScalarOp::Unary(u, x) => {
+                let x = self.value(*x);
+                self.unary(*u, dtype, x)
+            }
+            ScalarOp::Cast(x) => {
+                let from = self.dtype(*x);
+                let x = self.value(*x);
+                self.cast(x, from, dtype)
+            }
+            ScalarOp::Binary(op, x, y) => {
+                let (x, y) = (self.value(*x), self.value(*y));
+                self.binary(*op, dtype, x, y)
+            }
+            ScalarOp::Compare(dir, x, y) => {
+                let operands = self.dtype(*x);
+                let (x, y) = (self.value(*x), self.value(*y));
+                self.compare(*dir, operands, x, y)
+            }
+            ScalarOp::Select(c, x, y) => {
+                let (c, x, y) = (self.value(*c), self.value(*x), self.value(*y));
+                self.b.ins().select(c, x, y)
+            }
+        }
+    }
+
+    fn unary(&mut self, op: UnaryOp, dtype: DType, x: Value) -> Value {
+        match dtype {
+            DType::F32 | DType::F64 => match op {
+                UnaryOp::Neg => self.b.ins().fneg(x),
+                UnaryOp::Abs => self.b.ins().fabs(x),
+                UnaryOp::Sqrt => self.b.ins().sqrt(x),
+                UnaryOp::Recip => {
+                    let one = self.constant(Scalar::from_f64(1.0, dtype));
+                    self.b.ins().fdiv(one, x)
+                }
+                UnaryOp::Exp => self.math.exp(self.b, x),
+                UnaryOp::Log => self.math.log(self.b, x),
+                UnaryOp::Tanh => self.math.tanh(self.b, x),
+                UnaryOp::Logistic => self.math.logistic(self.b, x),
+            },
+            DType::I32 => match op {
+                UnaryOp::Neg => self.b.ins().ineg(x),
+                UnaryOp::Abs => self.b.ins().iabs(x),
+                _ => x,
+            },
+            DType::Bool => x,
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, dtype: DType, x: Value, y: Value) -> Value {
+        if op == BinaryOp::Pow && dtype.is_float() {
+            return self.math.pow(self.b, x, y);
+        }
+        if op == BinaryOp::Pow {
+            let f = callout::pow(dtype).expect("checked: no pow on bool");
+            debug_assert_eq!(f.arity, 2);
+            return self.call(&f, &[x, y]);
+        }
+        if dtype.is_float() {
+            return match op {
+                BinaryOp::Add => self.b.ins().fadd(x, y),
+                BinaryOp::Sub => self.b.ins().fsub(x, y),
+                BinaryOp::Mul => self.b.ins().fmul(x, y),
+                BinaryOp::Div => self.b.ins().fdiv(x, y),
+                BinaryOp::Max => self.b.ins().fmax(x, y),
+                BinaryOp::Min => self.b.ins().fmin(x, y),
+                BinaryOp::Pow => unreachable!("handled above"),
+            };
+        }
+        match op {
+            BinaryOp::Add => self.b.ins().iadd(x, y),
+            BinaryOp::Sub => self.b.ins().isub(x, y),
+            BinaryOp::Mul => self.b.ins().imul(x, y),
+            BinaryOp::Max => self.b.ins().smax(x, y),
+            BinaryOp::Min => self.b.ins().smin(x, y),
+            BinaryOp::Div => {
+                // x / 0 == 0 and MIN / -1 == MIN (wrapping): divide by 1 in both cases, then fix the result.
+                let zero = self.b.ins().icmp_imm_s(IntCC::Equal, y, 0);
+                let minus_one = self.b.ins().icmp_imm_s(IntCC::Equal, y, -1);
+                let special = self.b.ins().bor(zero, minus_one);
+                let one = self.b.ins().iconst(types::I32, 1);
+                let divisor = self.b.ins().select(special, one, y);
+                let q = self.b.ins().sdiv(x, divisor);
+                let negated = self.b.ins().ineg(x);
+                let q = self.b.ins().select(minus_one, negated, q);
+                let z = self.b.ins().iconst(types::I32, 0);
+                self.b.ins().select(zero, z, q)
+            }
+            BinaryOp::Pow => unreachable!("handled above"),
+        }
+    }
+
+    fn compare(&mut self, dir: CmpDir, operands: DType, x: Value, y: Value) -> Value {
+        if operands.is_float() {
+            let cc = match dir {
+                CmpDir::Lt => FloatCC::LessThan,
+                CmpDir::Le => FloatCC::LessThanOrEqual,
+                CmpDir::Gt => FloatCC::GreaterThan,
+                CmpDir::Ge => FloatCC::GreaterThanOrEqual,
+                CmpDir::Eq => FloatCC::Equal,
+                CmpDir::Ne => FloatCC::NotEqual,
+            };
+            return self.b.ins().fcmp(cc, x, y);
+        }
+        let cc = match dir {
+            CmpDir::Lt => IntCC::SignedLessThan,
+            CmpDir::Le => IntCC::SignedLessThanOrEqual,
+            CmpDir::Gt => IntCC::SignedGreaterThan,
+            CmpDir::Ge => IntCC::SignedGreaterThanOrEqual,
+            CmpDir::Eq => IntCC::Equal,
+            CmpDir::Ne => IntCC::NotEqual,
+        };
+        self.b.ins().icmp(cc, x, y)
+    }
+
+    /// SPEC.md §3.3, as `Scalar::cast`.
+    fn cast(&mut self, x: Value, from: DType, to: DType) -> Value {
+        use DType::*;
+        match (from, to) {
+            _ if from == to => x,
+            (F32, F64) => self.b.ins().fpromote(types::F64, x),
+            (F64, F32) => self.b.ins().fdemote(types::F32, x),
+            (F32 | F64, I32) => self.b.ins().fcvt_to_sint_sat(types::I32, x),
+            (I32, F32 | F64) => self.b.ins().fcvt_from_sint(clif_type(to), x),
+            (Bool, F32 | F64) => {
+                let one = self.constant(Scalar::from_f64(1.0, to));
+                let zero = self.constant(Scalar::from_f64(0.0, to));
+                self.b.ins().select(x, one, zero)
+            }
+            (Bool, I32) => self.b.ins().uextend(types::I32, x),
+            (F32 | F64, Bool) => {
+                let zero = self.constant(Scalar::from_f64(0.0, from));
+                self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
+            }
+            (I32, Bool) => self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
+            _ => unreachable!("every pair of distinct dtypes is listed"),
+        }
+    }
+}

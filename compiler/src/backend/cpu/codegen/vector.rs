@@ -1,0 +1,291 @@
+//! The f32x4 loop over the innermost parallel dimension (see the parent module's doc).
+//!
+//! Values are f32x4 (f32) or i32x4 masks of all-ones / zero (bool). A load or store that moves by one element with
+//! the innermost variable `j` is a vector access at `j`; a load that doesn't move with `j` is loaded once per row,
+//! before the loop, and splatted. Each lane computes exactly what the scalar loop computes for its point: the same
+//! IEEE operations, and the math library's branch-free code, which is the same for one lane or four.
+
+use super::check::ValueTypes;
+use super::{clif_type, Emitter};
+use crate::kernel::{Block, IndexExpr, Inst, Kernel, KernelProgram, ScalarOp, Var};
+use cranelift_codegen::ir::{
+    condcodes::{FloatCC, IntCC},
+    types, Block as ClifBlock, InstBuilder, MemFlagsData, Value,
+};
+use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
+use std::collections::HashMap;
+
+const LANES: i64 = 4;
+
+/// A kernel the vector loop can run: its innermost parallel variable.
+#[derive(Clone, Debug)]
+pub(super) struct Plan {
+    pub j: Var,
+}
+
+fn stride_of(index: &IndexExpr, j: Var) -> usize {
+    index
+        .terms
+        .iter()
+        .find(|(v, _)| *v == j)
+        .map_or(0, |&(_, s)| s)
+}
+
+/// `Some` when every instruction of the kernel has a vector form and the innermost loop has at least 4 points.
+pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes) -> Option<Plan> {
+    let inner = kernel.parallel().iter().rev().find(|l| l.extent > 1)?;
+    if inner.extent < LANES as usize {
+        return None;
+    }
+    let j = inner.var;
+    if types
+        .iter()
+        .flatten()
+        .any(|t| !matches!(t, DType::F32 | DType::Bool))
+    {
+        return None;
+    }
+    let ok = kernel.body().insts.iter().all(|inst| match inst {
+        Inst::Let { op, .. } => match op {
+            ScalarOp::Load { index, .. } => stride_of(index, j) <= 1,
+            ScalarOp::Index(_) => false,
+            ScalarOp::Const { .. }
+            | ScalarOp::MatmulAcc
+            | ScalarOp::Unary(..)
+            | ScalarOp::Cast(_)
+            | ScalarOp::Binary(..)
+            | ScalarOp::Compare(..)
+            | ScalarOp::Select(..) => true,
+        },
+        Inst::Store { index, .. } => stride_of(index, j) == 1,
+        Inst::Reduce { .. } | Inst::For { .. } => false,
+    });
+    ok.then_some(Plan { j })
+}
+
+fn vector_flags() -> MemFlagsData {
+    // In bounds (checked), but only element-aligned.
+    MemFlagsData::new().with_notrap()
+}
+
+impl Emitter<'_, '_> {
+    /// Emits, from the current block: the loads that don't move with `j` (once per row), then
+    /// `vector(j): 4 points; j += 4; brif j + 4 <= jend, vector(j), done` behind a `j + 4 <= jend` check. Leaves
+    /// `j` at the first point the vector loop did not run.
+    pub(super) fn vector_loop(&mut self, plan: &Plan, jend: Value, done: ClifBlock) {
+        let body = self.kernel.body();
+        let mut hoisted: HashMap<usize, Value> = HashMap::new();
+        for inst in &body.insts {
+            if let Inst::Let {
+                id,
+                dtype,
+                op: ScalarOp::Load { buffer, index },
+            } = inst
+            {
+                if stride_of(index, plan.j) == 0 {
+                    let addr = self.address(*buffer, index);
+                    let x = self
+                        .b
+                        .ins()
+                        .load(clif_type(*dtype), super::elem_flags(), addr, 0);
+                    let v = self.splat(x, *dtype);
+                    hoisted.insert(id.index(), v);
+                }
+            }
+        }
+        let vector_block = self.b.create_block();
+        let j = self.get_var(plan.j);
+        let j4 = self.b.ins().iadd_imm_s(j, LANES);
+        let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j4, jend);
+        self.b.ins().brif(fits, vector_block, &[], done, &[]);
+
+        self.b.switch_to_block(vector_block);
+        let mut values: HashMap<usize, Value> = hoisted.clone();
+        self.vector_block(body, &mut values);
+        let j = self.get_var(plan.j);
+        let j4 = self.b.ins().iadd_imm_s(j, LANES);
+        self.set_var(plan.j, j4);
+        let j8 = self.b.ins().iadd_imm_s(j, 2 * LANES);
+        let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j8, jend);
+        self.b.ins().brif(fits, vector_block, &[], done, &[]);
+    }
+
+    fn splat(&mut self, scalar: Value, dtype: DType) -> Value {
+        match dtype {
+            DType::Bool => {
+                // 0/1 → 0/-1, the mask of a lane.
+                let wide = self.b.ins().uextend(types::I32, scalar);
+                let mask = self.b.ins().ineg(wide);
+                self.b.ins().splat(types::I32X4, mask)
+            }
+            _ => self.b.ins().splat(types::F32X4, scalar),
+        }
+    }
+
+    fn vector_block(&mut self, block: &Block, values: &mut HashMap<usize, Value>) {
+        for inst in &block.insts {
+            match inst {
+                Inst::Let { id, dtype, op } => {
+                    if values.contains_key(&id.index()) {
+                        continue; // hoisted
+                    }
+                    let v = self.vector_op(op, *dtype, values);
+                    values.insert(id.index(), v);
+                }
+                Inst::Store {
+                    buffer,
+                    index,
+                    value,
+                } => {
+                    let addr = self.address(*buffer, index);
+                    let v = values[&value.index()];
+                    if self.program.buffers[buffer.index()].ty.dtype == DType::Bool {
+                        for lane in 0..LANES as u8 {
+                            let m = self.b.ins().extractlane(v, lane);
+                            let bit = self.b.ins().band_imm_s(m, 1);
+                            let byte = self.b.ins().ireduce(types::I8, bit);
+                            self.b
+                                .ins()
+                                .store(vector_flags(), byte, addr, i32::from(lane));
+                        }
+                    } else {
+                        self.b.ins().store(vector_flags(), v, addr, 0);
+                    }
+                }
+                Inst::Reduce { .. } | Inst::For { .. } => {
+                    unreachable!("plan: no nested loops in vector kernels")
+                }
+            }
+        }
+    }
+
+    fn vector_op(&mut self, op: &ScalarOp, dtype: DType, values: &HashMap<usize, Value>) -> Value {
+        let v = |id: &crate::kernel::ValueId| values[&id.index()];
+        match op {
+            ScalarOp::Load { buffer, index } => {
+                let addr = self.address(*buffer, index);
+                self.vector_load(addr, dtype)
+            }
+            ScalarOp::MatmulAcc => {
+                let point = self.point_index();
+                let i = self.index(&point);
+                let base = self.scratch.expect("checked: matmul.acc only in matmuls");
+                let addr = self.element_address(base, i, dtype.size_bytes());
+                self.vector_load(addr, dtype)
+            }
+            ScalarOp::Const { bits } => {
+                let x = self.constant(crate::kernel::scalar::Scalar::from_f64(
+                    f64::from_bits(*bits),
+                    dtype,
+                ));
+                self.splat(x, dtype)
+            }
+            ScalarOp::Index(_) => unreachable!("plan: no index in vector kernels"),
+            ScalarOp::Unary(u, x) => {
+                let x = v(x);
+                match (dtype, u) {
+                    (DType::Bool, _) => x,
+                    (_, UnaryOp::Neg) => self.b.ins().fneg(x),
+                    (_, UnaryOp::Abs) => self.b.ins().fabs(x),
+                    (_, UnaryOp::Sqrt) => self.b.ins().sqrt(x),
+                    (_, UnaryOp::Recip) => {
+                        let one = self.b.ins().f32const(1.0f32);
+                        let one = self.b.ins().splat(types::F32X4, one);
+                        self.b.ins().fdiv(one, x)
+                    }
+                    (_, UnaryOp::Exp) => self.math.exp(self.b, x),
+                    (_, UnaryOp::Log) => self.math.log(self.b, x),
+                    (_, UnaryOp::Tanh) => self.math.tanh(self.b, x),
+                    (_, UnaryOp::Logistic) => self.math.logistic(self.b, x),
+                }
+            }
+            ScalarOp::Cast(x) => {
+                let from = self.dtype(*x);
+                let x = v(x);
+                match (from, dtype) {
+                    (a, b) if a == b => x,
+                    (DType::F32, DType::Bool) => {
+                        let zero = self.b.ins().f32const(0.0f32);
+                        let zero = self.b.ins().splat(types::F32X4, zero);
+                        self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
+                    }
+                    (DType::Bool, DType::F32) => {
+                        let one = self.b.ins().f32const(1.0f32);
+                        let one = self.b.ins().splat(types::F32X4, one);
+                        let zero = self.b.ins().f32const(0.0f32);
+                        let zero = self.b.ins().splat(types::F32X4, zero);
+                        self.mask_select(x, one, zero)
+                    }
+                    _ => unreachable!("plan: f32 and bool only"),
+                }
+            }
+            ScalarOp::Binary(op, x, y) => {
+                let (x, y) = (v(x), v(y));
+                match op {
+                    BinaryOp::Add => self.b.ins().fadd(x, y),
+                    BinaryOp::Sub => self.b.ins().fsub(x, y),
+                    BinaryOp::Mul => self.b.ins().fmul(x, y),
+                    BinaryOp::Div => self.b.ins().fdiv(x, y),
+                    BinaryOp::Max => self.b.ins().fmax(x, y),
+                    BinaryOp::Min => self.b.ins().fmin(x, y),
+                    BinaryOp::Pow => self.math.pow(self.b, x, y),
+                }
+            }
+            ScalarOp::Compare(dir, x, y) => {
+                let operands = self.dtype(*x);
+                let (x, y) = (v(x), v(y));
+                if operands == DType::Bool {
+                    let cc = if *dir == CmpDir::Eq {
+                        IntCC::Equal
+                    } else {
+                        IntCC::NotEqual
+                    };
+                    return self.b.ins().icmp(cc, x, y);
+                }
+                let cc = match dir {
+                    CmpDir::Lt => FloatCC::LessThan,
+                    CmpDir::Le => FloatCC::LessThanOrEqual,
+                    CmpDir::Gt => FloatCC::GreaterThan,
+                    CmpDir::Ge => FloatCC::GreaterThanOrEqual,
+                    CmpDir::Eq => FloatCC::Equal,
+                    CmpDir::Ne => FloatCC::NotEqual,
+                };
+                self.b.ins().fcmp(cc, x, y)
+            }
+            ScalarOp::Select(c, x, y) => {
+                let (c, x, y) = (v(c), v(x), v(y));
+                self.mask_select(c, x, y)
+            }
+        }
+    }
+
+    /// `mask ? x : y` lane by lane (`mask` an i32x4 of all-ones or zero lanes).
+    fn mask_select(&mut self, mask: Value, x: Value, y: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(x);
+        let mask = if ty == types::I32X4 {
+            mask
+        } else {
+            self.b.ins().bitcast(ty, MemFlagsData::new(), mask)
+        };
+        self.b.ins().bitselect(mask, x, y)
+    }
+
+    fn vector_load(&mut self, addr: Value, dtype: DType) -> Value {
+        if dtype != DType::Bool {
+            return self.b.ins().load(types::F32X4, vector_flags(), addr, 0);
+        }
+        let mut mask = None;
+        for lane in 0..LANES as u8 {
+            let byte = self
+                .b
+                .ins()
+                .uload8(types::I32, vector_flags(), addr, i32::from(lane));
+            let m = self.b.ins().ineg(byte);
+            mask = Some(match mask {
+                None => self.b.ins().splat(types::I32X4, m),
+                Some(v) => self.b.ins().insertlane(v, m, lane),
+            });
+        }
+        mask.expect("four lanes")
+    }
+}

@@ -1,0 +1,119 @@
+//! The embedding API's compiler entry: a graph in, an [`Executable`] out.
+//!
+//! `compile` runs the whole pipeline — graph passes (unless turned off), fusion, memory planning, native code
+//! generation for every kernel — and reports how long it took ([`Executable::compile_time`]). A [`CompileCache`]
+//! keeps executables by a hash of the graph's text and the options, so compiling the same graph twice costs a hash.
+
+use crate::backend::cpu::assemble::assemble;
+use crate::backend::BackendError;
+use kiln_ir::{Graph, IrError, Role};
+use kiln_runtime::{Executable, RunError};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What can go wrong compiling or running a graph.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Where compiled code runs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum Target {
+    /// Native code for the host through Cranelift.
+    #[default]
+    Cpu,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Options {
+    /// Run the graph passes (simplify, constant folding, CSE, DCE) before fusion.
+    pub optimize: bool,
+    /// Threads a run splits each kernel across (at least 1).
+    pub threads: usize,
+    pub target: Target,
+}
+
+impl Default for Options {
+    /// Optimized, on every available core, for the CPU.
+    fn default() -> Options {
+        Options {
+            optimize: true,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            target: Target::Cpu,
+        }
+    }
+}
+
+/// Compiles `graph` to native code.
+pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
+    let started = Instant::now();
+    let optimized;
+    let graph = if options.optimize {
+        optimized = crate::passes::optimize(graph)?;
+        &optimized
+    } else {
+        graph
+    };
+    let program = crate::fusion::lower(graph)?;
+    let plan = crate::memory::plan(&program);
+    let roles: Vec<Role> = graph.inputs().map(|i| i.role).collect();
+    match options.target {
+        Target::Cpu => Ok(assemble(&program, &plan, &roles, options.threads, started)?),
+    }
+}
+
+/// Compiled executables by graph and options.
+#[derive(Default)]
+pub struct CompileCache {
+    entries: Mutex<HashMap<u64, Arc<Executable>>>,
+}
+
+impl CompileCache {
+    pub fn new() -> CompileCache {
+        CompileCache::default()
+    }
+
+    /// The executable of `graph` under `options`, compiled on first use.
+    pub fn get_or_compile(
+        &self,
+        graph: &Graph,
+        options: &Options,
+    ) -> Result<Arc<Executable>, Error> {
+        let key = cache_key(graph, options);
+        if let Some(exe) = self.lock().get(&key) {
+            return Ok(Arc::clone(exe));
+        }
+        let exe = Arc::new(compile(graph, options)?);
+        self.lock().insert(key, Arc::clone(&exe));
+        Ok(exe)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Executable>>> {
+        // A panic while holding the lock leaves the map intact (inserts are single calls).
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A hash of the graph's printed text (which determines it) and the options.
+pub fn cache_key(graph: &Graph, options: &Options) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    kiln_ir::text::print(graph).hash(&mut h);
+    options.hash(&mut h);
+    h.finish()
+}

@@ -1,0 +1,339 @@
+//! A compiled program: native kernels, the layout of their buffers, and the input/output signature.
+//!
+//! Kernels address buffers through a **buffer table**: slot `b` holds the base pointer of buffer `b` of the program,
+//! and one extra slot past the last buffer (`Layout::scratch_slot`) the matmul scratch, where a matmul kernel's
+//! product lands before its epilogue reads it. A run fills the table from the caller's tensors (inputs are read in
+//! place, never written), the program's constants, a per-run arena (temporaries and scratch) and fresh output
+//! buffers, then runs the kernels in order on the thread pool ([`crate::pool`]).
+//!
+//! Running an [`Executable`] from several threads at once is safe: each run takes its own arena (from a pool of
+//! arenas, so steady-state runs don't allocate one) and its own outputs; constants and code are shared read-only.
+
+use crate::buffer::{tensor_ptr, HostBuffer};
+use crate::gemm::Gemm;
+use crate::pool;
+use crate::RunError;
+use kiln_ir::{Role, Tensor, TensorType};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A kernel's native entry: runs points `[start, end)` of its flattened parallel space (row-major over its parallel
+/// loops) on the buffers of `table`.
+pub type KernelFn = unsafe extern "C" fn(table: *const *mut u8, start: u64, end: u64);
+
+/// Where one buffer of the program lives during a run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Place {
+    /// The caller's tensor for input `i` (read in place).
+    Input(usize),
+    /// Constant `c` of [`Layout::constants`].
+    Constant(usize),
+    /// `[offset, offset + size)` of the per-run arena.
+    Arena { offset: usize },
+    /// Its own allocation, handed back.
+    Output,
+    /// An output that replaces input `i`, written directly into that input's storage.
+    InPlace { input: usize },
+    /// An output that replaces input `i`, written to its own allocation (a session copies it over the input after
+    /// each step).
+    CopyBack { input: usize },
+}
+
+#[derive(Clone, PartialEq, Debug)]
+pub struct BufferSpec {
+    pub name: String,
+    pub ty: TensorType,
+    pub place: Place,
+}
+
+#[derive(Clone, PartialEq, Debug)]
+pub struct InputSpec {
+    pub name: String,
+    pub ty: TensorType,
+    pub role: Role,
+    pub buffer: usize,
+}
+
+#[derive(Clone, PartialEq, Debug)]
+pub struct OutputSpec {
+    pub name: String,
+    pub buffer: usize,
+    /// The input this output replaces after each training step.
+    pub aliases: Option<usize>,
+}
+
+/// Every buffer of a program and where it lives, and the program's signature.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Layout {
+    pub name: String,
+    pub buffers: Vec<BufferSpec>,
+    pub inputs: Vec<InputSpec>,
+    pub outputs: Vec<OutputSpec>,
+    /// The values of the constant buffers.
+    pub constants: Vec<Tensor>,
+    /// Bytes of the per-run arena (temporaries and, at `scratch_offset`, the matmul scratch).
+    pub arena_bytes: usize,
+    pub scratch_offset: usize,
+}
+
+impl Layout {
+    /// The table slot of the matmul scratch.
+    pub fn scratch_slot(&self) -> usize {
+        self.buffers.len()
+    }
+}
+
+/// One kernel, in execution order.
+pub enum Step {
+    /// A loop nest: `entry` over `points` parallel points.
+    Loop {
+        name: String,
+        points: u64,
+        entry: KernelFn,
+    },
+    /// A matrix product, then (unless the product is written straight to its destination) an epilogue over the
+    /// `points` of `[β.., m, n]` that reads the product from the scratch.
+    Matmul {
+        name: String,
+        gemm: Gemm,
+        points: u64,
+        epilogue: Option<KernelFn>,
+    },
+}
+
+impl Step {
+    pub fn name(&self) -> &str {
+        match self {
+            Step::Loop { name, .. } | Step::Matmul { name, .. } => name,
+        }
+    }
+}
+
+/// A compiled program, ready to run. `Send + Sync`: share it (e.g. in an `Arc`) and run it from any thread.
+pub struct Executable {
+    layout: Layout,
+    steps: Vec<Step>,
+    /// Owns the native code of the steps; dropped (and the code freed) with the executable.
+    _code: Box<dyn Send + Sync>,
+    arenas: Mutex<Vec<HostBuffer>>,
+    threads: usize,
+    min_chunk: u64,
+    compile_time: Duration,
+}
+
+impl std::fmt::Debug for Executable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executable")
+            .field("name", &self.layout.name)
+            .field("kernels", &self.steps.len())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// The buffers of one run (or session step): one pointer per table slot.
+pub(crate) struct Table {
+    pub(crate) slots: Vec<*mut u8>,
+}
+
+impl Executable {
+    /// Assembles an executable.
+    ///
+    /// # Safety
+    /// `code` must keep every `KernelFn` of `steps` callable for as long as it lives, and each of them must access
+    /// only elements of the table's buffers that exist under `layout` (element indices below each buffer's element
+    /// count, of its dtype; the scratch slot below `arena_bytes - scratch_offset` bytes), must not write
+    /// inputs or constants (except through an `InPlace` output, reading each element before writing it), and must
+    /// produce results for its points `[start, end)` that do not depend on other points of the same kernel.
+    /// The matmul views are checked here.
+    pub unsafe fn new(
+        layout: Layout,
+        steps: Vec<Step>,
+        code: Box<dyn Send + Sync>,
+        threads: usize,
+        compile_time: Duration,
+    ) -> Result<Executable, RunError> {
+        for step in &steps {
+            if let Step::Matmul { name, gemm, .. } = step {
+                check_gemm(&layout, name, gemm)?;
+            }
+        }
+        Ok(Executable {
+            layout,
+            steps,
+            _code: code,
+            arenas: Mutex::new(Vec::new()),
+            threads: threads.max(1),
+            min_chunk: pool::MIN_CHUNK,
+            compile_time,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn name(&self) -> &str {
+        &self.layout.name
+    }
+
+    /// The kernels, in execution order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// How long compiling took (graph passes, fusion, code generation).
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The same code with another thread count.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// The fewest points a thread takes at once (default [`pool::MIN_CHUNK`]). Results don't depend on it; tests
+    /// set it to 1 so that chunks start anywhere in a row.
+    pub fn set_min_chunk(&mut self, points: u64) {
+        self.min_chunk = points.max(1);
+    }
+
+    /// Checks `inputs` against the signature: count, then each input's dtype and shape, naming the input.
+    pub(crate) fn check_inputs<'t>(
+        &self,
+        specs: impl ExactSizeIterator<Item = &'t InputSpec>,
+        inputs: &[Tensor],
+    ) -> Result<(), RunError> {
+        if specs.len() != inputs.len() {
+            return Err(RunError::InputCount {
+                program: self.layout.name.clone(),
+                expected: specs.len(),
+                got: inputs.len(),
+            });
+        }
+        for (spec, tensor) in specs.zip(inputs) {
+            if tensor.ty() != &spec.ty {
+                return Err(RunError::Input {
+                    name: spec.name.clone(),
+                    expected: spec.ty.to_string(),
+                    got: tensor.ty().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the program on `inputs` (in input order) and returns its outputs (in output order).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        self.check_inputs(self.layout.inputs.iter(), inputs)?;
+        let mut arena = self.take_arena();
+        let mut own: Vec<Option<HostBuffer>> = vec![None; self.layout.buffers.len()];
+        for (b, spec) in self.layout.buffers.iter().enumerate() {
+            own[b] = match spec.place {
+                Place::Output | Place::CopyBack { .. } => {
+                    Some(HostBuffer::zeroed(spec.ty.size_bytes()))
+                }
+                // A plain run never changes its inputs: the in-place output starts as a copy of the input.
+                Place::InPlace { input } => Some(HostBuffer::from_tensor(&inputs[input])),
+                _ => None,
+            };
+        }
+        let mut slots = vec![std::ptr::null_mut(); self.layout.buffers.len() + 1];
+        let arena_ptr = arena.as_mut_ptr();
+        for (b, spec) in self.layout.buffers.iter().enumerate() {
+            slots[b] = match (&mut own[b], spec.place) {
+                (Some(buffer), _) => buffer.as_mut_ptr(),
+                (None, Place::Input(i)) => tensor_ptr(&inputs[i]),
+                (None, Place::Constant(c)) => self.constant_ptr(c),
+                (None, Place::Arena { offset }) => arena_ptr.wrapping_add(offset),
+                (None, _) => unreachable!("every output place has its own buffer"),
+            };
+        }
+        // An input replaced in place is read from the copy its output starts as.
+        for (b, spec) in self.layout.buffers.iter().enumerate() {
+            if let Place::InPlace { input } = spec.place {
+                slots[self.layout.inputs[input].buffer] = slots[b];
+            }
+        }
+        slots[self.layout.scratch_slot()] = arena_ptr.wrapping_add(self.layout.scratch_offset);
+        self.execute(&Table { slots });
+        let outputs = self
+            .layout
+            .outputs
+            .iter()
+            .map(|o| {
+                let spec = &self.layout.buffers[o.buffer];
+                match (&own[o.buffer], spec.place) {
+                    (Some(buffer), _) => buffer.to_tensor(&spec.ty),
+                    (None, Place::Input(i)) => inputs[i].clone(),
+                    (None, Place::Constant(c)) => self.layout.constants[c].clone(),
+                    (None, _) => unreachable!("outputs are never temporaries"),
+                }
+            })
+            .collect();
+        self.return_arena(arena);
+        Ok(outputs)
+    }
+
+    pub(crate) fn constant_ptr(&self, c: usize) -> *mut u8 {
+        // Constants are never written (the contract of `new`); the pointer is only read through.
+        tensor_ptr(&self.layout.constants[c])
+    }
+
+    pub(crate) fn take_arena(&self) -> HostBuffer {
+        let pooled = self.arenas.lock().map(|mut a| a.pop()).unwrap_or(None);
+        pooled.unwrap_or_else(|| HostBuffer::zeroed(self.layout.arena_bytes))
+    }
+
+    pub(crate) fn return_arena(&self, arena: HostBuffer) {
+        if let Ok(mut arenas) = self.arenas.lock() {
+            arenas.push(arena);
+        }
+    }
+
+    /// Runs every step on the buffers of `table`.
+    pub(crate) fn execute(&self, table: &Table) {
+        pool::run_steps(&self.steps, table, self.threads, self.min_chunk);
+    }
+}
+
+/// Both operands of a matmul must lie inside their buffers, and the result inside its buffer or the scratch.
+fn check_gemm(layout: &Layout, name: &str, gemm: &Gemm) -> Result<(), RunError> {
+    let elems = |slot: usize| -> usize {
+        if slot == layout.scratch_slot() {
+            (layout.arena_bytes - layout.scratch_offset) / gemm.dtype.size_bytes()
+        } else {
+            layout.buffers[slot].ty.numel()
+        }
+    };
+    let bad = |problem: String| RunError::BadKernel {
+        kernel: name.to_string(),
+        problem,
+    };
+    for (what, view, rows, cols) in [
+        ("a", &gemm.a, gemm.m, gemm.k),
+        ("b", &gemm.b, gemm.k, gemm.n),
+    ] {
+        if view.buffer >= layout.buffers.len() {
+            return Err(bad(format!("operand {what} has no buffer")));
+        }
+        if let Some(max) = view.max_index(&gemm.batch, rows, cols) {
+            if max >= elems(view.buffer) {
+                return Err(bad(format!(
+                    "operand {what} reaches element {max}, past its buffer"
+                )));
+            }
+        }
+    }
+    let result = gemm.batch_count() * gemm.m * gemm.n;
+    if gemm.out > layout.scratch_slot() || result > elems(gemm.out) {
+        return Err(bad(format!(
+            "the {result}-element product does not fit its destination"
+        )));
+    }
+    Ok(())
+}

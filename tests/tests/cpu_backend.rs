@@ -1,0 +1,485 @@
+//! The CPU backend: native code from the kernel IR, run through `kiln::compile` and `Executable::run` / `Session`.
+//!
+//! The backbone is differential: every `kiln::zoo` model, its gradient graph and its SGD / Adam training steps, and
+//! random graphs from `kiln_tests::graph_gen`, compiled and run on the CPU must match the graph interpreter on the
+//! same seeded inputs. "Match" for floats is `|a - b| <= 1e-5 + 1e-4·|b|` (NaN matches NaN, infinities must be
+//! equal); integers and bools exactly. The transcendental functions are the interpreter's own, and the GEMM sums in
+//! another order than the interpreter's dot products, hence the relative term.
+
+use kiln::ir::{interp, Builder, DType, Graph, Role, Tensor, TensorType};
+use kiln::zoo;
+use kiln::{grad, training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
+use kiln_tests::fd::{random_tensor, rng};
+use kiln_tests::graph_gen::{arb_graph, arb_graph_with, GenConfig};
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+// ---- helpers ----
+
+const ATOL: f64 = 1e-5;
+const RTOL: f64 = 1e-4;
+
+fn close(a: f64, b: f64) -> bool {
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    if a.is_infinite() || b.is_infinite() {
+        return a == b;
+    }
+    (a - b).abs() <= ATOL + RTOL * b.abs()
+}
+
+/// Seeded standard-normal inputs, with 2-D parameters scaled by `1/sqrt(fan_in)` as an initializer would: with
+/// unscaled weights the MLP's activations grow to thousands and its outputs are differences of huge sums, where any
+/// summation order (the GEMM's included) moves the result by more than a relative tolerance can allow.
+fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
+    let mut r = rng(seed);
+    graph
+        .inputs()
+        .map(|i| {
+            let t = random_tensor(i.ty, &mut r);
+            match (i.role, i.ty.dims()) {
+                (Role::Param, &[_, fan_in]) if i.ty.dtype.is_float() => {
+                    let scale = 1.0 / (fan_in as f64).sqrt();
+                    let v: Vec<f64> = t.to_f64_vec().iter().map(|x| x * scale).collect();
+                    Tensor::from_f64_values(i.ty.clone(), &v).unwrap()
+                }
+                _ => t,
+            }
+        })
+        .collect()
+}
+
+fn options(threads: usize) -> Options {
+    Options {
+        threads,
+        ..Options::default()
+    }
+}
+
+fn assert_outputs_match(graph: &Graph, expected: &[Tensor], actual: &[Tensor], what: &str) {
+    assert_eq!(expected.len(), actual.len(), "{what}: output count");
+    for ((o, e), a) in graph.outputs().iter().zip(expected).zip(actual) {
+        assert_eq!(e.ty(), a.ty(), "{what}: output {} type", o.name);
+        let (ev, av) = (e.to_f64_vec(), a.to_f64_vec());
+        let exact = !e.dtype().is_float();
+        if let Some(i) = (0..ev.len()).find(|&i| {
+            if exact {
+                ev[i] != av[i]
+            } else {
+                !close(av[i], ev[i])
+            }
+        }) {
+            panic!(
+                "{what}: output {} element {i}: interpreter {}, cpu {}",
+                o.name, ev[i], av[i]
+            );
+        }
+    }
+}
+
+/// Compiles `graph` for the CPU, runs it and the graph interpreter on seeded inputs, and compares every output.
+fn assert_cpu_matches_interpreter(graph: &Graph, seed: u64, optimize: bool) -> Executable {
+    let opts = Options {
+        optimize,
+        threads: 2,
+        ..Options::default()
+    };
+    let exe = kiln::compile(graph, &opts)
+        .unwrap_or_else(|e| panic!("{}: compiling failed: {e}", graph.name));
+    let inputs = random_inputs(graph, seed);
+    let expected = interp::run(graph, &inputs).expect("the graph runs");
+    let actual = exe
+        .run(&inputs)
+        .unwrap_or_else(|e| panic!("{}: running failed: {e}", graph.name));
+    assert_outputs_match(graph, &expected, &actual, &graph.name);
+    exe
+}
+
+/// Every zoo model, its gradient graph, and its SGD, SGD with Nesterov momentum and weight decay, Adam and AdamW
+/// training steps.
+fn zoo_graphs() -> Vec<Graph> {
+    let mut graphs = Vec::new();
+    for (_, model) in zoo::examples().unwrap() {
+        graphs.push(model.clone());
+        let params = kiln::autodiff::param_names(&model);
+        if params.is_empty() || model.output("loss").is_none() {
+            continue;
+        }
+        let names: Vec<&str> = params.iter().map(String::as_str).collect();
+        let mut g = grad(&model, "loss", &names).unwrap().graph;
+        g.name = format!("{}_grad", model.name);
+        graphs.push(g);
+        let momentum = Sgd {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+            ..Sgd::default()
+        };
+        let optimizers = [
+            ("sgd", Optimizer::Sgd(Sgd::default())),
+            ("sgd_nesterov", Optimizer::Sgd(momentum)),
+            ("adam", Optimizer::Adam(Adam::default())),
+            (
+                "adamw",
+                Optimizer::AdamW(Adam {
+                    weight_decay: 1e-2,
+                    ..Adam::default()
+                }),
+            ),
+        ];
+        for (name, opt) in optimizers {
+            let mut step = training_step(&model, "loss", &names, &opt).unwrap();
+            step.name = format!("{}_step_{name}", model.name);
+            graphs.push(step);
+        }
+    }
+    graphs
+}
+
+// ---- differential: zoo ----
+
+#[test]
+fn every_zoo_graph_matches_the_interpreter() {
+    for graph in zoo_graphs() {
+        for optimize in [true, false] {
+            assert_cpu_matches_interpreter(&graph, 3, optimize);
+        }
+    }
+}
+
+// ---- differential: random graphs ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Random graphs of every op and dtype (special floats included), optimized and not.
+    #[test]
+    fn random_graphs_match_the_interpreter(graph in arb_graph(), seed in 0u64..4) {
+        assert_cpu_matches_interpreter(&graph, seed, seed % 2 == 0);
+    }
+
+    /// Wider rows, so that the f32x4 loops run, with scalar tails and chunks starting mid-row (3 threads).
+    #[test]
+    fn random_wide_graphs_match_the_interpreter(graph in arb_graph_with(GenConfig {
+        max_dim: 11,
+        max_rank: 2,
+        ..GenConfig::all_ops()
+    }), seed in 0u64..4) {
+        let optimize = seed % 2 == 0;
+        let mut exe = assert_cpu_matches_interpreter(&graph, seed, optimize);
+        let inputs = random_inputs(&graph, seed);
+        exe.set_threads(1);
+        let serial = exe.run(&inputs).unwrap();
+        exe.set_threads(3);
+        exe.set_min_chunk(1);
+        prop_assert_eq!(bits(&exe.run(&inputs).unwrap()), bits(&serial));
+    }
+}
+
+// ---- training through a session ----
+
+fn mlp_step(optimizer: &Optimizer, batch: usize) -> Graph {
+    let model = zoo::mlp(
+        "mlp_small",
+        &[16, 32, 8],
+        batch,
+        zoo::Activation::Relu,
+        zoo::Loss::CrossEntropy,
+        DType::F32,
+    )
+    .unwrap();
+    let params = kiln::autodiff::param_names(&model);
+    let names: Vec<&str> = params.iter().map(String::as_str).collect();
+    training_step(&model, "loss", &names, optimizer).unwrap()
+}
+
+/// A session's steps follow the interpreter's training loop (`step_on_interpreter`), parameter by parameter.
+#[test]
+fn session_training_matches_the_interpreter() {
+    for optimizer in [
+        Optimizer::Sgd(Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            ..Sgd::default()
+        }),
+        Optimizer::Adam(Adam::default()),
+    ] {
+        let step = mlp_step(&optimizer, 8);
+        let inputs = random_inputs(&step, 11);
+        let mut values: HashMap<String, Tensor> = step
+            .inputs()
+            .zip(&inputs)
+            .map(|(i, t)| (i.name.to_string(), t.clone()))
+            .collect();
+        let resident: HashMap<String, Tensor> = step
+            .inputs()
+            .filter(|i| i.role != Role::Data)
+            .map(|i| (i.name.to_string(), values[i.name].clone()))
+            .collect();
+        let exe = kiln::compile(&step, &options(2)).unwrap();
+        let mut session = Session::new(exe, &resident).unwrap();
+        assert_eq!(session.data_input_names(), ["x", "y"]);
+        let data = [values["x"].clone(), values["y"].clone()];
+        for k in 0..5 {
+            let expected = kiln::step_on_interpreter(&step, &mut values).unwrap();
+            let loss = session.step(&data).unwrap();
+            assert!(close(loss, expected), "step {k}: loss {loss} vs {expected}");
+        }
+        for (name, expected) in &values {
+            if let Some(got) = session.get(name) {
+                let (g, e) = (got.to_f64_vec(), expected.to_f64_vec());
+                for (i, (a, b)) in g.iter().zip(&e).enumerate() {
+                    assert!(close(*a, *b), "{name}[{i}] after 5 steps: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+/// The golden cases trained through a session follow the reference trajectories (tolerances of
+/// `golden_autodiff.rs`: f32 losses rtol 1e-5, parameters atol 1e-6 + rtol 1e-4; f64 1e-9).
+#[test]
+fn golden_trajectories_through_a_session() {
+    use kiln_tests::golden;
+    let cases = golden::load_all().unwrap();
+    assert!(cases.len() >= 7);
+    for case in cases {
+        for (dtype, loss_rtol, atol, rtol) in [
+            (DType::F32, 1e-5, 1e-6, 1e-4),
+            (DType::F64, 1e-9, 1e-12, 1e-9),
+        ] {
+            let model = case.graph(dtype).unwrap();
+            let params = kiln::autodiff::param_names(&model);
+            let names: Vec<&str> = params.iter().map(String::as_str).collect();
+            let step = training_step(&model, "loss", &names, &case.trajectory.optimizer).unwrap();
+            let named = case.named_inputs(dtype);
+            let exe = kiln::compile(&step, &options(2)).unwrap();
+            let mut session = Session::new(exe, &named).unwrap();
+            let data: Vec<Tensor> = session
+                .data_input_names()
+                .iter()
+                .map(|n| named[*n].clone())
+                .collect();
+            let what = format!("{} ({dtype})", case.name);
+            for (k, &expected) in case.trajectory.losses_before_each_step.iter().enumerate() {
+                let loss = session.step(&data).unwrap();
+                let rel = (loss - expected).abs() / expected.abs().max(f64::MIN_POSITIVE);
+                assert!(
+                    rel <= loss_rtol,
+                    "{what} step {k}: loss {loss} vs {expected}"
+                );
+            }
+            for (param, expected) in &case.trajectory.params_after {
+                let got = session.get(param).unwrap().to_f64_vec();
+                for (i, (a, b)) in got.iter().zip(expected.to_f64_vec()).enumerate() {
+                    assert!(
+                        (a - b).abs() <= atol + rtol * b.abs(),
+                        "{what} {param}[{i}] after: {a:e} vs {b:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---- threads ----
+
+/// Every element's bits, with every NaN as one NaN: a NaN's sign and payload are not part of a result (x86 makes
+/// a negative NaN where a vector `fmax` or the math library may pass a positive one through).
+fn bits(tensors: &[Tensor]) -> Vec<Vec<u64>> {
+    tensors
+        .iter()
+        .map(|t| {
+            t.to_f64_vec()
+                .iter()
+                .map(|x| {
+                    if x.is_nan() {
+                        f64::NAN.to_bits()
+                    } else {
+                        x.to_bits()
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Each point's result doesn't depend on how the parallel range is split, so any thread count gives the same bits
+/// (NaNs aside, see [`bits`]).
+#[test]
+fn outputs_are_bit_identical_for_any_thread_count() {
+    for graph in zoo_graphs() {
+        let inputs = random_inputs(&graph, 5);
+        let reference = bits(
+            &kiln::compile(&graph, &options(1))
+                .unwrap()
+                .run(&inputs)
+                .unwrap(),
+        );
+        for threads in [2, 3] {
+            let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
+            // Chunks of single points: every way a thread's range can start and end in a row.
+            exe.set_min_chunk(1);
+            let got = exe.run(&inputs).unwrap();
+            assert_eq!(bits(&got), reference, "{} on {threads} threads", graph.name);
+        }
+    }
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn an_executable_runs_from_four_threads_at_once() {
+    assert_send_sync::<Executable>();
+    let graph = mlp_step(&Optimizer::Adam(Adam::default()), 32);
+    let exe = Arc::new(kiln::compile(&graph, &options(2)).unwrap());
+    let inputs = Arc::new(random_inputs(&graph, 9));
+    let reference = bits(&exe.run(&inputs).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (exe, inputs) = (Arc::clone(&exe), Arc::clone(&inputs));
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|_| bits(&exe.run(&inputs).unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for got in h.join().unwrap() {
+            assert_eq!(got, reference);
+        }
+    }
+}
+
+// ---- errors ----
+
+#[test]
+fn wrong_inputs_are_errors_naming_the_input() {
+    let graph = zoo::twolayer().unwrap();
+    let exe = kiln::compile(&graph, &options(1)).unwrap();
+    let inputs = random_inputs(&graph, 1);
+    let err = exe.run(&inputs[1..]).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "takes {} input(s), got {}",
+            inputs.len(),
+            inputs.len() - 1
+        )),
+        "{err}"
+    );
+
+    let first = graph.inputs().next().unwrap();
+    let mut wrong_dtype = inputs.clone();
+    wrong_dtype[0] = wrong_dtype[0].cast(DType::F64);
+    let err = exe.run(&wrong_dtype).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("input `{}`", first.name)) && err.contains("f64"),
+        "{err}"
+    );
+
+    let mut wrong_shape = inputs.clone();
+    let n = wrong_shape[0].numel();
+    wrong_shape[0] = Tensor::from_f32(&[n], vec![0.0; n]).unwrap();
+    let err = exe.run(&wrong_shape).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("input `{}` must be {}", first.name, first.ty)),
+        "{err}"
+    );
+}
+
+// ---- CLIF snapshots ----
+
+/// The CLIF of the first kernel of `graph` (optimized and lowered) that stores to a buffer named `stores`.
+fn clif_of_kernel_storing(graph: &Graph, stores: &str) -> String {
+    let optimized = kiln::optimize(graph).unwrap();
+    let program = kiln::fusion::lower(&optimized).unwrap();
+    let k = program
+        .kernels
+        .iter()
+        .position(|k| {
+            k.writes()
+                .iter()
+                .any(|b| program.buffers[b.index()].name == stores)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no kernel stores `{stores}`\n{}",
+                kiln::kernel::print(&program)
+            )
+        });
+    let kernel_ir = kiln::kernel::print(&program);
+    let header = kernel_ir
+        .split("\n\n")
+        .find(|section| section.starts_with(&format!("kernel k{k} ")))
+        .unwrap_or_default();
+    let clif = kiln::backend::cpu::codegen::clif_text(&program, k).unwrap();
+    format!("{header}\n\n{clif}")
+}
+
+/// `tanh(x · s + b)` with `b` broadcast along rows: one f32x4 loop (b and s loaded per row and splatted, x stride 1,
+/// tanh once per lane), then the scalar tail.
+#[test]
+fn clif_fused_elementwise_chain() {
+    let mut b = Builder::new("chain");
+    let x = b.data("x", TensorType::f32(&[8, 18])).unwrap();
+    let s = b.param("s", TensorType::f32(&[8, 1])).unwrap();
+    let bias = b.param("b", TensorType::f32(&[18])).unwrap();
+    let xs = b.mul(x, s).unwrap();
+    let h = b.add(xs, bias).unwrap();
+    let y = b.tanh(h).unwrap();
+    b.output("y", y).unwrap();
+    insta::assert_snapshot!(
+        "clif__fused_elementwise_chain",
+        clif_of_kernel_storing(&b.finish(), "y")
+    );
+}
+
+/// Row softmax: one point per row; `reduce.max`, `reduce.sum` of `exp` and the `for` writing the row are bottom-tested
+/// loops with the accumulators in block parameters.
+#[test]
+fn clif_row_softmax() {
+    let mut b = Builder::new("softmax");
+    let x = b.data("x", TensorType::f32(&[4, 10])).unwrap();
+    let y = b.softmax(x, -1).unwrap();
+    b.output("y", y).unwrap();
+    insta::assert_snapshot!(
+        "clif__row_softmax",
+        clif_of_kernel_storing(&b.finish(), "y")
+    );
+}
+
+/// `relu(x Wᵀ + b)`: the epilogue reads the GEMM's product from the scratch (table slot past the last buffer),
+/// adds the bias and stores both the activation and the ReLU mask the backward pass would read.
+#[test]
+fn clif_matmul_epilogue() {
+    let model = zoo::mlp(
+        "linear_relu",
+        &[16, 32, 8],
+        8,
+        zoo::Activation::Relu,
+        zoo::Loss::Mse,
+        DType::F32,
+    )
+    .unwrap();
+    insta::assert_snapshot!(
+        "clif__matmul_epilogue",
+        clif_of_kernel_storing(&model, "h0")
+    );
+}
+
+/// The Adam update of a bias, fused with the column sum that is its gradient: the moments and the parameter are
+/// read and written in place.
+#[test]
+fn clif_adam_update() {
+    let model = zoo::twolayer().unwrap();
+    let params = kiln::autodiff::param_names(&model);
+    let names: Vec<&str> = params.iter().map(String::as_str).collect();
+    let step = training_step(&model, "loss", &names, &Optimizer::Adam(Adam::default())).unwrap();
+    insta::assert_snapshot!(
+        "clif__adam_update",
+        clif_of_kernel_storing(&step, "new.l0.bias")
+    );
+}
