@@ -2,12 +2,15 @@
 //!
 //! This crate is the API boundary for embedding users: it re-exports the IR ([`ir`]) and adds the graph
 //! transformations: [`autodiff`] (reverse mode, emitting the backward pass as IR) and [`train`] (whole training steps
-//! with SGD / Adam / AdamW updates).
+//! with SGD / Adam / AdamW updates), and a PyTorch-like model API ([`nn`]: modules, losses, a trainer, checkpoints)
+//! with data sets to train on ([`data`]).
 
 pub mod autodiff;
+pub mod data;
 pub mod fusion;
 pub mod kernel;
 pub mod memory;
+pub mod nn;
 pub mod passes;
 pub mod train;
 pub mod zoo;
