@@ -36,15 +36,20 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
 
-    /// Learning rate [default: adam 0.002 on digits, 0.01 on the 2-D sets; sgd 0.1].
-    #[arg(long, value_name = "X")]
+    /// Learning rate [default: adam 0.003 on digits, 0.01 on the 2-D sets; sgd 0.1].
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
     /// SGD momentum.
-    #[arg(long, value_name = "M", default_value_t = 0.0)]
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     pub momentum: f64,
 
-    /// Passes over the training rows [default: 20 on digits, 30 on xor and moons, 100 on spirals].
+    /// Passes over the training rows [default: 30 on digits, 30 on xor and moons, 100 on spirals].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
 
@@ -138,6 +143,7 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let spec = model_spec(args, &data)?;
     let model = spec.build();
 
+    let mut trainer = Trainer::new(&*model, &data, config, &*backend).map_err(nn_error)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
     writeln!(
@@ -154,7 +160,6 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         backend.name(),
         config.seed
     )?;
-    let mut trainer = Trainer::new(&*model, &data, config, &*backend).map_err(nn_error)?;
 
     let batches = data.train.len() / config.batch_size;
     let bar = progress_bar((config.epochs * batches) as u64);
@@ -227,7 +232,7 @@ pub fn nn_error(e: nn::Error) -> CliError {
 fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
     let two_d = args.dataset != DatasetArg::Digits;
     let lr = args.lr.unwrap_or(match (args.optimizer, two_d) {
-        (OptimizerArg::Adam, false) => 2e-3,
+        (OptimizerArg::Adam, false) => 3e-3,
         (OptimizerArg::Adam, true) => 1e-2,
         (OptimizerArg::Sgd, _) => 0.1,
     });
@@ -246,7 +251,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         return Err(CliError::new("--momentum applies to --optimizer sgd"));
     }
     let epochs = args.epochs.unwrap_or(match args.dataset {
-        DatasetArg::Digits => 20,
+        DatasetArg::Digits => 30,
         DatasetArg::Xor | DatasetArg::Moons => 30,
         DatasetArg::Spirals => 100,
     });

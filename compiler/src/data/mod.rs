@@ -111,7 +111,7 @@ pub const NAMES: [&str; 4] = ["digits", "xor", "moons", "spirals"];
 pub fn load(name: &str) -> Result<Dataset, DataError> {
     match name {
         "digits" => digits(),
-        "xor" => Ok(xor(600, 0.15, 400)),
+        "xor" => Ok(xor(600, 0.1, 400)),
         "moons" => Ok(moons(1000, 0.1, 800)),
         "spirals" => Ok(spirals(3, 300, 0.2, 720)),
         other => Err(DataError::UnknownName(other.to_string())),

@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn sets_have_their_sizes_and_balanced_labels() {
         for (d, classes) in [
-            (xor(600, 0.15, 400), 2),
+            (xor(600, 0.1, 400), 2),
             (moons(1000, 0.1, 800), 2),
             (spirals(3, 300, 0.2, 720), 3),
         ] {
