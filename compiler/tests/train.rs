@@ -162,9 +162,9 @@ fn fit_reports_every_batch_and_epoch() {
 #[test]
 fn linear_init_is_pytorch_uniform_and_seeded() {
     let model = Sequential::new()
-        .add(Linear::new("l0", 16, 8))
-        .add(ReLU)
-        .add(Linear::new("l1", 8, 3));
+        .append(Linear::new("l0", 16, 8))
+        .append(ReLU)
+        .append(Linear::new("l1", 8, 3));
     let names: Vec<String> = model.parameters().into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["l0.weight", "l0.bias", "l1.weight", "l1.bias"]);
     let params = nn::init_parameters(&model, 0).unwrap();

@@ -81,8 +81,8 @@ impl Sequential {
         Sequential::default()
     }
 
-    /// Appends a layer (builder style: `Sequential::new().add(...).add(...)`).
-    pub fn add(mut self, layer: impl Module + 'static) -> Sequential {
+    /// Appends a layer (builder style, as PyTorch's `append`: `Sequential::new().append(...).append(...)`).
+    pub fn append(mut self, layer: impl Module + 'static) -> Sequential {
         self.layers.push(Box::new(layer));
         self
     }

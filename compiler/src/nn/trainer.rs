@@ -119,7 +119,7 @@ impl<'a> Trainer<'a> {
             step,
             evaluator: Evaluator::new(model, config.loss, data.features(), backend),
             // A stream apart from the initialization's.
-            order: Shuffle::new(config.seed ^ 0x5eed_0f_ba7c4e5),
+            order: Shuffle::new(config.seed ^ 0x5eed_0fba_7c4e),
             epochs_done: 0,
         })
     }
