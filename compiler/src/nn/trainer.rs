@@ -11,7 +11,7 @@ use super::{init_parameters, Backend, Error, Loss, Module, Program};
 use crate::data::{Dataset, Shuffle, Split};
 use crate::train::{training_step, Optimizer};
 use kiln_ir::{Builder, Graph, Role, Tensor, TensorType};
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::Instant;
 
 /// Hyper-parameters of a training run.
@@ -82,6 +82,8 @@ pub struct Trainer<'a> {
     params: Vec<String>,
     step: Box<dyn Program>,
     evaluator: Evaluator<'a>,
+    /// The model's output width.
+    outputs: usize,
     order: Shuffle,
     epochs_done: usize,
 }
@@ -118,6 +120,7 @@ impl<'a> Trainer<'a> {
             params,
             step,
             evaluator: Evaluator::new(model, config.loss, data.features(), backend),
+            outputs,
             // A stream apart from the initialization's.
             order: Shuffle::new(config.seed ^ 0x5eed_0fba_7c4e),
             epochs_done: 0,
@@ -163,7 +166,7 @@ impl<'a> Trainer<'a> {
             let (x, y) = batch_tensors(
                 &self.data.train.gather(rows),
                 self.config.loss,
-                self.evaluator.outputs,
+                self.outputs,
             )?;
             let outputs = self.step.run(&[("x", &x), ("y", &y)])?;
             let loss = outputs
@@ -213,9 +216,8 @@ struct Evaluator<'a> {
     loss: Loss,
     features: usize,
     backend: &'a dyn Backend,
-    /// The model's output width, known after the first graph is built.
-    outputs: usize,
-    programs: HashMap<usize, Box<dyn Program>>,
+    /// Per batch size: the loaded eval graph and the model's output width.
+    programs: HashMap<usize, (Box<dyn Program>, usize)>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -225,14 +227,11 @@ impl<'a> Evaluator<'a> {
         features: usize,
         backend: &'a dyn Backend,
     ) -> Evaluator<'a> {
-        // Model graphs are small to build; the width is needed before the first evaluation.
-        let outputs = model_graph(model, loss, 1, features).map_or(0, |(_, k)| k);
         Evaluator {
             model,
             loss,
             features,
             backend,
-            outputs,
             programs: HashMap::new(),
         }
     }
@@ -252,26 +251,27 @@ impl<'a> Evaluator<'a> {
                 self.features, split.features
             )));
         }
-        let program = match self.programs.entry(rows) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+        let (program, outputs) = match self.programs.entry(rows) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
                 let (graph, outputs) = model_graph(self.model, self.loss, rows, self.features)?;
-                self.outputs = outputs;
-                e.insert(self.backend.load(&graph)?)
+                e.insert((self.backend.load(&graph)?, outputs))
             }
         };
+        let outputs = *outputs;
         for (name, value) in params {
             program.set(name, value.clone())?;
         }
-        let (x, y) = batch_tensors(split, self.loss, self.outputs)?;
-        let outputs = program.run(&[("x", &x), ("y", &y)])?;
-        let [out, loss] = &outputs[..] else {
-            unreachable!("the eval graph has two outputs, `out` and `loss`");
+        let (x, y) = batch_tensors(split, self.loss, outputs)?;
+        let results = program.run(&[("x", &x), ("y", &y)])?;
+        let [out, loss] = &results[..] else {
+            return Err(Error::Config(format!(
+                "the eval graph returned {} values, expected `out` and `loss`",
+                results.len()
+            )));
         };
         let out = out.cast(kiln_ir::DType::F32);
-        let predictions = self
-            .loss
-            .predict(out.as_f32().unwrap_or_default(), self.outputs);
+        let predictions = self.loss.predict(out.as_f32().unwrap_or_default(), outputs);
         let correct = predictions
             .iter()
             .zip(&split.y)
