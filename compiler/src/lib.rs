@@ -2,15 +2,18 @@
 //!
 //! This crate is the API boundary for embedding users: it re-exports the IR ([`ir`]) and adds the graph
 //! transformations: [`autodiff`] (reverse mode, emitting the backward pass as IR) and [`train`] (whole training steps
-//! with SGD / Adam / AdamW updates), and the compiler: [`compile`] a graph to an [`Executable`] of native code and
-//! run it, or train through a [`Session`] that keeps parameters and optimizer state resident.
+//! with SGD / Adam / AdamW updates), the compiler: [`compile`] a graph to an [`Executable`] of native code and
+//! run it, or train through a [`Session`] that keeps parameters and optimizer state resident; and a PyTorch-like model
+//! API ([`nn`]: modules, losses, a trainer, checkpoints) with data sets to train on ([`data`]).
 
 pub mod autodiff;
 pub mod backend;
 pub mod compile;
+pub mod data;
 pub mod fusion;
 pub mod kernel;
 pub mod memory;
+pub mod nn;
 pub mod passes;
 pub mod train;
 pub mod zoo;

@@ -31,6 +31,18 @@ impl Activation {
         })
     }
 
+    /// The name [`Activation::from_name`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Softplus => "softplus",
+        }
+    }
+
     /// PyTorch's default negative slope of `LeakyReLU`.
     pub const LEAKY_SLOPE: f64 = 0.01;
 

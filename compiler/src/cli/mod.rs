@@ -1,7 +1,7 @@
 //! The `kiln` tool's commands, arguments and error type.
 //!
 //! - [`stage`]: which graph a command works on (`--stage input|grad|train`) and the flags that build it.
-//! - [`check`], [`dump`], [`run`]: one module per command.
+//! - [`check`], [`dump`], [`run`], [`train`], [`predict`]: one module per command.
 //! - [`inputs`]: seeded input generation and `--input NAME=FILE.npy`; [`npy`]: `.npy` files.
 //!
 //! Commands write their results to the `out` they are given and return a [`CliError`]; only `main` turns that into
@@ -11,8 +11,10 @@ mod check;
 mod dump;
 mod inputs;
 mod npy;
+mod predict;
 mod run;
 mod stage;
+mod train;
 
 use clap::{Parser, Subcommand};
 use kiln_ir::text::ParseError;
@@ -56,6 +58,19 @@ pub enum Command {
     ///   kiln run model.kir --stage train --steps 100 --optimizer adam --lr 1e-2 --out trained/
     #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
+    /// Train a model on a data set and save it (defaults: MLP 64-128-10, ReLU, Adam, on the 8x8 digits).
+    ///
+    /// Prints an epoch table (train loss, test loss, test accuracy, seconds) with a progress bar on a terminal, and
+    /// writes DIR/model.safetensors (parameters and a model description), DIR/metrics.csv and DIR/metrics.svg.
+    ///
+    /// Examples:
+    ///   kiln train
+    ///   kiln train --dataset moons --model twolayer --epochs 50
+    ///   kiln train --model logreg --optimizer sgd --lr 0.5 --out runs/logreg
+    #[command(verbatim_doc_comment)]
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint written by `kiln train` on a test split.
+    Predict(predict::PredictArgs),
 }
 
 /// Runs one command, writing its results to stdout.
@@ -66,6 +81,8 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => check::check(args, &mut out),
         Command::Dump(args) => dump::dump(args, &mut out),
         Command::Run(args) => run::run(args, &mut out),
+        Command::Train(args) => train::train(args, &mut out),
+        Command::Predict(args) => predict::predict(args, &mut out),
     };
     result.and_then(|()| out.flush().map_err(CliError::from))
 }

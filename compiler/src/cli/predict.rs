@@ -1,0 +1,72 @@
+//! `kiln predict --checkpoint DIR`: rebuild a model from a checkpoint's metadata and evaluate it on a test split.
+
+use super::train::{checkpoint_path, nn_error, BackendArg, DatasetArg};
+use super::CliError;
+use clap::Args;
+use kiln::data;
+use kiln::nn;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A directory written by `kiln train` (or its model.safetensors file).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+
+    /// The data set whose test split to evaluate [default: the one the model was trained on].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetArg>,
+
+    #[arg(long, value_enum, default_value_t = BackendArg::Interp)]
+    pub backend: BackendArg,
+}
+
+pub fn predict(args: &PredictArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let backend = args.backend.kind().create().map_err(nn_error)?;
+    let path = checkpoint_path(&args.checkpoint);
+    let checkpoint = nn::load_checkpoint(&path).map_err(nn_error)?;
+    let name = match args.dataset {
+        Some(d) => d.name().to_string(),
+        None => checkpoint.dataset.clone(),
+    };
+    let data = data::load(&name).map_err(|e| CliError::new(e.to_string()))?;
+    let spec = &checkpoint.spec;
+    if spec.inputs() != data.features() {
+        return Err(CliError::new(format!(
+            "the checkpoint's model ({}) takes {} features, but {} has {}",
+            spec.describe(),
+            spec.inputs(),
+            data.name,
+            data.features()
+        )));
+    }
+    spec.loss
+        .check_outputs(spec.outputs(), data.classes)
+        .map_err(nn_error)?;
+    let model = spec.build();
+    let eval = nn::evaluate(
+        &*model,
+        spec.loss,
+        &checkpoint.params,
+        &data.test,
+        &*backend,
+    )
+    .map_err(nn_error)?;
+    writeln!(out, "model      {} ({})", spec.describe(), path.display())?;
+    writeln!(
+        out,
+        "data       {} test split, {} rows",
+        data.name,
+        data.test.len()
+    )?;
+    writeln!(out, "test_loss  {:.4}", eval.loss)?;
+    writeln!(
+        out,
+        "test_acc   {:.2}% ({}/{})",
+        100.0 * eval.accuracy,
+        eval.correct,
+        eval.total
+    )?;
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! `kiln train`: train a model on a data set with the `kiln::nn` trainer, print an epoch table and write the
+//! checkpoint, metrics and plot. With no flags: an MLP 64-128-10 (ReLU) with Adam on the 8×8 digits.
+
+use super::CliError;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use kiln::data::{self, Dataset};
+use kiln::nn::{
+    self, BackendKind, Checkpoint, EpochMetrics, Event, Loss, ModelKind, ModelSpec, TrainConfig,
+    Trainer,
+};
+use kiln::zoo::Activation;
+use kiln::{Adam, Optimizer, Sgd};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The model: logreg (one linear layer: softmax regression on more than two classes), twolayer (the course's
+    /// TwoLayerNet, ReLU) or mlp.
+    #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
+    pub model: ModelArg,
+
+    /// Hidden layer sizes [default: twolayer 20, mlp 128].
+    #[arg(long, value_name = "N,...", value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+
+    /// Activation between the mlp's layers [default: relu].
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+
+    /// The data set (fixed train/test split).
+    #[arg(long, value_enum, default_value_t = DatasetArg::Digits)]
+    pub dataset: DatasetArg,
+
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+
+    /// Learning rate [default: adam 0.003 on digits, 0.01 on the 2-D sets; sgd 0.1].
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+
+    /// SGD momentum.
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub momentum: f64,
+
+    /// Passes over the training rows [default: 30 on digits, 30 on xor and moons, 100 on spirals].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+
+    /// Rows per minibatch; the last partial batch of an epoch is dropped (the order changes every epoch).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Where the graphs run (cpu and vulkan are not in this build yet).
+    #[arg(long, value_enum, default_value_t = BackendArg::Interp)]
+    pub backend: BackendArg,
+
+    /// Seed of the initialization and of the minibatch order.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Output directory: model.safetensors, metrics.csv, metrics.svg.
+    #[arg(long, value_name = "DIR", default_value = "runs/latest")]
+    pub out: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum ModelArg {
+    Logreg,
+    Twolayer,
+    Mlp,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum DatasetArg {
+    /// scikit-learn's 8×8 handwritten digits: 1,437 train / 360 test, 10 classes.
+    Digits,
+    /// Four noisy clusters at the corners of the unit square, labelled a XOR b: 400 / 200.
+    Xor,
+    /// Two interleaved half circles with noise 0.1: 800 / 200.
+    Moons,
+    /// Three spiral arms: 720 / 180.
+    Spirals,
+}
+
+impl DatasetArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetArg::Digits => "digits",
+            DatasetArg::Xor => "xor",
+            DatasetArg::Moons => "moons",
+            DatasetArg::Spirals => "spirals",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum ActivationArg {
+    Relu,
+    LeakyRelu,
+    Sigmoid,
+    Tanh,
+    Softplus,
+}
+
+/// Where the graphs run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum BackendArg {
+    /// The reference interpreter.
+    Interp,
+    /// Cranelift JIT on the CPU (not available yet in this build).
+    Cpu,
+    /// Vulkan compute (not available yet in this build).
+    Vulkan,
+}
+
+impl BackendArg {
+    pub fn kind(self) -> BackendKind {
+        match self {
+            BackendArg::Interp => BackendKind::Interp,
+            BackendArg::Cpu => BackendKind::Cpu,
+            BackendArg::Vulkan => BackendKind::Vulkan,
+        }
+    }
+}
+
+pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let backend = args.backend.kind().create().map_err(nn_error)?;
+    let data = data::load(args.dataset.name()).map_err(|e| CliError::new(e.to_string()))?;
+    let config = config(args)?;
+    let spec = model_spec(args, &data)?;
+    let model = spec.build();
+
+    let mut trainer = Trainer::new(&*model, &data, config, &*backend).map_err(nn_error)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
+    writeln!(
+        out,
+        "training {} on {} ({} train / {} test rows), {} lr {}, batch {}, {} epochs, {} backend, seed {}",
+        spec.describe(),
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        config.optimizer.name(),
+        config.optimizer.lr(),
+        config.batch_size,
+        config.epochs,
+        backend.name(),
+        config.seed
+    )?;
+
+    let batches = data.train.len() / config.batch_size;
+    let bar = progress_bar((config.epochs * batches) as u64);
+    let columns = ["epoch", "train_loss", "test_loss", "test_acc", "seconds"];
+    writeln!(out, "\n{}", row(&columns.map(String::from)))?;
+    out.flush()?;
+    let mut written: Result<(), CliError> = Ok(());
+    let history = trainer
+        .fit(|event| match event {
+            Event::Batch {
+                epoch, mean_loss, ..
+            } => {
+                bar.inc(1);
+                bar.set_prefix(format!("epoch {epoch}/{}", config.epochs));
+                bar.set_message(format!("loss {mean_loss:.4}"));
+            }
+            Event::Epoch(m) => {
+                bar.set_message(format!(
+                    "loss {:.4}  test acc {:.2}%",
+                    m.train_loss,
+                    100.0 * m.test_acc
+                ));
+                if written.is_ok() {
+                    written = bar.suspend(|| -> Result<(), CliError> {
+                        writeln!(out, "{}", row(&epoch_cells(m)))?;
+                        Ok(out.flush()?)
+                    });
+                }
+            }
+        })
+        .map_err(nn_error)?;
+    bar.finish_and_clear();
+    written?;
+
+    let last = history
+        .last()
+        .ok_or_else(|| CliError::new("no epochs were run"))?;
+    let checkpoint = Checkpoint {
+        spec,
+        dataset: data.name.to_string(),
+        params: trainer.parameters().map_err(nn_error)?,
+    };
+    let files = [nn::CHECKPOINT_FILE, "metrics.csv", "metrics.svg"];
+    nn::save_checkpoint(&args.out.join(files[0]), &checkpoint).map_err(nn_error)?;
+    nn::report::write_metrics_csv(&args.out.join(files[1]), &history).map_err(nn_error)?;
+    let title = format!("{} on {}", checkpoint.spec.describe(), data.name);
+    nn::report::plot_metrics(&args.out.join(files[2]), &title, &history).map_err(nn_error)?;
+    writeln!(
+        out,
+        "\ntest accuracy {:.2}% ({}/{}) after {} epochs in {:.1} s",
+        100.0 * last.test_acc,
+        (last.test_acc * data.test.len() as f64).round(),
+        data.test.len(),
+        last.epoch,
+        last.seconds
+    )?;
+    let shown: Vec<String> = files
+        .iter()
+        .map(|f| args.out.join(f).display().to_string())
+        .collect();
+    writeln!(out, "wrote {}", shown.join(", "))?;
+    Ok(())
+}
+
+/// A library error as a CLI message.
+pub fn nn_error(e: nn::Error) -> CliError {
+    CliError::new(e.to_string())
+}
+
+fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
+    let two_d = args.dataset != DatasetArg::Digits;
+    let lr = args.lr.unwrap_or(match (args.optimizer, two_d) {
+        (OptimizerArg::Adam, false) => 3e-3,
+        (OptimizerArg::Adam, true) => 1e-2,
+        (OptimizerArg::Sgd, _) => 0.1,
+    });
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(CliError::new(format!(
+            "--lr must be a positive number, got {lr}"
+        )));
+    }
+    if !(0.0..1.0).contains(&args.momentum) {
+        return Err(CliError::new(format!(
+            "--momentum must be in [0, 1), got {}",
+            args.momentum
+        )));
+    }
+    if args.momentum != 0.0 && args.optimizer != OptimizerArg::Sgd {
+        return Err(CliError::new("--momentum applies to --optimizer sgd"));
+    }
+    let epochs = args.epochs.unwrap_or(match args.dataset {
+        DatasetArg::Digits => 30,
+        DatasetArg::Xor | DatasetArg::Moons => 30,
+        DatasetArg::Spirals => 100,
+    });
+    if epochs == 0 {
+        return Err(CliError::new("--epochs must be at least 1"));
+    }
+    if args.batch_size == 0 {
+        return Err(CliError::new("--batch-size must be at least 1"));
+    }
+    let optimizer = match args.optimizer {
+        OptimizerArg::Sgd => Optimizer::Sgd(Sgd {
+            lr,
+            momentum: args.momentum,
+            ..Default::default()
+        }),
+        OptimizerArg::Adam => Optimizer::Adam(Adam {
+            lr,
+            ..Default::default()
+        }),
+    };
+    Ok(TrainConfig {
+        epochs,
+        batch_size: args.batch_size,
+        optimizer,
+        loss: Loss::CrossEntropy,
+        seed: args.seed,
+    })
+}
+
+fn model_spec(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec, CliError> {
+    let kind = match args.model {
+        ModelArg::Logreg => ModelKind::Logreg,
+        ModelArg::Twolayer => ModelKind::TwoLayer,
+        ModelArg::Mlp => ModelKind::Mlp,
+    };
+    let activation = args.activation.map(|a| match a {
+        ActivationArg::Relu => Activation::Relu,
+        ActivationArg::LeakyRelu => Activation::LeakyRelu,
+        ActivationArg::Sigmoid => Activation::Sigmoid,
+        ActivationArg::Tanh => Activation::Tanh,
+        ActivationArg::Softplus => Activation::Softplus,
+    });
+    ModelSpec::new(
+        kind,
+        data.features(),
+        args.hidden.clone(),
+        data.classes,
+        activation,
+        Loss::CrossEntropy,
+    )
+    .map_err(nn_error)
+}
+
+/// A live bar on stderr when it is a terminal; hidden otherwise (pipes, CI, tests).
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} batches  {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn epoch_cells(m: &EpochMetrics) -> [String; 5] {
+    [
+        m.epoch.to_string(),
+        format!("{:.4}", m.train_loss),
+        format!("{:.4}", m.test_loss),
+        format!("{:.2}%", 100.0 * m.test_acc),
+        format!("{:.2}", m.seconds),
+    ]
+}
+
+/// Right-aligned columns of the epoch table.
+fn row(cells: &[String; 5]) -> String {
+    let widths = [5, 10, 9, 8, 7];
+    let cells: Vec<String> = cells
+        .iter()
+        .zip(widths)
+        .map(|(c, w)| format!("{c:>w$}"))
+        .collect();
+    cells.join("  ")
+}
+
+/// `DIR/model.safetensors` for a directory, the path itself for a file.
+pub fn checkpoint_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(nn::CHECKPOINT_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}

@@ -1,0 +1,356 @@
+//! Training a module on a data set: one training-step graph, built once, run over shuffled minibatches; an eval
+//! graph (forward, loss and the model's output, from which predictions are taken) per split size.
+//!
+//! **Minibatches**: each epoch draws a fresh permutation of the training rows (ChaCha8 seeded with the config's
+//! seed) and runs `len / batch_size` full batches; the last partial batch is **dropped** (its rows are used in other
+//! epochs, since the order changes), so one compiled step graph of a fixed batch size does all the training.
+//! **Metrics per epoch**: `train_loss` is the mean of that epoch's minibatch losses (as training went); `train_acc`,
+//! `test_loss` and `test_acc` are evaluated on the whole splits with the parameters at the end of the epoch.
+
+use super::{init_parameters, Backend, Error, Loss, Module, Program};
+use crate::data::{Dataset, Shuffle, Split};
+use crate::train::{training_step, Optimizer};
+use kiln_ir::{Builder, Graph, Role, Tensor, TensorType};
+use std::collections::hash_map::{Entry, HashMap};
+use std::time::Instant;
+
+/// Hyper-parameters of a training run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: Optimizer,
+    pub loss: Loss,
+    /// Seeds the parameter initialization and the minibatch order.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// 30 epochs of batches of 32, softmax cross-entropy, seed 0.
+    pub fn new(optimizer: Optimizer) -> TrainConfig {
+        TrainConfig {
+            epochs: 30,
+            batch_size: 32,
+            optimizer,
+            loss: Loss::CrossEntropy,
+            seed: 0,
+        }
+    }
+}
+
+/// One row of the epoch table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// Counted from 1.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    /// Time since the start of [`Trainer::fit`], evaluation included.
+    pub seconds: f64,
+}
+
+/// A model's loss and accuracy on a split.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub correct: usize,
+    pub total: usize,
+    /// The predicted class of each row.
+    pub predictions: Vec<i32>,
+}
+
+/// Progress reported by [`Trainer::fit`].
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// A minibatch was trained; `mean_loss` is the mean loss of the epoch's batches so far.
+    Batch {
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+        mean_loss: f64,
+    },
+    Epoch(&'a EpochMetrics),
+}
+
+/// Trains one module on one data set.
+pub struct Trainer<'a> {
+    data: &'a Dataset,
+    config: TrainConfig,
+    params: Vec<String>,
+    step: Box<dyn Program>,
+    evaluator: Evaluator<'a>,
+    /// The model's output width.
+    outputs: usize,
+    order: Shuffle,
+    epochs_done: usize,
+}
+
+impl<'a> Trainer<'a> {
+    /// Builds the training step for `model` on `data` and initializes the parameters from `config.seed`.
+    pub fn new(
+        model: &'a dyn Module,
+        data: &'a Dataset,
+        config: TrainConfig,
+        backend: &'a dyn Backend,
+    ) -> Result<Trainer<'a>, Error> {
+        let rows = data.train.len();
+        if config.batch_size == 0 || config.batch_size > rows {
+            return Err(Error::Config(format!(
+                "batch size {} does not fit the {rows} training rows of {}",
+                config.batch_size, data.name
+            )));
+        }
+        let (graph, outputs) = model_graph(model, config.loss, config.batch_size, data.features())?;
+        config.loss.check_outputs(outputs, data.classes)?;
+        let params = check_parameters(model, &graph)?;
+        let names: Vec<&str> = params.iter().map(String::as_str).collect();
+        let step = training_step(&graph, "loss", &names, &config.optimizer)?;
+        let mut step = backend.load(&step)?;
+        for (name, value) in init_parameters(model, config.seed)? {
+            if params.contains(&name) {
+                step.set(&name, value)?;
+            }
+        }
+        Ok(Trainer {
+            data,
+            config,
+            params,
+            step,
+            evaluator: Evaluator::new(model, config.loss, data.features(), backend),
+            outputs,
+            // A stream apart from the initialization's.
+            order: Shuffle::new(config.seed ^ 0x5eed_0fba_7c4e),
+            epochs_done: 0,
+        })
+    }
+
+    /// Runs `config.epochs` epochs, calling `on_event` after every batch and epoch; returns one row per epoch.
+    pub fn fit(&mut self, mut on_event: impl FnMut(Event)) -> Result<Vec<EpochMetrics>, Error> {
+        let start = Instant::now();
+        let mut history = Vec::with_capacity(self.config.epochs);
+        for _ in 0..self.config.epochs {
+            let epoch = self.epochs_done + 1;
+            let train_loss = self.train_epoch(epoch, &mut on_event)?;
+            let params = self.parameters()?;
+            let train = self.evaluator.evaluate(&params, &self.data.train)?;
+            let test = self.evaluator.evaluate(&params, &self.data.test)?;
+            let metrics = EpochMetrics {
+                epoch,
+                train_loss,
+                train_acc: train.accuracy,
+                test_loss: test.loss,
+                test_acc: test.accuracy,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            self.epochs_done = epoch;
+            on_event(Event::Epoch(&metrics));
+            history.push(metrics);
+        }
+        Ok(history)
+    }
+
+    /// One pass over the shuffled training rows in full batches; returns the mean batch loss.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<f64, Error> {
+        let batch_size = self.config.batch_size;
+        let order = self.order.permutation(self.data.train.len());
+        let batches = order.len() / batch_size;
+        let mut total = 0.0;
+        for (batch, rows) in order.chunks_exact(batch_size).enumerate() {
+            let (x, y) = batch_tensors(
+                &self.data.train.gather(rows),
+                self.config.loss,
+                self.outputs,
+            )?;
+            let outputs = self.step.run(&[("x", &x), ("y", &y)])?;
+            let loss = outputs
+                .first()
+                .and_then(Tensor::scalar_value)
+                .unwrap_or(f64::NAN);
+            total += loss;
+            on_event(Event::Batch {
+                epoch,
+                batch: batch + 1,
+                batches,
+                mean_loss: total / (batch + 1) as f64,
+            });
+        }
+        Ok(total / batches as f64)
+    }
+
+    /// The current parameters, by name, in the order the model declares them.
+    pub fn parameters(&self) -> Result<Vec<(String, Tensor)>, Error> {
+        self.params
+            .iter()
+            .map(|name| Ok((name.clone(), self.step.get(name)?)))
+            .collect()
+    }
+
+    /// Loss and accuracy of the current parameters on `split`.
+    pub fn evaluate(&mut self, split: &Split) -> Result<Evaluation, Error> {
+        let params = self.parameters()?;
+        self.evaluator.evaluate(&params, split)
+    }
+}
+
+/// Evaluates `model` with `params` on `split` (loss and accuracy), with one forward graph over the whole split.
+pub fn evaluate(
+    model: &dyn Module,
+    loss: Loss,
+    params: &[(String, Tensor)],
+    split: &Split,
+    backend: &dyn Backend,
+) -> Result<Evaluation, Error> {
+    Evaluator::new(model, loss, split.features, backend).evaluate(params, split)
+}
+
+/// Eval graphs (forward + loss + output) by batch size, loaded on the backend once each.
+struct Evaluator<'a> {
+    model: &'a dyn Module,
+    loss: Loss,
+    features: usize,
+    backend: &'a dyn Backend,
+    /// Per batch size: the loaded eval graph and the model's output width.
+    programs: HashMap<usize, (Box<dyn Program>, usize)>,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        model: &'a dyn Module,
+        loss: Loss,
+        features: usize,
+        backend: &'a dyn Backend,
+    ) -> Evaluator<'a> {
+        Evaluator {
+            model,
+            loss,
+            features,
+            backend,
+            programs: HashMap::new(),
+        }
+    }
+
+    fn evaluate(
+        &mut self,
+        params: &[(String, Tensor)],
+        split: &Split,
+    ) -> Result<Evaluation, Error> {
+        let rows = split.len();
+        if rows == 0 {
+            return Err(Error::Config("cannot evaluate on an empty split".into()));
+        }
+        if split.features != self.features {
+            return Err(Error::Config(format!(
+                "the model takes {} features, the data has {}",
+                self.features, split.features
+            )));
+        }
+        let (program, outputs) = match self.programs.entry(rows) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let (graph, outputs) = model_graph(self.model, self.loss, rows, self.features)?;
+                e.insert((self.backend.load(&graph)?, outputs))
+            }
+        };
+        let outputs = *outputs;
+        for (name, value) in params {
+            program.set(name, value.clone())?;
+        }
+        let (x, y) = batch_tensors(split, self.loss, outputs)?;
+        let results = program.run(&[("x", &x), ("y", &y)])?;
+        let [out, loss] = &results[..] else {
+            return Err(Error::Config(format!(
+                "the eval graph returned {} values, expected `out` and `loss`",
+                results.len()
+            )));
+        };
+        let out = out.cast(kiln_ir::DType::F32);
+        let predictions = self.loss.predict(out.as_f32().unwrap_or_default(), outputs);
+        let correct = predictions
+            .iter()
+            .zip(&split.y)
+            .filter(|(p, y)| p == y)
+            .count();
+        Ok(Evaluation {
+            loss: loss.scalar_value().unwrap_or(f64::NAN),
+            accuracy: correct as f64 / rows as f64,
+            correct,
+            total: rows,
+            predictions,
+        })
+    }
+}
+
+/// The fraction of `predictions` equal to `labels`.
+pub fn accuracy(predictions: &[i32], labels: &[i32]) -> f64 {
+    let correct = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| p == y)
+        .count();
+    correct as f64 / labels.len().max(1) as f64
+}
+
+/// The graph `x → model → out`, `loss(out, y)` for `batch` rows, and the model's output width.
+fn model_graph(
+    model: &dyn Module,
+    loss: Loss,
+    batch: usize,
+    features: usize,
+) -> Result<(Graph, usize), Error> {
+    let mut b = Builder::new("model");
+    let x = b.data("x", TensorType::f32(&[batch, features]))?;
+    let out = model.forward(&mut b, x)?;
+    let ty = b.ty(out).clone();
+    if ty.rank() != 2 || ty.dims()[0] != batch || !ty.dtype.is_float() {
+        return Err(Error::Config(format!(
+            "the model maps f32[{batch},{features}] to {ty}; expected a float [{batch}, outputs]"
+        )));
+    }
+    let outputs = ty.dims()[1];
+    let y = b.data("y", loss.target_type(batch, outputs))?;
+    let value = loss.apply(&mut b, out, y)?;
+    b.output("out", out)?;
+    b.output("loss", value)?;
+    Ok((b.finish(), outputs))
+}
+
+/// The graph's `param` inputs, each checked against the module's declared parameters.
+fn check_parameters(model: &dyn Module, graph: &Graph) -> Result<Vec<String>, Error> {
+    let declared = model.parameters();
+    let mut names = Vec::new();
+    for input in graph.inputs().filter(|i| i.role == Role::Param) {
+        match declared.iter().find(|p| p.name == input.name) {
+            Some(p) if &p.ty == input.ty => names.push(input.name.to_string()),
+            Some(p) => {
+                return Err(Error::Config(format!(
+                    "parameter `{}` is declared as {} but the forward pass reads {}",
+                    p.name, p.ty, input.ty
+                )))
+            }
+            None => {
+                return Err(Error::Config(format!(
+                    "the forward pass reads parameter `{}`, which the module does not declare",
+                    input.name
+                )))
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(Error::Config("the model has no parameters to train".into()));
+    }
+    Ok(names)
+}
+
+/// The `x` and `y` inputs for the rows of `split`.
+fn batch_tensors(split: &Split, loss: Loss, outputs: usize) -> Result<(Tensor, Tensor), Error> {
+    let x = Tensor::from_f32(&[split.len(), split.features], split.x.clone())?;
+    let y = loss.targets(&split.y, outputs)?;
+    Ok((x, y))
+}
