@@ -18,7 +18,7 @@ pub struct PredictArgs {
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetArg>,
 
-    #[arg(long, value_enum, default_value_t = BackendArg::Interp)]
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
 }
 

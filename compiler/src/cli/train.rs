@@ -57,8 +57,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub batch_size: usize,
 
-    /// Where the graphs run (cpu and vulkan are not in this build yet).
-    #[arg(long, value_enum, default_value_t = BackendArg::Interp)]
+    /// Where the graphs run (vulkan is not wired into the trainer yet).
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
 
     /// Seed of the initialization and of the minibatch order.
@@ -120,9 +120,9 @@ pub enum ActivationArg {
 pub enum BackendArg {
     /// The reference interpreter.
     Interp,
-    /// Cranelift JIT on the CPU (not available yet in this build).
+    /// Native code: every kernel compiled with Cranelift.
     Cpu,
-    /// Vulkan compute (not available yet in this build).
+    /// Vulkan compute (not wired into the trainer yet: `kiln::backend::spirv` runs graphs, see the README).
     Vulkan,
 }
 

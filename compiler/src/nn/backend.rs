@@ -2,12 +2,15 @@
 //! (parameters, optimizer state) across runs and takes the rest (a minibatch) per run; outputs that alias an input
 //! replace it in place.
 //!
-//! The reference interpreter is the only backend today; a compiled backend slots in as one more `impl Backend` and
-//! one arm of [`BackendKind::create`].
+//! Two backends today: the reference interpreter and the CPU backend (Cranelift-compiled kernels, a resident
+//! [`Session`] for training steps). Vulkan slots in as one more `impl Backend` and one arm of [`BackendKind::create`].
 
 use super::Error;
+use crate::compile::{compile, Options};
 use kiln_ir::{interp, Graph, Role, Tensor};
+use kiln_runtime::{Executable, Session};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Prepares graphs for repeated runs.
 pub trait Backend {
@@ -30,7 +33,7 @@ pub trait Program {
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error>;
 }
 
-/// The backends `kiln train --backend` names; only the interpreter is built today.
+/// The backends `kiln train --backend` names; Vulkan is not wired into the trainer yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Interp,
@@ -51,7 +54,8 @@ impl BackendKind {
     pub fn create(self) -> Result<Box<dyn Backend>, Error> {
         match self {
             BackendKind::Interp => Ok(Box::new(Interpreter)),
-            BackendKind::Cpu | BackendKind::Vulkan => Err(Error::BackendUnavailable(self.name())),
+            BackendKind::Cpu => Ok(Box::new(Cpu::default())),
+            BackendKind::Vulkan => Err(Error::BackendUnavailable(self.name())),
         }
     }
 }
@@ -146,6 +150,140 @@ impl Program for InterpProgram {
                 }
                 None => returned.push(value),
             }
+        }
+        Ok(returned)
+    }
+}
+
+/// Native code through Cranelift ([`crate::compile`]). A graph whose outputs update inputs in place (a training step)
+/// runs in a [`Session`] that keeps parameters and optimizer state resident; any other graph runs as a plain
+/// [`Executable`] call.
+#[derive(Clone, Debug, Default)]
+pub struct Cpu {
+    pub options: Options,
+}
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error> {
+        let exe = Arc::new(compile(graph, &self.options)?);
+        Ok(Box::new(CpuProgram {
+            graph: graph.clone(),
+            exe,
+            fixed: HashMap::new(),
+            session: None,
+        }))
+    }
+}
+
+struct CpuProgram {
+    graph: Graph,
+    exe: Arc<Executable>,
+    /// Inputs set for every run (and, before the session exists, the starting values of resident ones).
+    fixed: HashMap<String, Tensor>,
+    /// Created on the first run of a graph with aliasing outputs.
+    session: Option<Session>,
+}
+
+impl CpuProgram {
+    fn updates_in_place(&self) -> bool {
+        self.graph.outputs().iter().any(|o| o.aliases.is_some())
+    }
+
+    fn is_resident(&self, name: &str) -> bool {
+        self.graph
+            .outputs()
+            .iter()
+            .any(|o| o.aliases.as_deref() == Some(name))
+    }
+
+    fn value<'a>(&'a self, name: &str, inputs: &'a [(&str, &Tensor)]) -> Result<&'a Tensor, Error> {
+        match inputs.iter().find(|(n, _)| *n == name) {
+            Some((_, t)) => Ok(*t),
+            None => self.fixed.get(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "graph `{}`: no value for input `{name}`",
+                    self.graph.name
+                ))
+            }),
+        }
+    }
+}
+
+impl Program for CpuProgram {
+    fn set(&mut self, name: &str, value: Tensor) -> Result<(), Error> {
+        let input = self.graph.input(name).ok_or_else(|| {
+            Error::Config(format!("graph `{}` has no input `{name}`", self.graph.name))
+        })?;
+        if value.ty() != input.ty {
+            return Err(Error::Config(format!(
+                "input `{name}` of graph `{}` is {}, given {}",
+                self.graph.name,
+                input.ty,
+                value.ty()
+            )));
+        }
+        let resident = self.is_resident(name);
+        if let (Some(session), true) = (&mut self.session, resident) {
+            session.set(name, &value)?;
+        } else {
+            self.fixed.insert(name.to_string(), value);
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Tensor, Error> {
+        let resident = self.session.as_ref().and_then(|s| s.get(name));
+        resident
+            .or_else(|| self.fixed.get(name).cloned())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "graph `{}` has no resident input `{name}`",
+                    self.graph.name
+                ))
+            })
+    }
+
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error> {
+        if !self.updates_in_place() {
+            let values = self
+                .graph
+                .inputs()
+                .map(|i| self.value(i.name, inputs).cloned())
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(self.exe.run(&values)?);
+        }
+        if self.session.is_none() {
+            let state_defaults: HashMap<String, Tensor> = self
+                .graph
+                .inputs()
+                .filter(|i| i.role == Role::State && !self.fixed.contains_key(i.name))
+                .map(|i| (i.name.to_string(), Tensor::zeros(i.ty.clone())))
+                .collect();
+            let mut initial = self.fixed.clone();
+            initial.extend(state_defaults);
+            self.session = Some(Session::new(Arc::clone(&self.exe), &initial)?);
+        }
+        let session = self.session.as_ref().expect("created above");
+        let data = session
+            .data_input_names()
+            .into_iter()
+            .map(|name| self.value(name, inputs).cloned())
+            .collect::<Result<Vec<_>, _>>()?;
+        let session = self.session.as_mut().expect("created above");
+        session.step(&data)?;
+        let mut returned = Vec::new();
+        for output in self.graph.outputs().iter().filter(|o| o.aliases.is_none()) {
+            let value = session.output(&output.name, &data).ok_or_else(|| {
+                Error::Config(format!(
+                    "graph `{}`: no output `{}`",
+                    self.graph.name, output.name
+                ))
+            })?;
+            returned.push(value);
         }
         Ok(returned)
     }

@@ -68,8 +68,14 @@ pub enum Error {
     /// A model, loss and data set that do not fit together, or a bad hyper-parameter.
     #[error("{0}")]
     Config(String),
-    #[error("backend `{0}` is not available yet in this build (use `interp`)")]
+    #[error("backend `{0}` is not available yet in this build (use `interp` or `cpu`)")]
     BackendUnavailable(&'static str),
+    /// The CPU backend could not compile a graph.
+    #[error(transparent)]
+    Compile(#[from] crate::compile::Error),
+    /// A compiled program refused its inputs.
+    #[error(transparent)]
+    Run(#[from] kiln_runtime::RunError),
     #[error("checkpoint `{path}`: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error("cannot {action} `{path}`: {source}")]
