@@ -5,7 +5,9 @@
 //! keeps executables by a hash of the graph's text and the options, so compiling the same graph twice costs a hash.
 
 use crate::backend::cpu::assemble::assemble;
+use crate::backend::spirv::{self, Device, VulkanExecutable};
 use crate::backend::BackendError;
+use crate::kernel::KernelProgram;
 use kiln_ir::{Graph, IrError, Role};
 use kiln_runtime::{Executable, RunError};
 use std::collections::HashMap;
@@ -22,6 +24,9 @@ pub enum Error {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The SPIR-V backend or the Vulkan runtime refused the program.
+    #[error(transparent)]
+    Vulkan(#[from] spirv::Error),
 }
 
 /// Where compiled code runs.
@@ -52,17 +57,31 @@ impl Default for Options {
     }
 }
 
+/// The kernel program every backend compiles: the graph passes (when `optimize`), then fusion. The passes keep the
+/// graph's inputs and outputs, so the program takes and returns what `graph` does.
+pub fn kernel_program(graph: &Graph, optimize: bool) -> Result<KernelProgram, Error> {
+    if optimize {
+        Ok(crate::fusion::lower(&crate::passes::optimize(graph)?)?)
+    } else {
+        Ok(crate::fusion::lower(graph)?)
+    }
+}
+
+/// Compiles `graph` for a Vulkan device: the same passes and fusion as [`compile`], then one SPIR-V compute shader
+/// per kernel ([`crate::backend::spirv`]). `options.threads` and `options.target` do not apply.
+pub fn compile_vulkan(
+    device: &Device,
+    graph: &Graph,
+    options: &Options,
+) -> Result<VulkanExecutable, Error> {
+    let program = kernel_program(graph, options.optimize)?;
+    Ok(spirv::compile(device, &program)?)
+}
+
 /// Compiles `graph` to native code.
 pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
     let started = Instant::now();
-    let optimized;
-    let graph = if options.optimize {
-        optimized = crate::passes::optimize(graph)?;
-        &optimized
-    } else {
-        graph
-    };
-    let program = crate::fusion::lower(graph)?;
+    let program = kernel_program(graph, options.optimize)?;
     let plan = crate::memory::plan(&program);
     let roles: Vec<Role> = graph.inputs().map(|i| i.role).collect();
     match options.target {

@@ -19,7 +19,7 @@ pub mod train;
 pub mod zoo;
 
 pub use autodiff::{grad, GradGraph};
-pub use compile::{compile, CompileCache, Error, Options, Target};
+pub use compile::{compile, compile_vulkan, kernel_program, CompileCache, Error, Options, Target};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
 pub use kiln_runtime::{Executable, RunError, Session};

@@ -211,7 +211,7 @@ fn usage_errors_exit_with_1_and_list_the_choices() {
 #[test]
 fn help_describes_every_command() {
     let stdout = kiln(&["--help"]).ok();
-    for command in ["check", "dump", "run"] {
+    for command in ["check", "dump", "run", "train", "predict", "devices"] {
         assert!(stdout.contains(command), "{stdout}");
     }
     let run_help = kiln(&["run", "--help"]).ok();
@@ -716,4 +716,149 @@ fn shipped_examples_check_run_and_train() {
             );
         }
     }
+}
+
+// ---- the Vulkan path ----
+//
+// Like tests/spirv_backend.rs: without a Vulkan device these tests print why and return, unless
+// `KILN_REQUIRE_VULKAN=1` (CI, on Mesa's lavapipe), where a missing device is a failure.
+
+/// Whether a Vulkan device is available (saying why not when there is none).
+fn vulkan_available() -> bool {
+    match kiln::backend::spirv::devices() {
+        Ok(found) if !found.is_empty() => true,
+        outcome => {
+            let why = outcome.map_or_else(|e| e.to_string(), |_| "no device listed".into());
+            let required = std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "KILN_REQUIRE_VULKAN=1 but no Vulkan device: {why}"
+            );
+            eprintln!("skipped: no Vulkan device ({why})");
+            false
+        }
+    }
+}
+
+/// `|a − b| ≤ 1e-4 + 1e-4·|b|`: the SPIR-V backend's tolerance against the interpreter (see tests/spirv_backend.rs).
+fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
+    for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
+        let (a, b) = (a as f64, b as f64);
+        assert!(
+            (a - b).abs() <= 1e-4 + 1e-4 * b.abs(),
+            "{what}[{i}]: {a} (vulkan) vs {b} (interp)"
+        );
+    }
+}
+
+#[test]
+fn devices_lists_the_vulkan_devices_or_says_there_is_none() {
+    let outcome = kiln(&["devices"]);
+    if vulkan_available() {
+        let stdout = outcome.ok();
+        assert!(stdout.starts_with("   index  name"), "{stdout}");
+        assert!(
+            stdout.contains("* --backend vulkan uses device "),
+            "{stdout}"
+        );
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with('*')).count(),
+            2,
+            "{stdout}"
+        );
+    } else {
+        let stderr = outcome.user_error();
+        assert!(stderr.contains("Vulkan"), "{stderr}");
+    }
+}
+
+#[test]
+fn run_on_vulkan_matches_the_interpreter() {
+    let dir = workdir("run_vulkan");
+    let twolayer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/twolayer.kir");
+    let linreg = write_file(&dir, "linreg.kir", LINREG);
+    if !vulkan_available() {
+        let e = kiln(&["run", p(&twolayer), "--backend", "vulkan"]).user_error();
+        assert!(e.contains("kiln devices"), "{e}");
+        return;
+    }
+    // The forward graph: every output, element by element.
+    let graph = kiln::ir::text::parse(&std::fs::read_to_string(&twolayer).unwrap()).unwrap();
+    for backend in ["interp", "vulkan"] {
+        let out = dir.join(backend);
+        kiln(&[
+            "run",
+            p(&twolayer),
+            "--seed",
+            "2",
+            "--backend",
+            backend,
+            "--out",
+            p(&out),
+        ])
+        .ok();
+    }
+    for output in graph.outputs() {
+        let file = format!("{}.npy", output.name);
+        let (_, expected) = read_npy::<f32>(&dir.join("interp").join(&file));
+        let (_, actual) = read_npy::<f32>(&dir.join("vulkan").join(&file));
+        assert_close(&actual, &expected, &output.name);
+    }
+    // Three training steps, aliased outputs fed back: the same losses and final weights.
+    let mut trained = Vec::new();
+    for backend in ["interp", "vulkan"] {
+        let out = dir.join(format!("train-{backend}"));
+        let outcome = kiln(&[
+            "run",
+            p(&linreg),
+            "--stage",
+            "train",
+            "--steps",
+            "3",
+            "--lr",
+            "0.1",
+            "--backend",
+            backend,
+            "--out",
+            p(&out),
+        ]);
+        if backend == "vulkan" {
+            assert!(
+                outcome.stderr.contains("vulkan: 3 steps"),
+                "{}",
+                outcome.stderr
+            );
+        }
+        let stdout = outcome.ok();
+        let (_, w) = read_npy::<f32>(&out.join("w.npy"));
+        trained.push((losses(&stdout), w));
+    }
+    let (interp_losses, interp_w) = &trained[0];
+    let (vulkan_losses, vulkan_w) = &trained[1];
+    let as_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+    assert_close(&as_f32(vulkan_losses), &as_f32(interp_losses), "losses");
+    assert_close(vulkan_w, interp_w, "w");
+}
+
+#[test]
+fn dump_spirv_stage_disassembles_every_kernel_or_one() {
+    let mlp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/mlp.kir");
+    let all = kiln(&["dump", p(&mlp), "--stage", "spirv", "--optimizer", "sgd"]).ok();
+    let headers = all.lines().filter(|l| l.starts_with("; kernel ")).count();
+    assert!(headers > 1, "{all}");
+    assert_eq!(
+        all.matches("OpEntryPoint GLCompute").count(),
+        headers,
+        "{all}"
+    );
+    let one = kiln(&["dump", p(&mlp), "--stage", "spirv", "--kernel", "0"]).ok();
+    assert!(one.starts_with("; kernel 0: "), "{one}");
+    assert_eq!(one.matches("OpEntryPoint GLCompute").count(), 1, "{one}");
+    let e = kiln(&["dump", p(&mlp), "--stage", "spirv", "--kernel", "99"]).user_error();
+    assert!(e.contains("--kernel 99: program mlp has"), "{e}");
+    let e = kiln(&["dump", p(&mlp), "--stage", "kernels", "--kernel", "0"]).user_error();
+    assert!(e.contains("--stage clif and spirv"), "{e}");
+    let e = kiln(&["run", p(&mlp), "--stage", "spirv"]).user_error();
+    assert!(e.contains("kiln dump"), "{e}");
 }

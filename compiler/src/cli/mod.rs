@@ -1,13 +1,14 @@
 //! The `kiln` tool's commands, arguments and error type.
 //!
 //! - [`stage`]: which graph a command works on (`--stage input|grad|train`) and the flags that build it.
-//! - [`check`], [`dump`], [`run`], [`train`], [`predict`]: one module per command.
+//! - [`check`], [`dump`], [`run`], [`train`], [`predict`], [`devices`]: one module per command.
 //! - [`inputs`]: seeded input generation and `--input NAME=FILE.npy`; [`npy`]: `.npy` files.
 //!
 //! Commands write their results to the `out` they are given and return a [`CliError`]; only `main` turns that into
 //! an exit code.
 
 mod check;
+mod devices;
 mod dump;
 mod inputs;
 mod npy;
@@ -71,6 +72,10 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a checkpoint written by `kiln train` on a test split.
     Predict(predict::PredictArgs),
+    /// List the Vulkan devices able to run Kiln's shaders, marking the one `--backend vulkan` uses.
+    ///
+    /// Exits with an error when no Vulkan loader or device is available.
+    Devices,
 }
 
 /// Runs one command, writing its results to stdout.
@@ -83,6 +88,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => run::run(args, &mut out),
         Command::Train(args) => train::train(args, &mut out),
         Command::Predict(args) => predict::predict(args, &mut out),
+        Command::Devices => devices::devices(&mut out),
     };
     result.and_then(|()| out.flush().map_err(CliError::from))
 }
@@ -145,6 +151,18 @@ impl From<kiln::Error> for CliError {
 
 impl From<kiln::RunError> for CliError {
     fn from(e: kiln::RunError) -> CliError {
+        CliError::Message(e.to_string())
+    }
+}
+
+impl From<kiln::backend::spirv::Error> for CliError {
+    fn from(e: kiln::backend::spirv::Error) -> CliError {
+        CliError::Message(e.to_string())
+    }
+}
+
+impl From<kiln::backend::spirv::VulkanError> for CliError {
+    fn from(e: kiln::backend::spirv::VulkanError) -> CliError {
         CliError::Message(e.to_string())
     }
 }

@@ -3,7 +3,9 @@
 //! `--stage train` runs the training step `--steps` times, feeding each output that aliases an input (`new.<param>`,
 //! `new.<state>`) back into that input, and prints the loss of every step. On the CPU backend the step is compiled
 //! once and run through a `kiln::Session`, which keeps parameters and optimizer state resident and updates them in
-//! place; compile time and steps per second go to stderr.
+//! place; compile time and steps per second go to stderr. On Vulkan (`--backend vulkan`, the best device of `kiln
+//! devices`) the step is compiled once and each step uploads every input and reads every output back: parameters and
+//! optimizer state make a host round trip per step.
 
 use super::inputs::{self, InputFile};
 use super::stage::{self, Stage, StageArgs};
@@ -54,6 +56,25 @@ pub enum Backend {
     Interp,
     /// Native code through Cranelift, on every core (see --threads).
     Cpu,
+    /// SPIR-V compute shaders on the best Vulkan device (see `kiln devices`).
+    Vulkan,
+}
+
+/// A graph compiled (or kept) for repeated runs.
+enum Loaded<'g> {
+    Interp(&'g Graph),
+    Cpu(kiln::Executable),
+    Vulkan(kiln::backend::spirv::VulkanExecutable),
+}
+
+impl Loaded<'_> {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
+        match self {
+            Loaded::Interp(graph) => Ok(kiln_ir::interp::run(graph, inputs)?),
+            Loaded::Cpu(exe) => Ok(exe.run(inputs)?),
+            Loaded::Vulkan(exe) => Ok(exe.run(inputs)?),
+        }
+    }
 }
 
 impl RunArgs {
@@ -80,11 +101,33 @@ impl RunArgs {
         Ok(exe)
     }
 
-    fn execute(&self, graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, CliError> {
-        match self.backend {
-            Backend::Interp => Ok(kiln_ir::interp::run(graph, inputs)?),
-            Backend::Cpu => Ok(self.compile(graph)?.run(inputs)?),
-        }
+    /// Compiles `graph` for the best Vulkan device (the CPU path's passes and fusion, then SPIR-V), reporting the
+    /// device and compile time on stderr.
+    fn compile_vulkan(
+        &self,
+        graph: &Graph,
+    ) -> Result<kiln::backend::spirv::VulkanExecutable, CliError> {
+        use kiln::backend::spirv;
+        let device = spirv::Device::open_best()
+            .map_err(|e| CliError::new(format!("--backend vulkan: {e} (see `kiln devices`)")))?;
+        let started = std::time::Instant::now();
+        let program = kiln::kernel_program(graph, true)?;
+        let exe = spirv::compile(&device, &program)?;
+        eprintln!(
+            "vulkan: compiled {} kernels in {:.1} ms on {}",
+            program.kernels.len(),
+            started.elapsed().as_secs_f64() * 1e3,
+            device.info().name
+        );
+        Ok(exe)
+    }
+
+    fn load<'g>(&self, graph: &'g Graph) -> Result<Loaded<'g>, CliError> {
+        Ok(match self.backend {
+            Backend::Interp => Loaded::Interp(graph),
+            Backend::Cpu => Loaded::Cpu(self.compile(graph)?),
+            Backend::Vulkan => Loaded::Vulkan(self.compile_vulkan(graph)?),
+        })
     }
 }
 
@@ -117,7 +160,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         return Err(CliError::new("--threads applies to --backend cpu"));
     }
     if args.stage.stage != Stage::Train {
-        let outputs = args.execute(graph, &values)?;
+        let outputs = args.load(graph)?.run(&values)?;
         print_table(out, graph, &outputs)?;
         if let Some(dir) = &args.out {
             for (output, tensor) in graph.outputs().iter().zip(&outputs) {
@@ -185,14 +228,25 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             }
         }
     } else {
+        let loaded = args.load(graph)?;
+        let started = std::time::Instant::now();
         for step in 1..=args.steps {
-            outputs = args.execute(graph, &values)?;
+            outputs = loaded.run(&values)?;
             let loss = outputs[loss_index].scalar_value().unwrap_or(f64::NAN);
             writeln!(out, "step {step:>width$}  loss {}", format_number(loss, 9))?;
             losses.push(loss);
             for &(o, i) in &feedback {
                 values[i] = outputs[o].clone();
             }
+        }
+        if args.backend == Backend::Vulkan {
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "vulkan: {} steps in {:.1} ms ({:.1} steps/s; parameters and state cross the bus every step)",
+                args.steps,
+                seconds * 1e3,
+                args.steps as f64 / seconds
+            );
         }
     }
     writeln!(out)?;

@@ -30,6 +30,9 @@ pub enum Stage {
     /// The CLIF (Cranelift IR) of every kernel as the CPU backend builds it, before Cranelift optimizes it (see
     /// --kernel).
     Clif,
+    /// The SPIR-V assembly of every kernel's compute shader as the Vulkan backend builds it, NaN-preserving (no
+    /// device needed; see --kernel).
+    Spirv,
 }
 
 impl Stage {
@@ -43,6 +46,7 @@ impl Stage {
                 | Stage::Kernels
                 | Stage::Memory
                 | Stage::Clif
+                | Stage::Spirv
         )
     }
 
@@ -50,7 +54,7 @@ impl Stage {
     pub fn is_lowered(self) -> bool {
         matches!(
             self,
-            Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif
+            Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif | Stage::Spirv
         )
     }
 }
@@ -74,7 +78,7 @@ pub struct StageArgs {
     #[arg(long)]
     pub print_after_all: bool,
 
-    /// Only kernel N (clif stage).
+    /// Only kernel N (clif and spirv stages).
     #[arg(long, value_name = "N")]
     pub kernel: Option<usize>,
 
@@ -239,8 +243,8 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             "optimizer flags (--optimizer, --lr, ...) apply to --stage train and optimized",
         ));
     }
-    if args.kernel.is_some() && args.stage != Stage::Clif {
-        return Err(CliError::new("--kernel applies to --stage clif"));
+    if args.kernel.is_some() && !matches!(args.stage, Stage::Clif | Stage::Spirv) {
+        return Err(CliError::new("--kernel applies to --stage clif and spirv"));
     }
     if args.print_after_all && args.stage != Stage::Optimized {
         return Err(CliError::new(
@@ -257,7 +261,7 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             report: None,
             listing: None,
         }),
-        Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif => {
+        Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif | Stage::Spirv => {
             let optimized_args = StageArgs {
                 stage: Stage::Optimized,
                 kernel: None,
@@ -274,7 +278,16 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                     partition.print(graph)
                 }
                 Stage::Kernels => kiln::kernel::print(&kiln::fusion::lower(graph)?),
-                Stage::Clif => clif_listing(&kiln::fusion::lower(graph)?, args.kernel)?,
+                Stage::Clif => {
+                    let program = kiln::fusion::lower(graph)?;
+                    kernel_listing(&program, args.kernel, &|k| clif(&program, k))?
+                }
+                Stage::Spirv => {
+                    let program = kiln::fusion::lower(graph)?;
+                    let shaders = kiln::backend::spirv::lower(&program)
+                        .map_err(|e| CliError::new(e.to_string()))?;
+                    kernel_listing(&program, args.kernel, &|k| Ok(spirv(k, &shaders[k])))?
+                }
                 _ => {
                     let program = kiln::fusion::lower(graph)?;
                     kiln::memory::plan(&program).report(&program)
@@ -354,10 +367,11 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
     }
 }
 
-/// The CLIF of every kernel of `program`, or of kernel `only`.
-fn clif_listing(
+/// `print(k)` of every kernel `k` of `program`, or of kernel `only`.
+fn kernel_listing(
     program: &kiln::kernel::KernelProgram,
     only: Option<usize>,
+    print: &dyn Fn(usize) -> Result<String, CliError>,
 ) -> Result<String, CliError> {
     let count = program.kernels.len();
     let kernels: Vec<usize> = match only {
@@ -373,12 +387,31 @@ fn clif_listing(
     };
     let mut out = String::new();
     for k in kernels {
-        let text = kiln::backend::cpu::codegen::clif_text(program, k)
-            .map_err(|e| CliError::new(e.to_string()))?;
-        out.push_str(&text);
+        out.push_str(&print(k)?);
         out.push('\n');
     }
     Ok(out)
+}
+
+/// Kernel `k` in CLIF, before Cranelift optimizes it.
+fn clif(program: &kiln::kernel::KernelProgram, k: usize) -> Result<String, CliError> {
+    kiln::backend::cpu::codegen::clif_text(program, k).map_err(|e| CliError::new(e.to_string()))
+}
+
+/// Kernel `k`'s shader in SPIR-V assembly, headed by the kernel's index, name and dispatch.
+fn spirv(k: usize, shader: &kiln::backend::spirv::SpirvKernel) -> String {
+    let [x, y, z] = shader.groups;
+    format!(
+        "; kernel {k}: {}, {x}x{y}x{z} workgroups of {}, bindings {:?}\n{}",
+        shader.name,
+        kiln::backend::spirv::WORKGROUP_SIZE,
+        shader
+            .bindings
+            .iter()
+            .map(|b| b.index())
+            .collect::<Vec<_>>(),
+        shader.disassemble()
+    )
 }
 
 /// `--of` and `--wrt`, or their defaults: the only float scalar output and every `param` input.

@@ -57,7 +57,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub batch_size: usize,
 
-    /// Where the graphs run (vulkan is not wired into the trainer yet).
+    /// Where the graphs run (vulkan: the best device of `kiln devices`; parameters stay on the host between steps).
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
 
@@ -122,7 +122,8 @@ pub enum BackendArg {
     Interp,
     /// Native code: every kernel compiled with Cranelift.
     Cpu,
-    /// Vulkan compute (not wired into the trainer yet: `kiln::backend::spirv` runs graphs, see the README).
+    /// Vulkan compute shaders on the best device (`kiln devices`); parameters and optimizer state make a host round
+    /// trip every step.
     Vulkan,
 }
 

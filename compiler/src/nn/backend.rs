@@ -2,11 +2,14 @@
 //! (parameters, optimizer state) across runs and takes the rest (a minibatch) per run; outputs that alias an input
 //! replace it in place.
 //!
-//! Two backends today: the reference interpreter and the CPU backend (Cranelift-compiled kernels, a resident
-//! [`Session`] for training steps). Vulkan slots in as one more `impl Backend` and one arm of [`BackendKind::create`].
+//! Three backends: the reference interpreter, the CPU backend (Cranelift-compiled kernels, a resident [`Session`] for
+//! training steps) and Vulkan (SPIR-V shaders on the best device). The interpreter and Vulkan keep resident inputs on
+//! the host ([`HostProgram`]): a Vulkan run uploads every input and reads every output back, so a training step costs
+//! one host round trip of the parameters and optimizer state.
 
 use super::Error;
-use crate::compile::{compile, Options};
+use crate::backend::spirv::Device;
+use crate::compile::{compile, compile_vulkan, Options};
 use kiln_ir::{interp, Graph, Role, Tensor};
 use kiln_runtime::{Executable, Session};
 use std::collections::HashMap;
@@ -33,7 +36,7 @@ pub trait Program {
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error>;
 }
 
-/// The backends `kiln train --backend` names; Vulkan is not wired into the trainer yet.
+/// The backends `kiln train --backend` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     Interp,
@@ -50,12 +53,12 @@ impl BackendKind {
         }
     }
 
-    /// The backend, or [`Error::BackendUnavailable`] for one this build does not have.
+    /// The backend; Vulkan opens the preferred device, an [`Error::Vulkan`] when there is none.
     pub fn create(self) -> Result<Box<dyn Backend>, Error> {
         match self {
             BackendKind::Interp => Ok(Box::new(Interpreter)),
             BackendKind::Cpu => Ok(Box::new(Cpu::default())),
-            BackendKind::Vulkan => Err(Error::BackendUnavailable(self.name())),
+            BackendKind::Vulkan => Ok(Box::new(Vulkan::open_best()?)),
         }
     }
 }
@@ -71,6 +74,64 @@ impl Backend for Interpreter {
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error> {
         kiln_ir::verify(graph)?;
+        let owned = graph.clone();
+        Ok(Box::new(HostProgram::new(
+            graph,
+            Box::new(move |inputs| Ok(interp::run(&owned, inputs)?)),
+        )))
+    }
+}
+
+/// Vulkan compute on one device ([`compile_vulkan`]: the CPU path's passes and fusion, then SPIR-V). Parameters and
+/// optimizer state stay on the host between runs ([`HostProgram`]); each run uploads the inputs and reads back the
+/// outputs.
+#[derive(Clone, Debug)]
+pub struct Vulkan {
+    pub device: Device,
+    /// Only `optimize` applies.
+    pub options: Options,
+}
+
+impl Vulkan {
+    /// The preferred device ([`Device::open_best`]), graphs optimized.
+    pub fn open_best() -> Result<Vulkan, Error> {
+        Ok(Vulkan {
+            device: Device::open_best()?,
+            options: Options::default(),
+        })
+    }
+}
+
+impl Backend for Vulkan {
+    fn name(&self) -> &'static str {
+        "vulkan"
+    }
+
+    fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error> {
+        let exe = compile_vulkan(&self.device, graph, &self.options)?;
+        Ok(Box::new(HostProgram::new(
+            graph,
+            Box::new(move |inputs| Ok(exe.run(inputs)?)),
+        )))
+    }
+}
+
+/// Runs a graph on all its inputs at once, in graph order, returning every output.
+type Execute = Box<dyn Fn(&[Tensor]) -> Result<Vec<Tensor>, Error>>;
+
+/// A program whose resident inputs live on the host: every run passes all inputs to `execute` and stores the aliasing
+/// outputs back.
+struct HostProgram {
+    graph: Graph,
+    execute: Execute,
+    resident: HashMap<String, Tensor>,
+    /// Per output: the index of the input it replaces.
+    alias_targets: Vec<Option<usize>>,
+}
+
+impl HostProgram {
+    /// State inputs start at zero; the others are unset.
+    fn new(graph: &Graph, execute: Execute) -> HostProgram {
         let resident = graph
             .inputs()
             .filter(|i| i.role == Role::State)
@@ -85,22 +146,16 @@ impl Backend for Interpreter {
                     .and_then(|name| graph.inputs().position(|i| i.name == name))
             })
             .collect();
-        Ok(Box::new(InterpProgram {
+        HostProgram {
             graph: graph.clone(),
+            execute,
             resident,
             alias_targets,
-        }))
+        }
     }
 }
 
-struct InterpProgram {
-    graph: Graph,
-    resident: HashMap<String, Tensor>,
-    /// Per output: the index of the input it replaces.
-    alias_targets: Vec<Option<usize>>,
-}
-
-impl Program for InterpProgram {
+impl Program for HostProgram {
     fn set(&mut self, name: &str, value: Tensor) -> Result<(), Error> {
         let input = self.graph.input(name).ok_or_else(|| {
             Error::Config(format!("graph `{}` has no input `{name}`", self.graph.name))
@@ -140,7 +195,7 @@ impl Program for InterpProgram {
             };
             values.push(value);
         }
-        let outputs = interp::run(&self.graph, &values)?;
+        let outputs = (self.execute)(&values)?;
         let mut returned = Vec::new();
         for (value, target) in outputs.into_iter().zip(&self.alias_targets) {
             match target {

@@ -45,7 +45,7 @@ mod models;
 pub mod report;
 mod trainer;
 
-pub use backend::{Backend, BackendKind, Interpreter, Program};
+pub use backend::{Backend, BackendKind, Interpreter, Program, Vulkan};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CHECKPOINT_FILE};
 pub use layers::{
     Heaviside, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Softplus, Tanh,
@@ -68,9 +68,10 @@ pub enum Error {
     /// A model, loss and data set that do not fit together, or a bad hyper-parameter.
     #[error("{0}")]
     Config(String),
-    #[error("backend `{0}` is not available yet in this build (use `interp` or `cpu`)")]
-    BackendUnavailable(&'static str),
-    /// The CPU backend could not compile a graph.
+    /// No Vulkan device, or the device failed a run.
+    #[error(transparent)]
+    Vulkan(#[from] crate::backend::spirv::VulkanError),
+    /// A backend could not compile a graph.
     #[error(transparent)]
     Compile(#[from] crate::compile::Error),
     /// A compiled program refused its inputs.

@@ -1,0 +1,70 @@
+//! `kiln devices`: the Vulkan devices able to run Kiln's shaders, and which one `--backend vulkan` uses.
+
+use super::CliError;
+use kiln::backend::spirv::{self, DeviceKind};
+use std::io::Write;
+
+pub fn devices(out: &mut dyn Write) -> Result<(), CliError> {
+    // `devices()` lists the preferred device first: the one `Device::open_best` (and so `--backend vulkan`) opens.
+    let found = spirv::devices().map_err(|e| {
+        CliError::new(format!(
+            "{e}\n(`--backend vulkan` needs a Vulkan 1.1 loader and device, e.g. Mesa's lavapipe: \
+             apt install mesa-vulkan-drivers)"
+        ))
+    })?;
+    if found.is_empty() {
+        return Err(CliError::new(
+            "no Vulkan device: the loader lists no device with Vulkan 1.1 and a compute queue",
+        ));
+    }
+    let header = ["", "index", "name", "type", "api", "f64"];
+    let rows: Vec<[String; 6]> = found
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let (major, minor, patch) = d.api_version;
+            [
+                if i == 0 { "*" } else { "" }.to_string(),
+                d.index.to_string(),
+                d.name.clone(),
+                kind_name(d.kind).to_string(),
+                format!("{major}.{minor}.{patch}"),
+                if d.float64 { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut line = |cells: [&str; 6]| -> std::io::Result<()> {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", text.join("  ").trim_end())
+    };
+    line(header)?;
+    for row in &rows {
+        line(row.each_ref().map(String::as_str))?;
+    }
+    writeln!(
+        out,
+        "\n* --backend vulkan uses device {} ({})",
+        found[0].index, found[0].name
+    )?;
+    Ok(())
+}
+
+fn kind_name(kind: DeviceKind) -> &'static str {
+    match kind {
+        DeviceKind::DiscreteGpu => "discrete gpu",
+        DeviceKind::IntegratedGpu => "integrated gpu",
+        DeviceKind::VirtualGpu => "virtual gpu",
+        DeviceKind::Cpu => "cpu (software)",
+        DeviceKind::Other => "other",
+    }
+}
