@@ -3,6 +3,7 @@
 //! `compile` runs the whole pipeline — graph passes (unless turned off), fusion, memory planning, native code
 //! generation for every kernel — and reports how long it took ([`Executable::compile_time`]). A [`CompileCache`]
 //! keeps executables by a hash of the graph's text and the options, so compiling the same graph twice costs a hash.
+//! [`compile_vulkan`] shares the front half ([`kernel_program`]: passes and fusion) and emits SPIR-V instead.
 
 use crate::backend::cpu::assemble::assemble;
 use crate::backend::spirv::{self, Device, VulkanExecutable};
