@@ -208,3 +208,49 @@ pub fn examples() -> Result<Vec<(&'static str, Graph)>> {
         ("activations", activations()?),
     ])
 }
+
+/// The optimizers the corpus trains with: SGD, SGD with Nesterov momentum and weight decay, Adam, AdamW.
+pub fn corpus_optimizers() -> Vec<(&'static str, crate::Optimizer)> {
+    use crate::{Adam, Optimizer, Sgd};
+    let nesterov = Sgd {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 1e-4,
+        ..Sgd::default()
+    };
+    vec![
+        ("sgd", Optimizer::Sgd(Sgd::default())),
+        ("sgd_nesterov", Optimizer::Sgd(nesterov)),
+        ("adam", Optimizer::Adam(Adam::default())),
+        (
+            "adamw",
+            Optimizer::AdamW(Adam {
+                weight_decay: 1e-2,
+                ..Adam::default()
+            }),
+        ),
+    ]
+}
+
+/// The graphs every pass and backend is checked on: each example, its gradient graph (`<name>_grad`) and its
+/// training step under each of `optimizers` (`<name>_step_<optimizer>`).
+pub fn corpus(optimizers: &[(&str, crate::Optimizer)]) -> Result<Vec<Graph>> {
+    let mut graphs = Vec::new();
+    for (_, model) in examples()? {
+        graphs.push(model.clone());
+        let params = crate::autodiff::param_names(&model);
+        if params.is_empty() || model.output("loss").is_none() {
+            continue;
+        }
+        let names: Vec<&str> = params.iter().map(String::as_str).collect();
+        let mut g = crate::grad(&model, "loss", &names)?.graph;
+        g.name = format!("{}_grad", model.name);
+        graphs.push(g);
+        for (name, opt) in optimizers {
+            let mut step = crate::training_step(&model, "loss", &names, opt)?;
+            step.name = format!("{}_step_{name}", model.name);
+            graphs.push(step);
+        }
+    }
+    Ok(graphs)
+}

@@ -12,7 +12,7 @@
 use kiln::backend::spirv::{self, Device, SpirvKernel};
 use kiln::ir::{interp, text, DType, Graph, Tensor, TensorType};
 use kiln::kernel::KernelProgram;
-use kiln::{fusion, grad, training_step, zoo, Optimizer, Sgd};
+use kiln::{fusion, training_step, zoo, Optimizer, Sgd};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -432,25 +432,9 @@ fn inputs_are_checked_by_name() {
 
 // ---- the zoo ----
 
-/// Every zoo model and its gradient graph.
+/// Every zoo model, its gradient graph and its SGD step (`kiln::zoo::corpus`).
 fn zoo_graphs() -> Vec<Graph> {
-    let mut graphs = Vec::new();
-    for (_, model) in zoo::examples().unwrap() {
-        graphs.push(model.clone());
-        let params = kiln::autodiff::param_names(&model);
-        if params.is_empty() || model.output("loss").is_none() {
-            continue;
-        }
-        let names: Vec<&str> = params.iter().map(String::as_str).collect();
-        let mut g = grad(&model, "loss", &names).unwrap().graph;
-        g.name = format!("{}_grad", model.name);
-        graphs.push(g);
-        let mut step =
-            training_step(&model, "loss", &names, &Optimizer::Sgd(Sgd::default())).unwrap();
-        step.name = format!("{}_step_sgd", model.name);
-        graphs.push(step);
-    }
-    graphs
+    zoo::corpus(&zoo::corpus_optimizers()[..1]).unwrap()
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use kiln::ir::{interp, Builder, DType, Graph, Role, Tensor, TensorType};
 use kiln::zoo;
-use kiln::{grad, training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
+use kiln::{training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
 use kiln_tests::fd::{random_tensor, rng};
 use kiln_tests::graph_gen::{arb_graph, arb_graph_with, GenConfig};
 use proptest::prelude::*;
@@ -97,45 +97,9 @@ fn assert_cpu_matches_interpreter(graph: &Graph, seed: u64, optimize: bool) -> E
     exe
 }
 
-/// Every zoo model, its gradient graph, and its SGD, SGD with Nesterov momentum and weight decay, Adam and AdamW
-/// training steps.
+/// Every zoo model, its gradient graph, and its training step under each optimizer (`kiln::zoo::corpus`).
 fn zoo_graphs() -> Vec<Graph> {
-    let mut graphs = Vec::new();
-    for (_, model) in zoo::examples().unwrap() {
-        graphs.push(model.clone());
-        let params = kiln::autodiff::param_names(&model);
-        if params.is_empty() || model.output("loss").is_none() {
-            continue;
-        }
-        let names: Vec<&str> = params.iter().map(String::as_str).collect();
-        let mut g = grad(&model, "loss", &names).unwrap().graph;
-        g.name = format!("{}_grad", model.name);
-        graphs.push(g);
-        let momentum = Sgd {
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 1e-4,
-            ..Sgd::default()
-        };
-        let optimizers = [
-            ("sgd", Optimizer::Sgd(Sgd::default())),
-            ("sgd_nesterov", Optimizer::Sgd(momentum)),
-            ("adam", Optimizer::Adam(Adam::default())),
-            (
-                "adamw",
-                Optimizer::AdamW(Adam {
-                    weight_decay: 1e-2,
-                    ..Adam::default()
-                }),
-            ),
-        ];
-        for (name, opt) in optimizers {
-            let mut step = training_step(&model, "loss", &names, &opt).unwrap();
-            step.name = format!("{}_step_{name}", model.name);
-            graphs.push(step);
-        }
-    }
-    graphs
+    zoo::corpus(&zoo::corpus_optimizers()).unwrap()
 }
 
 // ---- differential: zoo ----
