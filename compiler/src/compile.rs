@@ -39,15 +39,19 @@ pub struct Options {
     /// Threads a run splits each kernel across (at least 1).
     pub threads: usize,
     pub target: Target,
+    /// Fuse ops into kernels (the cost model of [`crate::fusion`]). Off, every op is a kernel of its own: the
+    /// baseline the benchmarks measure fusion against.
+    pub fuse: bool,
 }
 
 impl Default for Options {
-    /// Optimized, on every available core, for the CPU.
+    /// Optimized and fused, on every available core, for the CPU.
     fn default() -> Options {
         Options {
             optimize: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             target: Target::Cpu,
+            fuse: true,
         }
     }
 }
@@ -62,7 +66,11 @@ pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
     } else {
         graph
     };
-    let program = crate::fusion::lower(graph)?;
+    let program = if options.fuse {
+        crate::fusion::lower(graph)?
+    } else {
+        crate::fusion::lower_unfused(graph)?
+    };
     let plan = crate::memory::plan(&program);
     let roles: Vec<Role> = graph.inputs().map(|i| i.role).collect();
     match options.target {
