@@ -153,53 +153,56 @@ pub fn mlp_forward_reference(
     hidden: &mut [Vec<f32>; 2],
     probs: &mut [f32],
 ) {
-    let last = MLP_DIMS.len() - 2;
-    let mut input: &[f32] = x;
     let [h0, h1] = hidden;
-    for (i, pair) in MLP_DIMS.windows(2).enumerate() {
-        let (fan_in, fan_out) = (pair[0], pair[1]);
-        let (w, bias) = (&params[2 * i], &params[2 * i + 1]);
-        let out: &mut [f32] = match i {
-            _ if i == last => &mut *probs,
-            0 => &mut h0[..batch * fan_out],
-            _ => &mut h1[..batch * fan_out],
-        };
-        // out = input @ wᵀ: w is [fan_out, fan_in], read transposed through its strides.
-        // SAFETY: input is batch×fan_in, w is fan_out×fan_in (read as its transpose), out is batch×fan_out.
-        unsafe {
-            matrixmultiply::sgemm(
-                batch,
-                fan_in,
-                fan_out,
-                1.0,
-                input.as_ptr(),
-                fan_in as isize,
-                1,
-                w.as_ptr(),
-                1,
-                fan_in as isize,
-                0.0,
-                out.as_mut_ptr(),
-                fan_out as isize,
-                1,
-            );
-        }
-        for row in out.chunks_exact_mut(fan_out) {
-            for (o, &b) in row.iter_mut().zip(bias) {
-                *o += b;
-                if i < last {
-                    *o = o.max(0.0);
-                }
+    let [d0, d1, d2, d3] = MLP_DIMS;
+    dense(x, &params[0], &params[1], batch, d0, d1, h0, true);
+    dense(h0, &params[2], &params[3], batch, d1, d2, h1, true);
+    dense(h1, &params[4], &params[5], batch, d2, d3, probs, false);
+    let logits = probs.to_vec();
+    softmax_rows(&logits, d3, probs);
+}
+
+/// `out = input @ wᵀ + bias`, then ReLU if `relu`; `w` is `[fan_out, fan_in]` (PyTorch's `Linear`).
+#[allow(clippy::too_many_arguments)]
+fn dense(
+    input: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    batch: usize,
+    fan_in: usize,
+    fan_out: usize,
+    out: &mut [f32],
+    relu: bool,
+) {
+    let out = &mut out[..batch * fan_out];
+    assert!(input.len() >= batch * fan_in && w.len() == fan_out * fan_in);
+    // SAFETY: input is batch×fan_in, w is fan_out×fan_in read as its transpose (fan_in×fan_out through swapped
+    // strides), out is batch×fan_out; the assert and the slice above bound all three.
+    unsafe {
+        matrixmultiply::sgemm(
+            batch,
+            fan_in,
+            fan_out,
+            1.0,
+            input.as_ptr(),
+            fan_in as isize,
+            1,
+            w.as_ptr(),
+            1,
+            fan_in as isize,
+            0.0,
+            out.as_mut_ptr(),
+            fan_out as isize,
+            1,
+        );
+    }
+    for row in out.chunks_exact_mut(fan_out) {
+        for (o, &b) in row.iter_mut().zip(bias) {
+            *o += b;
+            if relu {
+                *o = o.max(0.0);
             }
         }
-        if i == last {
-            let logits = out.to_vec();
-            softmax_rows(&logits, fan_out, out);
-        }
-        input = match i {
-            0 => &h0[..batch * fan_out],
-            _ => &h1[..batch * fan_out],
-        };
     }
 }
 
