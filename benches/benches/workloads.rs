@@ -56,6 +56,7 @@ fn step(session: &mut Session, inputs: &[Tensor]) {
     session.step(black_box(inputs)).expect("inputs fit");
 }
 
+/// For workloads of a few milliseconds or more: ten samples of equal iteration counts.
 fn big(group: &mut Group<'_>) {
     group
         .sampling_mode(SamplingMode::Flat)
@@ -64,6 +65,7 @@ fn big(group: &mut Group<'_>) {
         .measurement_time(Duration::from_secs(3));
 }
 
+/// For workloads well under a millisecond.
 fn small(group: &mut Group<'_>) {
     group
         .sample_size(20)
@@ -108,7 +110,7 @@ fn w2(c: &mut Criterion) {
     let x = normal_tensor(&W2_SHAPE, 2, 3.0);
     let inputs = [x.clone()];
     let mut group = c.benchmark_group("W2");
-    small(&mut group);
+    big(&mut group);
     group.throughput(Throughput::Bytes(8 * (rows * cols) as u64));
     let mut kiln = session(&graph, &Options::default());
     measure(&mut group, "W2", "kiln", || step(&mut kiln, &inputs));
