@@ -45,27 +45,39 @@ pub struct Options {
     /// Threads a run splits each kernel across (at least 1).
     pub threads: usize,
     pub target: Target,
+    /// Fuse ops into kernels (the cost model of [`crate::fusion`]). Off, every op is a kernel of its own: the
+    /// baseline the benchmarks measure fusion against.
+    pub fuse: bool,
 }
 
 impl Default for Options {
-    /// Optimized, on every available core, for the CPU.
+    /// Optimized and fused, on every available core, for the CPU.
     fn default() -> Options {
         Options {
             optimize: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             target: Target::Cpu,
+            fuse: true,
         }
     }
 }
 
-/// The kernel program every backend compiles: the graph passes (when `optimize`), then fusion. The passes keep the
+/// The kernel program every backend compiles: the graph passes (when `optimize`), then fusion (or one kernel per
+/// primitive when `!fuse`, the benches' baseline). The passes keep the
 /// graph's inputs and outputs, so the program takes and returns what `graph` does.
-pub fn kernel_program(graph: &Graph, optimize: bool) -> Result<KernelProgram, Error> {
-    if optimize {
-        Ok(crate::fusion::lower(&crate::passes::optimize(graph)?)?)
+pub fn kernel_program(graph: &Graph, options: &Options) -> Result<KernelProgram, Error> {
+    let optimized;
+    let graph = if options.optimize {
+        optimized = crate::passes::optimize(graph)?;
+        &optimized
     } else {
-        Ok(crate::fusion::lower(graph)?)
-    }
+        graph
+    };
+    Ok(if options.fuse {
+        crate::fusion::lower(graph)?
+    } else {
+        crate::fusion::lower_unfused(graph)?
+    })
 }
 
 /// Compiles `graph` for a Vulkan device: the same passes and fusion as [`compile`], then one SPIR-V compute shader
@@ -75,14 +87,14 @@ pub fn compile_vulkan(
     graph: &Graph,
     options: &Options,
 ) -> Result<VulkanExecutable, Error> {
-    let program = kernel_program(graph, options.optimize)?;
+    let program = kernel_program(graph, options)?;
     Ok(spirv::compile(device, &program)?)
 }
 
 /// Compiles `graph` to native code.
 pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
     let started = Instant::now();
-    let program = kernel_program(graph, options.optimize)?;
+    let program = kernel_program(graph, options)?;
     let plan = crate::memory::plan(&program);
     let roles: Vec<Role> = graph.inputs().map(|i| i.role).collect();
     match options.target {

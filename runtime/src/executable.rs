@@ -15,7 +15,7 @@ use crate::pool;
 use crate::RunError;
 use kiln_ir::{Role, Tensor, TensorType};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A kernel's native entry: runs points `[start, end)` of its flattened parallel space (row-major over its parallel
 /// loops) on the buffers of `table`.
@@ -229,6 +229,38 @@ impl Executable {
 
     /// Runs the program on `inputs` (in input order) and returns its outputs (in output order).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        self.run_with(inputs, |table| self.execute(table))
+    }
+
+    /// Runs the program like [`Executable::run`], one kernel at a time, and returns the outputs and each kernel's
+    /// wall time, in step order (for `kiln bench`). Each kernel still splits across the threads, which are started
+    /// per kernel here, so a tiny kernel's time includes starting them.
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+    ) -> Result<(Vec<Tensor>, Vec<Duration>), RunError> {
+        let mut times = Vec::with_capacity(self.steps.len());
+        let outputs = self.run_with(inputs, |table| {
+            for step in &self.steps {
+                let started = Instant::now();
+                pool::run_steps(
+                    std::slice::from_ref(step),
+                    table,
+                    self.threads,
+                    self.min_chunk,
+                );
+                times.push(started.elapsed());
+            }
+        })?;
+        Ok((outputs, times))
+    }
+
+    /// Fills a run's buffer table from `inputs`, runs `execute` on it and collects the outputs.
+    fn run_with(
+        &self,
+        inputs: &[Tensor],
+        execute: impl FnOnce(&Table),
+    ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(self.layout.inputs.iter(), inputs)?;
         let mut arena = self.take_arena();
         let mut own: Vec<Option<HostBuffer>> = vec![None; self.layout.buffers.len()];
@@ -260,7 +292,7 @@ impl Executable {
             }
         }
         slots[self.layout.scratch_slot()] = arena_ptr.wrapping_add(self.layout.scratch_offset);
-        self.execute(&Table { slots });
+        execute(&Table { slots });
         let outputs = self
             .layout
             .outputs
@@ -336,4 +368,70 @@ fn check_gemm(layout: &Layout, name: &str, gemm: &Gemm) -> Result<(), RunError> 
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `y[i] = 2·x[i]` for the points `[start, end)`; slot 0 holds `x`, slot 1 `y` (both f32).
+    unsafe extern "C" fn double(table: *const *mut u8, start: u64, end: u64) {
+        // SAFETY: the test's layout puts four f32 in each of slots 0 and 1, and runs points below 4.
+        unsafe {
+            let x = *table as *const f32;
+            let y = *table.add(1) as *mut f32;
+            for i in start as usize..end as usize {
+                *y.add(i) = 2.0 * *x.add(i);
+            }
+        }
+    }
+
+    #[test]
+    fn a_profiled_run_times_each_kernel_and_computes_the_same() {
+        let ty = TensorType::f32(&[4]);
+        let buffer = |name: &str, place| BufferSpec {
+            name: name.into(),
+            ty: ty.clone(),
+            place,
+        };
+        let layout = Layout {
+            name: "double".into(),
+            buffers: vec![buffer("x", Place::Input(0)), buffer("y", Place::Output)],
+            inputs: vec![InputSpec {
+                name: "x".into(),
+                ty: ty.clone(),
+                role: Role::Data,
+                buffer: 0,
+            }],
+            outputs: vec![OutputSpec {
+                name: "y".into(),
+                buffer: 1,
+                aliases: None,
+            }],
+            constants: vec![],
+            arena_bytes: 0,
+            scratch_offset: 0,
+        };
+        let step = |name: &str| Step::Loop {
+            name: name.into(),
+            points: 4,
+            entry: double,
+        };
+        // SAFETY: `double` is plain Rust code and touches elements 0..4 of slots 0 (read) and 1 (written) only.
+        let exe = unsafe {
+            Executable::new(
+                layout,
+                vec![step("first"), step("again")],
+                Box::new(()),
+                2,
+                Duration::ZERO,
+            )
+        }
+        .unwrap();
+        let x = [Tensor::from_f32(&[4], vec![1.0, 2.0, 3.0, 4.0]).unwrap()];
+        let (outputs, times) = exe.run_profiled(&x).unwrap();
+        assert_eq!(outputs, exe.run(&x).unwrap());
+        assert_eq!(outputs[0].as_f32().unwrap(), &[2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(times.len(), 2, "one time per kernel");
+    }
 }

@@ -1,12 +1,13 @@
 //! The `kiln` tool's commands, arguments and error type.
 //!
 //! - [`stage`]: which graph a command works on (`--stage input|grad|train`) and the flags that build it.
-//! - [`check`], [`dump`], [`run`], [`train`], [`predict`], [`devices`]: one module per command.
+//! - [`check`], [`dump`], [`run`], [`bench`], [`train`], [`predict`], [`devices`]: one module per command.
 //! - [`inputs`]: seeded input generation and `--input NAME=FILE.npy`; [`npy`]: `.npy` files.
 //!
 //! Commands write their results to the `out` they are given and return a [`CliError`]; only `main` turns that into
 //! an exit code.
 
+mod bench;
 mod check;
 mod devices;
 mod dump;
@@ -59,6 +60,16 @@ pub enum Command {
     ///   kiln run model.kir --stage train --steps 100 --optimizer adam --lr 1e-2 --out trained/
     #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
+    /// Compile a graph for the CPU and time it: compile time, then each kernel's median time and rate.
+    ///
+    /// Inputs are generated from --seed as for `kiln run`. Each kernel's rate is GFLOP/s for a matmul, else GB/s of
+    /// the buffers it reads and writes; the total is the median time of a whole run through a session.
+    ///
+    /// Examples:
+    ///   kiln bench model.kir --iters 100
+    ///   kiln bench model.kir --stage train --optimizer sgd --lr 0.1
+    #[command(verbatim_doc_comment)]
+    Bench(bench::BenchArgs),
     /// Train a model on a data set and save it (defaults: MLP 64-128-10, ReLU, Adam, on the 8x8 digits).
     ///
     /// Prints an epoch table (train loss, test loss, test accuracy, seconds) with a progress bar on a terminal, and
@@ -86,6 +97,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => check::check(args, &mut out),
         Command::Dump(args) => dump::dump(args, &mut out),
         Command::Run(args) => run::run(args, &mut out),
+        Command::Bench(args) => bench::bench(args, &mut out),
         Command::Train(args) => train::train(args, &mut out),
         Command::Predict(args) => predict::predict(args, &mut out),
         Command::Devices => devices::devices(&mut out),

@@ -111,7 +111,7 @@ impl RunArgs {
         let device = spirv::Device::open_best()
             .map_err(|e| CliError::new(format!("--backend vulkan: {e} (see `kiln devices`)")))?;
         let started = std::time::Instant::now();
-        let program = kiln::kernel_program(graph, true)?;
+        let program = kiln::kernel_program(graph, &kiln::Options::default())?;
         let exe = spirv::compile(&device, &program)?;
         eprintln!(
             "vulkan: compiled {} kernels in {:.1} ms on {}",

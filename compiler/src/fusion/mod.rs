@@ -198,9 +198,31 @@ pub fn lower(graph: &Graph) -> Result<KernelProgram, IrError> {
     fixpoint(graph).1
 }
 
+/// Lowers `graph` without fusion: every computed value gets a kernel of its own (views and splat constants stay
+/// inline, as index arithmetic), so each primitive op reads its operands from memory and writes its result back.
+/// The baseline that measures what fusion saves.
+pub fn lower_unfused(graph: &Graph) -> Result<KernelProgram, IrError> {
+    verify(graph)?;
+    let live = graph.live();
+    let computed = graph.ids().filter(|&id| {
+        let op = &graph.node(id).op;
+        live[id.index()]
+            && !matches!(op, Op::Input { .. } | Op::Constant { .. })
+            && !is_inline_op(op)
+    });
+    fixpoint_from(graph, computed.collect()).1
+}
+
 /// Partition, try to lower, materialize what lowering asks for, repeat. Returns the last partition tried.
 fn fixpoint(graph: &Graph) -> (Partition, Result<KernelProgram, IrError>) {
-    let mut forced = BTreeSet::new();
+    fixpoint_from(graph, BTreeSet::new())
+}
+
+/// [`fixpoint`] starting with the nodes of `forced` materialized.
+fn fixpoint_from(
+    graph: &Graph,
+    mut forced: BTreeSet<NodeId>,
+) -> (Partition, Result<KernelProgram, IrError>) {
     loop {
         let partition = partition_with(graph, &forced);
         let result = match lower::lower_partition(graph, &partition) {

@@ -1,0 +1,210 @@
+//! `kiln bench FILE.kir`: compile a stage's graph for the CPU and time it, kernel by kernel.
+//!
+//! Prints the compile time, then per kernel its median time over `--iters` profiled runs, its share of their sum
+//! and its rate: GFLOP/s for a matmul kernel (`2·m·n·k` per batch), else GB/s of the bytes it moves — every buffer
+//! it reads plus every buffer it writes, counted once each, from the kernel IR. The last line is the median time of a
+//! whole run through a `kiln::Session` (kernels back to back, outputs kept in place), which is what a caller sees.
+
+use super::inputs;
+use super::stage::{self, StageArgs};
+use super::{load_graph, CliError, GraphFile};
+use clap::{Args, ValueEnum};
+use kiln::kernel::{Kernel, KernelProgram};
+use kiln_ir::Tensor;
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub graph: GraphFile,
+
+    /// Where to run the graph.
+    #[arg(long, value_enum, default_value_t = BenchBackend::Cpu)]
+    pub backend: BenchBackend,
+
+    /// Seed of the generated inputs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Timed runs (after the warm-up runs).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub iters: usize,
+
+    /// Untimed runs first.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub warmup: usize,
+
+    /// Threads of the CPU backend [default: every core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// What `kiln bench` can time (the interpreter is not worth timing).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum BenchBackend {
+    /// Native code through Cranelift.
+    Cpu,
+}
+
+pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.stage.stage.is_lowered() {
+        return Err(CliError::new(
+            "kiln bench works on graphs: --stage input, grad, train or optimized",
+        ));
+    }
+    if args.iters == 0 {
+        return Err(CliError::new("--iters must be at least 1"));
+    }
+    if args.threads == Some(0) {
+        return Err(CliError::new("--threads must be at least 1"));
+    }
+    let staged = stage::build(load_graph(&args.graph.file)?, &args.stage)?;
+    let graph = &staged.graph;
+    let values = inputs::prepare(graph, args.seed, &[])?;
+    let defaults = kiln::Options::default();
+    let options = kiln::Options {
+        threads: args.threads.unwrap_or(defaults.threads),
+        ..defaults
+    };
+
+    let started = Instant::now();
+    let exe = kiln::compile(graph, &options)?;
+    let compile_wall = started.elapsed();
+    writeln!(
+        out,
+        "graph {}: {} kernels, {} threads",
+        graph.name,
+        exe.steps().len(),
+        exe.threads()
+    )?;
+    writeln!(
+        out,
+        "compile: {:.2} ms ({:.2} ms wall)",
+        ms(exe.compile_time()),
+        ms(compile_wall)
+    )?;
+    // The kernel IR the executable was generated from: compile's own pipeline, run again for the buffer sizes.
+    let program = kiln::fusion::lower(&kiln::optimize(graph)?)?;
+    let matches_steps = program.kernels.len() == exe.steps().len()
+        && program
+            .kernels
+            .iter()
+            .zip(exe.steps())
+            .all(|(k, s)| k.name() == s.name());
+
+    for _ in 0..args.warmup {
+        exe.run_profiled(&values)?;
+    }
+    let mut per_kernel: Vec<Vec<Duration>> = vec![Vec::new(); exe.steps().len()];
+    for _ in 0..args.iters {
+        let (_, times) = exe.run_profiled(&values)?;
+        for (samples, t) in per_kernel.iter_mut().zip(times) {
+            samples.push(t);
+        }
+    }
+    let medians: Vec<Duration> = per_kernel.iter_mut().map(|s| median(s)).collect();
+    let sum: Duration = medians.iter().sum();
+
+    writeln!(
+        out,
+        "\n{:>3}  {:<28} {:>12} {:>7} {:>16}",
+        "#", "kernel", "median µs", "share", "rate"
+    )?;
+    for (i, (step, t)) in exe.steps().iter().zip(&medians).enumerate() {
+        let rate = if matches_steps {
+            rate(&program, &program.kernels[i], *t)
+        } else {
+            "-".to_string()
+        };
+        writeln!(
+            out,
+            "{i:>3}  {:<28} {:>12.1} {:>6.1}% {:>16}",
+            step.name(),
+            t.as_secs_f64() * 1e6,
+            100.0 * t.as_secs_f64() / sum.as_secs_f64().max(f64::MIN_POSITIVE),
+            rate
+        )?;
+    }
+    writeln!(
+        out,
+        "     {:<28} {:>12.1}",
+        "sum of kernels",
+        sum.as_secs_f64() * 1e6
+    )?;
+
+    let run = session_median(exe, graph, values, args)?;
+    writeln!(
+        out,
+        "\ntotal: {:.1} µs per run (median of {}), {:.1} runs/s",
+        run.as_secs_f64() * 1e6,
+        args.iters,
+        1.0 / run.as_secs_f64().max(f64::MIN_POSITIVE)
+    )?;
+    Ok(())
+}
+
+/// The median time of a whole step through a session that holds the resident inputs (parameters, optimizer
+/// state) and is fed the others.
+fn session_median(
+    exe: kiln::Executable,
+    graph: &kiln_ir::Graph,
+    values: Vec<Tensor>,
+    args: &BenchArgs,
+) -> Result<Duration, CliError> {
+    let named: HashMap<String, Tensor> = graph
+        .inputs()
+        .zip(values)
+        .map(|(i, t)| (i.name.to_string(), t))
+        .collect();
+    let mut session = kiln::Session::new(exe, &named)?;
+    let data: Vec<Tensor> = session
+        .data_input_names()
+        .iter()
+        .map(|n| named[*n].clone())
+        .collect();
+    for _ in 0..args.warmup {
+        session.step(&data)?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters {
+        let started = Instant::now();
+        session.step(&data)?;
+        times.push(started.elapsed());
+    }
+    Ok(median(&mut times))
+}
+
+/// `12.3 GFLOP/s` for a matmul, `4.56 GB/s` for a loop kernel.
+fn rate(program: &KernelProgram, kernel: &Kernel, t: Duration) -> String {
+    let seconds = t.as_secs_f64().max(f64::MIN_POSITIVE);
+    match kernel {
+        Kernel::Matmul(m) => {
+            let batch: usize = m.batch().iter().product();
+            let flops = 2.0 * (batch * m.m() * m.n() * m.k) as f64;
+            format!("{:.2} GFLOP/s", flops / seconds / 1e9)
+        }
+        Kernel::Loop(_) => {
+            let bytes: usize = kernel
+                .reads()
+                .into_iter()
+                .chain(kernel.writes())
+                .map(|b| program.buffers[b.index()].ty.size_bytes())
+                .sum();
+            format!("{:.2} GB/s", bytes as f64 / seconds / 1e9)
+        }
+    }
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(t: Duration) -> f64 {
+    t.as_secs_f64() * 1e3
+}
