@@ -18,6 +18,8 @@ use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
 use std::collections::HashMap;
 
 const LANES: i64 = 4;
+/// Vector accumulators of a reduction.
+const UNROLL: usize = 4;
 
 /// A kernel the vector loop can run: its innermost parallel variable.
 #[derive(Clone, Debug)]
@@ -360,10 +362,15 @@ pub(super) fn nested_plan(
     Some(k)
 }
 
-impl Emitter<'_, '_> {
+/// What a reduction does after a copy of the vector body: `(emitter, copy, values of the body)`.
+type VectorStep<'s, 'a, 'b> = dyn FnMut(&mut Emitter<'a, 'b>, usize, &HashMap<usize, Value>) + 's;
+
+impl<'a, 'b> Emitter<'a, 'b> {
     /// A `reduce` whose innermost loop `k` passed [`nested_plan`] (f32 sum or max): per point of the outer loops,
-    /// `k` runs 4 points at a time into an f32x4 accumulator (one per lane), then the points left (`extent % 4`)
-    /// into a scalar one. The result is `((l0 ∘ l1) ∘ (l2 ∘ l3)) ∘ tail`: a fixed order for every output element.
+    /// `k` runs 16 points at a time into four f32x4 accumulators `a0..a3` (`a_u` takes points `16i + 4u + lane`),
+    /// then 4 at a time into `a0`, then the points left (`extent % 4`) into a scalar one. With `a = (a0 ∘ a1) ∘
+    /// (a2 ∘ a3)`, the result is `((a.0 ∘ a.1) ∘ (a.2 ∘ a.3)) ∘ tail`: a fixed order for every output element.
+    /// (Several accumulators keep the loop from waiting on one `fmax`/`fadd` chain.)
     pub(super) fn vector_reduce(
         &mut self,
         kind: ReduceKind,
@@ -379,20 +386,26 @@ impl Emitter<'_, '_> {
             ReduceKind::Sum => e.b.ins().fadd(a, x),
             ReduceKind::Max => e.b.ins().fmax(a, x),
         };
-        let vacc = self.b.declare_var(types::F32X4);
         let acc = self.b.declare_var(types::F32);
         let init = self.b.ins().f32const(identity);
         self.b.def_var(acc, init);
         let vinit = self.b.ins().splat(types::F32X4, init);
-        self.b.def_var(vacc, vinit);
+        let vaccs: Vec<_> = (0..UNROLL)
+            .map(|_| {
+                let v = self.b.declare_var(types::F32X4);
+                self.b.def_var(v, vinit);
+                v
+            })
+            .collect();
         self.nested_vector_loops(
             loops,
             body,
             Some(value),
-            &mut |e, values| {
-                let a = e.b.use_var(vacc);
+            UNROLL,
+            &mut |e, copy, values| {
+                let a = e.b.use_var(vaccs[copy]);
                 let folded = fold(e, a, values[&value.index()]);
-                e.b.def_var(vacc, folded);
+                e.b.def_var(vaccs[copy], folded);
             },
             &mut |e| {
                 let a = e.b.use_var(acc);
@@ -401,7 +414,10 @@ impl Emitter<'_, '_> {
                 e.b.def_var(acc, folded);
             },
         );
-        let v = self.b.use_var(vacc);
+        let v: Vec<Value> = vaccs.iter().map(|&a| self.b.use_var(a)).collect();
+        let low = fold(self, v[0], v[1]);
+        let high = fold(self, v[2], v[3]);
+        let v = fold(self, low, high);
         let lanes: Vec<Value> = (0..LANES as u8)
             .map(|lane| self.b.ins().extractlane(v, lane))
             .collect();
@@ -415,17 +431,19 @@ impl Emitter<'_, '_> {
     /// A `for` whose innermost loop `k` passed [`nested_plan`]: 4 points at a time, then the rest one at a time, each
     /// point computed with the same operations either way.
     pub(super) fn vector_for(&mut self, loops: &[Loop], body: &Block) {
-        self.nested_vector_loops(loops, body, None, &mut |_, _| {}, &mut |_| {});
+        self.nested_vector_loops(loops, body, None, 1, &mut |_, _, _| {}, &mut |_| {});
     }
 
-    /// The outer loops of the nest, around: `k` 4 points at a time (`vector_step` after each vector body), then the
+    /// The outer loops of the nest, around: `k` `4·unroll` points at a time (while they fit; `unroll` copies of the
+    /// vector body, `vector_step(copy)` after each), then 4 at a time (copy 0), then the
     /// points left one at a time (`scalar_step` after each scalar body).
     fn nested_vector_loops(
         &mut self,
         loops: &[Loop],
         body: &Block,
         yields: Option<ValueId>,
-        vector_step: &mut dyn FnMut(&mut Self, &HashMap<usize, Value>),
+        unroll: usize,
+        vector_step: &mut VectorStep<'_, 'a, 'b>,
         scalar_step: &mut dyn FnMut(&mut Self),
     ) {
         let (outer, inner) = loops.split_at(loops.len() - 1);
@@ -480,21 +498,48 @@ impl Emitter<'_, '_> {
                     }
                 }
             }
-            let vector_block = e.b.create_block();
-            let vector_done = e.b.create_block();
-            e.b.ins().jump(vector_block, &[]);
-            e.b.switch_to_block(vector_block);
-            let mut values = hoisted;
-            e.vector_block(body, &mut values);
-            vector_step(e, &values);
-            let kv = e.get_var(k);
-            let k4 = e.b.ins().iadd_imm_s(kv, LANES);
-            e.set_var(k, k4);
-            let more =
-                e.b.ins()
-                    .icmp_imm_s(IntCC::UnsignedLessThan, k4, vector_end);
-            e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
-            e.b.switch_to_block(vector_done);
+            let wide = unroll as i64 * LANES;
+            let wide_end = extent / wide * wide;
+            let mut k_at = 0;
+            if unroll > 1 && wide_end > 0 {
+                let wide_block = e.b.create_block();
+                let wide_done = e.b.create_block();
+                e.b.ins().jump(wide_block, &[]);
+                e.b.switch_to_block(wide_block);
+                let k0 = e.get_var(k);
+                for copy in 0..unroll {
+                    let kc = e.b.ins().iadd_imm_s(k0, copy as i64 * LANES);
+                    e.set_var(k, kc);
+                    let mut values = hoisted.clone();
+                    e.vector_block(body, &mut values);
+                    vector_step(e, copy, &values);
+                }
+                let k_next = e.b.ins().iadd_imm_s(k0, wide);
+                e.set_var(k, k_next);
+                let more =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, wide_end);
+                e.b.ins().brif(more, wide_block, &[], wide_done, &[]);
+                e.b.switch_to_block(wide_done);
+                k_at = wide_end;
+            }
+            if vector_end > k_at {
+                let vector_block = e.b.create_block();
+                let vector_done = e.b.create_block();
+                e.b.ins().jump(vector_block, &[]);
+                e.b.switch_to_block(vector_block);
+                let mut values = hoisted;
+                e.vector_block(body, &mut values);
+                vector_step(e, 0, &values);
+                let kv = e.get_var(k);
+                let k4 = e.b.ins().iadd_imm_s(kv, LANES);
+                e.set_var(k, k4);
+                let more =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, k4, vector_end);
+                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
+                e.b.switch_to_block(vector_done);
+            }
             if vector_end < extent {
                 let scalar_block = e.b.create_block();
                 let scalar_done = e.b.create_block();
