@@ -42,9 +42,10 @@
 //! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code, with loads
 //! that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4 points at a
 //! time ([`vector::nested_plan`]), then the rest one at a time. A `for` computes every point with the same operations
-//! either way. A reduction keeps one f32x4 accumulator (a lane per `k mod 4`) and a scalar one for the points left,
-//! and combines them in a fixed order, `((l0 ∘ l1) ∘ (l2 ∘ l3)) ∘ tail`: the same for every output element and thread
-//! count, but a sum is reassociated relative to the interpreter's left-to-right fold (max is exact).
+//! either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
+//! fit, then 4) and a scalar one for the points left, and combines them in a fixed order
+//! ([`Emitter::vector_reduce`]): the same for every output element and thread count, but a sum is reassociated
+//! relative to the interpreter's left-to-right fold (max is exact).
 //!
 //! Requires: a kernel that [`check`] accepts (every program `fusion::lower` produces); [`compile_program`] checks.
 
