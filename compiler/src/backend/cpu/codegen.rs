@@ -19,7 +19,8 @@
 //! Loops are bottom-tested (`brif cond, body, exit`), as Cranelift's loop-invariant code motion wants them. A
 //! `reduce` or `for` becomes a nest of such loops over its static extents (none at all when an extent is 0); a
 //! reduction's accumulator starts at the identity (`-0.0` for float sums, which is exact: `-0.0 + x == x` bit for
-//! bit, `-inf` / `i32::MIN` for max) and folds in row-major order, as the interpreter does.
+//! bit, `-inf` / `i32::MIN` for max) and folds in row-major order, as the interpreter does (except a vectorized f32
+//! reduction, below).
 //!
 //! # Scalar semantics
 //!
@@ -37,6 +38,14 @@
 //! one ([`vector`]): stride-1 accesses become vector loads and stores, stride-0 loads are splats. Both loops compute
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
+//!
+//! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code, with loads
+//! that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4 points at a
+//! time ([`vector::nested_plan`]), then the rest one at a time. A `for` computes every point with the same operations
+//! either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
+//! fit, then 4) and a scalar one for the points left, and combines them in a fixed order
+//! ([`Emitter::vector_reduce`]): the same for every output element and thread count, but a sum is reassociated
+//! relative to the interpreter's left-to-right fold (max is exact).
 //!
 //! Requires: a kernel that [`check`] accepts (every program `fusion::lower` produces); [`compile_program`] checks.
 
@@ -67,7 +76,7 @@ pub struct KernelCode {
     /// The function, once the module is finalized (`None`: nothing to run, e.g. a matmul written straight to its
     /// destination).
     pub func: Option<FuncId>,
-    /// Whether it has an f32x4 loop.
+    /// Whether its parallel loop has an f32x4 loop (a nested `reduce` or `for` may have one either way).
     pub vectorized: bool,
 }
 
@@ -440,6 +449,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     body,
                     value,
                 } => {
+                    if *dtype == DType::F32
+                        && vector::nested_plan(loops, body, Some(*value), self.types).is_some()
+                    {
+                        let result = self.vector_reduce(*kind, loops, body, *value);
+                        self.values[id.index()] = Some(result);
+                        continue;
+                    }
                     let ty = clif_type(*dtype);
                     let acc = self.b.declare_var(ty);
                     let init = self.reduce_identity(*kind, *dtype);
@@ -459,7 +475,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     let result = self.b.use_var(acc);
                     self.values[id.index()] = Some(result);
                 }
-                Inst::For { loops, body } => self.loop_nest(loops, &mut |e| e.block(body)),
+                Inst::For { loops, body } => {
+                    if vector::nested_plan(loops, body, None, self.types).is_some() {
+                        self.vector_for(loops, body);
+                    } else {
+                        self.loop_nest(loops, &mut |e| e.block(body));
+                    }
+                }
                 Inst::Store {
                     buffer,
                     index,

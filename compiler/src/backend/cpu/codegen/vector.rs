@@ -7,7 +7,9 @@
 
 use super::check::ValueTypes;
 use super::{clif_type, Emitter};
-use crate::kernel::{Block, IndexExpr, Inst, Kernel, KernelProgram, ScalarOp, Var};
+use crate::kernel::{
+    Block, IndexExpr, Inst, Kernel, KernelProgram, Loop, ReduceKind, ScalarOp, ValueId, Var,
+};
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
     types, Block as ClifBlock, InstBuilder, MemFlagsData, Value,
@@ -16,6 +18,8 @@ use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
 use std::collections::HashMap;
 
 const LANES: i64 = 4;
+/// Vector accumulators of a reduction.
+const UNROLL: usize = 4;
 
 /// A kernel the vector loop can run: its innermost parallel variable.
 #[derive(Clone, Debug)]
@@ -287,5 +291,269 @@ impl Emitter<'_, '_> {
             });
         }
         mask.expect("four lanes")
+    }
+}
+
+/// The values an op reads.
+fn operands(op: &ScalarOp) -> Vec<ValueId> {
+    match op {
+        ScalarOp::Load { .. }
+        | ScalarOp::Const { .. }
+        | ScalarOp::Index(_)
+        | ScalarOp::MatmulAcc => Vec::new(),
+        ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => vec![*x],
+        ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => vec![*x, *y],
+        ScalarOp::Select(c, x, y) => vec![*c, *x, *y],
+    }
+}
+
+/// `Some(k)` when the innermost loop `k` of a `reduce` or `for` nest can run 4 points at a time: at least 4 points,
+/// a body of straight-line f32/bool code (lets and stores only, no `index` or `matmul.acc`), loads that move by 1 or
+/// 0 elements with `k`, stores that move by 1 (at most one per buffer, to buffers the body doesn't load), and
+/// f32/bool values from outside (splatted).
+pub(super) fn nested_plan(
+    loops: &[Loop],
+    body: &Block,
+    yields: Option<ValueId>,
+    types: &ValueTypes,
+) -> Option<Var> {
+    let inner = loops.last()?;
+    if inner.extent < LANES as usize {
+        return None;
+    }
+    let k = inner.var;
+    let vector_type = |id: ValueId| matches!(types[id.index()], Some(DType::F32 | DType::Bool));
+    if yields.is_some_and(|y| !vector_type(y)) {
+        return None;
+    }
+    let (mut loaded, mut stored) = (Vec::new(), Vec::new());
+    for inst in &body.insts {
+        match inst {
+            Inst::Let { id, op, .. } => {
+                if !vector_type(*id) || !operands(op).into_iter().all(vector_type) {
+                    return None;
+                }
+                match op {
+                    ScalarOp::Load { buffer, index } if stride_of(index, k) <= 1 => {
+                        loaded.push(*buffer)
+                    }
+                    ScalarOp::Load { .. } | ScalarOp::Index(_) | ScalarOp::MatmulAcc => {
+                        return None
+                    }
+                    _ => {}
+                }
+            }
+            Inst::Store {
+                buffer,
+                index,
+                value,
+            } => {
+                if stride_of(index, k) != 1 || !vector_type(*value) || stored.contains(buffer) {
+                    return None;
+                }
+                stored.push(*buffer);
+            }
+            Inst::Reduce { .. } | Inst::For { .. } => return None,
+        }
+    }
+    if loaded.iter().any(|b| stored.contains(b)) {
+        return None;
+    }
+    Some(k)
+}
+
+/// What a reduction does after a copy of the vector body: `(emitter, copy, values of the body)`.
+type VectorStep<'s, 'a, 'b> = dyn FnMut(&mut Emitter<'a, 'b>, usize, &HashMap<usize, Value>) + 's;
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    /// A `reduce` whose innermost loop `k` passed [`nested_plan`] (f32 sum or max): per point of the outer loops,
+    /// `k` runs 16 points at a time into four f32x4 accumulators `a0..a3` (`a_u` takes points `16i + 4u + lane`),
+    /// then 4 at a time into `a0`, then the points left (`extent % 4`) into a scalar one. With `a = (a0 ∘ a1) ∘
+    /// (a2 ∘ a3)`, the result is `((a.0 ∘ a.1) ∘ (a.2 ∘ a.3)) ∘ tail`: a fixed order for every output element.
+    /// (Several accumulators keep the loop from waiting on one `fmax`/`fadd` chain.)
+    pub(super) fn vector_reduce(
+        &mut self,
+        kind: ReduceKind,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> Value {
+        let identity = match kind {
+            ReduceKind::Sum => -0.0f32,
+            ReduceKind::Max => f32::NEG_INFINITY,
+        };
+        let fold = |e: &mut Self, a: Value, x: Value| match kind {
+            ReduceKind::Sum => e.b.ins().fadd(a, x),
+            ReduceKind::Max => e.b.ins().fmax(a, x),
+        };
+        let acc = self.b.declare_var(types::F32);
+        let init = self.b.ins().f32const(identity);
+        self.b.def_var(acc, init);
+        let vinit = self.b.ins().splat(types::F32X4, init);
+        let vaccs: Vec<_> = (0..UNROLL)
+            .map(|_| {
+                let v = self.b.declare_var(types::F32X4);
+                self.b.def_var(v, vinit);
+                v
+            })
+            .collect();
+        self.nested_vector_loops(
+            loops,
+            body,
+            Some(value),
+            UNROLL,
+            &mut |e, copy, values| {
+                let a = e.b.use_var(vaccs[copy]);
+                let folded = fold(e, a, values[&value.index()]);
+                e.b.def_var(vaccs[copy], folded);
+            },
+            &mut |e| {
+                let a = e.b.use_var(acc);
+                let x = e.value(value);
+                let folded = fold(e, a, x);
+                e.b.def_var(acc, folded);
+            },
+        );
+        let v: Vec<Value> = vaccs.iter().map(|&a| self.b.use_var(a)).collect();
+        let low = fold(self, v[0], v[1]);
+        let high = fold(self, v[2], v[3]);
+        let v = fold(self, low, high);
+        let lanes: Vec<Value> = (0..LANES as u8)
+            .map(|lane| self.b.ins().extractlane(v, lane))
+            .collect();
+        let low = fold(self, lanes[0], lanes[1]);
+        let high = fold(self, lanes[2], lanes[3]);
+        let lanes = fold(self, low, high);
+        let tail = self.b.use_var(acc);
+        fold(self, lanes, tail)
+    }
+
+    /// A `for` whose innermost loop `k` passed [`nested_plan`]: 4 points at a time, then the rest one at a time, each
+    /// point computed with the same operations either way.
+    pub(super) fn vector_for(&mut self, loops: &[Loop], body: &Block) {
+        self.nested_vector_loops(loops, body, None, 1, &mut |_, _, _| {}, &mut |_| {});
+    }
+
+    /// The outer loops of the nest, around: `k` `4·unroll` points at a time (while they fit; `unroll` copies of the
+    /// vector body, `vector_step(copy)` after each), then 4 at a time (copy 0), then the
+    /// points left one at a time (`scalar_step` after each scalar body).
+    fn nested_vector_loops(
+        &mut self,
+        loops: &[Loop],
+        body: &Block,
+        yields: Option<ValueId>,
+        unroll: usize,
+        vector_step: &mut VectorStep<'_, 'a, 'b>,
+        scalar_step: &mut dyn FnMut(&mut Self),
+    ) {
+        let (outer, inner) = loops.split_at(loops.len() - 1);
+        let inner = inner[0];
+        let (k, extent) = (inner.var, inner.extent as i64);
+        let vector_end = extent / LANES * LANES;
+        let defined: Vec<usize> = body
+            .insts
+            .iter()
+            .filter_map(|inst| match inst {
+                Inst::Let { id, .. } => Some(id.index()),
+                _ => None,
+            })
+            .collect();
+        let mut outside: Vec<ValueId> = Vec::new();
+        for inst in &body.insts {
+            let used = match inst {
+                Inst::Let { op, .. } => operands(op),
+                Inst::Store { value, .. } => vec![*value],
+                Inst::Reduce { .. } | Inst::For { .. } => {
+                    unreachable!("nested_plan: no nested loops")
+                }
+            };
+            outside.extend(used.into_iter().filter(|id| !defined.contains(&id.index())));
+        }
+        outside.extend(yields.filter(|id| !defined.contains(&id.index())));
+        self.loop_nest(outer, &mut |e| {
+            // Once per point of the outer loops: splats of the values from outside and of the loads that don't move
+            // with `k`.
+            let zero = e.b.ins().iconst(e.ptr, 0);
+            e.set_var(k, zero);
+            let mut hoisted: HashMap<usize, Value> = HashMap::new();
+            for &id in &outside {
+                let x = e.value(id);
+                let v = e.splat(x, e.dtype(id));
+                hoisted.insert(id.index(), v);
+            }
+            for inst in &body.insts {
+                if let Inst::Let {
+                    id,
+                    dtype,
+                    op: ScalarOp::Load { buffer, index },
+                } = inst
+                {
+                    if stride_of(index, k) == 0 {
+                        let addr = e.address(*buffer, index);
+                        let x =
+                            e.b.ins()
+                                .load(clif_type(*dtype), super::elem_flags(), addr, 0);
+                        let v = e.splat(x, *dtype);
+                        hoisted.insert(id.index(), v);
+                    }
+                }
+            }
+            let wide = unroll as i64 * LANES;
+            let wide_end = extent / wide * wide;
+            let mut k_at = 0;
+            if unroll > 1 && wide_end > 0 {
+                let wide_block = e.b.create_block();
+                let wide_done = e.b.create_block();
+                e.b.ins().jump(wide_block, &[]);
+                e.b.switch_to_block(wide_block);
+                let k0 = e.get_var(k);
+                for copy in 0..unroll {
+                    let kc = e.b.ins().iadd_imm_s(k0, copy as i64 * LANES);
+                    e.set_var(k, kc);
+                    let mut values = hoisted.clone();
+                    e.vector_block(body, &mut values);
+                    vector_step(e, copy, &values);
+                }
+                let k_next = e.b.ins().iadd_imm_s(k0, wide);
+                e.set_var(k, k_next);
+                let more =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, wide_end);
+                e.b.ins().brif(more, wide_block, &[], wide_done, &[]);
+                e.b.switch_to_block(wide_done);
+                k_at = wide_end;
+            }
+            if vector_end > k_at {
+                let vector_block = e.b.create_block();
+                let vector_done = e.b.create_block();
+                e.b.ins().jump(vector_block, &[]);
+                e.b.switch_to_block(vector_block);
+                let mut values = hoisted;
+                e.vector_block(body, &mut values);
+                vector_step(e, 0, &values);
+                let kv = e.get_var(k);
+                let k4 = e.b.ins().iadd_imm_s(kv, LANES);
+                e.set_var(k, k4);
+                let more =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, k4, vector_end);
+                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
+                e.b.switch_to_block(vector_done);
+            }
+            if vector_end < extent {
+                let scalar_block = e.b.create_block();
+                let scalar_done = e.b.create_block();
+                e.b.ins().jump(scalar_block, &[]);
+                e.b.switch_to_block(scalar_block);
+                e.block(body);
+                scalar_step(e);
+                let kv = e.get_var(k);
+                let k1 = e.b.ins().iadd_imm_s(kv, 1);
+                e.set_var(k, k1);
+                let more = e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k1, extent);
+                e.b.ins().brif(more, scalar_block, &[], scalar_done, &[]);
+                e.b.switch_to_block(scalar_done);
+            }
+        });
     }
 }
