@@ -9,7 +9,7 @@
 use kiln::ir::{interp, Builder, DType, Graph, Role, Tensor, TensorType};
 use kiln::zoo;
 use kiln::{training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
-use kiln_tests::fd::{random_tensor, rng};
+use kiln_tests::differential::{self, random_inputs_at_init_scale, Tolerance};
 use kiln_tests::graph_gen::{arb_graph, arb_graph_with, GenConfig};
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -17,38 +17,18 @@ use std::sync::Arc;
 
 // ---- helpers ----
 
-const ATOL: f64 = 1e-5;
-const RTOL: f64 = 1e-4;
+/// CPU vs interpreter: `|a - b| <= 1e-5 + 1e-4·|b|` (GEMM summation order, the CLIF math library's few ulp).
+const TOL: Tolerance = Tolerance {
+    atol: 1e-5,
+    rtol: 1e-4,
+};
 
 fn close(a: f64, b: f64) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return a.is_nan() && b.is_nan();
-    }
-    if a.is_infinite() || b.is_infinite() {
-        return a == b;
-    }
-    (a - b).abs() <= ATOL + RTOL * b.abs()
+    TOL.close(a, b)
 }
 
-/// Seeded standard-normal inputs, with 2-D parameters scaled by `1/sqrt(fan_in)` as an initializer would: with
-/// unscaled weights the MLP's activations grow to thousands and its outputs are differences of huge sums, where any
-/// summation order (the GEMM's included) moves the result by more than a relative tolerance can allow.
 fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
-    let mut r = rng(seed);
-    graph
-        .inputs()
-        .map(|i| {
-            let t = random_tensor(i.ty, &mut r);
-            match (i.role, i.ty.dims()) {
-                (Role::Param, &[_, fan_in]) if i.ty.dtype.is_float() => {
-                    let scale = 1.0 / (fan_in as f64).sqrt();
-                    let v: Vec<f64> = t.to_f64_vec().iter().map(|x| x * scale).collect();
-                    Tensor::from_f64_values(i.ty.clone(), &v).unwrap()
-                }
-                _ => t,
-            }
-        })
-        .collect()
+    random_inputs_at_init_scale(graph, seed)
 }
 
 fn options(threads: usize) -> Options {
@@ -59,24 +39,7 @@ fn options(threads: usize) -> Options {
 }
 
 fn assert_outputs_match(graph: &Graph, expected: &[Tensor], actual: &[Tensor], what: &str) {
-    assert_eq!(expected.len(), actual.len(), "{what}: output count");
-    for ((o, e), a) in graph.outputs().iter().zip(expected).zip(actual) {
-        assert_eq!(e.ty(), a.ty(), "{what}: output {} type", o.name);
-        let (ev, av) = (e.to_f64_vec(), a.to_f64_vec());
-        let exact = !e.dtype().is_float();
-        if let Some(i) = (0..ev.len()).find(|&i| {
-            if exact {
-                ev[i] != av[i]
-            } else {
-                !close(av[i], ev[i])
-            }
-        }) {
-            panic!(
-                "{what}: output {} element {i}: interpreter {}, cpu {}",
-                o.name, ev[i], av[i]
-            );
-        }
-    }
+    differential::assert_outputs_match(graph, expected, actual, TOL, "cpu", || what.to_string());
 }
 
 /// Compiles `graph` for the CPU, runs it and the graph interpreter on seeded inputs, and compares every output.

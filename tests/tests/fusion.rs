@@ -10,37 +10,22 @@
 //! zoo program, and reviewed snapshots of the MLP's SGD step at each stage.
 
 use kiln::fusion::{self, KernelKind, Placement};
-use kiln::ir::{interp, Builder, DType, Graph, Tensor, TensorType};
+use kiln::ir::{interp, Builder, DType, Graph, TensorType};
 use kiln::kernel::{self, Inst, Kernel, KernelProgram, ReduceKind, ScalarOp};
 use kiln::memory::{self, BufferPlacement};
 use kiln::zoo;
 use kiln::{grad, training_step, Adam, Optimizer, Sgd};
-use kiln_tests::fd::{random_tensor, rng};
+use kiln_tests::differential::{assert_outputs_match, random_inputs, Tolerance};
 use kiln_tests::graph_gen::{arb_float_graph, arb_graph};
 use proptest::prelude::*;
 
 // ---- helpers ----
 
-const ATOL: f64 = 1e-5;
-const RTOL: f64 = 1e-5;
-
-fn close(a: f64, b: f64) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return a.is_nan() && b.is_nan();
-    }
-    if a.is_infinite() || b.is_infinite() {
-        return a == b;
-    }
-    (a - b).abs() <= ATOL + RTOL * b.abs()
-}
-
-fn random_inputs(graph: &Graph, seed: u64) -> Vec<Tensor> {
-    let mut r = rng(seed);
-    graph
-        .inputs()
-        .map(|i| random_tensor(i.ty, &mut r))
-        .collect()
-}
+/// Kernel interpreter vs graph interpreter: `|a - b| <= 1e-5 + 1e-5·|b|` (only reassociated reductions differ).
+const TOL: Tolerance = Tolerance {
+    atol: 1e-5,
+    rtol: 1e-5,
+};
 
 /// Lowers `graph`, runs both interpreters on seeded random inputs and compares every output. Returns the program.
 fn assert_kernels_match_graph(graph: &Graph, seed: u64) -> KernelProgram {
@@ -55,29 +40,13 @@ fn assert_kernels_match_graph(graph: &Graph, seed: u64) -> KernelProgram {
             kernel::print(&program)
         )
     });
-    assert_eq!(expected.len(), actual.len());
-    for ((o, e), a) in graph.outputs().iter().zip(&expected).zip(&actual) {
-        assert_eq!(e.ty(), a.ty(), "{}: output {} type", graph.name, o.name);
-        let (ev, av) = (e.to_f64_vec(), a.to_f64_vec());
-        let exact = !e.dtype().is_float();
-        if let Some(i) = (0..ev.len()).find(|&i| {
-            if exact {
-                ev[i] != av[i]
-            } else {
-                !close(av[i], ev[i])
-            }
-        }) {
-            panic!(
-                "{}: output {} element {i}: graph interpreter {}, kernel interpreter {}\n{}\n{}",
-                graph.name,
-                o.name,
-                ev[i],
-                av[i],
-                fusion::partition(graph).print(graph),
-                kernel::print(&program)
-            );
-        }
-    }
+    assert_outputs_match(graph, &expected, &actual, TOL, "kernel interpreter", || {
+        format!(
+            "{}\n{}",
+            fusion::partition(graph).print(graph),
+            kernel::print(&program)
+        )
+    });
     program
 }
 

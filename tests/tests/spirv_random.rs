@@ -9,8 +9,8 @@
 
 use kiln::backend::spirv::{self, Device};
 use kiln::fusion;
-use kiln::ir::{interp, DType, Graph, Tensor};
-use kiln_tests::fd::{random_tensor, rng};
+use kiln::ir::{interp, DType, Graph};
+use kiln_tests::differential::{first_mismatch, random_inputs, Tolerance};
 use kiln_tests::graph_gen::{arb_graph_with, GenConfig};
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -62,15 +62,11 @@ fn validate(kernels: &[spirv::SpirvKernel]) -> bool {
     true
 }
 
-fn close(a: f64, b: f64) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return a.is_nan() && b.is_nan();
-    }
-    if a.is_infinite() || b.is_infinite() {
-        return a == b;
-    }
-    (a - b).abs() <= 1e-4 + 1e-4 * b.abs()
-}
+/// GLSL.std.450's `exp` / `log` / `pow` accuracy.
+const TOL: Tolerance = Tolerance {
+    atol: 1e-4,
+    rtol: 1e-4,
+};
 
 fn check(graph: &Graph, seed: u64) -> Result<(), TestCaseError> {
     let program = fusion::lower(graph).unwrap();
@@ -86,33 +82,18 @@ fn check(graph: &Graph, seed: u64) -> Result<(), TestCaseError> {
     let Some(device) = device() else {
         return Ok(());
     };
-    let mut r = rng(seed);
-    let inputs: Vec<Tensor> = graph
-        .inputs()
-        .map(|i| random_tensor(i.ty, &mut r))
-        .collect();
+    let inputs = random_inputs(graph, seed);
     let expected = interp::run(graph, &inputs).unwrap();
     let actual = spirv::compile(device, &program)
         .and_then(|exe| Ok(exe.run(&inputs)?))
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    for ((o, e), a) in graph.outputs().iter().zip(&expected).zip(&actual) {
-        let (ev, av) = (e.to_f64_vec(), a.to_f64_vec());
-        for i in 0..ev.len() {
-            let same = if e.dtype().is_float() {
-                close(av[i], ev[i])
-            } else {
-                av[i] == ev[i]
-            };
-            prop_assert!(
-                same,
-                "output {} element {i}: interpreter {}, Vulkan {}\n{}",
-                o.name,
-                ev[i],
-                av[i],
-                kiln::ir::text::print(graph)
-            );
-        }
-    }
+    let mismatch = first_mismatch(graph, &expected, &actual, TOL, "Vulkan");
+    prop_assert!(
+        mismatch.is_none(),
+        "{}\n{}",
+        mismatch.unwrap_or_default(),
+        kiln::ir::text::print(graph)
+    );
     Ok(())
 }
 
