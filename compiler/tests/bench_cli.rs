@@ -1,7 +1,11 @@
 //! `kiln bench`, end to end: a tiny graph and a training step, a few iterations each.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod kiln_cli;
+}
+use support::kiln_cli::kiln;
 
 /// A matmul with a bias and ReLU epilogue, then a row softmax: two kernels of different kinds.
 const MATMUL_SOFTMAX: &str = "\
@@ -23,24 +27,6 @@ graph small {
   output loss = %l
 }
 ";
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn kiln(args: &[&str]) -> Outcome {
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("the kiln binary runs");
-    Outcome {
-        code: output.status.code().expect("kiln exited, not killed"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 fn graph_file(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -4,7 +4,11 @@
 
 use npyz::WriterBuilder;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod kiln_cli;
+}
+use support::kiln_cli::kiln;
 
 /// Linear regression with a mean-squared-error loss: small enough to train in three steps.
 const LINREG: &str = "\
@@ -60,47 +64,6 @@ graph bad {
   output out = %3
 }
 ";
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    /// Asserts success and returns stdout.
-    fn ok(self) -> String {
-        assert_eq!(self.code, 0, "expected success; stderr:\n{}", self.stderr);
-        self.stdout
-    }
-
-    /// Asserts a user error (exit 1 with `error:`) and returns stderr.
-    fn user_error(self) -> String {
-        assert_eq!(
-            self.code, 1,
-            "expected exit 1; stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        assert!(
-            self.stderr.contains("error"),
-            "no error message:\n{}",
-            self.stderr
-        );
-        self.stderr
-    }
-}
-
-fn kiln<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Outcome {
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("the kiln binary runs");
-    Outcome {
-        code: output.status.code().expect("kiln exited, not killed"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// A fresh directory for one test.
 fn workdir(test: &str) -> PathBuf {

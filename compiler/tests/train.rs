@@ -12,7 +12,11 @@ use kiln::nn::{
 };
 use kiln::{Adam, Optimizer};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod kiln_cli;
+}
+use support::kiln_cli::kiln;
 
 fn adam(lr: f64) -> Optimizer {
     Optimizer::Adam(Adam {
@@ -302,24 +306,6 @@ fn mismatched_model_and_data_are_config_errors() {
 }
 
 // ---- the `kiln` binary ----
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn kiln(args: &[&str]) -> Outcome {
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .output()
-        .expect("the kiln binary runs");
-    Outcome {
-        code: output.status.code().expect("kiln exited, not killed"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// Asserts a user error (exit 1, one `error: ...` message, no panic) and returns stderr.
 fn user_error(args: &[&str]) -> String {
