@@ -103,9 +103,19 @@ pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
 }
 
 /// Compiled executables by graph and options.
+///
+/// Entries are found by [`cache_key`] and then confirmed by comparing the graph's full text and the options, so a
+/// 64-bit hash collision costs a compile, never a wrong executable. Two threads asking for the same new graph at once
+/// may both compile it; the first to finish is kept and both get that one.
 #[derive(Default)]
 pub struct CompileCache {
-    entries: Mutex<HashMap<u64, Arc<Executable>>>,
+    entries: Mutex<HashMap<u64, Vec<CacheEntry>>>,
+}
+
+struct CacheEntry {
+    text: String,
+    options: Options,
+    executable: Arc<Executable>,
 }
 
 impl CompileCache {
@@ -119,24 +129,53 @@ impl CompileCache {
         graph: &Graph,
         options: &Options,
     ) -> Result<Arc<Executable>, Error> {
-        let key = cache_key(graph, options);
-        if let Some(exe) = self.lock().get(&key) {
-            return Ok(Arc::clone(exe));
+        let text = kiln_ir::text::print(graph);
+        let key = key_of(&text, options);
+        if let Some(exe) = Self::find(&self.lock(), key, &text, options) {
+            return Ok(exe);
         }
+        // Compile without holding the lock, so other graphs are served meanwhile.
         let exe = Arc::new(compile(graph, options)?);
-        self.lock().insert(key, Arc::clone(&exe));
+        let mut entries = self.lock();
+        if let Some(existing) = Self::find(&entries, key, &text, options) {
+            return Ok(existing);
+        }
+        entries.entry(key).or_default().push(CacheEntry {
+            text,
+            options: options.clone(),
+            executable: Arc::clone(&exe),
+        });
         Ok(exe)
     }
 
+    fn find(
+        entries: &HashMap<u64, Vec<CacheEntry>>,
+        key: u64,
+        text: &str,
+        options: &Options,
+    ) -> Option<Arc<Executable>> {
+        entries
+            .get(&key)?
+            .iter()
+            .find(|e| e.text == text && e.options == *options)
+            .map(|e| Arc::clone(&e.executable))
+    }
+
+    /// How many executables the cache holds.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Executable>>> {
+    /// Drops every cached executable (those still held elsewhere live on until their last `Arc` goes).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<CacheEntry>>> {
         // A panic while holding the lock leaves the map intact (inserts are single calls).
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -144,8 +183,12 @@ impl CompileCache {
 
 /// A hash of the graph's printed text (which determines it) and the options.
 pub fn cache_key(graph: &Graph, options: &Options) -> u64 {
+    key_of(&kiln_ir::text::print(graph), options)
+}
+
+fn key_of(text: &str, options: &Options) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    kiln_ir::text::print(graph).hash(&mut h);
+    text.hash(&mut h);
     options.hash(&mut h);
     h.finish()
 }
