@@ -70,8 +70,11 @@ fn validate(kernels: &[SpirvKernel]) {
     }
     let dir = std::env::temp_dir().join(format!("kiln-spirv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Tests run on parallel threads and kernels of different graphs share names: one file per call.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for (i, k) in kernels.iter().enumerate() {
-        let path = dir.join(format!("{i}-{}.spv", k.name));
+        let path = dir.join(format!("{call}-{i}-{}.spv", k.name));
         let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
         std::fs::write(&path, bytes).unwrap();
         let out = std::process::Command::new("spirv-val")
@@ -430,6 +433,259 @@ fn inputs_are_checked_by_name() {
     assert!(err.to_string().contains("takes 1 input(s), got 0"), "{err}");
 }
 
+// ---- workgroup reductions ----
+
+/// The option sets the workgroup path is checked under: the shared-memory tree (forced, even on a device with
+/// subgroups), the device's own (subgroup butterfly where it has shuffles), and sequential reductions.
+fn reduction_variants(device: &Device) -> Vec<(&'static str, spirv::Options)> {
+    let mut out = vec![(
+        "shared memory",
+        spirv::Options {
+            subgroup_size: None,
+            ..spirv::Options::for_device(device.info())
+        },
+    )];
+    let native = spirv::Options::for_device(device.info());
+    if native.subgroup_size.is_some() {
+        out.push(("subgroups", native));
+    } else {
+        eprintln!("the device has no subgroup shuffles: the subgroup path is only validated");
+    }
+    out.push((
+        "sequential",
+        spirv::Options {
+            workgroup_reductions: None,
+            ..native
+        },
+    ));
+    out
+}
+
+/// Lowers `graph` under every variant (each module through spirv-val, with subgroups even without a device),
+/// checks which kernels became workgroup kernels, and runs each variant twice against the interpreter: the two runs
+/// must be bit-identical (the combination order is fixed).
+fn check_reductions(graph: &Graph, inputs: &[Tensor], expect_workgroup: usize) {
+    let program = fusion::lower(graph).unwrap();
+    let subgroup_opts = spirv::Options {
+        subgroup_size: Some(8),
+        ..spirv::Options::default()
+    };
+    for opts in [spirv::Options::default(), subgroup_opts] {
+        let kernels = spirv::lower_with(&program, &opts).unwrap();
+        validate(&kernels);
+        let workgroup = kernels
+            .iter()
+            .filter(|k| k.local_size != 64 || has_barrier(k))
+            .count();
+        assert_eq!(
+            workgroup, expect_workgroup,
+            "{}: workgroup kernels",
+            graph.name
+        );
+    }
+    let Some(device) = device() else { return };
+    let expected = interp::run(graph, inputs).unwrap();
+    for (what, opts) in reduction_variants(device) {
+        let exe =
+            spirv::compile_with(device, &program, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let first = exe.run(inputs).unwrap();
+        assert_outputs_match(graph, &expected, &first, what);
+        let second = exe.run(inputs).unwrap();
+        for (a, b) in first.iter().zip(&second) {
+            let bits =
+                |t: &Tensor| -> Vec<u64> { t.to_f64_vec().iter().map(|v| v.to_bits()).collect() };
+            assert_eq!(bits(a), bits(b), "{what}: two runs differ");
+        }
+    }
+}
+
+fn has_barrier(k: &SpirvKernel) -> bool {
+    k.disassemble().contains("OpControlBarrier")
+}
+
+#[test]
+fn workgroup_reductions_softmax_full_sum_columns_and_i32() {
+    // A row softmax (max, sum of exponentials and the normalize in one workgroup per row), a full sum of 24,000
+    // (256 invocations), a column max (strided over rows), i32 sums and maxima.
+    let mut b = kiln::Builder::new("wg");
+    let x = b.data("x", TensorType::f32(&[24, 1000])).unwrap();
+    let c = b.data("c", TensorType::f32(&[300, 70])).unwrap();
+    let n = b
+        .data("n", TensorType::new(DType::I32, vec![40, 500]))
+        .unwrap();
+    let sm = b.softmax(x, -1).unwrap();
+    let all = b.reduce_sum(x, &[0, 1], false).unwrap();
+    let cols = b.reduce_max(c, &[0], false).unwrap();
+    let isum = b.reduce_sum(n, &[1], false).unwrap();
+    let imax = b.reduce_max(n, &[1], false).unwrap();
+    for (name, v) in [
+        ("sm", sm),
+        ("all", all),
+        ("cols", cols),
+        ("isum", isum),
+        ("imax", imax),
+    ] {
+        b.output(name, v).unwrap();
+    }
+    let g = b.finish();
+    let program = fusion::lower(&g).unwrap();
+    let kernels = spirv::lower(&program).unwrap();
+    let softmax = kernels
+        .iter()
+        .filter(|k| k.groups == [24, 1, 1] && k.local_size == 64)
+        .count();
+    assert!(
+        softmax >= 1,
+        "the softmax is one workgroup per row:\n{}",
+        kiln::kernel::print(&program)
+    );
+    assert!(kernels
+        .iter()
+        .any(|k| k.groups == [1, 1, 1] && k.local_size == 256));
+    let inputs = random_inputs(&g, 11);
+    check_reductions(
+        &g,
+        &inputs,
+        kernels.iter().filter(|k| has_barrier(k)).count(),
+    );
+}
+
+#[test]
+fn workgroup_reductions_keep_signed_zero_nan_and_infinities() {
+    // Row 0: all -0 (sum -0); row 1: one NaN (sum and max NaN); row 2: +inf and -inf (sum NaN, max +inf);
+    // row 3: -inf only (max -inf); rows 4..: normal values.
+    let (rows, cols) = (8usize, 300usize);
+    let mut v: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+        .collect();
+    v[..cols].fill(-0.0);
+    v[cols + 123] = f32::NAN;
+    v[2 * cols + 7] = f32::INFINITY;
+    v[2 * cols + 290] = f32::NEG_INFINITY;
+    v[3 * cols..4 * cols].fill(f32::NEG_INFINITY);
+    let g = parse(&format!(
+        "graph special_rows {{
+          %x = input{{role=data}} : f32[{rows},{cols}]
+          %1 = reduce_sum{{axes=[1], keep_dims=false}} %x : f32[{rows}]
+          %2 = reduce_max{{axes=[1], keep_dims=false}} %x : f32[{rows}]
+          output s = %1
+          output m = %2
+        }}"
+    ));
+    let inputs = vec![Tensor::from_f32(&[rows, cols], v).unwrap()];
+    check_reductions(&g, &inputs, 2);
+    let Some(device) = device() else { return };
+    let program = fusion::lower(&g).unwrap();
+    for (what, opts) in reduction_variants(device) {
+        let out = spirv::compile_with(device, &program, &opts)
+            .unwrap()
+            .run(&inputs)
+            .unwrap();
+        let s = out[0].as_f32().unwrap();
+        assert!(
+            s[0] == 0.0 && s[0].is_sign_negative(),
+            "{what}: a sum of -0 is -0, got {}",
+            s[0]
+        );
+        assert!(s[1].is_nan() && s[2].is_nan(), "{what}");
+        let m = out[1].as_f32().unwrap();
+        assert!(
+            m[1].is_nan() && m[2] == f32::INFINITY && m[3] == f32::NEG_INFINITY,
+            "{what}"
+        );
+    }
+}
+
+// ---- the tiled matmul ----
+
+/// Lowers `graph`, checks that it has `tiled` tiled matmul kernels (256 invocations, 16×16 blocks), and runs it
+/// with the tiled shader and with the per-point one against the interpreter.
+fn check_tiled(graph: &Graph, seed: u64, tiled: usize) {
+    let program = fusion::lower(graph).unwrap();
+    let kernels = spirv::lower(&program).unwrap();
+    validate(&kernels);
+    let found = kernels
+        .iter()
+        .zip(&program.kernels)
+        .filter(|(s, k)| matches!(k, kiln::kernel::Kernel::Matmul(_)) && s.local_size == 256)
+        .count();
+    assert_eq!(
+        found,
+        tiled,
+        "{}: tiled kernels\n{}",
+        graph.name,
+        kiln::kernel::print(&program)
+    );
+    let Some(device) = device() else { return };
+    let inputs = random_inputs(graph, seed);
+    let expected = interp::run(graph, &inputs).unwrap();
+    for tiled_matmul in [true, false] {
+        let opts = spirv::Options {
+            tiled_matmul,
+            ..spirv::Options::for_device(device.info())
+        };
+        let actual = spirv::compile_with(device, &program, &opts)
+            .unwrap()
+            .run(&inputs)
+            .unwrap();
+        let what = if tiled_matmul { "tiled" } else { "per point" };
+        assert_outputs_match(graph, &expected, &actual, what);
+    }
+}
+
+#[test]
+fn tiled_matmul_odd_sizes_batched_transposed_with_bias_relu() {
+    // m, n, k not multiples of 16; batch 3; B read through a transposed view; bias + relu in the epilogue.
+    let g = parse(
+        "graph tiled {
+          %x = input{role=data} : f32[3,37,45]
+          %w = input{role=param} : f32[3,29,45]
+          %b = input{role=param} : f32[3,37,29]
+          %1 = transpose{perm=[0,2,1]} %w : f32[3,45,29]
+          %2 = matmul %x, %1 : f32[3,37,29]
+          %3 = add %2, %b : f32[3,37,29]
+          %4 = constant{value=0.0} : f32[3,37,29]
+          %5 = max %3, %4 : f32[3,37,29]
+          output y = %5
+        }",
+    );
+    check_tiled(&g, 21, 1);
+}
+
+#[test]
+fn tiled_matmul_transposed_a_with_the_backward_select() {
+    // Aᵀ·B with A stored [k, m], and relu's backward `select(z > 0, g, 0)` fused after it; k = 70 is four full
+    // tiles and a partial one.
+    let g = parse(
+        "graph tiled_select {
+          %a = input{role=data} : f32[70,50]
+          %g = input{role=data} : f32[70,17]
+          %z = input{role=data} : f32[50,17]
+          %1 = transpose{perm=[1,0]} %a : f32[50,70]
+          %2 = matmul %1, %g : f32[50,17]
+          %3 = constant{value=0.0} : f32[50,17]
+          %4 = compare{dir=gt} %z, %3 : bool[50,17]
+          %5 = select %4, %2, %3 : f32[50,17]
+          output dx = %5
+        }",
+    );
+    check_tiled(&g, 22, 1);
+}
+
+#[test]
+fn tiled_matmul_i32_and_single_row() {
+    // Integer products are exact on every path; m = 1 uses one row of a tile.
+    let g = parse(
+        "graph tiled_i32 {
+          %a = input{role=data} : i32[1,40]
+          %b = input{role=data} : i32[40,33]
+          %1 = matmul %a, %b : i32[1,33]
+          output y = %1
+        }",
+    );
+    check_tiled(&g, 23, 1);
+}
+
 // ---- the zoo ----
 
 /// Every zoo model, its gradient graph and its SGD step (`kiln::zoo::corpus`).
@@ -521,6 +777,60 @@ fn snapshot_row_reduction() {
               %x = input{role=data} : f32[16,10]
               %1 = reduce_sum{axes=[1], keep_dims=false} %x : f32[16]
               output y = %1
+            }"
+        )
+    );
+}
+
+/// A row softmax as one workgroup kernel (shared-memory path): strided max, strided sum of exponentials, each
+/// combined by the barrier tree, then the strided normalize.
+#[test]
+fn snapshot_row_softmax_workgroup() {
+    let mut b = kiln::Builder::new("softmax");
+    let x = b.data("x", TensorType::f32(&[4, 128])).unwrap();
+    let y = b.softmax(x, -1).unwrap();
+    b.output("y", y).unwrap();
+    let program = fusion::lower(&b.finish()).unwrap();
+    let kernels = spirv::lower(&program).unwrap();
+    validate(&kernels);
+    assert_eq!(kernels.len(), 1, "{}", kiln::kernel::print(&program));
+    assert_eq!((kernels[0].groups, kernels[0].local_size), ([4, 1, 1], 64));
+    insta::assert_snapshot!("spirv__row_softmax_workgroup", kernels[0].disassemble());
+}
+
+/// A row sum combined through subgroups: the shuffle-xor butterfly, then the per-subgroup partials in order.
+#[test]
+fn snapshot_row_sum_subgroups() {
+    let program = fusion::lower(&parse(
+        "graph red {
+          %x = input{role=data} : f32[4,128]
+          %1 = reduce_sum{axes=[1], keep_dims=false} %x : f32[4]
+          output y = %1
+        }",
+    ))
+    .unwrap();
+    let options = spirv::Options {
+        subgroup_size: Some(32),
+        ..spirv::Options::default()
+    };
+    let kernels = spirv::lower_with(&program, &options).unwrap();
+    validate(&kernels);
+    insta::assert_snapshot!("spirv__row_sum_subgroups", kernels[0].disassemble());
+}
+
+/// The tiled matmul (16×16 blocks through shared memory) with its bias epilogue; m, n, k not multiples of 16.
+#[test]
+fn snapshot_tiled_matmul_with_bias_epilogue() {
+    insta::assert_snapshot!(
+        "spirv__tiled_matmul_bias",
+        disassembly(
+            "graph mm {
+              %x = input{role=data} : f32[20,17]
+              %w = input{role=param} : f32[17,18]
+              %b = input{role=param} : f32[20,18]
+              %1 = matmul %x, %w : f32[20,18]
+              %2 = add %1, %b : f32[20,18]
+              output y = %2
             }"
         )
     );

@@ -1,6 +1,9 @@
 //! One kernel → one SPIR-V module (see the parent module doc for the shape of the code).
 
-use super::{dispatch_groups, Error, Options, SpirvKernel, MAX_GROUPS_X, WORKGROUP_SIZE};
+use super::{
+    dispatch_groups, workgroup_groups, Error, Options, SpirvKernel, MAX_GROUPS_X,
+    WORKGROUP_REDUCE_WIDE, WORKGROUP_SIZE,
+};
 use crate::kernel::{
     Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, MatmulKernel, ReduceKind,
     ScalarOp, ValueId, Var,
@@ -10,7 +13,7 @@ use rspirv::binary::Assemble;
 use rspirv::dr::{self, Builder, InsertPoint, Instruction, Operand};
 use rspirv::spirv::{
     AddressingModel, BuiltIn, Capability, Decoration, ExecutionMode, ExecutionModel,
-    FunctionControl, GlslStd450Op as GLOp, LoopControl, MemoryModel, Op, SelectionControl,
+    FunctionControl, GlslStd450Op as GLOp, LoopControl, MemoryModel, Op, Scope, SelectionControl,
     StorageClass, Word,
 };
 use std::collections::HashMap;
@@ -39,7 +42,16 @@ pub(super) fn kernel(
     if points > u32::MAX as u64 {
         return Err(e.unsupported("a parallel space of 2^32 or more points".into()));
     }
-    let groups = dispatch_groups(points);
+    let plan = Plan::choose(kernel, points, options);
+    let groups = match plan {
+        Plan::PerPoint => dispatch_groups(points),
+        Plan::Workgroup { .. } => workgroup_groups(points),
+        Plan::Tiled => match kernel {
+            Kernel::Matmul(m) => tiled_groups(m).unwrap_or([0, 0, 0]),
+            Kernel::Loop(_) => [0, 0, 0],
+        },
+    };
+    e.plan = plan;
     e.begin(&bindings)?;
     let (words, uses_f64, uses_float_controls) = e.finish(kernel, points, groups, options)?;
     Ok(SpirvKernel {
@@ -47,9 +59,115 @@ pub(super) fn kernel(
         words,
         bindings,
         groups,
+        local_size: plan.local_size(),
         uses_f64,
         uses_float_controls,
     })
+}
+
+/// How a kernel's parallel points map onto invocations (the rule is in the parent module doc).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Plan {
+    /// One invocation per parallel point, [`WORKGROUP_SIZE`] invocations per workgroup.
+    PerPoint,
+    /// One workgroup of `threads` invocations per parallel point: top-level reductions and `for` loops are strided
+    /// across the workgroup, reductions combined through shared memory (after a subgroup butterfly if
+    /// `subgroups`).
+    Workgroup { threads: u32, subgroups: bool },
+    /// A matmul as `TILE × TILE` output blocks, one workgroup of `TILE²` invocations each (one output element per
+    /// invocation), `k` walked in `TILE`-wide steps through shared-memory tiles of A and B.
+    Tiled,
+}
+
+impl Plan {
+    fn choose(kernel: &Kernel, points: u64, options: &Options) -> Plan {
+        let k = match kernel {
+            Kernel::Loop(k) => k,
+            Kernel::Matmul(m) => {
+                return match tiled_groups(m) {
+                    Some(_) if options.tiled_matmul && m.k >= TILE as usize => Plan::Tiled,
+                    _ => Plan::PerPoint,
+                };
+            }
+        };
+        let flat = |loops: &[Loop]| loops.iter().map(|l| l.extent as u64).product::<u64>();
+        let longest = k
+            .body
+            .insts
+            .iter()
+            .filter_map(|i| match i {
+                Inst::Reduce { loops, .. } => Some(flat(loops)),
+                _ => None,
+            })
+            .max();
+        let Some(longest) = longest else {
+            return Plan::PerPoint;
+        };
+        // A strided counter must not wrap: every top-level loop nest stays below 2^31.
+        let fits = k.body.insts.iter().all(|i| match i {
+            Inst::Reduce { loops, .. } | Inst::For { loops, .. } => flat(loops) < 1 << 31,
+            _ => true,
+        });
+        let Some(min) = options.workgroup_reductions else {
+            return Plan::PerPoint;
+        };
+        if longest < min as u64 || !fits || points > MAX_GROUPS_X as u64 * MAX_GROUPS_X as u64 {
+            return Plan::PerPoint;
+        }
+        let threads = if longest >= WORKGROUP_REDUCE_WIDE as u64 {
+            256
+        } else {
+            64
+        };
+        let subgroups = options
+            .subgroup_size
+            .is_some_and(|s| s.is_power_of_two() && (2..=threads).contains(&s));
+        Plan::Workgroup { threads, subgroups }
+    }
+
+    fn local_size(self) -> u32 {
+        match self {
+            Plan::PerPoint => WORKGROUP_SIZE,
+            Plan::Workgroup { threads, .. } => threads,
+            Plan::Tiled => TILE * TILE,
+        }
+    }
+}
+
+/// The side of a matmul tile: a workgroup computes a `TILE × TILE` block of C.
+pub(super) const TILE: u32 = 16;
+
+/// A tiled matmul's workgroup counts: column blocks, row blocks, batch points; `None` if one exceeds 65,535 (or a
+/// side is empty).
+pub(super) fn tiled_groups(m: &MatmulKernel) -> Option<[u32; 3]> {
+    let batch: u64 = m.batch().iter().map(|&b| b as u64).product();
+    let counts = [
+        (m.n() as u64).div_ceil(TILE as u64),
+        (m.m() as u64).div_ceil(TILE as u64),
+        batch,
+    ];
+    counts
+        .iter()
+        .all(|&c| (1..=MAX_GROUPS_X as u64).contains(&c))
+        .then(|| counts.map(|c| c as u32))
+}
+
+/// The invocation-side facts of a [`Plan::Workgroup`] kernel.
+#[derive(Clone, Copy)]
+struct Coop {
+    threads: u32,
+    /// `LocalInvocationIndex`.
+    lid: Word,
+    subgroup: Option<Subgroup>,
+}
+
+/// Subgroup built-ins, loaded once.
+#[derive(Clone, Copy)]
+struct Subgroup {
+    size: Word,
+    lane: Word,
+    id: Word,
+    count: Word,
 }
 
 /// A storage buffer binding: its variable and element type.
@@ -70,8 +188,14 @@ struct Emitter<'p> {
     t_i32: Word,
     t_f32: Word,
     t_f64: Option<Word>,
-    gid: Word,
     main: Word,
+    plan: Plan,
+    /// Set while emitting a [`Plan::Workgroup`] kernel.
+    coop: Option<Coop>,
+    /// Input variables (built-ins) the entry point lists.
+    interface: Vec<Word>,
+    /// Workgroup-storage arrays of `threads` elements, by element type.
+    shared: HashMap<Word, Word>,
     /// Constants by (type, bit pattern).
     consts: HashMap<(Word, u64), Word>,
     /// Storage buffer struct type by element type (each decorated once).
@@ -109,8 +233,11 @@ impl<'p> Emitter<'p> {
             t_i32,
             t_f32,
             t_f64: None,
-            gid: 0,
             main: 0,
+            plan: Plan::PerPoint,
+            coop: None,
+            interface: Vec::new(),
+            shared: HashMap::new(),
             consts: HashMap::new(),
             structs: HashMap::new(),
             bindings: HashMap::new(),
@@ -323,29 +450,57 @@ impl<'p> Emitter<'p> {
                 .name(var, self.program.buffers[buf.index()].name.clone());
             self.bindings.insert(buf, Binding { var, dtype });
         }
-        let v3 = self.b.type_vector(self.t_u32, 3);
-        let v3_ptr = self.b.type_pointer(None, StorageClass::Input, v3);
-        self.gid = self.b.variable(v3_ptr, None, StorageClass::Input, None);
-        self.b.decorate(
-            self.gid,
-            Decoration::BuiltIn,
-            [Operand::BuiltIn(BuiltIn::GlobalInvocationId)],
-        );
         let fn_ty = self.b.type_function(self.t_void, []);
         self.main = self
             .b
             .begin_function(self.t_void, None, FunctionControl::NONE, fn_ty)
             .map_err(|e| self.build_err(e))?;
-        self.b
-            .entry_point(ExecutionModel::GLCompute, self.main, "main", [self.gid]);
-        self.b
-            .execution_mode(self.main, ExecutionMode::LocalSize, [WORKGROUP_SIZE, 1, 1]);
         self.b.name(self.main, "main");
         self.b.begin_block(None).map_err(|e| self.build_err(e))?;
         Ok(())
     }
 
-    /// Emits the body under the bounds guard, closes the function and assembles the module.
+    /// A module-scope variable (declared among the globals whatever block is open).
+    fn global_var(&mut self, ty: Word, class: StorageClass) -> Word {
+        let ptr = self.b.type_pointer(None, class, ty);
+        let id = self.b.id();
+        self.b
+            .module_mut()
+            .types_global_values
+            .push(Instruction::new(
+                Op::Variable,
+                Some(ptr),
+                Some(id),
+                vec![Operand::StorageClass(class)],
+            ));
+        id
+    }
+
+    /// Declares the input built-in `builtin` of type `ty`, lists it in the entry point, and loads it.
+    fn builtin(&mut self, builtin: BuiltIn, ty: Word) -> Result<Word> {
+        let var = self.global_var(ty, StorageClass::Input);
+        self.b
+            .decorate(var, Decoration::BuiltIn, [Operand::BuiltIn(builtin)]);
+        self.interface.push(var);
+        self.load_var(ty, var)
+    }
+
+    /// `x`, `y` of a `uvec3` built-in.
+    fn builtin_xy(&mut self, builtin: BuiltIn) -> Result<(Word, Word)> {
+        let v3 = self.b.type_vector(self.t_u32, 3);
+        let v = self.builtin(builtin, v3)?;
+        let x = self
+            .b
+            .composite_extract(self.t_u32, None, v, [0])
+            .map_err(|e| self.build_err(e))?;
+        let y = self
+            .b
+            .composite_extract(self.t_u32, None, v, [1])
+            .map_err(|e| self.build_err(e))?;
+        Ok((x, y))
+    }
+
+    /// Emits the body (under the bounds guard, or the tiled matmul), closes the function and assembles the module.
     fn finish(
         mut self,
         kernel: &Kernel,
@@ -353,44 +508,21 @@ impl<'p> Emitter<'p> {
         groups: [u32; 3],
         options: &Options,
     ) -> Result<(Vec<u32>, bool, bool)> {
-        // g = gid.y * (64 * groups_x) + gid.x
-        let v3 = self.b.type_vector(self.t_u32, 3);
-        let gid = self.load_var(v3, self.gid)?;
-        let gx = self
-            .b
-            .composite_extract(self.t_u32, None, gid, [0])
-            .map_err(|e| self.build_err(e))?;
-        let gy = self
-            .b
-            .composite_extract(self.t_u32, None, gid, [1])
-            .map_err(|e| self.build_err(e))?;
-        debug_assert!(groups[0] <= MAX_GROUPS_X);
-        let row = self.u32_const(groups[0].max(1) * WORKGROUP_SIZE);
-        let yoff = self.op(Op::IMul, self.t_u32, &[gy, row])?;
-        let linear = self.op(Op::IAdd, self.t_u32, &[yoff, gx])?;
-        let total = self.u32_const(points as u32);
-        let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
-        let (body, end) = (self.b.id(), self.b.id());
-        self.b
-            .selection_merge(end, SelectionControl::NONE)
-            .map_err(|e| self.build_err(e))?;
-        self.b
-            .branch_conditional(in_bounds, body, end, [])
-            .map_err(|e| self.build_err(e))?;
-        self.label(body)?;
-        self.parallel_point(kernel.parallel(), linear)?;
-        match kernel {
-            Kernel::Loop(k) => self.block(&k.body)?,
-            Kernel::Matmul(m) => {
-                let acc = self.matmul_dot(m)?;
-                self.matmul_acc = Some((acc, m.dtype));
-                self.block(&m.epilogue)?;
-            }
+        match (self.plan, kernel) {
+            (Plan::Tiled, Kernel::Matmul(m)) => self.tiled_matmul(m)?,
+            (Plan::Tiled, _) => return Err(self.invalid("a tiled plan for a loop kernel".into())),
+            _ => self.guarded_body(kernel, points, groups)?,
         }
-        self.branch(end)?;
-        self.label(end)?;
         self.b.ret().map_err(|e| self.build_err(e))?;
         self.b.end_function().map_err(|e| self.build_err(e))?;
+        let interface = std::mem::take(&mut self.interface);
+        self.b
+            .entry_point(ExecutionModel::GLCompute, self.main, "main", interface);
+        self.b.execution_mode(
+            self.main,
+            ExecutionMode::LocalSize,
+            [self.plan.local_size(), 1, 1],
+        );
 
         let uses_f64 = self.t_f64.is_some();
         let widths: Vec<u32> = [
@@ -414,6 +546,71 @@ impl<'p> Emitter<'p> {
         let entry = &mut module.functions[0].blocks[0].instructions;
         entry.splice(0..0, vars);
         Ok((module.assemble(), uses_f64, uses_float_controls))
+    }
+
+    /// The bounds guard and the body of a per-point or workgroup kernel (see the parent module doc).
+    fn guarded_body(&mut self, kernel: &Kernel, points: u64, groups: [u32; 3]) -> Result<()> {
+        debug_assert!(groups[0] <= MAX_GROUPS_X);
+        let linear = match self.plan {
+            Plan::PerPoint => {
+                // g = gid.y * (64 * groups_x) + gid.x
+                let (gx, gy) = self.builtin_xy(BuiltIn::GlobalInvocationId)?;
+                let row = self.u32_const(groups[0].max(1) * WORKGROUP_SIZE);
+                let yoff = self.op(Op::IMul, self.t_u32, &[gy, row])?;
+                self.op(Op::IAdd, self.t_u32, &[yoff, gx])?
+            }
+            Plan::Tiled => return Err(self.invalid("a guarded body for a tiled matmul".into())),
+            Plan::Workgroup { .. } => {
+                // The point is the workgroup's: w = wid.y * groups_x + wid.x, the same in every invocation of it, so
+                // the guard below is uniform across the workgroup and the barriers inside it are legal.
+                let (wx, wy) = self.builtin_xy(BuiltIn::WorkgroupId)?;
+                let row = self.u32_const(groups[0].max(1));
+                let yoff = self.op(Op::IMul, self.t_u32, &[wy, row])?;
+                self.op(Op::IAdd, self.t_u32, &[yoff, wx])?
+            }
+        };
+        let total = self.u32_const(points as u32);
+        let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
+        let (body, end) = (self.b.id(), self.b.id());
+        self.b
+            .selection_merge(end, SelectionControl::NONE)
+            .map_err(|e| self.build_err(e))?;
+        self.b
+            .branch_conditional(in_bounds, body, end, [])
+            .map_err(|e| self.build_err(e))?;
+        self.label(body)?;
+        if let Plan::Workgroup { threads, subgroups } = self.plan {
+            let lid = self.builtin(BuiltIn::LocalInvocationIndex, self.t_u32)?;
+            let subgroup = if subgroups {
+                self.b.capability(Capability::GroupNonUniform);
+                self.b.capability(Capability::GroupNonUniformShuffle);
+                Some(Subgroup {
+                    size: self.builtin(BuiltIn::SubgroupSize, self.t_u32)?,
+                    lane: self.builtin(BuiltIn::SubgroupLocalInvocationId, self.t_u32)?,
+                    id: self.builtin(BuiltIn::SubgroupId, self.t_u32)?,
+                    count: self.builtin(BuiltIn::NumSubgroups, self.t_u32)?,
+                })
+            } else {
+                None
+            };
+            self.coop = Some(Coop {
+                threads,
+                lid,
+                subgroup,
+            });
+        }
+        self.parallel_point(kernel.parallel(), linear)?;
+        match kernel {
+            Kernel::Loop(k) if self.coop.is_some() => self.coop_block(&k.body)?,
+            Kernel::Loop(k) => self.block(&k.body)?,
+            Kernel::Matmul(m) => {
+                let acc = self.matmul_dot(m)?;
+                self.matmul_acc = Some((acc, m.dtype));
+                self.block(&m.epilogue)?;
+            }
+        }
+        self.branch(end)?;
+        self.label(end)
     }
 
     /// Binds the parallel loop variables from the linear invocation index (row-major).
@@ -539,7 +736,22 @@ impl<'p> Emitter<'p> {
         value: ValueId,
     ) -> Result<Word> {
         let ty = self.ty(dtype);
-        let identity = match (kind, dtype) {
+        let identity = self.identity(kind, dtype)?;
+        let acc = self.function_var(ty);
+        self.store_var(acc, identity)?;
+        self.loops(loops, &mut |e| {
+            e.block(body)?;
+            let (x, _) = e.value(value)?;
+            let a = e.load_var(ty, acc)?;
+            let folded = e.fold(kind, dtype, a, x)?;
+            e.store_var(acc, folded)
+        })?;
+        self.load_var(ty, acc)
+    }
+
+    /// The value a reduction starts from (see the parent module doc).
+    fn identity(&mut self, kind: ReduceKind, dtype: DType) -> Result<Word> {
+        Ok(match (kind, dtype) {
             (ReduceKind::Sum, DType::F32 | DType::F64) => self.float_const(dtype, -0.0),
             (ReduceKind::Sum, DType::I32) => self.i32_const(0),
             (ReduceKind::Max, DType::F32 | DType::F64) => {
@@ -547,21 +759,281 @@ impl<'p> Emitter<'p> {
             }
             (ReduceKind::Max, DType::I32) => self.i32_const(i32::MIN),
             (_, DType::Bool) => return Err(self.invalid("a reduction over bool".into())),
+        })
+    }
+
+    /// `acc ⊕ x`. Both operators are commutative bit for bit (IEEE addition; `max` returns `a + b` for NaNs and
+    /// zero ties, so either order gives the same bits), which the subgroup butterfly relies on.
+    fn fold(&mut self, kind: ReduceKind, dtype: DType, acc: Word, x: Word) -> Result<Word> {
+        let op = match kind {
+            ReduceKind::Sum => BinaryOp::Add,
+            ReduceKind::Max => BinaryOp::Max,
         };
+        self.binary(op, dtype, acc, x)
+    }
+
+    // ---- workgroup kernels ----
+
+    /// The top-level block of a [`Plan::Workgroup`] kernel. Every invocation of the workgroup runs each `Let` (all
+    /// compute the same values); reductions and `for` loops are strided across the workgroup; a top-level store is
+    /// made by invocation 0 only.
+    fn coop_block(&mut self, block: &Block) -> Result<()> {
+        let coop = self
+            .coop
+            .ok_or_else(|| self.invalid("a workgroup block outside a workgroup kernel".into()))?;
+        for inst in &block.insts {
+            match inst {
+                Inst::Let { .. } => self.block(&Block {
+                    insts: vec![inst.clone()],
+                })?,
+                Inst::Reduce {
+                    id,
+                    dtype,
+                    kind,
+                    loops,
+                    body,
+                    value,
+                } => {
+                    let v = self.coop_reduce(coop, *dtype, *kind, loops, body, *value)?;
+                    self.values.insert(*id, (v, *dtype));
+                }
+                Inst::For { loops, body } => {
+                    self.strided(coop, loops, &mut |e| e.block(body))?;
+                }
+                Inst::Store { .. } => {
+                    let zero = self.u32_const(0);
+                    let first = self.bool_op(Op::IEqual, &[coop.lid, zero])?;
+                    self.if_then(first, &mut |e| {
+                        e.block(&Block {
+                            insts: vec![inst.clone()],
+                        })
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `if cond { then }` as a structured selection.
+    fn if_then(&mut self, cond: Word, then: &mut dyn FnMut(&mut Self) -> Result<()>) -> Result<()> {
+        let (body, end) = (self.b.id(), self.b.id());
+        self.b
+            .selection_merge(end, SelectionControl::NONE)
+            .map_err(|e| self.build_err(e))?;
+        self.b
+            .branch_conditional(cond, body, end, [])
+            .map_err(|e| self.build_err(e))?;
+        self.label(body)?;
+        then(self)?;
+        self.branch(end)?;
+        self.label(end)
+    }
+
+    /// `for (i = start; i < bound; i = next(i)) body(i)` as a structured loop (u32 counter).
+    fn counted_loop(
+        &mut self,
+        start: Word,
+        bound: Word,
+        next: &dyn Fn(&mut Self, Word) -> Result<Word>,
+        body: &mut dyn FnMut(&mut Self, Word) -> Result<()>,
+    ) -> Result<()> {
+        let counter = self.function_var(self.t_u32);
+        self.store_var(counter, start)?;
+        let (header, cond, body_label, cont, merge) = (
+            self.b.id(),
+            self.b.id(),
+            self.b.id(),
+            self.b.id(),
+            self.b.id(),
+        );
+        self.branch(header)?;
+        self.label(header)?;
+        self.b
+            .loop_merge(merge, cont, LoopControl::NONE, [])
+            .map_err(|e| self.build_err(e))?;
+        self.branch(cond)?;
+        self.label(cond)?;
+        let i = self.load_var(self.t_u32, counter)?;
+        let more = self.bool_op(Op::ULessThan, &[i, bound])?;
+        self.b
+            .branch_conditional(more, body_label, merge, [])
+            .map_err(|e| self.build_err(e))?;
+        self.label(body_label)?;
+        body(self, i)?;
+        self.branch(cont)?;
+        self.label(cont)?;
+        let n = next(self, i)?;
+        self.store_var(counter, n)?;
+        self.branch(header)?;
+        self.label(merge)
+    }
+
+    /// Runs `body` at every point of `loops`, the flattened (row-major) points dealt round-robin to the workgroup's
+    /// invocations: invocation `t` runs points `t, t + threads, …` in increasing order.
+    fn strided(
+        &mut self,
+        coop: Coop,
+        loops: &[Loop],
+        body: &mut dyn FnMut(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let total: u64 = loops.iter().map(|l| l.extent as u64).product();
+        if total == 0 {
+            return Ok(());
+        }
+        let bound = self.u32_const(total as u32);
+        let step = coop.threads;
+        self.counted_loop(
+            coop.lid,
+            bound,
+            &|e, i| {
+                let s = e.u32_const(step);
+                e.op(Op::IAdd, e.t_u32, &[i, s])
+            },
+            &mut |e, i| {
+                e.parallel_point(loops, i)?;
+                body(e)
+            },
+        )
+    }
+
+    /// The workgroup-storage array of `threads` elements of type `ty`.
+    fn shared_array(&mut self, ty: Word, threads: u32) -> Word {
+        if let Some(&v) = self.shared.get(&ty) {
+            return v;
+        }
+        let len = self.u32_const(threads);
+        let arr = self.b.type_array(ty, len);
+        let v = self.global_var(arr, StorageClass::Workgroup);
+        self.shared.insert(ty, v);
+        v
+    }
+
+    fn shared_ptr(&mut self, array: Word, ty: Word, index: Word) -> Result<Word> {
+        let ptr = self.b.type_pointer(None, StorageClass::Workgroup, ty);
+        self.b
+            .access_chain(ptr, None, array, [index])
+            .map_err(|e| self.build_err(e))
+    }
+
+    /// `OpControlBarrier(Workgroup, Workgroup, AcquireRelease | WorkgroupMemory)`: every invocation of the workgroup
+    /// arrives, and the shared-memory writes before it are visible to the reads after it.
+    fn barrier(&mut self) -> Result<()> {
+        let scope = self.u32_const(Scope::Workgroup as u32);
+        let semantics = self.u32_const(0x8 | 0x100);
+        self.b
+            .control_barrier(scope, scope, semantics)
+            .map_err(|e| self.build_err(e))
+    }
+
+    /// A top-level reduction of a workgroup kernel; every invocation gets the result.
+    ///
+    /// Each invocation folds its strided share of the points in increasing order from the identity. The partial
+    /// results are then combined in a fixed order, so a run's result never depends on timing:
+    /// - shared memory: a binary tree over `sh[0..threads]`, `sh[t] = sh[t] ⊕ sh[t + s]` for `s = threads/2, …, 1`,
+    ///   a barrier after each level; the result is `sh[0]`;
+    /// - subgroups: a butterfly of `OpGroupNonUniformShuffleXor` (mask 1, 2, … < `SubgroupSize`) leaves every lane
+    ///   with its subgroup's fold (bit-identical in every lane, as ⊕ is commutative), lane 0 writes it to
+    ///   `sh[SubgroupId]`, and after a barrier every invocation folds `sh[0..NumSubgroups]` in order itself.
+    ///
+    /// A last barrier keeps the next reduction's writes from racing with this one's reads of `sh`.
+    fn coop_reduce(
+        &mut self,
+        coop: Coop,
+        dtype: DType,
+        kind: ReduceKind,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> Result<Word> {
+        let ty = self.ty(dtype);
+        let identity = self.identity(kind, dtype)?;
         let acc = self.function_var(ty);
         self.store_var(acc, identity)?;
-        self.loops(loops, &mut |e| {
+        self.strided(coop, loops, &mut |e| {
             e.block(body)?;
             let (x, _) = e.value(value)?;
             let a = e.load_var(ty, acc)?;
-            let op = match kind {
-                ReduceKind::Sum => BinaryOp::Add,
-                ReduceKind::Max => BinaryOp::Max,
-            };
-            let folded = e.binary(op, dtype, a, x)?;
+            let folded = e.fold(kind, dtype, a, x)?;
             e.store_var(acc, folded)
         })?;
-        self.load_var(ty, acc)
+        let sh = self.shared_array(ty, coop.threads);
+        let zero = self.u32_const(0);
+        match coop.subgroup {
+            Some(sg) => {
+                let one = self.u32_const(1);
+                self.counted_loop(
+                    one,
+                    sg.size,
+                    &|e, m| {
+                        let two = e.u32_const(2);
+                        e.op(Op::IMul, e.t_u32, &[m, two])
+                    },
+                    &mut |e, m| {
+                        let scope = e.u32_const(Scope::Subgroup as u32);
+                        let mine = e.load_var(ty, acc)?;
+                        let other =
+                            e.b.group_non_uniform_shuffle_xor(ty, None, scope, mine, m)
+                                .map_err(|err| e.build_err(err))?;
+                        let folded = e.fold(kind, dtype, mine, other)?;
+                        e.store_var(acc, folded)
+                    },
+                )?;
+                let lane0 = self.bool_op(Op::IEqual, &[sg.lane, zero])?;
+                self.if_then(lane0, &mut |e| {
+                    let v = e.load_var(ty, acc)?;
+                    let p = e.shared_ptr(sh, ty, sg.id)?;
+                    e.store_var(p, v)
+                })?;
+                self.barrier()?;
+                let p0 = self.shared_ptr(sh, ty, zero)?;
+                let first = self.load_var(ty, p0)?;
+                self.store_var(acc, first)?;
+                self.counted_loop(
+                    one,
+                    sg.count,
+                    &|e, t| {
+                        let one = e.u32_const(1);
+                        e.op(Op::IAdd, e.t_u32, &[t, one])
+                    },
+                    &mut |e, t| {
+                        let p = e.shared_ptr(sh, ty, t)?;
+                        let x = e.load_var(ty, p)?;
+                        let a = e.load_var(ty, acc)?;
+                        let folded = e.fold(kind, dtype, a, x)?;
+                        e.store_var(acc, folded)
+                    },
+                )?;
+                self.barrier()?;
+                self.load_var(ty, acc)
+            }
+            None => {
+                let mine = self.load_var(ty, acc)?;
+                let p = self.shared_ptr(sh, ty, coop.lid)?;
+                self.store_var(p, mine)?;
+                self.barrier()?;
+                let mut s = coop.threads / 2;
+                while s >= 1 {
+                    let sc = self.u32_const(s);
+                    let active = self.bool_op(Op::ULessThan, &[coop.lid, sc])?;
+                    self.if_then(active, &mut |e| {
+                        let other = e.op(Op::IAdd, e.t_u32, &[coop.lid, sc])?;
+                        let (pa, pb) = (
+                            e.shared_ptr(sh, ty, coop.lid)?,
+                            e.shared_ptr(sh, ty, other)?,
+                        );
+                        let (a, b) = (e.load_var(ty, pa)?, e.load_var(ty, pb)?);
+                        let folded = e.fold(kind, dtype, a, b)?;
+                        e.store_var(pa, folded)
+                    })?;
+                    self.barrier()?;
+                    s /= 2;
+                }
+                let p0 = self.shared_ptr(sh, ty, zero)?;
+                let r = self.load_var(ty, p0)?;
+                self.barrier()?;
+                Ok(r)
+            }
+        }
     }
 
     /// `Σ_l a[β, i, l] · b[β, l, j]` for the current point, accumulated in the dtype from 0.
@@ -597,6 +1069,130 @@ impl<'p> Emitter<'p> {
             },
         )?;
         self.load_var(ty, acc)
+    }
+
+    /// The tiled matmul ([`Plan::Tiled`]). Workgroup `(bx, by, bz)` computes `C[bz, by·T + r, bx·T + c]` for
+    /// `r, c < T` (invocation `r·T + c`). For each step `k0 = 0, T, …`, every invocation loads one element of the A
+    /// tile `A[bz, by·T + r, k0 + c]` and one of the B tile `B[bz, k0 + r, bx·T + c]` into shared memory — 0 where
+    /// the index is past `m`, `n` or `k`, so edges need no special case and nothing out of bounds is read — then,
+    /// after a barrier, adds `As[r][l] · Bs[l][c]` for `l = 0..T` in order, and waits at a second barrier before the
+    /// tiles are overwritten. Products past `k` are `0 · 0 = +0`, so the accumulator sees exactly the terms of the
+    /// per-point shader, in the same order (`l = 0..k`), from the same `+0`. Finally an invocation inside `m × n`
+    /// runs the fused epilogue on its accumulator (in a register). Barriers are outside every non-uniform branch:
+    /// the dispatch has no workgroup past the end and every invocation walks all steps.
+    fn tiled_matmul(&mut self, m: &MatmulKernel) -> Result<()> {
+        let ty = self.ty(m.dtype);
+        let u = self.t_u32;
+        let v3 = self.b.type_vector(u, 3);
+        let wid = self.builtin(BuiltIn::WorkgroupId, v3)?;
+        let mut w = [0; 3];
+        for (c, slot) in w.iter_mut().enumerate() {
+            *slot = self
+                .b
+                .composite_extract(u, None, wid, [c as u32])
+                .map_err(|e| self.build_err(e))?;
+        }
+        let lid = self.builtin(BuiltIn::LocalInvocationIndex, u)?;
+        let t = self.u32_const(TILE);
+        let r = self.op(Op::UDiv, u, &[lid, t])?;
+        let c = self.op(Op::UMod, u, &[lid, t])?;
+        let row0 = self.op(Op::IMul, u, &[w[1], t])?;
+        let col0 = self.op(Op::IMul, u, &[w[0], t])?;
+        let i = self.op(Op::IAdd, u, &[row0, r])?;
+        let j = self.op(Op::IAdd, u, &[col0, c])?;
+        let rank = m.parallel.len();
+        self.parallel_point(&m.parallel[..rank - 2], w[2])?;
+        let batch: Vec<Word> = m.parallel[..rank - 2]
+            .iter()
+            .map(|l| self.vars[&l.var])
+            .collect();
+        let (mm, nn, kk) = (
+            self.u32_const(m.m() as u32),
+            self.u32_const(m.n() as u32),
+            self.u32_const(m.k as u32),
+        );
+        let i_ok = self.bool_op(Op::ULessThan, &[i, mm])?;
+        let j_ok = self.bool_op(Op::ULessThan, &[j, nn])?;
+        let a_row = self.view_base(&m.a, &batch, i, m.a.row_stride)?;
+        let b_col = self.view_base(&m.b, &batch, j, m.b.col_stride)?;
+        let a_tile = self.new_shared_array(ty, TILE * TILE);
+        let b_tile = self.new_shared_array(ty, TILE * TILE);
+        let zero = self.typed_const(m.dtype, 0.0);
+        let acc = self.function_var(ty);
+        self.store_var(acc, zero)?;
+        let staged = self.function_var(ty);
+        let steps = self.u32_const((m.k as u32).div_ceil(TILE));
+        let first = self.u32_const(0);
+        let (a_buf, b_buf) = (m.a.buffer, m.b.buffer);
+        let (a_step, b_step) = (m.a.col_stride, m.b.row_stride);
+        let dtype = m.dtype;
+        self.counted_loop(
+            first,
+            steps,
+            &|e, s| {
+                let one = e.u32_const(1);
+                e.op(Op::IAdd, e.t_u32, &[s, one])
+            },
+            &mut |e, s| {
+                let k0 = e.op(Op::IMul, u, &[s, t])?;
+                // As[r][c] = A[i, k0 + c]
+                let ka = e.op(Op::IAdd, u, &[k0, c])?;
+                let ka_ok = e.bool_op(Op::ULessThan, &[ka, kk])?;
+                let a_ok = e.bool_op(Op::LogicalAnd, &[i_ok, ka_ok])?;
+                e.store_var(staged, zero)?;
+                e.if_then(a_ok, &mut |e| {
+                    let idx = e.affine(a_row, ka, a_step)?;
+                    let x = e.load_element(a_buf, idx)?;
+                    e.store_var(staged, x)
+                })?;
+                let x = e.load_var(ty, staged)?;
+                let p = e.shared_ptr(a_tile, ty, lid)?;
+                e.store_var(p, x)?;
+                // Bs[r][c] = B[k0 + r, j]
+                let kb = e.op(Op::IAdd, u, &[k0, r])?;
+                let kb_ok = e.bool_op(Op::ULessThan, &[kb, kk])?;
+                let b_ok = e.bool_op(Op::LogicalAnd, &[kb_ok, j_ok])?;
+                e.store_var(staged, zero)?;
+                e.if_then(b_ok, &mut |e| {
+                    let idx = e.affine(b_col, kb, b_step)?;
+                    let y = e.load_element(b_buf, idx)?;
+                    e.store_var(staged, y)
+                })?;
+                let y = e.load_var(ty, staged)?;
+                let p = e.shared_ptr(b_tile, ty, lid)?;
+                e.store_var(p, y)?;
+                e.barrier()?;
+                let a_base = e.op(Op::IMul, u, &[r, t])?;
+                for l in 0..TILE {
+                    let lc = e.u32_const(l);
+                    let ai = e.op(Op::IAdd, u, &[a_base, lc])?;
+                    let lt = e.u32_const(l * TILE);
+                    let bi = e.op(Op::IAdd, u, &[lt, c])?;
+                    let (pa, pb) = (e.shared_ptr(a_tile, ty, ai)?, e.shared_ptr(b_tile, ty, bi)?);
+                    let (x, y) = (e.load_var(ty, pa)?, e.load_var(ty, pb)?);
+                    let prod = e.binary(BinaryOp::Mul, dtype, x, y)?;
+                    let sum = e.load_var(ty, acc)?;
+                    let sum = e.binary(BinaryOp::Add, dtype, sum, prod)?;
+                    e.store_var(acc, sum)?;
+                }
+                e.barrier()
+            },
+        )?;
+        let inside = self.bool_op(Op::LogicalAnd, &[i_ok, j_ok])?;
+        self.vars.insert(m.parallel[rank - 2].var, i);
+        self.vars.insert(m.parallel[rank - 1].var, j);
+        self.if_then(inside, &mut |e| {
+            let a = e.load_var(ty, acc)?;
+            e.matmul_acc = Some((a, dtype));
+            e.block(&m.epilogue)
+        })
+    }
+
+    /// A fresh workgroup-storage array of `len` elements of type `ty`.
+    fn new_shared_array(&mut self, ty: Word, len: u32) -> Word {
+        let len = self.u32_const(len);
+        let arr = self.b.type_array(ty, len);
+        self.global_var(arr, StorageClass::Workgroup)
     }
 
     /// `offset + Σ β_t·batch_strides[t] + x·stride` as a u32.

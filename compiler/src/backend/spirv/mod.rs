@@ -4,7 +4,8 @@
 //! # The shaders
 //!
 //! One module per kernel, built with `rspirv`: SPIR-V 1.3 (Vulkan 1.1), capability `Shader` (plus `Float64` where
-//! the kernel computes in f64), one `GLCompute` entry point `main` with `LocalSize 64 1 1`. Every buffer the kernel
+//! the kernel computes in f64), one `GLCompute` entry point `main` with `LocalSize 64 1 1` (or 256, see workgroup
+//! kernels below; [`SpirvKernel::local_size`]). Every buffer the kernel
 //! touches is one storage buffer at descriptor set 0, binding `i` (in [`SpirvKernel::bindings`] order): a `Block`
 //! struct holding one runtime array of the element type (`ArrayStride`, member `Offset 0`). Shapes are static, so
 //! every extent and stride is a constant in the code.
@@ -17,7 +18,37 @@
 //!
 //! - `Reduce` is a sequential loop per invocation, accumulating in a function variable from the identity (`-0.0`
 //!   for float sums, so an all-`-0` sum stays `-0`, as the kernel interpreter's fold from the first element does;
-//!   `-inf` / `i32::MIN` for max), in the kernel IR's row-major order, so results match the interpreter's order.
+//!   `-inf` / `i32::MIN` for max), in the kernel IR's row-major order, so results match the interpreter's order —
+//!   except for the top-level reductions of a workgroup kernel:
+//!
+//! ## Workgroup kernels (cooperative reductions)
+//!
+//! **The rule:** a loop kernel whose body has a top-level `Reduce` of at least [`WORKGROUP_REDUCE_MIN`] (64) points
+//! runs **one workgroup per parallel point** — 64 invocations, or 256 when that reduction has at least
+//! [`WORKGROUP_REDUCE_WIDE`] (4,096) points — unless [`Options::workgroup_reductions`] sets another threshold or
+//! none (or a top-level loop nest has 2^31 points or more). Shorter reductions stay sequential: a row of fewer than 64 elements would leave
+//! invocations idle and pay the barriers for nothing. Matmul kernels are never workgroup kernels.
+//!
+//! The workgroup `w = wid.y · groups_x + wid.x` is the parallel point (2-D dispatch past 65,535 groups, as above);
+//! the bounds guard on `w` is uniform across the workgroup, so the barriers inside it are legal. In its body:
+//! - top-level `Let`s run in every invocation (all compute the same values);
+//! - a top-level `Reduce` is strided: invocation `t` folds flattened points `t, t + threads, …` in increasing order
+//!   from the identity; the `threads` partial results are then combined in a **fixed order** — a binary tree in
+//!   Workgroup-storage shared memory (`sh[t] ⊕= sh[t + s]`, `s = threads/2 … 1`, an `OpControlBarrier` after each
+//!   level) or, where [`Options::subgroup_size`] says the device has subgroup shuffles, a butterfly of
+//!   `OpGroupNonUniformShuffleXor` within each subgroup, then every invocation folds the per-subgroup results in
+//!   subgroup order. Either way the result is the same in every invocation (broadcast) and the same on every run:
+//!   nothing depends on timing, and `⊕` is commutative bit for bit. Shuffles rather than `GroupNonUniformArithmetic`
+//!   (`OpGroupNonUniformFAdd`…) because those leave the combination order, and `FMax` the NaN and signed-zero
+//!   behaviour, to the device;
+//! - a top-level `For` (softmax's normalize) is strided the same way, so a row softmax is one dispatch, one
+//!   workgroup per row; nested reductions and loops inside a strided iteration stay sequential;
+//! - a top-level `Store` is made by invocation 0.
+//!
+//! **Sum order.** A workgroup reduction adds in a different order from the interpreter (strided partial sums, then
+//! a tree), so float sums differ by rounding: tests hold them to the same `|a − b| ≤ 1e-4 + 1e-4·|b|` as every
+//! float result (measured: well inside it, the tree's error grows like `log n` where a sequential sum's grows like
+//! `n`). Max is exact: it does not depend on the order.
 //! - A matmul kernel runs one invocation per output element: a loop over `k` accumulating `a · b` in the dtype, then
 //!   the fused epilogue.
 //!
@@ -53,8 +84,15 @@ pub use kiln_runtime::vulkan::{
     devices, Device, DeviceInfo, DeviceKind, VulkanError, VulkanExecutable,
 };
 
-/// Workgroup size of every shader (x; y = z = 1).
+/// Workgroup size of a one-invocation-per-point shader (x; y = z = 1).
 pub const WORKGROUP_SIZE: u32 = 64;
+
+/// A kernel whose longest top-level reduction has at least this many points runs one workgroup per parallel point
+/// (see the module doc); shorter reductions stay sequential in one invocation.
+pub const WORKGROUP_REDUCE_MIN: u32 = 64;
+
+/// From this reduction length on, a workgroup kernel has 256 invocations instead of 64.
+pub const WORKGROUP_REDUCE_WIDE: u32 = 4096;
 
 /// The most workgroups dispatched along x (Vulkan's minimum `maxComputeWorkGroupCount[0]`).
 pub const MAX_GROUPS_X: u32 = 65_535;
@@ -83,6 +121,8 @@ pub struct SpirvKernel {
     pub bindings: Vec<BufferId>,
     /// Workgroup counts `x, y, z`; 0 for an empty parallel space.
     pub groups: [u32; 3],
+    /// Invocations per workgroup (the module's `LocalSize` x; y = z = 1).
+    pub local_size: u32,
     /// The module declares `Float64`.
     pub uses_f64: bool,
     /// The module uses `SPV_KHR_float_controls`.
@@ -107,13 +147,27 @@ pub struct Options {
     /// a device compiler may assume no NaN exists (Mesa folds `x - x` to 0), and NaN results may differ from the
     /// interpreter's; ordinary values are unaffected.
     pub preserve_nan: [bool; 2],
+    /// `Some(n)`: a loop kernel whose longest top-level reduction has at least `n` points becomes a workgroup kernel
+    /// (see the module doc; the default is [`WORKGROUP_REDUCE_MIN`]). `None`: every kernel runs one invocation per
+    /// point.
+    pub workgroup_reductions: Option<u32>,
+    /// The device's subgroup size, where compute shaders may use subgroup shuffles: workgroup reductions then
+    /// combine within subgroups first. `None`: through shared memory only.
+    pub subgroup_size: Option<u32>,
+    /// Lower matmuls with `k ≥ 16` to the tiled shader (see the module doc); `false`: one invocation per output
+    /// element.
+    pub tiled_matmul: bool,
 }
 
 impl Default for Options {
-    /// NaN-preserving f32 and f64.
+    /// NaN-preserving f32 and f64, workgroup reductions through shared memory only (what every Vulkan 1.1 device
+    /// runs).
     fn default() -> Options {
         Options {
             preserve_nan: [true, true],
+            workgroup_reductions: Some(WORKGROUP_REDUCE_MIN),
+            subgroup_size: None,
+            tiled_matmul: true,
         }
     }
 }
@@ -123,6 +177,9 @@ impl Options {
     pub fn for_device(device: &DeviceInfo) -> Options {
         Options {
             preserve_nan: device.preserves_nan,
+            workgroup_reductions: Some(WORKGROUP_REDUCE_MIN),
+            subgroup_size: device.subgroup_shuffle.then_some(device.subgroup_size),
+            tiled_matmul: true,
         }
     }
 }
@@ -193,7 +250,17 @@ pub fn program_desc(
 
 /// Lowers `program` and loads it on `device`: the executable takes the program's inputs in order.
 pub fn compile(device: &Device, program: &KernelProgram) -> Result<VulkanExecutable, Error> {
-    let kernels = lower_with(program, &Options::for_device(device.info()))?;
+    compile_with(device, program, &Options::for_device(device.info()))
+}
+
+/// [`compile`] with explicit [`Options`] (e.g. to force the shared-memory reduction path on a device with
+/// subgroups). Options the device lacks make pipeline creation or the run fail.
+pub fn compile_with(
+    device: &Device,
+    program: &KernelProgram,
+    options: &Options,
+) -> Result<VulkanExecutable, Error> {
+    let kernels = lower_with(program, options)?;
     let desc = program_desc(program, &kernels)?;
     Ok(VulkanExecutable::new(device, desc)?)
 }
@@ -206,4 +273,13 @@ pub fn dispatch_groups(points: u64) -> [u32; 3] {
     }
     let x = groups.min(MAX_GROUPS_X as u64);
     [x as u32, groups.div_ceil(x) as u32, 1]
+}
+
+/// Workgroup counts for one workgroup per point (workgroup kernels): 1-D up to 65,535 groups, then 2-D.
+pub fn workgroup_groups(points: u64) -> [u32; 3] {
+    if points == 0 {
+        return [0, 0, 0];
+    }
+    let x = points.min(MAX_GROUPS_X as u64);
+    [x as u32, points.div_ceil(x) as u32, 1]
 }
