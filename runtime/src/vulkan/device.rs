@@ -53,6 +53,11 @@ pub struct DeviceInfo {
     /// Compute shaders may use subgroup shuffles (`supportedStages` has `COMPUTE` and `supportedOperations` has
     /// `BASIC` and `SHUFFLE`): what the code generator's subgroup reductions need.
     pub subgroup_shuffle: bool,
+    /// Nanoseconds per timestamp tick (`timestampPeriod`).
+    pub timestamp_period_ns: f32,
+    /// Valid bits of a timestamp written on the compute queue (`timestampValidBits`); 0: the queue cannot write
+    /// timestamps, so dispatches cannot be timed on the device.
+    pub timestamp_bits: u32,
 }
 
 /// The loader and an instance; destroyed last.
@@ -186,6 +191,12 @@ fn list(
                 preserves_nan,
                 subgroup_size: subgroup.subgroup_size,
                 subgroup_shuffle,
+                timestamp_period_ns: props.limits.timestamp_period,
+                timestamp_bits: if props.limits.timestamp_period > 0.0 {
+                    queues[queue_family].timestamp_valid_bits
+                } else {
+                    0
+                },
             },
             queue_family as u32,
         ));

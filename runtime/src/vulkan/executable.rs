@@ -40,6 +40,10 @@ pub struct VulkanExecutable {
     command_pool: vk::CommandPool,
     command_buffer: vk::CommandBuffer,
     fence: vk::Fence,
+    /// Timestamps around the dispatches (query 0 before the first, query `i + 1` after dispatch `i`); null when the
+    /// queue cannot write timestamps.
+    query_pool: vk::QueryPool,
+    dispatches: usize,
     /// One run at a time: runs share the staging buffer, the command buffer and the fence.
     running: Mutex<()>,
 }
@@ -89,6 +93,8 @@ impl VulkanExecutable {
             command_pool: vk::CommandPool::null(),
             command_buffer: vk::CommandBuffer::null(),
             fence: vk::Fence::null(),
+            query_pool: vk::QueryPool::null(),
+            dispatches: program.dispatches.len(),
             running: Mutex::new(()),
         };
         // From here on, whatever was created is destroyed by `Drop` if a later step fails.
@@ -143,6 +149,14 @@ impl VulkanExecutable {
         }
         .map_err(call("vkCreateFence"))?;
 
+        if self.dev().info.timestamp_bits > 0 {
+            let info = vk::QueryPoolCreateInfo::default()
+                .query_type(vk::QueryType::TIMESTAMP)
+                .query_count(program.dispatches.len() as u32 + 1);
+            // SAFETY: the device is live; timestamp query pools are core Vulkan 1.0.
+            self.query_pool = unsafe { self.dev().device.create_query_pool(&info, None) }
+                .map_err(call("vkCreateQueryPool"))?;
+        }
         self.upload_constants(program)?;
         let dispatch_pipelines = self.create_pipelines(program)?;
         let sets = self.create_descriptor_sets(program, &dispatch_pipelines)?;
@@ -530,8 +544,38 @@ impl VulkanExecutable {
             transfer,
             compute,
         );
-        for ((dispatch, &p), &set) in program.dispatches.iter().zip(pipelines).zip(sets) {
+        let timed = self.query_pool != vk::QueryPool::null();
+        let stamp = |query: u32| {
+            if timed {
+                // SAFETY: `cmd` is recording; the pool is live, has `dispatches + 1` queries and was reset (below)
+                // before this command in the same command buffer. COMPUTE_SHADER: the timestamp is written once
+                // the compute work before it (ordered by the barriers) has finished.
+                unsafe {
+                    d.cmd_write_timestamp(
+                        cmd,
+                        vk::PipelineStageFlags::COMPUTE_SHADER,
+                        self.query_pool,
+                        query,
+                    )
+                };
+            }
+        };
+        if timed {
+            // SAFETY: `cmd` is recording, outside any render pass; the pool is live.
+            unsafe {
+                d.cmd_reset_query_pool(cmd, self.query_pool, 0, program.dispatches.len() as u32 + 1)
+            };
+        }
+        stamp(0);
+        for (i, ((dispatch, &p), &set)) in program
+            .dispatches
+            .iter()
+            .zip(pipelines)
+            .zip(sets)
+            .enumerate()
+        {
             if dispatch.groups.contains(&0) {
+                stamp(i as u32 + 1);
                 continue;
             }
             // SAFETY: `cmd` is recording; the pipeline, its layout and the set (written above with live buffers
@@ -551,6 +595,7 @@ impl VulkanExecutable {
             }
             // A kernel sees every store of the kernels before it.
             barrier(vk::AccessFlags::SHADER_WRITE, shader_rw, compute, compute);
+            stamp(i as u32 + 1);
         }
         barrier(
             vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE,
@@ -582,8 +627,23 @@ impl VulkanExecutable {
         &self.device
     }
 
+    /// The queue writes timestamps: [`run_profiled`](VulkanExecutable::run_profiled) times each dispatch.
+    pub fn has_timestamps(&self) -> bool {
+        self.query_pool != vk::QueryPool::null()
+    }
+
     /// Runs the program on `inputs` (in program input order); returns its outputs (in output order).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, VulkanError> {
+        Ok(self.run_profiled(inputs)?.0)
+    }
+
+    /// [`run`](VulkanExecutable::run), plus each dispatch's device time from the timestamps written around it
+    /// (`vkCmdWriteTimestamp` × `timestampPeriod`), in dispatch order (0 for an empty dispatch) — `None` when the
+    /// queue has no timestamps ([`has_timestamps`](VulkanExecutable::has_timestamps)).
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+    ) -> Result<(Vec<Tensor>, Option<Vec<std::time::Duration>>), VulkanError> {
         let input_error = |message: String| VulkanError::Input {
             program: self.name.clone(),
             message,
@@ -632,7 +692,41 @@ impl VulkanExecutable {
             d.reset_fences(&[self.fence])
                 .map_err(call("vkResetFences"))?;
         }
-        self.write_mapped(&self.staging, |mapped| {
+        let times = if self.has_timestamps() {
+            let mut ticks = vec![0u64; self.dispatches + 1];
+            // SAFETY: the pool has `dispatches + 1` queries, all written by the submission just waited for; 64-bit
+            // results fill `ticks` exactly.
+            unsafe {
+                d.get_query_pool_results(
+                    self.query_pool,
+                    0,
+                    &mut ticks,
+                    vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+                )
+            }
+            .map_err(call("vkGetQueryPoolResults"))?;
+            let info = &self.dev().info;
+            let mask = if info.timestamp_bits >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << info.timestamp_bits) - 1
+            };
+            Some(
+                ticks
+                    .windows(2)
+                    .map(|w| {
+                        // Only the valid bits count; a counter that wrapped between the two still subtracts right.
+                        let dt = (w[1] & mask).wrapping_sub(w[0] & mask) & mask;
+                        std::time::Duration::from_nanos(
+                            (dt as f64 * info.timestamp_period_ns as f64) as u64,
+                        )
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let outputs = self.write_mapped(&self.staging, |mapped| {
             self.outputs
                 .iter()
                 .zip(&self.output_offsets)
@@ -642,7 +736,8 @@ impl VulkanExecutable {
                     from_device_bytes(ty, &mapped[off..off + bytes_of(ty) as usize])
                 })
                 .collect()
-        })
+        })?;
+        Ok((outputs, times))
     }
 }
 
@@ -738,6 +833,7 @@ impl Drop for VulkanExecutable {
             d.destroy_descriptor_pool(self.descriptor_pool, None);
             d.destroy_command_pool(self.command_pool, None);
             d.destroy_fence(self.fence, None);
+            d.destroy_query_pool(self.query_pool, None);
         }
         for a in &self.buffers {
             self.free(a);

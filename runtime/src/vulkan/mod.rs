@@ -16,6 +16,11 @@
 //! [`VulkanExecutable::run`] checks the inputs, writes them into the staging buffer, submits that command buffer once
 //! and waits. Tensors stay on the device between kernels; only the program's inputs and outputs cross the bus.
 //!
+//! Where the compute queue writes timestamps (`timestampValidBits > 0`), the command buffer also writes one before
+//! the first dispatch and one after each (stage `COMPUTE_SHADER`, after the dispatch's barrier), into a query pool
+//! reset at the start of the same command buffer; [`VulkanExecutable::run_profiled`] turns consecutive ones into
+//! per-dispatch device times (`timestampPeriod` ns per tick, modulo the valid bits).
+//!
 //! # Element layout
 //!
 //! f32, i32 and f64 are stored as themselves; **bool is stored as a 32-bit `0` / `1`** (the smallest type every
