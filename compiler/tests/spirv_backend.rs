@@ -175,8 +175,10 @@ fn check_graph(graph: &Graph, seed: u64) -> (KernelProgram, Vec<SpirvKernel>) {
     if let Some(device) = device() {
         let inputs = random_inputs(graph, seed);
         let expected = interp::run(graph, &inputs).unwrap();
-        let exe =
-            spirv::compile(device, &program).unwrap_or_else(|e| panic!("{}: {e}", graph.name));
+        // The GPU plans (workgroup reductions, tiled matmuls) even on lavapipe, where `compile` would pick fewer.
+        let options = spirv::Options::gpu_plans(device.info());
+        let exe = spirv::compile_with(device, &program, &options)
+            .unwrap_or_else(|e| panic!("{}: {e}", graph.name));
         let actual = exe
             .run(&inputs)
             .unwrap_or_else(|e| panic!("{}: {e}", graph.name));
@@ -438,14 +440,14 @@ fn inputs_are_checked_by_name() {
 /// The option sets the workgroup path is checked under: the shared-memory tree (forced, even on a device with
 /// subgroups), the device's own (subgroup butterfly where it has shuffles), and sequential reductions.
 fn reduction_variants(device: &Device) -> Vec<(&'static str, spirv::Options)> {
+    let native = spirv::Options::gpu_plans(device.info());
     let mut out = vec![(
         "shared memory",
         spirv::Options {
             subgroup_size: None,
-            ..spirv::Options::for_device(device.info())
+            ..native
         },
     )];
-    let native = spirv::Options::for_device(device.info());
     if native.subgroup_size.is_some() {
         out.push(("subgroups", native));
     } else {
@@ -622,7 +624,7 @@ fn check_tiled(graph: &Graph, seed: u64, tiled: usize) {
     for tiled_matmul in [true, false] {
         let opts = spirv::Options {
             tiled_matmul,
-            ..spirv::Options::for_device(device.info())
+            ..spirv::Options::gpu_plans(device.info())
         };
         let actual = spirv::compile_with(device, &program, &opts)
             .unwrap()
@@ -715,7 +717,8 @@ fn ten_sgd_steps_of_twolayer_match_the_interpreter() {
     let step = training_step(&model, "loss", &names, &Optimizer::Sgd(Sgd::default())).unwrap();
     let program = fusion::lower(&step).unwrap();
     let Some(device) = device() else { return };
-    let exe = spirv::compile(device, &program).unwrap();
+    let exe =
+        spirv::compile_with(device, &program, &spirv::Options::gpu_plans(device.info())).unwrap();
 
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut reference: HashMap<String, Tensor> = step

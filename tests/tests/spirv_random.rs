@@ -102,7 +102,8 @@ fn check_with(
     };
     let inputs = random_inputs(graph, seed);
     let expected = interp::run(graph, &inputs).unwrap();
-    let options = options.unwrap_or_else(|| spirv::Options::for_device(device.info()));
+    // The GPU plans even on lavapipe (`Options::for_device` keeps a CPU device mostly per point).
+    let options = options.unwrap_or_else(|| spirv::Options::gpu_plans(device.info()));
     let actual = spirv::compile_with(device, &program, &options)
         .and_then(|exe| Ok(exe.run(&inputs)?))
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -143,7 +144,7 @@ proptest! {
         // Without a device the subgroup modules are still validated (size 8 is only what they are built for).
         let (native, subgroups) = match device() {
             Some(d) => {
-                let o = spirv::Options::for_device(d.info());
+                let o = spirv::Options::gpu_plans(d.info());
                 (o, o.subgroup_size)
             }
             None => (spirv::Options::default(), Some(8)),
