@@ -744,6 +744,76 @@ fn ten_sgd_steps_of_twolayer_match_the_interpreter() {
     }
 }
 
+// ---- the memory plan's arena ----
+
+/// The arena size the runtime must give `program` on `device`: the plan's peak times the smallest power of two `f`
+/// that fits every temporary's device size (bool: 4 bytes, 1 on the host) and makes `64·f` a multiple of the
+/// device's `minStorageBufferOffsetAlignment`.
+fn expected_arena(device: &Device, program: &KernelProgram) -> (u64, usize) {
+    let plan = kiln::memory::plan(program);
+    let mut factor = 1u64;
+    let mut temps = 0;
+    for (b, p) in program.buffers.iter().zip(&plan.placements) {
+        if let kiln::memory::BufferPlacement::Arena { size, .. } = *p {
+            temps += 1;
+            let device_bytes = (b.ty.numel() * if b.ty.dtype == DType::F64 { 8 } else { 4 }) as u64;
+            while device_bytes > size as u64 * factor {
+                factor *= 2;
+            }
+        }
+    }
+    while !(kiln::memory::ALIGNMENT as u64 * factor)
+        .is_multiple_of(device.info().storage_offset_alignment)
+    {
+        factor *= 2;
+    }
+    (plan.peak_bytes as u64 * factor, temps)
+}
+
+#[test]
+fn temporaries_share_the_planned_arena() {
+    let Some(device) = device() else { return };
+    // A training step (many temporaries with disjoint lifetimes) and a graph with a bool temporary.
+    let model = zoo::twolayer().unwrap();
+    let params = kiln::autodiff::param_names(&model);
+    let names: Vec<&str> = params.iter().map(String::as_str).collect();
+    let step = training_step(&model, "loss", &names, &Optimizer::Sgd(Sgd::default())).unwrap();
+    let masked = parse(
+        "graph masked {
+          %x = input{role=data} : f32[64,300]
+          %0 = constant{value=0.0} : f32[64,300]
+          %1 = compare{dir=gt} %x, %0 : bool[64,300]
+          %2 = transpose{perm=[1,0]} %1 : bool[300,64]
+          %3 = cast{to=f32} %2 : f32[300,64]
+          %4 = matmul %x, %3 : f32[64,64]
+          output y = %4
+        }",
+    );
+    for graph in [&step, &masked] {
+        let program = fusion::lower(graph).unwrap();
+        let plan = kiln::memory::plan(&program);
+        let (expected, temps) = expected_arena(device, &program);
+        let exe = spirv::compile(device, &program).unwrap();
+        println!(
+            "{}: {temps} temporaries, plan peak {} B (without reuse {} B), device arena {} B (alignment {})",
+            graph.name,
+            plan.peak_bytes,
+            plan.sum_of_temps_bytes,
+            exe.arena_bytes(),
+            device.info().storage_offset_alignment
+        );
+        assert_eq!(exe.arena_bytes(), expected, "{}", graph.name);
+        // And the results are the interpreter's (check_graph runs the same program with the GPU plans).
+        check_graph(graph, 31);
+    }
+    let program = fusion::lower(&step).unwrap();
+    let plan = kiln::memory::plan(&program);
+    assert!(
+        plan.peak_bytes < plan.sum_of_temps_bytes,
+        "the step's temporaries reuse memory"
+    );
+}
+
 // ---- the shaders, reviewed ----
 
 fn disassembly(src: &str) -> String {

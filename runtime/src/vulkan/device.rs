@@ -53,6 +53,8 @@ pub struct DeviceInfo {
     /// Compute shaders may use subgroup shuffles (`supportedStages` has `COMPUTE` and `supportedOperations` has
     /// `BASIC` and `SHUFFLE`): what the code generator's subgroup reductions need.
     pub subgroup_shuffle: bool,
+    /// `minStorageBufferOffsetAlignment`: a storage buffer bound at an offset must be bound at a multiple of this.
+    pub storage_offset_alignment: u64,
     /// Nanoseconds per timestamp tick (`timestampPeriod`).
     pub timestamp_period_ns: f32,
     /// Valid bits of a timestamp written on the compute queue (`timestampValidBits`); 0: the queue cannot write
@@ -191,6 +193,7 @@ fn list(
                 preserves_nan,
                 subgroup_size: subgroup.subgroup_size,
                 subgroup_shuffle,
+                storage_offset_alignment: props.limits.min_storage_buffer_offset_alignment.max(1),
                 timestamp_period_ns: props.limits.timestamp_period,
                 timestamp_bits: if props.limits.timestamp_period > 0.0 {
                     queues[queue_family].timestamp_valid_bits

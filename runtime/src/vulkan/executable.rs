@@ -27,7 +27,11 @@ pub struct VulkanExecutable {
     inputs: Vec<(String, usize)>,
     outputs: Vec<(String, usize)>,
     types: Vec<TensorType>,
+    /// Owned allocations: one per program buffer outside the arena, then the arena (if any).
     buffers: Vec<Allocation>,
+    /// Where each program buffer lives: a `VkBuffer` and a byte offset into it.
+    views: Vec<(vk::Buffer, u64)>,
+    arena_bytes: u64,
     staging: Allocation,
     /// Staging offset of each input, then of each output.
     input_offsets: Vec<u64>,
@@ -78,6 +82,8 @@ impl VulkanExecutable {
             outputs: program.outputs.clone(),
             types: program.buffers.iter().map(|b| b.ty.clone()).collect(),
             buffers: Vec::new(),
+            views: Vec::new(),
+            arena_bytes: 0,
             staging: Allocation {
                 buffer: vk::Buffer::null(),
                 memory: vk::DeviceMemory::null(),
@@ -110,14 +116,35 @@ impl VulkanExecutable {
         let storage = vk::BufferUsageFlags::STORAGE_BUFFER
             | vk::BufferUsageFlags::TRANSFER_SRC
             | vk::BufferUsageFlags::TRANSFER_DST;
+        let (factor, arena_bytes) = arena_layout(&self.dev().info, program)?;
         for b in &program.buffers {
+            if b.arena.is_some() {
+                self.views.push((vk::Buffer::null(), 0));
+                continue;
+            }
             let a = self.allocate(
                 bytes_of(&b.ty),
                 storage,
                 vk::MemoryPropertyFlags::DEVICE_LOCAL,
                 false,
             )?;
+            self.views.push((a.buffer, 0));
             self.buffers.push(a);
+        }
+        if arena_bytes > 0 {
+            let arena = self.allocate(
+                arena_bytes,
+                storage,
+                vk::MemoryPropertyFlags::DEVICE_LOCAL,
+                false,
+            )?;
+            for (view, b) in self.views.iter_mut().zip(&program.buffers) {
+                if let Some((offset, _)) = b.arena {
+                    *view = (arena.buffer, offset * factor);
+                }
+            }
+            self.arena_bytes = arena_bytes;
+            self.buffers.push(arena);
         }
 
         // The staging buffer: every input, then every output, each at an aligned offset.
@@ -319,7 +346,7 @@ impl VulkanExecutable {
                         self.dev().device.cmd_copy_buffer(
                             cmd,
                             staging.buffer,
-                            self.buffers[*b].buffer,
+                            self.views[*b].0,
                             &region,
                         )
                     };
@@ -447,10 +474,18 @@ impl VulkanExecutable {
                     .bindings
                     .iter()
                     .map(|&b| {
+                        let (buffer, offset) = self.views[b];
+                        // An arena view gets its own range (at least 4 bytes: a range is never empty; the arena
+                        // has room, see `arena_layout`); an own buffer the whole of it.
+                        let range = if program.buffers[b].arena.is_some() {
+                            bytes_of(&self.types[b]).max(4)
+                        } else {
+                            vk::WHOLE_SIZE
+                        };
                         vk::DescriptorBufferInfo::default()
-                            .buffer(self.buffers[b].buffer)
-                            .offset(0)
-                            .range(vk::WHOLE_SIZE)
+                            .buffer(buffer)
+                            .offset(offset)
+                            .range(range)
                     })
                     .collect()
             })
@@ -533,8 +568,8 @@ impl VulkanExecutable {
             copy(
                 self.staging.buffer,
                 off,
-                self.buffers[b].buffer,
-                0,
+                self.views[b].0,
+                self.views[b].1,
                 bytes_of(&self.types[b]),
             );
         }
@@ -605,8 +640,8 @@ impl VulkanExecutable {
         );
         for (&(_, b), &off) in program.outputs.iter().zip(&self.output_offsets) {
             copy(
-                self.buffers[b].buffer,
-                0,
+                self.views[b].0,
+                self.views[b].1,
                 self.staging.buffer,
                 off,
                 bytes_of(&self.types[b]),
@@ -625,6 +660,11 @@ impl VulkanExecutable {
     /// The device this executable runs on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Bytes of the device arena holding the temporaries (0 when the program places none there).
+    pub fn arena_bytes(&self) -> u64 {
+        self.arena_bytes
     }
 
     /// The queue writes timestamps: [`run_profiled`](VulkanExecutable::run_profiled) times each dispatch.
@@ -739,6 +779,83 @@ impl VulkanExecutable {
         })?;
         Ok((outputs, times))
     }
+}
+
+/// The factor the plan's arena offsets are scaled by on `device`, and the arena's size in bytes (see the module
+/// doc). Checks that the placements are consistent: inside the plan's arena, at aligned offsets, each as large as its
+/// tensor in the host layout, and that no input, output or constant is placed there.
+fn arena_layout(
+    device: &super::DeviceInfo,
+    program: &ProgramDesc,
+) -> Result<(u64, u64), VulkanError> {
+    let invalid = |message: String| VulkanError::InvalidProgram {
+        program: program.name.clone(),
+        message,
+    };
+    let placed: Vec<(usize, u64, u64)> = program
+        .buffers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.arena.map(|(o, s)| (i, o, s)))
+        .collect();
+    if placed.is_empty() {
+        return Ok((1, 0));
+    }
+    let plan_align = program.arena_alignment;
+    if !plan_align.is_power_of_two() {
+        return Err(invalid(format!(
+            "arena alignment {plan_align} is not a power of two"
+        )));
+    }
+    let boundary: Vec<usize> = program
+        .inputs
+        .iter()
+        .chain(&program.outputs)
+        .map(|&(_, b)| b)
+        .collect();
+    let mut factor = 1u64;
+    for &(i, offset, size) in &placed {
+        let b = &program.buffers[i];
+        if boundary.contains(&i) || b.constant.is_some() {
+            return Err(invalid(format!(
+                "buffer `{}` is an input, output or constant placed in the arena",
+                b.name
+            )));
+        }
+        let host = (b.ty.numel() * b.ty.dtype.size_bytes()) as u64;
+        if !offset.is_multiple_of(plan_align)
+            || size < host
+            || offset
+                .checked_add(size)
+                .is_none_or(|end| end > program.arena_bytes)
+        {
+            return Err(invalid(format!(
+                "buffer `{}` at arena [{offset}, +{size}) does not fit the plan ({} bytes, alignment {plan_align})",
+                b.name, program.arena_bytes
+            )));
+        }
+        // The device layout may be wider than the host's (bool: 1 → 4 bytes).
+        while bytes_of(&b.ty) > size * factor {
+            factor *= 2;
+        }
+    }
+    let align = device.storage_offset_alignment;
+    if !align.is_power_of_two() {
+        return Err(VulkanError::Unsupported {
+            device: device.name.clone(),
+            what: format!("minStorageBufferOffsetAlignment {align} is not a power of two"),
+        });
+    }
+    while !(plan_align * factor).is_multiple_of(align) {
+        factor *= 2;
+    }
+    // Every view's range is at least 4 bytes, even an empty temporary's.
+    let end = placed
+        .iter()
+        .map(|&(_, offset, _)| offset * factor + 4)
+        .max()
+        .unwrap_or(0);
+    Ok((factor, (program.arena_bytes * factor).max(end)))
 }
 
 /// Rejects what the device can't run and malformed descriptions, before anything is created.

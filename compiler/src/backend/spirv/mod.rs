@@ -66,6 +66,12 @@
 //! fused epilogue runs on it in a register, for invocations inside `m × n`. Operand views (offset, batch / row /
 //! column strides: transposes, broadcasts) are the kernel IR's [`crate::kernel::MatrixView`]s, as per point.
 //!
+//! # Memory
+//!
+//! [`program_desc`] places the temporaries in one arena at the offsets of the memory plan ([`crate::memory::plan`],
+//! the CPU backend's), so temporaries with disjoint lifetimes share device memory; the runtime scales the offsets to
+//! the device's element layout and `minStorageBufferOffsetAlignment` (see [`kiln_runtime::vulkan`]).
+//!
 //! # Scalars: where the GPU and the interpreter differ
 //!
 //! The kernel IR's semantics (SPEC.md §3) are kept, with these limits:
@@ -90,6 +96,7 @@
 mod emit;
 
 use crate::kernel::{BufferId, BufferKind, KernelProgram};
+use crate::memory::BufferPlacement;
 use kiln_ir::{IrError, Tensor};
 use kiln_runtime::vulkan::{BufferDesc, DispatchDesc, ProgramDesc};
 
@@ -233,15 +240,18 @@ pub fn lower_with(program: &KernelProgram, options: &Options) -> Result<Vec<Spir
         .collect()
 }
 
-/// The program and its shaders as the Vulkan runtime takes them.
+/// The program and its shaders as the Vulkan runtime takes them, temporaries placed in one arena by the memory plan
+/// ([`crate::memory::plan`]; the runtime scales the plan's offsets to the device's layout and alignment).
 pub fn program_desc(
     program: &KernelProgram,
     kernels: &[SpirvKernel],
 ) -> Result<ProgramDesc, Error> {
+    let plan = crate::memory::plan(program);
     let buffers = program
         .buffers
         .iter()
-        .map(|b| {
+        .zip(&plan.placements)
+        .map(|(b, placement)| {
             let constant = match &b.kind {
                 BufferKind::Constant(lit) => {
                     let values: Vec<f64> = (0..b.ty.numel()).map(|i| lit.get(i)).collect();
@@ -249,10 +259,15 @@ pub fn program_desc(
                 }
                 _ => None,
             };
+            let arena = match *placement {
+                BufferPlacement::Arena { offset, size } => Some((offset as u64, size as u64)),
+                _ => None,
+            };
             Ok(BufferDesc {
                 name: b.name.clone(),
                 ty: b.ty.clone(),
                 constant,
+                arena,
             })
         })
         .collect::<Result<Vec<_>, IrError>>()?;
@@ -280,6 +295,8 @@ pub fn program_desc(
             .iter()
             .map(|o| (o.name.clone(), o.buffer.index()))
             .collect(),
+        arena_bytes: plan.peak_bytes as u64,
+        arena_alignment: crate::memory::ALIGNMENT as u64,
     })
 }
 
