@@ -111,6 +111,12 @@ impl Plan {
         let Some(min) = options.workgroup_reductions else {
             return Plan::PerPoint;
         };
+        // A kernel that reads back what it stores would need barriers between the store and the loads of other
+        // invocations; fusion emits none, and such a kernel stays per point.
+        let writes = kernel.writes();
+        if kernel.reads().iter().any(|b| writes.contains(b)) {
+            return Plan::PerPoint;
+        }
         if longest < min as u64 || !fits || points > MAX_GROUPS_X as u64 * MAX_GROUPS_X as u64 {
             return Plan::PerPoint;
         }
