@@ -3,9 +3,11 @@
 //! equal the graph interpreter's on seeded inputs — integers and bools exactly, floats within
 //! `|a − b| ≤ 1e-4 + 1e-4·|b|` (GLSL.std.450's `exp` / `log` / `pow` accuracy; NaN equals NaN, infinities exactly).
 //!
-//! f64 is left out: GLSL.std.450 has no f64 `exp` / `log` / `tanh` / `pow`, so the backend rejects those kernels
-//! (`compiler/tests/spirv_backend.rs` covers f64 arithmetic). Like the backend's own tests, these print why and
-//! return without a device or `spirv-val`, unless `KILN_REQUIRE_VULKAN=1`.
+//! A second property forces every reduction onto the workgroup path (shared memory or subgroups).
+//!
+//! f64 inputs are not generated (f64 values appear through casts and are checked like the rest);
+//! `compiler/tests/spirv_backend.rs` holds the f64 transcendentals to 1e-14. Like the backend's own tests, these
+//! print why and return without a device or `spirv-val`, unless `KILN_REQUIRE_VULKAN=1`.
 
 use kiln::backend::spirv::{self, Device};
 use kiln::fusion;
@@ -41,7 +43,10 @@ fn validate(kernels: &[spirv::SpirvKernel]) -> bool {
         );
         return false;
     }
-    let path = std::env::temp_dir().join(format!("kiln-random-{}.spv", std::process::id()));
+    // One file per call: the two properties run on parallel test threads.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("kiln-random-{}-{call}.spv", std::process::id()));
     for k in kernels {
         let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
         std::fs::write(&path, bytes).unwrap();
@@ -69,13 +74,22 @@ const TOL: Tolerance = Tolerance {
 };
 
 fn check(graph: &Graph, seed: u64) -> Result<(), TestCaseError> {
+    check_with(graph, seed, None)
+}
+
+/// `options`: `None` for the device's defaults.
+fn check_with(
+    graph: &Graph,
+    seed: u64,
+    options: Option<spirv::Options>,
+) -> Result<(), TestCaseError> {
     let program = fusion::lower(graph).unwrap();
-    let kernels = match spirv::lower(&program) {
+    let lowered = match options {
+        Some(o) => spirv::lower_with(&program, &o),
+        None => spirv::lower(&program),
+    };
+    let kernels = match lowered {
         Ok(k) => k,
-        // A cast to f64 feeding `exp`, `log`, `tanh` or `pow`: rejected by design (see the module doc).
-        Err(spirv::Error::Unsupported { what, .. }) if what.starts_with("f64") => {
-            return Err(TestCaseError::reject(what));
-        }
         Err(e) => return Err(TestCaseError::fail(e.to_string())),
     };
     validate(&kernels);
@@ -84,7 +98,9 @@ fn check(graph: &Graph, seed: u64) -> Result<(), TestCaseError> {
     };
     let inputs = random_inputs(graph, seed);
     let expected = interp::run(graph, &inputs).unwrap();
-    let actual = spirv::compile(device, &program)
+    // The GPU plans even on lavapipe (`Options::for_device` keeps a CPU device mostly per point).
+    let options = options.unwrap_or_else(|| spirv::Options::gpu_plans(device.info()));
+    let actual = spirv::compile_with(device, &program, &options)
         .and_then(|exe| Ok(exe.run(&inputs)?))
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mismatch = first_mismatch(graph, &expected, &actual, TOL, "Vulkan");
@@ -111,5 +127,30 @@ proptest! {
     #[test]
     fn random_graphs_run_the_same_on_vulkan(graph in arb_graph_with(config()), seed in 0u64..1000) {
         check(&graph, seed)?;
+    }
+}
+
+proptest! {
+    // The generated tensors are small, so every reduction is made a workgroup reduction (threshold 1), through
+    // shared memory or (odd seeds, where the device has shuffles) subgroups.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_graphs_with_workgroup_reductions(graph in arb_graph_with(config()), seed in 0u64..1000) {
+        // Without a device the subgroup modules are still validated (size 8 is only what they are built for).
+        let (native, subgroups) = match device() {
+            Some(d) => {
+                let o = spirv::Options::gpu_plans(d.info());
+                (o, o.subgroup_size)
+            }
+            None => (spirv::Options::default(), Some(8)),
+        };
+        let subgroup_size = if seed % 2 == 1 { subgroups } else { None };
+        let options = spirv::Options {
+            workgroup_reductions: Some(1),
+            subgroup_size,
+            ..native
+        };
+        check_with(&graph, seed, Some(options))?;
     }
 }

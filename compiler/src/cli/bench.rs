@@ -1,9 +1,15 @@
-//! `kiln bench FILE.kir`: compile a stage's graph for the CPU and time it, kernel by kernel.
+//! `kiln bench FILE.kir`: compile a stage's graph for the CPU (or `--backend vulkan`) and time it, kernel by kernel.
 //!
 //! Prints the compile time, then per kernel its median time over `--iters` profiled runs, its share of their sum
 //! and its rate: GFLOP/s for a matmul kernel (`2·m·n·k` per batch), else GB/s of the bytes it moves — every buffer
 //! it reads plus every buffer it writes, counted once each, from the kernel IR. The last line is the median time of a
 //! whole run through a `kiln::Session` (kernels back to back, outputs kept in place), which is what a caller sees.
+//!
+//! With `--backend vulkan` (the preferred device, as `kiln run` opens it): the compile time is split into the kernel
+//! IR, SPIR-V lowering and Vulkan object creation (pipelines, buffers, the recorded command buffer); a kernel's time
+//! is its dispatch's device time from timestamp queries (`vkCmdWriteTimestamp` around each dispatch, times
+//! `timestampPeriod`); the last line is the median wall time of a whole `run` (staging the inputs, one submission,
+//! waiting, reading the outputs back). A queue without timestamps is said so, and only whole runs are timed.
 
 use super::inputs;
 use super::stage::{self, StageArgs};
@@ -49,6 +55,8 @@ pub struct BenchArgs {
 pub enum BenchBackend {
     /// Native code through Cranelift.
     Cpu,
+    /// SPIR-V compute shaders on the preferred Vulkan device (`kiln devices`).
+    Vulkan,
 }
 
 pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -66,6 +74,14 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let staged = stage::build(load_graph(&args.graph.file)?, &args.stage)?;
     let graph = &staged.graph;
     let values = inputs::prepare(graph, args.seed, &[])?;
+    if args.backend == BenchBackend::Vulkan {
+        if args.threads.is_some() {
+            return Err(CliError::new(
+                "--threads applies to the CPU backend, not --backend vulkan",
+            ));
+        }
+        return bench_vulkan(graph, &values, args, out);
+    }
     let defaults = kiln::Options::default();
     let options = kiln::Options {
         threads: args.threads.unwrap_or(defaults.threads),
@@ -141,6 +157,104 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(
         out,
         "\ntotal: {:.1} µs per run (median of {}), {:.1} runs/s",
+        run.as_secs_f64() * 1e6,
+        args.iters,
+        1.0 / run.as_secs_f64().max(f64::MIN_POSITIVE)
+    )?;
+    Ok(())
+}
+
+/// `kiln bench --backend vulkan` (see the module doc).
+fn bench_vulkan(
+    graph: &kiln_ir::Graph,
+    values: &[Tensor],
+    args: &BenchArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    use kiln::backend::spirv;
+    let started = Instant::now();
+    let device = spirv::Device::open_best()
+        .map_err(|e| CliError::new(format!("--backend vulkan: {e} (see `kiln devices`)")))?;
+    let opened = started.elapsed();
+    let started = Instant::now();
+    let program = kiln::kernel_program(graph, &kiln::Options::default())?;
+    let kernel_ir = started.elapsed();
+    let started = Instant::now();
+    let shaders = spirv::lower_with(&program, &spirv::Options::for_device(device.info()))?;
+    let lowering = started.elapsed();
+    let started = Instant::now();
+    let desc = spirv::program_desc(&program, &shaders)?;
+    let exe = spirv::VulkanExecutable::new(&device, desc).map_err(spirv::Error::from)?;
+    let creation = started.elapsed();
+    let info = device.info();
+    writeln!(
+        out,
+        "graph {}: {} kernels on {} ({:?}; opened in {:.1} ms)",
+        graph.name,
+        program.kernels.len(),
+        info.name,
+        info.kind,
+        ms(opened)
+    )?;
+    writeln!(
+        out,
+        "compile: {:.2} ms (kernel IR {:.2} ms, SPIR-V {:.2} ms, pipelines and buffers {:.2} ms)",
+        ms(kernel_ir + lowering + creation),
+        ms(kernel_ir),
+        ms(lowering),
+        ms(creation)
+    )?;
+
+    for _ in 0..args.warmup {
+        exe.run_profiled(values)?;
+    }
+    let mut per_kernel: Vec<Vec<Duration>> = vec![Vec::new(); shaders.len()];
+    let mut runs = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters {
+        let started = Instant::now();
+        let (_, times) = exe.run_profiled(values)?;
+        runs.push(started.elapsed());
+        for (samples, t) in per_kernel.iter_mut().zip(times.unwrap_or_default()) {
+            samples.push(t);
+        }
+    }
+    if exe.has_timestamps() {
+        let medians: Vec<Duration> = per_kernel.iter_mut().map(|s| median(s)).collect();
+        let sum: Duration = medians.iter().sum();
+        writeln!(
+            out,
+            "\n{:>3}  {:<28} {:>16} {:>12} {:>7} {:>16}",
+            "#", "kernel", "dispatch", "median µs", "share", "rate"
+        )?;
+        for (i, (shader, t)) in shaders.iter().zip(&medians).enumerate() {
+            let [x, y, z] = shader.groups;
+            writeln!(
+                out,
+                "{i:>3}  {:<28} {:>16} {:>12.1} {:>6.1}% {:>16}",
+                shader.name,
+                format!("{x}x{y}x{z}*{}", shader.local_size),
+                t.as_secs_f64() * 1e6,
+                100.0 * t.as_secs_f64() / sum.as_secs_f64().max(f64::MIN_POSITIVE),
+                rate(&program, &program.kernels[i], *t)
+            )?;
+        }
+        writeln!(
+            out,
+            "     {:<28} {:>16} {:>12.1}",
+            "sum of dispatches (device)",
+            "",
+            sum.as_secs_f64() * 1e6
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nthe device's compute queue has no timestamp support: timing whole submissions only"
+        )?;
+    }
+    let run = median(&mut runs);
+    writeln!(
+        out,
+        "\ntotal: {:.1} µs per run (median of {}, wall: upload, submit, wait, download), {:.1} runs/s",
         run.as_secs_f64() * 1e6,
         args.iters,
         1.0 / run.as_secs_f64().max(f64::MIN_POSITIVE)

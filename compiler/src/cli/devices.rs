@@ -17,8 +17,8 @@ pub fn devices(out: &mut dyn Write) -> Result<(), CliError> {
             "no Vulkan device: the loader lists no device with Vulkan 1.1 and a compute queue",
         ));
     }
-    let header = ["", "index", "name", "type", "api", "f64"];
-    let rows: Vec<[String; 6]> = found
+    let header = ["", "index", "name", "type", "api", "f64", "subgroup"];
+    let rows: Vec<[String; 7]> = found
         .iter()
         .enumerate()
         .map(|(i, d)| {
@@ -30,6 +30,12 @@ pub fn devices(out: &mut dyn Write) -> Result<(), CliError> {
                 kind_name(d.kind).to_string(),
                 format!("{major}.{minor}.{patch}"),
                 if d.float64 { "yes" } else { "no" }.to_string(),
+                // The subgroup size, where workgroup reductions may use subgroup shuffles.
+                if d.subgroup_shuffle {
+                    d.subgroup_size.to_string()
+                } else {
+                    "-".to_string()
+                },
             ]
         })
         .collect();
@@ -39,7 +45,7 @@ pub fn devices(out: &mut dyn Write) -> Result<(), CliError> {
             *w = (*w).max(cell.len());
         }
     }
-    let mut line = |cells: [&str; 6]| -> std::io::Result<()> {
+    let mut line = |cells: [&str; 7]| -> std::io::Result<()> {
         let text: Vec<String> = cells
             .iter()
             .zip(widths)

@@ -404,7 +404,7 @@ fn spirv(k: usize, shader: &kiln::backend::spirv::SpirvKernel) -> String {
     format!(
         "; kernel {k}: {}, {x}x{y}x{z} workgroups of {}, bindings {:?}\n{}",
         shader.name,
-        kiln::backend::spirv::WORKGROUP_SIZE,
+        shader.local_size,
         shader
             .bindings
             .iter()

@@ -48,6 +48,18 @@ pub struct DeviceInfo {
     /// Shaders may ask for IEEE NaN / infinity / signed-zero semantics on f32 / f64 (`VK_KHR_shader_float_controls`,
     /// `shaderSignedZeroInfNanPreserveFloat32/64`). Without it, a device compiler may fold `x - x` to 0 for a NaN.
     pub preserves_nan: [bool; 2],
+    /// The subgroup size compute shaders run with (`VkPhysicalDeviceSubgroupProperties::subgroupSize`).
+    pub subgroup_size: u32,
+    /// Compute shaders may use subgroup shuffles (`supportedStages` has `COMPUTE` and `supportedOperations` has
+    /// `BASIC` and `SHUFFLE`): what the code generator's subgroup reductions need.
+    pub subgroup_shuffle: bool,
+    /// `minStorageBufferOffsetAlignment`: a storage buffer bound at an offset must be bound at a multiple of this.
+    pub storage_offset_alignment: u64,
+    /// Nanoseconds per timestamp tick (`timestampPeriod`).
+    pub timestamp_period_ns: f32,
+    /// Valid bits of a timestamp written on the compute queue (`timestampValidBits`); 0: the queue cannot write
+    /// timestamps, so dispatches cannot be timed on the device.
+    pub timestamp_bits: u32,
 }
 
 /// The loader and an instance; destroyed last.
@@ -148,6 +160,17 @@ fn list(
                 fc.shader_signed_zero_inf_nan_preserve_float64 == vk::TRUE,
             ];
         }
+        let mut subgroup = vk::PhysicalDeviceSubgroupProperties::default();
+        let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut subgroup);
+        // SAFETY: `pd` belongs to `instance` and reports Vulkan ≥ 1.1 (checked above), where both the call and the
+        // chained struct are core.
+        unsafe { instance.get_physical_device_properties2(pd, &mut props2) };
+        let subgroup_shuffle = subgroup
+            .supported_stages
+            .contains(vk::ShaderStageFlags::COMPUTE)
+            && subgroup
+                .supported_operations
+                .contains(vk::SubgroupFeatureFlags::BASIC | vk::SubgroupFeatureFlags::SHUFFLE);
         let name = props
             .device_name_as_c_str()
             .map(|n| n.to_string_lossy().into_owned())
@@ -168,6 +191,15 @@ fn list(
                 max_workgroups: props.limits.max_compute_work_group_count,
                 max_buffer_bytes: props.limits.max_storage_buffer_range as u64,
                 preserves_nan,
+                subgroup_size: subgroup.subgroup_size,
+                subgroup_shuffle,
+                storage_offset_alignment: props.limits.min_storage_buffer_offset_alignment.max(1),
+                timestamp_period_ns: props.limits.timestamp_period,
+                timestamp_bits: if props.limits.timestamp_period > 0.0 {
+                    queues[queue_family].timestamp_valid_bits
+                } else {
+                    0
+                },
             },
             queue_family as u32,
         ));

@@ -27,7 +27,11 @@ pub struct VulkanExecutable {
     inputs: Vec<(String, usize)>,
     outputs: Vec<(String, usize)>,
     types: Vec<TensorType>,
+    /// Owned allocations: one per program buffer outside the arena, then the arena (if any).
     buffers: Vec<Allocation>,
+    /// Where each program buffer lives: a `VkBuffer` and a byte offset into it.
+    views: Vec<(vk::Buffer, u64)>,
+    arena_bytes: u64,
     staging: Allocation,
     /// Staging offset of each input, then of each output.
     input_offsets: Vec<u64>,
@@ -40,6 +44,10 @@ pub struct VulkanExecutable {
     command_pool: vk::CommandPool,
     command_buffer: vk::CommandBuffer,
     fence: vk::Fence,
+    /// Timestamps around the dispatches (query 0 before the first, query `i + 1` after dispatch `i`); null when the
+    /// queue cannot write timestamps.
+    query_pool: vk::QueryPool,
+    dispatches: usize,
     /// One run at a time: runs share the staging buffer, the command buffer and the fence.
     running: Mutex<()>,
 }
@@ -74,6 +82,8 @@ impl VulkanExecutable {
             outputs: program.outputs.clone(),
             types: program.buffers.iter().map(|b| b.ty.clone()).collect(),
             buffers: Vec::new(),
+            views: Vec::new(),
+            arena_bytes: 0,
             staging: Allocation {
                 buffer: vk::Buffer::null(),
                 memory: vk::DeviceMemory::null(),
@@ -89,6 +99,8 @@ impl VulkanExecutable {
             command_pool: vk::CommandPool::null(),
             command_buffer: vk::CommandBuffer::null(),
             fence: vk::Fence::null(),
+            query_pool: vk::QueryPool::null(),
+            dispatches: program.dispatches.len(),
             running: Mutex::new(()),
         };
         // From here on, whatever was created is destroyed by `Drop` if a later step fails.
@@ -104,14 +116,35 @@ impl VulkanExecutable {
         let storage = vk::BufferUsageFlags::STORAGE_BUFFER
             | vk::BufferUsageFlags::TRANSFER_SRC
             | vk::BufferUsageFlags::TRANSFER_DST;
+        let (factor, arena_bytes) = arena_layout(&self.dev().info, program)?;
         for b in &program.buffers {
+            if b.arena.is_some() {
+                self.views.push((vk::Buffer::null(), 0));
+                continue;
+            }
             let a = self.allocate(
                 bytes_of(&b.ty),
                 storage,
                 vk::MemoryPropertyFlags::DEVICE_LOCAL,
                 false,
             )?;
+            self.views.push((a.buffer, 0));
             self.buffers.push(a);
+        }
+        if arena_bytes > 0 {
+            let arena = self.allocate(
+                arena_bytes,
+                storage,
+                vk::MemoryPropertyFlags::DEVICE_LOCAL,
+                false,
+            )?;
+            for (view, b) in self.views.iter_mut().zip(&program.buffers) {
+                if let Some((offset, _)) = b.arena {
+                    *view = (arena.buffer, offset * factor);
+                }
+            }
+            self.arena_bytes = arena_bytes;
+            self.buffers.push(arena);
         }
 
         // The staging buffer: every input, then every output, each at an aligned offset.
@@ -143,6 +176,14 @@ impl VulkanExecutable {
         }
         .map_err(call("vkCreateFence"))?;
 
+        if self.dev().info.timestamp_bits > 0 {
+            let info = vk::QueryPoolCreateInfo::default()
+                .query_type(vk::QueryType::TIMESTAMP)
+                .query_count(program.dispatches.len() as u32 + 1);
+            // SAFETY: the device is live; timestamp query pools are core Vulkan 1.0.
+            self.query_pool = unsafe { self.dev().device.create_query_pool(&info, None) }
+                .map_err(call("vkCreateQueryPool"))?;
+        }
         self.upload_constants(program)?;
         let dispatch_pipelines = self.create_pipelines(program)?;
         let sets = self.create_descriptor_sets(program, &dispatch_pipelines)?;
@@ -305,7 +346,7 @@ impl VulkanExecutable {
                         self.dev().device.cmd_copy_buffer(
                             cmd,
                             staging.buffer,
-                            self.buffers[*b].buffer,
+                            self.views[*b].0,
                             &region,
                         )
                     };
@@ -433,10 +474,18 @@ impl VulkanExecutable {
                     .bindings
                     .iter()
                     .map(|&b| {
+                        let (buffer, offset) = self.views[b];
+                        // An arena view gets its own range (at least 4 bytes: a range is never empty; the arena
+                        // has room, see `arena_layout`); an own buffer the whole of it.
+                        let range = if program.buffers[b].arena.is_some() {
+                            bytes_of(&self.types[b]).max(4)
+                        } else {
+                            vk::WHOLE_SIZE
+                        };
                         vk::DescriptorBufferInfo::default()
-                            .buffer(self.buffers[b].buffer)
-                            .offset(0)
-                            .range(vk::WHOLE_SIZE)
+                            .buffer(buffer)
+                            .offset(offset)
+                            .range(range)
                     })
                     .collect()
             })
@@ -519,8 +568,8 @@ impl VulkanExecutable {
             copy(
                 self.staging.buffer,
                 off,
-                self.buffers[b].buffer,
-                0,
+                self.views[b].0,
+                self.views[b].1,
                 bytes_of(&self.types[b]),
             );
         }
@@ -530,8 +579,38 @@ impl VulkanExecutable {
             transfer,
             compute,
         );
-        for ((dispatch, &p), &set) in program.dispatches.iter().zip(pipelines).zip(sets) {
+        let timed = self.query_pool != vk::QueryPool::null();
+        let stamp = |query: u32| {
+            if timed {
+                // SAFETY: `cmd` is recording; the pool is live, has `dispatches + 1` queries and was reset (below)
+                // before this command in the same command buffer. COMPUTE_SHADER: the timestamp is written once
+                // the compute work before it (ordered by the barriers) has finished.
+                unsafe {
+                    d.cmd_write_timestamp(
+                        cmd,
+                        vk::PipelineStageFlags::COMPUTE_SHADER,
+                        self.query_pool,
+                        query,
+                    )
+                };
+            }
+        };
+        if timed {
+            // SAFETY: `cmd` is recording, outside any render pass; the pool is live.
+            unsafe {
+                d.cmd_reset_query_pool(cmd, self.query_pool, 0, program.dispatches.len() as u32 + 1)
+            };
+        }
+        stamp(0);
+        for (i, ((dispatch, &p), &set)) in program
+            .dispatches
+            .iter()
+            .zip(pipelines)
+            .zip(sets)
+            .enumerate()
+        {
             if dispatch.groups.contains(&0) {
+                stamp(i as u32 + 1);
                 continue;
             }
             // SAFETY: `cmd` is recording; the pipeline, its layout and the set (written above with live buffers
@@ -551,6 +630,7 @@ impl VulkanExecutable {
             }
             // A kernel sees every store of the kernels before it.
             barrier(vk::AccessFlags::SHADER_WRITE, shader_rw, compute, compute);
+            stamp(i as u32 + 1);
         }
         barrier(
             vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE,
@@ -560,8 +640,8 @@ impl VulkanExecutable {
         );
         for (&(_, b), &off) in program.outputs.iter().zip(&self.output_offsets) {
             copy(
-                self.buffers[b].buffer,
-                0,
+                self.views[b].0,
+                self.views[b].1,
                 self.staging.buffer,
                 off,
                 bytes_of(&self.types[b]),
@@ -582,8 +662,28 @@ impl VulkanExecutable {
         &self.device
     }
 
+    /// Bytes of the device arena holding the temporaries (0 when the program places none there).
+    pub fn arena_bytes(&self) -> u64 {
+        self.arena_bytes
+    }
+
+    /// The queue writes timestamps: [`run_profiled`](VulkanExecutable::run_profiled) times each dispatch.
+    pub fn has_timestamps(&self) -> bool {
+        self.query_pool != vk::QueryPool::null()
+    }
+
     /// Runs the program on `inputs` (in program input order); returns its outputs (in output order).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, VulkanError> {
+        Ok(self.run_profiled(inputs)?.0)
+    }
+
+    /// [`run`](VulkanExecutable::run), plus each dispatch's device time from the timestamps written around it
+    /// (`vkCmdWriteTimestamp` × `timestampPeriod`), in dispatch order (0 for an empty dispatch) — `None` when the
+    /// queue has no timestamps ([`has_timestamps`](VulkanExecutable::has_timestamps)).
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+    ) -> Result<(Vec<Tensor>, Option<Vec<std::time::Duration>>), VulkanError> {
         let input_error = |message: String| VulkanError::Input {
             program: self.name.clone(),
             message,
@@ -632,7 +732,41 @@ impl VulkanExecutable {
             d.reset_fences(&[self.fence])
                 .map_err(call("vkResetFences"))?;
         }
-        self.write_mapped(&self.staging, |mapped| {
+        let times = if self.has_timestamps() {
+            let mut ticks = vec![0u64; self.dispatches + 1];
+            // SAFETY: the pool has `dispatches + 1` queries, all written by the submission just waited for; 64-bit
+            // results fill `ticks` exactly.
+            unsafe {
+                d.get_query_pool_results(
+                    self.query_pool,
+                    0,
+                    &mut ticks,
+                    vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+                )
+            }
+            .map_err(call("vkGetQueryPoolResults"))?;
+            let info = &self.dev().info;
+            let mask = if info.timestamp_bits >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << info.timestamp_bits) - 1
+            };
+            Some(
+                ticks
+                    .windows(2)
+                    .map(|w| {
+                        // Only the valid bits count; a counter that wrapped between the two still subtracts right.
+                        let dt = (w[1] & mask).wrapping_sub(w[0] & mask) & mask;
+                        std::time::Duration::from_nanos(
+                            (dt as f64 * info.timestamp_period_ns as f64) as u64,
+                        )
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let outputs = self.write_mapped(&self.staging, |mapped| {
             self.outputs
                 .iter()
                 .zip(&self.output_offsets)
@@ -642,8 +776,86 @@ impl VulkanExecutable {
                     from_device_bytes(ty, &mapped[off..off + bytes_of(ty) as usize])
                 })
                 .collect()
-        })
+        })?;
+        Ok((outputs, times))
     }
+}
+
+/// The factor the plan's arena offsets are scaled by on `device`, and the arena's size in bytes (see the module
+/// doc). Checks that the placements are consistent: inside the plan's arena, at aligned offsets, each as large as its
+/// tensor in the host layout, and that no input, output or constant is placed there.
+fn arena_layout(
+    device: &super::DeviceInfo,
+    program: &ProgramDesc,
+) -> Result<(u64, u64), VulkanError> {
+    let invalid = |message: String| VulkanError::InvalidProgram {
+        program: program.name.clone(),
+        message,
+    };
+    let placed: Vec<(usize, u64, u64)> = program
+        .buffers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.arena.map(|(o, s)| (i, o, s)))
+        .collect();
+    if placed.is_empty() {
+        return Ok((1, 0));
+    }
+    let plan_align = program.arena_alignment;
+    if !plan_align.is_power_of_two() {
+        return Err(invalid(format!(
+            "arena alignment {plan_align} is not a power of two"
+        )));
+    }
+    let boundary: Vec<usize> = program
+        .inputs
+        .iter()
+        .chain(&program.outputs)
+        .map(|&(_, b)| b)
+        .collect();
+    let mut factor = 1u64;
+    for &(i, offset, size) in &placed {
+        let b = &program.buffers[i];
+        if boundary.contains(&i) || b.constant.is_some() {
+            return Err(invalid(format!(
+                "buffer `{}` is an input, output or constant placed in the arena",
+                b.name
+            )));
+        }
+        let host = (b.ty.numel() * b.ty.dtype.size_bytes()) as u64;
+        if !offset.is_multiple_of(plan_align)
+            || size < host
+            || offset
+                .checked_add(size)
+                .is_none_or(|end| end > program.arena_bytes)
+        {
+            return Err(invalid(format!(
+                "buffer `{}` at arena [{offset}, +{size}) does not fit the plan ({} bytes, alignment {plan_align})",
+                b.name, program.arena_bytes
+            )));
+        }
+        // The device layout may be wider than the host's (bool: 1 → 4 bytes).
+        while bytes_of(&b.ty) > size * factor {
+            factor *= 2;
+        }
+    }
+    let align = device.storage_offset_alignment;
+    if !align.is_power_of_two() {
+        return Err(VulkanError::Unsupported {
+            device: device.name.clone(),
+            what: format!("minStorageBufferOffsetAlignment {align} is not a power of two"),
+        });
+    }
+    while !(plan_align * factor).is_multiple_of(align) {
+        factor *= 2;
+    }
+    // Every view's range is at least 4 bytes, even an empty temporary's.
+    let end = placed
+        .iter()
+        .map(|&(_, offset, _)| offset * factor + 4)
+        .max()
+        .unwrap_or(0);
+    Ok((factor, (program.arena_bytes * factor).max(end)))
 }
 
 /// Rejects what the device can't run and malformed descriptions, before anything is created.
@@ -738,6 +950,7 @@ impl Drop for VulkanExecutable {
             d.destroy_descriptor_pool(self.descriptor_pool, None);
             d.destroy_command_pool(self.command_pool, None);
             d.destroy_fence(self.fence, None);
+            d.destroy_query_pool(self.query_pool, None);
         }
         for a in &self.buffers {
             self.free(a);

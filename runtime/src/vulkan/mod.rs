@@ -9,12 +9,26 @@
 //! A [`ProgramDesc`] is what a code generator hands over: the program's buffers (with constants' contents), one
 //! [`DispatchDesc`] per kernel (a SPIR-V compute module, the buffers bound at bindings `0..` of descriptor set 0, and
 //! the workgroup counts), and which buffers are the inputs and outputs. [`VulkanExecutable::new`] creates everything
-//! once: one device-local `VkBuffer` per program buffer (constants uploaded at creation), one compute pipeline per
+//! once: one device-local `VkBuffer` per program buffer but the temporaries (constants uploaded at creation), one compute pipeline per
 //! distinct module, descriptor sets, a host-visible staging buffer, and **one command buffer** recording the whole
 //! program — copies from the staging buffer into the inputs, the dispatches in order with a shader-write →
 //! shader-read barrier between each two, and copies from the outputs back into the staging buffer.
 //! [`VulkanExecutable::run`] checks the inputs, writes them into the staging buffer, submits that command buffer once
 //! and waits. Tensors stay on the device between kernels; only the program's inputs and outputs cross the bus.
+//!
+//! **Temporaries live in one arena** when the program places them ([`BufferDesc::arena`], from the compiler's
+//! memory plan, whose offsets assume the host layout): one device-local buffer, each temporary bound at its offset
+//! with its own range. The plan's offsets are scaled by one power-of-two factor `f` — the smallest making every
+//! temporary's device size fit its planned size (bool is 1 byte on the host, 4 here: `f = 4` when a bool temporary
+//! exists) and every offset a multiple of the device's `minStorageBufferOffsetAlignment` — so temporaries that do
+//! not overlap in the plan do not overlap on the device, and the arena is `f ×` the plan's peak
+//! ([`VulkanExecutable::arena_bytes`]; `f = 1` for f32 / i32 / f64 temporaries on a device whose alignment divides
+//! the plan's 64 bytes, which every common GPU's does).
+//!
+//! Where the compute queue writes timestamps (`timestampValidBits > 0`), the command buffer also writes one before
+//! the first dispatch and one after each (stage `COMPUTE_SHADER`, after the dispatch's barrier), into a query pool
+//! reset at the start of the same command buffer; [`VulkanExecutable::run_profiled`] turns consecutive ones into
+//! per-dispatch device times (`timestampPeriod` ns per tick, modulo the valid bits).
 //!
 //! # Element layout
 //!
@@ -72,6 +86,9 @@ pub struct BufferDesc {
     pub ty: TensorType,
     /// The contents of a constant buffer, uploaded once when the executable is created.
     pub constant: Option<Tensor>,
+    /// A temporary's place in the program's arena, `(offset, size)` in bytes of the host layout, from the memory
+    /// plan: temporaries whose places overlap are never live at the same time. `None`: its own buffer.
+    pub arena: Option<(u64, u64)>,
 }
 
 /// One kernel: a SPIR-V compute shader (entry point `main`) and what it is dispatched with.
@@ -100,6 +117,9 @@ pub struct ProgramDesc {
     pub inputs: Vec<(String, usize)>,
     /// `(output name, buffer index)`, in the order [`VulkanExecutable::run`] returns tensors.
     pub outputs: Vec<(String, usize)>,
+    /// The arena's size (the plan's peak) and the alignment of its offsets and sizes, in bytes of the host layout.
+    pub arena_bytes: u64,
+    pub arena_alignment: u64,
 }
 
 /// Bytes per element on the device (bool is a 32-bit word; see the module doc).

@@ -1,6 +1,9 @@
 //! One kernel → one SPIR-V module (see the parent module doc for the shape of the code).
 
-use super::{dispatch_groups, Error, Options, SpirvKernel, MAX_GROUPS_X, WORKGROUP_SIZE};
+use super::{
+    dispatch_groups, workgroup_groups, Error, Options, SpirvKernel, MAX_GROUPS_X,
+    WORKGROUP_REDUCE_WIDE, WORKGROUP_SIZE,
+};
 use crate::kernel::{
     Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, MatmulKernel, ReduceKind,
     ScalarOp, ValueId, Var,
@@ -10,7 +13,7 @@ use rspirv::binary::Assemble;
 use rspirv::dr::{self, Builder, InsertPoint, Instruction, Operand};
 use rspirv::spirv::{
     AddressingModel, BuiltIn, Capability, Decoration, ExecutionMode, ExecutionModel,
-    FunctionControl, GlslStd450Op as GLOp, LoopControl, MemoryModel, Op, SelectionControl,
+    FunctionControl, GlslStd450Op as GLOp, LoopControl, MemoryModel, Op, Scope, SelectionControl,
     StorageClass, Word,
 };
 use std::collections::HashMap;
@@ -39,7 +42,16 @@ pub(super) fn kernel(
     if points > u32::MAX as u64 {
         return Err(e.unsupported("a parallel space of 2^32 or more points".into()));
     }
-    let groups = dispatch_groups(points);
+    let plan = Plan::choose(kernel, points, options);
+    let groups = match plan {
+        Plan::PerPoint => dispatch_groups(points),
+        Plan::Workgroup { .. } => workgroup_groups(points),
+        Plan::Tiled => match kernel {
+            Kernel::Matmul(m) => tiled_groups(m).unwrap_or([0, 0, 0]),
+            Kernel::Loop(_) => [0, 0, 0],
+        },
+    };
+    e.plan = plan;
     e.begin(&bindings)?;
     let (words, uses_f64, uses_float_controls) = e.finish(kernel, points, groups, options)?;
     Ok(SpirvKernel {
@@ -47,9 +59,121 @@ pub(super) fn kernel(
         words,
         bindings,
         groups,
+        local_size: plan.local_size(),
         uses_f64,
         uses_float_controls,
     })
+}
+
+/// How a kernel's parallel points map onto invocations (the rule is in the parent module doc).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Plan {
+    /// One invocation per parallel point, [`WORKGROUP_SIZE`] invocations per workgroup.
+    PerPoint,
+    /// One workgroup of `threads` invocations per parallel point: top-level reductions and `for` loops are strided
+    /// across the workgroup, reductions combined through shared memory (after a subgroup butterfly if
+    /// `subgroups`).
+    Workgroup { threads: u32, subgroups: bool },
+    /// A matmul as `TILE × TILE` output blocks, one workgroup of `TILE²` invocations each (one output element per
+    /// invocation), `k` walked in `TILE`-wide steps through shared-memory tiles of A and B.
+    Tiled,
+}
+
+impl Plan {
+    fn choose(kernel: &Kernel, points: u64, options: &Options) -> Plan {
+        let k = match kernel {
+            Kernel::Loop(k) => k,
+            Kernel::Matmul(m) => {
+                return match tiled_groups(m) {
+                    Some(_) if options.tiled_matmul && m.k >= TILE as usize => Plan::Tiled,
+                    _ => Plan::PerPoint,
+                };
+            }
+        };
+        let flat = |loops: &[Loop]| loops.iter().map(|l| l.extent as u64).product::<u64>();
+        let longest = k
+            .body
+            .insts
+            .iter()
+            .filter_map(|i| match i {
+                Inst::Reduce { loops, .. } => Some(flat(loops)),
+                _ => None,
+            })
+            .max();
+        let Some(longest) = longest else {
+            return Plan::PerPoint;
+        };
+        // A strided counter must not wrap: every top-level loop nest stays below 2^31.
+        let fits = k.body.insts.iter().all(|i| match i {
+            Inst::Reduce { loops, .. } | Inst::For { loops, .. } => flat(loops) < 1 << 31,
+            _ => true,
+        });
+        let Some(min) = options.workgroup_reductions else {
+            return Plan::PerPoint;
+        };
+        // A kernel that reads back what it stores would need barriers between the store and the loads of other
+        // invocations; fusion emits none, and such a kernel stays per point.
+        let writes = kernel.writes();
+        if kernel.reads().iter().any(|b| writes.contains(b)) {
+            return Plan::PerPoint;
+        }
+        if longest < min as u64 || !fits || points > MAX_GROUPS_X as u64 * MAX_GROUPS_X as u64 {
+            return Plan::PerPoint;
+        }
+        let threads = if longest >= WORKGROUP_REDUCE_WIDE as u64 {
+            256
+        } else {
+            64
+        };
+        let subgroups = options
+            .subgroup_size
+            .is_some_and(|s| s.is_power_of_two() && (2..=threads).contains(&s));
+        Plan::Workgroup { threads, subgroups }
+    }
+
+    fn local_size(self) -> u32 {
+        match self {
+            Plan::PerPoint => WORKGROUP_SIZE,
+            Plan::Workgroup { threads, .. } => threads,
+            Plan::Tiled => TILE * TILE,
+        }
+    }
+}
+
+/// The side of a matmul tile: a workgroup computes a `TILE × TILE` block of C.
+pub(super) const TILE: u32 = 16;
+
+/// A tiled matmul's workgroup counts: column blocks, row blocks, batch points; `None` if one exceeds 65,535 (or a
+/// side is empty).
+pub(super) fn tiled_groups(m: &MatmulKernel) -> Option<[u32; 3]> {
+    let batch: u64 = m.batch().iter().map(|&b| b as u64).product();
+    let counts = [
+        (m.n() as u64).div_ceil(TILE as u64),
+        (m.m() as u64).div_ceil(TILE as u64),
+        batch,
+    ];
+    counts
+        .iter()
+        .all(|&c| (1..=MAX_GROUPS_X as u64).contains(&c))
+        .then(|| counts.map(|c| c as u32))
+}
+
+/// The invocation-side facts of a [`Plan::Workgroup`] kernel.
+#[derive(Clone, Copy)]
+struct Coop {
+    threads: u32,
+    /// `LocalInvocationIndex`.
+    lid: Word,
+    subgroup: Option<Subgroup>,
+}
+
+/// Subgroup built-ins, loaded once.
+#[derive(Clone, Copy)]
+struct Subgroup {
+    size: Word,
+    lane: Word,
+    id: Word,
+    count: Word,
 }
 
 /// A storage buffer binding: its variable and element type.
@@ -70,8 +194,14 @@ struct Emitter<'p> {
     t_i32: Word,
     t_f32: Word,
     t_f64: Option<Word>,
-    gid: Word,
     main: Word,
+    plan: Plan,
+    /// Set while emitting a [`Plan::Workgroup`] kernel.
+    coop: Option<Coop>,
+    /// Input variables (built-ins) the entry point lists.
+    interface: Vec<Word>,
+    /// Workgroup-storage arrays of `threads` elements, by element type.
+    shared: HashMap<Word, Word>,
     /// Constants by (type, bit pattern).
     consts: HashMap<(Word, u64), Word>,
     /// Storage buffer struct type by element type (each decorated once).
@@ -109,8 +239,11 @@ impl<'p> Emitter<'p> {
             t_i32,
             t_f32,
             t_f64: None,
-            gid: 0,
             main: 0,
+            plan: Plan::PerPoint,
+            coop: None,
+            interface: Vec::new(),
+            shared: HashMap::new(),
             consts: HashMap::new(),
             structs: HashMap::new(),
             bindings: HashMap::new(),
@@ -323,29 +456,57 @@ impl<'p> Emitter<'p> {
                 .name(var, self.program.buffers[buf.index()].name.clone());
             self.bindings.insert(buf, Binding { var, dtype });
         }
-        let v3 = self.b.type_vector(self.t_u32, 3);
-        let v3_ptr = self.b.type_pointer(None, StorageClass::Input, v3);
-        self.gid = self.b.variable(v3_ptr, None, StorageClass::Input, None);
-        self.b.decorate(
-            self.gid,
-            Decoration::BuiltIn,
-            [Operand::BuiltIn(BuiltIn::GlobalInvocationId)],
-        );
         let fn_ty = self.b.type_function(self.t_void, []);
         self.main = self
             .b
             .begin_function(self.t_void, None, FunctionControl::NONE, fn_ty)
             .map_err(|e| self.build_err(e))?;
-        self.b
-            .entry_point(ExecutionModel::GLCompute, self.main, "main", [self.gid]);
-        self.b
-            .execution_mode(self.main, ExecutionMode::LocalSize, [WORKGROUP_SIZE, 1, 1]);
         self.b.name(self.main, "main");
         self.b.begin_block(None).map_err(|e| self.build_err(e))?;
         Ok(())
     }
 
-    /// Emits the body under the bounds guard, closes the function and assembles the module.
+    /// A module-scope variable (declared among the globals whatever block is open).
+    fn global_var(&mut self, ty: Word, class: StorageClass) -> Word {
+        let ptr = self.b.type_pointer(None, class, ty);
+        let id = self.b.id();
+        self.b
+            .module_mut()
+            .types_global_values
+            .push(Instruction::new(
+                Op::Variable,
+                Some(ptr),
+                Some(id),
+                vec![Operand::StorageClass(class)],
+            ));
+        id
+    }
+
+    /// Declares the input built-in `builtin` of type `ty`, lists it in the entry point, and loads it.
+    fn builtin(&mut self, builtin: BuiltIn, ty: Word) -> Result<Word> {
+        let var = self.global_var(ty, StorageClass::Input);
+        self.b
+            .decorate(var, Decoration::BuiltIn, [Operand::BuiltIn(builtin)]);
+        self.interface.push(var);
+        self.load_var(ty, var)
+    }
+
+    /// `x`, `y` of a `uvec3` built-in.
+    fn builtin_xy(&mut self, builtin: BuiltIn) -> Result<(Word, Word)> {
+        let v3 = self.b.type_vector(self.t_u32, 3);
+        let v = self.builtin(builtin, v3)?;
+        let x = self
+            .b
+            .composite_extract(self.t_u32, None, v, [0])
+            .map_err(|e| self.build_err(e))?;
+        let y = self
+            .b
+            .composite_extract(self.t_u32, None, v, [1])
+            .map_err(|e| self.build_err(e))?;
+        Ok((x, y))
+    }
+
+    /// Emits the body (under the bounds guard, or the tiled matmul), closes the function and assembles the module.
     fn finish(
         mut self,
         kernel: &Kernel,
@@ -353,44 +514,21 @@ impl<'p> Emitter<'p> {
         groups: [u32; 3],
         options: &Options,
     ) -> Result<(Vec<u32>, bool, bool)> {
-        // g = gid.y * (64 * groups_x) + gid.x
-        let v3 = self.b.type_vector(self.t_u32, 3);
-        let gid = self.load_var(v3, self.gid)?;
-        let gx = self
-            .b
-            .composite_extract(self.t_u32, None, gid, [0])
-            .map_err(|e| self.build_err(e))?;
-        let gy = self
-            .b
-            .composite_extract(self.t_u32, None, gid, [1])
-            .map_err(|e| self.build_err(e))?;
-        debug_assert!(groups[0] <= MAX_GROUPS_X);
-        let row = self.u32_const(groups[0].max(1) * WORKGROUP_SIZE);
-        let yoff = self.op(Op::IMul, self.t_u32, &[gy, row])?;
-        let linear = self.op(Op::IAdd, self.t_u32, &[yoff, gx])?;
-        let total = self.u32_const(points as u32);
-        let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
-        let (body, end) = (self.b.id(), self.b.id());
-        self.b
-            .selection_merge(end, SelectionControl::NONE)
-            .map_err(|e| self.build_err(e))?;
-        self.b
-            .branch_conditional(in_bounds, body, end, [])
-            .map_err(|e| self.build_err(e))?;
-        self.label(body)?;
-        self.parallel_point(kernel.parallel(), linear)?;
-        match kernel {
-            Kernel::Loop(k) => self.block(&k.body)?,
-            Kernel::Matmul(m) => {
-                let acc = self.matmul_dot(m)?;
-                self.matmul_acc = Some((acc, m.dtype));
-                self.block(&m.epilogue)?;
-            }
+        match (self.plan, kernel) {
+            (Plan::Tiled, Kernel::Matmul(m)) => self.tiled_matmul(m)?,
+            (Plan::Tiled, _) => return Err(self.invalid("a tiled plan for a loop kernel".into())),
+            _ => self.guarded_body(kernel, points, groups)?,
         }
-        self.branch(end)?;
-        self.label(end)?;
         self.b.ret().map_err(|e| self.build_err(e))?;
         self.b.end_function().map_err(|e| self.build_err(e))?;
+        let interface = std::mem::take(&mut self.interface);
+        self.b
+            .entry_point(ExecutionModel::GLCompute, self.main, "main", interface);
+        self.b.execution_mode(
+            self.main,
+            ExecutionMode::LocalSize,
+            [self.plan.local_size(), 1, 1],
+        );
 
         let uses_f64 = self.t_f64.is_some();
         let widths: Vec<u32> = [
@@ -414,6 +552,71 @@ impl<'p> Emitter<'p> {
         let entry = &mut module.functions[0].blocks[0].instructions;
         entry.splice(0..0, vars);
         Ok((module.assemble(), uses_f64, uses_float_controls))
+    }
+
+    /// The bounds guard and the body of a per-point or workgroup kernel (see the parent module doc).
+    fn guarded_body(&mut self, kernel: &Kernel, points: u64, groups: [u32; 3]) -> Result<()> {
+        debug_assert!(groups[0] <= MAX_GROUPS_X);
+        let linear = match self.plan {
+            Plan::PerPoint => {
+                // g = gid.y * (64 * groups_x) + gid.x
+                let (gx, gy) = self.builtin_xy(BuiltIn::GlobalInvocationId)?;
+                let row = self.u32_const(groups[0].max(1) * WORKGROUP_SIZE);
+                let yoff = self.op(Op::IMul, self.t_u32, &[gy, row])?;
+                self.op(Op::IAdd, self.t_u32, &[yoff, gx])?
+            }
+            Plan::Tiled => return Err(self.invalid("a guarded body for a tiled matmul".into())),
+            Plan::Workgroup { .. } => {
+                // The point is the workgroup's: w = wid.y * groups_x + wid.x, the same in every invocation of it, so
+                // the guard below is uniform across the workgroup and the barriers inside it are legal.
+                let (wx, wy) = self.builtin_xy(BuiltIn::WorkgroupId)?;
+                let row = self.u32_const(groups[0].max(1));
+                let yoff = self.op(Op::IMul, self.t_u32, &[wy, row])?;
+                self.op(Op::IAdd, self.t_u32, &[yoff, wx])?
+            }
+        };
+        let total = self.u32_const(points as u32);
+        let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
+        let (body, end) = (self.b.id(), self.b.id());
+        self.b
+            .selection_merge(end, SelectionControl::NONE)
+            .map_err(|e| self.build_err(e))?;
+        self.b
+            .branch_conditional(in_bounds, body, end, [])
+            .map_err(|e| self.build_err(e))?;
+        self.label(body)?;
+        if let Plan::Workgroup { threads, subgroups } = self.plan {
+            let lid = self.builtin(BuiltIn::LocalInvocationIndex, self.t_u32)?;
+            let subgroup = if subgroups {
+                self.b.capability(Capability::GroupNonUniform);
+                self.b.capability(Capability::GroupNonUniformShuffle);
+                Some(Subgroup {
+                    size: self.builtin(BuiltIn::SubgroupSize, self.t_u32)?,
+                    lane: self.builtin(BuiltIn::SubgroupLocalInvocationId, self.t_u32)?,
+                    id: self.builtin(BuiltIn::SubgroupId, self.t_u32)?,
+                    count: self.builtin(BuiltIn::NumSubgroups, self.t_u32)?,
+                })
+            } else {
+                None
+            };
+            self.coop = Some(Coop {
+                threads,
+                lid,
+                subgroup,
+            });
+        }
+        self.parallel_point(kernel.parallel(), linear)?;
+        match kernel {
+            Kernel::Loop(k) if self.coop.is_some() => self.coop_block(&k.body)?,
+            Kernel::Loop(k) => self.block(&k.body)?,
+            Kernel::Matmul(m) => {
+                let acc = self.matmul_dot(m)?;
+                self.matmul_acc = Some((acc, m.dtype));
+                self.block(&m.epilogue)?;
+            }
+        }
+        self.branch(end)?;
+        self.label(end)
     }
 
     /// Binds the parallel loop variables from the linear invocation index (row-major).
@@ -539,7 +742,22 @@ impl<'p> Emitter<'p> {
         value: ValueId,
     ) -> Result<Word> {
         let ty = self.ty(dtype);
-        let identity = match (kind, dtype) {
+        let identity = self.identity(kind, dtype)?;
+        let acc = self.function_var(ty);
+        self.store_var(acc, identity)?;
+        self.loops(loops, &mut |e| {
+            e.block(body)?;
+            let (x, _) = e.value(value)?;
+            let a = e.load_var(ty, acc)?;
+            let folded = e.fold(kind, dtype, a, x)?;
+            e.store_var(acc, folded)
+        })?;
+        self.load_var(ty, acc)
+    }
+
+    /// The value a reduction starts from (see the parent module doc).
+    fn identity(&mut self, kind: ReduceKind, dtype: DType) -> Result<Word> {
+        Ok(match (kind, dtype) {
             (ReduceKind::Sum, DType::F32 | DType::F64) => self.float_const(dtype, -0.0),
             (ReduceKind::Sum, DType::I32) => self.i32_const(0),
             (ReduceKind::Max, DType::F32 | DType::F64) => {
@@ -547,21 +765,281 @@ impl<'p> Emitter<'p> {
             }
             (ReduceKind::Max, DType::I32) => self.i32_const(i32::MIN),
             (_, DType::Bool) => return Err(self.invalid("a reduction over bool".into())),
+        })
+    }
+
+    /// `acc ⊕ x`. Both operators are commutative bit for bit (IEEE addition; `max` returns `a + b` for NaNs and
+    /// zero ties, so either order gives the same bits), which the subgroup butterfly relies on.
+    fn fold(&mut self, kind: ReduceKind, dtype: DType, acc: Word, x: Word) -> Result<Word> {
+        let op = match kind {
+            ReduceKind::Sum => BinaryOp::Add,
+            ReduceKind::Max => BinaryOp::Max,
         };
+        self.binary(op, dtype, acc, x)
+    }
+
+    // ---- workgroup kernels ----
+
+    /// The top-level block of a [`Plan::Workgroup`] kernel. Every invocation of the workgroup runs each `Let` (all
+    /// compute the same values); reductions and `for` loops are strided across the workgroup; a top-level store is
+    /// made by invocation 0 only.
+    fn coop_block(&mut self, block: &Block) -> Result<()> {
+        let coop = self
+            .coop
+            .ok_or_else(|| self.invalid("a workgroup block outside a workgroup kernel".into()))?;
+        for inst in &block.insts {
+            match inst {
+                Inst::Let { .. } => self.block(&Block {
+                    insts: vec![inst.clone()],
+                })?,
+                Inst::Reduce {
+                    id,
+                    dtype,
+                    kind,
+                    loops,
+                    body,
+                    value,
+                } => {
+                    let v = self.coop_reduce(coop, *dtype, *kind, loops, body, *value)?;
+                    self.values.insert(*id, (v, *dtype));
+                }
+                Inst::For { loops, body } => {
+                    self.strided(coop, loops, &mut |e| e.block(body))?;
+                }
+                Inst::Store { .. } => {
+                    let zero = self.u32_const(0);
+                    let first = self.bool_op(Op::IEqual, &[coop.lid, zero])?;
+                    self.if_then(first, &mut |e| {
+                        e.block(&Block {
+                            insts: vec![inst.clone()],
+                        })
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `if cond { then }` as a structured selection.
+    fn if_then(&mut self, cond: Word, then: &mut dyn FnMut(&mut Self) -> Result<()>) -> Result<()> {
+        let (body, end) = (self.b.id(), self.b.id());
+        self.b
+            .selection_merge(end, SelectionControl::NONE)
+            .map_err(|e| self.build_err(e))?;
+        self.b
+            .branch_conditional(cond, body, end, [])
+            .map_err(|e| self.build_err(e))?;
+        self.label(body)?;
+        then(self)?;
+        self.branch(end)?;
+        self.label(end)
+    }
+
+    /// `for (i = start; i < bound; i = next(i)) body(i)` as a structured loop (u32 counter).
+    fn counted_loop(
+        &mut self,
+        start: Word,
+        bound: Word,
+        next: &dyn Fn(&mut Self, Word) -> Result<Word>,
+        body: &mut dyn FnMut(&mut Self, Word) -> Result<()>,
+    ) -> Result<()> {
+        let counter = self.function_var(self.t_u32);
+        self.store_var(counter, start)?;
+        let (header, cond, body_label, cont, merge) = (
+            self.b.id(),
+            self.b.id(),
+            self.b.id(),
+            self.b.id(),
+            self.b.id(),
+        );
+        self.branch(header)?;
+        self.label(header)?;
+        self.b
+            .loop_merge(merge, cont, LoopControl::NONE, [])
+            .map_err(|e| self.build_err(e))?;
+        self.branch(cond)?;
+        self.label(cond)?;
+        let i = self.load_var(self.t_u32, counter)?;
+        let more = self.bool_op(Op::ULessThan, &[i, bound])?;
+        self.b
+            .branch_conditional(more, body_label, merge, [])
+            .map_err(|e| self.build_err(e))?;
+        self.label(body_label)?;
+        body(self, i)?;
+        self.branch(cont)?;
+        self.label(cont)?;
+        let n = next(self, i)?;
+        self.store_var(counter, n)?;
+        self.branch(header)?;
+        self.label(merge)
+    }
+
+    /// Runs `body` at every point of `loops`, the flattened (row-major) points dealt round-robin to the workgroup's
+    /// invocations: invocation `t` runs points `t, t + threads, …` in increasing order.
+    fn strided(
+        &mut self,
+        coop: Coop,
+        loops: &[Loop],
+        body: &mut dyn FnMut(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let total: u64 = loops.iter().map(|l| l.extent as u64).product();
+        if total == 0 {
+            return Ok(());
+        }
+        let bound = self.u32_const(total as u32);
+        let step = coop.threads;
+        self.counted_loop(
+            coop.lid,
+            bound,
+            &|e, i| {
+                let s = e.u32_const(step);
+                e.op(Op::IAdd, e.t_u32, &[i, s])
+            },
+            &mut |e, i| {
+                e.parallel_point(loops, i)?;
+                body(e)
+            },
+        )
+    }
+
+    /// The workgroup-storage array of `threads` elements of type `ty`.
+    fn shared_array(&mut self, ty: Word, threads: u32) -> Word {
+        if let Some(&v) = self.shared.get(&ty) {
+            return v;
+        }
+        let len = self.u32_const(threads);
+        let arr = self.b.type_array(ty, len);
+        let v = self.global_var(arr, StorageClass::Workgroup);
+        self.shared.insert(ty, v);
+        v
+    }
+
+    fn shared_ptr(&mut self, array: Word, ty: Word, index: Word) -> Result<Word> {
+        let ptr = self.b.type_pointer(None, StorageClass::Workgroup, ty);
+        self.b
+            .access_chain(ptr, None, array, [index])
+            .map_err(|e| self.build_err(e))
+    }
+
+    /// `OpControlBarrier(Workgroup, Workgroup, AcquireRelease | WorkgroupMemory)`: every invocation of the workgroup
+    /// arrives, and the shared-memory writes before it are visible to the reads after it.
+    fn barrier(&mut self) -> Result<()> {
+        let scope = self.u32_const(Scope::Workgroup as u32);
+        let semantics = self.u32_const(0x8 | 0x100);
+        self.b
+            .control_barrier(scope, scope, semantics)
+            .map_err(|e| self.build_err(e))
+    }
+
+    /// A top-level reduction of a workgroup kernel; every invocation gets the result.
+    ///
+    /// Each invocation folds its strided share of the points in increasing order from the identity. The partial
+    /// results are then combined in a fixed order, so a run's result never depends on timing:
+    /// - shared memory: a binary tree over `sh[0..threads]`, `sh[t] = sh[t] ⊕ sh[t + s]` for `s = threads/2, …, 1`,
+    ///   a barrier after each level; the result is `sh[0]`;
+    /// - subgroups: a butterfly of `OpGroupNonUniformShuffleXor` (mask 1, 2, … < `SubgroupSize`) leaves every lane
+    ///   with its subgroup's fold (bit-identical in every lane, as ⊕ is commutative), lane 0 writes it to
+    ///   `sh[SubgroupId]`, and after a barrier every invocation folds `sh[0..NumSubgroups]` in order itself.
+    ///
+    /// A last barrier keeps the next reduction's writes from racing with this one's reads of `sh`.
+    fn coop_reduce(
+        &mut self,
+        coop: Coop,
+        dtype: DType,
+        kind: ReduceKind,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> Result<Word> {
+        let ty = self.ty(dtype);
+        let identity = self.identity(kind, dtype)?;
         let acc = self.function_var(ty);
         self.store_var(acc, identity)?;
-        self.loops(loops, &mut |e| {
+        self.strided(coop, loops, &mut |e| {
             e.block(body)?;
             let (x, _) = e.value(value)?;
             let a = e.load_var(ty, acc)?;
-            let op = match kind {
-                ReduceKind::Sum => BinaryOp::Add,
-                ReduceKind::Max => BinaryOp::Max,
-            };
-            let folded = e.binary(op, dtype, a, x)?;
+            let folded = e.fold(kind, dtype, a, x)?;
             e.store_var(acc, folded)
         })?;
-        self.load_var(ty, acc)
+        let sh = self.shared_array(ty, coop.threads);
+        let zero = self.u32_const(0);
+        match coop.subgroup {
+            Some(sg) => {
+                let one = self.u32_const(1);
+                self.counted_loop(
+                    one,
+                    sg.size,
+                    &|e, m| {
+                        let two = e.u32_const(2);
+                        e.op(Op::IMul, e.t_u32, &[m, two])
+                    },
+                    &mut |e, m| {
+                        let scope = e.u32_const(Scope::Subgroup as u32);
+                        let mine = e.load_var(ty, acc)?;
+                        let other =
+                            e.b.group_non_uniform_shuffle_xor(ty, None, scope, mine, m)
+                                .map_err(|err| e.build_err(err))?;
+                        let folded = e.fold(kind, dtype, mine, other)?;
+                        e.store_var(acc, folded)
+                    },
+                )?;
+                let lane0 = self.bool_op(Op::IEqual, &[sg.lane, zero])?;
+                self.if_then(lane0, &mut |e| {
+                    let v = e.load_var(ty, acc)?;
+                    let p = e.shared_ptr(sh, ty, sg.id)?;
+                    e.store_var(p, v)
+                })?;
+                self.barrier()?;
+                let p0 = self.shared_ptr(sh, ty, zero)?;
+                let first = self.load_var(ty, p0)?;
+                self.store_var(acc, first)?;
+                self.counted_loop(
+                    one,
+                    sg.count,
+                    &|e, t| {
+                        let one = e.u32_const(1);
+                        e.op(Op::IAdd, e.t_u32, &[t, one])
+                    },
+                    &mut |e, t| {
+                        let p = e.shared_ptr(sh, ty, t)?;
+                        let x = e.load_var(ty, p)?;
+                        let a = e.load_var(ty, acc)?;
+                        let folded = e.fold(kind, dtype, a, x)?;
+                        e.store_var(acc, folded)
+                    },
+                )?;
+                self.barrier()?;
+                self.load_var(ty, acc)
+            }
+            None => {
+                let mine = self.load_var(ty, acc)?;
+                let p = self.shared_ptr(sh, ty, coop.lid)?;
+                self.store_var(p, mine)?;
+                self.barrier()?;
+                let mut s = coop.threads / 2;
+                while s >= 1 {
+                    let sc = self.u32_const(s);
+                    let active = self.bool_op(Op::ULessThan, &[coop.lid, sc])?;
+                    self.if_then(active, &mut |e| {
+                        let other = e.op(Op::IAdd, e.t_u32, &[coop.lid, sc])?;
+                        let (pa, pb) = (
+                            e.shared_ptr(sh, ty, coop.lid)?,
+                            e.shared_ptr(sh, ty, other)?,
+                        );
+                        let (a, b) = (e.load_var(ty, pa)?, e.load_var(ty, pb)?);
+                        let folded = e.fold(kind, dtype, a, b)?;
+                        e.store_var(pa, folded)
+                    })?;
+                    self.barrier()?;
+                    s /= 2;
+                }
+                let p0 = self.shared_ptr(sh, ty, zero)?;
+                let r = self.load_var(ty, p0)?;
+                self.barrier()?;
+                Ok(r)
+            }
+        }
     }
 
     /// `Σ_l a[β, i, l] · b[β, l, j]` for the current point, accumulated in the dtype from 0.
@@ -597,6 +1075,130 @@ impl<'p> Emitter<'p> {
             },
         )?;
         self.load_var(ty, acc)
+    }
+
+    /// The tiled matmul ([`Plan::Tiled`]). Workgroup `(bx, by, bz)` computes `C[bz, by·T + r, bx·T + c]` for
+    /// `r, c < T` (invocation `r·T + c`). For each step `k0 = 0, T, …`, every invocation loads one element of the A
+    /// tile `A[bz, by·T + r, k0 + c]` and one of the B tile `B[bz, k0 + r, bx·T + c]` into shared memory — 0 where
+    /// the index is past `m`, `n` or `k`, so edges need no special case and nothing out of bounds is read — then,
+    /// after a barrier, adds `As[r][l] · Bs[l][c]` for `l = 0..T` in order, and waits at a second barrier before the
+    /// tiles are overwritten. Products past `k` are `0 · 0 = +0`, so the accumulator sees exactly the terms of the
+    /// per-point shader, in the same order (`l = 0..k`), from the same `+0`. Finally an invocation inside `m × n`
+    /// runs the fused epilogue on its accumulator (in a register). Barriers are outside every non-uniform branch:
+    /// the dispatch has no workgroup past the end and every invocation walks all steps.
+    fn tiled_matmul(&mut self, m: &MatmulKernel) -> Result<()> {
+        let ty = self.ty(m.dtype);
+        let u = self.t_u32;
+        let v3 = self.b.type_vector(u, 3);
+        let wid = self.builtin(BuiltIn::WorkgroupId, v3)?;
+        let mut w = [0; 3];
+        for (c, slot) in w.iter_mut().enumerate() {
+            *slot = self
+                .b
+                .composite_extract(u, None, wid, [c as u32])
+                .map_err(|e| self.build_err(e))?;
+        }
+        let lid = self.builtin(BuiltIn::LocalInvocationIndex, u)?;
+        let t = self.u32_const(TILE);
+        let r = self.op(Op::UDiv, u, &[lid, t])?;
+        let c = self.op(Op::UMod, u, &[lid, t])?;
+        let row0 = self.op(Op::IMul, u, &[w[1], t])?;
+        let col0 = self.op(Op::IMul, u, &[w[0], t])?;
+        let i = self.op(Op::IAdd, u, &[row0, r])?;
+        let j = self.op(Op::IAdd, u, &[col0, c])?;
+        let rank = m.parallel.len();
+        self.parallel_point(&m.parallel[..rank - 2], w[2])?;
+        let batch: Vec<Word> = m.parallel[..rank - 2]
+            .iter()
+            .map(|l| self.vars[&l.var])
+            .collect();
+        let (mm, nn, kk) = (
+            self.u32_const(m.m() as u32),
+            self.u32_const(m.n() as u32),
+            self.u32_const(m.k as u32),
+        );
+        let i_ok = self.bool_op(Op::ULessThan, &[i, mm])?;
+        let j_ok = self.bool_op(Op::ULessThan, &[j, nn])?;
+        let a_row = self.view_base(&m.a, &batch, i, m.a.row_stride)?;
+        let b_col = self.view_base(&m.b, &batch, j, m.b.col_stride)?;
+        let a_tile = self.new_shared_array(ty, TILE * TILE);
+        let b_tile = self.new_shared_array(ty, TILE * TILE);
+        let zero = self.typed_const(m.dtype, 0.0);
+        let acc = self.function_var(ty);
+        self.store_var(acc, zero)?;
+        let staged = self.function_var(ty);
+        let steps = self.u32_const((m.k as u32).div_ceil(TILE));
+        let first = self.u32_const(0);
+        let (a_buf, b_buf) = (m.a.buffer, m.b.buffer);
+        let (a_step, b_step) = (m.a.col_stride, m.b.row_stride);
+        let dtype = m.dtype;
+        self.counted_loop(
+            first,
+            steps,
+            &|e, s| {
+                let one = e.u32_const(1);
+                e.op(Op::IAdd, e.t_u32, &[s, one])
+            },
+            &mut |e, s| {
+                let k0 = e.op(Op::IMul, u, &[s, t])?;
+                // As[r][c] = A[i, k0 + c]
+                let ka = e.op(Op::IAdd, u, &[k0, c])?;
+                let ka_ok = e.bool_op(Op::ULessThan, &[ka, kk])?;
+                let a_ok = e.bool_op(Op::LogicalAnd, &[i_ok, ka_ok])?;
+                e.store_var(staged, zero)?;
+                e.if_then(a_ok, &mut |e| {
+                    let idx = e.affine(a_row, ka, a_step)?;
+                    let x = e.load_element(a_buf, idx)?;
+                    e.store_var(staged, x)
+                })?;
+                let x = e.load_var(ty, staged)?;
+                let p = e.shared_ptr(a_tile, ty, lid)?;
+                e.store_var(p, x)?;
+                // Bs[r][c] = B[k0 + r, j]
+                let kb = e.op(Op::IAdd, u, &[k0, r])?;
+                let kb_ok = e.bool_op(Op::ULessThan, &[kb, kk])?;
+                let b_ok = e.bool_op(Op::LogicalAnd, &[kb_ok, j_ok])?;
+                e.store_var(staged, zero)?;
+                e.if_then(b_ok, &mut |e| {
+                    let idx = e.affine(b_col, kb, b_step)?;
+                    let y = e.load_element(b_buf, idx)?;
+                    e.store_var(staged, y)
+                })?;
+                let y = e.load_var(ty, staged)?;
+                let p = e.shared_ptr(b_tile, ty, lid)?;
+                e.store_var(p, y)?;
+                e.barrier()?;
+                let a_base = e.op(Op::IMul, u, &[r, t])?;
+                for l in 0..TILE {
+                    let lc = e.u32_const(l);
+                    let ai = e.op(Op::IAdd, u, &[a_base, lc])?;
+                    let lt = e.u32_const(l * TILE);
+                    let bi = e.op(Op::IAdd, u, &[lt, c])?;
+                    let (pa, pb) = (e.shared_ptr(a_tile, ty, ai)?, e.shared_ptr(b_tile, ty, bi)?);
+                    let (x, y) = (e.load_var(ty, pa)?, e.load_var(ty, pb)?);
+                    let prod = e.binary(BinaryOp::Mul, dtype, x, y)?;
+                    let sum = e.load_var(ty, acc)?;
+                    let sum = e.binary(BinaryOp::Add, dtype, sum, prod)?;
+                    e.store_var(acc, sum)?;
+                }
+                e.barrier()
+            },
+        )?;
+        let inside = self.bool_op(Op::LogicalAnd, &[i_ok, j_ok])?;
+        self.vars.insert(m.parallel[rank - 2].var, i);
+        self.vars.insert(m.parallel[rank - 1].var, j);
+        self.if_then(inside, &mut |e| {
+            let a = e.load_var(ty, acc)?;
+            e.matmul_acc = Some((a, dtype));
+            e.block(&m.epilogue)
+        })
+    }
+
+    /// A fresh workgroup-storage array of `len` elements of type `ty`.
+    fn new_shared_array(&mut self, ty: Word, len: u32) -> Word {
+        let len = self.u32_const(len);
+        let arr = self.b.type_array(ty, len);
+        self.global_var(arr, StorageClass::Workgroup)
     }
 
     /// `offset + Σ β_t·batch_strides[t] + x·stride` as a u32.
@@ -746,15 +1348,6 @@ impl<'p> Emitter<'p> {
         }
     }
 
-    /// Rejects a GLSL.std.450 transcendental on f64 (it has only 16/32-bit versions).
-    fn f32_only(&self, what: &str, dtype: DType) -> Result<()> {
-        if dtype == DType::F64 {
-            Err(self.unsupported(format!("f64 `{what}` (GLSL.std.450 has no 64-bit version)")))
-        } else {
-            Ok(())
-        }
-    }
-
     fn unary(&mut self, op: UnaryOp, dtype: DType, x: Word) -> Result<Word> {
         let ty = self.ty(dtype);
         if dtype == DType::I32 {
@@ -775,21 +1368,16 @@ impl<'p> Emitter<'p> {
         }
         match op {
             UnaryOp::Neg => self.op(Op::FNegate, ty, &[x]),
-            UnaryOp::Exp => {
-                self.f32_only("exp", dtype)?;
-                self.glsl(GLOp::Exp, ty, &[x])
-            }
-            UnaryOp::Log => {
-                self.f32_only("log", dtype)?;
-                self.glsl(GLOp::Log, ty, &[x])
-            }
+            UnaryOp::Exp => self.exp(dtype, x),
+            UnaryOp::Log if dtype == DType::F64 => self.log_f64(x),
+            UnaryOp::Log => self.glsl(GLOp::Log, ty, &[x]),
             UnaryOp::Sqrt => self.glsl(GLOp::Sqrt, ty, &[x]),
             UnaryOp::Recip => {
                 let one = self.float_const(dtype, 1.0);
                 self.op(Op::FDiv, ty, &[one, x])
             }
+            UnaryOp::Tanh if dtype == DType::F64 => self.tanh_f64(x),
             UnaryOp::Tanh => {
-                self.f32_only("tanh", dtype)?;
                 // tanh(±10) is ±1 in f32; clamping keeps e^x of the implementation from overflowing to inf/inf.
                 let (lo, hi) = (
                     self.float_const(dtype, -10.0),
@@ -801,11 +1389,10 @@ impl<'p> Emitter<'p> {
                 self.select(ty, nan, x, t)
             }
             UnaryOp::Logistic => {
-                self.f32_only("logistic", dtype)?;
                 // e = exp(-|x|) ≤ 1; x ≥ 0: 1 / (1 + e), else e / (1 + e). NaN flows through `e`.
                 let ax = self.glsl(GLOp::FAbs, ty, &[x])?;
                 let nax = self.op(Op::FNegate, ty, &[ax])?;
-                let e = self.glsl(GLOp::Exp, ty, &[nax])?;
+                let e = self.exp(dtype, nax)?;
                 let one = self.float_const(dtype, 1.0);
                 let den = self.op(Op::FAdd, ty, &[one, e])?;
                 let zero = self.float_const(dtype, 0.0);
@@ -815,6 +1402,167 @@ impl<'p> Emitter<'p> {
             }
             UnaryOp::Abs => self.glsl(GLOp::FAbs, ty, &[x]),
         }
+    }
+
+    /// `e^x`: GLSL.std.450 `Exp` for f32, [`Emitter::exp_f64`] for f64.
+    fn exp(&mut self, dtype: DType, x: Word) -> Result<Word> {
+        if dtype == DType::F64 {
+            self.exp_f64(x)
+        } else {
+            let ty = self.ty(dtype);
+            self.glsl(GLOp::Exp, ty, &[x])
+        }
+    }
+
+    /// `p(x) = Σ coefficients[i]·x^i` by Horner's rule, in f64.
+    fn horner_f64(&mut self, x: Word, coefficients: &[f64]) -> Result<Word> {
+        let ty = self.ty(DType::F64);
+        let mut acc = self.float_const(DType::F64, coefficients[coefficients.len() - 1]);
+        for &c in coefficients[..coefficients.len() - 1].iter().rev() {
+            let m = self.op(Op::FMul, ty, &[acc, x])?;
+            let c = self.float_const(DType::F64, c);
+            acc = self.op(Op::FAdd, ty, &[m, c])?;
+        }
+        Ok(acc)
+    }
+
+    /// f64 `e^x` (GLSL.std.450's `Exp` is 32-bit only): `n = round(x / ln 2)`, `r = x − n·ln 2` in two parts
+    /// (Cody–Waite, fdlibm's split: `n·ln2_hi` is exact), `e^r` by its Taylor polynomial of degree 13 (`|r| ≤ 0.347`:
+    /// truncation below 5e-18), then `· 2^n` by two `Ldexp`s (so `2^n` itself never overflows). `x` is clamped to
+    /// `[-746, 710]` first, beyond which the result is 0 or +inf anyway; NaN is passed through.
+    fn exp_f64(&mut self, x: Word) -> Result<Word> {
+        let d = DType::F64;
+        let ty = self.ty(d);
+        let (hi, lo) = (self.float_const(d, 710.0), self.float_const(d, -746.0));
+        let above = self.bool_op(Op::FOrdGreaterThan, &[x, hi])?;
+        let xc = self.select(ty, above, hi, x)?;
+        let below = self.bool_op(Op::FOrdLessThan, &[xc, lo])?;
+        let xc = self.select(ty, below, lo, xc)?;
+        let nan = self.bool_op(Op::IsNan, &[x])?;
+        let zero = self.float_const(d, 0.0);
+        let xc = self.select(ty, nan, zero, xc)?;
+        let inv_ln2 = self.float_const(d, std::f64::consts::LOG2_E);
+        let t = self.op(Op::FMul, ty, &[xc, inv_ln2])?;
+        let n = self.glsl(GLOp::RoundEven, ty, &[t])?;
+        let (c_hi, c_lo) = (self.float_const(d, LN2_HI), self.float_const(d, LN2_LO));
+        let nh = self.op(Op::FMul, ty, &[n, c_hi])?;
+        let r = self.op(Op::FSub, ty, &[xc, nh])?;
+        let nl = self.op(Op::FMul, ty, &[n, c_lo])?;
+        let r = self.op(Op::FSub, ty, &[r, nl])?;
+        let mut coefficients = [1.0f64; 14];
+        for k in 1..14 {
+            coefficients[k] = coefficients[k - 1] / k as f64;
+        }
+        let p = self.horner_f64(r, &coefficients)?;
+        let ni = self.op(Op::ConvertFToS, self.t_i32, &[n])?;
+        let two = self.i32_const(2);
+        let h = self.op(Op::SDiv, self.t_i32, &[ni, two])?;
+        let rest = self.op(Op::ISub, self.t_i32, &[ni, h])?;
+        let scaled = self.glsl(GLOp::Ldexp, ty, &[p, h])?;
+        let scaled = self.glsl(GLOp::Ldexp, ty, &[scaled, rest])?;
+        self.select(ty, nan, x, scaled)
+    }
+
+    /// f64 `ln x`: `x = m·2^e` (`Frexp` — of `x·2^54` for a subnormal `x` —, `m` moved into `[√½, √2)`), `ln m = 2·atanh(s)` with `s = (m−1)/(m+1)`
+    /// (`|s| ≤ 0.172`) by its odd series to `s^21` (truncation below 1e-18), plus `e·ln 2` in two parts. `x < 0` and
+    /// NaN give NaN, `±0` gives -inf, +inf gives +inf.
+    fn log_f64(&mut self, x: Word) -> Result<Word> {
+        let d = DType::F64;
+        let ty = self.ty(d);
+        let one = self.float_const(d, 1.0);
+        // Frexp is undefined on 0, inf and NaN: give it 1 there; the selects below fix the result.
+        let zero = self.float_const(d, 0.0);
+        let pos = self.bool_op(Op::FOrdGreaterThan, &[x, zero])?;
+        let inf = self.float_const(d, f64::INFINITY);
+        let finite = self.bool_op(Op::FOrdLessThan, &[x, inf])?;
+        let ordinary = self.bool_op(Op::LogicalAnd, &[pos, finite])?;
+        let xs = self.select(ty, ordinary, x, one)?;
+        // A subnormal `x` is scaled by 2^54 into the normal range first (devices' `Frexp` may not handle
+        // subnormals).
+        let min_normal = self.float_const(d, f64::MIN_POSITIVE);
+        let tiny = self.bool_op(Op::FOrdLessThan, &[xs, min_normal])?;
+        let two54 = self.float_const(d, 18_014_398_509_481_984.0);
+        let scaled = self.op(Op::FMul, ty, &[xs, two54])?;
+        let xs = self.select(ty, tiny, scaled, xs)?;
+        let e_var = self.function_var(self.t_i32);
+        let m = self.glsl(GLOp::Frexp, ty, &[xs, e_var])?;
+        let e = self.load_var(self.t_i32, e_var)?;
+        let (i54, i0) = (self.i32_const(54), self.i32_const(0));
+        let shift = self.select(self.t_i32, tiny, i54, i0)?;
+        let e = self.op(Op::ISub, self.t_i32, &[e, shift])?;
+        let sqrt_half = self.float_const(d, std::f64::consts::FRAC_1_SQRT_2);
+        let small = self.bool_op(Op::FOrdLessThan, &[m, sqrt_half])?;
+        let two = self.float_const(d, 2.0);
+        let m2 = self.op(Op::FMul, ty, &[m, two])?;
+        let m = self.select(ty, small, m2, m)?;
+        let ione = self.i32_const(1);
+        let e1 = self.op(Op::ISub, self.t_i32, &[e, ione])?;
+        let e = self.select(self.t_i32, small, e1, e)?;
+        let f = self.op(Op::FSub, ty, &[m, one])?;
+        let den = self.op(Op::FAdd, ty, &[f, two])?;
+        let s = self.op(Op::FDiv, ty, &[f, den])?;
+        let z = self.op(Op::FMul, ty, &[s, s])?;
+        // 2s·(1 + z/3 + z²/5 + … + z^10/21) = 2s + 2s·z·q(z).
+        let q: Vec<f64> = (1..=10).map(|k| 1.0 / (2 * k + 1) as f64).collect();
+        let q = self.horner_f64(z, &q)?;
+        let two_s = self.op(Op::FMul, ty, &[s, two])?;
+        let sz = self.op(Op::FMul, ty, &[two_s, z])?;
+        let tail = self.op(Op::FMul, ty, &[sz, q])?;
+        let ln_m = self.op(Op::FAdd, ty, &[two_s, tail])?;
+        let ef = self.op(Op::ConvertSToF, ty, &[e])?;
+        let (c_hi, c_lo) = (self.float_const(d, LN2_HI), self.float_const(d, LN2_LO));
+        let lo = self.op(Op::FMul, ty, &[ef, c_lo])?;
+        let small_part = self.op(Op::FAdd, ty, &[ln_m, lo])?;
+        let hi = self.op(Op::FMul, ty, &[ef, c_hi])?;
+        let r = self.op(Op::FAdd, ty, &[hi, small_part])?;
+        // Edge cases: +inf → +inf, ±0 → -inf, negative or NaN → NaN.
+        let is_inf = self.bool_op(Op::FOrdEqual, &[x, inf])?;
+        let r = self.select(ty, is_inf, inf, r)?;
+        let is_zero = self.bool_op(Op::FOrdEqual, &[x, zero])?;
+        let ninf = self.float_const(d, f64::NEG_INFINITY);
+        let r = self.select(ty, is_zero, ninf, r)?;
+        let neg = self.bool_op(Op::FOrdLessThan, &[x, zero])?;
+        let nan = self.bool_op(Op::IsNan, &[x])?;
+        let qnan = self.float_const(d, f64::NAN);
+        let r = self.select(ty, neg, qnan, r)?;
+        self.select(ty, nan, x, r)
+    }
+
+    /// f64 `tanh x = sign(x) · t / (t + 2)` with `t = e^{2|x|} − 1`: for `2|x| ≤ 1` by the Taylor series of
+    /// `expm1` to degree 20 (no cancellation near 0; truncation below 1e-19), else by [`Emitter::exp_f64`] (`t ≥ 1.7`,
+    /// so `−1` loses nothing). `|x|` is clamped to 22, where tanh is 1 in f64; ±0 and NaN are returned as they are.
+    fn tanh_f64(&mut self, x: Word) -> Result<Word> {
+        let d = DType::F64;
+        let ty = self.ty(d);
+        let ax = self.glsl(GLOp::FAbs, ty, &[x])?;
+        let cap = self.float_const(d, 22.0);
+        let big = self.bool_op(Op::FOrdGreaterThan, &[ax, cap])?;
+        let ax = self.select(ty, big, cap, ax)?;
+        let two = self.float_const(d, 2.0);
+        let y = self.op(Op::FMul, ty, &[ax, two])?;
+        // expm1(y) = y·(1 + y/2 + y²/6 + … + y^19/20!).
+        let mut c = [1.0f64; 20];
+        for k in 1..20 {
+            c[k] = c[k - 1] / (k + 1) as f64;
+        }
+        let series = self.horner_f64(y, &c)?;
+        let series = self.op(Op::FMul, ty, &[y, series])?;
+        let e = self.exp_f64(y)?;
+        let one = self.float_const(d, 1.0);
+        let em1 = self.op(Op::FSub, ty, &[e, one])?;
+        let near = self.bool_op(Op::FOrdLessThanEqual, &[y, one])?;
+        let t = self.select(ty, near, series, em1)?;
+        let den = self.op(Op::FAdd, ty, &[t, two])?;
+        let r = self.op(Op::FDiv, ty, &[t, den])?;
+        let zero = self.float_const(d, 0.0);
+        let neg = self.bool_op(Op::FOrdLessThan, &[x, zero])?;
+        let nr = self.op(Op::FNegate, ty, &[r])?;
+        let r = self.select(ty, neg, nr, r)?;
+        // ±0 and NaN: x itself.
+        let is_zero = self.bool_op(Op::FOrdEqual, &[x, zero])?;
+        let nan = self.bool_op(Op::IsNan, &[x])?;
+        let keep = self.bool_op(Op::LogicalOr, &[is_zero, nan])?;
+        self.select(ty, keep, x, r)
     }
 
     fn binary(&mut self, op: BinaryOp, dtype: DType, a: Word, b: Word) -> Result<Word> {
@@ -898,7 +1646,6 @@ impl<'p> Emitter<'p> {
 
     /// C99 `pow` from GLSL's `Pow(|a|, b)` (undefined for a negative or zero base) and selects for the edge cases.
     fn pow(&mut self, dtype: DType, a: Word, b: Word) -> Result<Word> {
-        self.f32_only("pow", dtype)?;
         let ty = self.ty(dtype);
         let (zero, one) = (self.float_const(dtype, 0.0), self.float_const(dtype, 1.0));
         let (inf, nan) = (
@@ -906,19 +1653,40 @@ impl<'p> Emitter<'p> {
             self.float_const(dtype, f64::NAN),
         );
         let ax = self.glsl(GLOp::FAbs, ty, &[a])?;
-        let p = self.glsl(GLOp::Pow, ty, &[ax, b])?;
-        // Is `b` an integer, and an odd one? Every f32 of magnitude ≥ 2^24 is even.
         let tb = self.glsl(GLOp::Trunc, ty, &[b])?;
         let b_int = self.bool_op(Op::FOrdEqual, &[tb, b])?;
-        let ab = self.glsl(GLOp::FAbs, ty, &[b])?;
-        let two24 = self.float_const(dtype, 16_777_216.0);
-        let small = self.bool_op(Op::FOrdLessThan, &[ab, two24])?;
-        let b_small = self.select(ty, small, b, zero)?;
-        let bi = self.op(Op::ConvertFToS, self.t_i32, &[b_small])?;
-        let ione = self.i32_const(1);
-        let low = self.op(Op::BitwiseAnd, self.t_i32, &[bi, ione])?;
-        let odd_bit = self.bool_op(Op::IEqual, &[low, ione])?;
-        let b_odd = self.bool_op(Op::LogicalAnd, &[b_int, odd_bit])?;
+        let (p, b_odd) = if dtype == DType::F64 {
+            // |a|^b = exp(b · log|a|) (no f64 `Pow`): the relative error is about |b · ln|a|| ulp (see the parent
+            // module doc). `b` is odd iff b - 2·floor(b/2) = ±1, exact in f64 (every f64 ≥ 2^53 is even).
+            let l = self.log_f64(ax)?;
+            let y = self.op(Op::FMul, ty, &[b, l])?;
+            let p = self.exp(dtype, y)?;
+            let half = self.float_const(dtype, 0.5);
+            let h = self.op(Op::FMul, ty, &[b, half])?;
+            let fh = self.glsl(GLOp::Floor, ty, &[h])?;
+            let two = self.float_const(dtype, 2.0);
+            let twice = self.op(Op::FMul, ty, &[fh, two])?;
+            let rem = self.op(Op::FSub, ty, &[b, twice])?;
+            let odd = self.bool_op(Op::FOrdEqual, &[rem, one])?;
+            // pow(-1, ±inf) = 1 (C99): b · log 1 = inf · 0 is NaN otherwise.
+            let b_inf = self.bool_op(Op::IsInf, &[b])?;
+            let a_unit = self.bool_op(Op::FOrdEqual, &[ax, one])?;
+            let unit_inf = self.bool_op(Op::LogicalAnd, &[b_inf, a_unit])?;
+            let p = self.select(ty, unit_inf, one, p)?;
+            (p, self.bool_op(Op::LogicalAnd, &[b_int, odd])?)
+        } else {
+            let p = self.glsl(GLOp::Pow, ty, &[ax, b])?;
+            // Is `b` an integer, and an odd one? Every f32 of magnitude ≥ 2^24 is even.
+            let ab = self.glsl(GLOp::FAbs, ty, &[b])?;
+            let two24 = self.float_const(dtype, 16_777_216.0);
+            let small = self.bool_op(Op::FOrdLessThan, &[ab, two24])?;
+            let b_small = self.select(ty, small, b, zero)?;
+            let bi = self.op(Op::ConvertFToS, self.t_i32, &[b_small])?;
+            let ione = self.i32_const(1);
+            let low = self.op(Op::BitwiseAnd, self.t_i32, &[bi, ione])?;
+            let odd_bit = self.bool_op(Op::IEqual, &[low, ione])?;
+            (p, self.bool_op(Op::LogicalAnd, &[b_int, odd_bit])?)
+        };
         // Negative base: odd integer exponent → -|a|^b; even → |a|^b; otherwise NaN. (-0 counts as zero below.)
         let a_neg = self.bool_op(Op::FOrdLessThan, &[a, zero])?;
         let np = self.op(Op::FNegate, ty, &[p])?;
@@ -1023,6 +1791,11 @@ impl<'p> Emitter<'p> {
         }
     }
 }
+
+/// `ln 2` split as fdlibm does: `LN2_HI` has 32 significant bits (so `n·LN2_HI` is exact for `|n| < 2^21`),
+/// `LN2_HI + LN2_LO` is `ln 2` to about 2^-85.
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 
 /// Bytes between consecutive elements of a buffer of `dtype` on the device.
 pub(super) fn element_stride(dtype: DType) -> u32 {

@@ -1,0 +1,136 @@
+//! `kiln bench --backend vulkan`, end to end on the preferred device (lavapipe in CI): a matmul and a row softmax,
+//! and a training step. Without a device the tests check the error and return, unless `KILN_REQUIRE_VULKAN=1`.
+
+use std::path::{Path, PathBuf};
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod kiln_cli;
+}
+use support::kiln_cli::kiln;
+
+/// A matmul with a bias epilogue (tiled on a GPU), then a row softmax of 300 columns, then a scalar sum.
+const MATMUL_SOFTMAX: &str = "\
+graph small {
+  %x = input{role=data} : f32[20,32]
+  %w = input{role=param} : f32[32,300]
+  %b = input{role=param} : f32[20,300]
+  %h = matmul %x, %w : f32[20,300]
+  %z = add %h, %b : f32[20,300]
+  %m = reduce_max{axes=[1], keep_dims=true} %z : f32[20,1]
+  %mb = broadcast{shape=[20,300]} %m : f32[20,300]
+  %s = sub %z, %mb : f32[20,300]
+  %e = exp %s : f32[20,300]
+  %sum = reduce_sum{axes=[1], keep_dims=true} %e : f32[20,1]
+  %sb = broadcast{shape=[20,300]} %sum : f32[20,300]
+  %p = div %e, %sb : f32[20,300]
+  %l = reduce_sum{axes=[0,1], keep_dims=false} %p : f32[]
+  output p = %p
+  output loss = %l
+}
+";
+
+fn graph_file(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("bench_vulkan_cli")
+        .join(test);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("small.kir");
+    std::fs::write(&path, MATMUL_SOFTMAX).unwrap();
+    path
+}
+
+/// Whether a Vulkan device is available (saying why not when there is none).
+fn vulkan_available() -> bool {
+    match kiln::backend::spirv::devices() {
+        Ok(found) if !found.is_empty() => true,
+        outcome => {
+            let why = outcome.map_or_else(|e| e.to_string(), |_| "no device listed".into());
+            let required = std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "KILN_REQUIRE_VULKAN=1 but no Vulkan device: {why}"
+            );
+            eprintln!("skipped: no Vulkan device ({why})");
+            false
+        }
+    }
+}
+
+#[test]
+fn bench_on_vulkan_prints_compile_time_each_dispatch_and_the_total() {
+    let file = graph_file("input");
+    let args = [
+        "bench",
+        file.to_str().unwrap(),
+        "--backend",
+        "vulkan",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+    ];
+    if !vulkan_available() {
+        let run = kiln(&args);
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        assert!(run.stderr.contains("--backend vulkan"), "{}", run.stderr);
+        return;
+    }
+    let out = kiln(&args).ok();
+    assert!(
+        out.contains("graph small:") && out.contains(" kernels on "),
+        "{out}"
+    );
+    assert!(
+        out.contains("compile:") && out.contains("SPIR-V") && out.contains("pipelines"),
+        "{out}"
+    );
+    let best = kiln::backend::spirv::devices().unwrap().remove(0);
+    if best.timestamp_bits > 0 {
+        // The matmul has a FLOP rate, the softmax and the sum byte rates. The dispatch column shows the plan: on a
+        // GPU the tiled matmul (16x16 blocks of 256 invocations: ceil(300/16) x ceil(20/16)); on a CPU device
+        // (lavapipe) one invocation per output element (6,000 / 64 = 94 groups).
+        let matmul = if best.kind == kiln::backend::spirv::DeviceKind::Cpu {
+            "94x1x1*64"
+        } else {
+            "19x2x1*256"
+        };
+        assert!(out.contains(matmul) && out.contains("GFLOP/s"), "{out}");
+        assert!(out.contains("GB/s"), "{out}");
+        assert!(out.contains("sum of dispatches (device)"), "{out}");
+    } else {
+        assert!(out.contains("no timestamp support"), "{out}");
+    }
+    assert!(out.contains("total:") && out.contains("runs/s"), "{out}");
+}
+
+#[test]
+fn bench_on_vulkan_times_a_training_step_and_rejects_threads() {
+    if !vulkan_available() {
+        return;
+    }
+    let file = graph_file("train");
+    let f = file.to_str().unwrap();
+    let out = kiln(&[
+        "bench",
+        f,
+        "--backend",
+        "vulkan",
+        "--stage",
+        "train",
+        "--of",
+        "loss",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--iters",
+        "2",
+    ])
+    .ok();
+    assert!(out.contains("total:"), "{out}");
+    let err = kiln(&["bench", f, "--backend", "vulkan", "--threads", "2"]).user_error();
+    assert!(
+        err.contains("--threads applies to the CPU backend"),
+        "{err}"
+    );
+}
