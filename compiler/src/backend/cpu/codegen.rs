@@ -11,6 +11,7 @@
 //!                            row = start / E;  j0 = start % E          (E: extent of the innermost parallel loop)
 //!                            brif start < end, row(row, j0), exit
 //! row:                       outer loop variables from row (div/mod);  jend = min(E, end - row·E)
+//!                            [wide(j): 16 points, four f32x4 copies of the body, while j + 16 <= jend]
 //!                            [vector(j): 4 points with f32x4 while j + 4 <= jend]
 //! scalar(j):                 body at (outer.., j);  j += 1;  brif j < jend, scalar(j), next
 //! next:                      brif (row + 1)·E < end, row(row + 1, 0), exit
@@ -31,11 +32,19 @@
 //! within a few ulp of the interpreter's libm; the same code for a scalar and a vector lane); i32 `pow` calls the
 //! interpreter's function ([`callout`]).
 //!
+//! One exception, where the host has FMA (cranelift-native's flags; never emitted without, where Cranelift would call
+//! libm): an f32/f64 `add` or `sub` with an operand that is a `mul` of the same block is contracted into one `fma`
+//! (`x·y + c`, `c + x·y`, `x·y - c` = `fma(x, y, -c)`, `c - x·y` = `fma(-x, y, c)`; the first operand when both are
+//! products). The product is not rounded, so the result can differ from the interpreter's by the rounding of
+//! `x·y`: half an ulp of the product, absolutely (more than that relative to the result only where `x·y` and `c`
+//! cancel). The scalar and the vector code contract the same instructions ([`contractions`]), so results stay
+//! independent of which loop ran a point and of the thread count.
 //! # Vectors
 //!
 //! A kernel whose body is straight-line f32/bool code (no `reduce`, `for`, `index` or i32/f64 values) and whose loads
 //! and stores all move by 1 or 0 elements with the innermost parallel variable gets an f32x4 loop before the scalar
-//! one ([`vector`]): stride-1 accesses become vector loads and stores, stride-0 loads are splats. Both loops compute
+//! one ([`vector`]): stride-1 accesses become vector loads and stores, stride-0 loads are splats; it runs 16 points
+//! (four independent copies of the body) at a time, then 4 at a time, then the scalar loop takes the rest. The loops compute
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
 //!
@@ -247,6 +256,65 @@ struct Emitter<'a, 'b> {
     symbolic: bool,
     funcs: HashMap<&'static str, FuncRef>,
     math: MathEmitter,
+    /// The float `add`/`sub` values computed as one `fma` (empty without native FMA), by `ValueId` index.
+    contract: HashMap<usize, Contraction>,
+}
+
+/// An f32/f64 `add` or `sub` whose operand is a product of the same block, computed as `fma(±a, b, ±c)`: rounded
+/// once instead of twice. The scalar and the vector code both follow this plan, so every point gets the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Contraction {
+    a: ValueId,
+    b: ValueId,
+    c: ValueId,
+    /// `c - a·b` = `fma(-a, b, c)`.
+    negate_product: bool,
+    /// `a·b - c` = `fma(a, b, -c)`.
+    negate_c: bool,
+}
+
+/// Which float `add`/`sub` of `block` (and of the blocks nested in it) become an `fma`: `x·y + c`, `c + x·y`,
+/// `x·y - c`, `c - x·y` where the product `x·y` is a `mul` of the same block (so its operands are at hand in the
+/// vector code too); when both operands are products, the first one.
+fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usize, Contraction>) {
+    let is_float = |id: ValueId| matches!(types[id.index()], Some(DType::F32 | DType::F64));
+    let mut products: HashMap<usize, (ValueId, ValueId)> = HashMap::new();
+    for inst in &block.insts {
+        match inst {
+            Inst::Let {
+                id,
+                op: ScalarOp::Binary(op, x, y),
+                ..
+            } if is_float(*id) => {
+                let product = |v: &ValueId| products.get(&v.index()).copied();
+                let contraction = match (op, product(x), product(y)) {
+                    (BinaryOp::Mul, _, _) => {
+                        products.insert(id.index(), (*x, *y));
+                        None
+                    }
+                    (BinaryOp::Add, Some((a, b)), _) => Some((a, b, *y, false, false)),
+                    (BinaryOp::Add, None, Some((a, b))) => Some((a, b, *x, false, false)),
+                    (BinaryOp::Sub, Some((a, b)), _) => Some((a, b, *y, false, true)),
+                    (BinaryOp::Sub, None, Some((a, b))) => Some((a, b, *x, true, false)),
+                    _ => None,
+                };
+                if let Some((a, b, c, negate_product, negate_c)) = contraction {
+                    plan.insert(
+                        id.index(),
+                        Contraction {
+                            a,
+                            b,
+                            c,
+                            negate_product,
+                            negate_c,
+                        },
+                    );
+                }
+            }
+            Inst::Reduce { body, .. } | Inst::For { body, .. } => contractions(body, types, plan),
+            Inst::Let { .. } | Inst::Store { .. } => {}
+        }
+    }
 }
 
 /// Memory flags of element accesses: in bounds (checked) and naturally aligned.
@@ -281,6 +349,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
             b.ins()
                 .load(ptr, table_flags, table, slot(program.buffers.len()))
         });
+        // Never without native FMA: Cranelift would call libm's `fma` instead.
+        let mut contract = HashMap::new();
+        if math.has_fma() {
+            contractions(kernel.body(), types, &mut contract);
+        }
         Emitter {
             b,
             program,
@@ -295,7 +368,24 @@ impl<'a, 'b> Emitter<'a, 'b> {
             symbolic: false,
             funcs: HashMap::new(),
             math,
+            contract,
         }
+    }
+
+    /// `fma(±a, b, ±c)` of a [`Contraction`] (scalar or vector: `value` gives the operands).
+    fn contracted(&mut self, c: Contraction, value: impl Fn(ValueId) -> Value) -> Value {
+        let (a, b, addend) = (value(c.a), value(c.b), value(c.c));
+        self.fma(c, a, b, addend)
+    }
+
+    fn fma(&mut self, c: Contraction, mut a: Value, b: Value, mut addend: Value) -> Value {
+        if c.negate_product {
+            a = self.b.ins().fneg(a);
+        }
+        if c.negate_c {
+            addend = self.b.ins().fneg(addend);
+        }
+        self.b.ins().fma(a, b, addend)
     }
 
     fn var(&mut self, v: Var) -> Variable {
@@ -438,7 +528,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         for inst in &block.insts {
             match inst {
                 Inst::Let { id, dtype, op } => {
-                    let v = self.scalar_op(op, *dtype);
+                    let v = match self.contract.get(&id.index()) {
+                        Some(&c) => {
+                            let (a, b, addend) =
+                                (self.value(c.a), self.value(c.b), self.value(c.c));
+                            self.fma(c, a, b, addend)
+                        }
+                        None => self.scalar_op(op, *dtype),
+                    };
                     self.values[id.index()] = Some(v);
                 }
                 Inst::Reduce {

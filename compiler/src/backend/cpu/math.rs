@@ -15,8 +15,10 @@
 //! - `log`: subnormals are scaled by `2^p` first; `x = 2^e·m` with `m ∈ [√½, √2)` by integer arithmetic on the bits,
 //!   `f = m - 1`; f32: `log(1+f) = f - f²/2 + f³·P(f)`; f64: `2·atanh(f/(2+f))` (one division) as in fdlibm.
 //!   `log(±0) = -inf`, `log(x<0) = NaN`, `log(+inf) = +inf`.
-//! - `tanh`: on `a = |x|`: `a + a³·P(a²)` for `a < 0.625`, else `1 - 2/(e^{2a} + 1)` (which saturates to 1 as
-//!   `e^{2a}` overflows); the sign of `x` is or-ed back in, so `tanh(-0) = -0` and finite `x` never gives NaN.
+//! - `tanh`: on `a = |x|`: `a + a³·P(a²)` for `a < 0.625`, else `(1 - z²)/(1 + z²)` with `z = e^-a` (exactly 1 once
+//!   `z²` underflows); the sign of `x` is or-ed back in, so `tanh(-0) = -0` and finite `x` never gives NaN. `z` is
+//!   computed with the same instructions as `logistic`'s, so a kernel with both `tanh(x)` and `logistic(x)` evaluates
+//!   one exp (Cranelift merges the identical pure instructions).
 //! - `logistic`: `z = exp(-|x|)` (never overflows), then `1/(1+z)` for `x ≥ 0`, `z/(1+z)` for `x < 0`, as the
 //!   interpreter evaluates it.
 //! - `pow(x, y) = exp(y·log|x|)`, in f64 for f32 operands too (so `y·log|x|` keeps its precision); then the C99
@@ -76,6 +78,11 @@ impl MathEmitter {
     /// Chooses explicitly whether to emit `fma` (without native FMA, Cranelift calls libm's `fma` instead).
     pub fn with_fma(fma: bool) -> Self {
         MathEmitter { fma }
+    }
+
+    /// Whether this emitter uses `fma` (the code generator contracts `a·b + c` exactly when it does).
+    pub fn has_fma(&self) -> bool {
+        self.fma
     }
 
     fn lanes<'a, 'f>(&self, b: &'a mut FunctionBuilder<'f>, x: Value) -> Lanes<'a, 'f> {
@@ -430,14 +437,15 @@ impl Lanes<'_, '_> {
         let az = self.b.ins().fmul(a, z);
         let poly = self.poly(z, self.format.tanh_poly);
         let small_value = self.mul_add(az, poly, a);
-        // Large: 1 - 2/(e^{2a} + 1); e^{2a} = +inf gives exactly 1.
-        let two_a = self.b.ins().fadd(a, a);
-        let e = self.exp(two_a);
+        // Large: (1 - z²)/(1 + z²) with z = e^-a, computed exactly as `logistic` computes it, so that Cranelift
+        // shares one exp between tanh(x) and logistic(x) of the same x (W1); z² ≤ e^-1.25 keeps 1 - z² free of
+        // cancellation, and z² = 0 (a > 52) gives exactly 1.
+        let z = self.exp_minus_abs(x);
+        let q = self.b.ins().fmul(z, z);
         let one = self.f(1.0);
-        let e1 = self.b.ins().fadd(e, one);
-        let two = self.f(2.0);
-        let q = self.b.ins().fdiv(two, e1);
-        let large_value = self.b.ins().fsub(one, q);
+        let numerator = self.b.ins().fsub(one, q);
+        let denominator = self.b.ins().fadd(one, q);
+        let large_value = self.b.ins().fdiv(numerator, denominator);
         let bound = self.f(TANH_POLY_BOUND);
         let small = self.b.ins().fcmp(FloatCC::LessThan, a, bound);
         let magnitude = self.select(small, small_value, large_value);
@@ -446,15 +454,20 @@ impl Lanes<'_, '_> {
 
     fn logistic(&mut self, x: Value) -> Value {
         // z = e^-|x| ∈ [0, 1]; x ≥ 0: 1/(1+z); x < 0: e^x/(1+e^x) = z/(1+z).
-        let a = self.b.ins().fabs(x);
-        let minus_a = self.b.ins().fneg(a);
-        let z = self.exp(minus_a);
+        let z = self.exp_minus_abs(x);
         let one = self.f(1.0);
         let denominator = self.b.ins().fadd(one, z);
         let zero = self.f(0.0);
         let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
         let numerator = self.select(negative, z, one);
         self.b.ins().fdiv(numerator, denominator)
+    }
+
+    /// `e^-|x|`, the same instructions for `tanh` and `logistic` (so one is enough for both).
+    fn exp_minus_abs(&mut self, x: Value) -> Value {
+        let a = self.b.ins().fabs(x);
+        let minus_a = self.b.ins().fneg(a);
+        self.exp(minus_a)
     }
 
     fn pow(&mut self, x: Value, y: Value) -> Value {

@@ -20,6 +20,8 @@ use std::collections::HashMap;
 const LANES: i64 = 4;
 /// Vector accumulators of a reduction.
 const UNROLL: usize = 4;
+/// Copies of the body in one iteration of the elementwise f32x4 loop.
+const ELEMENTWISE_UNROLL: usize = 4;
 
 /// A kernel the vector loop can run: its innermost parallel variable.
 #[derive(Clone, Debug)]
@@ -74,7 +76,8 @@ fn vector_flags() -> MemFlagsData {
 
 impl Emitter<'_, '_> {
     /// Emits, from the current block: the loads that don't move with `j` (once per row), then
-    /// `vector(j): 4 points; j += 4; brif j + 4 <= jend, vector(j), done` behind a `j + 4 <= jend` check. Leaves
+    /// `wide(j): 4·ELEMENTWISE_UNROLL points; brif j + 4·ELEMENTWISE_UNROLL <= jend, wide(j), check`, then
+    /// `vector(j): 4 points; j += 4; brif j + 4 <= jend, vector(j), done`, each behind its own entry check. Leaves
     /// `j` at the first point the vector loop did not run.
     pub(super) fn vector_loop(&mut self, plan: &Plan, jend: Value, done: ClifBlock) {
         let body = self.kernel.body();
@@ -97,7 +100,39 @@ impl Emitter<'_, '_> {
                 }
             }
         }
+        let wide = ELEMENTWISE_UNROLL as i64 * LANES;
+        let wide_block = self.b.create_block();
+        let vector_check = self.b.create_block();
         let vector_block = self.b.create_block();
+        let j = self.get_var(plan.j);
+        let j_wide = self.b.ins().iadd_imm_s(j, wide);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, j_wide, jend);
+        self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
+
+        // `ELEMENTWISE_UNROLL` independent copies of the body: more work for the out-of-order core between
+        // branches, and long-latency chains (exp, division) of different copies overlap.
+        self.b.switch_to_block(wide_block);
+        let j0 = self.get_var(plan.j);
+        for copy in 0..ELEMENTWISE_UNROLL as i64 {
+            let jc = self.b.ins().iadd_imm_s(j0, copy * LANES);
+            self.set_var(plan.j, jc);
+            let mut values = hoisted.clone();
+            self.vector_block(body, &mut values);
+        }
+        let j_next = self.b.ins().iadd_imm_s(j0, wide);
+        self.set_var(plan.j, j_next);
+        let j_after = self.b.ins().iadd_imm_s(j0, 2 * wide);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+        self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
+
+        // Then 4 points at a time.
+        self.b.switch_to_block(vector_check);
         let j = self.get_var(plan.j);
         let j4 = self.b.ins().iadd_imm_s(j, LANES);
         let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j4, jend);
@@ -133,7 +168,10 @@ impl Emitter<'_, '_> {
                     if values.contains_key(&id.index()) {
                         continue; // hoisted
                     }
-                    let v = self.vector_op(op, *dtype, values);
+                    let v = match self.contract.get(&id.index()) {
+                        Some(&c) => self.contracted(c, |v| values[&v.index()]),
+                        None => self.vector_op(op, *dtype, values),
+                    };
                     values.insert(id.index(), v);
                 }
                 Inst::Store {
@@ -246,13 +284,15 @@ impl Emitter<'_, '_> {
                     };
                     return self.b.ins().icmp(cc, x, y);
                 }
-                let cc = match dir {
-                    CmpDir::Lt => FloatCC::LessThan,
-                    CmpDir::Le => FloatCC::LessThanOrEqual,
-                    CmpDir::Gt => FloatCC::GreaterThan,
-                    CmpDir::Ge => FloatCC::GreaterThanOrEqual,
-                    CmpDir::Eq => FloatCC::Equal,
-                    CmpDir::Ne => FloatCC::NotEqual,
+                // `x > y` as `y < x` (the same IEEE predicate): `select(y < x, x, y)` then lowers to one `maxps` on
+                // x86 (ReLU's `select(x > 0, x, 0)`), `select(x < y, x, y)` to one `minps`.
+                let (cc, x, y) = match dir {
+                    CmpDir::Lt => (FloatCC::LessThan, x, y),
+                    CmpDir::Le => (FloatCC::LessThanOrEqual, x, y),
+                    CmpDir::Gt => (FloatCC::LessThan, y, x),
+                    CmpDir::Ge => (FloatCC::LessThanOrEqual, y, x),
+                    CmpDir::Eq => (FloatCC::Equal, x, y),
+                    CmpDir::Ne => (FloatCC::NotEqual, x, y),
                 };
                 self.b.ins().fcmp(cc, x, y)
             }
