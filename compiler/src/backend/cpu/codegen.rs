@@ -50,11 +50,18 @@
 //!
 //! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code, with loads
 //! that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4 points at a
-//! time ([`vector::nested_plan`]), then the rest one at a time. A `for` computes every point with the same operations
-//! either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
+//! time ([`vector::nested_plan`]; 16 at a time while they fit, four copies of the body), then the rest one at a time.
+//! A `for` computes every point with the same operations either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
 //! fit, then 4) and a scalar one for the points left, and combines them in a fixed order
 //! ([`Emitter::vector_reduce`]): the same for every output element and thread count, but a sum is reassociated
 //! relative to the interpreter's left-to-right fold (max is exact).
+//!
+//! In a `for` nest, an f32 division by a value from outside its body (softmax's `exp(x - m) / s`) becomes a
+//! multiplication by `1/s`, computed once per run of the nest, where that is safe ([`Emitter::for_loops`]: `s` is 0,
+//! ±inf, NaN or of magnitude in `[2^-126, 2^126]`; otherwise the nest divides, behind one branch). `x·(1/s)` differs
+//! from the correctly rounded `x/s` by at most 1 ulp (`1/s` is rounded once, relative error ≤ 2^-24, which moves the
+//! product by less than an ulp before it is rounded); the special values give what dividing gives. Scalar and vector
+//! code do the same, so results stay independent of the thread count.
 //!
 //! Requires: a kernel that [`check`] accepts (every program `fusion::lower` produces); [`compile_program`] checks.
 
@@ -256,6 +263,9 @@ struct Emitter<'a, 'b> {
     symbolic: bool,
     funcs: HashMap<&'static str, FuncRef>,
     math: MathEmitter,
+    /// `1/s` of the divisors `s` that the `for` body being emitted multiplies by instead (see [`Self::for_loops`]),
+    /// by `ValueId` index.
+    reciprocals: HashMap<usize, Value>,
     /// The float `add`/`sub` values computed as one `fma` (empty without native FMA), by `ValueId` index.
     contract: HashMap<usize, Contraction>,
 }
@@ -271,6 +281,26 @@ struct Contraction {
     negate_product: bool,
     /// `a·b - c` = `fma(a, b, -c)`.
     negate_c: bool,
+}
+
+/// The f32 values that `block` (a `for` body, nested blocks not included) divides by and doesn't define.
+fn invariant_divisors(block: &Block, types: &check::ValueTypes) -> Vec<ValueId> {
+    let mut defined = Vec::new();
+    let mut divisors = Vec::new();
+    for inst in &block.insts {
+        if let Inst::Let { id, op, .. } = inst {
+            if let ScalarOp::Binary(BinaryOp::Div, _, y) = op {
+                if types[id.index()] == Some(DType::F32)
+                    && !defined.contains(&y.index())
+                    && !divisors.contains(y)
+                {
+                    divisors.push(*y);
+                }
+            }
+            defined.push(id.index());
+        }
+    }
+    divisors
 }
 
 /// Which float `add`/`sub` of `block` (and of the blocks nested in it) become an `fma`: `x·y + c`, `c + x·y`,
@@ -368,6 +398,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             symbolic: false,
             funcs: HashMap::new(),
             math,
+            reciprocals: HashMap::new(),
             contract,
         }
     }
@@ -572,13 +603,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     let result = self.b.use_var(acc);
                     self.values[id.index()] = Some(result);
                 }
-                Inst::For { loops, body } => {
-                    if vector::nested_plan(loops, body, None, self.types).is_some() {
-                        self.vector_for(loops, body);
-                    } else {
-                        self.loop_nest(loops, &mut |e| e.block(body));
-                    }
-                }
+                Inst::For { loops, body } => self.for_loops(loops, body),
                 Inst::Store {
                     buffer,
                     index,
@@ -590,6 +615,66 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
             }
         }
+    }
+
+    /// A `for` nest. Its f32 divisions by a value from outside the body (softmax's `exp(x - m) / s`) multiply by
+    /// `1/s`, computed once, where that is within an ulp of dividing: behind one branch per run of the nest, taken
+    /// when every such `s` is 0, ±inf, NaN or of magnitude in `[2^-126, 2^126]` (so `1/s` neither overflows nor
+    /// loses bits as a subnormal); otherwise the nest divides.
+    fn for_loops(&mut self, loops: &[Loop], body: &Block) {
+        let emit = |e: &mut Self| {
+            if vector::nested_plan(loops, body, None, e.types).is_some() {
+                e.vector_for(loops, body);
+            } else {
+                e.loop_nest(loops, &mut |e| e.block(body));
+            }
+        };
+        let divisors = invariant_divisors(body, self.types);
+        if divisors.is_empty() || loops.iter().any(|l| l.extent == 0) {
+            return emit(self);
+        }
+        let mut any_unsafe = None;
+        let mut reciprocals = HashMap::new();
+        for &divisor in &divisors {
+            let s = self.value(divisor);
+            let one = self.b.ins().f32const(1.0f32);
+            reciprocals.insert(divisor.index(), self.b.ins().fdiv(one, s));
+            // Unsafe: 0 < |s| < 2^-126 or 2^126 < |s| < inf.
+            let a = self.b.ins().fabs(s);
+            let (min, max, inf) = (
+                self.b.ins().f32const(f32::MIN_POSITIVE),
+                self.b.ins().f32const(2f32.powi(126)),
+                self.b.ins().f32const(f32::INFINITY),
+            );
+            let zero = self.b.ins().f32const(0.0f32);
+            let tiny = self.b.ins().fcmp(FloatCC::LessThan, a, min);
+            let nonzero = self.b.ins().fcmp(FloatCC::GreaterThan, a, zero);
+            let tiny = self.b.ins().band(tiny, nonzero);
+            let huge = self.b.ins().fcmp(FloatCC::GreaterThan, a, max);
+            let finite = self.b.ins().fcmp(FloatCC::LessThan, a, inf);
+            let huge = self.b.ins().band(huge, finite);
+            let unsafe_ = self.b.ins().bor(tiny, huge);
+            any_unsafe = Some(match any_unsafe {
+                None => unsafe_,
+                Some(u) => self.b.ins().bor(u, unsafe_),
+            });
+        }
+        let any_unsafe = any_unsafe.expect("at least one divisor");
+        let (multiply, divide, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(any_unsafe, divide, &[], multiply, &[]);
+        self.b.switch_to_block(multiply);
+        self.reciprocals = reciprocals;
+        emit(self);
+        self.reciprocals.clear();
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(divide);
+        emit(self);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
     }
 
     fn reduce_identity(&mut self, kind: ReduceKind, dtype: DType) -> Value {
@@ -728,6 +813,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let from = self.dtype(*x);
                 let x = self.value(*x);
                 self.cast(x, from, dtype)
+            }
+            ScalarOp::Binary(BinaryOp::Div, x, y) if self.reciprocals.contains_key(&y.index()) => {
+                let r = self.reciprocals[&y.index()];
+                let x = self.value(*x);
+                self.b.ins().fmul(x, r)
             }
             ScalarOp::Binary(op, x, y) => {
                 let (x, y) = (self.value(*x), self.value(*y));

@@ -335,18 +335,20 @@ impl Lanes<'_, '_> {
         let em1 = self.mul_add(r2, poly, r);
         let one = self.f(1.0);
         let p = self.b.ins().fadd(em1, one);
-        // 2^n = 2^n1 · 2^n2 with n1 = ⌊n/2⌋ (computed as ((n + 4(bias+1)) >> 1) - 2(bias+1), non-negative shifts).
+        // 2^n = 2^n1 · 2^n2 with n1 = ⌊n/2⌋, n2 = n - n1, in the exponent bits. t's low mantissa bits hold
+        // 2^(p-1) + n, so u = bits(t) << p is n·2^p (wrapping: |n| < 2^(w-1-p) for lane width w, as the clamp makes it); clearing u's low p+1 bits and
+        // shifting right arithmetically by 1 gives v = n1·2^p; then bits(2^n1) = v + bias·2^p and
+        // bits(2^n2) = (u + bias·2^p) - v.
         let t_bits = self.bits(t);
-        let shifter_bits = self.int(bits_of(self.ty, fmt.round_shifter));
-        let n_int = self.b.ins().isub(t_bits, shifter_bits);
-        let offset = 4 * (fmt.bias + 1);
-        let constant = self.int(offset);
-        let n_biased = self.b.ins().iadd(n_int, constant);
-        let n_half = self.b.ins().ushr_imm_u(n_biased, 1);
-        let constant = self.int(offset / 2);
-        let n1 = self.b.ins().isub(n_half, constant);
-        let n2 = self.b.ins().isub(n_int, n1);
-        let (s1, s2) = (self.pow2(n1), self.pow2(n2));
+        let u = self.b.ins().ishl_imm_u(t_bits, fmt.mantissa_bits);
+        let high = self.int(-1i64 << (fmt.mantissa_bits + 1));
+        let u_even = self.b.ins().band(u, high);
+        let v = self.b.ins().sshr_imm_u(u_even, 1);
+        let bias = self.int(fmt.bias << fmt.mantissa_bits);
+        let s1 = self.b.ins().iadd(v, bias);
+        let u_biased = self.b.ins().iadd(u, bias);
+        let s2 = self.b.ins().isub(u_biased, v);
+        let (s1, s2) = (self.float_from_bits(s1), self.float_from_bits(s2));
         let scaled = self.b.ins().fmul(p, s1);
         self.b.ins().fmul(scaled, s2)
     }
@@ -594,14 +596,6 @@ impl Lanes<'_, '_> {
         let x = self.select(below, lo, x);
         let above = self.b.ins().fcmp(FloatCC::LessThan, hi, x);
         self.select(above, hi, x)
-    }
-
-    /// `2^n` for an integer `n` (lane-width integers) in the normal exponent range.
-    fn pow2(&mut self, n: Value) -> Value {
-        let constant = self.int(self.format.bias);
-        let biased = self.b.ins().iadd(n, constant);
-        let bits = self.b.ins().ishl_imm_u(biased, self.format.mantissa_bits);
-        self.float_from_bits(bits)
     }
 
     /// `magnitude` (sign bit clear) with the sign bit of `sign`.

@@ -261,6 +261,12 @@ impl Emitter<'_, '_> {
                     _ => unreachable!("plan: f32 and bool only"),
                 }
             }
+            ScalarOp::Binary(BinaryOp::Div, x, y) if self.reciprocals.contains_key(&y.index()) => {
+                // As the scalar code: `x · (1/s)` (see `Emitter::for_loops`).
+                let r = self.reciprocals[&y.index()];
+                let r = self.b.ins().splat(types::F32X4, r);
+                self.b.ins().fmul(v(x), r)
+            }
             ScalarOp::Binary(op, x, y) => {
                 let (x, y) = (v(x), v(y));
                 match op {
@@ -468,10 +474,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         fold(self, lanes, tail)
     }
 
-    /// A `for` whose innermost loop `k` passed [`nested_plan`]: 4 points at a time, then the rest one at a time, each
-    /// point computed with the same operations either way.
+    /// A `for` whose innermost loop `k` passed [`nested_plan`]: 16 points at a time (four copies of the body), then
+    /// 4, then the rest one at a time, each point computed with the same operations either way.
     pub(super) fn vector_for(&mut self, loops: &[Loop], body: &Block) {
-        self.nested_vector_loops(loops, body, None, 1, &mut |_, _, _| {}, &mut |_| {});
+        self.nested_vector_loops(loops, body, None, UNROLL, &mut |_, _, _| {}, &mut |_| {});
     }
 
     /// The outer loops of the nest, around: `k` `4·unroll` points at a time (while they fit; `unroll` copies of the
