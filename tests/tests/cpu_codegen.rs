@@ -236,3 +236,86 @@ fn softmax_rows_of_every_width_match_the_interpreter() {
         });
     }
 }
+
+/// Column reductions of `x: [rows, cols]`: `Σ_i exp(x[i, j])·w[i]` (`w` the same for every column: a splat per row),
+/// `max_i x[i, j]`, and their sum (an epilogue after the reductions, in the same kernel).
+fn column_reductions(rows: usize, cols: usize) -> Graph {
+    let mut b = Builder::new("column_reductions");
+    let x = b.data("x", TensorType::f32(&[rows, cols])).unwrap();
+    let w = b.data("w", TensorType::f32(&[rows, 1])).unwrap();
+    let e = b.exp(x).unwrap();
+    let w = b.broadcast(w, &[rows, cols]).unwrap();
+    let weighted = b.mul(e, w).unwrap();
+    let sum = b.reduce_sum(weighted, &[0], false).unwrap();
+    let max = b.reduce_max(x, &[0], false).unwrap();
+    let both = b.add(sum, max).unwrap();
+    b.output("sum", sum).unwrap();
+    b.output("max", max).unwrap();
+    b.output("sum_plus_max", both).unwrap();
+    b.finish()
+}
+
+/// A reduction over rows inside the parallel loop over columns runs a lane per column (odd widths leave scalar
+/// tails): each column's results must have the bits of the scalar code (the one-column graph, which has no vector
+/// loop), on one and three threads, and match the interpreter.
+#[test]
+fn column_reductions_run_a_lane_per_column_with_the_scalar_bits() {
+    for rows in [1, 2, 5] {
+        let x_all: Vec<f32> = (0..rows * 21)
+            .map(|i| match i % 11 {
+                4 => f32::NAN,
+                7 => -0.0,
+                _ => ((i as f32 * 0.618_034).fract() - 0.5) * 8.0,
+            })
+            .collect();
+        let w: Vec<f32> = (0..rows).map(|i| 0.5 + i as f32 * 0.25).collect();
+        let column = |j: usize, cols: usize| -> Vec<f32> {
+            (0..rows).map(|i| x_all[i * 21 + j % cols]).collect()
+        };
+        let single = kiln::compile(&column_reductions(rows, 1), &options(1)).unwrap();
+        for cols in 1..=21 {
+            let graph = column_reductions(rows, cols);
+            let x: Vec<f32> = (0..rows)
+                .flat_map(|i| (0..cols).map(move |j| (i, j)))
+                .map(|(i, j)| column(j, cols)[i])
+                .collect();
+            let inputs = [
+                Tensor::from_f32(&[rows, cols], x).unwrap(),
+                Tensor::from_f32(&[rows, 1], w.clone()).unwrap(),
+            ];
+            if cols >= 4 && rows > 1 {
+                let program = kiln::kernel_program(&graph, &options(1)).unwrap();
+                let vectorized = (0..program.kernels.len()).any(|k| {
+                    kiln::backend::cpu::codegen::clif_text(&program, k)
+                        .unwrap()
+                        .contains("fadd.f32x4")
+                });
+                assert!(vectorized, "{rows}×{cols}: a column sum in f32x4");
+            }
+            let expected = interp::run(&graph, &inputs).unwrap();
+            for threads in [1, 3] {
+                let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
+                exe.set_min_chunk(1);
+                let got = exe.run(&inputs).unwrap();
+                differential::assert_outputs_match(&graph, &expected, &got, TOL, "cpu", || {
+                    format!("{rows}×{cols}, {threads} threads")
+                });
+                for j in 0..cols {
+                    let alone = single
+                        .run(&[
+                            Tensor::from_f32(&[rows, 1], column(j, cols)).unwrap(),
+                            Tensor::from_f32(&[rows, 1], w.clone()).unwrap(),
+                        ])
+                        .unwrap();
+                    for (output, (t, a)) in got.iter().zip(&alone).enumerate() {
+                        assert_eq!(
+                            bits(t)[j],
+                            bits(a)[0],
+                            "output {output}, column {j} of {rows}×{cols}, {threads} threads"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -41,10 +41,12 @@
 //! independent of which loop ran a point and of the thread count.
 //! # Vectors
 //!
-//! A kernel whose body is straight-line f32/bool code (no `reduce`, `for`, `index` or i32/f64 values) and whose loads
-//! and stores all move by 1 or 0 elements with the innermost parallel variable gets an f32x4 loop before the scalar
-//! one ([`vector`]): stride-1 accesses become vector loads and stores, stride-0 loads are splats; it runs 16 points
-//! (four independent copies of the body) at a time, then 4 at a time, then the scalar loop takes the rest. The loops compute
+//! A kernel whose body is f32/bool code (no `for`, `index` or i32/f64 values; `reduce`s of f32 over other loops
+//! with straight-line bodies) and whose loads and stores all move by 1 or 0 elements with the innermost parallel
+//! variable gets an f32x4 loop before the scalar one ([`vector`]): stride-1 accesses become vector loads and stores,
+//! stride-0 loads are splats, and a reduction (a column sum `Σ_i b[cols·i + j]`) keeps a lane per parallel point,
+//! each folding in the scalar order. Without a reduction it runs 16 points (four independent copies of the body) at
+//! a time, then 4 at a time (with one, 4 at a time), then the scalar loop takes the rest. The loops compute
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
 //!
@@ -263,6 +265,8 @@ struct Emitter<'a, 'b> {
     symbolic: bool,
     funcs: HashMap<&'static str, FuncRef>,
     math: MathEmitter,
+    /// The variable the f32x4 parallel loop being emitted runs 4 points of at a time (`None` elsewhere).
+    lane_var: Option<Var>,
     /// `1/s` of the divisors `s` that the `for` body being emitted multiplies by instead (see [`Self::for_loops`]),
     /// by `ValueId` index.
     reciprocals: HashMap<usize, Value>,
@@ -399,6 +403,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             funcs: HashMap::new(),
             math,
             reciprocals: HashMap::new(),
+            lane_var: None,
             contract,
         }
     }

@@ -2,8 +2,10 @@
 //!
 //! Values are f32x4 (f32) or i32x4 masks of all-ones / zero (bool). A load or store that moves by one element with
 //! the innermost variable `j` is a vector access at `j`; a load that doesn't move with `j` is loaded once per row,
-//! before the loop, and splatted. Each lane computes exactly what the scalar loop computes for its point: the same
-//! IEEE operations, and the math library's branch-free code, which is the same for one lane or four.
+//! before the loop, and splatted (inside a reduction, where it may move with the reduction's loops, once per
+//! iteration). A `reduce` over other loops (a column sum) keeps an f32x4 accumulator: lane `l` folds point `j + l`'s
+//! values in the scalar code's order. Each lane computes exactly what the scalar loop computes for its point: the
+//! same IEEE operations, and the math library's branch-free code, which is the same for one lane or four.
 
 use super::check::ValueTypes;
 use super::{clif_type, Emitter};
@@ -27,6 +29,8 @@ const ELEMENTWISE_UNROLL: usize = 4;
 #[derive(Clone, Debug)]
 pub(super) struct Plan {
     pub j: Var,
+    /// Whether the body has a `reduce` (then the loop is not unrolled: each copy would run its own reduction loop).
+    pub reduces: bool,
 }
 
 fn stride_of(index: &IndexExpr, j: Var) -> usize {
@@ -51,22 +55,40 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
     {
         return None;
     }
+    let let_ok = |op: &ScalarOp, nested: bool| match op {
+        ScalarOp::Load { index, .. } => stride_of(index, j) <= 1,
+        ScalarOp::Index(_) => false,
+        // The scratch is indexed by the parallel point, not by a reduction's variables.
+        ScalarOp::MatmulAcc => !nested,
+        ScalarOp::Const { .. }
+        | ScalarOp::Unary(..)
+        | ScalarOp::Cast(_)
+        | ScalarOp::Binary(..)
+        | ScalarOp::Compare(..)
+        | ScalarOp::Select(..) => true,
+    };
+    let mut reduces = false;
     let ok = kernel.body().insts.iter().all(|inst| match inst {
-        Inst::Let { op, .. } => match op {
-            ScalarOp::Load { index, .. } => stride_of(index, j) <= 1,
-            ScalarOp::Index(_) => false,
-            ScalarOp::Const { .. }
-            | ScalarOp::MatmulAcc
-            | ScalarOp::Unary(..)
-            | ScalarOp::Cast(_)
-            | ScalarOp::Binary(..)
-            | ScalarOp::Compare(..)
-            | ScalarOp::Select(..) => true,
-        },
+        Inst::Let { op, .. } => let_ok(op, false),
         Inst::Store { index, .. } => stride_of(index, j) == 1,
+        // A reduction over other loops (a column sum: `load b[cols·i + j]`) runs with a lane per parallel point:
+        // each lane folds its point's values in the scalar code's order.
+        Inst::Reduce {
+            dtype: DType::F32,
+            loops,
+            body,
+            ..
+        } => {
+            reduces = true;
+            !loops.iter().any(|l| l.var == j)
+                && body.insts.iter().all(|inst| match inst {
+                    Inst::Let { op, .. } => let_ok(op, true),
+                    Inst::Store { .. } | Inst::Reduce { .. } | Inst::For { .. } => false,
+                })
+        }
         Inst::Reduce { .. } | Inst::For { .. } => false,
     });
-    ok.then_some(Plan { j })
+    ok.then_some(Plan { j, reduces })
 }
 
 fn vector_flags() -> MemFlagsData {
@@ -76,7 +98,8 @@ fn vector_flags() -> MemFlagsData {
 
 impl Emitter<'_, '_> {
     /// Emits, from the current block: the loads that don't move with `j` (once per row), then
-    /// `wide(j): 4·ELEMENTWISE_UNROLL points; brif j + 4·ELEMENTWISE_UNROLL <= jend, wide(j), check`, then
+    /// `wide(j): 4·ELEMENTWISE_UNROLL points; brif j + 4·ELEMENTWISE_UNROLL <= jend, wide(j), check` (not in a
+    /// kernel with a reduction), then
     /// `vector(j): 4 points; j += 4; brif j + 4 <= jend, vector(j), done`, each behind its own entry check. Leaves
     /// `j` at the first point the vector loop did not run.
     pub(super) fn vector_loop(&mut self, plan: &Plan, jend: Value, done: ClifBlock) {
@@ -100,36 +123,42 @@ impl Emitter<'_, '_> {
                 }
             }
         }
-        let wide = ELEMENTWISE_UNROLL as i64 * LANES;
-        let wide_block = self.b.create_block();
         let vector_check = self.b.create_block();
         let vector_block = self.b.create_block();
-        let j = self.get_var(plan.j);
-        let j_wide = self.b.ins().iadd_imm_s(j, wide);
-        let fits = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedLessThanOrEqual, j_wide, jend);
-        self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
+        self.lane_var = Some(plan.j);
+        if plan.reduces {
+            // Not unrolled: each copy would run a reduction loop of its own.
+            self.b.ins().jump(vector_check, &[]);
+        } else {
+            // `ELEMENTWISE_UNROLL` independent copies of the body: more work for the out-of-order core between
+            // branches, and long-latency chains (exp, division) of different copies overlap.
+            let wide = ELEMENTWISE_UNROLL as i64 * LANES;
+            let wide_block = self.b.create_block();
+            let j = self.get_var(plan.j);
+            let j_wide = self.b.ins().iadd_imm_s(j, wide);
+            let fits = self
+                .b
+                .ins()
+                .icmp(IntCC::UnsignedLessThanOrEqual, j_wide, jend);
+            self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
 
-        // `ELEMENTWISE_UNROLL` independent copies of the body: more work for the out-of-order core between
-        // branches, and long-latency chains (exp, division) of different copies overlap.
-        self.b.switch_to_block(wide_block);
-        let j0 = self.get_var(plan.j);
-        for copy in 0..ELEMENTWISE_UNROLL as i64 {
-            let jc = self.b.ins().iadd_imm_s(j0, copy * LANES);
-            self.set_var(plan.j, jc);
-            let mut values = hoisted.clone();
-            self.vector_block(body, &mut values);
+            self.b.switch_to_block(wide_block);
+            let j0 = self.get_var(plan.j);
+            for copy in 0..ELEMENTWISE_UNROLL as i64 {
+                let jc = self.b.ins().iadd_imm_s(j0, copy * LANES);
+                self.set_var(plan.j, jc);
+                let mut values = hoisted.clone();
+                self.vector_block(body, &mut values);
+            }
+            let j_next = self.b.ins().iadd_imm_s(j0, wide);
+            self.set_var(plan.j, j_next);
+            let j_after = self.b.ins().iadd_imm_s(j0, 2 * wide);
+            let fits = self
+                .b
+                .ins()
+                .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+            self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
         }
-        let j_next = self.b.ins().iadd_imm_s(j0, wide);
-        self.set_var(plan.j, j_next);
-        let j_after = self.b.ins().iadd_imm_s(j0, 2 * wide);
-        let fits = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
-        self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
 
         // Then 4 points at a time.
         self.b.switch_to_block(vector_check);
@@ -147,6 +176,7 @@ impl Emitter<'_, '_> {
         let j8 = self.b.ins().iadd_imm_s(j, 2 * LANES);
         let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j8, jend);
         self.b.ins().brif(fits, vector_block, &[], done, &[]);
+        self.lane_var = None;
     }
 
     fn splat(&mut self, scalar: Value, dtype: DType) -> Value {
@@ -194,8 +224,39 @@ impl Emitter<'_, '_> {
                         self.b.ins().store(vector_flags(), v, addr, 0);
                     }
                 }
-                Inst::Reduce { .. } | Inst::For { .. } => {
-                    unreachable!("plan: no nested loops in vector kernels")
+                Inst::Reduce {
+                    id,
+                    kind,
+                    loops,
+                    body,
+                    value,
+                    ..
+                } => {
+                    // Lane l folds point j + l's values over `loops`, in the scalar code's order.
+                    let identity = match kind {
+                        ReduceKind::Sum => -0.0f32,
+                        ReduceKind::Max => f32::NEG_INFINITY,
+                    };
+                    let identity = self.b.ins().f32const(identity);
+                    let init = self.b.ins().splat(types::F32X4, identity);
+                    let acc = self.b.declare_var(types::F32X4);
+                    self.b.def_var(acc, init);
+                    self.loop_nest(loops, &mut |e| {
+                        let mut inner = values.clone();
+                        e.vector_block(body, &mut inner);
+                        let x = inner[&value.index()];
+                        let a = e.b.use_var(acc);
+                        let folded = match kind {
+                            ReduceKind::Sum => e.b.ins().fadd(a, x),
+                            ReduceKind::Max => e.b.ins().fmax(a, x),
+                        };
+                        e.b.def_var(acc, folded);
+                    });
+                    let result = self.b.use_var(acc);
+                    values.insert(id.index(), result);
+                }
+                Inst::For { .. } => {
+                    unreachable!("plan: no for loops in vector kernels")
                 }
             }
         }
@@ -204,6 +265,18 @@ impl Emitter<'_, '_> {
     fn vector_op(&mut self, op: &ScalarOp, dtype: DType, values: &HashMap<usize, Value>) -> Value {
         let v = |id: &crate::kernel::ValueId| values[&id.index()];
         match op {
+            ScalarOp::Load { buffer, index }
+                if self.lane_var.is_some_and(|j| stride_of(index, j) == 0) =>
+            {
+                // The same element for every lane (inside a reduction over other loops; elsewhere such loads are
+                // hoisted).
+                let addr = self.address(*buffer, index);
+                let x = self
+                    .b
+                    .ins()
+                    .load(clif_type(dtype), super::elem_flags(), addr, 0);
+                self.splat(x, dtype)
+            }
             ScalarOp::Load { buffer, index } => {
                 let addr = self.address(*buffer, index);
                 self.vector_load(addr, dtype)
