@@ -21,7 +21,7 @@
 //! `reduce` or `for` becomes a nest of such loops over its static extents (none at all when an extent is 0); a
 //! reduction's accumulator starts at the identity (`-0.0` for float sums, which is exact: `-0.0 + x == x` bit for
 //! bit, `-inf` / `i32::MIN` for max) and folds in row-major order, as the interpreter does (except a vectorized f32
-//! reduction, below).
+//! or f64 sum, below).
 //!
 //! # Scalar semantics
 //!
@@ -57,6 +57,11 @@
 //! fit, then 4) and a scalar one for the points left, and combines them in a fixed order
 //! ([`Emitter::vector_reduce`]): the same for every output element and thread count, but a sum is reassociated
 //! relative to the interpreter's left-to-right fold (max is exact).
+//!
+//! A `reduce` of f64 or i32 whose body is loads (moving by 1 or 0 with `k`), constants and `add sub mul max min neg
+//! abs` of its dtype runs `k` an f64x2 / i32x4 vector at a time into one vector accumulator, then the rest one at a
+//! time, combined in a fixed order ([`Emitter::typed_reduce`]): i32 sums wrap, so they and every max equal the
+//! interpreter's fold exactly; f64 sums are reassociated as f32 sums are.
 //!
 //! In a `for` nest, an f32 division by a value from outside its body (softmax's `exp(x - m) / s`) becomes a
 //! multiplication by `1/s`, computed once per run of the nest, where that is safe ([`Emitter::for_loops`]: `s` is 0,
@@ -586,6 +591,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         && vector::nested_plan(loops, body, Some(*value), self.types).is_some()
                     {
                         let result = self.vector_reduce(*kind, loops, body, *value);
+                        self.values[id.index()] = Some(result);
+                        continue;
+                    }
+                    if vector::typed_nested_plan(loops, body, *value, *dtype, self.types).is_some()
+                    {
+                        let result = self.typed_reduce(*kind, *dtype, loops, body, *value);
                         self.values[id.index()] = Some(result);
                         continue;
                     }

@@ -14,7 +14,7 @@ use crate::kernel::{
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, Block as ClifBlock, InstBuilder, MemFlagsData, Value,
+    types, Block as ClifBlock, InstBuilder, MemFlagsData, Type, Value,
 };
 use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
 use std::collections::HashMap;
@@ -674,5 +674,252 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 e.b.switch_to_block(scalar_done);
             }
         });
+    }
+}
+
+/// The vector type and lane count of a reduction of `dtype` other than f32 ([`typed_nested_plan`]).
+fn typed_lanes(dtype: DType) -> Option<(Type, i64)> {
+    match dtype {
+        DType::F64 => Some((types::F64X2, 2)),
+        DType::I32 => Some((types::I32X4, 4)),
+        DType::F32 | DType::Bool => None,
+    }
+}
+
+/// `Some(k)` when a `reduce` of f64 or i32 can run its innermost loop `k` a vector (f64x2, i32x4) at a time: at least
+/// that many points, and a body of lets of the reduction's dtype only (loads that move by 1 or 0 elements with `k`,
+/// constants, `add sub mul max min neg abs`), with operands of that dtype.
+pub(super) fn typed_nested_plan(
+    loops: &[Loop],
+    body: &Block,
+    value: ValueId,
+    dtype: DType,
+    types: &ValueTypes,
+) -> Option<Var> {
+    let (_, lanes) = typed_lanes(dtype)?;
+    let inner = loops.last()?;
+    if (inner.extent as i64) < lanes {
+        return None;
+    }
+    let k = inner.var;
+    let typed = |id: ValueId| types[id.index()] == Some(dtype);
+    if !typed(value) {
+        return None;
+    }
+    for inst in &body.insts {
+        let Inst::Let { id, op, .. } = inst else {
+            return None;
+        };
+        if !typed(*id) || !operands(op).into_iter().all(typed) {
+            return None;
+        }
+        let ok = match op {
+            ScalarOp::Load { index, .. } => stride_of(index, k) <= 1,
+            ScalarOp::Const { .. } => true,
+            ScalarOp::Binary(op, ..) => matches!(
+                op,
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
+            ),
+            ScalarOp::Unary(op, _) => matches!(op, UnaryOp::Neg | UnaryOp::Abs),
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(k)
+}
+
+impl Emitter<'_, '_> {
+    /// A `reduce` of f64 or i32 that passed [`typed_nested_plan`]: per point of the outer loops, `k` runs a vector
+    /// (f64x2 or i32x4) at a time into one vector accumulator (lane `l` takes the points `k ≡ l` mod the lane
+    /// count), then the points left into a scalar one; the result is `(lanes folded pairwise: (a.0 ∘ a.1) ∘ (a.2 ∘
+    /// a.3)) ∘ tail`, a fixed order for every output element. An i32 sum wraps and max is exact, so both equal the
+    /// interpreter's fold; an f64 sum is reassociated, as f32 sums are.
+    pub(super) fn typed_reduce(
+        &mut self,
+        kind: ReduceKind,
+        dtype: DType,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> Value {
+        let (vty, lanes) = typed_lanes(dtype).expect("typed_nested_plan");
+        let float = dtype == DType::F64;
+        let fold = |e: &mut Self, a: Value, x: Value| match (kind, float) {
+            (ReduceKind::Sum, true) => e.b.ins().fadd(a, x),
+            (ReduceKind::Sum, false) => e.b.ins().iadd(a, x),
+            (ReduceKind::Max, true) => e.b.ins().fmax(a, x),
+            (ReduceKind::Max, false) => e.b.ins().smax(a, x),
+        };
+        let ty = clif_type(dtype);
+        let acc = self.b.declare_var(ty);
+        let init = self.reduce_identity(kind, dtype);
+        self.b.def_var(acc, init);
+        let vacc = self.b.declare_var(vty);
+        let vinit = self.b.ins().splat(vty, init);
+        self.b.def_var(vacc, vinit);
+        let (outer, inner) = loops.split_at(loops.len() - 1);
+        let (k, extent) = (inner[0].var, inner[0].extent as i64);
+        let vector_end = extent / lanes * lanes;
+        let defined: Vec<usize> = body
+            .insts
+            .iter()
+            .filter_map(|inst| match inst {
+                Inst::Let { id, .. } => Some(id.index()),
+                _ => None,
+            })
+            .collect();
+        let mut outside: Vec<ValueId> = Vec::new();
+        for inst in &body.insts {
+            if let Inst::Let { op, .. } = inst {
+                outside.extend(
+                    operands(op)
+                        .into_iter()
+                        .filter(|id| !defined.contains(&id.index())),
+                );
+            }
+        }
+        if !defined.contains(&value.index()) {
+            outside.push(value);
+        }
+        self.loop_nest(outer, &mut |e| {
+            let zero = e.b.ins().iconst(e.ptr, 0);
+            e.set_var(k, zero);
+            // Once per point of the outer loops: splats of the values from outside and of the loads that don't move
+            // with `k`.
+            let mut hoisted: HashMap<usize, Value> = HashMap::new();
+            for &id in &outside {
+                let x = e.value(id);
+                hoisted.insert(id.index(), e.b.ins().splat(vty, x));
+            }
+            for inst in &body.insts {
+                if let Inst::Let {
+                    id,
+                    op: ScalarOp::Load { buffer, index },
+                    ..
+                } = inst
+                {
+                    if stride_of(index, k) == 0 {
+                        let addr = e.address(*buffer, index);
+                        let x = e.b.ins().load(ty, super::elem_flags(), addr, 0);
+                        hoisted.insert(id.index(), e.b.ins().splat(vty, x));
+                    }
+                }
+            }
+            if vector_end > 0 {
+                let vector_block = e.b.create_block();
+                let vector_done = e.b.create_block();
+                e.b.ins().jump(vector_block, &[]);
+                e.b.switch_to_block(vector_block);
+                let mut values = hoisted;
+                for inst in &body.insts {
+                    let Inst::Let { id, op, .. } = inst else {
+                        unreachable!("typed_nested_plan: lets only")
+                    };
+                    if values.contains_key(&id.index()) {
+                        continue; // hoisted
+                    }
+                    let v = match e.contract.get(&id.index()) {
+                        Some(&c) => e.contracted(c, |v| values[&v.index()]),
+                        None => e.typed_op(op, dtype, vty, &values),
+                    };
+                    values.insert(id.index(), v);
+                }
+                let a = e.b.use_var(vacc);
+                let folded = fold(e, a, values[&value.index()]);
+                e.b.def_var(vacc, folded);
+                let kv = e.get_var(k);
+                let k_next = e.b.ins().iadd_imm_s(kv, lanes);
+                e.set_var(k, k_next);
+                let more =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, vector_end);
+                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
+                e.b.switch_to_block(vector_done);
+            }
+            if vector_end < extent {
+                let scalar_block = e.b.create_block();
+                let scalar_done = e.b.create_block();
+                e.b.ins().jump(scalar_block, &[]);
+                e.b.switch_to_block(scalar_block);
+                e.block(body);
+                let a = e.b.use_var(acc);
+                let x = e.value(value);
+                let folded = fold(e, a, x);
+                e.b.def_var(acc, folded);
+                let kv = e.get_var(k);
+                let k1 = e.b.ins().iadd_imm_s(kv, 1);
+                e.set_var(k, k1);
+                let more = e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k1, extent);
+                e.b.ins().brif(more, scalar_block, &[], scalar_done, &[]);
+                e.b.switch_to_block(scalar_done);
+            }
+        });
+        let v = self.b.use_var(vacc);
+        let lane: Vec<Value> = (0..lanes as u8)
+            .map(|l| self.b.ins().extractlane(v, l))
+            .collect();
+        let lanes_folded = if lanes == 2 {
+            fold(self, lane[0], lane[1])
+        } else {
+            let low = fold(self, lane[0], lane[1]);
+            let high = fold(self, lane[2], lane[3]);
+            fold(self, low, high)
+        };
+        let tail = self.b.use_var(acc);
+        fold(self, lanes_folded, tail)
+    }
+
+    /// One op of a [`typed_nested_plan`] body on vectors of type `vty`.
+    fn typed_op(
+        &mut self,
+        op: &ScalarOp,
+        dtype: DType,
+        vty: Type,
+        values: &HashMap<usize, Value>,
+    ) -> Value {
+        let float = dtype == DType::F64;
+        let v = |id: &ValueId| values[&id.index()];
+        match op {
+            ScalarOp::Load { buffer, index } => {
+                let addr = self.address(*buffer, index);
+                self.b.ins().load(vty, vector_flags(), addr, 0)
+            }
+            ScalarOp::Const { bits } => {
+                let x = self.constant(crate::kernel::scalar::Scalar::from_f64(
+                    f64::from_bits(*bits),
+                    dtype,
+                ));
+                self.b.ins().splat(vty, x)
+            }
+            ScalarOp::Binary(op, x, y) => {
+                let (x, y) = (v(x), v(y));
+                match (op, float) {
+                    (BinaryOp::Add, true) => self.b.ins().fadd(x, y),
+                    (BinaryOp::Add, false) => self.b.ins().iadd(x, y),
+                    (BinaryOp::Sub, true) => self.b.ins().fsub(x, y),
+                    (BinaryOp::Sub, false) => self.b.ins().isub(x, y),
+                    (BinaryOp::Mul, true) => self.b.ins().fmul(x, y),
+                    (BinaryOp::Mul, false) => self.b.ins().imul(x, y),
+                    (BinaryOp::Max, true) => self.b.ins().fmax(x, y),
+                    (BinaryOp::Max, false) => self.b.ins().smax(x, y),
+                    (BinaryOp::Min, true) => self.b.ins().fmin(x, y),
+                    (BinaryOp::Min, false) => self.b.ins().smin(x, y),
+                    _ => unreachable!("typed_nested_plan: add sub mul max min"),
+                }
+            }
+            ScalarOp::Unary(op, x) => {
+                let x = v(x);
+                match (op, float) {
+                    (UnaryOp::Neg, true) => self.b.ins().fneg(x),
+                    (UnaryOp::Neg, false) => self.b.ins().ineg(x),
+                    (UnaryOp::Abs, true) => self.b.ins().fabs(x),
+                    (UnaryOp::Abs, false) => self.b.ins().iabs(x),
+                    _ => unreachable!("typed_nested_plan: neg abs"),
+                }
+            }
+            _ => unreachable!("typed_nested_plan: loads, constants, arithmetic"),
+        }
     }
 }
