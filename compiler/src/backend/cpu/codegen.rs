@@ -11,6 +11,7 @@
 //!                            row = start / E;  j0 = start % E          (E: extent of the innermost parallel loop)
 //!                            brif start < end, row(row, j0), exit
 //! row:                       outer loop variables from row (div/mod);  jend = min(E, end - row·E)
+//!                            [wide(j): 16 points, four f32x4 copies of the body, while j + 16 <= jend]
 //!                            [vector(j): 4 points with f32x4 while j + 4 <= jend]
 //! scalar(j):                 body at (outer.., j);  j += 1;  brif j < jend, scalar(j), next
 //! next:                      brif (row + 1)·E < end, row(row + 1, 0), exit
@@ -20,7 +21,7 @@
 //! `reduce` or `for` becomes a nest of such loops over its static extents (none at all when an extent is 0); a
 //! reduction's accumulator starts at the identity (`-0.0` for float sums, which is exact: `-0.0 + x == x` bit for
 //! bit, `-inf` / `i32::MIN` for max) and folds in row-major order, as the interpreter does (except a vectorized f32
-//! reduction, below).
+//! or f64 sum, below).
 //!
 //! # Scalar semantics
 //!
@@ -31,21 +32,43 @@
 //! within a few ulp of the interpreter's libm; the same code for a scalar and a vector lane); i32 `pow` calls the
 //! interpreter's function ([`callout`]).
 //!
+//! One exception, where the host has FMA (cranelift-native's flags; never emitted without, where Cranelift would call
+//! libm): an f32/f64 `add` or `sub` with an operand that is a `mul` of the same block is contracted into one `fma`
+//! (`x·y + c`, `c + x·y`, `x·y - c` = `fma(x, y, -c)`, `c - x·y` = `fma(-x, y, c)`; the first operand when both are
+//! products). The product is not rounded, so the result can differ from the interpreter's by the rounding of
+//! `x·y`: half an ulp of the product, absolutely (more than that relative to the result only where `x·y` and `c`
+//! cancel). The scalar and the vector code contract the same instructions ([`contractions`]), so results stay
+//! independent of which loop ran a point and of the thread count.
 //! # Vectors
 //!
-//! A kernel whose body is straight-line f32/bool code (no `reduce`, `for`, `index` or i32/f64 values) and whose loads
-//! and stores all move by 1 or 0 elements with the innermost parallel variable gets an f32x4 loop before the scalar
-//! one ([`vector`]): stride-1 accesses become vector loads and stores, stride-0 loads are splats. Both loops compute
+//! A kernel whose body is f32/bool code (no `for`, `index` or i32/f64 values; `reduce`s of f32 over other loops
+//! with straight-line bodies) and whose loads and stores all move by 1 or 0 elements with the innermost parallel
+//! variable gets an f32x4 loop before the scalar one ([`vector`]): stride-1 accesses become vector loads and stores,
+//! stride-0 loads are splats, and a reduction (a column sum `Σ_i b[cols·i + j]`) keeps a lane per parallel point,
+//! each folding in the scalar order. Without a reduction it runs 16 points (four independent copies of the body) at
+//! a time, then 4 at a time (with one, 4 at a time), then the scalar loop takes the rest. The loops compute
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
 //!
 //! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code, with loads
 //! that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4 points at a
-//! time ([`vector::nested_plan`]), then the rest one at a time. A `for` computes every point with the same operations
-//! either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
+//! time ([`vector::nested_plan`]; 16 at a time while they fit, four copies of the body), then the rest one at a time.
+//! A `for` computes every point with the same operations either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
 //! fit, then 4) and a scalar one for the points left, and combines them in a fixed order
 //! ([`Emitter::vector_reduce`]): the same for every output element and thread count, but a sum is reassociated
 //! relative to the interpreter's left-to-right fold (max is exact).
+//!
+//! A `reduce` of f64 or i32 whose body is loads (moving by 1 or 0 with `k`), constants and `add sub mul max min neg
+//! abs` of its dtype runs `k` an f64x2 / i32x4 vector at a time into one vector accumulator, then the rest one at a
+//! time, combined in a fixed order ([`Emitter::typed_reduce`]): i32 sums wrap, so they and every max equal the
+//! interpreter's fold exactly; f64 sums are reassociated as f32 sums are.
+//!
+//! In a `for` nest, an f32 division by a value from outside its body (softmax's `exp(x - m) / s`) becomes a
+//! multiplication by `1/s`, computed once per run of the nest, where that is safe ([`Emitter::for_loops`]: `s` is 0,
+//! ±inf, NaN or of magnitude in `[2^-126, 2^126]`; otherwise the nest divides, behind one branch). `x·(1/s)` differs
+//! from the correctly rounded `x/s` by at most 1 ulp (`1/s` is rounded once, relative error ≤ 2^-24, which moves the
+//! product by less than an ulp before it is rounded); the special values give what dividing gives. Scalar and vector
+//! code do the same, so results stay independent of the thread count.
 //!
 //! Requires: a kernel that [`check`] accepts (every program `fusion::lower` produces); [`compile_program`] checks.
 
@@ -247,6 +270,90 @@ struct Emitter<'a, 'b> {
     symbolic: bool,
     funcs: HashMap<&'static str, FuncRef>,
     math: MathEmitter,
+    /// The variable the f32x4 parallel loop being emitted runs 4 points of at a time (`None` elsewhere).
+    lane_var: Option<Var>,
+    /// `1/s` of the divisors `s` that the `for` body being emitted multiplies by instead (see [`Self::for_loops`]),
+    /// by `ValueId` index.
+    reciprocals: HashMap<usize, Value>,
+    /// The float `add`/`sub` values computed as one `fma` (empty without native FMA), by `ValueId` index.
+    contract: HashMap<usize, Contraction>,
+}
+
+/// An f32/f64 `add` or `sub` whose operand is a product of the same block, computed as `fma(±a, b, ±c)`: rounded
+/// once instead of twice. The scalar and the vector code both follow this plan, so every point gets the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Contraction {
+    a: ValueId,
+    b: ValueId,
+    c: ValueId,
+    /// `c - a·b` = `fma(-a, b, c)`.
+    negate_product: bool,
+    /// `a·b - c` = `fma(a, b, -c)`.
+    negate_c: bool,
+}
+
+/// The f32 values that `block` (a `for` body, nested blocks not included) divides by and doesn't define.
+fn invariant_divisors(block: &Block, types: &check::ValueTypes) -> Vec<ValueId> {
+    let mut defined = Vec::new();
+    let mut divisors = Vec::new();
+    for inst in &block.insts {
+        if let Inst::Let { id, op, .. } = inst {
+            if let ScalarOp::Binary(BinaryOp::Div, _, y) = op {
+                if types[id.index()] == Some(DType::F32)
+                    && !defined.contains(&y.index())
+                    && !divisors.contains(y)
+                {
+                    divisors.push(*y);
+                }
+            }
+            defined.push(id.index());
+        }
+    }
+    divisors
+}
+
+/// Which float `add`/`sub` of `block` (and of the blocks nested in it) become an `fma`: `x·y + c`, `c + x·y`,
+/// `x·y - c`, `c - x·y` where the product `x·y` is a `mul` of the same block (so its operands are at hand in the
+/// vector code too); when both operands are products, the first one.
+fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usize, Contraction>) {
+    let is_float = |id: ValueId| matches!(types[id.index()], Some(DType::F32 | DType::F64));
+    let mut products: HashMap<usize, (ValueId, ValueId)> = HashMap::new();
+    for inst in &block.insts {
+        match inst {
+            Inst::Let {
+                id,
+                op: ScalarOp::Binary(op, x, y),
+                ..
+            } if is_float(*id) => {
+                let product = |v: &ValueId| products.get(&v.index()).copied();
+                let contraction = match (op, product(x), product(y)) {
+                    (BinaryOp::Mul, _, _) => {
+                        products.insert(id.index(), (*x, *y));
+                        None
+                    }
+                    (BinaryOp::Add, Some((a, b)), _) => Some((a, b, *y, false, false)),
+                    (BinaryOp::Add, None, Some((a, b))) => Some((a, b, *x, false, false)),
+                    (BinaryOp::Sub, Some((a, b)), _) => Some((a, b, *y, false, true)),
+                    (BinaryOp::Sub, None, Some((a, b))) => Some((a, b, *x, true, false)),
+                    _ => None,
+                };
+                if let Some((a, b, c, negate_product, negate_c)) = contraction {
+                    plan.insert(
+                        id.index(),
+                        Contraction {
+                            a,
+                            b,
+                            c,
+                            negate_product,
+                            negate_c,
+                        },
+                    );
+                }
+            }
+            Inst::Reduce { body, .. } | Inst::For { body, .. } => contractions(body, types, plan),
+            Inst::Let { .. } | Inst::Store { .. } => {}
+        }
+    }
 }
 
 /// Memory flags of element accesses: in bounds (checked) and naturally aligned.
@@ -281,6 +388,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
             b.ins()
                 .load(ptr, table_flags, table, slot(program.buffers.len()))
         });
+        // Never without native FMA: Cranelift would call libm's `fma` instead.
+        let mut contract = HashMap::new();
+        if math.has_fma() {
+            contractions(kernel.body(), types, &mut contract);
+        }
         Emitter {
             b,
             program,
@@ -295,7 +407,26 @@ impl<'a, 'b> Emitter<'a, 'b> {
             symbolic: false,
             funcs: HashMap::new(),
             math,
+            reciprocals: HashMap::new(),
+            lane_var: None,
+            contract,
         }
+    }
+
+    /// `fma(±a, b, ±c)` of a [`Contraction`] (scalar or vector: `value` gives the operands).
+    fn contracted(&mut self, c: Contraction, value: impl Fn(ValueId) -> Value) -> Value {
+        let (a, b, addend) = (value(c.a), value(c.b), value(c.c));
+        self.fma(c, a, b, addend)
+    }
+
+    fn fma(&mut self, c: Contraction, mut a: Value, b: Value, mut addend: Value) -> Value {
+        if c.negate_product {
+            a = self.b.ins().fneg(a);
+        }
+        if c.negate_c {
+            addend = self.b.ins().fneg(addend);
+        }
+        self.b.ins().fma(a, b, addend)
     }
 
     fn var(&mut self, v: Var) -> Variable {
@@ -438,7 +569,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         for inst in &block.insts {
             match inst {
                 Inst::Let { id, dtype, op } => {
-                    let v = self.scalar_op(op, *dtype);
+                    let v = match self.contract.get(&id.index()) {
+                        Some(&c) => {
+                            let (a, b, addend) =
+                                (self.value(c.a), self.value(c.b), self.value(c.c));
+                            self.fma(c, a, b, addend)
+                        }
+                        None => self.scalar_op(op, *dtype),
+                    };
                     self.values[id.index()] = Some(v);
                 }
                 Inst::Reduce {
@@ -453,6 +591,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         && vector::nested_plan(loops, body, Some(*value), self.types).is_some()
                     {
                         let result = self.vector_reduce(*kind, loops, body, *value);
+                        self.values[id.index()] = Some(result);
+                        continue;
+                    }
+                    if vector::typed_nested_plan(loops, body, *value, *dtype, self.types).is_some()
+                    {
+                        let result = self.typed_reduce(*kind, *dtype, loops, body, *value);
                         self.values[id.index()] = Some(result);
                         continue;
                     }
@@ -475,13 +619,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     let result = self.b.use_var(acc);
                     self.values[id.index()] = Some(result);
                 }
-                Inst::For { loops, body } => {
-                    if vector::nested_plan(loops, body, None, self.types).is_some() {
-                        self.vector_for(loops, body);
-                    } else {
-                        self.loop_nest(loops, &mut |e| e.block(body));
-                    }
-                }
+                Inst::For { loops, body } => self.for_loops(loops, body),
                 Inst::Store {
                     buffer,
                     index,
@@ -493,6 +631,66 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
             }
         }
+    }
+
+    /// A `for` nest. Its f32 divisions by a value from outside the body (softmax's `exp(x - m) / s`) multiply by
+    /// `1/s`, computed once, where that is within an ulp of dividing: behind one branch per run of the nest, taken
+    /// when every such `s` is 0, ±inf, NaN or of magnitude in `[2^-126, 2^126]` (so `1/s` neither overflows nor
+    /// loses bits as a subnormal); otherwise the nest divides.
+    fn for_loops(&mut self, loops: &[Loop], body: &Block) {
+        let emit = |e: &mut Self| {
+            if vector::nested_plan(loops, body, None, e.types).is_some() {
+                e.vector_for(loops, body);
+            } else {
+                e.loop_nest(loops, &mut |e| e.block(body));
+            }
+        };
+        let divisors = invariant_divisors(body, self.types);
+        if divisors.is_empty() || loops.iter().any(|l| l.extent == 0) {
+            return emit(self);
+        }
+        let mut any_unsafe = None;
+        let mut reciprocals = HashMap::new();
+        for &divisor in &divisors {
+            let s = self.value(divisor);
+            let one = self.b.ins().f32const(1.0f32);
+            reciprocals.insert(divisor.index(), self.b.ins().fdiv(one, s));
+            // Unsafe: 0 < |s| < 2^-126 or 2^126 < |s| < inf.
+            let a = self.b.ins().fabs(s);
+            let (min, max, inf) = (
+                self.b.ins().f32const(f32::MIN_POSITIVE),
+                self.b.ins().f32const(2f32.powi(126)),
+                self.b.ins().f32const(f32::INFINITY),
+            );
+            let zero = self.b.ins().f32const(0.0f32);
+            let tiny = self.b.ins().fcmp(FloatCC::LessThan, a, min);
+            let nonzero = self.b.ins().fcmp(FloatCC::GreaterThan, a, zero);
+            let tiny = self.b.ins().band(tiny, nonzero);
+            let huge = self.b.ins().fcmp(FloatCC::GreaterThan, a, max);
+            let finite = self.b.ins().fcmp(FloatCC::LessThan, a, inf);
+            let huge = self.b.ins().band(huge, finite);
+            let unsafe_ = self.b.ins().bor(tiny, huge);
+            any_unsafe = Some(match any_unsafe {
+                None => unsafe_,
+                Some(u) => self.b.ins().bor(u, unsafe_),
+            });
+        }
+        let any_unsafe = any_unsafe.expect("at least one divisor");
+        let (multiply, divide, join) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(any_unsafe, divide, &[], multiply, &[]);
+        self.b.switch_to_block(multiply);
+        self.reciprocals = reciprocals;
+        emit(self);
+        self.reciprocals.clear();
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(divide);
+        emit(self);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
     }
 
     fn reduce_identity(&mut self, kind: ReduceKind, dtype: DType) -> Value {
@@ -631,6 +829,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let from = self.dtype(*x);
                 let x = self.value(*x);
                 self.cast(x, from, dtype)
+            }
+            ScalarOp::Binary(BinaryOp::Div, x, y) if self.reciprocals.contains_key(&y.index()) => {
+                let r = self.reciprocals[&y.index()];
+                let x = self.value(*x);
+                self.b.ins().fmul(x, r)
             }
             ScalarOp::Binary(op, x, y) => {
                 let (x, y) = (self.value(*x), self.value(*y));

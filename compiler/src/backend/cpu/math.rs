@@ -15,8 +15,10 @@
 //! - `log`: subnormals are scaled by `2^p` first; `x = 2^e·m` with `m ∈ [√½, √2)` by integer arithmetic on the bits,
 //!   `f = m - 1`; f32: `log(1+f) = f - f²/2 + f³·P(f)`; f64: `2·atanh(f/(2+f))` (one division) as in fdlibm.
 //!   `log(±0) = -inf`, `log(x<0) = NaN`, `log(+inf) = +inf`.
-//! - `tanh`: on `a = |x|`: `a + a³·P(a²)` for `a < 0.625`, else `1 - 2/(e^{2a} + 1)` (which saturates to 1 as
-//!   `e^{2a}` overflows); the sign of `x` is or-ed back in, so `tanh(-0) = -0` and finite `x` never gives NaN.
+//! - `tanh`: on `a = |x|`: `a + a³·P(a²)` for `a < 0.625`, else `(1 - z²)/(1 + z²)` with `z = e^-a` (exactly 1 once
+//!   `z²` underflows); the sign of `x` is or-ed back in, so `tanh(-0) = -0` and finite `x` never gives NaN. `z` is
+//!   computed with the same instructions as `logistic`'s, so a kernel with both `tanh(x)` and `logistic(x)` evaluates
+//!   one exp (Cranelift merges the identical pure instructions).
 //! - `logistic`: `z = exp(-|x|)` (never overflows), then `1/(1+z)` for `x ≥ 0`, `z/(1+z)` for `x < 0`, as the
 //!   interpreter evaluates it.
 //! - `pow(x, y) = exp(y·log|x|)`, in f64 for f32 operands too (so `y·log|x|` keeps its precision); then the C99
@@ -35,13 +37,13 @@
 //! |---|---|---|---|---|
 //! | exp | f32 | all 2^32 | 1.10 | x = 5.198865 (result 181.06662) |
 //! | log | f32 | all 2^32 | 0.83 | x = 1.413642, just below √2 (the reduction's edge) |
-//! | tanh | f32 | all 2^32 | 1.33 | x = 0.6310442, just above 0.625 (the exp form's cancellation) |
+//! | tanh | f32 | all 2^32 | 2.06 | x = 0.68012804, above 0.625 (`(1 - z²)/(1 + z²)`: `z = e^-a`'s error, squared) |
 //! | logistic | f32 | all 2^32 | 2.40 | x = -4.157294 (`z/(1+z)`: exp's error plus two roundings) |
-//! | exp, log, tanh, logistic | f32, no FMA | every 17th f32 | 1.03, 0.80, 1.30, 2.37 | as above |
+//! | exp, log, tanh, logistic | f32, no FMA | every 17th f32 | 1.03, 0.80, 2.03, 2.37 | as above |
 //! | pow | f32 | 1.6M pairs of spread f32 (`math_sweep`) | 0.50 | the f64 result rounded once |
 //! | exp | f64 | 2^24 spread | 1 | x = 1.8056e-5 |
 //! | log | f64 | 2^24 spread | 1 | x = 2.7e-308 |
-//! | tanh | f64 | 2^24 spread | 2 | x = 0.0957 (polynomial range) |
+//! | tanh | f64 | 2^24 spread | 3 | x = 0.956 (`(1 - z²)/(1 + z²)`) |
 //! | logistic | f64 | 2^24 spread | 2 | x = 0.961 |
 //! | pow | f64 | 1.6M pairs of spread f64 | 1083 | x = 4.0e-118, y = 2.5: the error grows as `\|y·ln x\|` (676 here) |
 //!
@@ -76,6 +78,11 @@ impl MathEmitter {
     /// Chooses explicitly whether to emit `fma` (without native FMA, Cranelift calls libm's `fma` instead).
     pub fn with_fma(fma: bool) -> Self {
         MathEmitter { fma }
+    }
+
+    /// Whether this emitter uses `fma` (the code generator contracts `a·b + c` exactly when it does).
+    pub fn has_fma(&self) -> bool {
+        self.fma
     }
 
     fn lanes<'a, 'f>(&self, b: &'a mut FunctionBuilder<'f>, x: Value) -> Lanes<'a, 'f> {
@@ -328,18 +335,20 @@ impl Lanes<'_, '_> {
         let em1 = self.mul_add(r2, poly, r);
         let one = self.f(1.0);
         let p = self.b.ins().fadd(em1, one);
-        // 2^n = 2^n1 · 2^n2 with n1 = ⌊n/2⌋ (computed as ((n + 4(bias+1)) >> 1) - 2(bias+1), non-negative shifts).
+        // 2^n = 2^n1 · 2^n2 with n1 = ⌊n/2⌋, n2 = n - n1, in the exponent bits. t's low mantissa bits hold
+        // 2^(p-1) + n, so u = bits(t) << p is n·2^p (wrapping: |n| < 2^(w-1-p) for lane width w, as the clamp makes it); clearing u's low p+1 bits and
+        // shifting right arithmetically by 1 gives v = n1·2^p; then bits(2^n1) = v + bias·2^p and
+        // bits(2^n2) = (u + bias·2^p) - v.
         let t_bits = self.bits(t);
-        let shifter_bits = self.int(bits_of(self.ty, fmt.round_shifter));
-        let n_int = self.b.ins().isub(t_bits, shifter_bits);
-        let offset = 4 * (fmt.bias + 1);
-        let constant = self.int(offset);
-        let n_biased = self.b.ins().iadd(n_int, constant);
-        let n_half = self.b.ins().ushr_imm_u(n_biased, 1);
-        let constant = self.int(offset / 2);
-        let n1 = self.b.ins().isub(n_half, constant);
-        let n2 = self.b.ins().isub(n_int, n1);
-        let (s1, s2) = (self.pow2(n1), self.pow2(n2));
+        let u = self.b.ins().ishl_imm_u(t_bits, fmt.mantissa_bits);
+        let high = self.int(-1i64 << (fmt.mantissa_bits + 1));
+        let u_even = self.b.ins().band(u, high);
+        let v = self.b.ins().sshr_imm_u(u_even, 1);
+        let bias = self.int(fmt.bias << fmt.mantissa_bits);
+        let s1 = self.b.ins().iadd(v, bias);
+        let u_biased = self.b.ins().iadd(u, bias);
+        let s2 = self.b.ins().isub(u_biased, v);
+        let (s1, s2) = (self.float_from_bits(s1), self.float_from_bits(s2));
         let scaled = self.b.ins().fmul(p, s1);
         self.b.ins().fmul(scaled, s2)
     }
@@ -430,14 +439,15 @@ impl Lanes<'_, '_> {
         let az = self.b.ins().fmul(a, z);
         let poly = self.poly(z, self.format.tanh_poly);
         let small_value = self.mul_add(az, poly, a);
-        // Large: 1 - 2/(e^{2a} + 1); e^{2a} = +inf gives exactly 1.
-        let two_a = self.b.ins().fadd(a, a);
-        let e = self.exp(two_a);
+        // Large: (1 - z²)/(1 + z²) with z = e^-a, computed exactly as `logistic` computes it, so that Cranelift
+        // shares one exp between tanh(x) and logistic(x) of the same x (W1); z² ≤ e^-1.25 keeps 1 - z² free of
+        // cancellation, and z² = 0 (a > 52) gives exactly 1.
+        let z = self.exp_minus_abs(x);
+        let q = self.b.ins().fmul(z, z);
         let one = self.f(1.0);
-        let e1 = self.b.ins().fadd(e, one);
-        let two = self.f(2.0);
-        let q = self.b.ins().fdiv(two, e1);
-        let large_value = self.b.ins().fsub(one, q);
+        let numerator = self.b.ins().fsub(one, q);
+        let denominator = self.b.ins().fadd(one, q);
+        let large_value = self.b.ins().fdiv(numerator, denominator);
         let bound = self.f(TANH_POLY_BOUND);
         let small = self.b.ins().fcmp(FloatCC::LessThan, a, bound);
         let magnitude = self.select(small, small_value, large_value);
@@ -446,15 +456,20 @@ impl Lanes<'_, '_> {
 
     fn logistic(&mut self, x: Value) -> Value {
         // z = e^-|x| ∈ [0, 1]; x ≥ 0: 1/(1+z); x < 0: e^x/(1+e^x) = z/(1+z).
-        let a = self.b.ins().fabs(x);
-        let minus_a = self.b.ins().fneg(a);
-        let z = self.exp(minus_a);
+        let z = self.exp_minus_abs(x);
         let one = self.f(1.0);
         let denominator = self.b.ins().fadd(one, z);
         let zero = self.f(0.0);
         let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
         let numerator = self.select(negative, z, one);
         self.b.ins().fdiv(numerator, denominator)
+    }
+
+    /// `e^-|x|`, the same instructions for `tanh` and `logistic` (so one is enough for both).
+    fn exp_minus_abs(&mut self, x: Value) -> Value {
+        let a = self.b.ins().fabs(x);
+        let minus_a = self.b.ins().fneg(a);
+        self.exp(minus_a)
     }
 
     fn pow(&mut self, x: Value, y: Value) -> Value {
@@ -581,14 +596,6 @@ impl Lanes<'_, '_> {
         let x = self.select(below, lo, x);
         let above = self.b.ins().fcmp(FloatCC::LessThan, hi, x);
         self.select(above, hi, x)
-    }
-
-    /// `2^n` for an integer `n` (lane-width integers) in the normal exponent range.
-    fn pow2(&mut self, n: Value) -> Value {
-        let constant = self.int(self.format.bias);
-        let biased = self.b.ins().iadd(n, constant);
-        let bits = self.b.ins().ishl_imm_u(biased, self.format.mantissa_bits);
-        self.float_from_bits(bits)
     }
 
     /// `magnitude` (sign bit clear) with the sign bit of `sign`.

@@ -2,8 +2,10 @@
 //!
 //! Values are f32x4 (f32) or i32x4 masks of all-ones / zero (bool). A load or store that moves by one element with
 //! the innermost variable `j` is a vector access at `j`; a load that doesn't move with `j` is loaded once per row,
-//! before the loop, and splatted. Each lane computes exactly what the scalar loop computes for its point: the same
-//! IEEE operations, and the math library's branch-free code, which is the same for one lane or four.
+//! before the loop, and splatted (inside a reduction, where it may move with the reduction's loops, once per
+//! iteration). A `reduce` over other loops (a column sum) keeps an f32x4 accumulator: lane `l` folds point `j + l`'s
+//! values in the scalar code's order. Each lane computes exactly what the scalar loop computes for its point: the
+//! same IEEE operations, and the math library's branch-free code, which is the same for one lane or four.
 
 use super::check::ValueTypes;
 use super::{clif_type, Emitter};
@@ -12,7 +14,7 @@ use crate::kernel::{
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, Block as ClifBlock, InstBuilder, MemFlagsData, Value,
+    types, Block as ClifBlock, InstBuilder, MemFlagsData, Type, Value,
 };
 use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
 use std::collections::HashMap;
@@ -20,11 +22,15 @@ use std::collections::HashMap;
 const LANES: i64 = 4;
 /// Vector accumulators of a reduction.
 const UNROLL: usize = 4;
+/// Copies of the body in one iteration of the elementwise f32x4 loop.
+const ELEMENTWISE_UNROLL: usize = 4;
 
 /// A kernel the vector loop can run: its innermost parallel variable.
 #[derive(Clone, Debug)]
 pub(super) struct Plan {
     pub j: Var,
+    /// Whether the body has a `reduce` (then the loop is not unrolled: each copy would run its own reduction loop).
+    pub reduces: bool,
 }
 
 fn stride_of(index: &IndexExpr, j: Var) -> usize {
@@ -49,22 +55,40 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
     {
         return None;
     }
+    let let_ok = |op: &ScalarOp, nested: bool| match op {
+        ScalarOp::Load { index, .. } => stride_of(index, j) <= 1,
+        ScalarOp::Index(_) => false,
+        // The scratch is indexed by the parallel point, not by a reduction's variables.
+        ScalarOp::MatmulAcc => !nested,
+        ScalarOp::Const { .. }
+        | ScalarOp::Unary(..)
+        | ScalarOp::Cast(_)
+        | ScalarOp::Binary(..)
+        | ScalarOp::Compare(..)
+        | ScalarOp::Select(..) => true,
+    };
+    let mut reduces = false;
     let ok = kernel.body().insts.iter().all(|inst| match inst {
-        Inst::Let { op, .. } => match op {
-            ScalarOp::Load { index, .. } => stride_of(index, j) <= 1,
-            ScalarOp::Index(_) => false,
-            ScalarOp::Const { .. }
-            | ScalarOp::MatmulAcc
-            | ScalarOp::Unary(..)
-            | ScalarOp::Cast(_)
-            | ScalarOp::Binary(..)
-            | ScalarOp::Compare(..)
-            | ScalarOp::Select(..) => true,
-        },
+        Inst::Let { op, .. } => let_ok(op, false),
         Inst::Store { index, .. } => stride_of(index, j) == 1,
+        // A reduction over other loops (a column sum: `load b[cols·i + j]`) runs with a lane per parallel point:
+        // each lane folds its point's values in the scalar code's order.
+        Inst::Reduce {
+            dtype: DType::F32,
+            loops,
+            body,
+            ..
+        } => {
+            reduces = true;
+            !loops.iter().any(|l| l.var == j)
+                && body.insts.iter().all(|inst| match inst {
+                    Inst::Let { op, .. } => let_ok(op, true),
+                    Inst::Store { .. } | Inst::Reduce { .. } | Inst::For { .. } => false,
+                })
+        }
         Inst::Reduce { .. } | Inst::For { .. } => false,
     });
-    ok.then_some(Plan { j })
+    ok.then_some(Plan { j, reduces })
 }
 
 fn vector_flags() -> MemFlagsData {
@@ -74,7 +98,9 @@ fn vector_flags() -> MemFlagsData {
 
 impl Emitter<'_, '_> {
     /// Emits, from the current block: the loads that don't move with `j` (once per row), then
-    /// `vector(j): 4 points; j += 4; brif j + 4 <= jend, vector(j), done` behind a `j + 4 <= jend` check. Leaves
+    /// `wide(j): 4·ELEMENTWISE_UNROLL points; brif j + 4·ELEMENTWISE_UNROLL <= jend, wide(j), check` (not in a
+    /// kernel with a reduction), then
+    /// `vector(j): 4 points; j += 4; brif j + 4 <= jend, vector(j), done`, each behind its own entry check. Leaves
     /// `j` at the first point the vector loop did not run.
     pub(super) fn vector_loop(&mut self, plan: &Plan, jend: Value, done: ClifBlock) {
         let body = self.kernel.body();
@@ -97,7 +123,45 @@ impl Emitter<'_, '_> {
                 }
             }
         }
+        let vector_check = self.b.create_block();
         let vector_block = self.b.create_block();
+        self.lane_var = Some(plan.j);
+        if plan.reduces {
+            // Not unrolled: each copy would run a reduction loop of its own.
+            self.b.ins().jump(vector_check, &[]);
+        } else {
+            // `ELEMENTWISE_UNROLL` independent copies of the body: more work for the out-of-order core between
+            // branches, and long-latency chains (exp, division) of different copies overlap.
+            let wide = ELEMENTWISE_UNROLL as i64 * LANES;
+            let wide_block = self.b.create_block();
+            let j = self.get_var(plan.j);
+            let j_wide = self.b.ins().iadd_imm_s(j, wide);
+            let fits = self
+                .b
+                .ins()
+                .icmp(IntCC::UnsignedLessThanOrEqual, j_wide, jend);
+            self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
+
+            self.b.switch_to_block(wide_block);
+            let j0 = self.get_var(plan.j);
+            for copy in 0..ELEMENTWISE_UNROLL as i64 {
+                let jc = self.b.ins().iadd_imm_s(j0, copy * LANES);
+                self.set_var(plan.j, jc);
+                let mut values = hoisted.clone();
+                self.vector_block(body, &mut values);
+            }
+            let j_next = self.b.ins().iadd_imm_s(j0, wide);
+            self.set_var(plan.j, j_next);
+            let j_after = self.b.ins().iadd_imm_s(j0, 2 * wide);
+            let fits = self
+                .b
+                .ins()
+                .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+            self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
+        }
+
+        // Then 4 points at a time.
+        self.b.switch_to_block(vector_check);
         let j = self.get_var(plan.j);
         let j4 = self.b.ins().iadd_imm_s(j, LANES);
         let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j4, jend);
@@ -112,6 +176,7 @@ impl Emitter<'_, '_> {
         let j8 = self.b.ins().iadd_imm_s(j, 2 * LANES);
         let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j8, jend);
         self.b.ins().brif(fits, vector_block, &[], done, &[]);
+        self.lane_var = None;
     }
 
     fn splat(&mut self, scalar: Value, dtype: DType) -> Value {
@@ -133,7 +198,10 @@ impl Emitter<'_, '_> {
                     if values.contains_key(&id.index()) {
                         continue; // hoisted
                     }
-                    let v = self.vector_op(op, *dtype, values);
+                    let v = match self.contract.get(&id.index()) {
+                        Some(&c) => self.contracted(c, |v| values[&v.index()]),
+                        None => self.vector_op(op, *dtype, values),
+                    };
                     values.insert(id.index(), v);
                 }
                 Inst::Store {
@@ -156,8 +224,39 @@ impl Emitter<'_, '_> {
                         self.b.ins().store(vector_flags(), v, addr, 0);
                     }
                 }
-                Inst::Reduce { .. } | Inst::For { .. } => {
-                    unreachable!("plan: no nested loops in vector kernels")
+                Inst::Reduce {
+                    id,
+                    kind,
+                    loops,
+                    body,
+                    value,
+                    ..
+                } => {
+                    // Lane l folds point j + l's values over `loops`, in the scalar code's order.
+                    let identity = match kind {
+                        ReduceKind::Sum => -0.0f32,
+                        ReduceKind::Max => f32::NEG_INFINITY,
+                    };
+                    let identity = self.b.ins().f32const(identity);
+                    let init = self.b.ins().splat(types::F32X4, identity);
+                    let acc = self.b.declare_var(types::F32X4);
+                    self.b.def_var(acc, init);
+                    self.loop_nest(loops, &mut |e| {
+                        let mut inner = values.clone();
+                        e.vector_block(body, &mut inner);
+                        let x = inner[&value.index()];
+                        let a = e.b.use_var(acc);
+                        let folded = match kind {
+                            ReduceKind::Sum => e.b.ins().fadd(a, x),
+                            ReduceKind::Max => e.b.ins().fmax(a, x),
+                        };
+                        e.b.def_var(acc, folded);
+                    });
+                    let result = self.b.use_var(acc);
+                    values.insert(id.index(), result);
+                }
+                Inst::For { .. } => {
+                    unreachable!("plan: no for loops in vector kernels")
                 }
             }
         }
@@ -166,6 +265,18 @@ impl Emitter<'_, '_> {
     fn vector_op(&mut self, op: &ScalarOp, dtype: DType, values: &HashMap<usize, Value>) -> Value {
         let v = |id: &crate::kernel::ValueId| values[&id.index()];
         match op {
+            ScalarOp::Load { buffer, index }
+                if self.lane_var.is_some_and(|j| stride_of(index, j) == 0) =>
+            {
+                // The same element for every lane (inside a reduction over other loops; elsewhere such loads are
+                // hoisted).
+                let addr = self.address(*buffer, index);
+                let x = self
+                    .b
+                    .ins()
+                    .load(clif_type(dtype), super::elem_flags(), addr, 0);
+                self.splat(x, dtype)
+            }
             ScalarOp::Load { buffer, index } => {
                 let addr = self.address(*buffer, index);
                 self.vector_load(addr, dtype)
@@ -223,6 +334,12 @@ impl Emitter<'_, '_> {
                     _ => unreachable!("plan: f32 and bool only"),
                 }
             }
+            ScalarOp::Binary(BinaryOp::Div, x, y) if self.reciprocals.contains_key(&y.index()) => {
+                // As the scalar code: `x · (1/s)` (see `Emitter::for_loops`).
+                let r = self.reciprocals[&y.index()];
+                let r = self.b.ins().splat(types::F32X4, r);
+                self.b.ins().fmul(v(x), r)
+            }
             ScalarOp::Binary(op, x, y) => {
                 let (x, y) = (v(x), v(y));
                 match op {
@@ -246,13 +363,15 @@ impl Emitter<'_, '_> {
                     };
                     return self.b.ins().icmp(cc, x, y);
                 }
-                let cc = match dir {
-                    CmpDir::Lt => FloatCC::LessThan,
-                    CmpDir::Le => FloatCC::LessThanOrEqual,
-                    CmpDir::Gt => FloatCC::GreaterThan,
-                    CmpDir::Ge => FloatCC::GreaterThanOrEqual,
-                    CmpDir::Eq => FloatCC::Equal,
-                    CmpDir::Ne => FloatCC::NotEqual,
+                // `x > y` as `y < x` (the same IEEE predicate): `select(y < x, x, y)` then lowers to one `maxps` on
+                // x86 (ReLU's `select(x > 0, x, 0)`), `select(x < y, x, y)` to one `minps`.
+                let (cc, x, y) = match dir {
+                    CmpDir::Lt => (FloatCC::LessThan, x, y),
+                    CmpDir::Le => (FloatCC::LessThanOrEqual, x, y),
+                    CmpDir::Gt => (FloatCC::LessThan, y, x),
+                    CmpDir::Ge => (FloatCC::LessThanOrEqual, y, x),
+                    CmpDir::Eq => (FloatCC::Equal, x, y),
+                    CmpDir::Ne => (FloatCC::NotEqual, x, y),
                 };
                 self.b.ins().fcmp(cc, x, y)
             }
@@ -428,10 +547,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         fold(self, lanes, tail)
     }
 
-    /// A `for` whose innermost loop `k` passed [`nested_plan`]: 4 points at a time, then the rest one at a time, each
-    /// point computed with the same operations either way.
+    /// A `for` whose innermost loop `k` passed [`nested_plan`]: 16 points at a time (four copies of the body), then
+    /// 4, then the rest one at a time, each point computed with the same operations either way.
     pub(super) fn vector_for(&mut self, loops: &[Loop], body: &Block) {
-        self.nested_vector_loops(loops, body, None, 1, &mut |_, _, _| {}, &mut |_| {});
+        self.nested_vector_loops(loops, body, None, UNROLL, &mut |_, _, _| {}, &mut |_| {});
     }
 
     /// The outer loops of the nest, around: `k` `4·unroll` points at a time (while they fit; `unroll` copies of the
@@ -555,5 +674,252 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 e.b.switch_to_block(scalar_done);
             }
         });
+    }
+}
+
+/// The vector type and lane count of a reduction of `dtype` other than f32 ([`typed_nested_plan`]).
+fn typed_lanes(dtype: DType) -> Option<(Type, i64)> {
+    match dtype {
+        DType::F64 => Some((types::F64X2, 2)),
+        DType::I32 => Some((types::I32X4, 4)),
+        DType::F32 | DType::Bool => None,
+    }
+}
+
+/// `Some(k)` when a `reduce` of f64 or i32 can run its innermost loop `k` a vector (f64x2, i32x4) at a time: at least
+/// that many points, and a body of lets of the reduction's dtype only (loads that move by 1 or 0 elements with `k`,
+/// constants, `add sub mul max min neg abs`), with operands of that dtype.
+pub(super) fn typed_nested_plan(
+    loops: &[Loop],
+    body: &Block,
+    value: ValueId,
+    dtype: DType,
+    types: &ValueTypes,
+) -> Option<Var> {
+    let (_, lanes) = typed_lanes(dtype)?;
+    let inner = loops.last()?;
+    if (inner.extent as i64) < lanes {
+        return None;
+    }
+    let k = inner.var;
+    let typed = |id: ValueId| types[id.index()] == Some(dtype);
+    if !typed(value) {
+        return None;
+    }
+    for inst in &body.insts {
+        let Inst::Let { id, op, .. } = inst else {
+            return None;
+        };
+        if !typed(*id) || !operands(op).into_iter().all(typed) {
+            return None;
+        }
+        let ok = match op {
+            ScalarOp::Load { index, .. } => stride_of(index, k) <= 1,
+            ScalarOp::Const { .. } => true,
+            ScalarOp::Binary(op, ..) => matches!(
+                op,
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
+            ),
+            ScalarOp::Unary(op, _) => matches!(op, UnaryOp::Neg | UnaryOp::Abs),
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(k)
+}
+
+impl Emitter<'_, '_> {
+    /// A `reduce` of f64 or i32 that passed [`typed_nested_plan`]: per point of the outer loops, `k` runs a vector
+    /// (f64x2 or i32x4) at a time into one vector accumulator (lane `l` takes the points `k ≡ l` mod the lane
+    /// count), then the points left into a scalar one; the result is `(lanes folded pairwise: (a.0 ∘ a.1) ∘ (a.2 ∘
+    /// a.3)) ∘ tail`, a fixed order for every output element. An i32 sum wraps and max is exact, so both equal the
+    /// interpreter's fold; an f64 sum is reassociated, as f32 sums are.
+    pub(super) fn typed_reduce(
+        &mut self,
+        kind: ReduceKind,
+        dtype: DType,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> Value {
+        let (vty, lanes) = typed_lanes(dtype).expect("typed_nested_plan");
+        let float = dtype == DType::F64;
+        let fold = |e: &mut Self, a: Value, x: Value| match (kind, float) {
+            (ReduceKind::Sum, true) => e.b.ins().fadd(a, x),
+            (ReduceKind::Sum, false) => e.b.ins().iadd(a, x),
+            (ReduceKind::Max, true) => e.b.ins().fmax(a, x),
+            (ReduceKind::Max, false) => e.b.ins().smax(a, x),
+        };
+        let ty = clif_type(dtype);
+        let acc = self.b.declare_var(ty);
+        let init = self.reduce_identity(kind, dtype);
+        self.b.def_var(acc, init);
+        let vacc = self.b.declare_var(vty);
+        let vinit = self.b.ins().splat(vty, init);
+        self.b.def_var(vacc, vinit);
+        let (outer, inner) = loops.split_at(loops.len() - 1);
+        let (k, extent) = (inner[0].var, inner[0].extent as i64);
+        let vector_end = extent / lanes * lanes;
+        let defined: Vec<usize> = body
+            .insts
+            .iter()
+            .filter_map(|inst| match inst {
+                Inst::Let { id, .. } => Some(id.index()),
+                _ => None,
+            })
+            .collect();
+        let mut outside: Vec<ValueId> = Vec::new();
+        for inst in &body.insts {
+            if let Inst::Let { op, .. } = inst {
+                outside.extend(
+                    operands(op)
+                        .into_iter()
+                        .filter(|id| !defined.contains(&id.index())),
+                );
+            }
+        }
+        if !defined.contains(&value.index()) {
+            outside.push(value);
+        }
+        self.loop_nest(outer, &mut |e| {
+            let zero = e.b.ins().iconst(e.ptr, 0);
+            e.set_var(k, zero);
+            // Once per point of the outer loops: splats of the values from outside and of the loads that don't move
+            // with `k`.
+            let mut hoisted: HashMap<usize, Value> = HashMap::new();
+            for &id in &outside {
+                let x = e.value(id);
+                hoisted.insert(id.index(), e.b.ins().splat(vty, x));
+            }
+            for inst in &body.insts {
+                if let Inst::Let {
+                    id,
+                    op: ScalarOp::Load { buffer, index },
+                    ..
+                } = inst
+                {
+                    if stride_of(index, k) == 0 {
+                        let addr = e.address(*buffer, index);
+                        let x = e.b.ins().load(ty, super::elem_flags(), addr, 0);
+                        hoisted.insert(id.index(), e.b.ins().splat(vty, x));
+                    }
+                }
+            }
+            if vector_end > 0 {
+                let vector_block = e.b.create_block();
+                let vector_done = e.b.create_block();
+                e.b.ins().jump(vector_block, &[]);
+                e.b.switch_to_block(vector_block);
+                let mut values = hoisted;
+                for inst in &body.insts {
+                    let Inst::Let { id, op, .. } = inst else {
+                        unreachable!("typed_nested_plan: lets only")
+                    };
+                    if values.contains_key(&id.index()) {
+                        continue; // hoisted
+                    }
+                    let v = match e.contract.get(&id.index()) {
+                        Some(&c) => e.contracted(c, |v| values[&v.index()]),
+                        None => e.typed_op(op, dtype, vty, &values),
+                    };
+                    values.insert(id.index(), v);
+                }
+                let a = e.b.use_var(vacc);
+                let folded = fold(e, a, values[&value.index()]);
+                e.b.def_var(vacc, folded);
+                let kv = e.get_var(k);
+                let k_next = e.b.ins().iadd_imm_s(kv, lanes);
+                e.set_var(k, k_next);
+                let more =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, vector_end);
+                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
+                e.b.switch_to_block(vector_done);
+            }
+            if vector_end < extent {
+                let scalar_block = e.b.create_block();
+                let scalar_done = e.b.create_block();
+                e.b.ins().jump(scalar_block, &[]);
+                e.b.switch_to_block(scalar_block);
+                e.block(body);
+                let a = e.b.use_var(acc);
+                let x = e.value(value);
+                let folded = fold(e, a, x);
+                e.b.def_var(acc, folded);
+                let kv = e.get_var(k);
+                let k1 = e.b.ins().iadd_imm_s(kv, 1);
+                e.set_var(k, k1);
+                let more = e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k1, extent);
+                e.b.ins().brif(more, scalar_block, &[], scalar_done, &[]);
+                e.b.switch_to_block(scalar_done);
+            }
+        });
+        let v = self.b.use_var(vacc);
+        let lane: Vec<Value> = (0..lanes as u8)
+            .map(|l| self.b.ins().extractlane(v, l))
+            .collect();
+        let lanes_folded = if lanes == 2 {
+            fold(self, lane[0], lane[1])
+        } else {
+            let low = fold(self, lane[0], lane[1]);
+            let high = fold(self, lane[2], lane[3]);
+            fold(self, low, high)
+        };
+        let tail = self.b.use_var(acc);
+        fold(self, lanes_folded, tail)
+    }
+
+    /// One op of a [`typed_nested_plan`] body on vectors of type `vty`.
+    fn typed_op(
+        &mut self,
+        op: &ScalarOp,
+        dtype: DType,
+        vty: Type,
+        values: &HashMap<usize, Value>,
+    ) -> Value {
+        let float = dtype == DType::F64;
+        let v = |id: &ValueId| values[&id.index()];
+        match op {
+            ScalarOp::Load { buffer, index } => {
+                let addr = self.address(*buffer, index);
+                self.b.ins().load(vty, vector_flags(), addr, 0)
+            }
+            ScalarOp::Const { bits } => {
+                let x = self.constant(crate::kernel::scalar::Scalar::from_f64(
+                    f64::from_bits(*bits),
+                    dtype,
+                ));
+                self.b.ins().splat(vty, x)
+            }
+            ScalarOp::Binary(op, x, y) => {
+                let (x, y) = (v(x), v(y));
+                match (op, float) {
+                    (BinaryOp::Add, true) => self.b.ins().fadd(x, y),
+                    (BinaryOp::Add, false) => self.b.ins().iadd(x, y),
+                    (BinaryOp::Sub, true) => self.b.ins().fsub(x, y),
+                    (BinaryOp::Sub, false) => self.b.ins().isub(x, y),
+                    (BinaryOp::Mul, true) => self.b.ins().fmul(x, y),
+                    (BinaryOp::Mul, false) => self.b.ins().imul(x, y),
+                    (BinaryOp::Max, true) => self.b.ins().fmax(x, y),
+                    (BinaryOp::Max, false) => self.b.ins().smax(x, y),
+                    (BinaryOp::Min, true) => self.b.ins().fmin(x, y),
+                    (BinaryOp::Min, false) => self.b.ins().smin(x, y),
+                    _ => unreachable!("typed_nested_plan: add sub mul max min"),
+                }
+            }
+            ScalarOp::Unary(op, x) => {
+                let x = v(x);
+                match (op, float) {
+                    (UnaryOp::Neg, true) => self.b.ins().fneg(x),
+                    (UnaryOp::Neg, false) => self.b.ins().ineg(x),
+                    (UnaryOp::Abs, true) => self.b.ins().fabs(x),
+                    (UnaryOp::Abs, false) => self.b.ins().iabs(x),
+                    _ => unreachable!("typed_nested_plan: neg abs"),
+                }
+            }
+            _ => unreachable!("typed_nested_plan: loads, constants, arithmetic"),
+        }
     }
 }
