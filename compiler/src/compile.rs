@@ -16,6 +16,10 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The runtime's view of a compiled program's kernels ([`Executable::steps`]) and of how a matmul's result is cut
+/// into tiles, for callers that inspect an executable.
+pub use kiln_runtime::{Step, Tiling};
+
 /// What can go wrong compiling or running a graph.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
