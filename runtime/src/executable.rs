@@ -464,7 +464,7 @@ mod tests {
             entry: double,
         };
         // SAFETY: `double` is plain Rust code and touches elements 0..4 of slots 0 (read) and 1 (written) only.
-        let exe = unsafe {
+        let mut exe = unsafe {
             Executable::new(
                 layout,
                 vec![step("first"), step("again")],
@@ -474,7 +474,12 @@ mod tests {
             )
         }
         .unwrap();
+        // One-point chunks: both kernels are split between the leader and the worker.
+        exe.set_min_chunk(1);
         let x = [Tensor::from_f32(&[4], vec![1.0, 2.0, 3.0, 4.0]).unwrap()];
+        for _ in 0..100 {
+            assert_eq!(exe.run(&x).unwrap()[0].as_f32().unwrap(), &[2.0, 4.0, 6.0, 8.0]);
+        }
         let (outputs, times) = exe.run_profiled(&x).unwrap();
         assert_eq!(outputs, exe.run(&x).unwrap());
         assert_eq!(outputs[0].as_f32().unwrap(), &[2.0, 4.0, 6.0, 8.0]);

@@ -67,7 +67,7 @@ const ROW_GRAIN: usize = 8;
 const COL_GRAIN: usize = 16;
 /// The fewest multiply-adds worth a tile of its own: below this, claiming and packing cost more than splitting
 /// saves, so small products (a batch-1 layer) stay one tile and run on the calling thread alone.
-const MIN_TILE_WORK: usize = 1 << 19;
+const MIN_TILE_WORK: usize = 1 << 15;
 
 /// How a product's `[β.., m, n]` result is cut into tiles: `[tm, tn]` blocks of each matrix (smaller at the edges),
 /// numbered batch-major, then by tile row, then by tile column. A function of `(batch, m, n, k)` only.
@@ -305,7 +305,8 @@ mod tests {
             }
             assert!(seen.iter().all(|&p| p == 1), "{tiling:?}");
         }
-        assert_eq!(Tiling::new(1, 1, 256, 784).count(), 1);
+        assert_eq!(Tiling::new(1, 1, 10, 256).count(), 1);
+        assert_eq!(Tiling::new(1, 1, 256, 784).count(), 2);
         assert_eq!(Tiling::new(1, 128, 256, 784).count(), 2);
         assert_eq!(Tiling::new(1, 1024, 1024, 1024).count(), 64);
         assert_eq!(Tiling::new(1, 0, 5, 5).count(), 0);

@@ -2,25 +2,26 @@
 //!
 //! **Work split.** A loop kernel's flattened parallel range `[0, points)` is cut into fixed chunks of
 //! `chunk_size(points, threads, min_chunk)` points; a matmul kernel's `[β.., m, n]` into the fixed tiles of
-//! [`crate::Gemm::tiling`], which depend on `(m, n, k)` only. The threads claim chunks and tiles in turn from a counter.
-//! Which thread runs which piece varies from run to run, but the pieces themselves and every point's result do not
-//! (points are independent, and a tile is always the same single-threaded GEMM call), so outputs are bit-identical
-//! for any thread count. A matmul's epilogue runs either on each tile right after its GEMM, while the tile is in
-//! cache (the default), or in one following pass over all points after a barrier (`epilogue_in_tiles` off); both give
-//! the same bits.
+//! [`crate::Gemm::tiling`], which depend on `(m, n, k)` only. The threads claim chunks and tiles ("pieces") in turn
+//! from a counter. Which thread runs which piece varies from run to run, but the pieces themselves and every point's
+//! result do not (points are independent, and a tile is always the same single-threaded GEMM call), so outputs are
+//! bit-identical for any thread count. A matmul's epilogue runs either on each tile right after its GEMM, while the
+//! tile is in cache (the default), or as a second phase over all points once every tile is done
+//! (`epilogue_in_tiles` off); both give the same bits.
 //!
 //! **Threads.** A [`Pool`] holds `threads - 1` workers, started on the first run that splits a kernel and joined when
 //! the pool (its executable) is dropped. Between runs they spin briefly, then park on a condition variable; the
-//! thread calling `run` takes part as the leader. A step with a single piece (few points, one tile) runs on the
-//! leader alone; a run whose steps are all like that never wakes the workers. Steps are separated by a barrier (spin,
-//! then park) wherever one of the two is split, so a kernel sees every store of the kernels before it.
+//! thread calling `run` takes part as the leader. A phase with a single piece (few points, one tile) runs on the
+//! leader alone; a run whose phases are all like that never wakes the workers. Instead of barriers, each phase
+//! counts its completed pieces and a thread starts on a phase once the one before is complete (spin, then park), so
+//! a kernel sees every store of the kernels before it and the leader never waits for a worker that has nothing to do.
 //!
 //! **Concurrent runs.** One run at a time uses an executable's pool; a run that finds it busy runs on its own thread
 //! alone (same pieces, same bits), so runs from many threads stay safe and never wait for each other.
 //!
 //! **Panics.** A panic in a piece (none is expected: kernels are native code that cannot unwind) marks the job
-//! poisoned; every thread stops at its next step or barrier, the leader waits until the workers have left the job
-//! (they borrow the run's buffers) and then panics in the caller.
+//! poisoned; every thread stops at its next piece or wait, the leader waits until no worker is inside the job (they
+//! borrow the run's buffers) and then panics in the caller.
 
 use crate::executable::{KernelFn, Step, Table};
 use std::ops::Range;
@@ -37,7 +38,7 @@ const CHUNKS_PER_THREAD: u64 = 4;
 /// The fewest points worth handing to another thread by default: below this, waking one costs more than the points.
 pub const MIN_CHUNK: u64 = 1024;
 
-/// How long a waiting thread spins before it parks: long enough to bridge a barrier between kernels and the gap
+/// How long a waiting thread spins before it parks: long enough to bridge the wait between kernels and the gap
 /// between back-to-back runs, short enough not to hold a core that other work wants.
 const SPIN: Duration = Duration::from_micros(100);
 
@@ -82,7 +83,7 @@ impl Split {
         }
     }
 
-    /// Whether `step` is shared among the threads (else the leader runs it alone).
+    /// Whether any phase of `step` is shared among the threads (else the leader runs it alone).
     pub(crate) fn shared(&self, step: &Step) -> bool {
         let (first, second) = self.pieces(step);
         self.threads > 1 && first.max(second) > 1
@@ -96,62 +97,41 @@ pub(crate) fn run_alone(steps: &[Step], range: Range<usize>, table: &Table, spli
         ..split
     };
     for step in &steps[range] {
-        run_step(step, table, &alone, None);
+        let (first, second) = alone.pieces(step);
+        for (phase, count) in [(0, first), (1, second)] {
+            for piece in 0..count {
+                run_piece(step, phase, piece, table, &alone);
+            }
+        }
     }
 }
 
-/// Runs one step's pieces: all of them on this thread when `claim` is `None`, else those it claims from the
-/// counters (and the barrier between a matmul's two phases).
-fn run_step(step: &Step, table: &Table, split: &Split, claim: Option<(&Job, usize, &Signal)>) {
-    let (first, second) = split.pieces(step);
-    let each = |phase: usize, count: u64, f: &mut dyn FnMut(u64)| match claim {
-        None => (0..count).for_each(f),
-        Some((job, s, _)) => {
-            let counter = &job.counters[2 * s + phase];
-            loop {
-                let piece = counter.fetch_add(1, SeqCst);
-                if piece >= count || job.poisoned.load(SeqCst) {
-                    break;
-                }
-                f(piece);
-            }
-        }
-    };
-    match step {
-        Step::Loop { entry, points, .. } => {
+/// Runs piece `piece` of phase `phase` of `step`: a chunk of a loop, a matmul tile (with its epilogue when the
+/// epilogue runs on tiles), or a chunk of a matmul's epilogue pass.
+fn run_piece(step: &Step, phase: u8, piece: u64, table: &Table, split: &Split) {
+    match (step, phase) {
+        (Step::Loop { entry, points, .. }, _)
+        | (
+            Step::Matmul {
+                epilogue: Some(entry),
+                points,
+                ..
+            },
+            1,
+        ) => {
             let chunk = chunk_size(*points, split.threads, split.min_chunk);
-            each(0, first, &mut |c| {
-                call(*entry, table, c * chunk, ((c + 1) * chunk).min(*points))
-            });
+            call(*entry, table, piece * chunk, ((piece + 1) * chunk).min(*points));
         }
-        Step::Matmul {
-            gemm,
-            points,
-            epilogue,
-            ..
-        } => {
+        (Step::Matmul { gemm, epilogue, .. }, _) => {
             let tiling = gemm.tiling();
-            let in_tiles = epilogue.filter(|_| split.epilogue_in_tiles);
-            each(0, first, &mut |t| {
-                // SAFETY: `Executable::new` checked that both views and the result lie inside their buffers, the
-                // run's table points every slot at a live buffer of that layout, the result (an output, temp or the
-                // scratch) is written by this kernel only, and tile `t` of it is this call's alone.
-                unsafe { gemm.run_tile(&table.slots, &tiling, t as usize) };
-                if let Some(entry) = in_tiles {
-                    for rows in tiling.rows_of(t as usize) {
-                        call(entry, table, rows.start as u64, rows.end as u64);
-                    }
+            // SAFETY: `Executable::new` checked that both views and the result lie inside their buffers, the
+            // run's table points every slot at a live buffer of that layout, the result (an output, temp or the
+            // scratch) is written by this kernel only, and tile `piece` of it is this call's alone.
+            unsafe { gemm.run_tile(&table.slots, &tiling, piece as usize) };
+            if let (Some(entry), true) = (epilogue, split.epilogue_in_tiles) {
+                for rows in tiling.rows_of(piece as usize) {
+                    call(*entry, table, rows.start as u64, rows.end as u64);
                 }
-            });
-            if let (Some(entry), false) = (epilogue, split.epilogue_in_tiles) {
-                if let Some((job, _, signal)) = claim {
-                    // The product is complete before any thread reads it.
-                    job.barrier.wait(signal, &job.poisoned);
-                }
-                let chunk = chunk_size(*points, split.threads, split.min_chunk);
-                each(1, second, &mut |c| {
-                    call(*entry, table, c * chunk, ((c + 1) * chunk).min(*points))
-                });
             }
         }
     }
@@ -206,76 +186,132 @@ impl Signal {
     }
 }
 
-/// A reusable barrier for the threads of one job.
-struct Barrier {
-    threads: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
+/// One phase of a job: the pieces of a step (or of a matmul's epilogue pass), in any order on any thread.
+struct Phase {
+    step: usize,
+    phase: u8,
+    pieces: u64,
+    /// Claimed by any thread (else run by the leader alone).
+    shared: bool,
+    claimed: AtomicU64,
+    completed: AtomicU64,
 }
 
-impl Barrier {
-    fn new(threads: usize) -> Barrier {
-        Barrier {
-            threads,
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-        }
-    }
-
-    /// Returns once every thread has arrived (or the job is poisoned). Everything a thread did before arriving
-    /// happens before everything any thread does after returning (sequentially consistent atomics).
-    fn wait(&self, signal: &Signal, poisoned: &AtomicBool) {
-        let generation = self.generation.load(SeqCst);
-        if self.arrived.fetch_add(1, SeqCst) + 1 == self.threads {
-            self.arrived.store(0, SeqCst);
-            self.generation.fetch_add(1, SeqCst);
-            signal.notify();
-        } else {
-            signal.wait_until(|| self.generation.load(SeqCst) != generation || poisoned.load(SeqCst));
-        }
+impl Phase {
+    fn complete(&self) -> bool {
+        self.completed.load(SeqCst) >= self.pieces
     }
 }
 
-/// One run on the pool: the steps, the buffers, and the counters the threads claim pieces from.
+/// One run on the pool: the steps, the buffers, and per phase the counters the threads claim and complete pieces on.
+///
+/// There is no barrier: a thread starts claiming pieces of a phase once the phase before it is complete (every
+/// piece's writes happen before the completing increment, which the waiter reads: sequentially consistent atomics),
+/// and the leader returns once the last phase is complete. A worker that arrives late finds every piece claimed and
+/// runs nothing, so the leader never waits for an idle or descheduled worker, and once the last phase is complete no
+/// thread dereferences the table again (a piece is only run after claiming an index below its phase's count).
 struct Job {
     steps: Arc<[Step]>,
-    range: Range<usize>,
     table: Table,
     split: Split,
-    /// Two per step (a matmul's tiles, then its epilogue pass).
-    counters: Vec<AtomicU64>,
-    barrier: Barrier,
+    phases: Vec<Phase>,
     poisoned: AtomicBool,
-    /// Workers that have left the job.
-    done: AtomicUsize,
+    /// Workers inside [`Job::take_part`] (the leader waits for none to be inside before unwinding a panic).
+    inside: AtomicUsize,
 }
 
 // SAFETY: the job's only non-thread-safe part is the table's raw pointers. Kernels and GEMM tiles dereference them
-// only for disjoint pieces (each point and tile is one thread's), between barriers that order every write of a step
-// before any read of a later one, and the leader keeps the buffers alive until every worker has left the job.
+// only for claimed pieces (each point and tile is one thread's), after the phase before is complete, and the leader
+// keeps the buffers alive until every piece is complete (or, after a panic, until no worker is inside the job).
 unsafe impl Send for Job {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Job {}
 
 impl Job {
-    /// This thread's part of the job: its claimed pieces of every shared step, the leader's unshared steps, and the
-    /// barriers between steps.
-    fn take_part(&self, leader: bool, signal: &Signal) {
-        let steps = &self.steps[self.range.clone()];
-        for (s, step) in steps.iter().enumerate() {
-            if self.poisoned.load(SeqCst) {
+    fn new(steps: &Arc<[Step]>, range: Range<usize>, table: Table, split: Split) -> Job {
+        let mut phases = Vec::with_capacity(2 * range.len());
+        for s in range {
+            let (first, second) = split.pieces(&steps[s]);
+            let two = matches!(&steps[s], Step::Matmul { epilogue: Some(_), .. }) && !split.epilogue_in_tiles;
+            for (phase, pieces) in [(0, first), (1, second)].into_iter().take(1 + usize::from(two)) {
+                phases.push(Phase {
+                    step: s,
+                    phase,
+                    pieces,
+                    shared: split.threads > 1 && pieces > 1,
+                    claimed: AtomicU64::new(0),
+                    completed: AtomicU64::new(0),
+                });
+            }
+        }
+        Job {
+            steps: Arc::clone(steps),
+            table,
+            split,
+            phases,
+            poisoned: AtomicBool::new(false),
+            inside: AtomicUsize::new(0),
+        }
+    }
+
+    fn shares_work(&self) -> bool {
+        self.phases.iter().any(|p| p.shared)
+    }
+
+    /// Waits until phase `p` (if any) is complete or the job is poisoned; true when complete.
+    fn wait_for(&self, p: Option<usize>, signal: &Signal) -> bool {
+        let Some(p) = p else { return true };
+        let phase = &self.phases[p];
+        signal.wait_until(|| phase.complete() || self.poisoned.load(SeqCst));
+        !self.poisoned.load(SeqCst)
+    }
+
+    /// Claims and runs pieces of phase `p` until none is left.
+    fn claim(&self, p: usize, signal: &Signal) {
+        let phase = &self.phases[p];
+        let step = &self.steps[phase.step];
+        while !self.poisoned.load(SeqCst) {
+            let piece = phase.claimed.fetch_add(1, SeqCst);
+            if piece >= phase.pieces {
                 return;
             }
-            let shared = self.split.shared(step);
-            if shared {
-                run_step(step, &self.table, &self.split, Some((self, s, signal)));
-            } else if leader {
-                run_step(step, &self.table, &self.split, None);
+            run_piece(step, phase.phase, piece, &self.table, &self.split);
+            if phase.completed.fetch_add(1, SeqCst) + 1 == phase.pieces {
+                signal.notify();
             }
-            let next_shared = steps.get(s + 1).map(|n| self.split.shared(n));
-            if next_shared.is_some_and(|n| n || shared) {
-                self.barrier.wait(signal, &self.poisoned);
+        }
+    }
+
+    /// The leader's part: every phase in order, the unshared ones alone; returns once the last is complete.
+    fn lead(&self, signal: &Signal) {
+        for (p, phase) in self.phases.iter().enumerate() {
+            if !self.wait_for(p.checked_sub(1), signal) {
+                return;
             }
+            if phase.shared {
+                self.claim(p, signal);
+            } else {
+                let step = &self.steps[phase.step];
+                for piece in 0..phase.pieces {
+                    run_piece(step, phase.phase, piece, &self.table, &self.split);
+                }
+                phase.completed.store(phase.pieces, SeqCst);
+                signal.notify();
+            }
+        }
+        self.wait_for(self.phases.len().checked_sub(1), signal);
+    }
+
+    /// A worker's part: the shared phases that still have unclaimed pieces, each once the phase before is complete.
+    fn help(&self, signal: &Signal) {
+        for (p, phase) in self.phases.iter().enumerate() {
+            if !phase.shared || phase.claimed.load(SeqCst) >= phase.pieces {
+                continue;
+            }
+            if !self.wait_for(p.checked_sub(1), signal) {
+                return;
+            }
+            self.claim(p, signal);
         }
     }
 }
@@ -320,38 +356,29 @@ impl Pool {
     }
 
     /// Runs `steps[range]` on the buffers of `table` with the workers; returns when every step is complete and no
-    /// worker touches the table any more.
+    /// worker will touch the table any more.
     pub(crate) fn run(&self, steps: &Arc<[Step]>, range: Range<usize>, table: Table, split: Split) {
         let split = Split {
             threads: self.threads(),
             ..split
         };
-        if !steps[range.clone()].iter().any(|s| split.shared(s)) {
-            return run_alone(steps, range, &table, split);
+        let job = Arc::new(Job::new(steps, range.clone(), table, split));
+        if !job.shares_work() {
+            return run_alone(steps, range, &job.table, split);
         }
-        let job = Arc::new(Job {
-            counters: (0..2 * range.len()).map(|_| AtomicU64::new(0)).collect(),
-            steps: Arc::clone(steps),
-            range,
-            table,
-            split,
-            barrier: Barrier::new(split.threads),
-            poisoned: AtomicBool::new(false),
-            done: AtomicUsize::new(0),
-        });
+        let signal = &self.inner.signal;
         *self.inner.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&job));
         self.inner.epoch.fetch_add(1, SeqCst);
-        self.inner.signal.notify();
-        let led = catch_unwind(AssertUnwindSafe(|| job.take_part(true, &self.inner.signal)));
-        if led.is_err() {
-            job.poisoned.store(true, SeqCst);
-            self.inner.signal.notify();
-        }
-        let workers = self.workers.len();
-        self.inner
-            .signal
-            .wait_until(|| job.done.load(SeqCst) == workers);
+        signal.notify();
+        let led = catch_unwind(AssertUnwindSafe(|| job.lead(signal)));
         *self.inner.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if led.is_err() || job.poisoned.load(SeqCst) {
+            // Some piece never completed: stop everyone and wait until no worker is inside the job (a worker that
+            // enters later sees the poison before it claims anything).
+            job.poisoned.store(true, SeqCst);
+            signal.notify();
+            signal.wait_until(|| job.inside.load(SeqCst) == 0);
+        }
         if let Err(panic) = led {
             resume_unwind(panic);
         }
@@ -362,7 +389,7 @@ impl Pool {
     }
 }
 
-/// A worker: wait for a job, take part in it, report done; until the pool stops.
+/// A worker: wait for a job, help with it; until the pool stops.
 fn work(inner: &Inner) {
     let mut seen = 0;
     loop {
@@ -378,13 +405,15 @@ fn work(inner: &Inner) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Some(job) = job {
-            if catch_unwind(AssertUnwindSafe(|| job.take_part(false, &inner.signal))).is_err() {
-                job.poisoned.store(true, SeqCst);
-            }
-            job.done.fetch_add(1, SeqCst);
-            inner.signal.notify();
+        let Some(job) = job else { continue };
+        job.inside.fetch_add(1, SeqCst);
+        if !job.poisoned.load(SeqCst)
+            && catch_unwind(AssertUnwindSafe(|| job.help(&inner.signal))).is_err()
+        {
+            job.poisoned.store(true, SeqCst);
         }
+        job.inside.fetch_sub(1, SeqCst);
+        inner.signal.notify();
     }
 }
 
@@ -403,8 +432,7 @@ impl Drop for Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::{chunk_size, Barrier, Signal, MIN_CHUNK};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use super::{chunk_size, MIN_CHUNK};
 
     #[test]
     fn chunks_cover_the_range() {
@@ -412,28 +440,5 @@ mod tests {
         assert_eq!(chunk_size(1000, 2, MIN_CHUNK), MIN_CHUNK);
         assert_eq!(chunk_size(100_000, 2, MIN_CHUNK), 12_500);
         assert_eq!(chunk_size(7, 3, 0), 1);
-    }
-
-    /// Every thread sees every other thread's writes of a round once the barrier of that round returns.
-    #[test]
-    fn the_barrier_orders_rounds() {
-        let (threads, rounds) = (3, 200);
-        let barrier = Barrier::new(threads);
-        let signal = Signal::default();
-        let poisoned = AtomicBool::new(false);
-        let counter = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    for round in 0..rounds {
-                        counter.fetch_add(1, SeqCst);
-                        barrier.wait(&signal, &poisoned);
-                        assert!(counter.load(SeqCst) >= (round + 1) * threads);
-                        barrier.wait(&signal, &poisoned);
-                    }
-                });
-            }
-        });
-        assert_eq!(counter.load(SeqCst), threads * rounds);
     }
 }
