@@ -21,25 +21,126 @@ struct Shape {
 }
 
 const SHAPES: &[Shape] = &[
-    Shape { what: "W3 1024³", m: 1024, k: 1024, n: 1024, a_t: false, b_t: false },
-    Shape { what: "W3 256x784x256", m: 256, k: 784, n: 256, a_t: false, b_t: false },
-    Shape { what: "W4 x·W1ᵀ", m: 128, k: 784, n: 256, a_t: false, b_t: true },
-    Shape { what: "W4 h·W2ᵀ", m: 128, k: 256, n: 256, a_t: false, b_t: true },
-    Shape { what: "W4 h·W3ᵀ", m: 128, k: 256, n: 10, a_t: false, b_t: true },
-    Shape { what: "W4 dy·W2", m: 128, k: 256, n: 256, a_t: false, b_t: false },
-    Shape { what: "W4 dyᵀ·x (dW1)", m: 256, k: 128, n: 784, a_t: true, b_t: false },
-    Shape { what: "W4 dyᵀ·h (dW2)", m: 256, k: 128, n: 256, a_t: true, b_t: false },
-    Shape { what: "W5 b=1 x·W1ᵀ", m: 1, k: 784, n: 256, a_t: false, b_t: true },
-    Shape { what: "W5 b=1 h·W2ᵀ", m: 1, k: 256, n: 256, a_t: false, b_t: true },
-    Shape { what: "W5 b=1 h·W3ᵀ", m: 1, k: 256, n: 10, a_t: false, b_t: true },
-    Shape { what: "W5 b=1024 x·W1ᵀ", m: 1024, k: 784, n: 256, a_t: false, b_t: true },
-    Shape { what: "tile 128x1024x128", m: 128, k: 1024, n: 128, a_t: false, b_t: false },
-    Shape { what: "tile 64x784x128 Bᵀ", m: 64, k: 784, n: 128, a_t: false, b_t: true },
+    Shape {
+        what: "W3 1024³",
+        m: 1024,
+        k: 1024,
+        n: 1024,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        what: "W3 256x784x256",
+        m: 256,
+        k: 784,
+        n: 256,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        what: "W4 x·W1ᵀ",
+        m: 128,
+        k: 784,
+        n: 256,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        what: "W4 h·W2ᵀ",
+        m: 128,
+        k: 256,
+        n: 256,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        what: "W4 h·W3ᵀ",
+        m: 128,
+        k: 256,
+        n: 10,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        what: "W4 dy·W2",
+        m: 128,
+        k: 256,
+        n: 256,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        what: "W4 dyᵀ·x (dW1)",
+        m: 256,
+        k: 128,
+        n: 784,
+        a_t: true,
+        b_t: false,
+    },
+    Shape {
+        what: "W4 dyᵀ·h (dW2)",
+        m: 256,
+        k: 128,
+        n: 256,
+        a_t: true,
+        b_t: false,
+    },
+    Shape {
+        what: "W5 b=1 x·W1ᵀ",
+        m: 1,
+        k: 784,
+        n: 256,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        what: "W5 b=1 h·W2ᵀ",
+        m: 1,
+        k: 256,
+        n: 256,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        what: "W5 b=1 h·W3ᵀ",
+        m: 1,
+        k: 256,
+        n: 10,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        what: "W5 b=1024 x·W1ᵀ",
+        m: 1024,
+        k: 784,
+        n: 256,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        what: "tile 128x1024x128",
+        m: 128,
+        k: 1024,
+        n: 128,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        what: "tile 64x784x128 Bᵀ",
+        m: 64,
+        k: 784,
+        n: 128,
+        a_t: false,
+        b_t: true,
+    },
 ];
 
 fn values(len: usize, seed: u32) -> Vec<f32> {
     (0..len)
-        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32
+                - 0.5
+        })
         .collect()
 }
 
@@ -65,8 +166,20 @@ fn with_matrixmultiply(s: &Shape, o: &Operands, c: &mut [f32]) {
     // SAFETY: `operands` sized A as m·k and B as k·n, and the strides address exactly those elements; C is m·n.
     unsafe {
         matrixmultiply::sgemm(
-            s.m, s.k, s.n, 1.0, o.a.as_ptr(), o.sa.0, o.sa.1, o.b.as_ptr(), o.sb.0, o.sb.1, 0.0,
-            c.as_mut_ptr(), s.n as isize, 1,
+            s.m,
+            s.k,
+            s.n,
+            1.0,
+            o.a.as_ptr(),
+            o.sa.0,
+            o.sa.1,
+            o.b.as_ptr(),
+            o.sb.0,
+            o.sb.1,
+            0.0,
+            c.as_mut_ptr(),
+            s.n as isize,
+            1,
         )
     }
 }
@@ -75,8 +188,25 @@ fn with_gemm(s: &Shape, o: &Operands, c: &mut [f32]) {
     // SAFETY: as for `with_matrixmultiply`; `gemm` takes column stride before row stride.
     unsafe {
         gemm::gemm(
-            s.m, s.n, s.k, c.as_mut_ptr(), 1, s.n as isize, false, o.a.as_ptr(), o.sa.1, o.sa.0, o.b.as_ptr(),
-            o.sb.1, o.sb.0, 0.0, 1.0, false, false, false, gemm::Parallelism::None,
+            s.m,
+            s.n,
+            s.k,
+            c.as_mut_ptr(),
+            1,
+            s.n as isize,
+            false,
+            o.a.as_ptr(),
+            o.sa.1,
+            o.sa.0,
+            o.b.as_ptr(),
+            o.sb.1,
+            o.sb.0,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         )
     }
 }
@@ -99,22 +229,43 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    println!("x86-64 avx512f detected: {}", std::arch::is_x86_feature_detected!("avx512f"));
-    println!("{:<22} {:>12} {:>9} | {:>12} {:>9} | gemm / mm", "shape", "mm µs", "GFLOP/s", "gemm µs", "GFLOP/s");
+    println!(
+        "x86-64 avx512f detected: {}",
+        std::arch::is_x86_feature_detected!("avx512f")
+    );
+    println!(
+        "{:<22} {:>12} {:>9} | {:>12} {:>9} | gemm / mm",
+        "shape", "mm µs", "GFLOP/s", "gemm µs", "GFLOP/s"
+    );
     for s in SHAPES {
-        if filter.as_ref().is_some_and(|f| !s.what.contains(f.as_str())) {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !s.what.contains(f.as_str()))
+        {
             continue;
         }
         let o = operands(s);
         let (mut c1, mut c2) = (vec![0.0f32; s.m * s.n], vec![0.0f32; s.m * s.n]);
         with_matrixmultiply(s, &o, &mut c1);
         with_gemm(s, &o, &mut c2);
-        let worst = c1.iter().zip(&c2).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= 1e-3 * s.k as f32, "{}: the crates disagree by {worst}", s.what);
+        let worst = c1
+            .iter()
+            .zip(&c2)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= 1e-3 * s.k as f32,
+            "{}: the crates disagree by {worst}",
+            s.what
+        );
         let (mut mm, mut gm) = (Vec::new(), Vec::new());
         for _ in 0..15 {
-            mm.push(time(&mut || with_matrixmultiply(s, black_box(&o), black_box(&mut c1))));
-            gm.push(time(&mut || with_gemm(s, black_box(&o), black_box(&mut c2))));
+            mm.push(time(&mut || {
+                with_matrixmultiply(s, black_box(&o), black_box(&mut c1))
+            }));
+            gm.push(time(&mut || {
+                with_gemm(s, black_box(&o), black_box(&mut c2))
+            }));
         }
         let (mm, gm) = (median(mm), median(gm));
         let flops = 2.0 * (s.m * s.k * s.n) as f64;

@@ -478,7 +478,10 @@ mod tests {
         exe.set_min_chunk(1);
         let x = [Tensor::from_f32(&[4], vec![1.0, 2.0, 3.0, 4.0]).unwrap()];
         for _ in 0..100 {
-            assert_eq!(exe.run(&x).unwrap()[0].as_f32().unwrap(), &[2.0, 4.0, 6.0, 8.0]);
+            assert_eq!(
+                exe.run(&x).unwrap()[0].as_f32().unwrap(),
+                &[2.0, 4.0, 6.0, 8.0]
+            );
         }
         let (outputs, times) = exe.run_profiled(&x).unwrap();
         assert_eq!(outputs, exe.run(&x).unwrap());

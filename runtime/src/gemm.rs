@@ -86,7 +86,11 @@ impl Tiling {
     /// `MIN_TILE_WORK` multiply-adds.
     pub fn new(batch: usize, m: usize, n: usize, k: usize) -> Tiling {
         let size = |extent: usize, tiles: usize, grain: usize| {
-            extent.div_ceil(tiles.max(1)).next_multiple_of(grain).min(extent).max(1)
+            extent
+                .div_ceil(tiles.max(1))
+                .next_multiple_of(grain)
+                .min(extent)
+                .max(1)
         };
         let (mut mt, mut nt) = (m.div_ceil(TILE_ROWS), n.div_ceil(TILE_COLS));
         let (mut tm, mut tn) = (size(m, mt, ROW_GRAIN), size(n, nt, COL_GRAIN));
@@ -98,7 +102,13 @@ impl Tiling {
             }
             (tm, tn) = (size(m, mt, ROW_GRAIN), size(n, nt, COL_GRAIN));
         }
-        Tiling { batch, m, n, tm, tn }
+        Tiling {
+            batch,
+            m,
+            n,
+            tm,
+            tn,
+        }
     }
 
     fn row_tiles(&self) -> usize {
@@ -295,7 +305,12 @@ mod tests {
     /// Tiles cover every point of the result exactly once, and small products are one tile.
     #[test]
     fn tiles_cover_the_result_once() {
-        for (batch, m, n, k) in [(1, 1, 256, 784), (1, 128, 256, 784), (3, 129, 300, 64), (2, 1000, 17, 512)] {
+        for (batch, m, n, k) in [
+            (1, 1, 256, 784),
+            (1, 128, 256, 784),
+            (3, 129, 300, 64),
+            (2, 1000, 17, 512),
+        ] {
             let tiling = Tiling::new(batch, m, n, k);
             let mut seen = vec![0u8; batch * m * n];
             for t in 0..tiling.count() {

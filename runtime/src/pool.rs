@@ -62,9 +62,10 @@ impl Split {
     /// Pieces of the first and second phase of `step` (the second: a matmul's epilogue pass, 0 when none).
     fn pieces(&self, step: &Step) -> (u64, u64) {
         match step {
-            Step::Loop { points, .. } => {
-                (points.div_ceil(chunk_size(*points, self.threads, self.min_chunk)), 0)
-            }
+            Step::Loop { points, .. } => (
+                points.div_ceil(chunk_size(*points, self.threads, self.min_chunk)),
+                0,
+            ),
             Step::Matmul {
                 gemm,
                 points,
@@ -120,7 +121,12 @@ fn run_piece(step: &Step, phase: u8, piece: u64, table: &Table, split: &Split) {
             1,
         ) => {
             let chunk = chunk_size(*points, split.threads, split.min_chunk);
-            call(*entry, table, piece * chunk, ((piece + 1) * chunk).min(*points));
+            call(
+                *entry,
+                table,
+                piece * chunk,
+                ((piece + 1) * chunk).min(*points),
+            );
         }
         (Step::Matmul { gemm, epilogue, .. }, _) => {
             let tiling = gemm.tiling();
@@ -232,8 +238,17 @@ impl Job {
         let mut phases = Vec::with_capacity(2 * range.len());
         for s in range {
             let (first, second) = split.pieces(&steps[s]);
-            let two = matches!(&steps[s], Step::Matmul { epilogue: Some(_), .. }) && !split.epilogue_in_tiles;
-            for (phase, pieces) in [(0, first), (1, second)].into_iter().take(1 + usize::from(two)) {
+            let two = matches!(
+                &steps[s],
+                Step::Matmul {
+                    epilogue: Some(_),
+                    ..
+                }
+            ) && !split.epilogue_in_tiles;
+            for (phase, pieces) in [(0, first), (1, second)]
+                .into_iter()
+                .take(1 + usize::from(two))
+            {
                 phases.push(Phase {
                     step: s,
                     phase,
@@ -400,11 +415,7 @@ fn work(inner: &Inner) {
             return;
         }
         seen = inner.epoch.load(SeqCst);
-        let job = inner
-            .job
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let job = inner.job.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(job) = job else { continue };
         job.inside.fetch_add(1, SeqCst);
         if !job.poisoned.load(SeqCst)

@@ -259,7 +259,7 @@ fn outputs_are_bit_identical_for_any_thread_count() {
 /// `w` and `c` stored transposed (`[n, k]`, read through swapped strides) when `transposed`.
 fn tiled_matmul(batch: &[usize], m: usize, k: usize, n: usize, transposed: bool) -> Graph {
     let dims = |rest: [usize; 2]| -> Vec<usize> { batch.iter().copied().chain(rest).collect() };
-    let mut b = Builder::new(&format!("tiled_{batch:?}_{m}x{k}x{n}_t{transposed}"));
+    let mut b = Builder::new(format!("tiled_{batch:?}_{m}x{k}x{n}_t{transposed}"));
     let a = b.data("a", TensorType::f32(&dims([m, k]))).unwrap();
     let weight = |b: &mut Builder, name: &str| {
         if transposed {
@@ -312,7 +312,10 @@ fn matmul_tiles_are_bit_identical_for_any_thread_count_and_match_the_interpreter
                     "{}: every matmul is one tile: {tilings:?}",
                     graph.name
                 );
-                let what = format!("{} on {threads} threads, epilogue in tiles: {in_tiles}", graph.name);
+                let what = format!(
+                    "{} on {threads} threads, epilogue in tiles: {in_tiles}",
+                    graph.name
+                );
                 let got = exe.run(&inputs).unwrap();
                 assert_outputs_match(&graph, &expected, &got, &what);
                 let got = bits(&got);
@@ -325,7 +328,10 @@ fn matmul_tiles_are_bit_identical_for_any_thread_count_and_match_the_interpreter
     }
     // The first graph's tiles have edges in both directions.
     let edges = kiln::compile::Tiling::new(1, 200, 300, 96);
-    assert!(edges.count() > 1 && 200 % edges.tm != 0 && 300 % edges.tn != 0, "{edges:?}");
+    assert!(
+        edges.count() > 1 && 200 % edges.tm != 0 && 300 % edges.tn != 0,
+        "{edges:?}"
+    );
 }
 
 /// Runs from several threads at once on a pool of 2: one run at a time uses the workers, the others run alone on
