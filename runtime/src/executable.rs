@@ -91,6 +91,9 @@ pub enum Step {
     Loop {
         name: String,
         points: u64,
+        /// Estimated work of one point (scalar instructions of the body, inner loops multiplied out; at least 1):
+        /// how finely the points are worth splitting.
+        cost: u64,
         entry: KernelFn,
     },
     /// A matrix product, then (unless the product is written straight to its destination) an epilogue over the
@@ -101,6 +104,8 @@ pub enum Step {
         name: String,
         gemm: Gemm,
         points: u64,
+        /// Estimated work of the epilogue at one point, as for [`Step::Loop`].
+        cost: u64,
         epilogue: Option<KernelFn>,
     },
 }
@@ -228,8 +233,9 @@ impl Executable {
         }
     }
 
-    /// The fewest points a thread takes at once (default [`pool::MIN_CHUNK`]). Results don't depend on it; tests
-    /// set it to 1 so that chunks start anywhere in a row.
+    /// The least work a thread takes at once, in the units of a step's per-point `cost` (default
+    /// [`pool::MIN_CHUNK`]; a chunk is at least one point). Results don't depend on it; tests set it to 1 so that
+    /// chunks of single points start anywhere in a row.
     pub fn set_min_chunk(&mut self, points: u64) {
         self.min_chunk = points.max(1);
     }
@@ -461,6 +467,7 @@ mod tests {
         let step = |name: &str| Step::Loop {
             name: name.into(),
             points: 4,
+            cost: 1,
             entry: double,
         };
         // SAFETY: `double` is plain Rust code and touches elements 0..4 of slots 0 (read) and 1 (written) only.

@@ -1,7 +1,7 @@
 //! Running the steps of an executable on `threads` threads: a persistent pool of workers per executable.
 //!
 //! **Work split.** A loop kernel's flattened parallel range `[0, points)` is cut into fixed chunks of
-//! `chunk_size(points, threads, min_chunk)` points; a matmul kernel's `[β.., m, n]` into the fixed tiles of
+//! `chunk_size(points, threads, min_chunk / cost)` points (`cost`: the step's estimated work per point); a matmul kernel's `[β.., m, n]` into the fixed tiles of
 //! [`crate::Gemm::tiling`], which depend on `(m, n, k)` only. The threads claim chunks and tiles ("pieces") in turn
 //! from a counter. Which thread runs which piece varies from run to run, but the pieces themselves and every point's
 //! result do not (points are independent, and a tile is always the same single-threaded GEMM call), so outputs are
@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 /// one costs nothing next to running it.
 const CHUNKS_PER_THREAD: u64 = 4;
 
-/// The fewest points worth handing to another thread by default: below this, waking one costs more than the points.
-pub const MIN_CHUNK: u64 = 1024;
+/// The least work worth handing to another thread by default, in units of a step's per-point `cost` (about one
+/// scalar instruction): below this, claiming a chunk and waking a thread cost more than the chunk.
+pub const MIN_CHUNK: u64 = 16 * 1024;
 
 /// How long a waiting thread spins before it parks: long enough to bridge the wait between kernels and the gap
 /// between back-to-back runs, short enough not to hold a core that other work wants.
@@ -47,6 +48,11 @@ pub fn chunk_size(points: u64, threads: usize, min_chunk: u64) -> u64 {
     points
         .div_ceil(threads as u64 * CHUNKS_PER_THREAD)
         .max(min_chunk.max(1))
+}
+
+/// Points per chunk of a step whose points cost `cost` each: at least `split.min_chunk` work, at least one point.
+fn step_chunk(points: u64, cost: u64, split: &Split) -> u64 {
+    chunk_size(points, split.threads, split.min_chunk / cost.max(1))
 }
 
 /// How a run splits its steps; the same for every thread of the run.
@@ -62,22 +68,21 @@ impl Split {
     /// Pieces of the first and second phase of `step` (the second: a matmul's epilogue pass, 0 when none).
     fn pieces(&self, step: &Step) -> (u64, u64) {
         match step {
-            Step::Loop { points, .. } => (
-                points.div_ceil(chunk_size(*points, self.threads, self.min_chunk)),
-                0,
-            ),
+            Step::Loop { points, cost, .. } => {
+                (points.div_ceil(step_chunk(*points, *cost, self)), 0)
+            }
             Step::Matmul {
                 gemm,
                 points,
+                cost,
                 epilogue,
                 ..
             } => {
                 let tiles = gemm.tiling().count() as u64;
                 match epilogue {
-                    Some(_) if !self.epilogue_in_tiles => (
-                        tiles,
-                        points.div_ceil(chunk_size(*points, self.threads, self.min_chunk)),
-                    ),
+                    Some(_) if !self.epilogue_in_tiles => {
+                        (tiles, points.div_ceil(step_chunk(*points, *cost, self)))
+                    }
                     _ => (tiles, 0),
                 }
             }
@@ -111,16 +116,25 @@ pub(crate) fn run_alone(steps: &[Step], range: Range<usize>, table: &Table, spli
 /// epilogue runs on tiles), or a chunk of a matmul's epilogue pass.
 fn run_piece(step: &Step, phase: u8, piece: u64, table: &Table, split: &Split) {
     match (step, phase) {
-        (Step::Loop { entry, points, .. }, _)
+        (
+            Step::Loop {
+                entry,
+                points,
+                cost,
+                ..
+            },
+            _,
+        )
         | (
             Step::Matmul {
                 epilogue: Some(entry),
                 points,
+                cost,
                 ..
             },
             1,
         ) => {
-            let chunk = chunk_size(*points, split.threads, split.min_chunk);
+            let chunk = step_chunk(*points, *cost, split);
             call(
                 *entry,
                 table,
@@ -449,7 +463,7 @@ mod tests {
     fn chunks_cover_the_range() {
         assert_eq!(chunk_size(0, 4, MIN_CHUNK), MIN_CHUNK);
         assert_eq!(chunk_size(1000, 2, MIN_CHUNK), MIN_CHUNK);
-        assert_eq!(chunk_size(100_000, 2, MIN_CHUNK), 12_500);
+        assert_eq!(chunk_size(1_000_000, 2, MIN_CHUNK), 125_000);
         assert_eq!(chunk_size(7, 3, 0), 1);
     }
 }
