@@ -438,6 +438,50 @@ mod tests {
         }
     }
 
+    static THREADS_SEEN: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
+
+    /// Records the thread that runs each point and takes a while about it.
+    unsafe extern "C" fn record_thread(_: *const *mut u8, start: u64, end: u64) {
+        for _ in start..end {
+            THREADS_SEEN
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A split kernel runs on the caller and on the pool's worker.
+    #[test]
+    fn the_caller_and_the_worker_both_take_part() {
+        let layout = Layout {
+            name: "record".into(),
+            buffers: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            constants: vec![],
+            arena_bytes: 0,
+            scratch_offset: 0,
+        };
+        let step = Step::Loop {
+            name: "record".into(),
+            points: 32,
+            cost: 1,
+            entry: record_thread,
+        };
+        // SAFETY: `record_thread` touches no buffer.
+        let mut exe =
+            unsafe { Executable::new(layout, vec![step], Box::new(()), 2, Duration::ZERO) }
+                .unwrap();
+        exe.set_min_chunk(1);
+        exe.run(&[]).unwrap();
+        let seen = THREADS_SEEN.lock().unwrap().clone();
+        assert_eq!(seen.len(), 32, "every point ran once");
+        let caller = std::thread::current().id();
+        assert!(seen.contains(&caller), "the caller took part");
+        assert!(seen.iter().any(|&t| t != caller), "a worker took part");
+    }
+
     #[test]
     fn a_profiled_run_times_each_kernel_and_computes_the_same() {
         let ty = TensorType::f32(&[4]);
