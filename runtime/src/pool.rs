@@ -1,11 +1,11 @@
 //! Running the steps of an executable on `threads` threads: a persistent pool of workers per executable.
 //!
 //! **Work split.** A loop kernel's flattened parallel range `[0, points)` is cut into fixed chunks of
-//! `chunk_size(points, threads, min_chunk / cost)` points (`cost`: the step's estimated work per point); a matmul kernel's `[β.., m, n]` into the fixed tiles of
-//! [`crate::Gemm::tiling`], which depend on `(m, n, k)` only. The threads claim chunks and tiles ("pieces") in turn
-//! from a counter. Which thread runs which piece varies from run to run, but the pieces themselves and every point's
-//! result do not (points are independent, and a tile is always the same single-threaded GEMM call), so outputs are
-//! bit-identical for any thread count. A matmul's epilogue runs either on each tile right after its GEMM, while the
+//! `chunk_size(points, threads, min_chunk / cost)` points (`cost`: the step's estimated work per point); a matmul
+//! kernel's `[β.., m, n]` into the fixed tiles of [`crate::Gemm::tiling`], which depend on `(m, n, k)` only. The
+//! threads claim chunks and tiles ("pieces") in turn from a counter. Which thread runs which piece varies from run
+//! to run, but the pieces themselves and every point's result do not (points are independent, and a tile is always
+//! the same single-threaded GEMM call), so outputs are bit-identical for any thread count. A matmul's epilogue runs either on each tile right after its GEMM, while the
 //! tile is in cache (the default), or as a second phase over all points once every tile is done
 //! (`epilogue_in_tiles` off); both give the same bits.
 //!
