@@ -158,18 +158,6 @@ impl Gemm {
         Tiling::new(self.batch_count(), self.m, self.n, self.k)
     }
 
-    /// Runs the whole product on the buffers of `table`, tile after tile.
-    ///
-    /// # Safety
-    /// As for [`Gemm::run_tile`], for every tile.
-    pub unsafe fn run(&self, table: &[*mut u8]) {
-        let tiling = self.tiling();
-        for t in 0..tiling.count() {
-            // SAFETY: the caller's guarantees hold for every tile.
-            unsafe { self.run_tile(table, &tiling, t) };
-        }
-    }
-
     /// Runs tile `t` of `tiling` (this product's [`Gemm::tiling`]): one single-threaded GEMM call of the tile's rows
     /// of A by its columns of B into its block of the result.
     ///
@@ -178,7 +166,7 @@ impl Gemm {
     /// views and the `batch·m·n` result reach, the result must not overlap an operand, and nothing else may access
     /// the tile's block of the result while this runs. (`Executable` checks the extents when it is built and lays
     /// out the buffers.)
-    pub unsafe fn run_tile(&self, table: &[*mut u8], tiling: &Tiling, t: usize) {
+    pub(crate) unsafe fn run_tile(&self, table: &[*mut u8], tiling: &Tiling, t: usize) {
         let (flat, rows, cols) = tiling.tile(t);
         let (m, n, k) = (rows.len(), cols.len(), self.k);
         if m == 0 || n == 0 {
