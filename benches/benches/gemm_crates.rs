@@ -118,6 +118,14 @@ const SHAPES: &[Shape] = &[
         b_t: true,
     },
     Shape {
+        what: "tile 128x784x128",
+        m: 128,
+        k: 784,
+        n: 128,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
         what: "tile 128x1024x128",
         m: 128,
         k: 1024,
