@@ -46,7 +46,9 @@ pub enum Target {
 pub struct Options {
     /// Run the graph passes (simplify, constant folding, CSE, DCE) before fusion.
     pub optimize: bool,
-    /// Threads a run splits each kernel across (at least 1).
+    /// Threads a run splits each kernel across (at least 1): the calling thread and `threads - 1` workers that the
+    /// executable starts on its first split run and joins when dropped. Nothing else starts threads (each GEMM tile
+    /// is a single-threaded call), and results are bit-identical for any value.
     pub threads: usize,
     pub target: Target,
     /// Fuse ops into kernels (the cost model of [`crate::fusion`]). Off, every op is a kernel of its own: the
