@@ -48,7 +48,13 @@ fn median(id: &str) -> Option<f64> {
 
 /// A session on a freshly compiled `graph` whose inputs are all fed each step.
 fn session(graph: &kiln::Graph, options: &Options) -> Session {
-    let exe = kiln::compile(graph, options).expect("the workload compiles");
+    session_with(graph, options, true)
+}
+
+/// A session like [`session`], with matmul epilogues on each tile (`in_tiles`) or in one pass after the product.
+fn session_with(graph: &kiln::Graph, options: &Options, in_tiles: bool) -> Session {
+    let mut exe = kiln::compile(graph, options).expect("the workload compiles");
+    exe.set_epilogue_in_tiles(in_tiles);
     Session::new(exe, &HashMap::new()).expect("no resident inputs")
 }
 
@@ -160,16 +166,23 @@ fn w4(c: &mut Criterion) {
     let mut group = c.benchmark_group("W4");
     small(&mut group);
     group.throughput(Throughput::Elements(1));
-    let train = |options: &Options| {
-        let exe = kiln::compile(&graph, options).expect("W4 compiles");
+    let train = |options: &Options, in_tiles: bool| {
+        let mut exe = kiln::compile(&graph, options).expect("W4 compiles");
+        exe.set_epilogue_in_tiles(in_tiles);
         let compile_ms = exe.compile_time().as_secs_f64() * 1e3;
         let session = Session::new(exe, &mlp_params(7)).expect("the parameters fit");
         (session, compile_ms)
     };
-    let (mut fused, compile_ms) = train(&Options::default());
+    let (mut fused, compile_ms) = train(&Options::default(), true);
     println!("W4: compile_time() of the step: {compile_ms:.1} ms");
     measure(&mut group, "W4", "kiln step", || step(&mut fused, &inputs));
-    let (mut each_op, _) = train(&unfused());
+    drop(fused);
+    let (mut pass, _) = train(&Options::default(), false);
+    measure(&mut group, "W4", "kiln step, epilogue pass", || {
+        step(&mut pass, &inputs)
+    });
+    drop(pass);
+    let (mut each_op, _) = train(&unfused(), true);
     measure(&mut group, "W4", "kiln unfused step", || {
         step(&mut each_op, &inputs)
     });
@@ -201,6 +214,12 @@ fn w5(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut kiln = session(&graph, &Options::default());
         measure(&mut group, &name, "kiln", || step(&mut kiln, &inputs));
+        drop(kiln);
+        let mut pass = session_with(&graph, &Options::default(), false);
+        measure(&mut group, &name, "kiln, epilogue pass", || {
+            step(&mut pass, &inputs)
+        });
+        drop(pass);
         let exe = kiln::compile(&graph, &Options::default()).expect("W5 compiles");
         measure(&mut group, &name, "kiln Executable::run", || {
             black_box(exe.run(black_box(&inputs)).expect("inputs fit"));
@@ -270,20 +289,26 @@ fn summary() {
         );
     }
     let per_s = |s: f64| 1.0 / s;
-    row(
-        "W4 step",
-        "W4/kiln step",
-        "W4/kiln unfused step",
-        "steps/s",
-        &per_s,
-    );
+    for baseline in ["kiln unfused step", "kiln step, epilogue pass"] {
+        row(
+            "W4 step",
+            "W4/kiln step",
+            &format!("W4/{baseline}"),
+            "steps/s",
+            &per_s,
+        );
+    }
     if let Some(s) = median("W4 compile/kiln::compile") {
         println!("W4 kiln::compile wall time {:.1} ms", s * 1e3);
     }
     for batch in [1usize, 1024] {
         let name = format!("W5 batch {batch}");
         let samples = move |s: f64| batch as f64 / s;
-        for baseline in ["hand-written sgemm", "kiln Executable::run"] {
+        for baseline in [
+            "hand-written sgemm",
+            "kiln Executable::run",
+            "kiln, epilogue pass",
+        ] {
             row(
                 &name,
                 &format!("{name}/kiln"),

@@ -16,6 +16,10 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The runtime's view of a compiled program's kernels ([`Executable::steps`]) and of how a matmul's result is cut
+/// into tiles, for callers that inspect an executable.
+pub use kiln_runtime::{Step, Tiling};
+
 /// What can go wrong compiling or running a graph.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,7 +46,9 @@ pub enum Target {
 pub struct Options {
     /// Run the graph passes (simplify, constant folding, CSE, DCE) before fusion.
     pub optimize: bool,
-    /// Threads a run splits each kernel across (at least 1).
+    /// Threads a run splits each kernel across (at least 1): the calling thread and `threads - 1` workers that the
+    /// executable starts on its first split run and joins when dropped. Nothing else starts threads (each GEMM tile
+    /// is a single-threaded call), and results are bit-identical for any value.
     pub threads: usize,
     pub target: Target,
     /// Fuse ops into kernels (the cost model of [`crate::fusion`]). Off, every op is a kernel of its own: the

@@ -62,12 +62,45 @@ impl HostBuffer {
 
     /// Overwrites the contents with the tensor's elements (`tensor` must have this buffer's size).
     pub fn write_tensor(&mut self, tensor: &Tensor) {
-        self.write_bytes(tensor_bytes(tensor));
+        match tensor.data() {
+            TensorData::F32(v) => self.write_words(v.iter().map(|x| x.to_ne_bytes())),
+            TensorData::F64(v) => self.write_words(v.iter().map(|x| x.to_ne_bytes())),
+            TensorData::I32(v) => self.write_words(v.iter().map(|x| x.to_ne_bytes())),
+            TensorData::Bool(v) => self.write_bytes(v.iter().map(|&x| u8::from(x))),
+        }
     }
 
-    /// The contents as a tensor of type `ty`.
+    /// Overwrites the first `N`-byte elements with `words` (element by element, without a byte vector between).
+    fn write_words<const N: usize>(&mut self, words: impl Iterator<Item = [u8; N]>) {
+        let slots = self
+            .lines
+            .iter_mut()
+            .flat_map(|l| l.0.chunks_exact_mut(N))
+            .take(self.len / N);
+        for (slot, word) in slots.zip(words) {
+            slot.copy_from_slice(&word);
+        }
+    }
+
+    /// The first `count` `N`-byte elements.
+    fn words<const N: usize>(&self, count: usize) -> impl Iterator<Item = [u8; N]> + '_ {
+        self.lines
+            .iter()
+            .flat_map(|l| l.0.chunks_exact(N))
+            .map(|c| <[u8; N]>::try_from(c).expect("chunks of N bytes"))
+            .take(count)
+    }
+
+    /// The contents as a tensor of type `ty` (whose size is at most this buffer's).
     pub fn to_tensor(&self, ty: &TensorType) -> Tensor {
-        tensor_from_bytes(ty, self.bytes())
+        let n = ty.numel();
+        let data = match ty.dtype {
+            DType::F32 => TensorData::F32(self.words(n).map(f32::from_ne_bytes).collect()),
+            DType::F64 => TensorData::F64(self.words(n).map(f64::from_ne_bytes).collect()),
+            DType::I32 => TensorData::I32(self.words(n).map(i32::from_ne_bytes).collect()),
+            DType::Bool => return tensor_from_bytes(ty, self.bytes()),
+        };
+        Tensor::new(ty.clone(), data).expect("the elements of a buffer of this type")
     }
 }
 
@@ -132,6 +165,14 @@ mod tests {
         assert_eq!(b.as_mut_ptr() as usize % ALIGNMENT, 0);
         let back = b.to_tensor(t.ty());
         assert_eq!(tensor_bytes(&back), tensor_bytes(&t));
+        for t in [
+            Tensor::from_f64_values(TensorType::f64(&[20]), &[-2.5; 20]).unwrap(),
+            Tensor::from_f64_values(TensorType::new(DType::I32, vec![17]), &[-7.0; 17]).unwrap(),
+        ] {
+            let mut b = HostBuffer::zeroed(t.ty().size_bytes());
+            b.write_tensor(&t);
+            assert_eq!(b.to_tensor(t.ty()), t);
+        }
         let m = Tensor::from_bool(&[2], vec![true, false]).unwrap();
         assert_eq!(HostBuffer::from_tensor(&m).to_tensor(m.ty()), m);
     }

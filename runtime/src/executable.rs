@@ -4,17 +4,19 @@
 //! and one extra slot past the last buffer (`Layout::scratch_slot`) the matmul scratch, where a matmul kernel's
 //! product lands before its epilogue reads it. A run fills the table from the caller's tensors (inputs are read in
 //! place, never written), the program's constants, a per-run arena (temporaries and scratch) and fresh output
-//! buffers, then runs the kernels in order on the thread pool ([`crate::pool`]).
+//! buffers, then runs the kernels in order on the executable's thread pool ([`crate::pool`]: `threads - 1` workers,
+//! started on the first run that splits a kernel, parked between runs, joined when the executable is dropped).
 //!
 //! Running an [`Executable`] from several threads at once is safe: each run takes its own arena (from a pool of
-//! arenas, so steady-state runs don't allocate one) and its own outputs; constants and code are shared read-only.
+//! arenas, so steady-state runs don't allocate one) and its own outputs; constants and code are shared read-only. One
+//! run at a time uses the workers; a run that finds them busy runs on its own thread alone, with the same results.
 
 use crate::buffer::{tensor_ptr, HostBuffer};
 use crate::gemm::Gemm;
-use crate::pool;
+use crate::pool::{self, Pool, Split};
 use crate::RunError;
 use kiln_ir::{Role, Tensor, TensorType};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 /// A kernel's native entry: runs points `[start, end)` of its flattened parallel space (row-major over its parallel
@@ -89,14 +91,21 @@ pub enum Step {
     Loop {
         name: String,
         points: u64,
+        /// Estimated work of one point (scalar instructions of the body, inner loops multiplied out; at least 1):
+        /// how finely the points are worth splitting.
+        cost: u64,
         entry: KernelFn,
     },
     /// A matrix product, then (unless the product is written straight to its destination) an epilogue over the
-    /// `points` of `[β.., m, n]` that reads the product from the scratch.
+    /// `points` of `[β.., m, n]` that reads the product from the scratch. The product runs in the fixed tiles of
+    /// [`Gemm::tiling`]; the epilogue runs on each tile right after its product, or in one pass after all of them
+    /// ([`Executable::set_epilogue_in_tiles`]).
     Matmul {
         name: String,
         gemm: Gemm,
         points: u64,
+        /// Estimated work of the epilogue at one point, as for [`Step::Loop`].
+        cost: u64,
         epilogue: Option<KernelFn>,
     },
 }
@@ -112,12 +121,15 @@ impl Step {
 /// A compiled program, ready to run. `Send + Sync`: share it (e.g. in an `Arc`) and run it from any thread.
 pub struct Executable {
     layout: Layout,
-    steps: Vec<Step>,
+    steps: Arc<[Step]>,
     /// Owns the native code of the steps; dropped (and the code freed) with the executable.
     _code: Box<dyn Send + Sync>,
     arenas: Mutex<Vec<HostBuffer>>,
     threads: usize,
     min_chunk: u64,
+    epilogue_in_tiles: bool,
+    /// The workers, once a run has needed them; locked by the run that uses them.
+    pool: Mutex<Option<Pool>>,
     compile_time: Duration,
 }
 
@@ -132,6 +144,7 @@ impl std::fmt::Debug for Executable {
 }
 
 /// The buffers of one run (or session step): one pointer per table slot.
+#[derive(Clone)]
 pub(crate) struct Table {
     pub(crate) slots: Vec<*mut u8>,
 }
@@ -160,11 +173,13 @@ impl Executable {
         }
         Ok(Executable {
             layout,
-            steps,
+            steps: steps.into(),
             _code: code,
             arenas: Mutex::new(Vec::new()),
             threads: threads.max(1),
             min_chunk: pool::MIN_CHUNK,
+            epilogue_in_tiles: true,
+            pool: Mutex::new(None),
             compile_time,
         })
     }
@@ -191,13 +206,36 @@ impl Executable {
         self.threads
     }
 
-    /// The same code with another thread count.
+    /// The same code with another thread count (the old workers are joined; new ones start on the next run that
+    /// needs them).
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
+        *self.pool.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// The fewest points a thread takes at once (default [`pool::MIN_CHUNK`]). Results don't depend on it; tests
-    /// set it to 1 so that chunks start anywhere in a row.
+    /// Whether a matmul's epilogue runs on each tile of the product right after the tile's GEMM, while it is in
+    /// cache (`true`, the default), or in one pass over all points after the whole product. Results don't depend on
+    /// it; the benches measure both.
+    pub fn set_epilogue_in_tiles(&mut self, in_tiles: bool) {
+        self.epilogue_in_tiles = in_tiles;
+    }
+
+    pub fn epilogue_in_tiles(&self) -> bool {
+        self.epilogue_in_tiles
+    }
+
+    /// How a run splits the steps.
+    fn split(&self) -> Split {
+        Split {
+            threads: self.threads,
+            min_chunk: self.min_chunk,
+            epilogue_in_tiles: self.epilogue_in_tiles,
+        }
+    }
+
+    /// The least work a thread takes at once, in the units of a step's per-point `cost` (default
+    /// [`pool::MIN_CHUNK`]; a chunk is at least one point). Results don't depend on it; tests set it to 1 so that
+    /// chunks of single points start anywhere in a row.
     pub fn set_min_chunk(&mut self, points: u64) {
         self.min_chunk = points.max(1);
     }
@@ -233,22 +271,17 @@ impl Executable {
     }
 
     /// Runs the program like [`Executable::run`], one kernel at a time, and returns the outputs and each kernel's
-    /// wall time, in step order (for `kiln bench`). Each kernel still splits across the threads, which are started
-    /// per kernel here, so a tiny kernel's time includes starting them.
+    /// wall time, in step order (for `kiln bench`). Each kernel still splits across the threads; a kernel that
+    /// follows an idle gap may include waking them.
     pub fn run_profiled(
         &self,
         inputs: &[Tensor],
     ) -> Result<(Vec<Tensor>, Vec<Duration>), RunError> {
         let mut times = Vec::with_capacity(self.steps.len());
         let outputs = self.run_with(inputs, |table| {
-            for step in &self.steps {
+            for s in 0..self.steps.len() {
                 let started = Instant::now();
-                pool::run_steps(
-                    std::slice::from_ref(step),
-                    table,
-                    self.threads,
-                    self.min_chunk,
-                );
+                self.execute_range(s..s + 1, table.clone());
                 times.push(started.elapsed());
             }
         })?;
@@ -259,7 +292,7 @@ impl Executable {
     fn run_with(
         &self,
         inputs: &[Tensor],
-        execute: impl FnOnce(&Table),
+        execute: impl FnOnce(Table),
     ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(self.layout.inputs.iter(), inputs)?;
         let mut arena = self.take_arena();
@@ -292,7 +325,7 @@ impl Executable {
             }
         }
         slots[self.layout.scratch_slot()] = arena_ptr.wrapping_add(self.layout.scratch_offset);
-        execute(&Table { slots });
+        execute(Table { slots });
         let outputs = self
             .layout
             .outputs
@@ -328,8 +361,27 @@ impl Executable {
     }
 
     /// Runs every step on the buffers of `table`.
-    pub(crate) fn execute(&self, table: &Table) {
-        pool::run_steps(&self.steps, table, self.threads, self.min_chunk);
+    pub(crate) fn execute(&self, table: Table) {
+        self.execute_range(0..self.steps.len(), table);
+    }
+
+    /// Runs `steps[range]` on the buffers of `table`: on the pool when a step is worth splitting and the pool is
+    /// free, else on this thread alone (same pieces, same results).
+    fn execute_range(&self, range: std::ops::Range<usize>, table: Table) {
+        let split = self.split();
+        if split.threads > 1 && self.steps[range.clone()].iter().any(|s| split.shared(s)) {
+            let guard = match self.pool.try_lock() {
+                Ok(guard) => Some(guard),
+                // A run that panicked left no job behind (the pool clears it before unwinding).
+                Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut guard) = guard {
+                let pool = guard.get_or_insert_with(|| Pool::new(split.threads));
+                return pool.run(&self.steps, range, table, split);
+            }
+        }
+        pool::run_alone(&self.steps, range, &table, split);
     }
 }
 
@@ -386,6 +438,50 @@ mod tests {
         }
     }
 
+    static THREADS_SEEN: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
+
+    /// Records the thread that runs each point and takes a while about it.
+    unsafe extern "C" fn record_thread(_: *const *mut u8, start: u64, end: u64) {
+        for _ in start..end {
+            THREADS_SEEN
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A split kernel runs on the caller and on the pool's worker.
+    #[test]
+    fn the_caller_and_the_worker_both_take_part() {
+        let layout = Layout {
+            name: "record".into(),
+            buffers: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            constants: vec![],
+            arena_bytes: 0,
+            scratch_offset: 0,
+        };
+        let step = Step::Loop {
+            name: "record".into(),
+            points: 32,
+            cost: 1,
+            entry: record_thread,
+        };
+        // SAFETY: `record_thread` touches no buffer.
+        let mut exe =
+            unsafe { Executable::new(layout, vec![step], Box::new(()), 2, Duration::ZERO) }
+                .unwrap();
+        exe.set_min_chunk(1);
+        exe.run(&[]).unwrap();
+        let seen = THREADS_SEEN.lock().unwrap().clone();
+        assert_eq!(seen.len(), 32, "every point ran once");
+        let caller = std::thread::current().id();
+        assert!(seen.contains(&caller), "the caller took part");
+        assert!(seen.iter().any(|&t| t != caller), "a worker took part");
+    }
+
     #[test]
     fn a_profiled_run_times_each_kernel_and_computes_the_same() {
         let ty = TensorType::f32(&[4]);
@@ -415,10 +511,11 @@ mod tests {
         let step = |name: &str| Step::Loop {
             name: name.into(),
             points: 4,
+            cost: 1,
             entry: double,
         };
         // SAFETY: `double` is plain Rust code and touches elements 0..4 of slots 0 (read) and 1 (written) only.
-        let exe = unsafe {
+        let mut exe = unsafe {
             Executable::new(
                 layout,
                 vec![step("first"), step("again")],
@@ -428,7 +525,15 @@ mod tests {
             )
         }
         .unwrap();
+        // One-point chunks: both kernels are split between the leader and the worker.
+        exe.set_min_chunk(1);
         let x = [Tensor::from_f32(&[4], vec![1.0, 2.0, 3.0, 4.0]).unwrap()];
+        for _ in 0..100 {
+            assert_eq!(
+                exe.run(&x).unwrap()[0].as_f32().unwrap(),
+                &[2.0, 4.0, 6.0, 8.0]
+            );
+        }
         let (outputs, times) = exe.run_profiled(&x).unwrap();
         assert_eq!(outputs, exe.run(&x).unwrap());
         assert_eq!(outputs[0].as_f32().unwrap(), &[2.0, 4.0, 6.0, 8.0]);

@@ -1,9 +1,13 @@
 //! The matrix products of matmul kernels: `C[β] = A[β] · B[β]` for every batch index `β`, C dense row-major.
 //!
-//! f32 and f64 go to `matrixmultiply` (runtime AVX/FMA dispatch, any strides, its own threads); i32 is a plain loop
-//! that wraps, as the kernel IR's i32 arithmetic does.
+//! The result is cut into fixed tiles ([`Tiling`], a function of the shape only, never of the thread count); each
+//! tile is one single-threaded GEMM call, so a tile's bits don't depend on which thread runs it or how many there
+//! are. f32 and f64 go to the `gemm` crate (runtime AVX2/FMA/AVX-512 dispatch, any strides, `Parallelism::None`: the
+//! runtime's pool is the only source of threads); i32 is a plain loop that wraps, as the kernel IR's i32 arithmetic
+//! does.
 
 use kiln_ir::DType;
+use std::ops::Range;
 
 /// A strided view of a buffer as a batch of matrices, in elements: element `(β, r, c)` is at
 /// `offset + Σ β_t·batch_strides[t] + r·row_stride + c·col_stride`.
@@ -55,97 +59,259 @@ pub struct Gemm {
     pub out: usize,
 }
 
+/// Output rows per tile at most; the tiles of a matrix split its rows evenly, rounded up to [`ROW_GRAIN`].
+const TILE_ROWS: usize = 128;
+/// Output columns per tile at most, split evenly in multiples of [`COL_GRAIN`].
+const TILE_COLS: usize = 128;
+const ROW_GRAIN: usize = 8;
+const COL_GRAIN: usize = 16;
+/// The fewest multiply-adds worth a tile of its own: below this, claiming and packing cost more than splitting
+/// saves, so small products (a batch-1 layer) stay one tile and run on the calling thread alone.
+const MIN_TILE_WORK: usize = 1 << 15;
+
+/// How a product's `[β.., m, n]` result is cut into tiles: `[tm, tn]` blocks of each matrix (smaller at the edges),
+/// numbered batch-major, then by tile row, then by tile column. A function of `(batch, m, n, k)` only.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Tiling {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    /// Rows and columns of a full tile.
+    pub tm: usize,
+    pub tn: usize,
+}
+
+impl Tiling {
+    /// Tiles of at most `TILE_ROWS × TILE_COLS`, merged (columns first) while a tile has less than
+    /// `MIN_TILE_WORK` multiply-adds.
+    pub fn new(batch: usize, m: usize, n: usize, k: usize) -> Tiling {
+        let size = |extent: usize, tiles: usize, grain: usize| {
+            extent
+                .div_ceil(tiles.max(1))
+                .next_multiple_of(grain)
+                .min(extent)
+                .max(1)
+        };
+        let (mut mt, mut nt) = (m.div_ceil(TILE_ROWS), n.div_ceil(TILE_COLS));
+        let (mut tm, mut tn) = (size(m, mt, ROW_GRAIN), size(n, nt, COL_GRAIN));
+        while (mt > 1 || nt > 1) && tm.saturating_mul(tn).saturating_mul(k) < MIN_TILE_WORK {
+            if nt > 1 {
+                nt = nt.div_ceil(2);
+            } else {
+                mt = mt.div_ceil(2);
+            }
+            (tm, tn) = (size(m, mt, ROW_GRAIN), size(n, nt, COL_GRAIN));
+        }
+        Tiling {
+            batch,
+            m,
+            n,
+            tm,
+            tn,
+        }
+    }
+
+    fn row_tiles(&self) -> usize {
+        self.m.div_ceil(self.tm)
+    }
+
+    fn col_tiles(&self) -> usize {
+        self.n.div_ceil(self.tn)
+    }
+
+    /// The number of tiles (0 for an empty result).
+    pub fn count(&self) -> usize {
+        if self.m == 0 || self.n == 0 {
+            return 0;
+        }
+        self.batch * self.row_tiles() * self.col_tiles()
+    }
+
+    /// Tile `t`'s batch index (flattened), rows and columns.
+    pub fn tile(&self, t: usize) -> (usize, Range<usize>, Range<usize>) {
+        let per_matrix = self.row_tiles() * self.col_tiles();
+        let (b, r) = (t / per_matrix, t % per_matrix);
+        let (ti, tj) = (r / self.col_tiles(), r % self.col_tiles());
+        let rows = ti * self.tm..((ti + 1) * self.tm).min(self.m);
+        let cols = tj * self.tn..((tj + 1) * self.tn).min(self.n);
+        (b, rows, cols)
+    }
+
+    /// Tile `t` as ranges of flattened result points (row-major over `[β.., m, n]`), one per row of the tile.
+    pub fn rows_of(&self, t: usize) -> impl Iterator<Item = Range<usize>> {
+        let (b, rows, cols) = self.tile(t);
+        let (m, n) = (self.m, self.n);
+        rows.map(move |i| {
+            let start = (b * m + i) * n + cols.start;
+            start..start + cols.len()
+        })
+    }
+}
+
 impl Gemm {
     pub fn batch_count(&self) -> usize {
         self.batch.iter().product()
     }
 
-    /// Runs the product on the buffers of `table`.
+    /// The tiles the runtime cuts this product into.
+    pub fn tiling(&self) -> Tiling {
+        Tiling::new(self.batch_count(), self.m, self.n, self.k)
+    }
+
+    /// Runs tile `t` of `tiling` (this product's [`Gemm::tiling`]): one single-threaded GEMM call of the tile's rows
+    /// of A by its columns of B into its block of the result.
     ///
     /// # Safety
     /// Every slot the product uses must point to a live buffer of `self.dtype` elements that holds every element the
     /// views and the `batch·m·n` result reach, the result must not overlap an operand, and nothing else may access
-    /// the result while this runs. (`Executable` checks the extents when it is built and lays out the buffers.)
-    pub(crate) unsafe fn run(&self, table: &[*mut u8]) {
-        let (m, n, k) = (self.m, self.n, self.k);
-        if m == 0 || n == 0 || self.batch.contains(&0) {
+    /// the tile's block of the result while this runs. (`Executable` checks the extents when it is built and lays
+    /// out the buffers.)
+    pub(crate) unsafe fn run_tile(&self, table: &[*mut u8], tiling: &Tiling, t: usize) {
+        let (flat, rows, cols) = tiling.tile(t);
+        let (m, n, k) = (rows.len(), cols.len(), self.k);
+        if m == 0 || n == 0 {
             return;
         }
         let mut index = vec![0usize; self.batch.len()];
-        for flat in 0..self.batch_count() {
-            let mut rest = flat;
-            for (d, &e) in self.batch.iter().enumerate().rev() {
-                index[d] = rest % e;
-                rest /= e;
-            }
-            let (a0, b0, c0) = (self.a.start(&index), self.b.start(&index), flat * m * n);
-            let (rsa, csa) = (self.a.row_stride as isize, self.a.col_stride as isize);
-            let (rsb, csb) = (self.b.row_stride as isize, self.b.col_stride as isize);
-            let (a, b, c) = (table[self.a.buffer], table[self.b.buffer], table[self.out]);
-            match self.dtype {
-                DType::F32 => {
-                    let (a, b, c) = (a.cast::<f32>(), b.cast::<f32>(), c.cast::<f32>());
-                    // SAFETY: the caller guarantees the views and the result are in bounds of live f32 buffers and
-                    // that the result is exclusively ours; `wrapping_add` stays inside those buffers.
-                    unsafe {
-                        matrixmultiply::sgemm(
-                            m,
-                            k,
-                            n,
-                            1.0,
-                            a.wrapping_add(a0),
-                            rsa,
-                            csa,
-                            b.wrapping_add(b0),
-                            rsb,
-                            csb,
-                            0.0,
-                            c.wrapping_add(c0),
-                            n as isize,
-                            1,
-                        )
-                    }
-                }
-                DType::F64 => {
-                    let (a, b, c) = (a.cast::<f64>(), b.cast::<f64>(), c.cast::<f64>());
-                    // SAFETY: as for f32.
-                    unsafe {
-                        matrixmultiply::dgemm(
-                            m,
-                            k,
-                            n,
-                            1.0,
-                            a.wrapping_add(a0),
-                            rsa,
-                            csa,
-                            b.wrapping_add(b0),
-                            rsb,
-                            csb,
-                            0.0,
-                            c.wrapping_add(c0),
-                            n as isize,
-                            1,
-                        )
-                    }
-                }
-                DType::I32 | DType::Bool => {
-                    let (a, b, c) = (a.cast::<i32>(), b.cast::<i32>(), c.cast::<i32>());
-                    for i in 0..m {
-                        for j in 0..n {
-                            let mut acc = 0i32;
-                            for l in 0..k {
-                                let ai = a0 + i * self.a.row_stride + l * self.a.col_stride;
-                                let bi = b0 + l * self.b.row_stride + j * self.b.col_stride;
-                                // SAFETY: `ai` and `bi` are elements the views reach, in bounds by the contract.
-                                let (x, y) = unsafe { (a.add(ai).read(), b.add(bi).read()) };
-                                acc = acc.wrapping_add(x.wrapping_mul(y));
-                            }
-                            // SAFETY: `c0 + i·n + j < batch·m·n`, in bounds and exclusively ours by the contract.
-                            unsafe { c.add(c0 + i * n + j).write(acc) };
+        let mut rest = flat;
+        for (d, &e) in self.batch.iter().enumerate().rev() {
+            index[d] = rest % e;
+            rest /= e;
+        }
+        let a0 = self.a.start(&index) + rows.start * self.a.row_stride;
+        let b0 = self.b.start(&index) + cols.start * self.b.col_stride;
+        let c0 = (flat * self.m + rows.start) * self.n + cols.start;
+        let (rsa, csa) = (self.a.row_stride as isize, self.a.col_stride as isize);
+        let (rsb, csb) = (self.b.row_stride as isize, self.b.col_stride as isize);
+        let rsc = self.n as isize;
+        let (a, b, c) = (table[self.a.buffer], table[self.b.buffer], table[self.out]);
+        match self.dtype {
+            // SAFETY (both floats): the caller guarantees the views and the result are in bounds of live buffers of
+            // this dtype and that the tile's block of the result is exclusively ours; the tile's rows of A, columns
+            // of B and block of C lie inside those views, so every offset stays inside its buffer.
+            DType::F32 => unsafe {
+                product(
+                    m,
+                    n,
+                    k,
+                    (c.cast::<f32>().add(c0), rsc),
+                    (a.cast::<f32>().add(a0), rsa, csa),
+                    (b.cast::<f32>().add(b0), rsb, csb),
+                )
+            },
+            DType::F64 => unsafe {
+                product(
+                    m,
+                    n,
+                    k,
+                    (c.cast::<f64>().add(c0), rsc),
+                    (a.cast::<f64>().add(a0), rsa, csa),
+                    (b.cast::<f64>().add(b0), rsb, csb),
+                )
+            },
+            DType::I32 | DType::Bool => {
+                let (a, b, c) = (a.cast::<i32>(), b.cast::<i32>(), c.cast::<i32>());
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut acc = 0i32;
+                        for l in 0..k {
+                            let ai = a0 + i * self.a.row_stride + l * self.a.col_stride;
+                            let bi = b0 + l * self.b.row_stride + j * self.b.col_stride;
+                            // SAFETY: `ai` and `bi` are elements the views reach, in bounds by the contract.
+                            let (x, y) = unsafe { (a.add(ai).read(), b.add(bi).read()) };
+                            acc = acc.wrapping_add(x.wrapping_mul(y));
                         }
+                        // SAFETY: `c0 + i·n + j` is in the tile's block, in bounds and ours by the contract.
+                        unsafe { c.add(c0 + i * self.n + j).write(acc) };
                     }
                 }
             }
         }
+    }
+}
+
+/// `C = A · B` for one `m×n` block, `C` with unit column stride, on the calling thread.
+///
+/// # Safety
+/// Every element the strides reach must be inside a live allocation, and `C`'s elements must not be accessed by
+/// anything else during the call.
+unsafe fn product<T: 'static + Copy + num_like::Zero>(
+    m: usize,
+    n: usize,
+    k: usize,
+    (c, rsc): (*mut T, isize),
+    (a, rsa, csa): (*const T, isize, isize),
+    (b, rsb, csb): (*const T, isize, isize),
+) {
+    // SAFETY: forwarded from the caller. `gemm` takes column strides first; `read_dst = false` ignores C's old
+    // contents (alpha unused), beta = 1 gives C = A·B. `Parallelism::None`: the runtime's pool does the threading.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            rsc,
+            false,
+            a,
+            csa,
+            rsa,
+            b,
+            csb,
+            rsb,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+mod num_like {
+    /// The two constants [`super::product`] passes as `gemm`'s alpha and beta.
+    pub trait Zero {
+        const ZERO: Self;
+        const ONE: Self;
+    }
+    impl Zero for f32 {
+        const ZERO: f32 = 0.0;
+        const ONE: f32 = 1.0;
+    }
+    impl Zero for f64 {
+        const ZERO: f64 = 0.0;
+        const ONE: f64 = 1.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tiling;
+
+    /// Tiles cover every point of the result exactly once, and small products are one tile.
+    #[test]
+    fn tiles_cover_the_result_once() {
+        for (batch, m, n, k) in [
+            (1, 1, 256, 784),
+            (1, 128, 256, 784),
+            (3, 129, 300, 64),
+            (2, 1000, 17, 512),
+        ] {
+            let tiling = Tiling::new(batch, m, n, k);
+            let mut seen = vec![0u8; batch * m * n];
+            for t in 0..tiling.count() {
+                for points in tiling.rows_of(t) {
+                    seen[points].iter_mut().for_each(|p| *p += 1);
+                }
+            }
+            assert!(seen.iter().all(|&p| p == 1), "{tiling:?}");
+        }
+        assert_eq!(Tiling::new(1, 1, 10, 256).count(), 1);
+        assert_eq!(Tiling::new(1, 1, 256, 784).count(), 2);
+        assert_eq!(Tiling::new(1, 128, 256, 784).count(), 2);
+        assert_eq!(Tiling::new(1, 1024, 1024, 1024).count(), 64);
+        assert_eq!(Tiling::new(1, 0, 5, 5).count(), 0);
     }
 }

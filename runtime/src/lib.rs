@@ -4,9 +4,9 @@
 //! - [`executable`]: [`Executable`], native kernels with the layout of their buffers (inputs read in place,
 //!   constants, a per-run arena planned by the compiler, outputs) and the input/output signature; `run` checks the
 //!   inputs against the signature and never lets a wrong tensor reach a kernel.
-//! - [`pool`]: each kernel's parallel range split into fixed chunks across threads; results don't depend on the
-//!   thread count.
-//! - [`gemm`]: the matrix products of matmul kernels (`matrixmultiply` for floats).
+//! - [`pool`]: a persistent pool of workers per executable; each kernel's parallel range split into fixed chunks,
+//!   each matmul into fixed tiles, across threads; results don't depend on the thread count.
+//! - [`gemm`]: the matrix products of matmul kernels, tile by tile (the `gemm` crate for floats).
 //! - [`session`]: [`Session`], a training loop's resident parameters and optimizer state, updated in place.
 //! - [`vulkan`]: SPIR-V compute programs on a Vulkan device (the GPU path), on `ash` with the loader opened at run time.
 //!
@@ -21,7 +21,7 @@ pub mod session;
 pub use executable::{
     BufferSpec, Executable, InputSpec, KernelFn, Layout, OutputSpec, Place, Step,
 };
-pub use gemm::{Gemm, MatrixOperand};
+pub use gemm::{Gemm, MatrixOperand, Tiling};
 pub use kiln_ir::tensor::{Tensor, TensorData};
 
 pub mod vulkan;

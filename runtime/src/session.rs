@@ -3,7 +3,8 @@
 //! The inputs that some output replaces (`new.w` aliasing `w`) are *resident*: the session owns their storage. Each
 //! [`Session::step`] feeds the other inputs (the data), runs the program, and leaves the resident storage holding
 //! the updated values: outputs the memory plan writes in place need nothing more, the others are copied over their
-//! input after the run. Nothing is allocated per step: the arena and the output buffers are the session's.
+//! input after the run. No buffer is allocated per step: the arena and the output buffers are the session's
+//! (a step allocates only its small table of buffer pointers, and on the thread pool the job that shares it).
 
 use crate::buffer::{tensor_ptr, HostBuffer};
 use crate::executable::{Executable, Place, Table};
@@ -119,7 +120,7 @@ impl Session {
             }
         }
         slots[layout.scratch_slot()] = arena_ptr.wrapping_add(layout.scratch_offset);
-        exe.execute(&Table { slots });
+        exe.execute(Table { slots });
 
         let loss = self.loss.map_or(f64::NAN, |o| {
             self.output_tensor(data, o)

@@ -255,6 +255,110 @@ fn outputs_are_bit_identical_for_any_thread_count() {
     }
 }
 
+/// `tanh(a·w + bias)` (a matmul with an epilogue) and the plain product `a·c` (written straight to its output), with
+/// `w` and `c` stored transposed (`[n, k]`, read through swapped strides) when `transposed`.
+fn tiled_matmul(batch: &[usize], m: usize, k: usize, n: usize, transposed: bool) -> Graph {
+    let dims = |rest: [usize; 2]| -> Vec<usize> { batch.iter().copied().chain(rest).collect() };
+    let mut b = Builder::new(format!("tiled_{batch:?}_{m}x{k}x{n}_t{transposed}"));
+    let a = b.data("a", TensorType::f32(&dims([m, k]))).unwrap();
+    let weight = |b: &mut Builder, name: &str| {
+        if transposed {
+            let stored = b.param(name, TensorType::f32(&dims([n, k]))).unwrap();
+            b.transpose_last2(stored).unwrap()
+        } else {
+            b.param(name, TensorType::f32(&dims([k, n]))).unwrap()
+        }
+    };
+    let w = weight(&mut b, "w");
+    let c = weight(&mut b, "c");
+    let bias = b.param("bias", TensorType::f32(&[n])).unwrap();
+    let product = b.matmul(a, w).unwrap();
+    let biased = b.add(product, bias).unwrap();
+    let y = b.tanh(biased).unwrap();
+    b.output("y", y).unwrap();
+    let plain = b.matmul(a, c).unwrap();
+    b.output("p", plain).unwrap();
+    b.finish()
+}
+
+/// Matmuls run in fixed tiles, each one GEMM call and (by default) its epilogue right after: the results are
+/// bit-identical for 1, 2 and 3 threads and for the epilogue on tiles or in one pass, and match the interpreter —
+/// with edge tiles (m, n not multiples of the tile), transposed operands, and a batch.
+#[test]
+fn matmul_tiles_are_bit_identical_for_any_thread_count_and_match_the_interpreter() {
+    let graphs = [
+        tiled_matmul(&[], 200, 96, 300, false),
+        tiled_matmul(&[], 130, 80, 150, true),
+        tiled_matmul(&[3], 70, 64, 150, true),
+    ];
+    for graph in graphs {
+        let inputs = random_inputs(&graph, 11);
+        let expected = interp::run(&graph, &inputs).unwrap();
+        let mut reference = None;
+        for in_tiles in [true, false] {
+            for threads in [1, 2, 3] {
+                let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
+                exe.set_epilogue_in_tiles(in_tiles);
+                let tilings: Vec<_> = exe
+                    .steps()
+                    .iter()
+                    .filter_map(|s| match s {
+                        kiln::compile::Step::Matmul { gemm, .. } => Some(gemm.tiling()),
+                        kiln::compile::Step::Loop { .. } => None,
+                    })
+                    .collect();
+                assert!(
+                    tilings.iter().any(|t| t.count() > 1),
+                    "{}: every matmul is one tile: {tilings:?}",
+                    graph.name
+                );
+                let what = format!(
+                    "{} on {threads} threads, epilogue in tiles: {in_tiles}",
+                    graph.name
+                );
+                let got = exe.run(&inputs).unwrap();
+                assert_outputs_match(&graph, &expected, &got, &what);
+                let got = bits(&got);
+                match &reference {
+                    None => reference = Some(got),
+                    Some(r) => assert_eq!(&got, r, "{what}"),
+                }
+            }
+        }
+    }
+    // The first graph's tiles have edges in both directions.
+    let edges = kiln::compile::Tiling::new(1, 200, 300, 96);
+    assert!(
+        edges.count() > 1 && 200 % edges.tm != 0 && 300 % edges.tn != 0,
+        "{edges:?}"
+    );
+}
+
+/// Runs from several threads at once on a pool of 2: one run at a time uses the workers, the others run alone on
+/// their own thread; every result has the same bits.
+#[test]
+fn concurrent_runs_share_the_pool_safely() {
+    let graph = tiled_matmul(&[], 200, 96, 300, false);
+    let exe = Arc::new(kiln::compile(&graph, &options(2)).unwrap());
+    let inputs = Arc::new(random_inputs(&graph, 3));
+    let reference = bits(&exe.run(&inputs).unwrap());
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (exe, inputs) = (Arc::clone(&exe), Arc::clone(&inputs));
+            std::thread::spawn(move || {
+                (0..30)
+                    .map(|_| bits(&exe.run(&inputs).unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for got in h.join().unwrap() {
+            assert_eq!(got, reference);
+        }
+    }
+}
+
 fn assert_send_sync<T: Send + Sync>() {}
 
 #[test]

@@ -1,18 +1,26 @@
-//! JIT memory is freed: dropping an executable frees its code. In a test binary of its own, so that no other test
-//! allocates while the resident set is measured.
+//! JIT memory and worker threads are freed: dropping an executable frees its code and joins its thread pool. In a
+//! test binary of its own, so that no other test allocates or starts threads while the resident set and the thread
+//! count are measured.
 
 use kiln::ir::{Builder, TensorType};
 use kiln::Options;
 use kiln_tests::fd::{random_tensor, rng};
 
-fn resident_kib() -> Option<usize> {
+/// A number from a line of `/proc/self/status` (`VmRSS:` in KiB, `Threads:`).
+fn status(field: &str) -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Dropping an executable frees its code: 1,000 compile/drop cycles of a small graph don't grow the resident set by
-/// more than a slack (the 10,000-cycle version is `cargo run --release --example jit_churn`).
+fn resident_kib() -> Option<usize> {
+    status("VmRSS:")
+}
+
+/// Dropping an executable frees its code and joins its workers: 1,000 compile/run/drop cycles of a small graph on 2
+/// threads (every run splits a kernel, so each executable starts a worker) don't grow the resident set by more than
+/// a slack, and leave the process with as many threads as before (the 10,000-cycle version of the memory check is
+/// `cargo run --release --example jit_churn`).
 #[test]
 fn compile_drop_cycles_do_not_leak() {
     let mut b = Builder::new("small");
@@ -20,27 +28,45 @@ fn compile_drop_cycles_do_not_leak() {
     let y = b.exp(x).unwrap();
     let s = b.sum_all(y).unwrap();
     b.output("s", s).unwrap();
+    b.output("y", y).unwrap();
     let graph = b.finish();
     let inputs = [random_tensor(&TensorType::f32(&[4, 8]), &mut rng(0))];
     let opts = Options {
-        threads: 1,
+        threads: 2,
         ..Options::default()
     };
     let cycle = || {
-        let exe = kiln::compile(&graph, &opts).unwrap();
+        let mut exe = kiln::compile(&graph, &opts).unwrap();
+        // Chunks of one point: the 32-point kernel is split, so the run wakes a worker.
+        exe.set_min_chunk(1);
         exe.run(&inputs).unwrap();
     };
     for _ in 0..100 {
         cycle();
     }
     let Some(before) = resident_kib() else {
-        eprintln!("no /proc/self/status: resident-set check skipped");
+        eprintln!("no /proc/self/status: resident-set and thread checks skipped");
         return;
     };
+    let threads_before = status("Threads:").unwrap();
     for _ in 0..1000 {
         cycle();
     }
     let after = resident_kib().unwrap();
+    assert_eq!(
+        status("Threads:").unwrap(),
+        threads_before,
+        "dropped executables left threads behind"
+    );
+    let mut exe = kiln::compile(&graph, &opts).unwrap();
+    exe.set_min_chunk(1);
+    exe.run(&inputs).unwrap();
+    assert_eq!(
+        status("Threads:").unwrap(),
+        threads_before + 1,
+        "a 2-thread executable holds one worker while it lives"
+    );
+    drop(exe);
     assert!(
         after < before + 8 * 1024,
         "resident set grew from {before} KiB to {after} KiB"

@@ -8,7 +8,9 @@
 use super::codegen::{self, KernelCode};
 use super::jit::JitModule;
 use crate::backend::BackendError;
-use crate::kernel::{BufferKind, Inst, Kernel, KernelProgram, MatmulKernel, MatrixView, ScalarOp};
+use crate::kernel::{
+    Block, BufferKind, Inst, Kernel, KernelProgram, MatmulKernel, MatrixView, ScalarOp,
+};
 use crate::memory::{BufferPlacement, MemoryPlan, ALIGNMENT};
 use kiln_ir::{Role, Tensor};
 use kiln_runtime::{
@@ -55,10 +57,12 @@ pub fn assemble(
             unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }
         });
         let points: u64 = kernel.parallel().iter().map(|l| l.extent as u64).product();
+        let cost = block_cost(kernel.body()).max(1);
         steps.push(match kernel {
             Kernel::Loop(l) => Step::Loop {
                 name: l.name.clone(),
                 points,
+                cost,
                 entry: entry.expect("every loop kernel is compiled"),
             },
             Kernel::Matmul(m) => Step::Matmul {
@@ -74,6 +78,7 @@ pub fn assemble(
                     out: direct.unwrap_or(layout.scratch_slot()),
                 },
                 points,
+                cost,
                 epilogue: entry,
             },
         });
@@ -87,6 +92,23 @@ pub fn assemble(
     // element before that element is stored (what `memory::plan` decides `InPlace` on).
     let exe = unsafe { Executable::new(layout, steps, code, threads, started.elapsed()) }?;
     Ok(exe)
+}
+
+/// The work of one run of `block`: one per instruction, a nested loop's body (and its loop step) times the loop's
+/// points. The runtime splits a kernel's points into chunks of about equal work ([`kiln_runtime::Step::Loop`]).
+fn block_cost(block: &Block) -> u64 {
+    block
+        .insts
+        .iter()
+        .map(|inst| match inst {
+            Inst::Let { .. } | Inst::Store { .. } => 1,
+            Inst::Reduce { loops, body, .. } | Inst::For { loops, body } => loops
+                .iter()
+                .map(|l| l.extent as u64)
+                .product::<u64>()
+                .saturating_mul(block_cost(body) + 1),
+        })
+        .fold(0, u64::saturating_add)
 }
 
 fn operand(v: &MatrixView) -> MatrixOperand {
