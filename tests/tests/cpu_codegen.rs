@@ -407,3 +407,39 @@ fn i32_and_f64_row_reductions_are_vectorized_and_match_the_interpreter() {
         }
     }
 }
+
+/// `sum_k x[i]` over a broadcast (loads that don't move with `k`), inside a parallel loop over `[i, j]`: the scalar
+/// loop vectorizes that sum along `k` (reassociated), so the parallel loop must not run it a lane per point in `k`
+/// order instead — otherwise a point's bits would depend on whether a thread's chunk reached it in the vector loop or
+/// the scalar tail. (Found by `random_wide_graphs_match_the_interpreter`.)
+#[test]
+fn a_point_has_the_same_bits_whichever_loop_of_a_chunk_runs_it() {
+    for k in [5, 7, 19] {
+        let mut b = Builder::new("broadcast_sum");
+        let x = b.data("x", TensorType::f32(&[4, 1])).unwrap();
+        let wide = b.broadcast(x, &[k, 4, 6]).unwrap();
+        let sum = b.reduce_sum(wide, &[0], false).unwrap();
+        b.output("sum", sum).unwrap();
+        let graph = b.finish();
+        let inputs = [Tensor::from_f32(&[4, 1], vec![0.1, -1.7, 3.3, 1e-3]).unwrap()];
+        let serial = kiln::compile(&graph, &options(1))
+            .unwrap()
+            .run(&inputs)
+            .unwrap();
+        let expected = interp::run(&graph, &inputs).unwrap();
+        differential::assert_outputs_match(&graph, &expected, &serial, TOL, "cpu", || {
+            format!("k = {k}")
+        });
+        for threads in [2, 3] {
+            let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
+            // Chunks of single points start and end mid-row: every point may land in either loop.
+            exe.set_min_chunk(1);
+            let chunked = exe.run(&inputs).unwrap();
+            assert_eq!(
+                bits(&chunked[0]),
+                bits(&serial[0]),
+                "k = {k}, {threads} threads"
+            );
+        }
+    }
+}

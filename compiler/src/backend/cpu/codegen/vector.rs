@@ -72,15 +72,21 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
         Inst::Let { op, .. } => let_ok(op, false),
         Inst::Store { index, .. } => stride_of(index, j) == 1,
         // A reduction over other loops (a column sum: `load b[cols·i + j]`) runs with a lane per parallel point:
-        // each lane folds its point's values in the scalar code's order.
+        // each lane folds its point's values in the scalar code's order. That order must be the one the scalar loop
+        // uses for the same point, or a point's bits would depend on where a thread's chunk starts: a reduction the
+        // scalar loop vectorizes along its own loop ([`nested_plan`]: a sum reassociated, a max's NaN picked from
+        // another lane) keeps that plan instead.
         Inst::Reduce {
             dtype: DType::F32,
             loops,
             body,
+            value,
             ..
         } => {
             reduces = true;
-            !loops.iter().any(|l| l.var == j)
+            let scalar_reassociates = nested_plan(loops, body, Some(*value), types).is_some();
+            !scalar_reassociates
+                && !loops.iter().any(|l| l.var == j)
                 && body.insts.iter().all(|inst| match inst {
                     Inst::Let { op, .. } => let_ok(op, true),
                     Inst::Store { .. } | Inst::Reduce { .. } | Inst::For { .. } => false,
