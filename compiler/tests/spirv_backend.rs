@@ -302,6 +302,43 @@ fn every_scalar_op_on_special_values() {
     assert!(min[2].is_sign_negative() && min[3].is_sign_negative());
 }
 
+/// C99 `pow` of a negative base: NaN for a finite base and a fractional exponent, but `|a|^b` for a base of -inf
+/// (+inf for b > 0, +0 for b < 0); odd integer exponents keep the sign. (Found by the random-graph property.)
+#[test]
+fn pow_of_negative_infinity_and_fractions() {
+    let g = parse(
+        "graph pow_neg {
+          %a = input{role=data} : f32[8]
+          %b = input{role=data} : f32[8]
+          %1 = pow %a, %b : f32[8]
+          output pow = %1
+        }",
+    );
+    let program = fusion::lower(&g).unwrap();
+    let kernels = spirv::lower(&program).unwrap();
+    validate(&kernels);
+    let Some(device) = device() else { return };
+    let inf = f32::INFINITY;
+    let a = [-inf, -inf, -inf, -inf, -inf, -2.0, -2.0, -0.5];
+    let b = [0.5, -0.5, 2.5, 3.0, -3.0, 0.5, 3.0, -inf];
+    let inputs = vec![
+        Tensor::from_f32(&[8], a.to_vec()).unwrap(),
+        Tensor::from_f32(&[8], b.to_vec()).unwrap(),
+    ];
+    let expected = interp::run(&g, &inputs).unwrap();
+    let actual = spirv::compile(device, &program)
+        .unwrap()
+        .run(&inputs)
+        .unwrap();
+    assert_outputs_match(&g, &expected, &actual, "Vulkan");
+    let got = actual[0].as_f32().unwrap();
+    assert_eq!(got[0], inf);
+    assert!(got[1] == 0.0 && got[1].is_sign_positive());
+    assert_eq!(got[3], -inf);
+    assert!(got[4] == 0.0 && got[4].is_sign_negative());
+    assert!(got[5].is_nan());
+}
+
 #[test]
 fn reductions_rows_columns_and_full() {
     let g = parse(

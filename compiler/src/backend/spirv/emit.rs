@@ -1687,13 +1687,17 @@ impl<'p> Emitter<'p> {
             let odd_bit = self.bool_op(Op::IEqual, &[low, ione])?;
             (p, self.bool_op(Op::LogicalAnd, &[b_int, odd_bit])?)
         };
-        // Negative base: odd integer exponent → -|a|^b; even → |a|^b; otherwise NaN. (-0 counts as zero below.)
+        // Negative base: odd integer exponent → -|a|^b; even → |a|^b; otherwise NaN, but for a base of -inf, where
+        // C99 gives |a|^b (+inf for b > 0, +0 for b < 0). (-0 counts as zero below.)
         let a_neg = self.bool_op(Op::FOrdLessThan, &[a, zero])?;
         let np = self.op(Op::FNegate, ty, &[p])?;
         let neg_odd = self.bool_op(Op::LogicalAnd, &[a_neg, b_odd])?;
         let r = self.select(ty, neg_odd, np, p)?;
         let not_int = self.bool_op(Op::LogicalNot, &[b_int])?;
-        let neg_frac = self.bool_op(Op::LogicalAnd, &[a_neg, not_int])?;
+        let a_inf = self.bool_op(Op::IsInf, &[a])?;
+        let a_finite = self.bool_op(Op::LogicalNot, &[a_inf])?;
+        let neg_finite = self.bool_op(Op::LogicalAnd, &[a_neg, a_finite])?;
+        let neg_frac = self.bool_op(Op::LogicalAnd, &[neg_finite, not_int])?;
         let r = self.select(ty, neg_frac, nan, r)?;
         // Zero base: b < 0 → +inf, b > 0 → +0, each negated for -0 and an odd integer b.
         let a_zero = self.bool_op(Op::FOrdEqual, &[a, zero])?;
