@@ -176,7 +176,11 @@ impl VulkanSession {
                     )))
                 }
                 None if residency.state.contains(name) => vec![0; bytes_of(ty) as usize],
-                None => return Err(invalid(format!("no initial value for resident input `{name}`"))),
+                None => {
+                    return Err(invalid(format!(
+                        "no initial value for resident input `{name}`"
+                    )))
+                }
             };
             session.resident[i] = Some(exe.allocate(
                 bytes_of(ty),
@@ -230,8 +234,12 @@ impl VulkanSession {
             }
         }
         if swap_bytes > 0 {
-            session.swap =
-                exe.allocate(swap_bytes, transfer, vk::MemoryPropertyFlags::DEVICE_LOCAL, false)?;
+            session.swap = exe.allocate(
+                swap_bytes,
+                transfer,
+                vk::MemoryPropertyFlags::DEVICE_LOCAL,
+                false,
+            )?;
         }
 
         let d = &exe.dev().device;
@@ -266,9 +274,8 @@ impl VulkanSession {
         self.command_buffer = unsafe { d.allocate_command_buffers(&info) }
             .map_err(call("vkAllocateCommandBuffers"))?[0];
         let cmd = self.command_buffer;
-        let barrier = |src, dst, src_stage, dst_stage| {
-            cmd_barrier(d, cmd, src, dst, src_stage, dst_stage)
-        };
+        let barrier =
+            |src, dst, src_stage, dst_stage| cmd_barrier(d, cmd, src, dst, src_stage, dst_stage);
         let copy = |src: (vk::Buffer, u64), dst: (vk::Buffer, u64), size: u64| {
             if size > 0 {
                 let region = [vk::BufferCopy::default()
@@ -294,7 +301,12 @@ impl VulkanSession {
             copy((staging, off), views[b], bytes_of(&exe.types[b]));
         }
         // Also makes the previous step's (or a `write`'s) copies into the resident buffers visible to the shaders.
-        barrier(vk::AccessFlags::TRANSFER_WRITE, shader_rw, transfer, compute);
+        barrier(
+            vk::AccessFlags::TRANSFER_WRITE,
+            shader_rw,
+            transfer,
+            compute,
+        );
         exe.record_dispatches(cmd, sets, |_| {});
         barrier(
             vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE,
@@ -327,7 +339,9 @@ impl VulkanSession {
                 Some(off) => (self.swap.buffer, off),
                 None => views[b],
             };
-            let dst = self.resident[i].as_ref().expect("aliased inputs are resident");
+            let dst = self.resident[i]
+                .as_ref()
+                .expect("aliased inputs are resident");
             copy(src, (dst.buffer, 0), bytes_of(&exe.types[b]));
         }
         barrier(
@@ -400,10 +414,9 @@ impl VulkanSession {
             let (name, b) = &exe.inputs[i];
             let ty = &exe.types[*b];
             if t.ty() != ty {
-                return Err(self.input_error(format!(
-                    "input `{name}` must be {ty}, got {}",
-                    t.ty()
-                )));
+                return Err(
+                    self.input_error(format!("input `{name}` must be {ty}, got {}", t.ty()))
+                );
             }
         }
         let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -509,10 +522,9 @@ impl VulkanSession {
         let i = self.resident_index(name)?;
         let ty = &self.exe.types[self.exe.inputs[i].1];
         if value.ty() != ty {
-            return Err(self.input_error(format!(
-                "input `{name}` must be {ty}, got {}",
-                value.ty()
-            )));
+            return Err(
+                self.input_error(format!("input `{name}` must be {ty}, got {}", value.ty()))
+            );
         }
         self.upload(&[(i, to_device_bytes(value))])
     }
