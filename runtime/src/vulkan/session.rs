@@ -579,6 +579,8 @@ impl Drop for VulkanSession {
     fn drop(&mut self) {
         let exe = &self.exe;
         let d = &exe.dev().device;
+        // No run of the executable submits to the queue while it is waited for.
+        let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: steps wait for their fence before returning, so nothing is pending; waiting for the queue first
         // covers a step that failed half-way. Every handle was created on `d` (null handles are ignored).
         unsafe {
