@@ -1,9 +1,9 @@
 //! Training on the device: a `VulkanSession` keeps parameters and optimizer state in device buffers across steps.
 //!
-//! Ten SGD and ten Adam steps of a zoo model through a session follow the interpreter's trajectory (losses and final
-//! parameters within `|a − b| ≤ 1e-4 + 1e-4·|b|`, the SPIR-V tests' tolerance) and match the host round trip through
-//! the same executable's `run` exactly (same shaders, same inputs); a step moves only the data inputs and the outputs
-//! that replace nothing; `read` / `write` round-trip; bad inputs are errors naming them.
+//! Ten SGD and ten Adam steps of a zoo model through a session follow the interpreter's trajectory (losses and
+//! final parameters within `|a − b| ≤ 1e-4 + 1e-4·|b|`, the SPIR-V tests' tolerance) and match the host round trip
+//! through the same executable's `run` exactly (same shaders, same inputs); a step moves only the data inputs and the
+//! outputs that replace nothing; `read` / `write` round-trip; bad inputs are errors naming them.
 //!
 //! Without a Vulkan device the tests print why and return — unless `KILN_REQUIRE_VULKAN=1` (set by CI, which runs
 //! Mesa's lavapipe), where a missing device is a failure.
