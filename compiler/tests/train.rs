@@ -127,9 +127,9 @@ fn cpu_backend_trains_like_the_interpreter() {
     assert_trains_like_the_interpreter(&*cpu);
 }
 
-/// The Vulkan backend (SPIR-V shaders; parameters on the host between steps) trains like the interpreter, on the
-/// same terms as the CPU backend (about 0.5 s on lavapipe). Without a Vulkan device it prints why and returns, unless
-/// `KILN_REQUIRE_VULKAN=1`.
+/// The Vulkan backend (SPIR-V shaders; parameters and optimizer state resident on the device in a `VulkanSession`)
+/// trains like the interpreter, on the same terms as the CPU backend (about 0.5 s on lavapipe). Without a Vulkan
+/// device it prints why and returns, unless `KILN_REQUIRE_VULKAN=1`.
 #[test]
 fn vulkan_backend_trains_like_the_interpreter() {
     let vulkan = match BackendKind::Vulkan.create() {

@@ -3,12 +3,13 @@
 //! replace it in place.
 //!
 //! Three backends: the reference interpreter, the CPU backend (Cranelift-compiled kernels, a resident [`Session`] for
-//! training steps) and Vulkan (SPIR-V shaders on the best device). The interpreter and Vulkan keep resident inputs on
-//! the host ([`HostProgram`]): a Vulkan run uploads every input and reads every output back, so a training step costs
-//! one host round trip of the parameters and optimizer state.
+//! training steps) and Vulkan (SPIR-V shaders on the best device, a [`VulkanSession`] for training steps). The
+//! interpreter keeps resident inputs on the host ([`HostProgram`]). On Vulkan, parameters and optimizer state stay in
+//! device buffers across steps: a training step uploads only the minibatch and reads back only the outputs that
+//! replace nothing (the loss); [`Program::get`] downloads a resident tensor on demand.
 
 use super::Error;
-use crate::backend::spirv::Device;
+use crate::backend::spirv::{Device, Residency, VulkanExecutable, VulkanSession};
 use crate::compile::{compile, compile_vulkan, Options};
 use kiln_ir::{interp, Graph, Role, Tensor};
 use kiln_runtime::{Executable, Session};
@@ -82,9 +83,9 @@ impl Backend for Interpreter {
     }
 }
 
-/// Vulkan compute on one device ([`compile_vulkan`]: the CPU path's passes and fusion, then SPIR-V). Parameters and
-/// optimizer state stay on the host between runs ([`HostProgram`]); each run uploads the inputs and reads back the
-/// outputs.
+/// Vulkan compute on one device ([`compile_vulkan`]: the CPU path's passes and fusion, then SPIR-V). A graph whose
+/// outputs update inputs (a training step) runs in a [`VulkanSession`]: parameters and optimizer state stay on the
+/// device between runs. Any other graph runs as a plain [`VulkanExecutable`] call.
 #[derive(Clone, Debug)]
 pub struct Vulkan {
     pub device: Device,
@@ -109,11 +110,120 @@ impl Backend for Vulkan {
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error> {
         let exe = compile_vulkan(&self.device, graph, &self.options)?;
-        Ok(Box::new(HostProgram::new(
-            graph,
-            Box::new(move |inputs| Ok(exe.run(inputs)?)),
-        )))
+        Ok(Box::new(VulkanProgram {
+            graph: graph.clone(),
+            exe: Arc::new(exe),
+            fixed: HashMap::new(),
+            session: None,
+        }))
     }
+}
+
+/// A graph on a Vulkan device; like [`CpuProgram`], with a [`VulkanSession`] for graphs that update inputs.
+struct VulkanProgram {
+    graph: Graph,
+    exe: Arc<VulkanExecutable>,
+    /// Inputs set for every run (and, before the session exists, the starting values of resident ones).
+    fixed: HashMap<String, Tensor>,
+    /// Created on the first run of a graph with aliasing outputs.
+    session: Option<VulkanSession>,
+}
+
+impl VulkanProgram {
+    fn value<'a>(&'a self, name: &str, inputs: &'a [(&str, &Tensor)]) -> Result<&'a Tensor, Error> {
+        match inputs.iter().find(|(n, _)| *n == name) {
+            Some((_, t)) => Ok(*t),
+            None => self.fixed.get(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "graph `{}`: no value for input `{name}`",
+                    self.graph.name
+                ))
+            }),
+        }
+    }
+}
+
+impl Program for VulkanProgram {
+    fn set(&mut self, name: &str, value: Tensor) -> Result<(), Error> {
+        check_input(&self.graph, name, &value)?;
+        let resident = is_resident(&self.graph, name);
+        if let (Some(session), true) = (&mut self.session, resident) {
+            session.write(name, &value)?;
+        } else {
+            self.fixed.insert(name.to_string(), value);
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Tensor, Error> {
+        if let (Some(session), true) = (&self.session, is_resident(&self.graph, name)) {
+            return Ok(session.read(name)?);
+        }
+        self.fixed.get(name).cloned().ok_or_else(|| {
+            Error::Config(format!(
+                "graph `{}` has no resident input `{name}`",
+                self.graph.name
+            ))
+        })
+    }
+
+    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error> {
+        if !updates_in_place(&self.graph) {
+            let values = self
+                .graph
+                .inputs()
+                .map(|i| self.value(i.name, inputs).cloned())
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(self.exe.run(&values)?);
+        }
+        if self.session.is_none() {
+            // State inputs not set start at zero (the session's rule for `state`).
+            let session = VulkanSession::new(
+                Arc::clone(&self.exe),
+                &Residency::of_graph(&self.graph),
+                &self.fixed,
+            )?;
+            self.session = Some(session);
+        }
+        let session = self.session.as_ref().expect("created above");
+        let data = session
+            .data_input_names()
+            .into_iter()
+            .map(|name| self.value(name, inputs).cloned())
+            .collect::<Result<Vec<_>, _>>()?;
+        let session = self.session.as_mut().expect("created above");
+        // The session returns exactly the outputs that replace nothing, in graph order.
+        Ok(session.step(&data)?)
+    }
+}
+
+/// `value` fits input `name` of `graph`.
+fn check_input(graph: &Graph, name: &str, value: &Tensor) -> Result<(), Error> {
+    let input = graph
+        .input(name)
+        .ok_or_else(|| Error::Config(format!("graph `{}` has no input `{name}`", graph.name)))?;
+    if value.ty() != input.ty {
+        return Err(Error::Config(format!(
+            "input `{name}` of graph `{}` is {}, given {}",
+            graph.name,
+            input.ty,
+            value.ty()
+        )));
+    }
+    Ok(())
+}
+
+/// Some output of `graph` replaces an input.
+fn updates_in_place(graph: &Graph) -> bool {
+    graph.outputs().iter().any(|o| o.aliases.is_some())
+}
+
+/// Some output of `graph` replaces input `name`.
+fn is_resident(graph: &Graph, name: &str) -> bool {
+    graph
+        .outputs()
+        .iter()
+        .any(|o| o.aliases.as_deref() == Some(name))
 }
 
 /// Runs a graph on all its inputs at once, in graph order, returning every output.

@@ -14,23 +14,46 @@ const RUN_TIMEOUT_NS: u64 = 120_000_000_000;
 const STAGING_ALIGN: u64 = 256;
 
 /// A buffer and the memory bound to it.
-struct Allocation {
-    buffer: vk::Buffer,
-    memory: vk::DeviceMemory,
-    size: u64,
+pub(super) struct Allocation {
+    pub(super) buffer: vk::Buffer,
+    pub(super) memory: vk::DeviceMemory,
+    pub(super) size: u64,
+}
+
+impl Allocation {
+    /// No buffer (freeing it does nothing).
+    pub(super) fn null() -> Allocation {
+        Allocation {
+            buffer: vk::Buffer::null(),
+            memory: vk::DeviceMemory::null(),
+            size: 0,
+        }
+    }
+}
+
+/// What one dispatch is recorded with: its pipeline (index into the executable's), the program buffers at its
+/// bindings, and its workgroup counts.
+struct DispatchPlan {
+    pipeline: usize,
+    bindings: Vec<usize>,
+    groups: [u32; 3],
 }
 
 /// A compiled program on one device; [`run`](VulkanExecutable::run) it any number of times.
 pub struct VulkanExecutable {
     device: Device,
-    name: String,
-    inputs: Vec<(String, usize)>,
-    outputs: Vec<(String, usize)>,
-    types: Vec<TensorType>,
+    pub(super) name: String,
+    pub(super) inputs: Vec<(String, usize)>,
+    pub(super) outputs: Vec<(String, usize)>,
+    pub(super) types: Vec<TensorType>,
+    /// Per program buffer: it is a temporary placed in the arena (bound with its own range).
+    in_arena: Vec<bool>,
+    /// Per dispatch, in order.
+    plan: Vec<DispatchPlan>,
     /// Owned allocations: one per program buffer outside the arena, then the arena (if any).
     buffers: Vec<Allocation>,
     /// Where each program buffer lives: a `VkBuffer` and a byte offset into it.
-    views: Vec<(vk::Buffer, u64)>,
+    pub(super) views: Vec<(vk::Buffer, u64)>,
     arena_bytes: u64,
     staging: Allocation,
     /// Staging offset of each input, then of each output.
@@ -48,8 +71,9 @@ pub struct VulkanExecutable {
     /// queue cannot write timestamps.
     query_pool: vk::QueryPool,
     dispatches: usize,
-    /// One run at a time: runs share the staging buffer, the command buffer and the fence.
-    running: Mutex<()>,
+    /// One run at a time: runs share the staging buffer, the command buffer and the fence — and with the steps of a
+    /// [`VulkanSession`](super::VulkanSession), the outputs, temporaries and data inputs' device buffers.
+    pub(super) running: Mutex<()>,
 }
 
 impl std::fmt::Debug for VulkanExecutable {
@@ -62,11 +86,12 @@ impl std::fmt::Debug for VulkanExecutable {
     }
 }
 
-fn bytes_of(ty: &TensorType) -> u64 {
+/// Bytes of a tensor of type `ty` in the device layout.
+pub(super) fn bytes_of(ty: &TensorType) -> u64 {
     (ty.numel() * element_bytes(ty.dtype)) as u64
 }
 
-fn align(x: u64) -> u64 {
+pub(super) fn align(x: u64) -> u64 {
     x.div_ceil(STAGING_ALIGN) * STAGING_ALIGN
 }
 
@@ -81,14 +106,12 @@ impl VulkanExecutable {
             inputs: program.inputs.clone(),
             outputs: program.outputs.clone(),
             types: program.buffers.iter().map(|b| b.ty.clone()).collect(),
+            in_arena: program.buffers.iter().map(|b| b.arena.is_some()).collect(),
+            plan: Vec::new(),
             buffers: Vec::new(),
             views: Vec::new(),
             arena_bytes: 0,
-            staging: Allocation {
-                buffer: vk::Buffer::null(),
-                memory: vk::DeviceMemory::null(),
-                size: 0,
-            },
+            staging: Allocation::null(),
             input_offsets: Vec::new(),
             output_offsets: Vec::new(),
             shader_modules: Vec::new(),
@@ -108,7 +131,7 @@ impl VulkanExecutable {
         Ok(exe)
     }
 
-    fn dev(&self) -> &DeviceInner {
+    pub(super) fn dev(&self) -> &DeviceInner {
         &self.device.inner
     }
 
@@ -186,13 +209,24 @@ impl VulkanExecutable {
         }
         self.upload_constants(program)?;
         let dispatch_pipelines = self.create_pipelines(program)?;
-        let sets = self.create_descriptor_sets(program, &dispatch_pipelines)?;
-        self.record(program, &dispatch_pipelines, &sets)
+        self.plan = program
+            .dispatches
+            .iter()
+            .zip(dispatch_pipelines)
+            .map(|(dispatch, pipeline)| DispatchPlan {
+                pipeline,
+                bindings: dispatch.bindings.clone(),
+                groups: dispatch.groups,
+            })
+            .collect();
+        let (pool, sets) = self.descriptor_sets(&self.views)?;
+        self.descriptor_pool = pool;
+        self.record(program, &sets)
     }
 
     /// Creates a buffer of `size` bytes (at least 4: Vulkan has no empty buffers) in memory with `required`
     /// properties (host-visible and coherent if `host`), preferring `preferred`.
-    fn allocate(
+    pub(super) fn allocate(
         &self,
         size: u64,
         usage: vk::BufferUsageFlags,
@@ -263,7 +297,7 @@ impl VulkanExecutable {
         })
     }
 
-    fn free(&self, a: &Allocation) {
+    pub(super) fn free(&self, a: &Allocation) {
         // SAFETY: no submitted work uses `a` (callers wait for the fence or the device first); null handles are
         // ignored by Vulkan.
         unsafe {
@@ -273,7 +307,11 @@ impl VulkanExecutable {
     }
 
     /// Runs `record` in a one-off command buffer and waits for it.
-    fn submit_once(&self, record: impl FnOnce(vk::CommandBuffer)) -> Result<(), VulkanError> {
+    /// Callers other than creation hold `running` (the command pool and the fence are the runs').
+    pub(super) fn submit_once(
+        &self,
+        record: impl FnOnce(vk::CommandBuffer),
+    ) -> Result<(), VulkanError> {
         let d = &self.dev().device;
         let info = vk::CommandBufferAllocateInfo::default()
             .command_pool(self.command_pool)
@@ -358,7 +396,7 @@ impl VulkanExecutable {
     }
 
     /// Maps a host-visible allocation and hands its bytes to `f`.
-    fn write_mapped<R>(
+    pub(super) fn write_mapped<R>(
         &self,
         a: &Allocation,
         f: impl FnOnce(&mut [u8]) -> R,
@@ -439,45 +477,61 @@ impl VulkanExecutable {
         Ok(per_dispatch)
     }
 
-    fn create_descriptor_sets(
-        &mut self,
-        program: &ProgramDesc,
-        pipelines: &[usize],
-    ) -> Result<Vec<vk::DescriptorSet>, VulkanError> {
-        let total: usize = program.dispatches.iter().map(|d| d.bindings.len()).sum();
-        if program.dispatches.is_empty() || total == 0 {
-            return Ok(vec![vk::DescriptorSet::null(); program.dispatches.len()]);
+    /// A descriptor pool and one set per dispatch binding the program's buffers where `views` says they live (the
+    /// executable's own views, or a session's with its resident inputs swapped in). The caller owns the pool.
+    pub(super) fn descriptor_sets(
+        &self,
+        views: &[(vk::Buffer, u64)],
+    ) -> Result<(vk::DescriptorPool, Vec<vk::DescriptorSet>), VulkanError> {
+        let total: usize = self.plan.iter().map(|d| d.bindings.len()).sum();
+        if self.plan.is_empty() || total == 0 {
+            return Ok((
+                vk::DescriptorPool::null(),
+                vec![vk::DescriptorSet::null(); self.plan.len()],
+            ));
         }
         let d = &self.device.inner.device;
         let sizes = [vk::DescriptorPoolSize::default()
             .ty(vk::DescriptorType::STORAGE_BUFFER)
             .descriptor_count(total as u32)];
         let pool_info = vk::DescriptorPoolCreateInfo::default()
-            .max_sets(program.dispatches.len() as u32)
+            .max_sets(self.plan.len() as u32)
             .pool_sizes(&sizes);
         // SAFETY: the device is live.
-        self.descriptor_pool = unsafe { d.create_descriptor_pool(&pool_info, None) }
+        let pool = unsafe { d.create_descriptor_pool(&pool_info, None) }
             .map_err(call("vkCreateDescriptorPool"))?;
-        let layouts: Vec<vk::DescriptorSetLayout> =
-            pipelines.iter().map(|&p| self.set_layouts[p]).collect();
+        let layouts: Vec<vk::DescriptorSetLayout> = self
+            .plan
+            .iter()
+            .map(|p| self.set_layouts[p.pipeline])
+            .collect();
         let alloc = vk::DescriptorSetAllocateInfo::default()
-            .descriptor_pool(self.descriptor_pool)
+            .descriptor_pool(pool)
             .set_layouts(&layouts);
         // SAFETY: the pool holds exactly enough sets and descriptors for these layouts.
-        let sets = unsafe { d.allocate_descriptor_sets(&alloc) }
-            .map_err(call("vkAllocateDescriptorSets"))?;
-        let infos: Vec<Vec<vk::DescriptorBufferInfo>> = program
-            .dispatches
+        let sets = match unsafe { d.allocate_descriptor_sets(&alloc) } {
+            Ok(sets) => sets,
+            Err(e) => {
+                // SAFETY: the pool is unused.
+                unsafe { d.destroy_descriptor_pool(pool, None) };
+                return Err(VulkanError::Call {
+                    call: "vkAllocateDescriptorSets",
+                    result: e,
+                });
+            }
+        };
+        let infos: Vec<Vec<vk::DescriptorBufferInfo>> = self
+            .plan
             .iter()
             .map(|dispatch| {
                 dispatch
                     .bindings
                     .iter()
                     .map(|&b| {
-                        let (buffer, offset) = self.views[b];
+                        let (buffer, offset) = views[b];
                         // An arena view gets its own range (at least 4 bytes: a range is never empty; the arena
                         // has room, see `arena_layout`); an own buffer the whole of it.
-                        let range = if program.buffers[b].arena.is_some() {
+                        let range = if self.in_arena[b] {
                             bytes_of(&self.types[b]).max(4)
                         } else {
                             vk::WHOLE_SIZE
@@ -505,14 +559,57 @@ impl VulkanExecutable {
             .collect();
         // SAFETY: every set, binding and buffer named is live, and no command buffer using the sets is pending.
         unsafe { d.update_descriptor_sets(&writes, &[]) };
-        Ok(sets)
+        Ok((pool, sets))
+    }
+
+    /// Records every dispatch into `cmd` (recording) with `sets` (from [`Self::descriptor_sets`]), a shader-write →
+    /// shader-read/write barrier after each; `after(i)` runs after dispatch `i` (and its barrier) is recorded.
+    pub(super) fn record_dispatches(
+        &self,
+        cmd: vk::CommandBuffer,
+        sets: &[vk::DescriptorSet],
+        mut after: impl FnMut(u32),
+    ) {
+        let d = &self.device.inner.device;
+        let shader_rw = vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE;
+        for (i, (dispatch, &set)) in self.plan.iter().zip(sets).enumerate() {
+            if dispatch.groups.contains(&0) {
+                after(i as u32);
+                continue;
+            }
+            let p = dispatch.pipeline;
+            // SAFETY: `cmd` is recording; the pipeline, its layout and the set (written with live buffers that
+            // match the shader's bindings) are live.
+            unsafe {
+                d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[p]);
+                d.cmd_bind_descriptor_sets(
+                    cmd,
+                    vk::PipelineBindPoint::COMPUTE,
+                    self.pipeline_layouts[p],
+                    0,
+                    &[set],
+                    &[],
+                );
+                let [x, y, z] = dispatch.groups;
+                d.cmd_dispatch(cmd, x, y, z);
+            }
+            // A kernel sees every store of the kernels before it.
+            cmd_barrier(
+                d,
+                cmd,
+                vk::AccessFlags::SHADER_WRITE,
+                shader_rw,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+            );
+            after(i as u32);
+        }
     }
 
     /// Records the whole program: upload copies, dispatches with barriers between them, download copies.
     fn record(
         &mut self,
         program: &ProgramDesc,
-        pipelines: &[usize],
         sets: &[vk::DescriptorSet],
     ) -> Result<(), VulkanError> {
         let d = &self.device.inner.device;
@@ -528,21 +625,7 @@ impl VulkanExecutable {
                        dst: vk::AccessFlags,
                        src_stage: vk::PipelineStageFlags,
                        dst_stage: vk::PipelineStageFlags| {
-            let b = [vk::MemoryBarrier::default()
-                .src_access_mask(src)
-                .dst_access_mask(dst)];
-            // SAFETY: `cmd` is in the recording state (between begin and end below).
-            unsafe {
-                d.cmd_pipeline_barrier(
-                    cmd,
-                    src_stage,
-                    dst_stage,
-                    vk::DependencyFlags::empty(),
-                    &b,
-                    &[],
-                    &[],
-                )
-            };
+            cmd_barrier(d, cmd, src, dst, src_stage, dst_stage)
         };
         let copy =
             |src: vk::Buffer, src_offset: u64, dst: vk::Buffer, dst_offset: u64, size: u64| {
@@ -602,36 +685,7 @@ impl VulkanExecutable {
             };
         }
         stamp(0);
-        for (i, ((dispatch, &p), &set)) in program
-            .dispatches
-            .iter()
-            .zip(pipelines)
-            .zip(sets)
-            .enumerate()
-        {
-            if dispatch.groups.contains(&0) {
-                stamp(i as u32 + 1);
-                continue;
-            }
-            // SAFETY: `cmd` is recording; the pipeline, its layout and the set (written above with live buffers
-            // that match the shader's bindings) are live.
-            unsafe {
-                d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[p]);
-                d.cmd_bind_descriptor_sets(
-                    cmd,
-                    vk::PipelineBindPoint::COMPUTE,
-                    self.pipeline_layouts[p],
-                    0,
-                    &[set],
-                    &[],
-                );
-                let [x, y, z] = dispatch.groups;
-                d.cmd_dispatch(cmd, x, y, z);
-            }
-            // A kernel sees every store of the kernels before it.
-            barrier(vk::AccessFlags::SHADER_WRITE, shader_rw, compute, compute);
-            stamp(i as u32 + 1);
-        }
+        self.record_dispatches(cmd, sets, |i| stamp(i + 1));
         barrier(
             vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE,
             vk::AccessFlags::TRANSFER_READ,
@@ -779,6 +833,32 @@ impl VulkanExecutable {
         })?;
         Ok((outputs, times))
     }
+}
+
+/// Records a global memory barrier into `cmd` (recording).
+pub(super) fn cmd_barrier(
+    d: &ash::Device,
+    cmd: vk::CommandBuffer,
+    src: vk::AccessFlags,
+    dst: vk::AccessFlags,
+    src_stage: vk::PipelineStageFlags,
+    dst_stage: vk::PipelineStageFlags,
+) {
+    let b = [vk::MemoryBarrier::default()
+        .src_access_mask(src)
+        .dst_access_mask(dst)];
+    // SAFETY: the caller's `cmd` is in the recording state, outside any render pass.
+    unsafe {
+        d.cmd_pipeline_barrier(
+            cmd,
+            src_stage,
+            dst_stage,
+            vk::DependencyFlags::empty(),
+            &b,
+            &[],
+            &[],
+        )
+    };
 }
 
 /// The factor the plan's arena offsets are scaled by on `device`, and the arena's size in bytes (see the module

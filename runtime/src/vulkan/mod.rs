@@ -16,6 +16,11 @@
 //! [`VulkanExecutable::run`] checks the inputs, writes them into the staging buffer, submits that command buffer once
 //! and waits. Tensors stay on the device between kernels; only the program's inputs and outputs cross the bus.
 //!
+//! **Training** runs in a [`VulkanSession`] instead: parameters and optimizer state (the inputs that outputs replace,
+//! per a [`Residency`]) live in the session's device buffers across steps; a step uploads only the data inputs,
+//! downloads only the outputs that replace nothing (the loss), and updates the resident buffers with device-side
+//! copies at the end of the session's own command buffer, recorded once like the executable's.
+//!
 //! **Temporaries live in one arena** when the program places them ([`BufferDesc::arena`], from the compiler's
 //! memory plan, whose offsets assume the host layout): one device-local buffer, each temporary bound at its offset
 //! with its own range. The plan's offsets are scaled by one power-of-two factor `f` — the smallest making every
@@ -39,9 +44,11 @@
 
 mod device;
 mod executable;
+mod session;
 
 pub use device::{devices, Device, DeviceInfo, DeviceKind};
 pub use executable::VulkanExecutable;
+pub use session::{Residency, StepBytes, VulkanSession};
 
 use ash::vk;
 use kiln_ir::{DType, Tensor, TensorType};

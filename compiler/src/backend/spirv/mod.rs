@@ -108,7 +108,8 @@ use kiln_runtime::vulkan::{BufferDesc, DispatchDesc, ProgramDesc};
 
 /// The Vulkan runtime's API, re-exported: embedding users depend on `kiln` only.
 pub use kiln_runtime::vulkan::{
-    devices, Device, DeviceInfo, DeviceKind, VulkanError, VulkanExecutable,
+    devices, Device, DeviceInfo, DeviceKind, Residency, StepBytes, VulkanError, VulkanExecutable,
+    VulkanSession,
 };
 
 /// Workgroup size of a one-invocation-per-point shader (x; y = z = 1).
