@@ -334,19 +334,17 @@ fn matmul_tiles_are_bit_identical_for_any_thread_count_and_match_the_interpreter
     );
 }
 
-/// Runs from several threads at once on a pool of 2: one run at a time uses the workers, the others run alone on
-/// their own thread; every result has the same bits.
-#[test]
-fn concurrent_runs_share_the_pool_safely() {
-    let graph = tiled_matmul(&[], 200, 96, 300, false);
-    let exe = Arc::new(kiln::compile(&graph, &options(2)).unwrap());
-    let inputs = Arc::new(random_inputs(&graph, 3));
+/// Runs `graph` (compiled for 2 threads) from `threads` threads at once, `runs` times each: every result must have the
+/// bits of a run alone.
+fn assert_concurrent_runs_agree(graph: &Graph, seed: u64, threads: usize, runs: usize) {
+    let exe = Arc::new(kiln::compile(graph, &options(2)).unwrap());
+    let inputs = Arc::new(random_inputs(graph, seed));
     let reference = bits(&exe.run(&inputs).unwrap());
-    let handles: Vec<_> = (0..3)
+    let handles: Vec<_> = (0..threads)
         .map(|_| {
             let (exe, inputs) = (Arc::clone(&exe), Arc::clone(&inputs));
             std::thread::spawn(move || {
-                (0..30)
+                (0..runs)
                     .map(|_| bits(&exe.run(&inputs).unwrap()))
                     .collect::<Vec<_>>()
             })
@@ -359,30 +357,19 @@ fn concurrent_runs_share_the_pool_safely() {
     }
 }
 
+/// Runs from several threads at once on a pool of 2: one run at a time uses the workers, the others run alone on
+/// their own thread; every result has the same bits.
+#[test]
+fn concurrent_runs_share_the_pool_safely() {
+    assert_concurrent_runs_agree(&tiled_matmul(&[], 200, 96, 300, false), 3, 3, 30);
+}
+
 fn assert_send_sync<T: Send + Sync>() {}
 
 #[test]
 fn an_executable_runs_from_four_threads_at_once() {
     assert_send_sync::<Executable>();
-    let graph = mlp_step(&Optimizer::Adam(Adam::default()), 32);
-    let exe = Arc::new(kiln::compile(&graph, &options(2)).unwrap());
-    let inputs = Arc::new(random_inputs(&graph, 9));
-    let reference = bits(&exe.run(&inputs).unwrap());
-    let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let (exe, inputs) = (Arc::clone(&exe), Arc::clone(&inputs));
-            std::thread::spawn(move || {
-                (0..20)
-                    .map(|_| bits(&exe.run(&inputs).unwrap()))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    for h in handles {
-        for got in h.join().unwrap() {
-            assert_eq!(got, reference);
-        }
-    }
+    assert_concurrent_runs_agree(&mlp_step(&Optimizer::Adam(Adam::default()), 32), 9, 4, 20);
 }
 
 // ---- errors ----

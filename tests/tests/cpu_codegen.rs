@@ -20,6 +20,22 @@ fn options(threads: usize) -> Options {
     }
 }
 
+/// Compiles `graph` for `threads` threads with chunks of single points (chunks start and end mid-row, so every
+/// vector loop and tail runs), runs it on `inputs` and checks the outputs against the interpreter's `expected`.
+fn run_in_point_chunks(
+    graph: &Graph,
+    inputs: &[Tensor],
+    expected: &[Tensor],
+    threads: usize,
+    context: impl FnOnce() -> String,
+) -> Vec<Tensor> {
+    let mut exe = kiln::compile(graph, &options(threads)).unwrap();
+    exe.set_min_chunk(1);
+    let got = exe.run(inputs).unwrap();
+    differential::assert_outputs_match(graph, expected, &got, TOL, "cpu", context);
+    got
+}
+
 /// Elementwise outputs of `x` that exercise contraction (`a·b + c`, `c - a·b`, `a·b - c`), ReLU's `maxps` form, the
 /// shared exp of `tanh` and `logistic`, and a division: W1's chain and three more.
 fn chain(len: usize) -> Graph {
@@ -99,10 +115,7 @@ fn unrolled_elementwise_loop_and_tails_compute_what_the_scalar_code_does() {
         let inputs = [Tensor::from_f32(&[len], all[..len].to_vec()).unwrap()];
         let expected = interp::run(&graph, &inputs).unwrap();
         for threads in [1, 3] {
-            let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
-            exe.set_min_chunk(1);
-            let got = exe.run(&inputs).unwrap();
-            differential::assert_outputs_match(&graph, &expected, &got, TOL, "cpu", || {
+            let got = run_in_point_chunks(&graph, &inputs, &expected, threads, || {
                 format!("length {len}, {threads} threads")
             });
             for (output, t) in got.iter().enumerate() {
@@ -294,10 +307,7 @@ fn column_reductions_run_a_lane_per_column_with_the_scalar_bits() {
             }
             let expected = interp::run(&graph, &inputs).unwrap();
             for threads in [1, 3] {
-                let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
-                exe.set_min_chunk(1);
-                let got = exe.run(&inputs).unwrap();
-                differential::assert_outputs_match(&graph, &expected, &got, TOL, "cpu", || {
+                let got = run_in_point_chunks(&graph, &inputs, &expected, threads, || {
                     format!("{rows}×{cols}, {threads} threads")
                 });
                 for j in 0..cols {
@@ -375,10 +385,7 @@ fn i32_and_f64_row_reductions_are_vectorized_and_match_the_interpreter() {
             let expected = interp::run(&graph, &inputs).unwrap();
             let mut first: Option<Vec<Vec<u64>>> = None;
             for threads in [1, 3] {
-                let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
-                exe.set_min_chunk(1);
-                let got = exe.run(&inputs).unwrap();
-                differential::assert_outputs_match(&graph, &expected, &got, TOL, "cpu", || {
+                let got = run_in_point_chunks(&graph, &inputs, &expected, threads, || {
                     format!("{dtype} × {cols}, {threads} threads")
                 });
                 let exact = if dtype == kiln::DType::I32 {
