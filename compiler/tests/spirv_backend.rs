@@ -18,12 +18,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashMap;
 use std::sync::OnceLock;
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod random;
+    pub mod vulkan;
+}
+use support::random::random_tensor;
+use support::vulkan::required;
 
 // ---- environment ----
-
-fn required() -> bool {
-    std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
-}
 
 /// The preferred Vulkan device, opened once per test binary; `None` (after saying why) when there is none and it
 /// isn't required.
@@ -107,21 +110,6 @@ fn close(a: f64, b: f64) -> bool {
         return a == b;
     }
     (a - b).abs() <= ATOL + RTOL * b.abs()
-}
-
-/// Seeded normal floats, i32 in `[0, 10)` (class labels), random bools.
-fn random_tensor(ty: &TensorType, rng: &mut ChaCha8Rng) -> Tensor {
-    let values: Vec<f64> = (0..ty.numel())
-        .map(|_| {
-            let z: f64 = StandardNormal.sample(rng);
-            match ty.dtype {
-                DType::F32 | DType::F64 => z,
-                DType::I32 => ((z.abs() * 4.0) as i64).min(9) as f64,
-                DType::Bool => (z > 0.0) as u8 as f64,
-            }
-        })
-        .collect();
-    Tensor::from_f64_values(ty.clone(), &values).unwrap()
 }
 
 /// Seeded inputs; 2-D parameters are scaled by 1/sqrt(fan_in) (PyTorch's init scale), so activations stay O(1) as in
