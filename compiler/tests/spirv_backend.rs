@@ -175,6 +175,24 @@ fn check_graph(graph: &Graph, seed: u64) -> (KernelProgram, Vec<SpirvKernel>) {
     (program, kernels)
 }
 
+/// Runs `program` (lowered from `graph`) on `device` with `compile`'s default options and asserts that its outputs
+/// on `inputs` match the interpreter's; returns them, for the tests of hand-picked special values that then check
+/// particular elements (`check_graph` runs on random inputs and under the GPU plans instead).
+fn run_against_interpreter(
+    device: &Device,
+    graph: &Graph,
+    program: &KernelProgram,
+    inputs: &[Tensor],
+) -> Vec<Tensor> {
+    let expected = interp::run(graph, inputs).unwrap();
+    let actual = spirv::compile(device, program)
+        .unwrap()
+        .run(inputs)
+        .unwrap();
+    assert_outputs_match(graph, &expected, &actual, "Vulkan");
+    actual
+}
+
 fn parse(src: &str) -> Graph {
     text::parse(src).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -277,12 +295,7 @@ fn every_scalar_op_on_special_values() {
         Tensor::from_i32(&[12], i.to_vec()).unwrap(),
         Tensor::from_i32(&[12], j.to_vec()).unwrap(),
     ];
-    let expected = interp::run(&g, &inputs).unwrap();
-    let actual = spirv::compile(device, &program)
-        .unwrap()
-        .run(&inputs)
-        .unwrap();
-    assert_outputs_match(&g, &expected, &actual, "Vulkan");
+    let actual = run_against_interpreter(device, &g, &program, &inputs);
     // max/min order zeros like the interpreter: max(-0, +0) = +0, min(+0, -0) = -0.
     let max = actual[0].as_f32().unwrap();
     let min = actual[1].as_f32().unwrap();
@@ -313,12 +326,7 @@ fn pow_of_negative_infinity_and_fractions() {
         Tensor::from_f32(&[8], a.to_vec()).unwrap(),
         Tensor::from_f32(&[8], b.to_vec()).unwrap(),
     ];
-    let expected = interp::run(&g, &inputs).unwrap();
-    let actual = spirv::compile(device, &program)
-        .unwrap()
-        .run(&inputs)
-        .unwrap();
-    assert_outputs_match(&g, &expected, &actual, "Vulkan");
+    let actual = run_against_interpreter(device, &g, &program, &inputs);
     let got = actual[0].as_f32().unwrap();
     assert_eq!(got[0], inf);
     assert!(got[1] == 0.0 && got[1].is_sign_positive());
