@@ -395,6 +395,68 @@ impl VulkanExecutable {
         result
     }
 
+    /// The message for input `name` (of buffer `buffer`) given a tensor `t` of another type, or `Ok` when `t` fits:
+    /// a run and a session step check their inputs alike.
+    pub(super) fn check_input_type(
+        &self,
+        name: &str,
+        buffer: usize,
+        t: &Tensor,
+    ) -> Result<(), String> {
+        let ty = &self.types[buffer];
+        if t.ty() != ty {
+            return Err(format!("input `{name}` must be {ty}, got {}", t.ty()));
+        }
+        Ok(())
+    }
+
+    /// Writes each tensor's device bytes at its offset in the host-visible `staging` allocation: the upload of a
+    /// run's inputs and of a session step's data inputs.
+    pub(super) fn upload_inputs<'t>(
+        &self,
+        staging: &Allocation,
+        inputs: impl IntoIterator<Item = (u64, &'t Tensor)>,
+    ) -> Result<(), VulkanError> {
+        self.write_mapped(staging, |mapped| {
+            for (off, t) in inputs {
+                let bytes = to_device_bytes(t);
+                mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
+            }
+        })
+    }
+
+    /// Submits the prerecorded `command_buffer` on the queue, waits up to `timeout_ns` for `fence`, and resets it:
+    /// how a run and a session step execute. If the wait fails the work may still be running, so the whole device
+    /// is waited for before anything is reused or freed.
+    ///
+    /// # Safety
+    /// `command_buffer` is fully recorded and not pending, `fence` is unsignalled, and the caller holds `running`,
+    /// so no other run uses the buffers or the queue from this executable meanwhile.
+    pub(super) unsafe fn submit_and_wait(
+        &self,
+        command_buffer: vk::CommandBuffer,
+        fence: vk::Fence,
+        timeout_ns: u64,
+    ) -> Result<(), VulkanError> {
+        let d = &self.dev().device;
+        let cmds = [command_buffer];
+        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        // SAFETY: the caller's contract (above).
+        unsafe {
+            d.queue_submit(self.dev().queue, &submit, fence)
+                .map_err(call("vkQueueSubmit"))?;
+            if let Err(e) = d.wait_for_fences(&[fence], true, timeout_ns) {
+                let _ = d.device_wait_idle();
+                let _ = d.reset_fences(&[fence]);
+                return Err(VulkanError::Call {
+                    call: "vkWaitForFences",
+                    result: e,
+                });
+            }
+            d.reset_fences(&[fence]).map_err(call("vkResetFences"))
+        }
+    }
+
     /// Maps a host-visible allocation and hands its bytes to `f`.
     pub(super) fn write_mapped<R>(
         &self,
@@ -750,42 +812,17 @@ impl VulkanExecutable {
             )));
         }
         for ((name, b), t) in self.inputs.iter().zip(inputs) {
-            let ty = &self.types[*b];
-            if t.ty() != ty {
-                return Err(input_error(format!(
-                    "input `{name}` must be {ty}, got {}",
-                    t.ty()
-                )));
-            }
+            self.check_input_type(name, *b, t).map_err(input_error)?;
         }
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        self.write_mapped(&self.staging, |mapped| {
-            for (t, &off) in inputs.iter().zip(&self.input_offsets) {
-                let bytes = to_device_bytes(t);
-                mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
-            }
-        })?;
+        self.upload_inputs(
+            &self.staging,
+            self.input_offsets.iter().copied().zip(inputs),
+        )?;
         let d = &self.dev().device;
-        let cmds = [self.command_buffer];
-        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
         // SAFETY: the command buffer was fully recorded at creation and is not pending (the previous run waited
         // for the fence, and `running` serialises runs); the fence is unsignalled (reset after every wait).
-        unsafe {
-            d.queue_submit(self.dev().queue, &submit, self.fence)
-                .map_err(call("vkQueueSubmit"))?;
-            let waited = d.wait_for_fences(&[self.fence], true, RUN_TIMEOUT_NS);
-            if let Err(e) = waited {
-                // The work may still be running; wait for the whole device before anything is reused or freed.
-                let _ = d.device_wait_idle();
-                let _ = d.reset_fences(&[self.fence]);
-                return Err(VulkanError::Call {
-                    call: "vkWaitForFences",
-                    result: e,
-                });
-            }
-            d.reset_fences(&[self.fence])
-                .map_err(call("vkResetFences"))?;
-        }
+        unsafe { self.submit_and_wait(self.command_buffer, self.fence, RUN_TIMEOUT_NS)? };
         let times = if self.has_timestamps() {
             let mut ticks = vec![0u64; self.dispatches + 1];
             // SAFETY: the pool has `dispatches + 1` queries, all written by the submission just waited for; 64-bit

@@ -412,41 +412,18 @@ impl VulkanSession {
         }
         for (&(i, _), t) in self.data_inputs.iter().zip(data) {
             let (name, b) = &exe.inputs[i];
-            let ty = &exe.types[*b];
-            if t.ty() != ty {
-                return Err(
-                    self.input_error(format!("input `{name}` must be {ty}, got {}", t.ty()))
-                );
-            }
+            exe.check_input_type(name, *b, t)
+                .map_err(|message| self.input_error(message))?;
         }
         let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
-        exe.write_mapped(&self.staging, |mapped| {
-            for (&(_, off), t) in self.data_inputs.iter().zip(data) {
-                let bytes = to_device_bytes(t);
-                mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
-            }
-        })?;
-        let d = &exe.dev().device;
-        let cmds = [self.command_buffer];
-        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        exe.upload_inputs(
+            &self.staging,
+            self.data_inputs.iter().map(|&(_, off)| off).zip(data),
+        )?;
         // SAFETY: the command buffer was fully recorded at creation and is not pending (the previous step waited for
         // the fence; `&mut self` serialises steps); the fence is unsignalled (reset after every wait). The run lock is
         // held, so no run of the executable uses its buffers meanwhile, nor the queue from this executable.
-        unsafe {
-            d.queue_submit(exe.dev().queue, &submit, self.fence)
-                .map_err(call("vkQueueSubmit"))?;
-            if let Err(e) = d.wait_for_fences(&[self.fence], true, STEP_TIMEOUT_NS) {
-                // The work may still be running; wait for the whole device before anything is reused or freed.
-                let _ = d.device_wait_idle();
-                let _ = d.reset_fences(&[self.fence]);
-                return Err(VulkanError::Call {
-                    call: "vkWaitForFences",
-                    result: e,
-                });
-            }
-            d.reset_fences(&[self.fence])
-                .map_err(call("vkResetFences"))?;
-        }
+        unsafe { exe.submit_and_wait(self.command_buffer, self.fence, STEP_TIMEOUT_NS)? };
         exe.write_mapped(&self.staging, |mapped| {
             self.returned
                 .iter()
