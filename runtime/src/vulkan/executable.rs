@@ -352,14 +352,28 @@ impl VulkanExecutable {
             .filter_map(|(i, b)| Some((i, to_device_bytes(b.constant.as_ref()?))))
             .filter(|(_, bytes)| !bytes.is_empty())
             .collect();
-        if constants.is_empty() {
-            return Ok(());
-        }
+        let values: Vec<(vk::Buffer, Vec<u8>)> = constants
+            .into_iter()
+            .map(|(b, bytes)| (self.views[b].0, bytes))
+            .collect();
+        self.upload_to_buffers(&values)
+    }
+
+    /// Copies each `(buffer, bytes)` to the start of that device buffer, through one host-visible staging buffer
+    /// (each value at an aligned offset) and one [`submit_once`](Self::submit_once): the upload of the constants at
+    /// creation and of a session's resident values. Callers other than creation hold `running`.
+    pub(super) fn upload_to_buffers(
+        &self,
+        values: &[(vk::Buffer, Vec<u8>)],
+    ) -> Result<(), VulkanError> {
         let mut offsets = Vec::new();
         let mut total = 0;
-        for (_, bytes) in &constants {
+        for (_, bytes) in values {
             offsets.push(total);
             total = align(total + bytes.len() as u64);
+        }
+        if total == 0 {
+            return Ok(());
         }
         let staging = self.allocate(
             total,
@@ -369,24 +383,24 @@ impl VulkanExecutable {
         )?;
         let result = (|| {
             self.write_mapped(&staging, |mapped| {
-                for ((_, bytes), &off) in constants.iter().zip(&offsets) {
+                for ((_, bytes), &off) in values.iter().zip(&offsets) {
                     mapped[off as usize..off as usize + bytes.len()].copy_from_slice(bytes);
                 }
             })?;
             self.submit_once(|cmd| {
-                for ((b, bytes), &off) in constants.iter().zip(&offsets) {
+                for ((dst, bytes), &off) in values.iter().zip(&offsets) {
+                    if bytes.is_empty() {
+                        continue;
+                    }
                     let region = [vk::BufferCopy::default()
                         .src_offset(off)
-                        .dst_offset(0)
                         .size(bytes.len() as u64)];
-                    // SAFETY: both buffers are live and the region lies inside each.
+                    // SAFETY: `cmd` is recording; both buffers are live and the region lies inside each. No run or
+                    // step is pending (both wait for completion), so nothing reads the destination meanwhile.
                     unsafe {
-                        self.dev().device.cmd_copy_buffer(
-                            cmd,
-                            staging.buffer,
-                            self.views[*b].0,
-                            &region,
-                        )
+                        self.dev()
+                            .device
+                            .cmd_copy_buffer(cmd, staging.buffer, *dst, &region)
                     };
                 }
             })

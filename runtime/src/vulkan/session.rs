@@ -190,7 +190,7 @@ impl VulkanSession {
             )?);
             uploads.push((i, value));
         }
-        session.upload(&uploads)?;
+        session.upload(uploads)?;
 
         // The staging buffer: every data input, then every returned output, each at an aligned offset.
         let mut offset = 0;
@@ -503,52 +503,18 @@ impl VulkanSession {
                 self.input_error(format!("input `{name}` must be {ty}, got {}", value.ty()))
             );
         }
-        self.upload(&[(i, to_device_bytes(value))])
+        self.upload(vec![(i, to_device_bytes(value))])
     }
 
     /// Copies each `(input, bytes)` into that resident input's buffer, through one staging buffer and one submission.
-    fn upload(&self, values: &[(usize, Vec<u8>)]) -> Result<(), VulkanError> {
+    fn upload(&self, values: Vec<(usize, Vec<u8>)>) -> Result<(), VulkanError> {
         let exe = &self.exe;
-        let mut offsets = Vec::new();
-        let mut total = 0;
-        for (_, bytes) in values {
-            offsets.push(total);
-            total = align(total + bytes.len() as u64);
-        }
-        if total == 0 {
-            return Ok(());
-        }
-        let staging = exe.allocate(
-            total,
-            vk::BufferUsageFlags::TRANSFER_SRC,
-            vk::MemoryPropertyFlags::empty(),
-            true,
-        )?;
-        let result = (|| {
-            exe.write_mapped(&staging, |mapped| {
-                for ((_, bytes), &off) in values.iter().zip(&offsets) {
-                    mapped[off as usize..off as usize + bytes.len()].copy_from_slice(bytes);
-                }
-            })?;
-            let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
-            let d = &exe.dev().device;
-            exe.submit_once(|cmd| {
-                for ((i, bytes), &off) in values.iter().zip(&offsets) {
-                    let dst = self.resident[*i].as_ref().expect("resident").buffer;
-                    if bytes.is_empty() {
-                        continue;
-                    }
-                    let region = [vk::BufferCopy::default()
-                        .src_offset(off)
-                        .size(bytes.len() as u64)];
-                    // SAFETY: `cmd` is recording; both buffers are live and the region lies inside each. No step is
-                    // pending (steps wait for completion), so nothing reads the resident buffer meanwhile.
-                    unsafe { d.cmd_copy_buffer(cmd, staging.buffer, dst, &region) };
-                }
-            })
-        })();
-        exe.free(&staging);
-        result
+        let values: Vec<(vk::Buffer, Vec<u8>)> = values
+            .into_iter()
+            .map(|(i, bytes)| (self.resident[i].as_ref().expect("resident").buffer, bytes))
+            .collect();
+        let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
+        exe.upload_to_buffers(&values)
     }
 }
 
