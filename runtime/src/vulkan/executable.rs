@@ -313,13 +313,8 @@ impl VulkanExecutable {
         record: impl FnOnce(vk::CommandBuffer),
     ) -> Result<(), VulkanError> {
         let d = &self.dev().device;
-        let info = vk::CommandBufferAllocateInfo::default()
-            .command_pool(self.command_pool)
-            .level(vk::CommandBufferLevel::PRIMARY)
-            .command_buffer_count(1);
         // SAFETY: the pool is live and only used from this thread (creation is not shared).
-        let cmd = unsafe { d.allocate_command_buffers(&info) }
-            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        let cmd = unsafe { allocate_command_buffer(d, self.command_pool)? };
         let begin = vk::CommandBufferBeginInfo::default()
             .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
         // SAFETY: `cmd` is fresh; `record` only records commands on it; the fence is unsignalled and waited for
@@ -689,13 +684,8 @@ impl VulkanExecutable {
         sets: &[vk::DescriptorSet],
     ) -> Result<(), VulkanError> {
         let d = &self.device.inner.device;
-        let info = vk::CommandBufferAllocateInfo::default()
-            .command_pool(self.command_pool)
-            .level(vk::CommandBufferLevel::PRIMARY)
-            .command_buffer_count(1);
         // SAFETY: the pool is live.
-        self.command_buffer = unsafe { d.allocate_command_buffers(&info) }
-            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        self.command_buffer = unsafe { allocate_command_buffer(d, self.command_pool)? };
         let cmd = self.command_buffer;
         let barrier = |src: vk::AccessFlags,
                        dst: vk::AccessFlags,
@@ -884,6 +874,25 @@ impl VulkanExecutable {
         })?;
         Ok((outputs, times))
     }
+}
+
+/// Allocates one primary command buffer from `pool`: for the recorded program of an executable and of a session, and
+/// for one-off submissions.
+///
+/// # Safety
+/// `pool` is a live pool of `d`, not used from another thread meanwhile.
+pub(super) unsafe fn allocate_command_buffer(
+    d: &ash::Device,
+    pool: vk::CommandPool,
+) -> Result<vk::CommandBuffer, VulkanError> {
+    let info = vk::CommandBufferAllocateInfo::default()
+        .command_pool(pool)
+        .level(vk::CommandBufferLevel::PRIMARY)
+        .command_buffer_count(1);
+    // SAFETY: the caller's contract (above); exactly one buffer is asked for, so `[0]` exists.
+    let buffers =
+        unsafe { d.allocate_command_buffers(&info) }.map_err(call("vkAllocateCommandBuffers"))?;
+    Ok(buffers[0])
 }
 
 /// Records a global memory barrier into `cmd` (recording).

@@ -26,7 +26,7 @@
 //! never touch the session's resident buffers). [`VulkanSession::read`] and [`VulkanSession::write`] move one
 //! resident tensor on demand, through a staging buffer made for the purpose.
 
-use super::executable::{align, bytes_of, cmd_barrier, Allocation};
+use super::executable::{align, allocate_command_buffer, bytes_of, cmd_barrier, Allocation};
 use super::{call, from_device_bytes, to_device_bytes, VulkanError, VulkanExecutable};
 use ash::vk;
 use kiln_ir::{Role, Tensor};
@@ -266,13 +266,8 @@ impl VulkanSession {
     ) -> Result<(), VulkanError> {
         let exe = &self.exe;
         let d = &exe.dev().device;
-        let info = vk::CommandBufferAllocateInfo::default()
-            .command_pool(self.command_pool)
-            .level(vk::CommandBufferLevel::PRIMARY)
-            .command_buffer_count(1);
         // SAFETY: the pool is live and only this session uses it.
-        self.command_buffer = unsafe { d.allocate_command_buffers(&info) }
-            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        self.command_buffer = unsafe { allocate_command_buffer(d, self.command_pool)? };
         let cmd = self.command_buffer;
         let barrier =
             |src, dst, src_stage, dst_stage| cmd_barrier(d, cmd, src, dst, src_stage, dst_stage);
