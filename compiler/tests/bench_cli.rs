@@ -1,6 +1,6 @@
 //! `kiln bench`, end to end: a tiny graph and a training step, a few iterations each.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 #[allow(dead_code)] // each test binary uses part of the shared support
 mod support {
     pub mod kiln_cli;
@@ -29,13 +29,7 @@ graph small {
 ";
 
 fn graph_file(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("bench_cli")
-        .join(test);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("small.kir");
-    std::fs::write(&path, MATMUL_SOFTMAX).unwrap();
-    path
+    support::kiln_cli::graph_file("bench_cli", test, MATMUL_SOFTMAX)
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! `kiln bench --backend vulkan`, end to end on the preferred device (lavapipe in CI): a matmul and a row softmax,
 //! and a training step. Without a device the tests check the error and return, unless `KILN_REQUIRE_VULKAN=1`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 #[allow(dead_code)] // each test binary uses part of the shared support
 mod support {
     pub mod kiln_cli;
+    pub mod vulkan;
 }
 use support::kiln_cli::kiln;
+use support::vulkan::vulkan_available;
 
 /// A matmul with a bias epilogue (tiled on a GPU), then a row softmax of 300 columns, then a scalar sum.
 const MATMUL_SOFTMAX: &str = "\
@@ -30,30 +32,7 @@ graph small {
 ";
 
 fn graph_file(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("bench_vulkan_cli")
-        .join(test);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("small.kir");
-    std::fs::write(&path, MATMUL_SOFTMAX).unwrap();
-    path
-}
-
-/// Whether a Vulkan device is available (saying why not when there is none).
-fn vulkan_available() -> bool {
-    match kiln::backend::spirv::devices() {
-        Ok(found) if !found.is_empty() => true,
-        outcome => {
-            let why = outcome.map_or_else(|e| e.to_string(), |_| "no device listed".into());
-            let required = std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "KILN_REQUIRE_VULKAN=1 but no Vulkan device: {why}"
-            );
-            eprintln!("skipped: no Vulkan device ({why})");
-            false
-        }
-    }
+    support::kiln_cli::graph_file("bench_vulkan_cli", test, MATMUL_SOFTMAX)
 }
 
 #[test]

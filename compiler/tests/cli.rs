@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 #[allow(dead_code)] // each test binary uses part of the shared support
 mod support {
     pub mod kiln_cli;
+    pub mod vulkan;
 }
 use support::kiln_cli::kiln;
+use support::vulkan::vulkan_available;
 
 /// Linear regression with a mean-squared-error loss: small enough to train in three steps.
 const LINREG: &str = "\
@@ -685,23 +687,6 @@ fn shipped_examples_check_run_and_train() {
 //
 // Like tests/spirv_backend.rs: without a Vulkan device these tests print why and return, unless
 // `KILN_REQUIRE_VULKAN=1` (CI, on Mesa's lavapipe), where a missing device is a failure.
-
-/// Whether a Vulkan device is available (saying why not when there is none).
-fn vulkan_available() -> bool {
-    match kiln::backend::spirv::devices() {
-        Ok(found) if !found.is_empty() => true,
-        outcome => {
-            let why = outcome.map_or_else(|e| e.to_string(), |_| "no device listed".into());
-            let required = std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "KILN_REQUIRE_VULKAN=1 but no Vulkan device: {why}"
-            );
-            eprintln!("skipped: no Vulkan device ({why})");
-            false
-        }
-    }
-}
 
 /// `|a − b| ≤ 1e-4 + 1e-4·|b|`: the SPIR-V backend's tolerance against the interpreter (see tests/spirv_backend.rs).
 fn assert_close(actual: &[f32], expected: &[f32], what: &str) {

@@ -18,12 +18,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashMap;
 use std::sync::OnceLock;
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod random;
+    pub mod vulkan;
+}
+use support::random::random_tensor;
+use support::vulkan::required;
 
 // ---- environment ----
-
-fn required() -> bool {
-    std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
-}
 
 /// The preferred Vulkan device, opened once per test binary; `None` (after saying why) when there is none and it
 /// isn't required.
@@ -109,21 +112,6 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= ATOL + RTOL * b.abs()
 }
 
-/// Seeded normal floats, i32 in `[0, 10)` (class labels), random bools.
-fn random_tensor(ty: &TensorType, rng: &mut ChaCha8Rng) -> Tensor {
-    let values: Vec<f64> = (0..ty.numel())
-        .map(|_| {
-            let z: f64 = StandardNormal.sample(rng);
-            match ty.dtype {
-                DType::F32 | DType::F64 => z,
-                DType::I32 => ((z.abs() * 4.0) as i64).min(9) as f64,
-                DType::Bool => (z > 0.0) as u8 as f64,
-            }
-        })
-        .collect();
-    Tensor::from_f64_values(ty.clone(), &values).unwrap()
-}
-
 /// Seeded inputs; 2-D parameters are scaled by 1/sqrt(fan_in) (PyTorch's init scale), so activations stay O(1) as in
 /// a real model. Unscaled N(0,1) weights make a 784-wide layer's outputs large sums of cancelling terms, where a GPU's
 /// different summation order and FMA contraction (seen on an NVIDIA H200: 5.7e-4 at 3.94) exceed any tolerance that
@@ -185,6 +173,24 @@ fn check_graph(graph: &Graph, seed: u64) -> (KernelProgram, Vec<SpirvKernel>) {
         assert_outputs_match(graph, &expected, &actual, "Vulkan");
     }
     (program, kernels)
+}
+
+/// Runs `program` (lowered from `graph`) on `device` with `compile`'s default options and asserts that its outputs
+/// on `inputs` match the interpreter's; returns them, for the tests of hand-picked special values that then check
+/// particular elements (`check_graph` runs on random inputs and under the GPU plans instead).
+fn run_against_interpreter(
+    device: &Device,
+    graph: &Graph,
+    program: &KernelProgram,
+    inputs: &[Tensor],
+) -> Vec<Tensor> {
+    let expected = interp::run(graph, inputs).unwrap();
+    let actual = spirv::compile(device, program)
+        .unwrap()
+        .run(inputs)
+        .unwrap();
+    assert_outputs_match(graph, &expected, &actual, "Vulkan");
+    actual
 }
 
 fn parse(src: &str) -> Graph {
@@ -289,12 +295,7 @@ fn every_scalar_op_on_special_values() {
         Tensor::from_i32(&[12], i.to_vec()).unwrap(),
         Tensor::from_i32(&[12], j.to_vec()).unwrap(),
     ];
-    let expected = interp::run(&g, &inputs).unwrap();
-    let actual = spirv::compile(device, &program)
-        .unwrap()
-        .run(&inputs)
-        .unwrap();
-    assert_outputs_match(&g, &expected, &actual, "Vulkan");
+    let actual = run_against_interpreter(device, &g, &program, &inputs);
     // max/min order zeros like the interpreter: max(-0, +0) = +0, min(+0, -0) = -0.
     let max = actual[0].as_f32().unwrap();
     let min = actual[1].as_f32().unwrap();
@@ -325,12 +326,7 @@ fn pow_of_negative_infinity_and_fractions() {
         Tensor::from_f32(&[8], a.to_vec()).unwrap(),
         Tensor::from_f32(&[8], b.to_vec()).unwrap(),
     ];
-    let expected = interp::run(&g, &inputs).unwrap();
-    let actual = spirv::compile(device, &program)
-        .unwrap()
-        .run(&inputs)
-        .unwrap();
-    assert_outputs_match(&g, &expected, &actual, "Vulkan");
+    let actual = run_against_interpreter(device, &g, &program, &inputs);
     let got = actual[0].as_f32().unwrap();
     assert_eq!(got[0], inf);
     assert!(got[1] == 0.0 && got[1].is_sign_positive());

@@ -13,45 +13,18 @@ use kiln::ir::{text, DType, Graph, Tensor, TensorType};
 use kiln::{fusion, training_step, zoo, Adam, Optimizer, Role, Sgd};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
-
-fn required() -> bool {
-    std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
+use std::sync::Arc;
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod random;
+    pub mod vulkan;
 }
-
-/// The preferred Vulkan device, opened once per test binary; `None` (after saying why) when there is none and it
-/// isn't required.
-fn device() -> Option<&'static Device> {
-    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    match DEVICE.get_or_init(|| Device::open_best().map_err(|e| e.to_string())) {
-        Ok(d) => Some(d),
-        Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
-        Err(e) => {
-            eprintln!("skipped: no Vulkan device ({e})");
-            None
-        }
-    }
-}
+use support::random::random_tensor;
+use support::vulkan::device;
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-4 + 1e-4 * b.abs()
-}
-
-/// Seeded normal floats; i32 in `[0, 10)` (class labels).
-fn random_tensor(ty: &TensorType, rng: &mut ChaCha8Rng) -> Tensor {
-    let values: Vec<f64> = (0..ty.numel())
-        .map(|_| {
-            let z: f64 = StandardNormal.sample(rng);
-            match ty.dtype {
-                DType::F32 | DType::F64 => z,
-                DType::I32 => ((z.abs() * 4.0) as i64).min(9) as f64,
-                DType::Bool => (z > 0.0) as u8 as f64,
-            }
-        })
-        .collect();
-    Tensor::from_f64_values(ty.clone(), &values).unwrap()
 }
 
 /// Bytes on the device (bool is a 32-bit word there).

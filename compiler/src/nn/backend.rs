@@ -131,15 +131,7 @@ struct VulkanProgram {
 
 impl VulkanProgram {
     fn value<'a>(&'a self, name: &str, inputs: &'a [(&str, &Tensor)]) -> Result<&'a Tensor, Error> {
-        match inputs.iter().find(|(n, _)| *n == name) {
-            Some((_, t)) => Ok(*t),
-            None => self.fixed.get(name).ok_or_else(|| {
-                Error::Config(format!(
-                    "graph `{}`: no value for input `{name}`",
-                    self.graph.name
-                ))
-            }),
-        }
+        input_value(&self.graph, &self.fixed, name, inputs)
     }
 }
 
@@ -213,6 +205,25 @@ fn check_input(graph: &Graph, name: &str, value: &Tensor) -> Result<(), Error> {
     Ok(())
 }
 
+/// The value of input `name` for one run: given in `inputs` for this run, else set for every run (`fixed`). Every
+/// program looks its inputs up this way, so all name a missing one alike.
+fn input_value<'a>(
+    graph: &Graph,
+    fixed: &'a HashMap<String, Tensor>,
+    name: &str,
+    inputs: &'a [(&str, &Tensor)],
+) -> Result<&'a Tensor, Error> {
+    match inputs.iter().find(|(n, _)| *n == name) {
+        Some((_, t)) => Ok(*t),
+        None => fixed.get(name).ok_or_else(|| {
+            Error::Config(format!(
+                "graph `{}`: no value for input `{name}`",
+                graph.name
+            ))
+        }),
+    }
+}
+
 /// Some output of `graph` replaces an input.
 fn updates_in_place(graph: &Graph) -> bool {
     graph.outputs().iter().any(|o| o.aliases.is_some())
@@ -267,17 +278,7 @@ impl HostProgram {
 
 impl Program for HostProgram {
     fn set(&mut self, name: &str, value: Tensor) -> Result<(), Error> {
-        let input = self.graph.input(name).ok_or_else(|| {
-            Error::Config(format!("graph `{}` has no input `{name}`", self.graph.name))
-        })?;
-        if value.ty() != input.ty {
-            return Err(Error::Config(format!(
-                "input `{name}` of graph `{}` is {}, given {}",
-                self.graph.name,
-                input.ty,
-                value.ty()
-            )));
-        }
+        check_input(&self.graph, name, &value)?;
         self.resident.insert(name.to_string(), value);
         Ok(())
     }
@@ -294,16 +295,7 @@ impl Program for HostProgram {
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error> {
         let mut values = Vec::with_capacity(self.graph.inputs().count());
         for input in self.graph.inputs() {
-            let value = match inputs.iter().find(|(name, _)| *name == input.name) {
-                Some((_, t)) => (*t).clone(),
-                None => self.resident.get(input.name).cloned().ok_or_else(|| {
-                    Error::Config(format!(
-                        "graph `{}`: no value for input `{}`",
-                        self.graph.name, input.name
-                    ))
-                })?,
-            };
-            values.push(value);
+            values.push(input_value(&self.graph, &self.resident, input.name, inputs)?.clone());
         }
         let outputs = (self.execute)(&values)?;
         let mut returned = Vec::new();
@@ -354,44 +346,15 @@ struct CpuProgram {
 }
 
 impl CpuProgram {
-    fn updates_in_place(&self) -> bool {
-        self.graph.outputs().iter().any(|o| o.aliases.is_some())
-    }
-
-    fn is_resident(&self, name: &str) -> bool {
-        self.graph
-            .outputs()
-            .iter()
-            .any(|o| o.aliases.as_deref() == Some(name))
-    }
-
     fn value<'a>(&'a self, name: &str, inputs: &'a [(&str, &Tensor)]) -> Result<&'a Tensor, Error> {
-        match inputs.iter().find(|(n, _)| *n == name) {
-            Some((_, t)) => Ok(*t),
-            None => self.fixed.get(name).ok_or_else(|| {
-                Error::Config(format!(
-                    "graph `{}`: no value for input `{name}`",
-                    self.graph.name
-                ))
-            }),
-        }
+        input_value(&self.graph, &self.fixed, name, inputs)
     }
 }
 
 impl Program for CpuProgram {
     fn set(&mut self, name: &str, value: Tensor) -> Result<(), Error> {
-        let input = self.graph.input(name).ok_or_else(|| {
-            Error::Config(format!("graph `{}` has no input `{name}`", self.graph.name))
-        })?;
-        if value.ty() != input.ty {
-            return Err(Error::Config(format!(
-                "input `{name}` of graph `{}` is {}, given {}",
-                self.graph.name,
-                input.ty,
-                value.ty()
-            )));
-        }
-        let resident = self.is_resident(name);
+        check_input(&self.graph, name, &value)?;
+        let resident = is_resident(&self.graph, name);
         if let (Some(session), true) = (&mut self.session, resident) {
             session.set(name, &value)?;
         } else {
@@ -413,7 +376,7 @@ impl Program for CpuProgram {
     }
 
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error> {
-        if !self.updates_in_place() {
+        if !updates_in_place(&self.graph) {
             let values = self
                 .graph
                 .inputs()

@@ -44,3 +44,15 @@ pub fn kiln<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Outcome {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// Writes `text` to `<target tmp>/<binary>/<test>/small.kir` and returns the path: each test of each CLI test binary
+/// gets its own graph file, so tests running in parallel never share one.
+pub fn graph_file(binary: &str, test: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(binary)
+        .join(test);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("small.kir");
+    std::fs::write(&path, text).unwrap();
+    path
+}

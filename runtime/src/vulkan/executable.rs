@@ -313,13 +313,8 @@ impl VulkanExecutable {
         record: impl FnOnce(vk::CommandBuffer),
     ) -> Result<(), VulkanError> {
         let d = &self.dev().device;
-        let info = vk::CommandBufferAllocateInfo::default()
-            .command_pool(self.command_pool)
-            .level(vk::CommandBufferLevel::PRIMARY)
-            .command_buffer_count(1);
         // SAFETY: the pool is live and only used from this thread (creation is not shared).
-        let cmd = unsafe { d.allocate_command_buffers(&info) }
-            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        let cmd = unsafe { allocate_command_buffer(d, self.command_pool)? };
         let begin = vk::CommandBufferBeginInfo::default()
             .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
         // SAFETY: `cmd` is fresh; `record` only records commands on it; the fence is unsignalled and waited for
@@ -352,14 +347,28 @@ impl VulkanExecutable {
             .filter_map(|(i, b)| Some((i, to_device_bytes(b.constant.as_ref()?))))
             .filter(|(_, bytes)| !bytes.is_empty())
             .collect();
-        if constants.is_empty() {
-            return Ok(());
-        }
+        let values: Vec<(vk::Buffer, Vec<u8>)> = constants
+            .into_iter()
+            .map(|(b, bytes)| (self.views[b].0, bytes))
+            .collect();
+        self.upload_to_buffers(&values)
+    }
+
+    /// Copies each `(buffer, bytes)` to the start of that device buffer, through one host-visible staging buffer
+    /// (each value at an aligned offset) and one [`submit_once`](Self::submit_once): the upload of the constants at
+    /// creation and of a session's resident values. Callers other than creation hold `running`.
+    pub(super) fn upload_to_buffers(
+        &self,
+        values: &[(vk::Buffer, Vec<u8>)],
+    ) -> Result<(), VulkanError> {
         let mut offsets = Vec::new();
         let mut total = 0;
-        for (_, bytes) in &constants {
+        for (_, bytes) in values {
             offsets.push(total);
             total = align(total + bytes.len() as u64);
+        }
+        if total == 0 {
+            return Ok(());
         }
         let staging = self.allocate(
             total,
@@ -369,30 +378,92 @@ impl VulkanExecutable {
         )?;
         let result = (|| {
             self.write_mapped(&staging, |mapped| {
-                for ((_, bytes), &off) in constants.iter().zip(&offsets) {
+                for ((_, bytes), &off) in values.iter().zip(&offsets) {
                     mapped[off as usize..off as usize + bytes.len()].copy_from_slice(bytes);
                 }
             })?;
             self.submit_once(|cmd| {
-                for ((b, bytes), &off) in constants.iter().zip(&offsets) {
+                for ((dst, bytes), &off) in values.iter().zip(&offsets) {
+                    if bytes.is_empty() {
+                        continue;
+                    }
                     let region = [vk::BufferCopy::default()
                         .src_offset(off)
-                        .dst_offset(0)
                         .size(bytes.len() as u64)];
-                    // SAFETY: both buffers are live and the region lies inside each.
+                    // SAFETY: `cmd` is recording; both buffers are live and the region lies inside each. No run or
+                    // step is pending (both wait for completion), so nothing reads the destination meanwhile.
                     unsafe {
-                        self.dev().device.cmd_copy_buffer(
-                            cmd,
-                            staging.buffer,
-                            self.views[*b].0,
-                            &region,
-                        )
+                        self.dev()
+                            .device
+                            .cmd_copy_buffer(cmd, staging.buffer, *dst, &region)
                     };
                 }
             })
         })();
         self.free(&staging);
         result
+    }
+
+    /// The message for input `name` (of buffer `buffer`) given a tensor `t` of another type, or `Ok` when `t` fits:
+    /// a run and a session step check their inputs alike.
+    pub(super) fn check_input_type(
+        &self,
+        name: &str,
+        buffer: usize,
+        t: &Tensor,
+    ) -> Result<(), String> {
+        let ty = &self.types[buffer];
+        if t.ty() != ty {
+            return Err(format!("input `{name}` must be {ty}, got {}", t.ty()));
+        }
+        Ok(())
+    }
+
+    /// Writes each tensor's device bytes at its offset in the host-visible `staging` allocation: the upload of a
+    /// run's inputs and of a session step's data inputs.
+    pub(super) fn upload_inputs<'t>(
+        &self,
+        staging: &Allocation,
+        inputs: impl IntoIterator<Item = (u64, &'t Tensor)>,
+    ) -> Result<(), VulkanError> {
+        self.write_mapped(staging, |mapped| {
+            for (off, t) in inputs {
+                let bytes = to_device_bytes(t);
+                mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
+            }
+        })
+    }
+
+    /// Submits the prerecorded `command_buffer` on the queue, waits up to `timeout_ns` for `fence`, and resets it:
+    /// how a run and a session step execute. If the wait fails the work may still be running, so the whole device
+    /// is waited for before anything is reused or freed.
+    ///
+    /// # Safety
+    /// `command_buffer` is fully recorded and not pending, `fence` is unsignalled, and the caller holds `running`,
+    /// so no other run uses the buffers or the queue from this executable meanwhile.
+    pub(super) unsafe fn submit_and_wait(
+        &self,
+        command_buffer: vk::CommandBuffer,
+        fence: vk::Fence,
+        timeout_ns: u64,
+    ) -> Result<(), VulkanError> {
+        let d = &self.dev().device;
+        let cmds = [command_buffer];
+        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        // SAFETY: the caller's contract (above).
+        unsafe {
+            d.queue_submit(self.dev().queue, &submit, fence)
+                .map_err(call("vkQueueSubmit"))?;
+            if let Err(e) = d.wait_for_fences(&[fence], true, timeout_ns) {
+                let _ = d.device_wait_idle();
+                let _ = d.reset_fences(&[fence]);
+                return Err(VulkanError::Call {
+                    call: "vkWaitForFences",
+                    result: e,
+                });
+            }
+            d.reset_fences(&[fence]).map_err(call("vkResetFences"))
+        }
     }
 
     /// Maps a host-visible allocation and hands its bytes to `f`.
@@ -613,13 +684,8 @@ impl VulkanExecutable {
         sets: &[vk::DescriptorSet],
     ) -> Result<(), VulkanError> {
         let d = &self.device.inner.device;
-        let info = vk::CommandBufferAllocateInfo::default()
-            .command_pool(self.command_pool)
-            .level(vk::CommandBufferLevel::PRIMARY)
-            .command_buffer_count(1);
         // SAFETY: the pool is live.
-        self.command_buffer = unsafe { d.allocate_command_buffers(&info) }
-            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        self.command_buffer = unsafe { allocate_command_buffer(d, self.command_pool)? };
         let cmd = self.command_buffer;
         let barrier = |src: vk::AccessFlags,
                        dst: vk::AccessFlags,
@@ -750,42 +816,17 @@ impl VulkanExecutable {
             )));
         }
         for ((name, b), t) in self.inputs.iter().zip(inputs) {
-            let ty = &self.types[*b];
-            if t.ty() != ty {
-                return Err(input_error(format!(
-                    "input `{name}` must be {ty}, got {}",
-                    t.ty()
-                )));
-            }
+            self.check_input_type(name, *b, t).map_err(input_error)?;
         }
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        self.write_mapped(&self.staging, |mapped| {
-            for (t, &off) in inputs.iter().zip(&self.input_offsets) {
-                let bytes = to_device_bytes(t);
-                mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
-            }
-        })?;
+        self.upload_inputs(
+            &self.staging,
+            self.input_offsets.iter().copied().zip(inputs),
+        )?;
         let d = &self.dev().device;
-        let cmds = [self.command_buffer];
-        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
         // SAFETY: the command buffer was fully recorded at creation and is not pending (the previous run waited
         // for the fence, and `running` serialises runs); the fence is unsignalled (reset after every wait).
-        unsafe {
-            d.queue_submit(self.dev().queue, &submit, self.fence)
-                .map_err(call("vkQueueSubmit"))?;
-            let waited = d.wait_for_fences(&[self.fence], true, RUN_TIMEOUT_NS);
-            if let Err(e) = waited {
-                // The work may still be running; wait for the whole device before anything is reused or freed.
-                let _ = d.device_wait_idle();
-                let _ = d.reset_fences(&[self.fence]);
-                return Err(VulkanError::Call {
-                    call: "vkWaitForFences",
-                    result: e,
-                });
-            }
-            d.reset_fences(&[self.fence])
-                .map_err(call("vkResetFences"))?;
-        }
+        unsafe { self.submit_and_wait(self.command_buffer, self.fence, RUN_TIMEOUT_NS)? };
         let times = if self.has_timestamps() {
             let mut ticks = vec![0u64; self.dispatches + 1];
             // SAFETY: the pool has `dispatches + 1` queries, all written by the submission just waited for; 64-bit
@@ -833,6 +874,25 @@ impl VulkanExecutable {
         })?;
         Ok((outputs, times))
     }
+}
+
+/// Allocates one primary command buffer from `pool`: for the recorded program of an executable and of a session, and
+/// for one-off submissions.
+///
+/// # Safety
+/// `pool` is a live pool of `d`, not used from another thread meanwhile.
+pub(super) unsafe fn allocate_command_buffer(
+    d: &ash::Device,
+    pool: vk::CommandPool,
+) -> Result<vk::CommandBuffer, VulkanError> {
+    let info = vk::CommandBufferAllocateInfo::default()
+        .command_pool(pool)
+        .level(vk::CommandBufferLevel::PRIMARY)
+        .command_buffer_count(1);
+    // SAFETY: the caller's contract (above); exactly one buffer is asked for, so `[0]` exists.
+    let buffers =
+        unsafe { d.allocate_command_buffers(&info) }.map_err(call("vkAllocateCommandBuffers"))?;
+    Ok(buffers[0])
 }
 
 /// Records a global memory barrier into `cmd` (recording).

@@ -26,7 +26,7 @@
 //! never touch the session's resident buffers). [`VulkanSession::read`] and [`VulkanSession::write`] move one
 //! resident tensor on demand, through a staging buffer made for the purpose.
 
-use super::executable::{align, bytes_of, cmd_barrier, Allocation};
+use super::executable::{align, allocate_command_buffer, bytes_of, cmd_barrier, Allocation};
 use super::{call, from_device_bytes, to_device_bytes, VulkanError, VulkanExecutable};
 use ash::vk;
 use kiln_ir::{Role, Tensor};
@@ -190,7 +190,7 @@ impl VulkanSession {
             )?);
             uploads.push((i, value));
         }
-        session.upload(&uploads)?;
+        session.upload(uploads)?;
 
         // The staging buffer: every data input, then every returned output, each at an aligned offset.
         let mut offset = 0;
@@ -266,13 +266,8 @@ impl VulkanSession {
     ) -> Result<(), VulkanError> {
         let exe = &self.exe;
         let d = &exe.dev().device;
-        let info = vk::CommandBufferAllocateInfo::default()
-            .command_pool(self.command_pool)
-            .level(vk::CommandBufferLevel::PRIMARY)
-            .command_buffer_count(1);
         // SAFETY: the pool is live and only this session uses it.
-        self.command_buffer = unsafe { d.allocate_command_buffers(&info) }
-            .map_err(call("vkAllocateCommandBuffers"))?[0];
+        self.command_buffer = unsafe { allocate_command_buffer(d, self.command_pool)? };
         let cmd = self.command_buffer;
         let barrier =
             |src, dst, src_stage, dst_stage| cmd_barrier(d, cmd, src, dst, src_stage, dst_stage);
@@ -412,41 +407,18 @@ impl VulkanSession {
         }
         for (&(i, _), t) in self.data_inputs.iter().zip(data) {
             let (name, b) = &exe.inputs[i];
-            let ty = &exe.types[*b];
-            if t.ty() != ty {
-                return Err(
-                    self.input_error(format!("input `{name}` must be {ty}, got {}", t.ty()))
-                );
-            }
+            exe.check_input_type(name, *b, t)
+                .map_err(|message| self.input_error(message))?;
         }
         let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
-        exe.write_mapped(&self.staging, |mapped| {
-            for (&(_, off), t) in self.data_inputs.iter().zip(data) {
-                let bytes = to_device_bytes(t);
-                mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
-            }
-        })?;
-        let d = &exe.dev().device;
-        let cmds = [self.command_buffer];
-        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        exe.upload_inputs(
+            &self.staging,
+            self.data_inputs.iter().map(|&(_, off)| off).zip(data),
+        )?;
         // SAFETY: the command buffer was fully recorded at creation and is not pending (the previous step waited for
         // the fence; `&mut self` serialises steps); the fence is unsignalled (reset after every wait). The run lock is
         // held, so no run of the executable uses its buffers meanwhile, nor the queue from this executable.
-        unsafe {
-            d.queue_submit(exe.dev().queue, &submit, self.fence)
-                .map_err(call("vkQueueSubmit"))?;
-            if let Err(e) = d.wait_for_fences(&[self.fence], true, STEP_TIMEOUT_NS) {
-                // The work may still be running; wait for the whole device before anything is reused or freed.
-                let _ = d.device_wait_idle();
-                let _ = d.reset_fences(&[self.fence]);
-                return Err(VulkanError::Call {
-                    call: "vkWaitForFences",
-                    result: e,
-                });
-            }
-            d.reset_fences(&[self.fence])
-                .map_err(call("vkResetFences"))?;
-        }
+        unsafe { exe.submit_and_wait(self.command_buffer, self.fence, STEP_TIMEOUT_NS)? };
         exe.write_mapped(&self.staging, |mapped| {
             self.returned
                 .iter()
@@ -526,52 +498,18 @@ impl VulkanSession {
                 self.input_error(format!("input `{name}` must be {ty}, got {}", value.ty()))
             );
         }
-        self.upload(&[(i, to_device_bytes(value))])
+        self.upload(vec![(i, to_device_bytes(value))])
     }
 
     /// Copies each `(input, bytes)` into that resident input's buffer, through one staging buffer and one submission.
-    fn upload(&self, values: &[(usize, Vec<u8>)]) -> Result<(), VulkanError> {
+    fn upload(&self, values: Vec<(usize, Vec<u8>)>) -> Result<(), VulkanError> {
         let exe = &self.exe;
-        let mut offsets = Vec::new();
-        let mut total = 0;
-        for (_, bytes) in values {
-            offsets.push(total);
-            total = align(total + bytes.len() as u64);
-        }
-        if total == 0 {
-            return Ok(());
-        }
-        let staging = exe.allocate(
-            total,
-            vk::BufferUsageFlags::TRANSFER_SRC,
-            vk::MemoryPropertyFlags::empty(),
-            true,
-        )?;
-        let result = (|| {
-            exe.write_mapped(&staging, |mapped| {
-                for ((_, bytes), &off) in values.iter().zip(&offsets) {
-                    mapped[off as usize..off as usize + bytes.len()].copy_from_slice(bytes);
-                }
-            })?;
-            let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
-            let d = &exe.dev().device;
-            exe.submit_once(|cmd| {
-                for ((i, bytes), &off) in values.iter().zip(&offsets) {
-                    let dst = self.resident[*i].as_ref().expect("resident").buffer;
-                    if bytes.is_empty() {
-                        continue;
-                    }
-                    let region = [vk::BufferCopy::default()
-                        .src_offset(off)
-                        .size(bytes.len() as u64)];
-                    // SAFETY: `cmd` is recording; both buffers are live and the region lies inside each. No step is
-                    // pending (steps wait for completion), so nothing reads the resident buffer meanwhile.
-                    unsafe { d.cmd_copy_buffer(cmd, staging.buffer, dst, &region) };
-                }
-            })
-        })();
-        exe.free(&staging);
-        result
+        let values: Vec<(vk::Buffer, Vec<u8>)> = values
+            .into_iter()
+            .map(|(i, bytes)| (self.resident[i].as_ref().expect("resident").buffer, bytes))
+            .collect();
+        let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
+        exe.upload_to_buffers(&values)
     }
 }
 
