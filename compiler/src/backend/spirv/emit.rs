@@ -660,36 +660,18 @@ impl<'p> Emitter<'p> {
                 let counter = self.function_var(self.t_u32);
                 let zero = self.u32_const(0);
                 self.store_var(counter, zero)?;
-                let (header, cond, body_label, cont, merge) = (
-                    self.b.id(),
-                    self.b.id(),
-                    self.b.id(),
-                    self.b.id(),
-                    self.b.id(),
-                );
-                self.branch(header)?;
-                self.label(header)?;
-                self.b
-                    .loop_merge(merge, cont, LoopControl::NONE, [])
-                    .map_err(|e| self.build_err(e))?;
-                self.branch(cond)?;
-                self.label(cond)?;
-                let i = self.load_var(self.t_u32, counter)?;
-                let ext = self.u32_const(extent as u32);
-                let more = self.bool_op(Op::ULessThan, &[i, ext])?;
-                self.b
-                    .branch_conditional(more, body_label, merge, [])
-                    .map_err(|e| self.build_err(e))?;
-                self.label(body_label)?;
-                self.vars.insert(l.var, i);
-                self.loops(inner, body)?;
-                self.branch(cont)?;
-                self.label(cont)?;
-                let one = self.u32_const(1);
-                let next = self.op(Op::IAdd, self.t_u32, &[i, one])?;
-                self.store_var(counter, next)?;
-                self.branch(header)?;
-                self.label(merge)
+                self.loop_on_counter(
+                    counter,
+                    &|e| e.u32_const(extent as u32),
+                    &|e, i| {
+                        let one = e.u32_const(1);
+                        e.op(Op::IAdd, e.t_u32, &[i, one])
+                    },
+                    &mut |e, i| {
+                        e.vars.insert(l.var, i);
+                        e.loops(inner, body)
+                    },
+                )
             }
         }
     }
@@ -845,6 +827,20 @@ impl<'p> Emitter<'p> {
     ) -> Result<()> {
         let counter = self.function_var(self.t_u32);
         self.store_var(counter, start)?;
+        self.loop_on_counter(counter, &|_| bound, next, body)
+    }
+
+    /// The structured loop `while counter < bound() { body(counter); counter = next(counter) }` over an already
+    /// initialised u32 function variable: the one shape behind [`Self::loops`] and [`Self::counted_loop`]. `bound` is
+    /// evaluated in the condition block, after the counter is loaded, so that each caller's ids come out in the order
+    /// they always had (the emitted SPIR-V is snapshot-tested).
+    fn loop_on_counter(
+        &mut self,
+        counter: Word,
+        bound: &dyn Fn(&mut Self) -> Word,
+        next: &dyn Fn(&mut Self, Word) -> Result<Word>,
+        body: &mut dyn FnMut(&mut Self, Word) -> Result<()>,
+    ) -> Result<()> {
         let (header, cond, body_label, cont, merge) = (
             self.b.id(),
             self.b.id(),
@@ -860,6 +856,7 @@ impl<'p> Emitter<'p> {
         self.branch(cond)?;
         self.label(cond)?;
         let i = self.load_var(self.t_u32, counter)?;
+        let bound = bound(self);
         let more = self.bool_op(Op::ULessThan, &[i, bound])?;
         self.b
             .branch_conditional(more, body_label, merge, [])
