@@ -553,6 +553,23 @@ impl<'a, 'b> Emitter<'a, 'b> {
         fold(self, lanes, tail)
     }
 
+    /// `do { body; k += step } while k < end` as a bottom-tested block looping on itself, `k` starting below `end`:
+    /// the one shape of the wide, vector and scalar loops over the innermost reduction variable `k` of
+    /// [`Self::nested_vector_loops`] and [`Self::typed_reduce`]. The step adds to `k` as `body` leaves it.
+    fn step_loop(&mut self, k: Var, step: i64, end: i64, body: &mut dyn FnMut(&mut Self)) {
+        let loop_block = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().jump(loop_block, &[]);
+        self.b.switch_to_block(loop_block);
+        body(self);
+        let kv = self.get_var(k);
+        let k_next = self.b.ins().iadd_imm_s(kv, step);
+        self.set_var(k, k_next);
+        let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k_next, end);
+        self.b.ins().brif(more, loop_block, &[], done, &[]);
+        self.b.switch_to_block(done);
+    }
+
     /// A `for` whose innermost loop `k` passed [`nested_plan`]: 16 points at a time (four copies of the body), then
     /// 4, then the rest one at a time, each point computed with the same operations either way.
     pub(super) fn vector_for(&mut self, loops: &[Loop], body: &Block) {
@@ -627,57 +644,32 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let wide_end = extent / wide * wide;
             let mut k_at = 0;
             if unroll > 1 && wide_end > 0 {
-                let wide_block = e.b.create_block();
-                let wide_done = e.b.create_block();
-                e.b.ins().jump(wide_block, &[]);
-                e.b.switch_to_block(wide_block);
-                let k0 = e.get_var(k);
-                for copy in 0..unroll {
-                    let kc = e.b.ins().iadd_imm_s(k0, copy as i64 * LANES);
-                    e.set_var(k, kc);
-                    let mut values = hoisted.clone();
-                    e.vector_block(body, &mut values);
-                    vector_step(e, copy, &values);
-                }
-                let k_next = e.b.ins().iadd_imm_s(k0, wide);
-                e.set_var(k, k_next);
-                let more =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, wide_end);
-                e.b.ins().brif(more, wide_block, &[], wide_done, &[]);
-                e.b.switch_to_block(wide_done);
+                e.step_loop(k, wide, wide_end, &mut |e| {
+                    let k0 = e.get_var(k);
+                    for copy in 0..unroll {
+                        let kc = e.b.ins().iadd_imm_s(k0, copy as i64 * LANES);
+                        e.set_var(k, kc);
+                        let mut values = hoisted.clone();
+                        e.vector_block(body, &mut values);
+                        vector_step(e, copy, &values);
+                    }
+                    // The step moves on from the iteration's first point (a definition only: no instruction).
+                    e.set_var(k, k0);
+                });
                 k_at = wide_end;
             }
             if vector_end > k_at {
-                let vector_block = e.b.create_block();
-                let vector_done = e.b.create_block();
-                e.b.ins().jump(vector_block, &[]);
-                e.b.switch_to_block(vector_block);
-                let mut values = hoisted;
-                e.vector_block(body, &mut values);
-                vector_step(e, 0, &values);
-                let kv = e.get_var(k);
-                let k4 = e.b.ins().iadd_imm_s(kv, LANES);
-                e.set_var(k, k4);
-                let more =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, k4, vector_end);
-                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
-                e.b.switch_to_block(vector_done);
+                e.step_loop(k, LANES, vector_end, &mut |e| {
+                    let mut values = hoisted.clone();
+                    e.vector_block(body, &mut values);
+                    vector_step(e, 0, &values);
+                });
             }
             if vector_end < extent {
-                let scalar_block = e.b.create_block();
-                let scalar_done = e.b.create_block();
-                e.b.ins().jump(scalar_block, &[]);
-                e.b.switch_to_block(scalar_block);
-                e.block(body);
-                scalar_step(e);
-                let kv = e.get_var(k);
-                let k1 = e.b.ins().iadd_imm_s(kv, 1);
-                e.set_var(k, k1);
-                let more = e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k1, extent);
-                e.b.ins().brif(more, scalar_block, &[], scalar_done, &[]);
-                e.b.switch_to_block(scalar_done);
+                e.step_loop(k, 1, extent, &mut |e| {
+                    e.block(body);
+                    scalar_step(e);
+                });
             }
         });
     }
@@ -814,52 +806,34 @@ impl Emitter<'_, '_> {
                 }
             }
             if vector_end > 0 {
-                let vector_block = e.b.create_block();
-                let vector_done = e.b.create_block();
-                e.b.ins().jump(vector_block, &[]);
-                e.b.switch_to_block(vector_block);
-                let mut values = hoisted;
-                for inst in &body.insts {
-                    let Inst::Let { id, op, .. } = inst else {
-                        unreachable!("typed_nested_plan: lets only")
-                    };
-                    if values.contains_key(&id.index()) {
-                        continue; // hoisted
+                e.step_loop(k, lanes, vector_end, &mut |e| {
+                    let mut values = hoisted.clone();
+                    for inst in &body.insts {
+                        let Inst::Let { id, op, .. } = inst else {
+                            unreachable!("typed_nested_plan: lets only")
+                        };
+                        if values.contains_key(&id.index()) {
+                            continue; // hoisted
+                        }
+                        let v = match e.contract.get(&id.index()) {
+                            Some(&c) => e.contracted(c, |v| values[&v.index()]),
+                            None => e.typed_op(op, dtype, vty, &values),
+                        };
+                        values.insert(id.index(), v);
                     }
-                    let v = match e.contract.get(&id.index()) {
-                        Some(&c) => e.contracted(c, |v| values[&v.index()]),
-                        None => e.typed_op(op, dtype, vty, &values),
-                    };
-                    values.insert(id.index(), v);
-                }
-                let a = e.b.use_var(vacc);
-                let folded = fold(e, a, values[&value.index()]);
-                e.b.def_var(vacc, folded);
-                let kv = e.get_var(k);
-                let k_next = e.b.ins().iadd_imm_s(kv, lanes);
-                e.set_var(k, k_next);
-                let more =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, vector_end);
-                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
-                e.b.switch_to_block(vector_done);
+                    let a = e.b.use_var(vacc);
+                    let folded = fold(e, a, values[&value.index()]);
+                    e.b.def_var(vacc, folded);
+                });
             }
             if vector_end < extent {
-                let scalar_block = e.b.create_block();
-                let scalar_done = e.b.create_block();
-                e.b.ins().jump(scalar_block, &[]);
-                e.b.switch_to_block(scalar_block);
-                e.block(body);
-                let a = e.b.use_var(acc);
-                let x = e.value(value);
-                let folded = fold(e, a, x);
-                e.b.def_var(acc, folded);
-                let kv = e.get_var(k);
-                let k1 = e.b.ins().iadd_imm_s(kv, 1);
-                e.set_var(k, k1);
-                let more = e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k1, extent);
-                e.b.ins().brif(more, scalar_block, &[], scalar_done, &[]);
-                e.b.switch_to_block(scalar_done);
+                e.step_loop(k, 1, extent, &mut |e| {
+                    e.block(body);
+                    let a = e.b.use_var(acc);
+                    let x = e.value(value);
+                    let folded = fold(e, a, x);
+                    e.b.def_var(acc, folded);
+                });
             }
         });
         let v = self.b.use_var(vacc);
