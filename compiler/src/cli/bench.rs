@@ -255,8 +255,8 @@ fn bench_vulkan(
     Ok(())
 }
 
-/// The last line of both backends' reports: the median time of a whole run over `iters` runs, `how` saying what
-/// the time covers where it's more than the kernels (the two reports must keep the same form).
+/// The last line of both backends' reports, kept in one form: the median time of a whole run over `iters` runs,
+/// `how` (empty, or `, …`) adding what that time covers.
 fn write_total(out: &mut dyn Write, run: Duration, iters: usize, how: &str) -> std::io::Result<()> {
     writeln!(
         out,

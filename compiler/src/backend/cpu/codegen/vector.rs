@@ -565,7 +565,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let kv = self.get_var(k);
         let k_next = self.b.ins().iadd_imm_s(kv, step);
         self.set_var(k, k_next);
-        let more = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k_next, end);
+        let more = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, k_next, end);
         self.b.ins().brif(more, loop_block, &[], done, &[]);
         self.b.switch_to_block(done);
     }
