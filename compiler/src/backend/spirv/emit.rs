@@ -1129,6 +1129,21 @@ impl<'p> Emitter<'p> {
         let (a_buf, b_buf) = (m.a.buffer, m.b.buffer);
         let (a_step, b_step) = (m.a.col_stride, m.b.row_stride);
         let dtype = m.dtype;
+        // Stages one element of a tile: `tile[lid] = ok ? load() : 0` (through `staged`, as a structured `if`).
+        let stage = |e: &mut Self,
+                     ok: Word,
+                     load: &dyn Fn(&mut Self) -> Result<Word>,
+                     tile: Word|
+         -> Result<()> {
+            e.store_var(staged, zero)?;
+            e.if_then(ok, &mut |e| {
+                let x = load(e)?;
+                e.store_var(staged, x)
+            })?;
+            let x = e.load_var(ty, staged)?;
+            let p = e.shared_ptr(tile, ty, lid)?;
+            e.store_var(p, x)
+        };
         self.counted_loop(
             first,
             steps,
@@ -1142,28 +1157,28 @@ impl<'p> Emitter<'p> {
                 let ka = e.op(Op::IAdd, u, &[k0, c])?;
                 let ka_ok = e.bool_op(Op::ULessThan, &[ka, kk])?;
                 let a_ok = e.bool_op(Op::LogicalAnd, &[i_ok, ka_ok])?;
-                e.store_var(staged, zero)?;
-                e.if_then(a_ok, &mut |e| {
-                    let idx = e.affine(a_row, ka, a_step)?;
-                    let x = e.load_element(a_buf, idx)?;
-                    e.store_var(staged, x)
-                })?;
-                let x = e.load_var(ty, staged)?;
-                let p = e.shared_ptr(a_tile, ty, lid)?;
-                e.store_var(p, x)?;
+                stage(
+                    e,
+                    a_ok,
+                    &|e| {
+                        let idx = e.affine(a_row, ka, a_step)?;
+                        e.load_element(a_buf, idx)
+                    },
+                    a_tile,
+                )?;
                 // Bs[r][c] = B[k0 + r, j]
                 let kb = e.op(Op::IAdd, u, &[k0, r])?;
                 let kb_ok = e.bool_op(Op::ULessThan, &[kb, kk])?;
                 let b_ok = e.bool_op(Op::LogicalAnd, &[kb_ok, j_ok])?;
-                e.store_var(staged, zero)?;
-                e.if_then(b_ok, &mut |e| {
-                    let idx = e.affine(b_col, kb, b_step)?;
-                    let y = e.load_element(b_buf, idx)?;
-                    e.store_var(staged, y)
-                })?;
-                let y = e.load_var(ty, staged)?;
-                let p = e.shared_ptr(b_tile, ty, lid)?;
-                e.store_var(p, y)?;
+                stage(
+                    e,
+                    b_ok,
+                    &|e| {
+                        let idx = e.affine(b_col, kb, b_step)?;
+                        e.load_element(b_buf, idx)
+                    },
+                    b_tile,
+                )?;
                 e.barrier()?;
                 let a_base = e.op(Op::IMul, u, &[r, t])?;
                 for l in 0..TILE {

@@ -420,6 +420,17 @@ impl Emitter<'_, '_> {
 }
 
 /// The values an op reads.
+/// The values `body`'s lets define (by index): what the vector loops over `k` need not splat from outside.
+fn let_ids(body: &Block) -> Vec<usize> {
+    body.insts
+        .iter()
+        .filter_map(|inst| match inst {
+            Inst::Let { id, .. } => Some(id.index()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn operands(op: &ScalarOp) -> Vec<ValueId> {
     match op {
         ScalarOp::Load { .. }
@@ -595,14 +606,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let inner = inner[0];
         let (k, extent) = (inner.var, inner.extent as i64);
         let vector_end = extent / LANES * LANES;
-        let defined: Vec<usize> = body
-            .insts
-            .iter()
-            .filter_map(|inst| match inst {
-                Inst::Let { id, .. } => Some(id.index()),
-                _ => None,
-            })
-            .collect();
+        let defined = let_ids(body);
         let mut outside: Vec<ValueId> = Vec::new();
         for inst in &body.insts {
             let used = match inst {
@@ -763,14 +767,7 @@ impl Emitter<'_, '_> {
         let (outer, inner) = loops.split_at(loops.len() - 1);
         let (k, extent) = (inner[0].var, inner[0].extent as i64);
         let vector_end = extent / lanes * lanes;
-        let defined: Vec<usize> = body
-            .insts
-            .iter()
-            .filter_map(|inst| match inst {
-                Inst::Let { id, .. } => Some(id.index()),
-                _ => None,
-            })
-            .collect();
+        let defined = let_ids(body);
         let mut outside: Vec<ValueId> = Vec::new();
         for inst in &body.insts {
             if let Inst::Let { op, .. } = inst {
