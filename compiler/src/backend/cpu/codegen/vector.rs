@@ -111,24 +111,7 @@ impl Emitter<'_, '_> {
     pub(super) fn vector_loop(&mut self, plan: &Plan, jend: Value, done: ClifBlock) {
         let body = self.kernel.body();
         let mut hoisted: HashMap<usize, Value> = HashMap::new();
-        for inst in &body.insts {
-            if let Inst::Let {
-                id,
-                dtype,
-                op: ScalarOp::Load { buffer, index },
-            } = inst
-            {
-                if stride_of(index, plan.j) == 0 {
-                    let addr = self.address(*buffer, index);
-                    let x = self
-                        .b
-                        .ins()
-                        .load(clif_type(*dtype), super::elem_flags(), addr, 0);
-                    let v = self.splat(x, *dtype);
-                    hoisted.insert(id.index(), v);
-                }
-            }
-        }
+        self.hoist_loads(body, plan.j, &mut hoisted);
         let vector_check = self.b.create_block();
         let vector_block = self.b.create_block();
         self.lane_var = Some(plan.j);
@@ -156,14 +139,7 @@ impl Emitter<'_, '_> {
                 let mut values = hoisted.clone();
                 self.vector_block(body, &mut values);
             }
-            let j_next = self.b.ins().iadd_imm_s(j0, wide);
-            self.set_var(plan.j, j_next);
-            let j_after = self.b.ins().iadd_imm_s(j0, 2 * wide);
-            let fits = self
-                .b
-                .ins()
-                .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
-            self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
+            self.next_if_fits(plan.j, j0, wide, jend, wide_block, vector_check);
         }
 
         // Then 4 points at a time.
@@ -177,12 +153,52 @@ impl Emitter<'_, '_> {
         let mut values: HashMap<usize, Value> = hoisted.clone();
         self.vector_block(body, &mut values);
         let j = self.get_var(plan.j);
-        let j4 = self.b.ins().iadd_imm_s(j, LANES);
-        self.set_var(plan.j, j4);
-        let j8 = self.b.ins().iadd_imm_s(j, 2 * LANES);
-        let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j8, jend);
-        self.b.ins().brif(fits, vector_block, &[], done, &[]);
+        self.next_if_fits(plan.j, j, LANES, jend, vector_block, done);
         self.lane_var = None;
+    }
+
+    /// The back edge of [`Self::vector_loop`]'s loops: `j = j0 + step`, then on to `again` if the next `step` points
+    /// (up to `j0 + 2·step`) fit below `jend`, else to `exit`.
+    fn next_if_fits(
+        &mut self,
+        j: Var,
+        j0: Value,
+        step: i64,
+        jend: Value,
+        again: ClifBlock,
+        exit: ClifBlock,
+    ) {
+        let j_next = self.b.ins().iadd_imm_s(j0, step);
+        self.set_var(j, j_next);
+        let j_after = self.b.ins().iadd_imm_s(j0, 2 * step);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+        self.b.ins().brif(fits, again, &[], exit, &[]);
+    }
+
+    /// Loads the lets of `body` that load from an index that doesn't move with `v` once, before the loop over `v`,
+    /// splatted, into `hoisted` (by value index): for [`Self::vector_loop`] and [`Self::nested_vector_loops`].
+    fn hoist_loads(&mut self, body: &Block, v: Var, hoisted: &mut HashMap<usize, Value>) {
+        for inst in &body.insts {
+            if let Inst::Let {
+                id,
+                dtype,
+                op: ScalarOp::Load { buffer, index },
+            } = inst
+            {
+                if stride_of(index, v) == 0 {
+                    let addr = self.address(*buffer, index);
+                    let x = self
+                        .b
+                        .ins()
+                        .load(clif_type(*dtype), super::elem_flags(), addr, 0);
+                    let v = self.splat(x, *dtype);
+                    hoisted.insert(id.index(), v);
+                }
+            }
+        }
     }
 
     fn splat(&mut self, scalar: Value, dtype: DType) -> Value {
@@ -630,23 +646,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let v = e.splat(x, e.dtype(id));
                 hoisted.insert(id.index(), v);
             }
-            for inst in &body.insts {
-                if let Inst::Let {
-                    id,
-                    dtype,
-                    op: ScalarOp::Load { buffer, index },
-                } = inst
-                {
-                    if stride_of(index, k) == 0 {
-                        let addr = e.address(*buffer, index);
-                        let x =
-                            e.b.ins()
-                                .load(clif_type(*dtype), super::elem_flags(), addr, 0);
-                        let v = e.splat(x, *dtype);
-                        hoisted.insert(id.index(), v);
-                    }
-                }
-            }
+            e.hoist_loads(body, k, &mut hoisted);
             let wide = unroll as i64 * LANES;
             let wide_end = extent / wide * wide;
             let mut k_at = 0;
