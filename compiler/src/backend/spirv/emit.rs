@@ -1129,15 +1129,19 @@ impl<'p> Emitter<'p> {
         let (a_buf, b_buf) = (m.a.buffer, m.b.buffer);
         let (a_step, b_step) = (m.a.col_stride, m.b.row_stride);
         let dtype = m.dtype;
-        // Stages one element of a tile: `tile[lid] = ok ? load() : 0` (through `staged`, as a structured `if`).
+        // Stages one element of a tile, the same for A and B: `tile[lid] = ok ? buf[base + k·step] : 0` (through
+        // `staged`, as a structured `if`).
         let stage = |e: &mut Self,
                      ok: Word,
-                     load: &dyn Fn(&mut Self) -> Result<Word>,
-                     tile: Word|
-         -> Result<()> {
+                     buf: BufferId,
+                     base: Word,
+                     k: Word,
+                     step: usize,
+                     tile: Word| {
             e.store_var(staged, zero)?;
             e.if_then(ok, &mut |e| {
-                let x = load(e)?;
+                let idx = e.affine(base, k, step)?;
+                let x = e.load_element(buf, idx)?;
                 e.store_var(staged, x)
             })?;
             let x = e.load_var(ty, staged)?;
@@ -1157,28 +1161,12 @@ impl<'p> Emitter<'p> {
                 let ka = e.op(Op::IAdd, u, &[k0, c])?;
                 let ka_ok = e.bool_op(Op::ULessThan, &[ka, kk])?;
                 let a_ok = e.bool_op(Op::LogicalAnd, &[i_ok, ka_ok])?;
-                stage(
-                    e,
-                    a_ok,
-                    &|e| {
-                        let idx = e.affine(a_row, ka, a_step)?;
-                        e.load_element(a_buf, idx)
-                    },
-                    a_tile,
-                )?;
+                stage(e, a_ok, a_buf, a_row, ka, a_step, a_tile)?;
                 // Bs[r][c] = B[k0 + r, j]
                 let kb = e.op(Op::IAdd, u, &[k0, r])?;
                 let kb_ok = e.bool_op(Op::ULessThan, &[kb, kk])?;
                 let b_ok = e.bool_op(Op::LogicalAnd, &[kb_ok, j_ok])?;
-                stage(
-                    e,
-                    b_ok,
-                    &|e| {
-                        let idx = e.affine(b_col, kb, b_step)?;
-                        e.load_element(b_buf, idx)
-                    },
-                    b_tile,
-                )?;
+                stage(e, b_ok, b_buf, b_col, kb, b_step, b_tile)?;
                 e.barrier()?;
                 let a_base = e.op(Op::IMul, u, &[r, t])?;
                 for l in 0..TILE {
