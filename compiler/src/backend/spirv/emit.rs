@@ -577,46 +577,39 @@ impl<'p> Emitter<'p> {
         };
         let total = self.u32_const(points as u32);
         let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
-        let (body, end) = (self.b.id(), self.b.id());
-        self.b
-            .selection_merge(end, SelectionControl::NONE)
-            .map_err(|e| self.build_err(e))?;
-        self.b
-            .branch_conditional(in_bounds, body, end, [])
-            .map_err(|e| self.build_err(e))?;
-        self.label(body)?;
-        if let Plan::Workgroup { threads, subgroups } = self.plan {
-            let lid = self.builtin(BuiltIn::LocalInvocationIndex, self.t_u32)?;
-            let subgroup = if subgroups {
-                self.b.capability(Capability::GroupNonUniform);
-                self.b.capability(Capability::GroupNonUniformShuffle);
-                Some(Subgroup {
-                    size: self.builtin(BuiltIn::SubgroupSize, self.t_u32)?,
-                    lane: self.builtin(BuiltIn::SubgroupLocalInvocationId, self.t_u32)?,
-                    id: self.builtin(BuiltIn::SubgroupId, self.t_u32)?,
-                    count: self.builtin(BuiltIn::NumSubgroups, self.t_u32)?,
-                })
-            } else {
-                None
-            };
-            self.coop = Some(Coop {
-                threads,
-                lid,
-                subgroup,
-            });
-        }
-        self.parallel_point(kernel.parallel(), linear)?;
-        match kernel {
-            Kernel::Loop(k) if self.coop.is_some() => self.coop_block(&k.body)?,
-            Kernel::Loop(k) => self.block(&k.body)?,
-            Kernel::Matmul(m) => {
-                let acc = self.matmul_dot(m)?;
-                self.matmul_acc = Some((acc, m.dtype));
-                self.block(&m.epilogue)?;
+        self.if_then(in_bounds, &mut |e| {
+            if let Plan::Workgroup { threads, subgroups } = e.plan {
+                let lid = e.builtin(BuiltIn::LocalInvocationIndex, e.t_u32)?;
+                let subgroup = if subgroups {
+                    e.b.capability(Capability::GroupNonUniform);
+                    e.b.capability(Capability::GroupNonUniformShuffle);
+                    Some(Subgroup {
+                        size: e.builtin(BuiltIn::SubgroupSize, e.t_u32)?,
+                        lane: e.builtin(BuiltIn::SubgroupLocalInvocationId, e.t_u32)?,
+                        id: e.builtin(BuiltIn::SubgroupId, e.t_u32)?,
+                        count: e.builtin(BuiltIn::NumSubgroups, e.t_u32)?,
+                    })
+                } else {
+                    None
+                };
+                e.coop = Some(Coop {
+                    threads,
+                    lid,
+                    subgroup,
+                });
             }
-        }
-        self.branch(end)?;
-        self.label(end)
+            e.parallel_point(kernel.parallel(), linear)?;
+            match kernel {
+                Kernel::Loop(k) if e.coop.is_some() => e.coop_block(&k.body)?,
+                Kernel::Loop(k) => e.block(&k.body)?,
+                Kernel::Matmul(m) => {
+                    let acc = e.matmul_dot(m)?;
+                    e.matmul_acc = Some((acc, m.dtype));
+                    e.block(&m.epilogue)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Binds the parallel loop variables from the linear invocation index (row-major).
