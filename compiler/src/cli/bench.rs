@@ -154,13 +154,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
 
     let run = session_median(exe, graph, values, args)?;
-    writeln!(
-        out,
-        "\ntotal: {:.1} µs per run (median of {}), {:.1} runs/s",
-        run.as_secs_f64() * 1e6,
-        args.iters,
-        1.0 / run.as_secs_f64().max(f64::MIN_POSITIVE)
-    )?;
+    write_total(out, run, args.iters, "")?;
     Ok(())
 }
 
@@ -252,14 +246,24 @@ fn bench_vulkan(
         )?;
     }
     let run = median(&mut runs);
-    writeln!(
+    write_total(
         out,
-        "\ntotal: {:.1} µs per run (median of {}, wall: upload, submit, wait, download), {:.1} runs/s",
-        run.as_secs_f64() * 1e6,
+        run,
         args.iters,
-        1.0 / run.as_secs_f64().max(f64::MIN_POSITIVE)
+        ", wall: upload, submit, wait, download",
     )?;
     Ok(())
+}
+
+/// The last line of both backends' reports, kept in one form: the median time of a whole run over `iters` runs,
+/// `how` (empty, or `, …`) adding what that time covers.
+fn write_total(out: &mut dyn Write, run: Duration, iters: usize, how: &str) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\ntotal: {:.1} µs per run (median of {iters}{how}), {:.1} runs/s",
+        run.as_secs_f64() * 1e6,
+        1.0 / run.as_secs_f64().max(f64::MIN_POSITIVE)
+    )
 }
 
 /// The median time of a whole step through a session that holds the resident inputs (parameters, optimizer

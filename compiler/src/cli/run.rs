@@ -192,17 +192,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let mut outputs = Vec::new();
     if args.backend == Backend::Cpu {
         let exe = args.compile(graph)?;
-        let named: HashMap<String, Tensor> = graph
-            .inputs()
-            .zip(&values)
-            .map(|(i, t)| (i.name.to_string(), t.clone()))
-            .collect();
+        let named = named_inputs(graph, &values);
         let mut session = kiln::Session::new(exe, &named)?;
-        let data: Vec<Tensor> = session
-            .data_input_names()
-            .iter()
-            .map(|n| named[*n].clone())
-            .collect();
+        let data = pick(&named, &session.data_input_names());
         let started = std::time::Instant::now();
         for step in 1..=args.steps {
             let loss = session.step(&data)?;
@@ -230,17 +222,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     } else if args.backend == Backend::Vulkan {
         use kiln::backend::spirv::{Residency, VulkanSession};
         let exe = args.compile_vulkan(graph)?;
-        let named: HashMap<String, Tensor> = graph
-            .inputs()
-            .zip(&values)
-            .map(|(i, t)| (i.name.to_string(), t.clone()))
-            .collect();
+        let named = named_inputs(graph, &values);
         let mut session = VulkanSession::new(exe, &Residency::of_graph(graph), &named)?;
-        let data: Vec<Tensor> = session
-            .data_input_names()
-            .iter()
-            .map(|n| named[*n].clone())
-            .collect();
+        let data = pick(&named, &session.data_input_names());
         // Where the loss is among the outputs a step returns (those replacing no input).
         let returned: Vec<usize> = graph
             .outputs()
@@ -313,6 +297,20 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 /// `DIR/<name>.npy`; names are ASCII letters, digits, `_` and `.`, so they are safe file names once `.npy` is added.
+/// The training step's inputs by name: what both the CPU `Session` and the `VulkanSession` are opened with.
+fn named_inputs(graph: &Graph, values: &[Tensor]) -> HashMap<String, Tensor> {
+    graph
+        .inputs()
+        .zip(values)
+        .map(|(i, t)| (i.name.to_string(), t.clone()))
+        .collect()
+}
+
+/// The tensors of `names` (a session's data inputs, fed each step, in its order) from `named` ([`named_inputs`]).
+fn pick(named: &HashMap<String, Tensor>, names: &[&str]) -> Vec<Tensor> {
+    names.iter().map(|n| named[*n].clone()).collect()
+}
+
 fn npy_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.npy"))
 }

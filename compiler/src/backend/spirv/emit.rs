@@ -577,46 +577,39 @@ impl<'p> Emitter<'p> {
         };
         let total = self.u32_const(points as u32);
         let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
-        let (body, end) = (self.b.id(), self.b.id());
-        self.b
-            .selection_merge(end, SelectionControl::NONE)
-            .map_err(|e| self.build_err(e))?;
-        self.b
-            .branch_conditional(in_bounds, body, end, [])
-            .map_err(|e| self.build_err(e))?;
-        self.label(body)?;
-        if let Plan::Workgroup { threads, subgroups } = self.plan {
-            let lid = self.builtin(BuiltIn::LocalInvocationIndex, self.t_u32)?;
-            let subgroup = if subgroups {
-                self.b.capability(Capability::GroupNonUniform);
-                self.b.capability(Capability::GroupNonUniformShuffle);
-                Some(Subgroup {
-                    size: self.builtin(BuiltIn::SubgroupSize, self.t_u32)?,
-                    lane: self.builtin(BuiltIn::SubgroupLocalInvocationId, self.t_u32)?,
-                    id: self.builtin(BuiltIn::SubgroupId, self.t_u32)?,
-                    count: self.builtin(BuiltIn::NumSubgroups, self.t_u32)?,
-                })
-            } else {
-                None
-            };
-            self.coop = Some(Coop {
-                threads,
-                lid,
-                subgroup,
-            });
-        }
-        self.parallel_point(kernel.parallel(), linear)?;
-        match kernel {
-            Kernel::Loop(k) if self.coop.is_some() => self.coop_block(&k.body)?,
-            Kernel::Loop(k) => self.block(&k.body)?,
-            Kernel::Matmul(m) => {
-                let acc = self.matmul_dot(m)?;
-                self.matmul_acc = Some((acc, m.dtype));
-                self.block(&m.epilogue)?;
+        self.if_then(in_bounds, &mut |e| {
+            if let Plan::Workgroup { threads, subgroups } = e.plan {
+                let lid = e.builtin(BuiltIn::LocalInvocationIndex, e.t_u32)?;
+                let subgroup = if subgroups {
+                    e.b.capability(Capability::GroupNonUniform);
+                    e.b.capability(Capability::GroupNonUniformShuffle);
+                    Some(Subgroup {
+                        size: e.builtin(BuiltIn::SubgroupSize, e.t_u32)?,
+                        lane: e.builtin(BuiltIn::SubgroupLocalInvocationId, e.t_u32)?,
+                        id: e.builtin(BuiltIn::SubgroupId, e.t_u32)?,
+                        count: e.builtin(BuiltIn::NumSubgroups, e.t_u32)?,
+                    })
+                } else {
+                    None
+                };
+                e.coop = Some(Coop {
+                    threads,
+                    lid,
+                    subgroup,
+                });
             }
-        }
-        self.branch(end)?;
-        self.label(end)
+            e.parallel_point(kernel.parallel(), linear)?;
+            match kernel {
+                Kernel::Loop(k) if e.coop.is_some() => e.coop_block(&k.body)?,
+                Kernel::Loop(k) => e.block(&k.body)?,
+                Kernel::Matmul(m) => {
+                    let acc = e.matmul_dot(m)?;
+                    e.matmul_acc = Some((acc, m.dtype));
+                    e.block(&m.epilogue)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Binds the parallel loop variables from the linear invocation index (row-major).
@@ -660,36 +653,18 @@ impl<'p> Emitter<'p> {
                 let counter = self.function_var(self.t_u32);
                 let zero = self.u32_const(0);
                 self.store_var(counter, zero)?;
-                let (header, cond, body_label, cont, merge) = (
-                    self.b.id(),
-                    self.b.id(),
-                    self.b.id(),
-                    self.b.id(),
-                    self.b.id(),
-                );
-                self.branch(header)?;
-                self.label(header)?;
-                self.b
-                    .loop_merge(merge, cont, LoopControl::NONE, [])
-                    .map_err(|e| self.build_err(e))?;
-                self.branch(cond)?;
-                self.label(cond)?;
-                let i = self.load_var(self.t_u32, counter)?;
-                let ext = self.u32_const(extent as u32);
-                let more = self.bool_op(Op::ULessThan, &[i, ext])?;
-                self.b
-                    .branch_conditional(more, body_label, merge, [])
-                    .map_err(|e| self.build_err(e))?;
-                self.label(body_label)?;
-                self.vars.insert(l.var, i);
-                self.loops(inner, body)?;
-                self.branch(cont)?;
-                self.label(cont)?;
-                let one = self.u32_const(1);
-                let next = self.op(Op::IAdd, self.t_u32, &[i, one])?;
-                self.store_var(counter, next)?;
-                self.branch(header)?;
-                self.label(merge)
+                self.loop_on_counter(
+                    counter,
+                    &|e| e.u32_const(extent as u32),
+                    &|e, i| {
+                        let one = e.u32_const(1);
+                        e.op(Op::IAdd, e.t_u32, &[i, one])
+                    },
+                    &mut |e, i| {
+                        e.vars.insert(l.var, i);
+                        e.loops(inner, body)
+                    },
+                )
             }
         }
     }
@@ -845,6 +820,20 @@ impl<'p> Emitter<'p> {
     ) -> Result<()> {
         let counter = self.function_var(self.t_u32);
         self.store_var(counter, start)?;
+        self.loop_on_counter(counter, &|_| bound, next, body)
+    }
+
+    /// The structured loop `while counter < bound() { body(counter); counter = next(counter) }` over an already
+    /// initialised u32 function variable: the one shape behind [`Self::loops`] and [`Self::counted_loop`]. `bound` is
+    /// evaluated in the condition block, after the counter is loaded, so that each caller's ids come out in the order
+    /// they always had (the emitted SPIR-V is snapshot-tested).
+    fn loop_on_counter(
+        &mut self,
+        counter: Word,
+        bound: &dyn Fn(&mut Self) -> Word,
+        next: &dyn Fn(&mut Self, Word) -> Result<Word>,
+        body: &mut dyn FnMut(&mut Self, Word) -> Result<()>,
+    ) -> Result<()> {
         let (header, cond, body_label, cont, merge) = (
             self.b.id(),
             self.b.id(),
@@ -860,6 +849,7 @@ impl<'p> Emitter<'p> {
         self.branch(cond)?;
         self.label(cond)?;
         let i = self.load_var(self.t_u32, counter)?;
+        let bound = bound(self);
         let more = self.bool_op(Op::ULessThan, &[i, bound])?;
         self.b
             .branch_conditional(more, body_label, merge, [])
@@ -1132,6 +1122,25 @@ impl<'p> Emitter<'p> {
         let (a_buf, b_buf) = (m.a.buffer, m.b.buffer);
         let (a_step, b_step) = (m.a.col_stride, m.b.row_stride);
         let dtype = m.dtype;
+        // Stages one element of a tile, the same for A and B: `tile[lid] = ok ? buf[base + k·step] : 0` (through
+        // `staged`, as a structured `if`).
+        let stage = |e: &mut Self,
+                     ok: Word,
+                     buf: BufferId,
+                     base: Word,
+                     k: Word,
+                     step: usize,
+                     tile: Word| {
+            e.store_var(staged, zero)?;
+            e.if_then(ok, &mut |e| {
+                let idx = e.affine(base, k, step)?;
+                let x = e.load_element(buf, idx)?;
+                e.store_var(staged, x)
+            })?;
+            let x = e.load_var(ty, staged)?;
+            let p = e.shared_ptr(tile, ty, lid)?;
+            e.store_var(p, x)
+        };
         self.counted_loop(
             first,
             steps,
@@ -1145,28 +1154,12 @@ impl<'p> Emitter<'p> {
                 let ka = e.op(Op::IAdd, u, &[k0, c])?;
                 let ka_ok = e.bool_op(Op::ULessThan, &[ka, kk])?;
                 let a_ok = e.bool_op(Op::LogicalAnd, &[i_ok, ka_ok])?;
-                e.store_var(staged, zero)?;
-                e.if_then(a_ok, &mut |e| {
-                    let idx = e.affine(a_row, ka, a_step)?;
-                    let x = e.load_element(a_buf, idx)?;
-                    e.store_var(staged, x)
-                })?;
-                let x = e.load_var(ty, staged)?;
-                let p = e.shared_ptr(a_tile, ty, lid)?;
-                e.store_var(p, x)?;
+                stage(e, a_ok, a_buf, a_row, ka, a_step, a_tile)?;
                 // Bs[r][c] = B[k0 + r, j]
                 let kb = e.op(Op::IAdd, u, &[k0, r])?;
                 let kb_ok = e.bool_op(Op::ULessThan, &[kb, kk])?;
                 let b_ok = e.bool_op(Op::LogicalAnd, &[kb_ok, j_ok])?;
-                e.store_var(staged, zero)?;
-                e.if_then(b_ok, &mut |e| {
-                    let idx = e.affine(b_col, kb, b_step)?;
-                    let y = e.load_element(b_buf, idx)?;
-                    e.store_var(staged, y)
-                })?;
-                let y = e.load_var(ty, staged)?;
-                let p = e.shared_ptr(b_tile, ty, lid)?;
-                e.store_var(p, y)?;
+                stage(e, b_ok, b_buf, b_col, kb, b_step, b_tile)?;
                 e.barrier()?;
                 let a_base = e.op(Op::IMul, u, &[r, t])?;
                 for l in 0..TILE {

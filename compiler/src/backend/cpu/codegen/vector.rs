@@ -111,24 +111,7 @@ impl Emitter<'_, '_> {
     pub(super) fn vector_loop(&mut self, plan: &Plan, jend: Value, done: ClifBlock) {
         let body = self.kernel.body();
         let mut hoisted: HashMap<usize, Value> = HashMap::new();
-        for inst in &body.insts {
-            if let Inst::Let {
-                id,
-                dtype,
-                op: ScalarOp::Load { buffer, index },
-            } = inst
-            {
-                if stride_of(index, plan.j) == 0 {
-                    let addr = self.address(*buffer, index);
-                    let x = self
-                        .b
-                        .ins()
-                        .load(clif_type(*dtype), super::elem_flags(), addr, 0);
-                    let v = self.splat(x, *dtype);
-                    hoisted.insert(id.index(), v);
-                }
-            }
-        }
+        self.hoist_loads(body, plan.j, &mut hoisted);
         let vector_check = self.b.create_block();
         let vector_block = self.b.create_block();
         self.lane_var = Some(plan.j);
@@ -156,14 +139,7 @@ impl Emitter<'_, '_> {
                 let mut values = hoisted.clone();
                 self.vector_block(body, &mut values);
             }
-            let j_next = self.b.ins().iadd_imm_s(j0, wide);
-            self.set_var(plan.j, j_next);
-            let j_after = self.b.ins().iadd_imm_s(j0, 2 * wide);
-            let fits = self
-                .b
-                .ins()
-                .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
-            self.b.ins().brif(fits, wide_block, &[], vector_check, &[]);
+            self.next_if_fits(plan.j, j0, wide, jend, wide_block, vector_check);
         }
 
         // Then 4 points at a time.
@@ -177,12 +153,52 @@ impl Emitter<'_, '_> {
         let mut values: HashMap<usize, Value> = hoisted.clone();
         self.vector_block(body, &mut values);
         let j = self.get_var(plan.j);
-        let j4 = self.b.ins().iadd_imm_s(j, LANES);
-        self.set_var(plan.j, j4);
-        let j8 = self.b.ins().iadd_imm_s(j, 2 * LANES);
-        let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, j8, jend);
-        self.b.ins().brif(fits, vector_block, &[], done, &[]);
+        self.next_if_fits(plan.j, j, LANES, jend, vector_block, done);
         self.lane_var = None;
+    }
+
+    /// The back edge of [`Self::vector_loop`]'s loops: `j = j0 + step`, then on to `again` if the next `step` points
+    /// (up to `j0 + 2·step`) fit below `jend`, else to `exit`.
+    fn next_if_fits(
+        &mut self,
+        j: Var,
+        j0: Value,
+        step: i64,
+        jend: Value,
+        again: ClifBlock,
+        exit: ClifBlock,
+    ) {
+        let j_next = self.b.ins().iadd_imm_s(j0, step);
+        self.set_var(j, j_next);
+        let j_after = self.b.ins().iadd_imm_s(j0, 2 * step);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+        self.b.ins().brif(fits, again, &[], exit, &[]);
+    }
+
+    /// Loads the lets of `body` that load from an index that doesn't move with `v` once, before the loop over `v`,
+    /// splatted, into `hoisted` (by value index): for [`Self::vector_loop`] and [`Self::nested_vector_loops`].
+    fn hoist_loads(&mut self, body: &Block, v: Var, hoisted: &mut HashMap<usize, Value>) {
+        for inst in &body.insts {
+            if let Inst::Let {
+                id,
+                dtype,
+                op: ScalarOp::Load { buffer, index },
+            } = inst
+            {
+                if stride_of(index, v) == 0 {
+                    let addr = self.address(*buffer, index);
+                    let x = self
+                        .b
+                        .ins()
+                        .load(clif_type(*dtype), super::elem_flags(), addr, 0);
+                    let v = self.splat(x, *dtype);
+                    hoisted.insert(id.index(), v);
+                }
+            }
+        }
     }
 
     fn splat(&mut self, scalar: Value, dtype: DType) -> Value {
@@ -420,6 +436,17 @@ impl Emitter<'_, '_> {
 }
 
 /// The values an op reads.
+/// The values `body`'s lets define (by index): what the vector loops over `k` need not splat from outside.
+fn let_ids(body: &Block) -> Vec<usize> {
+    body.insts
+        .iter()
+        .filter_map(|inst| match inst {
+            Inst::Let { id, .. } => Some(id.index()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn operands(op: &ScalarOp) -> Vec<ValueId> {
     match op {
         ScalarOp::Load { .. }
@@ -553,6 +580,26 @@ impl<'a, 'b> Emitter<'a, 'b> {
         fold(self, lanes, tail)
     }
 
+    /// `do { body; k += step } while k < end` as a bottom-tested block looping on itself, `k` starting below `end`:
+    /// the one shape of the wide, vector and scalar loops over the innermost reduction variable `k` of
+    /// [`Self::nested_vector_loops`] and [`Self::typed_reduce`]. The step adds to `k` as `body` leaves it.
+    fn step_loop(&mut self, k: Var, step: i64, end: i64, body: &mut dyn FnMut(&mut Self)) {
+        let loop_block = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().jump(loop_block, &[]);
+        self.b.switch_to_block(loop_block);
+        body(self);
+        let kv = self.get_var(k);
+        let k_next = self.b.ins().iadd_imm_s(kv, step);
+        self.set_var(k, k_next);
+        let more = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, k_next, end);
+        self.b.ins().brif(more, loop_block, &[], done, &[]);
+        self.b.switch_to_block(done);
+    }
+
     /// A `for` whose innermost loop `k` passed [`nested_plan`]: 16 points at a time (four copies of the body), then
     /// 4, then the rest one at a time, each point computed with the same operations either way.
     pub(super) fn vector_for(&mut self, loops: &[Loop], body: &Block) {
@@ -575,14 +622,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let inner = inner[0];
         let (k, extent) = (inner.var, inner.extent as i64);
         let vector_end = extent / LANES * LANES;
-        let defined: Vec<usize> = body
-            .insts
-            .iter()
-            .filter_map(|inst| match inst {
-                Inst::Let { id, .. } => Some(id.index()),
-                _ => None,
-            })
-            .collect();
+        let defined = let_ids(body);
         let mut outside: Vec<ValueId> = Vec::new();
         for inst in &body.insts {
             let used = match inst {
@@ -606,78 +646,37 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let v = e.splat(x, e.dtype(id));
                 hoisted.insert(id.index(), v);
             }
-            for inst in &body.insts {
-                if let Inst::Let {
-                    id,
-                    dtype,
-                    op: ScalarOp::Load { buffer, index },
-                } = inst
-                {
-                    if stride_of(index, k) == 0 {
-                        let addr = e.address(*buffer, index);
-                        let x =
-                            e.b.ins()
-                                .load(clif_type(*dtype), super::elem_flags(), addr, 0);
-                        let v = e.splat(x, *dtype);
-                        hoisted.insert(id.index(), v);
-                    }
-                }
-            }
+            e.hoist_loads(body, k, &mut hoisted);
             let wide = unroll as i64 * LANES;
             let wide_end = extent / wide * wide;
             let mut k_at = 0;
             if unroll > 1 && wide_end > 0 {
-                let wide_block = e.b.create_block();
-                let wide_done = e.b.create_block();
-                e.b.ins().jump(wide_block, &[]);
-                e.b.switch_to_block(wide_block);
-                let k0 = e.get_var(k);
-                for copy in 0..unroll {
-                    let kc = e.b.ins().iadd_imm_s(k0, copy as i64 * LANES);
-                    e.set_var(k, kc);
-                    let mut values = hoisted.clone();
-                    e.vector_block(body, &mut values);
-                    vector_step(e, copy, &values);
-                }
-                let k_next = e.b.ins().iadd_imm_s(k0, wide);
-                e.set_var(k, k_next);
-                let more =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, wide_end);
-                e.b.ins().brif(more, wide_block, &[], wide_done, &[]);
-                e.b.switch_to_block(wide_done);
+                e.step_loop(k, wide, wide_end, &mut |e| {
+                    let k0 = e.get_var(k);
+                    for copy in 0..unroll {
+                        let kc = e.b.ins().iadd_imm_s(k0, copy as i64 * LANES);
+                        e.set_var(k, kc);
+                        let mut values = hoisted.clone();
+                        e.vector_block(body, &mut values);
+                        vector_step(e, copy, &values);
+                    }
+                    // The step moves on from the iteration's first point (a definition only: no instruction).
+                    e.set_var(k, k0);
+                });
                 k_at = wide_end;
             }
             if vector_end > k_at {
-                let vector_block = e.b.create_block();
-                let vector_done = e.b.create_block();
-                e.b.ins().jump(vector_block, &[]);
-                e.b.switch_to_block(vector_block);
-                let mut values = hoisted;
-                e.vector_block(body, &mut values);
-                vector_step(e, 0, &values);
-                let kv = e.get_var(k);
-                let k4 = e.b.ins().iadd_imm_s(kv, LANES);
-                e.set_var(k, k4);
-                let more =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, k4, vector_end);
-                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
-                e.b.switch_to_block(vector_done);
+                e.step_loop(k, LANES, vector_end, &mut |e| {
+                    let mut values = hoisted.clone();
+                    e.vector_block(body, &mut values);
+                    vector_step(e, 0, &values);
+                });
             }
             if vector_end < extent {
-                let scalar_block = e.b.create_block();
-                let scalar_done = e.b.create_block();
-                e.b.ins().jump(scalar_block, &[]);
-                e.b.switch_to_block(scalar_block);
-                e.block(body);
-                scalar_step(e);
-                let kv = e.get_var(k);
-                let k1 = e.b.ins().iadd_imm_s(kv, 1);
-                e.set_var(k, k1);
-                let more = e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k1, extent);
-                e.b.ins().brif(more, scalar_block, &[], scalar_done, &[]);
-                e.b.switch_to_block(scalar_done);
+                e.step_loop(k, 1, extent, &mut |e| {
+                    e.block(body);
+                    scalar_step(e);
+                });
             }
         });
     }
@@ -768,14 +767,7 @@ impl Emitter<'_, '_> {
         let (outer, inner) = loops.split_at(loops.len() - 1);
         let (k, extent) = (inner[0].var, inner[0].extent as i64);
         let vector_end = extent / lanes * lanes;
-        let defined: Vec<usize> = body
-            .insts
-            .iter()
-            .filter_map(|inst| match inst {
-                Inst::Let { id, .. } => Some(id.index()),
-                _ => None,
-            })
-            .collect();
+        let defined = let_ids(body);
         let mut outside: Vec<ValueId> = Vec::new();
         for inst in &body.insts {
             if let Inst::Let { op, .. } = inst {
@@ -814,52 +806,34 @@ impl Emitter<'_, '_> {
                 }
             }
             if vector_end > 0 {
-                let vector_block = e.b.create_block();
-                let vector_done = e.b.create_block();
-                e.b.ins().jump(vector_block, &[]);
-                e.b.switch_to_block(vector_block);
-                let mut values = hoisted;
-                for inst in &body.insts {
-                    let Inst::Let { id, op, .. } = inst else {
-                        unreachable!("typed_nested_plan: lets only")
-                    };
-                    if values.contains_key(&id.index()) {
-                        continue; // hoisted
+                e.step_loop(k, lanes, vector_end, &mut |e| {
+                    let mut values = hoisted.clone();
+                    for inst in &body.insts {
+                        let Inst::Let { id, op, .. } = inst else {
+                            unreachable!("typed_nested_plan: lets only")
+                        };
+                        if values.contains_key(&id.index()) {
+                            continue; // hoisted
+                        }
+                        let v = match e.contract.get(&id.index()) {
+                            Some(&c) => e.contracted(c, |v| values[&v.index()]),
+                            None => e.typed_op(op, dtype, vty, &values),
+                        };
+                        values.insert(id.index(), v);
                     }
-                    let v = match e.contract.get(&id.index()) {
-                        Some(&c) => e.contracted(c, |v| values[&v.index()]),
-                        None => e.typed_op(op, dtype, vty, &values),
-                    };
-                    values.insert(id.index(), v);
-                }
-                let a = e.b.use_var(vacc);
-                let folded = fold(e, a, values[&value.index()]);
-                e.b.def_var(vacc, folded);
-                let kv = e.get_var(k);
-                let k_next = e.b.ins().iadd_imm_s(kv, lanes);
-                e.set_var(k, k_next);
-                let more =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, k_next, vector_end);
-                e.b.ins().brif(more, vector_block, &[], vector_done, &[]);
-                e.b.switch_to_block(vector_done);
+                    let a = e.b.use_var(vacc);
+                    let folded = fold(e, a, values[&value.index()]);
+                    e.b.def_var(vacc, folded);
+                });
             }
             if vector_end < extent {
-                let scalar_block = e.b.create_block();
-                let scalar_done = e.b.create_block();
-                e.b.ins().jump(scalar_block, &[]);
-                e.b.switch_to_block(scalar_block);
-                e.block(body);
-                let a = e.b.use_var(acc);
-                let x = e.value(value);
-                let folded = fold(e, a, x);
-                e.b.def_var(acc, folded);
-                let kv = e.get_var(k);
-                let k1 = e.b.ins().iadd_imm_s(kv, 1);
-                e.set_var(k, k1);
-                let more = e.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, k1, extent);
-                e.b.ins().brif(more, scalar_block, &[], scalar_done, &[]);
-                e.b.switch_to_block(scalar_done);
+                e.step_loop(k, 1, extent, &mut |e| {
+                    e.block(body);
+                    let a = e.b.use_var(acc);
+                    let x = e.value(value);
+                    let folded = fold(e, a, x);
+                    e.b.def_var(acc, folded);
+                });
             }
         });
         let v = self.b.use_var(vacc);
