@@ -199,6 +199,7 @@ impl Gemm {
                     (b.cast::<f32>().add(b0), rsb, csb),
                 )
             },
+            // SAFETY: as for F32 above, for f64 buffers.
             DType::F64 => unsafe {
                 product(
                     m,
