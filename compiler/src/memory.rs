@@ -17,7 +17,7 @@
 //! Requires: a program from `crate::fusion::lower` (each buffer written by one kernel).
 
 use crate::kernel::{Block, BufferId, BufferKind, Inst, Kernel, KernelProgram, ScalarOp};
-use kiln_ir::{Graph, Op};
+use kiln_ir::{DType, Graph, Op};
 use std::fmt::Write;
 
 /// Alignment of every arena offset and size, in bytes (a cache line; enough for any SIMD width).
@@ -71,8 +71,15 @@ fn align(bytes: usize) -> usize {
     bytes.div_ceil(ALIGNMENT) * ALIGNMENT
 }
 
-/// Plans the memory of `program`.
+/// Plans the memory of `program` with the host's element sizes.
 pub fn plan(program: &KernelProgram) -> MemoryPlan {
+    plan_for(program, DType::size_bytes)
+}
+
+/// Plans the memory of `program` for a backend whose elements of each dtype take `element_bytes` (the Vulkan
+/// runtime stores a bool in 4 bytes, the host in 1): temps are sized and packed by that, so the arena's offsets and
+/// peak are the backend's own. Traffic is always counted at the host's sizes.
+pub fn plan_for(program: &KernelProgram, element_bytes: impl Fn(DType) -> usize) -> MemoryPlan {
     let n = program.buffers.len();
     let mut lifetimes: Vec<Option<Lifetime>> = vec![None; n];
     for (k, kernel) in program.kernels.iter().enumerate() {
@@ -123,7 +130,10 @@ pub fn plan(program: &KernelProgram) -> MemoryPlan {
     let mut temps: Vec<usize> = (0..n)
         .filter(|&b| program.buffers[b].kind == BufferKind::Temp)
         .collect();
-    let size = |b: usize| align(program.buffers[b].ty.size_bytes());
+    let size = |b: usize| {
+        let ty = &program.buffers[b].ty;
+        align(ty.numel().saturating_mul(element_bytes(ty.dtype)))
+    };
     temps.sort_by_key(|&b| (std::cmp::Reverse(size(b)), b));
     let mut placed: Vec<(usize, usize, Lifetime)> = Vec::new();
     let mut peak = 0;

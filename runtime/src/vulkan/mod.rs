@@ -22,13 +22,13 @@
 //! copies at the end of the session's own command buffer, recorded once like the executable's.
 //!
 //! **Temporaries live in one arena** when the program places them ([`BufferDesc::arena`], from the compiler's
-//! memory plan, whose offsets assume the host layout): one device-local buffer, each temporary bound at its offset
-//! with its own range. The plan's offsets are scaled by one power-of-two factor `f` — the smallest making every
-//! temporary's device size fit its planned size (bool is 1 byte on the host, 4 here: `f = 4` when a bool temporary
-//! exists) and every offset a multiple of the device's `minStorageBufferOffsetAlignment` — so temporaries that do
-//! not overlap in the plan do not overlap on the device, and the arena is `f ×` the plan's peak
-//! ([`VulkanExecutable::arena_bytes`]; `f = 1` for f32 / i32 / f64 temporaries on a device whose alignment divides
-//! the plan's 64 bytes, which every common GPU's does).
+//! memory plan, which `kiln` makes with the device's element sizes, [`element_bytes`]): one device-local buffer,
+//! each temporary bound at its offset with its own range. The offsets are scaled by one power-of-two factor `f` —
+//! the smallest making every temporary's device size fit its planned size (1 for a plan made with device sizes; 4
+//! for a host-layout plan with a bool temporary, where bool takes 1 byte) and every offset a multiple of the device's
+//! `minStorageBufferOffsetAlignment` — so temporaries that do not overlap in the plan do not overlap on the device,
+//! and the arena is `f ×` the plan's peak ([`VulkanExecutable::arena_bytes`]; `f = 1` on a device whose alignment
+//! divides the plan's 64 bytes, which every common GPU's does).
 //!
 //! Where the compute queue writes timestamps (`timestampValidBits > 0`), the command buffer also writes one before
 //! the first dispatch and one after each (stage `COMPUTE_SHADER`, after the dispatch's barrier), into a query pool
@@ -124,7 +124,8 @@ pub struct ProgramDesc {
     pub inputs: Vec<(String, usize)>,
     /// `(output name, buffer index)`, in the order [`VulkanExecutable::run`] returns tensors.
     pub outputs: Vec<(String, usize)>,
-    /// The arena's size (the plan's peak) and the alignment of its offsets and sizes, in bytes of the host layout.
+    /// The arena's size (the plan's peak) and the alignment of its offsets and sizes, in bytes of the layout the plan
+    /// was made for (the device's, from `kiln`; a host-layout plan is scaled up where a type is wider here).
     pub arena_bytes: u64,
     pub arena_alignment: u64,
 }

@@ -108,8 +108,8 @@ use kiln_runtime::vulkan::{BufferDesc, DispatchDesc, ProgramDesc};
 
 /// The Vulkan runtime's API, re-exported: embedding users depend on `kiln` only.
 pub use kiln_runtime::vulkan::{
-    devices, Device, DeviceInfo, DeviceKind, Residency, StepBytes, VulkanError, VulkanExecutable,
-    VulkanSession,
+    devices, element_bytes, Device, DeviceInfo, DeviceKind, Residency, StepBytes, VulkanError,
+    VulkanExecutable, VulkanSession,
 };
 
 /// Workgroup size of a one-invocation-per-point shader (x; y = z = 1).
@@ -248,12 +248,14 @@ pub fn lower_with(program: &KernelProgram, options: &Options) -> Result<Vec<Spir
 }
 
 /// The program and its shaders as the Vulkan runtime takes them, temporaries placed in one arena by the memory plan
-/// ([`crate::memory::plan`]; the runtime scales the plan's offsets to the device's layout and alignment).
+/// made with the device's element sizes ([`crate::memory::plan_for`] with [`element_bytes`]: a bool temporary takes
+/// 4 bytes there, so it needs no wider arena); the runtime scales the offsets only where the device's
+/// `minStorageBufferOffsetAlignment` exceeds the plan's alignment.
 pub fn program_desc(
     program: &KernelProgram,
     kernels: &[SpirvKernel],
 ) -> Result<ProgramDesc, Error> {
-    let plan = crate::memory::plan(program);
+    let plan = crate::memory::plan_for(program, element_bytes);
     let buffers = program
         .buffers
         .iter()
