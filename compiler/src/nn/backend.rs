@@ -110,82 +110,10 @@ impl Backend for Vulkan {
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error> {
         let exe = compile_vulkan(&self.device, graph, &self.options)?;
-        Ok(Box::new(VulkanProgram {
-            graph: graph.clone(),
-            exe: Arc::new(exe),
-            fixed: HashMap::new(),
-            session: None,
-        }))
-    }
-}
-
-/// A graph on a Vulkan device; like [`CpuProgram`], with a [`VulkanSession`] for graphs that update inputs.
-struct VulkanProgram {
-    graph: Graph,
-    exe: Arc<VulkanExecutable>,
-    /// Inputs set for every run (and, before the session exists, the starting values of resident ones).
-    fixed: HashMap<String, Tensor>,
-    /// Created on the first run of a graph with aliasing outputs.
-    session: Option<VulkanSession>,
-}
-
-impl VulkanProgram {
-    fn value<'a>(&'a self, name: &str, inputs: &'a [(&str, &Tensor)]) -> Result<&'a Tensor, Error> {
-        input_value(&self.graph, &self.fixed, name, inputs)
-    }
-}
-
-impl Program for VulkanProgram {
-    fn set(&mut self, name: &str, value: Tensor) -> Result<(), Error> {
-        check_input(&self.graph, name, &value)?;
-        let resident = is_resident(&self.graph, name);
-        if let (Some(session), true) = (&mut self.session, resident) {
-            session.write(name, &value)?;
-        } else {
-            self.fixed.insert(name.to_string(), value);
-        }
-        Ok(())
-    }
-
-    fn get(&self, name: &str) -> Result<Tensor, Error> {
-        if let (Some(session), true) = (&self.session, is_resident(&self.graph, name)) {
-            return Ok(session.read(name)?);
-        }
-        self.fixed.get(name).cloned().ok_or_else(|| {
-            Error::Config(format!(
-                "graph `{}` has no resident input `{name}`",
-                self.graph.name
-            ))
-        })
-    }
-
-    fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error> {
-        if !updates_in_place(&self.graph) {
-            let values = self
-                .graph
-                .inputs()
-                .map(|i| self.value(i.name, inputs).cloned())
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(self.exe.run(&values)?);
-        }
-        if self.session.is_none() {
-            // State inputs not set start at zero (the session's rule for `state`).
-            let session = VulkanSession::new(
-                Arc::clone(&self.exe),
-                &Residency::of_graph(&self.graph),
-                &self.fixed,
-            )?;
-            self.session = Some(session);
-        }
-        let session = self.session.as_ref().expect("created above");
-        let data = session
-            .data_input_names()
-            .into_iter()
-            .map(|name| self.value(name, inputs).cloned())
-            .collect::<Result<Vec<_>, _>>()?;
-        let session = self.session.as_mut().expect("created above");
-        // The session returns exactly the outputs that replace nothing, in graph order.
-        Ok(session.step(&data)?)
+        Ok(Box::new(CompiledProgram::<VulkanSession>::new(
+            graph,
+            Arc::new(exe),
+        )))
     }
 }
 
@@ -327,36 +255,155 @@ impl Backend for Cpu {
 
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error> {
         let exe = Arc::new(compile(graph, &self.options)?);
-        Ok(Box::new(CpuProgram {
+        Ok(Box::new(CompiledProgram::<Session>::new(graph, exe)))
+    }
+}
+
+/// What a compiled program needs of a backend's executable and its resident session: [`CompiledProgram`] is the
+/// same for the CPU ([`Session`]) and Vulkan ([`VulkanSession`]); only these calls differ.
+trait ResidentSession: Sized {
+    type Executable;
+
+    /// Runs `exe` once on all inputs, in graph order.
+    fn run_all(exe: &Self::Executable, values: &[Tensor]) -> Result<Vec<Tensor>, Error>;
+
+    /// A session on `exe` starting from `fixed` (resident inputs by name; `state` inputs not given start at zero).
+    fn open(
+        exe: &Arc<Self::Executable>,
+        graph: &Graph,
+        fixed: &HashMap<String, Tensor>,
+    ) -> Result<Self, Error>;
+
+    fn data_input_names(&self) -> Vec<&str>;
+
+    /// One step on the data inputs: the outputs that replace nothing, in graph order.
+    fn step(&mut self, graph: &Graph, data: &[Tensor]) -> Result<Vec<Tensor>, Error>;
+
+    fn write(&mut self, name: &str, value: &Tensor) -> Result<(), Error>;
+
+    /// The current value of resident input `name` (`None`: not resident here).
+    fn read(&self, name: &str) -> Result<Option<Tensor>, Error>;
+}
+
+impl ResidentSession for Session {
+    type Executable = Executable;
+
+    fn run_all(exe: &Executable, values: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        Ok(exe.run(values)?)
+    }
+
+    fn open(
+        exe: &Arc<Executable>,
+        graph: &Graph,
+        fixed: &HashMap<String, Tensor>,
+    ) -> Result<Session, Error> {
+        let state_defaults: HashMap<String, Tensor> = graph
+            .inputs()
+            .filter(|i| i.role == Role::State && !fixed.contains_key(i.name))
+            .map(|i| (i.name.to_string(), Tensor::zeros(i.ty.clone())))
+            .collect();
+        let mut initial = fixed.clone();
+        initial.extend(state_defaults);
+        Ok(Session::new(Arc::clone(exe), &initial)?)
+    }
+
+    fn data_input_names(&self) -> Vec<&str> {
+        Session::data_input_names(self)
+    }
+
+    fn step(&mut self, graph: &Graph, data: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        Session::step(self, data)?;
+        let mut returned = Vec::new();
+        for output in graph.outputs().iter().filter(|o| o.aliases.is_none()) {
+            let value = self.output(&output.name, data).ok_or_else(|| {
+                Error::Config(format!(
+                    "graph `{}`: no output `{}`",
+                    graph.name, output.name
+                ))
+            })?;
+            returned.push(value);
+        }
+        Ok(returned)
+    }
+
+    fn write(&mut self, name: &str, value: &Tensor) -> Result<(), Error> {
+        Ok(self.set(name, value)?)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Tensor>, Error> {
+        Ok(self.get(name))
+    }
+}
+
+impl ResidentSession for VulkanSession {
+    type Executable = VulkanExecutable;
+
+    fn run_all(exe: &VulkanExecutable, values: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        Ok(exe.run(values)?)
+    }
+
+    fn open(
+        exe: &Arc<VulkanExecutable>,
+        graph: &Graph,
+        fixed: &HashMap<String, Tensor>,
+    ) -> Result<VulkanSession, Error> {
+        // State inputs not set start at zero (the session's rule for `state`).
+        Ok(VulkanSession::new(
+            Arc::clone(exe),
+            &Residency::of_graph(graph),
+            fixed,
+        )?)
+    }
+
+    fn data_input_names(&self) -> Vec<&str> {
+        VulkanSession::data_input_names(self)
+    }
+
+    fn step(&mut self, _graph: &Graph, data: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        // The session returns exactly the outputs that replace nothing, in graph order.
+        Ok(VulkanSession::step(self, data)?)
+    }
+
+    fn write(&mut self, name: &str, value: &Tensor) -> Result<(), Error> {
+        Ok(VulkanSession::write(self, name, value)?)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Tensor>, Error> {
+        Ok(Some(VulkanSession::read(self, name)?))
+    }
+}
+
+/// A compiled graph: a graph whose outputs update inputs in place runs in a resident session `S` (created on its
+/// first run from the inputs set so far); any other graph is a plain run of the executable.
+struct CompiledProgram<S: ResidentSession> {
+    graph: Graph,
+    exe: Arc<S::Executable>,
+    /// Inputs set for every run (and, before the session exists, the starting values of resident ones).
+    fixed: HashMap<String, Tensor>,
+    session: Option<S>,
+}
+
+impl<S: ResidentSession> CompiledProgram<S> {
+    fn new(graph: &Graph, exe: Arc<S::Executable>) -> CompiledProgram<S> {
+        CompiledProgram {
             graph: graph.clone(),
             exe,
             fixed: HashMap::new(),
             session: None,
-        }))
+        }
     }
-}
 
-struct CpuProgram {
-    graph: Graph,
-    exe: Arc<Executable>,
-    /// Inputs set for every run (and, before the session exists, the starting values of resident ones).
-    fixed: HashMap<String, Tensor>,
-    /// Created on the first run of a graph with aliasing outputs.
-    session: Option<Session>,
-}
-
-impl CpuProgram {
     fn value<'a>(&'a self, name: &str, inputs: &'a [(&str, &Tensor)]) -> Result<&'a Tensor, Error> {
         input_value(&self.graph, &self.fixed, name, inputs)
     }
 }
 
-impl Program for CpuProgram {
+impl<S: ResidentSession> Program for CompiledProgram<S> {
     fn set(&mut self, name: &str, value: Tensor) -> Result<(), Error> {
         check_input(&self.graph, name, &value)?;
         let resident = is_resident(&self.graph, name);
         if let (Some(session), true) = (&mut self.session, resident) {
-            session.set(name, &value)?;
+            session.write(name, &value)?;
         } else {
             self.fixed.insert(name.to_string(), value);
         }
@@ -364,15 +411,17 @@ impl Program for CpuProgram {
     }
 
     fn get(&self, name: &str) -> Result<Tensor, Error> {
-        let resident = self.session.as_ref().and_then(|s| s.get(name));
-        resident
-            .or_else(|| self.fixed.get(name).cloned())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "graph `{}` has no resident input `{name}`",
-                    self.graph.name
-                ))
-            })
+        if let (Some(session), true) = (&self.session, is_resident(&self.graph, name)) {
+            if let Some(value) = session.read(name)? {
+                return Ok(value);
+            }
+        }
+        self.fixed.get(name).cloned().ok_or_else(|| {
+            Error::Config(format!(
+                "graph `{}` has no resident input `{name}`",
+                self.graph.name
+            ))
+        })
     }
 
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Error> {
@@ -382,18 +431,10 @@ impl Program for CpuProgram {
                 .inputs()
                 .map(|i| self.value(i.name, inputs).cloned())
                 .collect::<Result<Vec<_>, _>>()?;
-            return Ok(self.exe.run(&values)?);
+            return S::run_all(&self.exe, &values);
         }
         if self.session.is_none() {
-            let state_defaults: HashMap<String, Tensor> = self
-                .graph
-                .inputs()
-                .filter(|i| i.role == Role::State && !self.fixed.contains_key(i.name))
-                .map(|i| (i.name.to_string(), Tensor::zeros(i.ty.clone())))
-                .collect();
-            let mut initial = self.fixed.clone();
-            initial.extend(state_defaults);
-            self.session = Some(Session::new(Arc::clone(&self.exe), &initial)?);
+            self.session = Some(S::open(&self.exe, &self.graph, &self.fixed)?);
         }
         let session = self.session.as_ref().expect("created above");
         let data = session
@@ -402,17 +443,6 @@ impl Program for CpuProgram {
             .map(|name| self.value(name, inputs).cloned())
             .collect::<Result<Vec<_>, _>>()?;
         let session = self.session.as_mut().expect("created above");
-        session.step(&data)?;
-        let mut returned = Vec::new();
-        for output in self.graph.outputs().iter().filter(|o| o.aliases.is_none()) {
-            let value = session.output(&output.name, &data).ok_or_else(|| {
-                Error::Config(format!(
-                    "graph `{}`: no output `{}`",
-                    self.graph.name, output.name
-                ))
-            })?;
-            returned.push(value);
-        }
-        Ok(returned)
+        session.step(&self.graph, &data)
     }
 }
