@@ -236,7 +236,7 @@ impl Gemm {
 /// # Safety
 /// Every element the strides reach must be inside a live allocation, and `C`'s elements must not be accessed by
 /// anything else during the call.
-unsafe fn product<T: 'static + Copy + num_like::Zero>(
+unsafe fn product<T: 'static + Copy + std::ops::Add<Output = T> + num_like::Zero>(
     m: usize,
     n: usize,
     k: usize,
@@ -267,7 +267,18 @@ unsafe fn product<T: 'static + Copy + num_like::Zero>(
             false,
             false,
             gemm::Parallelism::None,
-        )
+        );
+    }
+    // `gemm` may start a sum from its first product (its small-size paths do), which makes an all-`-0` sum `-0`;
+    // SPEC's matmul starts from +0 (as BLAS's beta = 0 does), so `1 / y` is +inf there. Adding +0 turns `-0` into
+    // `+0` and changes nothing else; the block is still in cache, and the loop vectorizes.
+    for i in 0..m {
+        // SAFETY: row `i` of the block, `n` elements at unit stride, in bounds and exclusively ours (the caller's
+        // contract above); no other reference to it is live.
+        let row = unsafe { std::slice::from_raw_parts_mut(c.offset(i as isize * rsc), n) };
+        for x in row {
+            *x = *x + T::ZERO;
+        }
     }
 }
 

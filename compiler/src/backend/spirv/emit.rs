@@ -604,6 +604,7 @@ impl<'p> Emitter<'p> {
                 Kernel::Loop(k) => e.block(&k.body)?,
                 Kernel::Matmul(m) => {
                     let acc = e.matmul_dot(m)?;
+                    let acc = e.positive_zero(m.dtype, acc)?;
                     e.matmul_acc = Some((acc, m.dtype));
                     e.block(&m.epilogue)?;
                 }
@@ -1067,6 +1068,41 @@ impl<'p> Emitter<'p> {
         self.load_var(ty, acc)
     }
 
+    /// `x`, with `-0` made `+0` (floats; other dtypes unchanged). A matmul's sum starts from +0 (SPEC §3.9), so an
+    /// all-`-0` sum is `+0`; but device compilers fold `+0 + p` to `p` even under `SignedZeroInfNanPreserve`
+    /// (lavapipe does), so the sign is fixed after the sum, on the bits, where no float rule can fold it away.
+    fn positive_zero(&mut self, dtype: DType, x: Word) -> Result<Word> {
+        let u = self.t_u32;
+        let is_negative_zero = match dtype {
+            DType::F32 => {
+                let bits = self.op(Op::Bitcast, u, &[x])?;
+                let sign = self.u32_const(0x8000_0000);
+                self.bool_op(Op::IEqual, &[bits, sign])?
+            }
+            DType::F64 => {
+                // Two u32 words (low first): a 64-bit integer type would need the Int64 capability.
+                let words_ty = self.b.type_vector(u, 2);
+                let words = self.op(Op::Bitcast, words_ty, &[x])?;
+                let low = self
+                    .b
+                    .composite_extract(u, None, words, [0])
+                    .map_err(|e| self.build_err(e))?;
+                let high = self
+                    .b
+                    .composite_extract(u, None, words, [1])
+                    .map_err(|e| self.build_err(e))?;
+                let (zero, sign) = (self.u32_const(0), self.u32_const(0x8000_0000));
+                let low_zero = self.bool_op(Op::IEqual, &[low, zero])?;
+                let high_sign = self.bool_op(Op::IEqual, &[high, sign])?;
+                self.bool_op(Op::LogicalAnd, &[low_zero, high_sign])?
+            }
+            DType::I32 | DType::Bool => return Ok(x),
+        };
+        let ty = self.ty(dtype);
+        let positive = self.typed_const(dtype, 0.0);
+        self.select(ty, is_negative_zero, positive, x)
+    }
+
     /// The tiled matmul ([`Plan::Tiled`]). Workgroup `(bx, by, bz)` computes `C[bz, by·T + r, bx·T + c]` for
     /// `r, c < T` (invocation `r·T + c`). For each step `k0 = 0, T, …`, every invocation loads one element of the A
     /// tile `A[bz, by·T + r, k0 + c]` and one of the B tile `B[bz, k0 + r, bx·T + c]` into shared memory — 0 where
@@ -1182,6 +1218,7 @@ impl<'p> Emitter<'p> {
         self.vars.insert(m.parallel[rank - 1].var, j);
         self.if_then(inside, &mut |e| {
             let a = e.load_var(ty, acc)?;
+            let a = e.positive_zero(dtype, a)?;
             e.matmul_acc = Some((a, dtype));
             e.block(&m.epilogue)
         })
