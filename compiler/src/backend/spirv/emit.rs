@@ -52,6 +52,7 @@ pub(super) fn kernel(
         },
     };
     e.plan = plan;
+    e.hide_zeros = options.hide_constant_zeros;
     e.begin(&bindings)?;
     let (words, uses_f64, uses_float_controls) = e.finish(kernel, points, groups, options)?;
     Ok(SpirvKernel {
@@ -214,6 +215,14 @@ struct Emitter<'p> {
     /// `OpVariable`s of the function; they must open the entry block, so they are inserted at the end.
     function_vars: Vec<Instruction>,
     matmul_acc: Option<(Word, DType)>,
+    /// [`Options::hide_constant_zeros`].
+    hide_zeros: bool,
+    /// `NumWorkgroups.z >> 31`: a u32 that is always 0 but that no device compiler can prove to be 0.
+    opaque_zero: Option<Word>,
+    /// Float zeros made from [`Self::opaque_zero`], by (type, bit pattern).
+    hidden_zeros: HashMap<(Word, u64), Word>,
+    /// Instructions that open the entry block after the `OpVariable`s (so they dominate every use).
+    prelude: Vec<Instruction>,
 }
 
 impl<'p> Emitter<'p> {
@@ -251,6 +260,10 @@ impl<'p> Emitter<'p> {
             vars: HashMap::new(),
             function_vars: Vec::new(),
             matmul_acc: None,
+            hide_zeros: false,
+            opaque_zero: None,
+            hidden_zeros: HashMap::new(),
+            prelude: Vec::new(),
         }
     }
 
@@ -323,13 +336,92 @@ impl<'p> Emitter<'p> {
         self.constant(self.t_u32, v as u64)
     }
 
-    /// A float constant of `dtype` (f32 or f64).
+    /// A float constant of `dtype` (f32 or f64); a zero is hidden behind [`Self::opaque_zero`] under
+    /// [`Options::hide_constant_zeros`].
     fn float_const(&mut self, dtype: DType, v: f64) -> Word {
         let t = self.ty(dtype);
+        if self.hide_zeros && v == 0.0 {
+            return self.hidden_zero(dtype, v.is_sign_negative());
+        }
         match dtype {
             DType::F64 => self.constant(t, v.to_bits()),
             _ => self.constant(t, (v as f32).to_bits() as u64),
         }
+    }
+
+    /// `NumWorkgroups.z >> 31`, computed once in the prelude: 0 in every dispatch (a z count is below 2^16), but a
+    /// run-time value to the device compiler.
+    fn opaque_zero(&mut self) -> Word {
+        if let Some(z) = self.opaque_zero {
+            return z;
+        }
+        let (u, v3) = (self.t_u32, self.b.type_vector(self.t_u32, 3));
+        let var = self.global_var(v3, StorageClass::Input);
+        self.b.decorate(
+            var,
+            Decoration::BuiltIn,
+            [Operand::BuiltIn(BuiltIn::NumWorkgroups)],
+        );
+        self.interface.push(var);
+        let shift = self.u32_const(31);
+        let (groups, z, zero) = (self.b.id(), self.b.id(), self.b.id());
+        self.prelude.extend([
+            Instruction::new(Op::Load, Some(v3), Some(groups), vec![Operand::IdRef(var)]),
+            Instruction::new(
+                Op::CompositeExtract,
+                Some(u),
+                Some(z),
+                vec![Operand::IdRef(groups), Operand::LiteralBit32(2)],
+            ),
+            Instruction::new(
+                Op::ShiftRightLogical,
+                Some(u),
+                Some(zero),
+                vec![Operand::IdRef(z), Operand::IdRef(shift)],
+            ),
+        ]);
+        self.opaque_zero = Some(zero);
+        zero
+    }
+
+    /// `±0` of `dtype` as the bits of a constant OR [`Self::opaque_zero`], made in the prelude.
+    fn hidden_zero(&mut self, dtype: DType, negative: bool) -> Word {
+        let t = self.ty(dtype);
+        let key = (t, negative as u64);
+        if let Some(&z) = self.hidden_zeros.get(&key) {
+            return z;
+        }
+        let opaque = self.opaque_zero();
+        let u = self.t_u32;
+        let sign = self.u32_const(if negative { 0x8000_0000 } else { 0 });
+        let (high, value) = (self.b.id(), self.b.id());
+        self.prelude.push(Instruction::new(
+            Op::BitwiseOr,
+            Some(u),
+            Some(high),
+            vec![Operand::IdRef(sign), Operand::IdRef(opaque)],
+        ));
+        let bits = if dtype == DType::F64 {
+            // Low word, high word (with the sign).
+            let (words_ty, words) = (self.b.type_vector(u, 2), self.b.id());
+            self.prelude.push(Instruction::new(
+                Op::CompositeConstruct,
+                Some(words_ty),
+                Some(words),
+                vec![Operand::IdRef(opaque), Operand::IdRef(high)],
+            ));
+            words
+        } else {
+            high
+        };
+        self.prelude.push(Instruction::new(
+            Op::Bitcast,
+            Some(t),
+            Some(value),
+            vec![Operand::IdRef(bits)],
+        ));
+        self.hidden_zeros.insert(key, value);
+        value
     }
 
     fn i32_const(&mut self, v: i32) -> Word {
@@ -550,7 +642,10 @@ impl<'p> Emitter<'p> {
         let vars = std::mem::take(&mut self.function_vars);
         let mut module = self.b.module();
         let entry = &mut module.functions[0].blocks[0].instructions;
+        let prelude = std::mem::take(&mut self.prelude);
+        let vars_len = vars.len();
         entry.splice(0..0, vars);
+        entry.splice(vars_len..vars_len, prelude);
         Ok((module.assemble(), uses_f64, uses_float_controls))
     }
 
@@ -1335,7 +1430,12 @@ impl<'p> Emitter<'p> {
             }
             ScalarOp::Const { bits } => Ok(self.typed_const(dtype, f64::from_bits(*bits))),
             ScalarOp::Index(index) => {
-                let i = self.index(index)?;
+                let mut i = self.index(index)?;
+                if self.hide_zeros {
+                    // An index along an extent-1 axis is the constant 0 (see `Options::hide_constant_zeros`).
+                    let opaque = self.opaque_zero();
+                    i = self.op(Op::BitwiseOr, self.t_u32, &[i, opaque])?;
+                }
                 let ty = self.ty(dtype);
                 match dtype {
                     DType::F32 | DType::F64 => self.op(Op::ConvertUToF, ty, &[i]),

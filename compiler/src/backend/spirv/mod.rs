@@ -185,6 +185,11 @@ pub struct Options {
     /// Lower matmuls with `k ≥ 16` to the tiled shader (see the module doc); `false`: one invocation per output
     /// element.
     pub tiled_matmul: bool,
+    /// Make float zero constants and loop indices run-time values to the device compiler (the bits OR a zero it
+    /// cannot prove). A workaround for Mesa's lavapipe (22.3, measured): it folds `x · 0`, `0 / x` and `x / 0` to
+    /// `+0` even under `SignedZeroInfNanPreserve`, so `-1 · 0` is `+0` and `1 / 0` is `0` there, where SPEC (IEEE)
+    /// says `-0` and `+inf`. Set for CPU-type devices by [`Options::for_device`]; real GPUs get plain constants.
+    pub hide_constant_zeros: bool,
 }
 
 impl Default for Options {
@@ -196,6 +201,7 @@ impl Default for Options {
             workgroup_reductions: Some(WORKGROUP_REDUCE_MIN),
             subgroup_size: None,
             tiled_matmul: true,
+            hide_constant_zeros: false,
         }
     }
 }
@@ -219,6 +225,7 @@ impl Options {
             }),
             subgroup_size: device.subgroup_shuffle.then_some(device.subgroup_size),
             tiled_matmul: gpu,
+            hide_constant_zeros: !gpu,
         }
     }
 
