@@ -90,7 +90,7 @@ fn check_with(
     let options = options.unwrap_or_else(|| match device {
         Some(d) => spirv::Options::gpu_plans(d.info()),
         None => spirv::Options {
-            hide_constant_zeros: seed % 2 == 0,
+            hide_constant_zeros: seed.is_multiple_of(2),
             ..spirv::Options::default()
         },
     });
