@@ -1,11 +1,9 @@
 //! Zeros as IEEE (and SPEC) define them, where backends and device compilers have taken shortcuts.
 //!
-//! 1. The sign of a zero matmul result, on every backend (SPEC §3.9): the sum starts from +0, so when every product is
-//! `-0` (a zero row of `a` against negative `b`) the result is `+0`, and `c / y` is `-inf` for a negative `c`, as
-//! in the interpreter and BLAS. A GEMM that starts from its first product gives `-0` there, and lavapipe folds
-//! `+0 + p` to `p` even under `SignedZeroInfNanPreserve`; a random graph found it (an `iota` row of zeros times a
-//! negative input, then a division).
-//!
+//! 1. The sign of a zero matmul result, on every backend (SPEC §3.9): the sum starts from +0, so when every product
+//!    is `-0` (a zero row of `a` against negative `b`) the result is `+0`, and `c / y` is `-inf` for a negative `c`,
+//!    as in the interpreter and BLAS. `gemm`'s small-size path starts from its first product and gave `-0`; a
+//!    random graph found it (an `iota` row of zeros times a negative input, then a division).
 //! 2. Arithmetic with a constant zero on Vulkan: lavapipe (Mesa 22.3) folds `x · 0`, `0 / x` and `x / 0` to `+0`
 //!    despite `SignedZeroInfNanPreserve`; `Options::hide_constant_zeros` (set for CPU-type devices) keeps the
 //!    constants out of its reach, and a real GPU must get these right with plain constants.
