@@ -22,7 +22,8 @@
 //!    matmuls and concats are computed by exactly one kernel, and so is every elementwise op but those of rule 5;
 //!    a value used by two kernels, a graph output and a matmul operand is materialized once in a buffer. Within one
 //!    kernel, an elementwise value used by two stages (softmax's `exp(x - max)` in the sum and in the write) is
-//!    recomputed in each stage.
+//!    recomputed in each stage; [`lower`]'s kernel-IR pass [`crate::kernel::materialize`] then computes it once
+//!    where the write's row can hold it.
 //! 5. **Short elementwise chains are recomputed rather than round-tripped through memory.** An elementwise value
 //!    that several kernels read is inline (recomputed by each) when its expression, down to values stored anyway
 //!    (inputs, outputs, reductions, values other kernels already read), has at most 8 elementwise ops, no matmul,
@@ -192,8 +193,20 @@ pub fn partition(graph: &Graph) -> Partition {
     fixpoint(graph).0
 }
 
-/// Partitions `graph` and lowers it to the kernel IR.
+/// Partitions `graph`, lowers it to the kernel IR and runs the kernel-IR passes on it
+/// ([`crate::kernel::materialize`]).
+///
+/// The kernel-IR passes run here, not in `crate::kernel_program`, because this is the one function that every
+/// consumer of a fused program calls: both backends (through `kernel_program`), the CLI's `dump` and `bench`, and
+/// the differential tests, so what is printed and tested is what runs.
 pub fn lower(graph: &Graph) -> Result<KernelProgram, IrError> {
+    let mut program = lower_without_kernel_passes(graph)?;
+    crate::kernel::materialize::run(&mut program);
+    Ok(program)
+}
+
+/// [`lower`] without the kernel-IR passes: fusion's own program, what the tests compare those passes against.
+pub fn lower_without_kernel_passes(graph: &Graph) -> Result<KernelProgram, IrError> {
     verify(graph)?;
     fixpoint(graph).1
 }

@@ -9,8 +9,12 @@
 //! A [`KernelProgram`] owns a list of [`Buffer`]s (dense row-major tensors, addressed in **elements**, never bytes)
 //! and a list of [`Kernel`]s run **in order**, one after the other; a kernel sees every store of the kernels before it.
 //! Inputs are fed by the caller, constants are baked in, outputs are handed back, temporaries live only during a run
-//! (`crate::memory` places them in one arena). A buffer is written by exactly one kernel, which writes every element
-//! exactly once.
+//! (`crate::memory` places them in one arena). A buffer is written by exactly one kernel, which writes every element;
+//! each element is stored by one parallel point only, usually once. A point may store an element several times (the
+//! last store is its value) and load it back after its first store: [`materialize`] keeps a row's values in the
+//! output row and rescales them in place. No point ever loads an element another point stores, so points need no
+//! synchronization; a backend that splits one point's loops across threads must keep each element's loads with its
+//! stores (the SPIR-V workgroup plan does, or runs such a kernel per point).
 //!
 //! # Kernels
 //!
@@ -37,9 +41,11 @@
 //! `max`/`min` propagate NaN, `select` never looks at the unselected value, `cast` follows §3.3. Reductions and the
 //! matmul accumulate in the dtype; backends may reassociate float sums (results are compared with a tolerance).
 //!
-//! See [`print`] for the text form (`kiln dump --stage kernels`) and [`interp`] for the reference interpreter.
+//! See [`print`] for the text form (`kiln dump --stage kernels`), [`interp`] for the reference interpreter, and
+//! [`materialize`] for the pass that `crate::fusion::lower` runs on every program it lowers.
 
 pub mod interp;
+pub mod materialize;
 mod print;
 pub mod scalar;
 

@@ -5,8 +5,8 @@ use super::{
     WORKGROUP_REDUCE_WIDE, WORKGROUP_SIZE,
 };
 use crate::kernel::{
-    Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, MatmulKernel, ReduceKind,
-    ScalarOp, ValueId, Var,
+    Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel, MatmulKernel,
+    ReduceKind, ScalarOp, ValueId, Var,
 };
 use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
 use rspirv::binary::Assemble;
@@ -113,9 +113,14 @@ impl Plan {
             return Plan::PerPoint;
         };
         // A kernel that reads back what it stores would need barriers between the store and the loads of other
-        // invocations; fusion emits none, and such a kernel stays per point.
+        // invocations, and stays per point — unless each element is read by the invocation that stored it (a row
+        // materialized by `kernel::materialize`; see [`accessed_by_its_writer`]).
         let writes = kernel.writes();
-        if kernel.reads().iter().any(|b| writes.contains(b)) {
+        if kernel
+            .reads()
+            .iter()
+            .any(|b| writes.contains(b) && !accessed_by_its_writer(k, *b))
+        {
             return Plan::PerPoint;
         }
         if longest < min as u64 || !fits || points > MAX_GROUPS_X as u64 * MAX_GROUPS_X as u64 {
@@ -138,6 +143,84 @@ impl Plan {
             Plan::Workgroup { threads, .. } => threads,
             Plan::Tiled => TILE * TILE,
         }
+    }
+}
+
+/// Whether, in a [`Plan::Workgroup`] kernel, every load and store of `buffer` is made by the invocation that
+/// stores that element, so no barrier is needed between them: every access is directly in the body of a top-level
+/// `reduce` or `for`, all these nests have the same extents, and all index `buffer` with the same affine function of
+/// the nest's variables (position by position), one-to-one. [`Emitter::strided`] deals the flattened points of each
+/// such nest alike (point `c` to invocation `c mod threads`), so the element of point `c` is stored and loaded by
+/// that invocation only, in program order.
+fn accessed_by_its_writer(kernel: &LoopKernel, buffer: BufferId) -> bool {
+    // (extents, offset, strides by loop position and of the other variables)
+    type Access = (Vec<usize>, usize, Vec<usize>, Vec<(Var, usize)>);
+    let mut accesses: Vec<Access> = Vec::new();
+    let mut nested = false;
+    for inst in &kernel.body.insts {
+        let (loops, body) = match inst {
+            Inst::Reduce { loops, body, .. } | Inst::For { loops, body } => (loops, body),
+            // Run by every invocation (a let) or by invocation 0 (a store).
+            Inst::Let { .. } | Inst::Store { .. } if accesses_buffer(inst, buffer).is_some() => {
+                return false
+            }
+            Inst::Let { .. } | Inst::Store { .. } => continue,
+        };
+        for i in &body.insts {
+            if let Inst::Reduce { body, .. } | Inst::For { body, .. } = i {
+                body.visit(&mut |i| nested |= accesses_buffer(i, buffer).is_some());
+            }
+            let Some(index) = accesses_buffer(i, buffer) else {
+                continue;
+            };
+            let position = |v: Var| loops.iter().position(|l| l.var == v);
+            let strides = loops
+                .iter()
+                .map(|l| index.terms.iter().find(|t| t.0 == l.var).map_or(0, |t| t.1))
+                .collect();
+            let outer = index
+                .terms
+                .iter()
+                .filter(|t| position(t.0).is_none())
+                .copied()
+                .collect();
+            let extents = loops.iter().map(|l| l.extent).collect();
+            accesses.push((extents, index.offset, strides, outer));
+        }
+    }
+    let Some(first) = accesses.first() else {
+        return false;
+    };
+    // One-to-one: sorted by stride, each stride exceeds the largest offset the smaller ones reach.
+    let mut dims: Vec<(usize, usize)> = first
+        .2
+        .iter()
+        .zip(&first.0)
+        .filter(|&(_, &extent)| extent > 1)
+        .map(|(&stride, &extent)| (stride, extent))
+        .collect();
+    dims.sort();
+    let mut reach = 0usize;
+    for (stride, extent) in dims {
+        if stride <= reach {
+            return false;
+        }
+        reach = reach.saturating_add(stride.saturating_mul(extent - 1));
+    }
+    !nested && accesses.iter().all(|a| a == first)
+}
+
+/// The index of `inst`'s load or store of `buffer`, if it is one.
+fn accesses_buffer(inst: &Inst, buffer: BufferId) -> Option<&IndexExpr> {
+    match inst {
+        Inst::Let {
+            op: ScalarOp::Load { buffer: b, index },
+            ..
+        }
+        | Inst::Store {
+            buffer: b, index, ..
+        } if *b == buffer => Some(index),
+        _ => None,
     }
 }
 
