@@ -76,6 +76,83 @@ fn f64_functions_are_within_their_ulp_bounds_on_a_spread_sweep() {
     }
 }
 
+/// exp scales by 2^n once where every lane of a vector has `|x| ≤ 86` (707 for f64), and with the full
+/// reconstruction (clamp, two factors) otherwise; `math.rs` argues that both give the same bits where the short
+/// path runs. Checked for exp and for tanh and logistic (which take `exp(-|x|)`) on every input: `x` in all lanes of
+/// a vector (the short path where `|x|` is in range) against `x` beside out-of-range lanes (the full path for the
+/// whole vector), bit for bit (NaN as any NaN), with and without FMA: over a stride sweep of all f32 bit patterns,
+/// every f32 within 2 of the bound, the f32s where rounding `x·log2e` to `n` is a tie, and spread f64s plus f64s
+/// near the bound on a fine grid.
+#[test]
+fn exp_short_path_has_the_bits_of_the_full_path() {
+    let funcs = [Func::Exp, Func::Tanh, Func::Logistic];
+    let mut inputs: Vec<f32> = (0..=u32::MAX).step_by(1021).map(f32::from_bits).collect();
+    for edge in [86.0f32, -86.0] {
+        // 2^17 f32s per unit here: [84, 88] and [-88, -84].
+        let bits = i64::from(edge.to_bits());
+        inputs.extend((-(1i64 << 18)..(1 << 18)).map(|k| f32::from_bits((bits + k) as u32)));
+    }
+    // Ties of the rounding to n without FMA: x whose f32 product x·log2e is exactly k + ½.
+    let ties: Vec<f32> = (-127..127)
+        .flat_map(|k| {
+            let near = (k as f32 + 0.5) / std::f32::consts::LOG2_E;
+            (-64..64).map(move |d| f32::from_bits((near.to_bits() as i32 + d) as u32))
+        })
+        .filter(|&x| (x * std::f32::consts::LOG2_E).fract().abs() == 0.5)
+        .collect();
+    assert!(ties.len() > 100, "{} ties", ties.len());
+    inputs.extend(ties);
+    inputs.extend(specials_f32());
+    let mut jit = JitModule::new().unwrap();
+    let emitters = [jit.math(), MathEmitter::with_fma(!jit.math().has_fma())];
+    let kernels: Vec<(Func, MathEmitter, MapKernel<f32>)> = emitters
+        .iter()
+        .flat_map(|&math| funcs.map(|f| (f, math)))
+        .map(|(f, math)| (f, math, f.compile_with::<f32>(&mut jit, math)))
+        .collect();
+    jit.finalize().unwrap();
+    for (func, math, kernel) in &kernels {
+        for chunk in inputs.chunks(1 << 16) {
+            let same: Vec<f32> = chunk.iter().flat_map(|&x| [x; 4]).collect();
+            let full: Vec<f32> = chunk
+                .iter()
+                .flat_map(|&x| [x, f32::INFINITY, -1e30, 100.0])
+                .collect();
+            let (mut short_out, mut full_out) = (vec![0.0; same.len()], vec![0.0; full.len()]);
+            jit.run_map(kernel, &[&same], &mut short_out).unwrap();
+            jit.run_map(kernel, &[&full], &mut full_out).unwrap();
+            for (i, &x) in chunk.iter().enumerate() {
+                let what = format!("{}({x:e}) ({math:?}): short path vs full path", func.name());
+                assert_same(&what, short_out[4 * i], full_out[4 * i]);
+            }
+        }
+    }
+
+    let mut inputs = math_check::spread_f64(1 << 20);
+    for edge in [707.0f64, -707.0] {
+        inputs.extend((-(1i64 << 17)..(1 << 17)).map(|k| edge + k as f64 * 2f64.powi(-16)));
+    }
+    let mut jit = JitModule::new().unwrap();
+    let kernels: Vec<(Func, MapKernel<f64>)> =
+        funcs.iter().map(|&f| (f, f.compile(&mut jit))).collect();
+    jit.finalize().unwrap();
+    let same: Vec<f64> = inputs.iter().flat_map(|&x| [x; 2]).collect();
+    let full: Vec<f64> = inputs.iter().flat_map(|&x| [x, f64::INFINITY]).collect();
+    for (func, kernel) in &kernels {
+        let (mut short_out, mut full_out) = (vec![0.0; same.len()], vec![0.0; full.len()]);
+        jit.run_map(kernel, &[&same], &mut short_out).unwrap();
+        jit.run_map(kernel, &[&full], &mut full_out).unwrap();
+        for (i, &x) in inputs.iter().enumerate() {
+            let (got, want) = (short_out[2 * i], full_out[2 * i]);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{}({x:e}) (f64): short path {got:e}, full path {want:e}",
+                func.name()
+            );
+        }
+    }
+}
+
 /// Runs `func` on `inputs` (f32) and returns the outputs.
 fn run_f32(func: Func, inputs: &[f32]) -> Vec<f32> {
     let mut jit = JitModule::new().unwrap();

@@ -450,3 +450,104 @@ fn a_point_has_the_same_bits_whichever_loop_of_a_chunk_runs_it() {
         }
     }
 }
+
+/// Rows of width `cols` whose maximum is where the fast `maxps` fold of a max reduction differs from `fmax`: a NaN
+/// at each position (the vector loops' lanes and the scalar tail), zeros of both signs (a `-0` met before a `+0`,
+/// at each position), all `-0`, all `+0`, all `-inf`, infinities, and an ordinary row.
+fn max_edge_rows(cols: usize) -> Vec<Vec<f64>> {
+    let ordinary = |j: usize| ((j as f64 * 0.618_033_988_7).fract() - 0.5) * 100.0;
+    let mut rows = Vec::new();
+    for p in 0..cols {
+        rows.push(
+            (0..cols)
+                .map(|j| if j == p { f64::NAN } else { ordinary(j) })
+                .collect(),
+        );
+        rows.push((0..cols).map(|j| if j == p { 0.0 } else { -0.0 }).collect());
+        rows.push(
+            (0..cols)
+                .map(|j| {
+                    if j == p {
+                        -0.0
+                    } else {
+                        -1.0 - ordinary(j).abs()
+                    }
+                })
+                .collect(),
+        );
+        rows.push(
+            (0..cols)
+                .map(|j| match (j + cols - p) % cols {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => f64::NEG_INFINITY,
+                })
+                .collect(),
+        );
+    }
+    rows.push(vec![-0.0; cols]);
+    rows.push(vec![0.0; cols]);
+    rows.push(vec![f64::NEG_INFINITY; cols]);
+    rows.push(
+        (0..cols)
+            .map(|j| match j % 3 {
+                0 => f64::INFINITY,
+                1 => f64::NEG_INFINITY,
+                _ => ordinary(j),
+            })
+            .collect(),
+    );
+    rows.push((0..cols).map(ordinary).collect());
+    rows
+}
+
+/// Float max reductions over a row (the f32x4 loops of `vector_reduce`, the f64x2 loop of `typed_reduce`) and over
+/// a column (f32: a lane per column), on the rows of [`max_edge_rows`] at every width up to 40: bit for bit the
+/// interpreter's (NaN as any NaN), on one and three threads in chunks of single points.
+#[test]
+fn float_max_reductions_are_exact_on_nan_signed_zero_and_infinite_rows() {
+    for dtype in [kiln::DType::F32, kiln::DType::F64] {
+        for cols in 1..=40 {
+            let rows = max_edge_rows(cols);
+            let n = rows.len();
+            let mut b = Builder::new("max_edges");
+            let x = b
+                .data("x", TensorType::f32(&[n, cols]).with_dtype(dtype))
+                .unwrap();
+            let xt = b
+                .data("xt", TensorType::f32(&[cols, n]).with_dtype(dtype))
+                .unwrap();
+            let row_max = b.reduce_max(x, &[1], false).unwrap();
+            let column_max = b.reduce_max(xt, &[0], false).unwrap();
+            b.output("row_max", row_max).unwrap();
+            b.output("column_max", column_max).unwrap();
+            let graph = b.finish();
+            let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+            let transposed: Vec<f64> = (0..cols)
+                .flat_map(|j| rows.iter().map(move |row| row[j]))
+                .collect();
+            let inputs = [
+                Tensor::from_f64_values(TensorType::f32(&[n, cols]).with_dtype(dtype), &flat)
+                    .unwrap(),
+                Tensor::from_f64_values(TensorType::f32(&[cols, n]).with_dtype(dtype), &transposed)
+                    .unwrap(),
+            ];
+            let expected = interp::run(&graph, &inputs).unwrap();
+            for threads in [1, 3] {
+                let mut exe = kiln::compile(&graph, &options(threads)).unwrap();
+                exe.set_min_chunk(1);
+                let got = exe.run(&inputs).unwrap();
+                for (output, (g, w)) in got.iter().zip(&expected).enumerate() {
+                    for (i, (a, b)) in g.to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
+                        assert!(
+                            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                            "{dtype}, width {cols}, output {output}, row {i} {:?}: got {a:e}, want {b:e} \
+                             ({threads} threads)",
+                            rows[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -56,12 +56,14 @@
 //! A `for` computes every point with the same operations either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
 //! fit, then 4) and a scalar one for the points left, and combines them in a fixed order
 //! ([`Emitter::vector_reduce`]): the same for every output element and thread count, but a sum is reassociated
-//! relative to the interpreter's left-to-right fold (max is exact).
+//! relative to the interpreter's left-to-right fold (max is exact). A max folds its vectors with one `maxps` each
+//! (`fmax` is nine instructions on x86) and a mask of the NaNs it saw, and runs the nest again with `fmax` where
+//! that could differ: when a value was NaN or the result is a zero (whose sign `maxps` may get wrong).
 //!
 //! A `reduce` of f64 or i32 whose body is loads (moving by 1 or 0 with `k`), constants and `add sub mul max min neg
 //! abs` of its dtype runs `k` an f64x2 / i32x4 vector at a time into one vector accumulator, then the rest one at a
 //! time, combined in a fixed order ([`Emitter::typed_reduce`]): i32 sums wrap, so they and every max equal the
-//! interpreter's fold exactly; f64 sums are reassociated as f32 sums are.
+//! interpreter's fold exactly (an f64 max as an f32 max, with `maxpd`); f64 sums are reassociated as f32 sums are.
 //!
 //! In a `for` nest, an f32 division by a value from outside its body (softmax's `exp(x - m) / s`) becomes a
 //! multiplication by `1/s`, computed once per run of the nest, where that is safe ([`Emitter::for_loops`]: `s` is 0,

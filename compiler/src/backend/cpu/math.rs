@@ -2,16 +2,19 @@
 //! (`sqrt`, `recip`, `abs`, `neg`, `max`, `min`, `relu`) with the semantics of Kiln's IR (`ir-spec/SPEC.md` §3).
 //!
 //! Cranelift has no transcendental instructions and calling libm from JIT code costs 2.6–5.2 ns per element, so
-//! every function here is emitted inline: range reduction, a polynomial, reconstruction, all branch-free so that
-//! one emitter serves every lane count. Each takes a value of type `f32`, `f32x4`, `f64` or `f64x2` and returns one
-//! of the same type; the `FunctionBuilder` must be positioned in a block. `fma` is used where the ISA has it
-//! ([`MathEmitter::for_isa`]), otherwise `fmul` + `fadd` (the same algorithms; both measured below).
+//! every function here is emitted inline: range reduction, a polynomial, reconstruction, branch-free (but for one
+//! branch in `exp`, taken on a whole value, scalar or vector) so that one emitter serves every lane count. Each takes
+//! a value of type `f32`, `f32x4`, `f64` or `f64x2` and returns one of the same type; the `FunctionBuilder` must be
+//! positioned in a block (`exp` and the functions built on it leave it in a new one). `fma` is used where the ISA
+//! has it ([`MathEmitter::for_isa`]), otherwise `fmul` + `fadd` (the same algorithms; both measured below).
 //!
 //! Algorithms (polynomials fitted by `math_fit.py` beside this file):
 //! - `exp`: clamp `x` (NaN passes), `n = round(x·log2 e)` by adding `1.5·2^p` (so `n` is also in the integer bits),
 //!   `r = x - n·ln2` with ln 2 split in two (Cody–Waite), `e^r ≈ 1 + r + r²·P(r)`, then `·2^⌊n/2⌋·2^(n-⌊n/2⌋)`
 //!   built in the exponent bits: two factors so that overflow gives +inf and the underflow range rounds once, to a
-//!   correct subnormal or 0. NaN → NaN.
+//!   correct subnormal or 0. NaN → NaN. Where every lane has `|x| ≤ 86` (707 for f64), which is nearly always,
+//!   one branch skips the clamp and the second factor: `fma(e^r - 1, 2^n, 2^n)` with `2^n` from `n`'s bits alone,
+//!   which gives the same bits (argued at `Lanes::exp_scaled`, checked by `compiler/tests/cpu_math.rs`).
 //! - `log`: subnormals are scaled by `2^p` first; `x = 2^e·m` with `m ∈ [√½, √2)` by integer arithmetic on the bits,
 //!   `f = m - 1`; f32: `log(1+f) = f - f²/2 + f³·P(f)`; f64: `2·atanh(f/(2+f))` (one division) as in fdlibm.
 //!   `log(±0) = -inf`, `log(x<0) = NaN`, `log(+inf) = +inf`.
@@ -206,6 +209,9 @@ struct Format {
     /// narrow enough that both halves of `n` scale by normal powers of two.
     exp_lo: f64,
     exp_hi: f64,
+    /// Where `|x| ≤ exp_fast_bound`, `n = round(x·log2 e)` has `|n| ≤ 2^(exponent bits - 1) - 4` (124, 1020), so
+    /// `e^x` is `(1 + em1)·2^n` scaled once, with a normal result (see `Lanes::exp_scaled`).
+    exp_fast_bound: f64,
     /// ln 2 = `ln2_hi + ln2_lo`, `ln2_hi` with few enough bits that `n·ln2_hi` is exact.
     ln2_hi: f64,
     ln2_lo: f64,
@@ -232,6 +238,8 @@ static F32: Format = Format {
     min_normal: f32::MIN_POSITIVE as f64,
     exp_lo: -110.0,
     exp_hi: 100.0,
+    // 86·log2 e = 124.07
+    exp_fast_bound: 86.0,
     ln2_hi: 0.693359375,
     ln2_lo: -2.12194440e-4,
     exp_poly: &[
@@ -269,6 +277,8 @@ static F64: Format = Format {
     min_normal: f64::MIN_POSITIVE,
     exp_lo: -760.0,
     exp_hi: 720.0,
+    // 707·log2 e = 1019.99
+    exp_fast_bound: 707.0,
     ln2_hi: 0.6931471803691238,
     ln2_lo: 1.9082149292705877e-10,
     exp_poly: &[
@@ -319,20 +329,97 @@ struct Lanes<'a, 'f> {
 
 impl Lanes<'_, '_> {
     fn exp(&mut self, x: Value) -> Value {
+        // Out of the short path's range: |x| > bound (a NaN is in range, see `exp_scaled`).
+        let a = self.b.ins().fabs(x);
+        let bound = self.f(self.format.exp_fast_bound);
+        let outside = self.b.ins().fcmp(FloatCC::GreaterThan, a, bound);
+        self.exp_scaled(x, outside, x)
+    }
+
+    /// `e^x`, by one scaling by 2^n unless a lane of `outside` (`|x| > exp_fast_bound`) is set, otherwise by
+    /// [`Self::exp_full`] for every lane (one branch per vector). Both give the same bits where the short path runs:
+    /// - the clamp leaves such an x as it is (exp_lo < -bound, bound < exp_hi), so n, r and `em1 = e^r - 1` are the
+    ///   same values either way (t too, but for the bias below), and the bound keeps |n| ≤ 124 (1020 for f64), so
+    ///   `2^n` is normal, with the bits `(n + bias)·2^p`;
+    /// - the full path rounds `p = 1 + em1` ∈ [0.7, 1.42], then computes round(round(p·2^n1)·2^n2) with
+    ///   n1 = ⌊n/2⌋: p·2^n1 is normal, so exact, and so is p·2^n (normal and finite for |n| ≤ 124): the result is
+    ///   2^n·round(1 + em1);
+    /// - the short path computes `fma(em1, 2^n, 2^n)` = round(2^n·(1 + em1)), which is 2^n·round(1 + em1) because
+    ///   scaling by a power of two commutes with rounding while the result stays normal (without FMA: `(1 + em1)·2^n`,
+    ///   the same rounding, then an exact product);
+    /// - a NaN x makes em1 NaN, and the result NaN, on both paths.
+    ///
+    /// With FMA the short path rounds with the shifter `1.5·2^p + bias` instead of `1.5·2^p`, so that t's low bits
+    /// hold `n + bias` (one integer addition less): `t = round(x·log2e + shifter)` is the same integer plus bias
+    /// unless `x·log2e` (exact in the fma) is a tie `k + ½`, where ties to even could round the two differently;
+    /// `log2e` is an odd multiple of 2^-23 (2^-51 for f64), so `x·log2e` is a tie only for `|x| ≥ 2^22` (2^50), far
+    /// outside the bound. Without FMA, `x·log2e` is rounded first and can be a tie, so the bias is added to the bits.
+    ///
+    /// `x_full` is `x` for the full path: the same value, perhaps computed by other instructions.
+    fn exp_scaled(&mut self, x: Value, outside: Value, x_full: Value) -> Value {
         let fmt = self.format;
-        let x = self.clamp(x, fmt.exp_lo, fmt.exp_hi);
-        // t = 1.5·2^p + round(x·log2 e); n = round(x·log2 e) as a float and, in t's bits, as an integer.
-        let (log2e, shifter) = (self.f(std::f64::consts::LOG2_E), self.f(fmt.round_shifter));
+        let shifter = if self.fma {
+            fmt.round_shifter + fmt.bias as f64
+        } else {
+            fmt.round_shifter
+        };
+        let (t, em1) = self.exp_reduced(x, shifter);
+        let t_bits = self.bits(t);
+        let u = self.b.ins().ishl_imm_u(t_bits, fmt.mantissa_bits);
+        let short = if self.fma {
+            let two_n = self.float_from_bits(u);
+            self.b.ins().fma(em1, two_n, two_n)
+        } else {
+            let bias = self.int(fmt.bias << fmt.mantissa_bits);
+            let two_n = self.b.ins().iadd(u, bias);
+            let two_n = self.float_from_bits(two_n);
+            let one = self.f(1.0);
+            let p = self.b.ins().fadd(em1, one);
+            self.b.ins().fmul(p, two_n)
+        };
+        let any_outside = if self.ty.is_vector() {
+            self.b.ins().vany_true(outside)
+        } else {
+            outside
+        };
+        let (full_block, join) = (self.b.create_block(), self.b.create_block());
+        let result = self.b.append_block_param(join, self.ty);
+        self.b
+            .ins()
+            .brif(any_outside, full_block, &[], join, &[short.into()]);
+        self.b.switch_to_block(full_block);
+        let full = self.exp_full(x_full);
+        self.b.ins().jump(join, &[full.into()]);
+        self.b.switch_to_block(join);
+        result
+    }
+
+    /// `(t, em1)` of `e^x = (1 + em1)·2^n`: `t = shifter + n` with `n = round(x·log2 e)` (so `n` is also in t's low
+    /// mantissa bits, plus what `shifter` has there) and `em1 = e^r - 1`, `r = x - n·ln2`, for `x` in the clamp's
+    /// range.
+    fn exp_reduced(&mut self, x: Value, shifter: f64) -> (Value, Value) {
+        let fmt = self.format;
+        // t = shifter + round(x·log2 e); n = round(x·log2 e) as a float and, in t's bits, as an integer.
+        let (log2e, shifter) = (self.f(std::f64::consts::LOG2_E), self.f(shifter));
         let t = self.mul_add(x, log2e, shifter);
         let n = self.b.ins().fsub(t, shifter);
         // r = x - n·ln2, exact in the first step (n·ln2_hi has few bits).
         let (minus_ln2_hi, minus_ln2_lo) = (self.f(-fmt.ln2_hi), self.f(-fmt.ln2_lo));
         let r = self.mul_add(n, minus_ln2_hi, x);
         let r = self.mul_add(n, minus_ln2_lo, r);
-        // e^r = 1 + (r + r²·P(r))
+        // e^r - 1 = r + r²·P(r)
         let poly = self.poly(r, fmt.exp_poly);
         let r2 = self.b.ins().fmul(r, r);
         let em1 = self.mul_add(r2, poly, r);
+        (t, em1)
+    }
+
+    /// `e^x` for every `x`: clamped, then scaled by 2^n in two factors, so that overflow gives +inf and the underflow
+    /// range rounds once, to a correct subnormal or 0.
+    fn exp_full(&mut self, x: Value) -> Value {
+        let fmt = self.format;
+        let x = self.clamp(x, fmt.exp_lo, fmt.exp_hi);
+        let (t, em1) = self.exp_reduced(x, fmt.round_shifter);
         let one = self.f(1.0);
         let p = self.b.ins().fadd(em1, one);
         // 2^n = 2^n1 · 2^n2 with n1 = ⌊n/2⌋, n2 = n - n1, in the exponent bits. t's low mantissa bits hold
@@ -469,7 +556,14 @@ impl Lanes<'_, '_> {
     fn exp_minus_abs(&mut self, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
         let minus_a = self.b.ins().fneg(a);
-        self.exp(minus_a)
+        let bound = self.f(self.format.exp_fast_bound);
+        let outside = self.b.ins().fcmp(FloatCC::GreaterThan, a, bound);
+        // The short path uses -|x| only in products and sums, where x86 folds the negation into the fma; the full
+        // path's clamp needs it in a register, so it computes it as -1·|x| (the same value; a NaN stays NaN), which
+        // Cranelift doesn't merge with the short path's `fneg` into one instruction on the hot path.
+        let minus_one = self.f(-1.0);
+        let minus_a_full = self.b.ins().fmul(a, minus_one);
+        self.exp_scaled(minus_a, outside, minus_a_full)
     }
 
     fn pow(&mut self, x: Value, y: Value) -> Value {

@@ -4,8 +4,9 @@
 //! the innermost variable `j` is a vector access at `j`; a load that doesn't move with `j` is loaded once per row,
 //! before the loop, and splatted (inside a reduction, where it may move with the reduction's loops, once per
 //! iteration). A `reduce` over other loops (a column sum) keeps an f32x4 accumulator: lane `l` folds point `j + l`'s
-//! values in the scalar code's order. Each lane computes exactly what the scalar loop computes for its point: the
-//! same IEEE operations, and the math library's branch-free code, which is the same for one lane or four.
+//! values in the scalar code's order (a max with `maxps` and a NaN mask, then again with `fmax` if that could
+//! differ, as [`Emitter::vector_reduce`] does). Each lane computes exactly what the scalar loop computes for its
+//! point: the same IEEE operations, and the math library's code, which gives the same bits for one lane or four.
 
 use super::check::ValueTypes;
 use super::{clif_type, Emitter};
@@ -254,27 +255,21 @@ impl Emitter<'_, '_> {
                     value,
                     ..
                 } => {
-                    // Lane l folds point j + l's values over `loops`, in the scalar code's order.
-                    let identity = match kind {
-                        ReduceKind::Sum => -0.0f32,
-                        ReduceKind::Max => f32::NEG_INFINITY,
+                    // Lane l folds point j + l's values over `loops`, in the scalar code's order (a max first
+                    // with `ordered_max`, again with `fmax` where that could differ, as `vector_reduce` does).
+                    let result = match kind {
+                        ReduceKind::Sum => {
+                            self.lane_fold(*kind, false, loops, body, *value, values).0
+                        }
+                        ReduceKind::Max => self.max_with_exact_fallback(
+                            |e| {
+                                let (result, nan) =
+                                    e.lane_fold(*kind, true, loops, body, *value, values);
+                                (result, nan.expect("ordered folds keep a NaN mask"))
+                            },
+                            |e| e.lane_fold(*kind, false, loops, body, *value, values).0,
+                        ),
                     };
-                    let identity = self.b.ins().f32const(identity);
-                    let init = self.b.ins().splat(types::F32X4, identity);
-                    let acc = self.b.declare_var(types::F32X4);
-                    self.b.def_var(acc, init);
-                    self.loop_nest(loops, &mut |e| {
-                        let mut inner = values.clone();
-                        e.vector_block(body, &mut inner);
-                        let x = inner[&value.index()];
-                        let a = e.b.use_var(acc);
-                        let folded = match kind {
-                            ReduceKind::Sum => e.b.ins().fadd(a, x),
-                            ReduceKind::Max => e.b.ins().fmax(a, x),
-                        };
-                        e.b.def_var(acc, folded);
-                    });
-                    let result = self.b.use_var(acc);
                     values.insert(id.index(), result);
                 }
                 Inst::For { .. } => {
@@ -282,6 +277,54 @@ impl Emitter<'_, '_> {
                 }
             }
         }
+    }
+
+    /// A `reduce` over other loops in the vector kernel: lane `l` folds point `j + l`'s values over `loops` in the
+    /// scalar code's order; `ordered`: a max folds with [`Self::ordered_max`] and also returns the NaN mask.
+    fn lane_fold(
+        &mut self,
+        kind: ReduceKind,
+        ordered: bool,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+        values: &HashMap<usize, Value>,
+    ) -> (Value, Option<Value>) {
+        let identity = match kind {
+            ReduceKind::Sum => -0.0f32,
+            ReduceKind::Max => f32::NEG_INFINITY,
+        };
+        let identity = self.b.ins().f32const(identity);
+        let init = self.b.ins().splat(types::F32X4, identity);
+        let acc = self.b.declare_var(types::F32X4);
+        self.b.def_var(acc, init);
+        let nan = (ordered && kind == ReduceKind::Max).then(|| {
+            let v = self.b.declare_var(types::I32X4);
+            let zero = self.b.ins().iconst(types::I32, 0);
+            let none = self.b.ins().splat(types::I32X4, zero);
+            self.b.def_var(v, none);
+            v
+        });
+        self.loop_nest(loops, &mut |e| {
+            let mut inner = values.clone();
+            e.vector_block(body, &mut inner);
+            let x = inner[&value.index()];
+            let a = e.b.use_var(acc);
+            let folded = match (kind, nan) {
+                (ReduceKind::Sum, _) => e.b.ins().fadd(a, x),
+                (ReduceKind::Max, None) => e.b.ins().fmax(a, x),
+                (ReduceKind::Max, Some(nan)) => {
+                    let seen = e.b.use_var(nan);
+                    let is_nan = e.b.ins().fcmp(FloatCC::Unordered, x, x);
+                    let seen = e.b.ins().bor(seen, is_nan);
+                    e.b.def_var(nan, seen);
+                    e.ordered_max(a, x)
+                }
+            };
+            e.b.def_var(acc, folded);
+        });
+        let result = self.b.use_var(acc);
+        (result, nan.map(|nan| self.b.use_var(nan)))
     }
 
     fn vector_op(&mut self, op: &ScalarOp, dtype: DType, values: &HashMap<usize, Value>) -> Value {
@@ -514,8 +557,10 @@ pub(super) fn nested_plan(
     Some(k)
 }
 
-/// What a reduction does after a copy of the vector body: `(emitter, copy, values of the body)`.
-type VectorStep<'s, 'a, 'b> = dyn FnMut(&mut Emitter<'a, 'b>, usize, &HashMap<usize, Value>) + 's;
+/// What a reduction does after a copy of the vector body: `(emitter, copy, copies in this iteration, values of the
+/// body)`.
+type VectorStep<'s, 'a, 'b> =
+    dyn FnMut(&mut Emitter<'a, 'b>, usize, usize, &HashMap<usize, Value>) + 's;
 
 impl<'a, 'b> Emitter<'a, 'b> {
     /// A `reduce` whose innermost loop `k` passed [`nested_plan`] (f32 sum or max): per point of the outer loops,
@@ -523,6 +568,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// then 4 at a time into `a0`, then the points left (`extent % 4`) into a scalar one. With `a = (a0 ∘ a1) ∘
     /// (a2 ∘ a3)`, the result is `((a.0 ∘ a.1) ∘ (a.2 ∘ a.3)) ∘ tail`: a fixed order for every output element.
     /// (Several accumulators keep the loop from waiting on one `fmax`/`fadd` chain.)
+    ///
+    /// A max folds its vectors with [`Self::ordered_max`] (one `maxps`, where `fmax` is nine instructions) and
+    /// or-s `x ≠ x` into a NaN mask; the nest runs again with `fmax` where that could differ from `fmax`'s result
+    /// ([`Self::max_with_exact_fallback`]).
     pub(super) fn vector_reduce(
         &mut self,
         kind: ReduceKind,
@@ -530,6 +579,28 @@ impl<'a, 'b> Emitter<'a, 'b> {
         body: &Block,
         value: ValueId,
     ) -> Value {
+        match kind {
+            ReduceKind::Sum => self.vector_fold(kind, false, loops, body, value).0,
+            ReduceKind::Max => self.max_with_exact_fallback(
+                |e| {
+                    let (result, nan) = e.vector_fold(kind, true, loops, body, value);
+                    (result, nan.expect("ordered folds keep a NaN mask"))
+                },
+                |e| e.vector_fold(kind, false, loops, body, value).0,
+            ),
+        }
+    }
+
+    /// [`Self::vector_reduce`]'s loops; `ordered`: a max folds vectors with [`Self::ordered_max`] and also returns
+    /// the or of `x ≠ x` over them (an i32x4 mask; the scalar tail and the final combination use `fmax`).
+    fn vector_fold(
+        &mut self,
+        kind: ReduceKind,
+        ordered: bool,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> (Value, Option<Value>) {
         let identity = match kind {
             ReduceKind::Sum => -0.0f32,
             ReduceKind::Max => f32::NEG_INFINITY,
@@ -538,6 +609,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             ReduceKind::Sum => e.b.ins().fadd(a, x),
             ReduceKind::Max => e.b.ins().fmax(a, x),
         };
+        let ordered = ordered && kind == ReduceKind::Max;
         let acc = self.b.declare_var(types::F32);
         let init = self.b.ins().f32const(identity);
         self.b.def_var(acc, init);
@@ -549,14 +621,49 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 v
             })
             .collect();
+        let nan = ordered.then(|| {
+            let v = self.b.declare_var(types::I32X4);
+            let zero = self.b.ins().iconst(types::I32, 0);
+            let none = self.b.ins().splat(types::I32X4, zero);
+            self.b.def_var(v, none);
+            v
+        });
+        let (mut unpaired, mut masks) = (None, Vec::new());
         self.nested_vector_loops(
             loops,
             body,
             Some(value),
             UNROLL,
-            &mut |e, copy, values| {
+            &mut |e, copy, copies, values| {
                 let a = e.b.use_var(vaccs[copy]);
-                let folded = fold(e, a, values[&value.index()]);
+                let x = values[&value.index()];
+                let folded = match nan {
+                    Some(nan) => {
+                        // `x ≠ x`, two copies in one `fcmp uno` (true where either is NaN), or-ed into the mask once
+                        // per iteration.
+                        match unpaired.take() {
+                            Some(other) => {
+                                let either = e.b.ins().fcmp(FloatCC::Unordered, other, x);
+                                masks.push(either);
+                            }
+                            None if copy + 1 < copies => unpaired = Some(x),
+                            None => {
+                                let is_nan = e.b.ins().fcmp(FloatCC::Unordered, x, x);
+                                masks.push(is_nan);
+                            }
+                        }
+                        if copy + 1 == copies {
+                            let mut seen = e.b.use_var(nan);
+                            let any = masks.drain(..).reduce(|m, n| e.b.ins().bor(m, n));
+                            if let Some(any) = any {
+                                seen = e.b.ins().bor(seen, any);
+                            }
+                            e.b.def_var(nan, seen);
+                        }
+                        e.ordered_max(a, x)
+                    }
+                    None => fold(e, a, x),
+                };
                 e.b.def_var(vaccs[copy], folded);
             },
             &mut |e| {
@@ -577,7 +684,60 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let high = fold(self, lanes[2], lanes[3]);
         let lanes = fold(self, low, high);
         let tail = self.b.use_var(acc);
-        fold(self, lanes, tail)
+        let result = fold(self, lanes, tail);
+        (result, nan.map(|nan| self.b.use_var(nan)))
+    }
+
+    /// `a < x ? x : a` lane by lane (f32x4 or f64x2): one `maxps`/`maxpd` on x86, where `fmax` is nine
+    /// instructions. It is Kiln's `max` except where `x` is NaN (`a` is kept) or both are zeros (`a` is kept, so
+    /// `max(-0, +0)` may be `-0`); folded from `-inf` over values without NaN, it gives `fmax`'s fold wherever that
+    /// is not a zero (the order of equal nonzero values does not matter: they have the same bits).
+    fn ordered_max(&mut self, a: Value, x: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(x);
+        let less = self.b.ins().fcmp(FloatCC::LessThan, a, x);
+        let mask = self.b.ins().bitcast(ty, MemFlagsData::new(), less);
+        self.b.ins().bitselect(mask, x, a)
+    }
+
+    /// `fast` returns a max folded with [`Self::ordered_max`] (a scalar, or a vector of per-lane results) and the
+    /// NaN mask of the values it folded. Where no value was NaN and no result is a zero, that is exactly `fmax`'s
+    /// fold (see [`Self::ordered_max`]); otherwise (a NaN, or a zero whose sign depends on which zeros came first)
+    /// `exact` computes it again with `fmax`, behind one branch. Either way the result is the interpreter's, for
+    /// every chunking and thread count.
+    fn max_with_exact_fallback(
+        &mut self,
+        fast: impl FnOnce(&mut Self) -> (Value, Value),
+        exact: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        let (result, nan) = fast(self);
+        let ty = self.b.func.dfg.value_type(result);
+        let saw_nan = self.b.ins().vany_true(nan);
+        let zero = match ty.lane_type() {
+            types::F32 => self.b.ins().f32const(0.0f32),
+            _ => self.b.ins().f64const(0.0f64),
+        };
+        let zero = if ty.is_vector() {
+            self.b.ins().splat(ty, zero)
+        } else {
+            zero
+        };
+        let is_zero = self.b.ins().fcmp(FloatCC::Equal, result, zero);
+        let is_zero = if ty.is_vector() {
+            self.b.ins().vany_true(is_zero)
+        } else {
+            is_zero
+        };
+        let redo = self.b.ins().bor(saw_nan, is_zero);
+        let (exact_block, join) = (self.b.create_block(), self.b.create_block());
+        let joined = self.b.append_block_param(join, ty);
+        self.b
+            .ins()
+            .brif(redo, exact_block, &[], join, &[result.into()]);
+        self.b.switch_to_block(exact_block);
+        let exact_result = exact(self);
+        self.b.ins().jump(join, &[exact_result.into()]);
+        self.b.switch_to_block(join);
+        joined
     }
 
     /// `do { body; k += step } while k < end` as a bottom-tested block looping on itself, `k` starting below `end`:
@@ -603,11 +763,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// A `for` whose innermost loop `k` passed [`nested_plan`]: 16 points at a time (four copies of the body), then
     /// 4, then the rest one at a time, each point computed with the same operations either way.
     pub(super) fn vector_for(&mut self, loops: &[Loop], body: &Block) {
-        self.nested_vector_loops(loops, body, None, UNROLL, &mut |_, _, _| {}, &mut |_| {});
+        self.nested_vector_loops(loops, body, None, UNROLL, &mut |_, _, _, _| {}, &mut |_| {});
     }
 
     /// The outer loops of the nest, around: `k` `4·unroll` points at a time (while they fit; `unroll` copies of the
-    /// vector body, `vector_step(copy)` after each), then 4 at a time (copy 0), then the
+    /// vector body, `vector_step(copy, unroll)` after each), then 4 at a time (`vector_step(0, 1)`), then the
     /// points left one at a time (`scalar_step` after each scalar body).
     fn nested_vector_loops(
         &mut self,
@@ -658,7 +818,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         e.set_var(k, kc);
                         let mut values = hoisted.clone();
                         e.vector_block(body, &mut values);
-                        vector_step(e, copy, &values);
+                        vector_step(e, copy, unroll, &values);
                     }
                     // The step moves on from the iteration's first point (a definition only: no instruction).
                     e.set_var(k, k0);
@@ -669,7 +829,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 e.step_loop(k, LANES, vector_end, &mut |e| {
                     let mut values = hoisted.clone();
                     e.vector_block(body, &mut values);
-                    vector_step(e, 0, &values);
+                    vector_step(e, 0, 1, &values);
                 });
             }
             if vector_end < extent {
@@ -741,6 +901,9 @@ impl Emitter<'_, '_> {
     /// count), then the points left into a scalar one; the result is `(lanes folded pairwise: (a.0 ∘ a.1) ∘ (a.2 ∘
     /// a.3)) ∘ tail`, a fixed order for every output element. An i32 sum wraps and max is exact, so both equal the
     /// interpreter's fold; an f64 sum is reassociated, as f32 sums are.
+    ///
+    /// An f64 max folds its vectors with [`Self::ordered_max`] (one `maxpd`) and a NaN mask, and runs again with
+    /// `fmax` where that could differ ([`Self::max_with_exact_fallback`]), as an f32 max does.
     pub(super) fn typed_reduce(
         &mut self,
         kind: ReduceKind,
@@ -749,6 +912,29 @@ impl Emitter<'_, '_> {
         body: &Block,
         value: ValueId,
     ) -> Value {
+        if (kind, dtype) == (ReduceKind::Max, DType::F64) {
+            return self.max_with_exact_fallback(
+                |e| {
+                    let (result, nan) = e.typed_fold(kind, dtype, true, loops, body, value);
+                    (result, nan.expect("ordered folds keep a NaN mask"))
+                },
+                |e| e.typed_fold(kind, dtype, false, loops, body, value).0,
+            );
+        }
+        self.typed_fold(kind, dtype, false, loops, body, value).0
+    }
+
+    /// [`Self::typed_reduce`]'s loops; `ordered`: an f64 max folds vectors with [`Self::ordered_max`] and also
+    /// returns the or of `x ≠ x` over them (an i64x2 mask; the scalar tail and the combination use `fmax`).
+    fn typed_fold(
+        &mut self,
+        kind: ReduceKind,
+        dtype: DType,
+        ordered: bool,
+        loops: &[Loop],
+        body: &Block,
+        value: ValueId,
+    ) -> (Value, Option<Value>) {
         let (vty, lanes) = typed_lanes(dtype).expect("typed_nested_plan");
         let float = dtype == DType::F64;
         let fold = |e: &mut Self, a: Value, x: Value| match (kind, float) {
@@ -757,6 +943,7 @@ impl Emitter<'_, '_> {
             (ReduceKind::Max, true) => e.b.ins().fmax(a, x),
             (ReduceKind::Max, false) => e.b.ins().smax(a, x),
         };
+        let ordered = ordered && (kind, float) == (ReduceKind::Max, true);
         let ty = clif_type(dtype);
         let acc = self.b.declare_var(ty);
         let init = self.reduce_identity(kind, dtype);
@@ -764,6 +951,14 @@ impl Emitter<'_, '_> {
         let vacc = self.b.declare_var(vty);
         let vinit = self.b.ins().splat(vty, init);
         self.b.def_var(vacc, vinit);
+        let mask_ty = vty.as_int();
+        let nan = ordered.then(|| {
+            let v = self.b.declare_var(mask_ty);
+            let zero = self.b.ins().iconst(mask_ty.lane_type(), 0);
+            let none = self.b.ins().splat(mask_ty, zero);
+            self.b.def_var(v, none);
+            v
+        });
         let (outer, inner) = loops.split_at(loops.len() - 1);
         let (k, extent) = (inner[0].var, inner[0].extent as i64);
         let vector_end = extent / lanes * lanes;
@@ -822,7 +1017,17 @@ impl Emitter<'_, '_> {
                         values.insert(id.index(), v);
                     }
                     let a = e.b.use_var(vacc);
-                    let folded = fold(e, a, values[&value.index()]);
+                    let x = values[&value.index()];
+                    let folded = match nan {
+                        Some(nan) => {
+                            let seen = e.b.use_var(nan);
+                            let is_nan = e.b.ins().fcmp(FloatCC::Unordered, x, x);
+                            let seen = e.b.ins().bor(seen, is_nan);
+                            e.b.def_var(nan, seen);
+                            e.ordered_max(a, x)
+                        }
+                        None => fold(e, a, x),
+                    };
                     e.b.def_var(vacc, folded);
                 });
             }
@@ -848,7 +1053,8 @@ impl Emitter<'_, '_> {
             fold(self, low, high)
         };
         let tail = self.b.use_var(acc);
-        fold(self, lanes_folded, tail)
+        let result = fold(self, lanes_folded, tail);
+        (result, nan.map(|nan| self.b.use_var(nan)))
     }
 
     /// One op of a [`typed_nested_plan`] body on vectors of type `vty`.
