@@ -241,18 +241,17 @@ fn reads_only_in_place(body: &Block, output: BufferId, input: BufferId) -> bool 
 }
 
 /// Bytes read and written by the kernels: each buffer a kernel reads or writes counts its full size once for that
-/// kernel (a buffer read twice by one kernel is assumed to stay in cache).
+/// kernel (a buffer read twice by one kernel, or written and read back as a materialized softmax row is, is assumed
+/// to stay in cache).
 pub fn traffic_bytes(program: &KernelProgram) -> usize {
     let size = |b: BufferId| program.buffers[b.index()].ty.size_bytes();
     program
         .kernels
         .iter()
         .map(|k| {
-            k.reads()
-                .into_iter()
-                .chain(k.writes())
-                .map(size)
-                .sum::<usize>()
+            let touched: std::collections::BTreeSet<BufferId> =
+                k.reads().into_iter().chain(k.writes()).collect();
+            touched.into_iter().map(size).sum::<usize>()
         })
         .sum()
 }

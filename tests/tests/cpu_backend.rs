@@ -455,7 +455,9 @@ fn clif_fused_elementwise_chain() {
     );
 }
 
-/// Row softmax: one point per row; `reduce.max`, `reduce.sum` of `exp` and the `for` writing the row are bottom-tested
+/// Row softmax: one point per row, after `kernel::materialize`: `reduce.max` (maxps with a NaN mask, and the exact
+/// `fmax` rerun behind a branch), a `for` that stores `exp(x - max)` into the row, `reduce.sum` over the stored row, and
+/// the in-place rescale `y = y · (1 / sum)` (f32x4, with the division where the reciprocal is not exact); bottom-tested
 /// loops with the accumulators in block parameters.
 #[test]
 fn clif_row_softmax() {

@@ -551,3 +551,41 @@ fn float_max_reductions_are_exact_on_nan_signed_zero_and_infinite_rows() {
         }
     }
 }
+
+/// `p - p` of one product `p = x·y` stays exactly 0 on a host with FMA: contracting it would give `fma(x, y, -p)`,
+/// the product's rounding error, and `pow(p - p, -1.5)` would be NaN (a negative base) or a huge finite number
+/// instead of `+inf` (a random graph found it). SPEC §1 exempts this case from contraction; scalar and vector code.
+#[test]
+fn a_product_minus_itself_is_exactly_zero() {
+    for len in [3usize, 37] {
+        let mut b = Builder::new("p_minus_p");
+        let x = b.data("x", TensorType::f64(&[len])).unwrap();
+        let y = b.data("y", TensorType::f64(&[len])).unwrap();
+        let p = b.mul(x, y).unwrap();
+        let zero = b.sub(p, p).unwrap();
+        b.output("zero", zero).unwrap();
+        let exponent = b.full_like(x, -1.5).unwrap();
+        let blown = b.pow(zero, exponent).unwrap();
+        b.output("pow", blown).unwrap();
+        let graph = b.finish();
+        // Products with a rounding error in every element.
+        let xs: Vec<f64> = (0..len).map(|i| 0.1 + i as f64 / 7.0).collect();
+        let ys: Vec<f64> = (0..len).map(|i| -0.3 - i as f64 / 3.0).collect();
+        let inputs = [
+            Tensor::from_f64(&[len], xs).unwrap(),
+            Tensor::from_f64(&[len], ys).unwrap(),
+        ];
+        let expected = interp::run(&graph, &inputs).unwrap();
+        let got = run_in_point_chunks(&graph, &inputs, &expected, 2, || format!("len {len}"));
+        assert!(
+            got[0].to_f64_vec().iter().all(|&v| v == 0.0),
+            "{:?}",
+            got[0]
+        );
+        assert!(
+            got[1].to_f64_vec().iter().all(|&v| v == f64::INFINITY),
+            "{:?}",
+            got[1]
+        );
+    }
+}

@@ -316,7 +316,8 @@ fn invariant_divisors(block: &Block, types: &check::ValueTypes) -> Vec<ValueId> 
 
 /// Which float `add`/`sub` of `block` (and of the blocks nested in it) become an `fma`: `x·y + c`, `c + x·y`,
 /// `x·y - c`, `c - x·y` where the product `x·y` is a `mul` of the same block (so its operands are at hand in the
-/// vector code too); when both operands are products, the first one.
+/// vector code too); when both operands are products, the first one. Never `p ± p` of one product `p` (SPEC §1):
+/// `fma(a, b, -p)` is `p`'s rounding error, not the 0 that `p - p` is.
 fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usize, Contraction>) {
     let is_float = |id: ValueId| matches!(types[id.index()], Some(DType::F32 | DType::F64));
     let mut products: HashMap<usize, (ValueId, ValueId)> = HashMap::new();
@@ -333,6 +334,7 @@ fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usi
                         products.insert(id.index(), (*x, *y));
                         None
                     }
+                    _ if x == y => None,
                     (BinaryOp::Add, Some((a, b)), _) => Some((a, b, *y, false, false)),
                     (BinaryOp::Add, None, Some((a, b))) => Some((a, b, *x, false, false)),
                     (BinaryOp::Sub, Some((a, b)), _) => Some((a, b, *y, false, true)),

@@ -28,7 +28,9 @@
 //! [`WORKGROUP_REDUCE_MIN`] (64) points
 //! runs **one workgroup per parallel point** — 64 invocations, or 256 when that reduction has at least
 //! [`WORKGROUP_REDUCE_WIDE`] (4,096) points — unless [`Options::workgroup_reductions`] sets another threshold or
-//! none (or a top-level loop nest has 2^31 points or more, or the kernel reads a buffer it writes). Shorter reductions stay sequential: a row of fewer than 64 elements would leave
+//! none (or a top-level loop nest has 2^31 points or more, or the kernel reads a buffer it writes where another
+//! invocation may have written the element; a row materialized by `kernel::materialize` is read by its writer and
+//! keeps the workgroup plan). Shorter reductions stay sequential: a row of fewer than 64 elements would leave
 //! invocations idle and pay the barriers for nothing. Matmul kernels are never workgroup kernels.
 //!
 //! The workgroup `w = wid.y · groups_x + wid.x` is the parallel point (2-D dispatch past 65,535 groups, as above);

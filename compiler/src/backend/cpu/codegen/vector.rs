@@ -11,7 +11,8 @@
 use super::check::ValueTypes;
 use super::{clif_type, Emitter};
 use crate::kernel::{
-    Block, IndexExpr, Inst, Kernel, KernelProgram, Loop, ReduceKind, ScalarOp, ValueId, Var,
+    Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, ReduceKind, ScalarOp, ValueId,
+    Var,
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
@@ -504,8 +505,10 @@ fn operands(op: &ScalarOp) -> Vec<ValueId> {
 
 /// `Some(k)` when the innermost loop `k` of a `reduce` or `for` nest can run 4 points at a time: at least 4 points,
 /// a body of straight-line f32/bool code (lets and stores only, no `index` or `matmul.acc`), loads that move by 1 or
-/// 0 elements with `k`, stores that move by 1 (at most one per buffer, to buffers the body doesn't load), and
-/// f32/bool values from outside (splatted).
+/// 0 elements with `k`, stores that move by 1 (at most one per buffer; a buffer the body also loads only at the
+/// store's own index, as the materialized softmax's in-place rescale `y[k] = y[k] / s` does: each element is then
+/// read and written by its own lane of its own iteration, whatever the unrolling), and f32/bool values from outside
+/// (splatted).
 pub(super) fn nested_plan(
     loops: &[Loop],
     body: &Block,
@@ -530,7 +533,7 @@ pub(super) fn nested_plan(
                 }
                 match op {
                     ScalarOp::Load { buffer, index } if stride_of(index, k) <= 1 => {
-                        loaded.push(*buffer)
+                        loaded.push((*buffer, index))
                     }
                     ScalarOp::Load { .. } | ScalarOp::Index(_) | ScalarOp::MatmulAcc => {
                         return None
@@ -543,15 +546,21 @@ pub(super) fn nested_plan(
                 index,
                 value,
             } => {
-                if stride_of(index, k) != 1 || !vector_type(*value) || stored.contains(buffer) {
+                if stride_of(index, k) != 1
+                    || !vector_type(*value)
+                    || stored.iter().any(|(b, _)| b == buffer)
+                {
                     return None;
                 }
-                stored.push(*buffer);
+                stored.push((*buffer, index));
             }
             Inst::Reduce { .. } | Inst::For { .. } => return None,
         }
     }
-    if loaded.iter().any(|b| stored.contains(b)) {
+    let conflict = |(buffer, index): &(BufferId, &IndexExpr)| {
+        stored.iter().any(|(b, i)| b == buffer && i != index)
+    };
+    if loaded.iter().any(conflict) {
         return None;
     }
     Some(k)
