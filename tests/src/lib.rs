@@ -5,3 +5,4 @@ pub mod fd;
 pub mod fixtures;
 pub mod golden;
 pub mod graph_gen;
+pub mod vulkan;

@@ -10,13 +10,13 @@
 //! Vulkan checks print why and return without a device, unless `KILN_REQUIRE_VULKAN=1`.
 
 use kiln::backend::cpu::assemble::assemble;
-use kiln::backend::spirv::{self, Device};
+use kiln::backend::spirv;
 use kiln::fusion;
 use kiln::ir::{interp, Builder, DType, Graph, Role, Tensor, TensorType, UnaryOp};
 use kiln::kernel::{self, materialize, Inst, Kernel, KernelProgram, ScalarOp};
 use kiln::memory;
 use kiln_tests::differential::{assert_outputs_match, random_inputs, Tolerance};
-use std::sync::OnceLock;
+use kiln_tests::vulkan::device;
 use std::time::Instant;
 
 // ---- graphs ----
@@ -126,22 +126,6 @@ fn on_cpu(g: &Graph, program: &KernelProgram, threads: usize, inputs: &[Tensor])
     )
     .unwrap();
     exe.run(inputs).unwrap()
-}
-
-fn required() -> bool {
-    std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
-}
-
-fn device() -> Option<&'static Device> {
-    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    match DEVICE.get_or_init(|| Device::open_best().map_err(|e| e.to_string())) {
-        Ok(d) => Some(d),
-        Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
-        Err(e) => {
-            eprintln!("no Vulkan device ({e}); skipping the Vulkan runs");
-            None
-        }
-    }
 }
 
 /// Every reduction on the workgroup plan (threshold 1), through shared memory.

@@ -9,63 +9,13 @@
 //! `compiler/tests/spirv_backend.rs` holds the f64 transcendentals to 1e-14. Like the backend's own tests, these
 //! print why and return without a device or `spirv-val`, unless `KILN_REQUIRE_VULKAN=1`.
 
-use kiln::backend::spirv::{self, Device};
+use kiln::backend::spirv;
 use kiln::fusion;
 use kiln::ir::{interp, DType, Graph};
 use kiln_tests::differential::{first_mismatch, random_inputs, Tolerance};
 use kiln_tests::graph_gen::{arb_graph_with, GenConfig};
+use kiln_tests::vulkan::{device, validate};
 use proptest::prelude::*;
-use std::sync::OnceLock;
-
-fn required() -> bool {
-    std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
-}
-
-fn device() -> Option<&'static Device> {
-    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    match DEVICE.get_or_init(|| Device::open_best().map_err(|e| e.to_string())) {
-        Ok(d) => Some(d),
-        Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
-        Err(_) => None,
-    }
-}
-
-/// `spirv-val` on every module; `false` (not validated) when the tool is missing and not required.
-fn validate(kernels: &[spirv::SpirvKernel]) -> bool {
-    let available = std::process::Command::new("spirv-val")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(
-            !required(),
-            "KILN_REQUIRE_VULKAN=1 but spirv-val is not on PATH"
-        );
-        return false;
-    }
-    // One file per call: the two properties run on parallel test threads.
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("kiln-random-{}-{call}.spv", std::process::id()));
-    for k in kernels {
-        let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        std::fs::write(&path, bytes).unwrap();
-        let out = std::process::Command::new("spirv-val")
-            .args(["--target-env", "vulkan1.1"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "spirv-val rejects `{}`: {}\n{}",
-            k.name,
-            String::from_utf8_lossy(&out.stderr),
-            k.disassemble()
-        );
-    }
-    let _ = std::fs::remove_file(&path);
-    true
-}
 
 /// GLSL.std.450's `exp` / `log` / `pow` accuracy.
 const TOL: Tolerance = Tolerance {

@@ -10,11 +10,11 @@
 //!
 //! The Vulkan tests print why and returns without a device, unless `KILN_REQUIRE_VULKAN=1`.
 
-use kiln::backend::spirv::{self, Device};
+use kiln::backend::spirv;
 use kiln::fusion;
 use kiln::ir::{interp, text, DType, Graph, Tensor};
 use kiln::Options;
-use std::process::Command;
+use kiln_tests::vulkan::{device, validate};
 
 /// `y = zeros[m, k] @ b[k, n]` with every `b` negative, and `-7 / y`; in `dtype`.
 fn graph(m: usize, k: usize, n: usize, dtype: DType) -> Graph {
@@ -78,21 +78,6 @@ fn an_all_negative_zero_sum_is_positive_zero_in_the_interpreter_and_on_cpu() {
     }
 }
 
-fn required() -> bool {
-    std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
-}
-
-fn device() -> Option<Device> {
-    match Device::open_best() {
-        Ok(d) => Some(d),
-        Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
-        Err(e) => {
-            eprintln!("skipped: no Vulkan device ({e})");
-            None
-        }
-    }
-}
-
 #[test]
 fn an_all_negative_zero_sum_is_positive_zero_on_vulkan() {
     let Some(device) = device() else { return };
@@ -117,7 +102,7 @@ fn an_all_negative_zero_sum_is_positive_zero_on_vulkan() {
                 ("tiled", spirv::Options::gpu_plans(device.info())),
             ] {
                 let case = format!("{dtype:?} {m}x{k}x{n} {plan}");
-                let exe = spirv::compile_with(&device, &program, &options).unwrap();
+                let exe = spirv::compile_with(device, &program, &options).unwrap();
                 assert_positive_zeros(&exe.run(&inputs).unwrap(), "vulkan", &case);
             }
         }
@@ -164,38 +149,6 @@ const CONSTANT_ARITHMETIC: &str = "graph constant_zeros {
   output x_div_y = %x_div_y
 }";
 
-/// `spirv-val --target-env vulkan1.1` on each module, where the tool is installed.
-fn validate(kernels: &[spirv::SpirvKernel]) {
-    if !Command::new("spirv-val")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        assert!(
-            !required(),
-            "KILN_REQUIRE_VULKAN=1 but spirv-val is not on PATH"
-        );
-        return;
-    }
-    let path = std::env::temp_dir().join(format!("kiln-ieee-zeros-{}.spv", std::process::id()));
-    for k in kernels {
-        let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        std::fs::write(&path, bytes).unwrap();
-        let out = Command::new("spirv-val")
-            .args(["--target-env", "vulkan1.1"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "spirv-val: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            k.disassemble()
-        );
-    }
-    let _ = std::fs::remove_file(&path);
-}
-
 #[test]
 fn arithmetic_with_constant_zeros_is_ieee_on_vulkan() {
     let g = text::parse(CONSTANT_ARITHMETIC).unwrap();
@@ -227,7 +180,7 @@ fn arithmetic_with_constant_zeros_is_ieee_on_vulkan() {
     let expected = interp::run(&g, &inputs).unwrap();
     // What the runtime picks for this device: hidden zeros on lavapipe, plain constants on a GPU.
     let options = spirv::Options::for_device(device.info());
-    let got = spirv::compile_with(&device, &program, &options)
+    let got = spirv::compile_with(device, &program, &options)
         .unwrap()
         .run(&inputs)
         .unwrap();

@@ -390,7 +390,7 @@ fn drop_dead_lets(block: &mut Block) {
         match inst {
             Inst::Let { id, op, .. } => {
                 if used.contains(id) {
-                    used.extend(operands(op));
+                    used.extend(op.operands());
                 } else {
                     keep[p] = false;
                 }
@@ -406,18 +406,6 @@ fn drop_dead_lets(block: &mut Block) {
         p += 1;
         keep[p - 1]
     });
-}
-
-fn operands(op: &ScalarOp) -> Vec<ValueId> {
-    match op {
-        ScalarOp::Load { .. }
-        | ScalarOp::Const { .. }
-        | ScalarOp::Index(_)
-        | ScalarOp::MatmulAcc => Vec::new(),
-        ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => vec![*x],
-        ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => vec![*x, *y],
-        ScalarOp::Select(c, x, y) => vec![*c, *x, *y],
-    }
 }
 
 /// A variable of an index, as the expression sees it: the `p`-th loop of the nest, or one from outside the nest.

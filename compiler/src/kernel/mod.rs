@@ -408,6 +408,19 @@ impl ScalarOp {
             bits: value.to_bits(),
         }
     }
+
+    /// The values the op reads (none for loads, constants, indices and `matmul.acc`).
+    pub fn operands(&self) -> Vec<ValueId> {
+        match self {
+            ScalarOp::Load { .. }
+            | ScalarOp::Const { .. }
+            | ScalarOp::Index(_)
+            | ScalarOp::MatmulAcc => Vec::new(),
+            ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => vec![*x],
+            ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => vec![*x, *y],
+            ScalarOp::Select(c, x, y) => vec![*c, *x, *y],
+        }
+    }
 }
 
 impl fmt::Display for BufferId {

@@ -479,7 +479,6 @@ impl Emitter<'_, '_> {
     }
 }
 
-/// The values an op reads.
 /// The values `body`'s lets define (by index): what the vector loops over `k` need not splat from outside.
 fn let_ids(body: &Block) -> Vec<usize> {
     body.insts
@@ -489,18 +488,6 @@ fn let_ids(body: &Block) -> Vec<usize> {
             _ => None,
         })
         .collect()
-}
-
-fn operands(op: &ScalarOp) -> Vec<ValueId> {
-    match op {
-        ScalarOp::Load { .. }
-        | ScalarOp::Const { .. }
-        | ScalarOp::Index(_)
-        | ScalarOp::MatmulAcc => Vec::new(),
-        ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => vec![*x],
-        ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => vec![*x, *y],
-        ScalarOp::Select(c, x, y) => vec![*c, *x, *y],
-    }
 }
 
 /// `Some(k)` when the innermost loop `k` of a `reduce` or `for` nest can run 4 points at a time: at least 4 points,
@@ -528,7 +515,7 @@ pub(super) fn nested_plan(
     for inst in &body.insts {
         match inst {
             Inst::Let { id, op, .. } => {
-                if !vector_type(*id) || !operands(op).into_iter().all(vector_type) {
+                if !vector_type(*id) || !op.operands().into_iter().all(vector_type) {
                     return None;
                 }
                 match op {
@@ -795,7 +782,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let mut outside: Vec<ValueId> = Vec::new();
         for inst in &body.insts {
             let used = match inst {
-                Inst::Let { op, .. } => operands(op),
+                Inst::Let { op, .. } => op.operands(),
                 Inst::Store { value, .. } => vec![*value],
                 Inst::Reduce { .. } | Inst::For { .. } => {
                     unreachable!("nested_plan: no nested loops")
@@ -884,7 +871,7 @@ pub(super) fn typed_nested_plan(
         let Inst::Let { id, op, .. } = inst else {
             return None;
         };
-        if !typed(*id) || !operands(op).into_iter().all(typed) {
+        if !typed(*id) || !op.operands().into_iter().all(typed) {
             return None;
         }
         let ok = match op {
@@ -976,7 +963,7 @@ impl Emitter<'_, '_> {
         for inst in &body.insts {
             if let Inst::Let { op, .. } = inst {
                 outside.extend(
-                    operands(op)
+                    op.operands()
                         .into_iter()
                         .filter(|id| !defined.contains(&id.index())),
                 );
