@@ -195,7 +195,7 @@ fn reduction_qualifies(
         }
         match op {
             ScalarOp::Load { buffer, index } => {
-                let stride = innermost.map_or(0, |k| stride_of(index, k));
+                let stride = innermost.map_or(0, |k| index.stride_of(k));
                 if stores.contains_key(buffer) || stride > 1 {
                     return false;
                 }
@@ -239,21 +239,13 @@ fn dense_row(index: &IndexExpr, vars: &[Var], extents: &[usize], dtype: DType) -
     let mut expected = 1;
     for (v, &extent) in vars.iter().zip(extents).rev() {
         // A loop of extent 1 may have no term (its stride is irrelevant).
-        let stride = stride_of(index, *v);
+        let stride = index.stride_of(*v);
         if stride != expected && !(extent == 1 && stride == 0) {
             return false;
         }
         expected *= extent;
     }
     true
-}
-
-fn stride_of(index: &IndexExpr, var: Var) -> usize {
-    index
-        .terms
-        .iter()
-        .find(|(v, _)| *v == var)
-        .map_or(0, |&(_, s)| s)
 }
 
 /// How many stores each buffer has in `body`, and which buffers it loads.

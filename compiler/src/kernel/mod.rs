@@ -310,6 +310,14 @@ impl IndexExpr {
                 .map(|&(v, s)| vars[v.0 as usize] * s)
                 .sum::<usize>()
     }
+
+    /// How far the index moves when `var` grows by 1 (0 where it has no term).
+    pub fn stride_of(&self, var: Var) -> usize {
+        self.terms
+            .iter()
+            .find(|&&(v, _)| v == var)
+            .map_or(0, |&(_, s)| s)
+    }
 }
 
 /// A list of instructions run in order.

@@ -174,10 +174,7 @@ fn accessed_by_its_writer(kernel: &LoopKernel, buffer: BufferId) -> bool {
                 continue;
             };
             let position = |v: Var| loops.iter().position(|l| l.var == v);
-            let strides = loops
-                .iter()
-                .map(|l| index.terms.iter().find(|t| t.0 == l.var).map_or(0, |t| t.1))
-                .collect();
+            let strides = loops.iter().map(|l| index.stride_of(l.var)).collect();
             let outer = index
                 .terms
                 .iter()

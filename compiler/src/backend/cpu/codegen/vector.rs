@@ -35,14 +35,6 @@ pub(super) struct Plan {
     pub reduces: bool,
 }
 
-fn stride_of(index: &IndexExpr, j: Var) -> usize {
-    index
-        .terms
-        .iter()
-        .find(|(v, _)| *v == j)
-        .map_or(0, |&(_, s)| s)
-}
-
 /// `Some` when every instruction of the kernel has a vector form and the innermost loop has at least 4 points.
 pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes) -> Option<Plan> {
     let inner = kernel.parallel().iter().rev().find(|l| l.extent > 1)?;
@@ -58,7 +50,7 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
         return None;
     }
     let let_ok = |op: &ScalarOp, nested: bool| match op {
-        ScalarOp::Load { index, .. } => stride_of(index, j) <= 1,
+        ScalarOp::Load { index, .. } => index.stride_of(j) <= 1,
         ScalarOp::Index(_) => false,
         // The scratch is indexed by the parallel point, not by a reduction's variables.
         ScalarOp::MatmulAcc => !nested,
@@ -72,7 +64,7 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
     let mut reduces = false;
     let ok = kernel.body().insts.iter().all(|inst| match inst {
         Inst::Let { op, .. } => let_ok(op, false),
-        Inst::Store { index, .. } => stride_of(index, j) == 1,
+        Inst::Store { index, .. } => index.stride_of(j) == 1,
         // A reduction over other loops (a column sum: `load b[cols·i + j]`) runs with a lane per parallel point:
         // each lane folds its point's values in the scalar code's order. That order must be the one the scalar loop
         // uses for the same point, or a point's bits would depend on where a thread's chunk starts: a reduction the
@@ -190,7 +182,7 @@ impl Emitter<'_, '_> {
                 op: ScalarOp::Load { buffer, index },
             } = inst
             {
-                if stride_of(index, v) == 0 {
+                if index.stride_of(v) == 0 {
                     let addr = self.address(*buffer, index);
                     let x = self
                         .b
@@ -332,7 +324,7 @@ impl Emitter<'_, '_> {
         let v = |id: &crate::kernel::ValueId| values[&id.index()];
         match op {
             ScalarOp::Load { buffer, index }
-                if self.lane_var.is_some_and(|j| stride_of(index, j) == 0) =>
+                if self.lane_var.is_some_and(|j| index.stride_of(j) == 0) =>
             {
                 // The same element for every lane (inside a reduction over other loops; elsewhere such loads are
                 // hoisted).
@@ -519,7 +511,7 @@ pub(super) fn nested_plan(
                     return None;
                 }
                 match op {
-                    ScalarOp::Load { buffer, index } if stride_of(index, k) <= 1 => {
+                    ScalarOp::Load { buffer, index } if index.stride_of(k) <= 1 => {
                         loaded.push((*buffer, index))
                     }
                     ScalarOp::Load { .. } | ScalarOp::Index(_) | ScalarOp::MatmulAcc => {
@@ -533,7 +525,7 @@ pub(super) fn nested_plan(
                 index,
                 value,
             } => {
-                if stride_of(index, k) != 1
+                if index.stride_of(k) != 1
                     || !vector_type(*value)
                     || stored.iter().any(|(b, _)| b == buffer)
                 {
@@ -875,7 +867,7 @@ pub(super) fn typed_nested_plan(
             return None;
         }
         let ok = match op {
-            ScalarOp::Load { index, .. } => stride_of(index, k) <= 1,
+            ScalarOp::Load { index, .. } => index.stride_of(k) <= 1,
             ScalarOp::Const { .. } => true,
             ScalarOp::Binary(op, ..) => matches!(
                 op,
@@ -989,7 +981,7 @@ impl Emitter<'_, '_> {
                     ..
                 } = inst
                 {
-                    if stride_of(index, k) == 0 {
+                    if index.stride_of(k) == 0 {
                         let addr = e.address(*buffer, index);
                         let x = e.b.ins().load(ty, super::elem_flags(), addr, 0);
                         hoisted.insert(id.index(), e.b.ins().splat(vty, x));
