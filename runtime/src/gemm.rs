@@ -269,9 +269,13 @@ unsafe fn product<T: 'static + Copy + std::ops::Add<Output = T> + num_like::Zero
             gemm::Parallelism::None,
         );
     }
-    // `gemm` may start a sum from its first product (its small-size paths do), which makes an all-`-0` sum `-0`;
-    // SPEC's matmul starts from +0 (as BLAS's beta = 0 does), so `1 / y` is +inf there. Adding +0 turns `-0` into
-    // `+0` and changes nothing else; the block is still in cache, and the loop vectorizes.
+    // `gemm`'s small-size paths may start a sum from its first product, which makes an all-`-0` sum `-0`; SPEC's
+    // matmul starts from +0 (as BLAS's beta = 0 does), so `1 / y` is +inf there. Adding +0 turns `-0` into `+0` and
+    // changes nothing else. Its blocked path starts every accumulator at +0, so the extra pass over the block (up to
+    // a tenth of a small training step) is only made where a small-size path may have run.
+    if !may_start_from_a_product(m, n, k) {
+        return;
+    }
     for i in 0..m {
         // SAFETY: row `i` of the block, `n` elements at unit stride, in bounds and exclusively ours (the caller's
         // contract above); no other reference to it is live.
@@ -280,6 +284,15 @@ unsafe fn product<T: 'static + Copy + std::ops::Add<Output = T> + num_like::Zero
             *x = *x + T::ZERO;
         }
     }
+}
+
+/// Whether `gemm` 0.19 may compute an `m×n×k` product on a path that starts a sum from its first product rather
+/// than from +0: its horizontal kernels (`m·n ≤ 256`), `gevv` (`k ≤ 2`) and `gemv` (`m ≤ 1` or `n ≤ 1`), in either
+/// orientation (it transposes row-major results first). Its blocked path zeroes its accumulators and then adds every
+/// product with an FMA, so an all-`-0` sum is `+0` there (`negative_zero_products_sum_to_positive_zero` checks both
+/// sides of these bounds against the crate).
+fn may_start_from_a_product(m: usize, n: usize, k: usize) -> bool {
+    m * n <= 16 * 16 || k <= 2 || m <= 1 || n <= 1
 }
 
 mod num_like {
@@ -300,7 +313,55 @@ mod num_like {
 
 #[cfg(test)]
 mod tests {
-    use super::Tiling;
+    use super::{product, Tiling};
+
+    /// Products whose every term is `-0` (A all `-0`, B all ones) sum to `+0`, as SPEC's matmul says, on each side of
+    /// `may_start_from_a_product`'s bounds, for row-major and transposed operands: the fix-up is skipped only where
+    /// `gemm` itself starts from +0.
+    #[test]
+    fn negative_zero_products_sum_to_positive_zero() {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (1, 300, 40),
+            (300, 1, 40),
+            (16, 16, 64),
+            (16, 17, 64),
+            (17, 16, 3),
+            (64, 64, 2),
+            (64, 64, 3),
+            (128, 10, 256),
+            (10, 128, 256),
+            (128, 128, 784),
+            (37, 91, 1000),
+        ] {
+            for transposed in [false, true] {
+                let a = vec![-0.0f32; m * k];
+                let b = vec![1.0f32; k * n];
+                let mut c = vec![f32::NAN; m * n];
+                let ((rsa, csa), (rsb, csb)) = if transposed {
+                    ((1, m as isize), (1, k as isize))
+                } else {
+                    ((k as isize, 1), (n as isize, 1))
+                };
+                // SAFETY: the strides reach exactly the m·k, k·n and m·n elements of the three vectors.
+                unsafe {
+                    product(
+                        m,
+                        n,
+                        k,
+                        (c.as_mut_ptr(), n as isize),
+                        (a.as_ptr(), rsa, csa),
+                        (b.as_ptr(), rsb, csb),
+                    )
+                };
+                assert!(
+                    c.iter().all(|x| x.to_bits() == 0),
+                    "{m}x{n}x{k} (transposed: {transposed}): {:?}",
+                    c.iter().find(|x| x.to_bits() != 0)
+                );
+            }
+        }
+    }
 
     /// Tiles cover every point of the result exactly once, and small products are one tile.
     #[test]
