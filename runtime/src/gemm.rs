@@ -59,8 +59,11 @@ pub struct Gemm {
     pub out: usize,
 }
 
-/// Output rows per tile at most; the tiles of a matrix split its rows evenly, rounded up to [`ROW_GRAIN`].
-const TILE_ROWS: usize = 128;
+/// Output rows per tile at most; the tiles of a matrix split its rows evenly, rounded up to [`ROW_GRAIN`]. Tall
+/// tiles pack each column panel of B fewer times (`gemm` packs per call): on W5 at batch 1024, 512 rows ran in
+/// 1.23–1.40 ms where 128 took 1.52–1.57 ms (`kiln bench`, interleaved, 2026-11-26), and W3 1024³ in 4.4–4.6 ms
+/// where 128 took 4.7–4.9 ms.
+const TILE_ROWS: usize = 512;
 /// Output columns per tile at most, split evenly in multiples of [`COL_GRAIN`].
 const TILE_COLS: usize = 128;
 const ROW_GRAIN: usize = 8;
@@ -68,6 +71,9 @@ const COL_GRAIN: usize = 16;
 /// The fewest multiply-adds worth a tile of its own: below this, claiming and packing cost more than splitting
 /// saves, so small products (a batch-1 layer) stay one tile and run on the calling thread alone.
 const MIN_TILE_WORK: usize = 1 << 15;
+/// A product that would be one tile but has at least this many multiply-adds has its rows split in two, so that a
+/// narrow layer (a 10-class head at batch 128: 327,680) runs on two threads.
+const SPLIT_WORK: usize = 1 << 18;
 
 /// How a product's `[β.., m, n]` result is cut into tiles: `[tm, tn]` blocks of each matrix (smaller at the edges),
 /// numbered batch-major, then by tile row, then by tile column. A function of `(batch, m, n, k)` only.
@@ -83,7 +89,7 @@ pub struct Tiling {
 
 impl Tiling {
     /// Tiles of at most `TILE_ROWS × TILE_COLS`, merged (columns first) while a tile has less than
-    /// `MIN_TILE_WORK` multiply-adds.
+    /// `MIN_TILE_WORK` multiply-adds; a single matrix left as one tile of `SPLIT_WORK` or more is split in two rows.
     pub fn new(batch: usize, m: usize, n: usize, k: usize) -> Tiling {
         let size = |extent: usize, tiles: usize, grain: usize| {
             extent
@@ -101,6 +107,9 @@ impl Tiling {
                 mt = mt.div_ceil(2);
             }
             (tm, tn) = (size(m, mt, ROW_GRAIN), size(n, nt, COL_GRAIN));
+        }
+        if batch == 1 && mt * nt == 1 && m >= 2 * ROW_GRAIN && m * n * k >= SPLIT_WORK {
+            tm = size(m, 2, ROW_GRAIN);
         }
         Tiling {
             batch,
@@ -371,6 +380,8 @@ mod tests {
             (1, 128, 256, 784),
             (3, 129, 300, 64),
             (2, 1000, 17, 512),
+            (1, 128, 10, 256),
+            (1, 1029, 300, 64),
         ] {
             let tiling = Tiling::new(batch, m, n, k);
             let mut seen = vec![0u8; batch * m * n];
@@ -384,7 +395,9 @@ mod tests {
         assert_eq!(Tiling::new(1, 1, 10, 256).count(), 1);
         assert_eq!(Tiling::new(1, 1, 256, 784).count(), 2);
         assert_eq!(Tiling::new(1, 128, 256, 784).count(), 2);
-        assert_eq!(Tiling::new(1, 1024, 1024, 1024).count(), 64);
+        assert_eq!(Tiling::new(1, 1024, 1024, 1024).count(), 16);
+        assert_eq!(Tiling::new(1, 128, 10, 256).count(), 2);
+        assert_eq!(Tiling::new(1, 128, 10, 64).count(), 1);
         assert_eq!(Tiling::new(1, 0, 5, 5).count(), 0);
     }
 }
