@@ -72,7 +72,8 @@ const COL_GRAIN: usize = 16;
 /// saves, so small products (a batch-1 layer) stay one tile and run on the calling thread alone.
 const MIN_TILE_WORK: usize = 1 << 15;
 /// A product that would be one tile but has at least this many multiply-adds has its rows split in two, so that a
-/// narrow layer (a 10-class head at batch 128: 327,680) runs on two threads.
+/// narrow layer (a 10-class head at batch 128: 327,680) runs on two threads. (An odd number of tiles is split
+/// whatever its size: the tiles are already worth their packing.)
 const SPLIT_WORK: usize = 1 << 18;
 
 /// How a product's `[β.., m, n]` result is cut into tiles: `[tm, tn]` blocks of each matrix (smaller at the edges),
@@ -89,7 +90,8 @@ pub struct Tiling {
 
 impl Tiling {
     /// Tiles of at most `TILE_ROWS × TILE_COLS`, merged (columns first) while a tile has less than
-    /// `MIN_TILE_WORK` multiply-adds; a single matrix left as one tile of `SPLIT_WORK` or more is split in two rows.
+    /// `MIN_TILE_WORK` multiply-adds; then the row tiles are halved where that makes an odd number of tiles even, or
+    /// a single matrix of `SPLIT_WORK` or more multiply-adds two tiles.
     pub fn new(batch: usize, m: usize, n: usize, k: usize) -> Tiling {
         let size = |extent: usize, tiles: usize, grain: usize| {
             extent
@@ -108,8 +110,17 @@ impl Tiling {
             }
             (tm, tn) = (size(m, mt, ROW_GRAIN), size(n, nt, COL_GRAIN));
         }
-        if batch == 1 && mt * nt == 1 && m >= 2 * ROW_GRAIN && m * n * k >= SPLIT_WORK {
-            tm = size(m, 2, ROW_GRAIN);
+        // One tile of a big product, or an odd number of tiles (a 256×784 weight gradient: 7 column tiles), leaves a
+        // thread of two idle for a tile's time: split the rows in two where they allow it.
+        let row_tiles = m.div_ceil(tm);
+        let tiles = batch * row_tiles * n.div_ceil(tn);
+        let split = if tiles == 1 {
+            m.saturating_mul(n).saturating_mul(k) >= SPLIT_WORK
+        } else {
+            tiles % 2 == 1
+        };
+        if split && tm >= 2 * ROW_GRAIN {
+            tm = size(m, 2 * row_tiles, ROW_GRAIN);
         }
         Tiling {
             batch,
@@ -398,6 +409,7 @@ mod tests {
         assert_eq!(Tiling::new(1, 1024, 1024, 1024).count(), 16);
         assert_eq!(Tiling::new(1, 128, 10, 256).count(), 2);
         assert_eq!(Tiling::new(1, 128, 10, 64).count(), 1);
+        assert_eq!(Tiling::new(1, 256, 784, 128).count(), 14);
         assert_eq!(Tiling::new(1, 0, 5, 5).count(), 0);
     }
 }
