@@ -336,17 +336,68 @@ mod tests {
     use super::{product, Tiling};
 
     /// Products whose every term is `-0` (A all `-0`, B all ones) sum to `+0`, as SPEC's matmul says, on each side of
-    /// `may_start_from_a_product`'s bounds, for row-major and transposed operands: the fix-up is skipped only where
-    /// `gemm` itself starts from +0.
+    /// `may_start_from_a_product`'s bounds, for row-major and transposed operands, in f32 and f64: the fix-up is
+    /// skipped only where `gemm` itself starts from +0.
     #[test]
     fn negative_zero_products_sum_to_positive_zero() {
+        trait Element:
+            'static
+            + Copy
+            + std::ops::Add<Output = Self>
+            + super::num_like::Zero
+            + std::fmt::Debug
+        {
+            const NEGATIVE_ZERO: Self;
+            fn is_positive_zero(&self) -> bool;
+        }
+        impl Element for f32 {
+            const NEGATIVE_ZERO: f32 = -0.0;
+            fn is_positive_zero(&self) -> bool {
+                self.to_bits() == 0
+            }
+        }
+        impl Element for f64 {
+            const NEGATIVE_ZERO: f64 = -0.0;
+            fn is_positive_zero(&self) -> bool {
+                self.to_bits() == 0
+            }
+        }
+        fn check<T: Element>(m: usize, n: usize, k: usize, transposed: bool) {
+            let a = vec![T::NEGATIVE_ZERO; m * k];
+            let b = vec![T::ONE; k * n];
+            let mut c = vec![T::ONE; m * n];
+            let ((rsa, csa), (rsb, csb)) = if transposed {
+                ((1, m as isize), (1, k as isize))
+            } else {
+                ((k as isize, 1), (n as isize, 1))
+            };
+            // SAFETY: the strides reach exactly the m·k, k·n and m·n elements of the three vectors.
+            unsafe {
+                product(
+                    m,
+                    n,
+                    k,
+                    (c.as_mut_ptr(), n as isize),
+                    (a.as_ptr(), rsa, csa),
+                    (b.as_ptr(), rsb, csb),
+                )
+            };
+            assert!(
+                c.iter().all(T::is_positive_zero),
+                "{m}x{n}x{k} (transposed: {transposed}): {:?}",
+                c.iter().find(|x| !x.is_positive_zero())
+            );
+        }
         for (m, n, k) in [
             (1, 1, 1),
             (1, 300, 40),
             (300, 1, 40),
+            (2, 1000, 5),
+            (1000, 2, 5),
             (16, 16, 64),
             (16, 17, 64),
             (17, 16, 3),
+            (33, 7, 3),
             (64, 64, 2),
             (64, 64, 3),
             (128, 10, 256),
@@ -355,30 +406,8 @@ mod tests {
             (37, 91, 1000),
         ] {
             for transposed in [false, true] {
-                let a = vec![-0.0f32; m * k];
-                let b = vec![1.0f32; k * n];
-                let mut c = vec![f32::NAN; m * n];
-                let ((rsa, csa), (rsb, csb)) = if transposed {
-                    ((1, m as isize), (1, k as isize))
-                } else {
-                    ((k as isize, 1), (n as isize, 1))
-                };
-                // SAFETY: the strides reach exactly the m·k, k·n and m·n elements of the three vectors.
-                unsafe {
-                    product(
-                        m,
-                        n,
-                        k,
-                        (c.as_mut_ptr(), n as isize),
-                        (a.as_ptr(), rsa, csa),
-                        (b.as_ptr(), rsb, csb),
-                    )
-                };
-                assert!(
-                    c.iter().all(|x| x.to_bits() == 0),
-                    "{m}x{n}x{k} (transposed: {transposed}): {:?}",
-                    c.iter().find(|x| x.to_bits() != 0)
-                );
+                check::<f32>(m, n, k, transposed);
+                check::<f64>(m, n, k, transposed);
             }
         }
     }
