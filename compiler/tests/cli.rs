@@ -789,6 +789,27 @@ fn run_on_vulkan_matches_the_interpreter() {
     assert_close(vulkan_w, interp_w, "w");
 }
 
+/// `--stage asm`: every kernel's machine code for this host, one `; kernel` header each, each a whole function (it
+/// returns); `--kernel N` picks one.
+#[test]
+fn dump_asm_stage_disassembles_every_kernel_or_one() {
+    let mlp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/mlp.kir");
+    let kernels = kiln(&["dump", p(&mlp), "--stage", "kernels", "--optimizer", "sgd"]).ok();
+    let kernel_count = kernels.lines().filter(|l| l.starts_with("kernel ")).count();
+    let all = kiln(&["dump", p(&mlp), "--stage", "asm", "--optimizer", "sgd"]).ok();
+    let headers: Vec<&str> = all.lines().filter(|l| l.starts_with("; kernel ")).collect();
+    assert!(kernel_count > 1, "{kernels}");
+    assert_eq!(headers.len(), kernel_count, "{all}");
+    assert!(
+        headers.iter().all(|h| h.ends_with("bytes of machine code")),
+        "{headers:?}"
+    );
+    assert!(all.matches("\n  ret").count() >= kernel_count, "{all}");
+    let one = kiln(&["dump", p(&mlp), "--stage", "asm", "--kernel", "0"]).ok();
+    assert_eq!(one.matches("; kernel ").count(), 1, "{one}");
+    assert!(one.contains("\n  ret"), "{one}");
+}
+
 #[test]
 fn dump_spirv_stage_disassembles_every_kernel_or_one() {
     let mlp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples/mlp.kir");
@@ -806,7 +827,7 @@ fn dump_spirv_stage_disassembles_every_kernel_or_one() {
     let e = kiln(&["dump", p(&mlp), "--stage", "spirv", "--kernel", "99"]).user_error();
     assert!(e.contains("--kernel 99: program mlp has"), "{e}");
     let e = kiln(&["dump", p(&mlp), "--stage", "kernels", "--kernel", "0"]).user_error();
-    assert!(e.contains("--stage clif and spirv"), "{e}");
+    assert!(e.contains("--stage clif, asm and spirv"), "{e}");
     let e = kiln(&["run", p(&mlp), "--stage", "spirv"]).user_error();
     assert!(e.contains("kiln dump"), "{e}");
 }

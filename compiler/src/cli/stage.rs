@@ -30,6 +30,9 @@ pub enum Stage {
     /// The CLIF (Cranelift IR) of every kernel as the CPU backend builds it, before Cranelift optimizes it (see
     /// --kernel).
     Clif,
+    /// The machine code of every kernel for this machine, as Cranelift disassembles it after optimizing the CLIF and
+    /// allocating registers (see --kernel).
+    Asm,
     /// The SPIR-V assembly of every kernel's compute shader as the Vulkan backend builds it, NaN-preserving (no
     /// device needed; see --kernel).
     Spirv,
@@ -46,6 +49,7 @@ impl Stage {
                 | Stage::Kernels
                 | Stage::Memory
                 | Stage::Clif
+                | Stage::Asm
                 | Stage::Spirv
         )
     }
@@ -54,7 +58,7 @@ impl Stage {
     pub fn is_lowered(self) -> bool {
         matches!(
             self,
-            Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif | Stage::Spirv
+            Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif | Stage::Asm | Stage::Spirv
         )
     }
 }
@@ -78,7 +82,7 @@ pub struct StageArgs {
     #[arg(long)]
     pub print_after_all: bool,
 
-    /// Only kernel N (clif and spirv stages).
+    /// Only kernel N (clif, asm and spirv stages).
     #[arg(long, value_name = "N")]
     pub kernel: Option<usize>,
 
@@ -243,8 +247,10 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             "optimizer flags (--optimizer, --lr, ...) apply to --stage train and optimized",
         ));
     }
-    if args.kernel.is_some() && !matches!(args.stage, Stage::Clif | Stage::Spirv) {
-        return Err(CliError::new("--kernel applies to --stage clif and spirv"));
+    if args.kernel.is_some() && !matches!(args.stage, Stage::Clif | Stage::Asm | Stage::Spirv) {
+        return Err(CliError::new(
+            "--kernel applies to --stage clif, asm and spirv",
+        ));
     }
     if args.print_after_all && args.stage != Stage::Optimized {
         return Err(CliError::new(
@@ -261,7 +267,7 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
             report: None,
             listing: None,
         }),
-        Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif | Stage::Spirv => {
+        Stage::Fused | Stage::Kernels | Stage::Memory | Stage::Clif | Stage::Asm | Stage::Spirv => {
             let optimized_args = StageArgs {
                 stage: Stage::Optimized,
                 kernel: None,
@@ -281,6 +287,13 @@ pub fn build(parsed: Graph, args: &StageArgs) -> Result<StagedGraph, CliError> {
                 Stage::Clif => {
                     let program = kiln::fusion::lower(graph)?;
                     kernel_listing(&program, args.kernel, &|k| clif(&program, k))?
+                }
+                Stage::Asm => {
+                    let program = kiln::fusion::lower(graph)?;
+                    kernel_listing(&program, args.kernel, &|k| {
+                        kiln::backend::cpu::codegen::asm_text(&program, k)
+                            .map_err(|e| CliError::new(e.to_string()))
+                    })?
                 }
                 Stage::Spirv => {
                     let program = kiln::fusion::lower(graph)?;

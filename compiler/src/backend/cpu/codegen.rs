@@ -156,6 +156,42 @@ pub fn compile_kernel(
 /// the host has it, as compiled code does.
 pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
     let jit = JitModule::new()?;
+    let func = kernel_function(&jit, program, index)?;
+    Ok(format!(
+        "; kernel k{index} {}\n{}",
+        program.kernels[index].name(),
+        func.display()
+    ))
+}
+
+/// Kernel `index` as the host's machine code: the CLIF of [`clif_text`] after Cranelift's optimizations, register
+/// allocation and instruction selection for this machine's ISA flags, in Cranelift's disassembly (calls to the
+/// runtime appear as relocations).
+pub fn asm_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
+    let jit = JitModule::new()?;
+    let func = kernel_function(&jit, program, index)?;
+    let name = program.kernels[index].name();
+    let mut ctx = cranelift_codegen::Context::for_function(func);
+    ctx.set_disasm(true);
+    let compiled = ctx
+        .compile(jit.isa(), &mut Default::default())
+        .map_err(|e| BackendError::Compile {
+            name: format!("k{index} {name}"),
+            source: Box::new(cranelift_module::ModuleError::Compilation(e.inner)),
+        })?;
+    let code = compiled.vcode.clone().unwrap_or_default();
+    Ok(format!(
+        "; kernel k{index} {name}: {} bytes of machine code\n{code}",
+        compiled.code_info().total_size
+    ))
+}
+
+/// Builds kernel `index`'s function (before Cranelift optimizes it), with symbolic names for what it calls.
+fn kernel_function(
+    jit: &JitModule,
+    program: &KernelProgram,
+    index: usize,
+) -> Result<Function, BackendError> {
     let kernel = &program.kernels[index];
     let types = check::check_kernel(program, kernel)?;
     let ptr = jit.isa().pointer_type();
@@ -178,11 +214,7 @@ pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, Backen
     );
     b.seal_all_blocks();
     b.finalize(jit.isa().frontend_config());
-    Ok(format!(
-        "; kernel k{index} {}\n{}",
-        kernel.name(),
-        func.display()
-    ))
+    Ok(func)
 }
 
 fn sanitize(name: &str) -> String {
