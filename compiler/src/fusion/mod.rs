@@ -26,8 +26,8 @@
 //!    where the write's row can hold it.
 //! 5. **Short elementwise chains are recomputed rather than round-tripped through memory.** An elementwise value
 //!    that several kernels read is inline (recomputed by each) when its expression, down to values stored anyway
-//!    (inputs, outputs, reductions, values other kernels already read), has at most 8 elementwise ops, no matmul,
-//!    and reads at most one tensor of its own size (the rest are broadcast per-row values or labels). Each reader
+//!    (inputs, outputs, reductions, values other kernels already read, a matmul's epilogue value that a reduction
+//!    reads, such as the logits under a row max), has at most 8 elementwise ops, no matmul, and reads at most one tensor of its own size (the rest are broadcast per-row values or labels). Each reader
 //!    then loads no more than it would load of the stored value, and the store is saved: cross-entropy's
 //!    backward recomputes `exp(x - max)` from the logits and the row max, and the one-hot mask from the labels.
 //! 6. **Several outputs per kernel.** An elementwise value or a reduction that several kernels read is written by
@@ -497,7 +497,7 @@ const MAX_RECOMPUTED_OPS: usize = 8;
 /// once and load in each (rule 5 of the module doc). Its expression is followed down to values that are stored
 /// whatever happens to `id` (inputs, constants, outputs, reductions, concats, values other kernels already read):
 /// it must have at most [`MAX_RECOMPUTED_OPS`] elementwise ops, no matmul (whose epilogue would have to move out of
-/// its kernel), and read at most one tensor with as many elements as `id` (the others are broadcast: per-row values,
+/// its kernel; a matmul epilogue that a reduction reads is stored anyway, and read), and read at most one tensor with as many elements as `id` (the others are broadcast: per-row values,
 /// labels), so that each reader loads no more than it would load of `id`.
 fn cheap_to_recompute(
     graph: &Graph,
@@ -518,6 +518,20 @@ fn cheap_to_recompute(
         kernels.remove(&usize::MAX);
         kernels.len() > 1 || !matmul_kernels.is_empty()
     };
+    // A matmul's epilogue value that a reduction also reads (the logits under a row max) is stored by the matmul's
+    // kernel whatever happens to `id`: the reduction's kernel reads it, and so does every kernel `id` is recomputed
+    // in, and it can't be recomputed itself. Reading it is then a load, not a moved epilogue.
+    let stored_epilogue = |n: NodeId| {
+        let node = graph.node(n);
+        let below_matmul = node
+            .operands
+            .iter()
+            .any(|&o| graph.node(o).op.class() == OpClass::Contraction);
+        let reduced = users[n.index()]
+            .iter()
+            .any(|&u| live[u.index()] && graph.node(u).op.class() == OpClass::Reduction);
+        below_matmul && reduced
+    };
     let mut seen = BTreeSet::new();
     let (mut ops, mut full_reads) = (0, 0);
     let mut stack = vec![id];
@@ -528,6 +542,7 @@ fn cheap_to_recompute(
         let node = graph.node(n);
         let recurse = match (node.op.class(), placement[n.index()]) {
             (_, Placement::Inline) => true,
+            (OpClass::Elementwise, _) if n != id && stored_epilogue(n) => false,
             (OpClass::Elementwise, _) if n == id || !stored_anyway(n) => {
                 ops += 1;
                 true
