@@ -13,13 +13,19 @@
 
 use super::inputs;
 use super::stage::{self, StageArgs};
-use super::{load_graph, CliError, GraphFile};
+use super::{
+    check_count, check_graph_memory, check_tensor_sizes, load_graph, CliError, GraphFile,
+    MAX_THREADS,
+};
 use clap::{Args, ValueEnum};
 use kiln::kernel::{Kernel, KernelProgram};
 use kiln_ir::Tensor;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
+
+/// The most `--iters` (and `--warmup`) runs: a million runs of the smallest graph already take seconds.
+const MAX_RUNS: usize = 1_000_000;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -65,14 +71,17 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
             "kiln bench works on graphs: --stage input, grad, train or optimized",
         ));
     }
-    if args.iters == 0 {
-        return Err(CliError::new("--iters must be at least 1"));
-    }
-    if args.threads == Some(0) {
-        return Err(CliError::new("--threads must be at least 1"));
+    // Every timed run keeps its times (a Duration per kernel) until the medians are taken.
+    let why = "the times of every run are kept in memory";
+    check_count("iters", args.iters, 1, MAX_RUNS, why)?;
+    check_count("warmup", args.warmup, 0, MAX_RUNS, "a run each")?;
+    if let Some(threads) = args.threads {
+        check_count("threads", threads, 1, MAX_THREADS, "each is an OS thread")?;
     }
     let staged = stage::build(load_graph(&args.graph.file)?, &args.stage)?;
     let graph = &staged.graph;
+    check_tensor_sizes(graph)?;
+    check_graph_memory(graph, false)?;
     let values = inputs::prepare(graph, args.seed, &[])?;
     if args.backend == BenchBackend::Vulkan {
         if args.threads.is_some() {
@@ -82,11 +91,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         return bench_vulkan(graph, &values, args, out);
     }
-    let defaults = kiln::Options::default();
-    let options = kiln::Options {
-        threads: args.threads.unwrap_or(defaults.threads),
-        ..defaults
-    };
+    let options = super::cpu_options(args.threads)?;
 
     let started = Instant::now();
     let exe = kiln::compile(graph, &options)?;
