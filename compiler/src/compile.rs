@@ -35,10 +35,10 @@ pub enum Error {
     Vulkan(#[from] spirv::Error),
     /// Running the program would take more memory than the machine has available ([`check_memory`]).
     #[error(
-        "graph {graph} needs {needed} bytes ({:.2} GiB) of memory for its temporaries, constants and outputs, but only \
-         {available} bytes ({:.2} GiB) are available ({origin})",
-        gib(*needed),
-        gib(*available)
+        "graph {graph} needs {needed} bytes ({}) of memory to run, but only {available} bytes ({}) are available \
+         ({origin})",
+        human_bytes(*needed),
+        human_bytes(*available)
     )]
     OutOfMemory {
         graph: String,
@@ -49,8 +49,23 @@ pub enum Error {
     },
 }
 
-fn gib(bytes: usize) -> f64 {
-    bytes as f64 / f64::from(1u32 << 30)
+/// `3.81 MiB`: bytes in the largest binary unit that keeps the number at 1 or more.
+fn human_bytes(bytes: usize) -> String {
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in units {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit == "B" {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {unit}")
+    }
 }
 
 /// Overrides the available memory (bytes): a cap for runs that must stay small, and how tests exercise
@@ -292,5 +307,12 @@ mod tests {
         assert_eq!(meminfo_available(meminfo), Some(24198600 * 1024));
         assert_eq!(meminfo_available("MemFree: 1 kB\n"), None);
         assert_eq!(meminfo_available("MemAvailable: lots\n"), None);
+    }
+
+    #[test]
+    fn byte_counts_print_in_binary_units() {
+        assert_eq!(human_bytes(1000), "1000 B");
+        assert_eq!(human_bytes(4_000_000), "3.81 MiB");
+        assert_eq!(human_bytes(1 << 32), "4.00 GiB");
     }
 }
