@@ -103,6 +103,10 @@ fn every_bad_input_is_a_user_error_naming_what_is_wrong() {
         case(&format!("train --epochs {max} --out {out}"), "--epochs"),
         case(&format!("train --epochs 0 --out {out}"), "--epochs"),
         case(&format!("train --batch-size 0 --out {out}"), "--batch-size"),
+        case(
+            &format!("train --batch-size 1000000 --out {out}"),
+            "--batch-size 1000000 does not fit the 1437 training rows",
+        ),
         case(&format!("{train_step} --steps 1000000000000"), "--steps"),
         case(&format!("{train_step} --steps {max}"), "--steps"),
         case(

@@ -40,15 +40,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
 
-    /// Timed runs (after the warm-up runs).
+    /// Timed runs (after the warm-up runs), 1 to 1000000.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub iters: usize,
 
-    /// Untimed runs first.
+    /// Untimed runs first, at most 1000000.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub warmup: usize,
 
-    /// Threads of the CPU backend [default: every core].
+    /// Threads of the CPU backend, 1 to 1024 [default: every core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 

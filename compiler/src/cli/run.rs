@@ -40,11 +40,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Training steps to run (train stage).
+    /// Training steps to run (train stage), 1 to 536870912 (each loss is kept for losses.npy).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub steps: usize,
 
-    /// Threads of the CPU backend [default: every core].
+    /// Threads of the CPU backend, 1 to 1024 [default: every core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 

@@ -49,7 +49,7 @@ pub struct TrainArgs {
     )]
     pub momentum: f64,
 
-    /// Passes over the training rows [default: 30 on digits, 30 on xor and moons, 100 on spirals].
+    /// Passes over the training rows, 1 to 1000000 [default: 30 on digits, 30 on xor and moons, 100 on spirals].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
 
@@ -145,6 +145,14 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let model = spec.build();
     check_model_sizes(&*model, &data, args.backend)?;
 
+    if config.batch_size > data.train.len() {
+        return Err(CliError::new(format!(
+            "--batch-size {} does not fit the {} training rows of {}",
+            config.batch_size,
+            data.train.len(),
+            data.name
+        )));
+    }
     let mut trainer = Trainer::new(&*model, &data, config, &*backend).map_err(nn_error)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
