@@ -14,8 +14,8 @@
 use super::inputs;
 use super::stage::{self, StageArgs};
 use super::{
-    check_count, check_graph_memory, check_tensor_sizes, load_graph, CliError, GraphFile,
-    MAX_THREADS,
+    check_count, check_graph_memory, check_tensor_sizes, check_threads, load_graph, CliError,
+    GraphFile,
 };
 use clap::{Args, ValueEnum};
 use kiln::kernel::{Kernel, KernelProgram};
@@ -75,9 +75,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let why = "the times of every run are kept in memory";
     check_count("iters", args.iters, 1, MAX_RUNS, why)?;
     check_count("warmup", args.warmup, 0, MAX_RUNS, "a run each")?;
-    if let Some(threads) = args.threads {
-        check_count("threads", threads, 1, MAX_THREADS, "each is an OS thread")?;
-    }
+    check_threads(args.threads)?;
     let staged = stage::build(load_graph(&args.graph.file)?, &args.stage)?;
     let graph = &staged.graph;
     check_tensor_sizes(graph)?;
@@ -91,7 +89,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         return bench_vulkan(graph, &values, args, out);
     }
-    let options = super::cpu_options(args.threads)?;
+    let options = super::cpu_options(args.threads);
 
     let started = Instant::now();
     let exe = kiln::compile(graph, &options)?;

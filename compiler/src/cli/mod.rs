@@ -338,19 +338,25 @@ pub fn check_count(
     Ok(())
 }
 
-/// `--threads` of the CPU backend as compile options.
-pub fn cpu_options(threads: Option<usize>) -> Result<kiln::Options, CliError> {
+/// Checks `--threads` of the CPU backend, when given (the default, every core, is the machine's own number).
+pub fn check_threads(threads: Option<usize>) -> Result<(), CliError> {
+    match threads {
+        Some(n) => check_count(
+            "threads",
+            n,
+            1,
+            MAX_THREADS,
+            "each is an OS thread started by the first run",
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Compile options for `--threads` (checked by [`check_threads`]).
+pub fn cpu_options(threads: Option<usize>) -> kiln::Options {
     let defaults = kiln::Options::default();
-    let threads = threads.unwrap_or(defaults.threads);
-    check_count(
-        "threads",
-        threads,
-        1,
-        MAX_THREADS,
-        "each is an OS thread started by the first run",
-    )?;
-    Ok(kiln::Options {
-        threads,
+    kiln::Options {
+        threads: threads.unwrap_or(defaults.threads),
         ..defaults
-    })
+    }
 }

@@ -10,8 +10,8 @@
 use super::inputs::{self, InputFile};
 use super::stage::{self, Stage, StageArgs};
 use super::{
-    check_count, check_graph_memory, check_tensor_sizes, load_graph, npy, CliError, GraphFile,
-    MAX_TENSOR_BYTES, MAX_THREADS,
+    check_count, check_graph_memory, check_tensor_sizes, check_threads, load_graph, npy, CliError,
+    GraphFile, MAX_TENSOR_BYTES,
 };
 use clap::{Args, ValueEnum};
 use kiln_ir::{DType, Graph, Role, Tensor, TensorData};
@@ -83,7 +83,7 @@ impl Loaded<'_> {
 impl RunArgs {
     /// Compiles `graph` for the CPU, reporting the compile time on stderr.
     fn compile(&self, graph: &Graph) -> Result<kiln::Executable, CliError> {
-        let exe = kiln::compile(graph, &super::cpu_options(self.threads)?)?;
+        let exe = kiln::compile(graph, &super::cpu_options(self.threads))?;
         super::note(format_args!(
             "cpu: compiled {} kernels in {:.1} ms ({} threads)",
             exe.steps().len(),
@@ -140,9 +140,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         MAX_TENSOR_BYTES / 8,
         "the losses of all steps are kept, 8 bytes each, within the per-tensor limit",
     )?;
-    if let Some(threads) = args.threads {
-        check_count("threads", threads, 1, MAX_THREADS, "each is an OS thread")?;
-    }
+    check_threads(args.threads)?;
     let parsed = load_graph(&args.graph.file)?;
     let staged = stage::build(parsed, &args.stage)?;
     let graph = &staged.graph;
