@@ -360,3 +360,56 @@ pub fn cpu_options(threads: Option<usize>) -> kiln::Options {
         ..defaults
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stdout whose reader goes away after `accept` bytes; `other` fails with another error instead.
+    struct Pipe {
+        accept: usize,
+        written: Vec<u8>,
+        other: bool,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.written.len() + buf.len() > self.accept {
+                let kind = if self.other {
+                    io::ErrorKind::PermissionDenied
+                } else {
+                    io::ErrorKind::BrokenPipe
+                };
+                return Err(io::Error::from(kind));
+            }
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn printer_goes_quiet_after_a_broken_pipe_and_reports_other_errors() {
+        let mut printer = Printer::new(Pipe {
+            accept: 6,
+            written: Vec::new(),
+            other: false,
+        });
+        writeln!(printer, "first").unwrap();
+        writeln!(printer, "second").unwrap();
+        writeln!(printer, "third").unwrap();
+        printer.flush().unwrap();
+        assert_eq!(printer.inner.written, b"first\n");
+        assert!(printer.closed);
+
+        let mut printer = Printer::new(Pipe {
+            accept: 0,
+            written: Vec::new(),
+            other: true,
+        });
+        let e = writeln!(printer, "x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    }
+}

@@ -184,7 +184,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         })
         .collect();
     let width = args.steps.to_string().len();
-    let mut losses = Vec::with_capacity(args.steps);
+    // Grown step by step rather than reserved: up to 4 GiB for the largest --steps.
+    let mut losses = Vec::new();
     let mut outputs = Vec::new();
     if args.backend == Backend::Cpu {
         let exe = args.compile(graph)?;
