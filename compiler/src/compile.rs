@@ -9,6 +9,7 @@ use crate::backend::cpu::assemble::assemble;
 use crate::backend::spirv::{self, Device, VulkanExecutable};
 use crate::backend::BackendError;
 use crate::kernel::KernelProgram;
+use crate::memory::BufferPlacement;
 use kiln_ir::{Graph, IrError, Role};
 use kiln_runtime::{Executable, RunError};
 use std::collections::HashMap;
@@ -32,6 +33,101 @@ pub enum Error {
     /// The SPIR-V backend or the Vulkan runtime refused the program.
     #[error(transparent)]
     Vulkan(#[from] spirv::Error),
+    /// Running the program would take more memory than the machine has available ([`check_memory`]).
+    #[error(
+        "graph {graph} needs {needed} bytes ({}) of memory to run, but only {available} bytes ({}) are available \
+         ({origin})",
+        human_bytes(*needed),
+        human_bytes(*available)
+    )]
+    OutOfMemory {
+        graph: String,
+        needed: usize,
+        available: usize,
+        /// Where `available` comes from.
+        origin: &'static str,
+    },
+}
+
+/// `3.81 MiB`: bytes in the largest binary unit that keeps the number at 1 or more.
+fn human_bytes(bytes: usize) -> String {
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in units {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit == "B" {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {unit}")
+    }
+}
+
+/// Overrides the available memory (bytes): a cap for runs that must stay small, and how tests exercise
+/// [`check_memory`] without a machine-sized graph.
+pub const MEMORY_LIMIT_VAR: &str = "KILN_MEMORY_LIMIT";
+
+/// The memory a run may use, in bytes, and where that number comes from: `KILN_MEMORY_LIMIT` when set, else
+/// `MemAvailable` of `/proc/meminfo` (Linux; free memory plus what the kernel can reclaim). `None` when neither is
+/// known (another OS, or a malformed value), and then nothing is checked.
+pub fn available_memory() -> Option<(usize, &'static str)> {
+    if let Ok(limit) = std::env::var(MEMORY_LIMIT_VAR) {
+        return limit
+            .trim()
+            .parse()
+            .ok()
+            .map(|bytes| (bytes, "KILN_MEMORY_LIMIT"));
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    meminfo_available(&meminfo).map(|bytes| (bytes, "MemAvailable in /proc/meminfo"))
+}
+
+/// `MemAvailable:   24198600 kB` → bytes.
+fn meminfo_available(meminfo: &str) -> Option<usize> {
+    let line = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: usize = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Fails with [`Error::OutOfMemory`] when `needed` bytes exceed [`available_memory`]: a clear error instead of an
+/// allocation failure, which aborts the process (or wakes the OOM killer) halfway through a run.
+pub fn check_memory(graph: &str, needed: usize) -> Result<(), Error> {
+    match available_memory() {
+        Some((available, origin)) if needed > available => Err(Error::OutOfMemory {
+            graph: graph.to_string(),
+            needed,
+            available,
+            origin,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What a compiled program allocates besides its caller's inputs: the arena of temporaries, the constants and the
+/// outputs that get their own allocation (saturating: a sum past `usize::MAX` is too big anyway).
+fn planned_bytes(program: &KernelProgram, plan: &crate::memory::MemoryPlan) -> usize {
+    program
+        .buffers
+        .iter()
+        .zip(&plan.placements)
+        .filter(|(_, place)| {
+            matches!(
+                place,
+                BufferPlacement::Constant
+                    | BufferPlacement::Output
+                    | BufferPlacement::CopyBack { .. }
+            )
+        })
+        .fold(plan.peak_bytes, |sum, (buffer, _)| {
+            sum.saturating_add(buffer.ty.size_bytes())
+        })
 }
 
 /// Where compiled code runs.
@@ -102,6 +198,8 @@ pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
     let started = Instant::now();
     let program = kernel_program(graph, options)?;
     let plan = crate::memory::plan(&program);
+    // Before anything is allocated: constants are materialized by `assemble`, the arena by the first run.
+    check_memory(&graph.name, planned_bytes(&program, &plan))?;
     let roles: Vec<Role> = graph.inputs().map(|i| i.role).collect();
     match options.target {
         Target::Cpu => Ok(assemble(&program, &plan, &roles, options.threads, started)?),
@@ -197,4 +295,24 @@ fn key_of(text: &str, options: &Options) -> u64 {
     text.hash(&mut h);
     options.hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_available_reads_kib_as_bytes() {
+        let meminfo = "MemTotal:       24684084 kB\nMemFree:        16536356 kB\nMemAvailable:   24198600 kB\n";
+        assert_eq!(meminfo_available(meminfo), Some(24198600 * 1024));
+        assert_eq!(meminfo_available("MemFree: 1 kB\n"), None);
+        assert_eq!(meminfo_available("MemAvailable: lots\n"), None);
+    }
+
+    #[test]
+    fn byte_counts_print_in_binary_units() {
+        assert_eq!(human_bytes(1000), "1000 B");
+        assert_eq!(human_bytes(4_000_000), "3.81 MiB");
+        assert_eq!(human_bytes(1 << 32), "4.00 GiB");
+    }
 }

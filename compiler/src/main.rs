@@ -25,11 +25,10 @@ fn main() -> ExitCode {
         }
     };
     match cli::execute(args) {
+        // A closed stdout is not an error: the command finished its work and only stopped printing (`cli::Printer`).
         Ok(()) => ExitCode::SUCCESS,
-        // Whoever closed our stdout has stopped listening; that is not an error of theirs or ours.
-        Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("{}", error.render());
+            cli::note(format_args!("{}", error.render()));
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,7 @@
 //! Preserves: the forward computation of the loss. Requires: a verified graph with a float scalar loss output.
 
 use crate::autodiff::grad;
-use kiln_ir::{interp, verify, Builder, Graph, IrError, Role, Tensor, Value};
+use kiln_ir::{interp, verify, Builder, DType, Graph, IrError, Role, Tensor, Value};
 use std::collections::HashMap;
 
 /// Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay (`torch.optim.SGD`, dampening 0).
@@ -76,6 +76,107 @@ impl Optimizer {
             Optimizer::Adam(a) | Optimizer::AdamW(a) => a.lr,
         }
     }
+
+    /// Checks the hyper-parameters (the rules of SPEC.md §5): `lr` positive and finite; SGD's `momentum` in
+    /// `[0, 1)`, and `nesterov` only with `momentum > 0`; Adam's `beta1` and `beta2` in `[0, 1)` and `eps` positive
+    /// and finite; `weight_decay` finite and `>= 0`. NaN fails every rule. [`training_step`] calls this (through
+    /// [`Optimizer::validate_in`]), so the library and every `kiln` command refuse the same settings.
+    pub fn validate(&self) -> Result<(), InvalidHyperParameter> {
+        self.validate_in(DType::F64)
+    }
+
+    /// [`Optimizer::validate`], and each value must still obey its rule once rounded to `dtype`, the dtype the
+    /// training step computes in: in f32, `beta2 = 0.99999999` rounds to 1 (and `1 - β^t = 0` turns every parameter
+    /// into NaN), `lr = 1e-50` to 0.
+    pub fn validate_in(&self, dtype: DType) -> Result<(), InvalidHyperParameter> {
+        let optimizer = self.name();
+        let check = |name: &'static str, value: f64, rule: Rule| {
+            let rounded = match dtype {
+                DType::F32 => f64::from(value as f32),
+                DType::F64 | DType::I32 | DType::Bool => value,
+            };
+            let problem = if !rule.holds(value) {
+                format!("must be {}, got {value}", rule.text())
+            } else if !rule.holds(rounded) {
+                format!(
+                    "must be {} in {dtype}, got {value}, which rounds to {rounded}",
+                    rule.text()
+                )
+            } else {
+                return Ok(());
+            };
+            Err(InvalidHyperParameter {
+                optimizer,
+                name,
+                problem,
+            })
+        };
+        match self {
+            Optimizer::Sgd(s) => {
+                check("lr", s.lr, Rule::Positive)?;
+                check("momentum", s.momentum, Rule::UnitInterval)?;
+                check("weight_decay", s.weight_decay, Rule::NonNegative)?;
+                // As `torch.optim.SGD`: Nesterov's look-ahead is along the momentum buffer, which needs momentum.
+                if s.nesterov && s.momentum == 0.0 {
+                    return Err(InvalidHyperParameter {
+                        optimizer,
+                        name: "nesterov",
+                        problem: "needs momentum > 0".into(),
+                    });
+                }
+            }
+            Optimizer::Adam(a) | Optimizer::AdamW(a) => {
+                check("lr", a.lr, Rule::Positive)?;
+                check("beta1", a.beta1, Rule::UnitInterval)?;
+                check("beta2", a.beta2, Rule::UnitInterval)?;
+                check("eps", a.eps, Rule::Positive)?;
+                check("weight_decay", a.weight_decay, Rule::NonNegative)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An optimizer hyper-parameter outside its range ([`Optimizer::validate`]), e.g. `adam beta2 must be in [0, 1),
+/// got 2`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{optimizer} {name} {problem}")]
+pub struct InvalidHyperParameter {
+    /// `sgd`, `adam` or `adamw`.
+    pub optimizer: &'static str,
+    /// The field of [`Sgd`] or [`Adam`]: `lr`, `momentum`, `nesterov`, `weight_decay`, `beta1`, `beta2`, `eps`.
+    pub name: &'static str,
+    /// What is wrong, e.g. `must be in [0, 1), got 2`.
+    pub problem: String,
+}
+
+/// The range a hyper-parameter must lie in.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// `(0, ∞)`: a zero learning rate trains nothing, a zero `eps` divides 0 by 0 for a param with a zero gradient.
+    Positive,
+    /// `[0, ∞)`, finite.
+    NonNegative,
+    /// `[0, 1)`: a decay of 1 or more never forgets (momentum) or divides by `1 - β^t = 0` (Adam's bias correction).
+    UnitInterval,
+}
+
+impl Rule {
+    fn holds(self, x: f64) -> bool {
+        match self {
+            Rule::Positive => x.is_finite() && x > 0.0,
+            Rule::NonNegative => x.is_finite() && x >= 0.0,
+            Rule::UnitInterval => (0.0..1.0).contains(&x),
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Rule::Positive => "a positive finite number",
+            Rule::NonNegative => "a finite number >= 0",
+            Rule::UnitInterval => "in [0, 1)",
+        }
+    }
 }
 
 /// Builds one training step: the loss output `loss` of `model` is differentiated with respect to `params` and the
@@ -94,7 +195,14 @@ pub fn training_step(
             "training_step: no parameters to train".into(),
         ));
     }
+    let invalid = |e: InvalidHyperParameter| IrError::Invalid(format!("training_step: {e}"));
+    optimizer.validate().map_err(invalid)?;
     let with_grads = grad(model, loss, params)?.graph;
+    // `grad` checked that the params exist and are floats of one dtype, the one the update computes in.
+    let dtype = with_grads
+        .input(params[0])
+        .map_or(DType::F64, |input| input.ty.dtype);
+    optimizer.validate_in(dtype).map_err(invalid)?;
     let loss_value = with_grads
         .output(loss)
         .expect("grad keeps the outputs")
@@ -266,4 +374,120 @@ pub fn step_on_interpreter(
         }
     }
     Ok(loss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::TensorType;
+
+    fn sgd(lr: f64, momentum: f64, nesterov: bool, weight_decay: f64) -> Optimizer {
+        Optimizer::Sgd(Sgd {
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+        })
+    }
+
+    fn adam(beta1: f64, beta2: f64, eps: f64) -> Optimizer {
+        Optimizer::Adam(Adam {
+            beta1,
+            beta2,
+            eps,
+            ..Adam::default()
+        })
+    }
+
+    /// Which hyper-parameter `validate` names for `optimizer`, or `None` when it accepts it.
+    fn rejected(optimizer: Optimizer) -> Option<&'static str> {
+        optimizer.validate().err().map(|e| e.name)
+    }
+
+    #[test]
+    fn validate_accepts_the_defaults_and_the_edges_of_each_range() {
+        for ok in [
+            Optimizer::Sgd(Sgd::default()),
+            Optimizer::Adam(Adam::default()),
+            Optimizer::AdamW(Adam::default()),
+            sgd(1e-30, 0.0, false, 0.0),
+            sgd(1e6, 0.999, true, 5.0),
+            adam(0.0, 0.0, 1e-30),
+        ] {
+            assert_eq!(ok.validate(), Ok(()), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn validate_names_the_bad_hyper_parameter() {
+        let nan = f64::NAN;
+        let inf = f64::INFINITY;
+        let cases = [
+            (sgd(-1.0, 0.0, false, 0.0), "lr"),
+            (sgd(0.0, 0.0, false, 0.0), "lr"),
+            (sgd(nan, 0.0, false, 0.0), "lr"),
+            (sgd(inf, 0.0, false, 0.0), "lr"),
+            (sgd(0.1, 5.0, false, 0.0), "momentum"),
+            (sgd(0.1, 1.0, false, 0.0), "momentum"),
+            (sgd(0.1, -0.5, false, 0.0), "momentum"),
+            (sgd(0.1, nan, false, 0.0), "momentum"),
+            (sgd(0.1, 0.0, true, 0.0), "nesterov"),
+            (sgd(0.1, 0.0, false, -1.0), "weight_decay"),
+            (sgd(0.1, 0.0, false, inf), "weight_decay"),
+            (adam(1.0, 0.999, 1e-8), "beta1"),
+            (adam(-0.1, 0.999, 1e-8), "beta1"),
+            (adam(0.9, 2.0, 1e-8), "beta2"),
+            (adam(0.9, nan, 1e-8), "beta2"),
+            (adam(0.9, 0.999, -1.0), "eps"),
+            (adam(0.9, 0.999, 0.0), "eps"),
+            (
+                Optimizer::AdamW(Adam {
+                    lr: -1.0,
+                    ..Adam::default()
+                }),
+                "lr",
+            ),
+        ];
+        for (optimizer, name) in cases {
+            assert_eq!(rejected(optimizer), Some(name), "{optimizer:?}");
+        }
+        let e = adam(0.9, 2.0, 1e-8).validate().unwrap_err();
+        assert_eq!(e.to_string(), "adam beta2 must be in [0, 1), got 2");
+    }
+
+    #[test]
+    fn values_that_round_out_of_range_in_f32_are_rejected_for_f32_only() {
+        let close_to_one = adam(0.9, 0.999_999_999, 1e-8);
+        assert_eq!(close_to_one.validate_in(DType::F64), Ok(()));
+        let e = close_to_one.validate_in(DType::F32).unwrap_err();
+        assert_eq!(e.name, "beta2");
+        assert!(
+            e.problem.contains("in f32") && e.problem.contains("rounds to 1"),
+            "{e}"
+        );
+        let tiny_lr = sgd(1e-50, 0.0, false, 0.0);
+        assert_eq!(tiny_lr.validate_in(DType::F64), Ok(()));
+        assert_eq!(tiny_lr.validate_in(DType::F32).unwrap_err().name, "lr");
+    }
+
+    /// The library path: `training_step` itself refuses what `validate` refuses (before, `beta1 = 1` built a step
+    /// that turned every parameter into NaN).
+    #[test]
+    fn training_step_refuses_invalid_settings() {
+        let mut b = Builder::new("tiny");
+        let w = b.param("w", TensorType::f32(&[3])).unwrap();
+        let sq = b.mul(w, w).unwrap();
+        let loss = b.reduce_sum(sq, &[0], false).unwrap();
+        b.output("loss", loss).unwrap();
+        let graph = b.finish();
+        for (optimizer, name) in [
+            (adam(1.0, 0.999, 1e-8), "beta1"),
+            (sgd(-1.0, 0.0, false, 0.0), "lr"),
+            (adam(0.9, 0.999_999_999, 1e-8), "beta2"),
+        ] {
+            let e = training_step(&graph, "loss", &["w"], &optimizer).unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        training_step(&graph, "loss", &["w"], &Optimizer::Adam(Adam::default())).unwrap();
+    }
 }

@@ -402,11 +402,11 @@ fn kiln_train_and_predict_errors() {
         ),
         (
             vec!["train".into(), "--lr".into(), "-1".into()],
-            "--lr must be a positive number",
+            "--lr must be a positive finite number",
         ),
         (
             vec!["train".into(), "--lr".into(), "nan".into()],
-            "--lr must be a positive number",
+            "--lr must be a positive finite number",
         ),
         (
             vec!["train".into(), "--epochs".into(), "0".into()],

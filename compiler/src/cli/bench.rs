@@ -13,13 +13,19 @@
 
 use super::inputs;
 use super::stage::{self, StageArgs};
-use super::{load_graph, CliError, GraphFile};
+use super::{
+    check_count, check_graph_memory, check_tensor_sizes, check_threads, load_graph, CliError,
+    GraphFile,
+};
 use clap::{Args, ValueEnum};
 use kiln::kernel::{Kernel, KernelProgram};
 use kiln_ir::Tensor;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
+
+/// The most `--iters` (and `--warmup`) runs: a million runs of the smallest graph already take seconds.
+const MAX_RUNS: usize = 1_000_000;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -34,15 +40,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
 
-    /// Timed runs (after the warm-up runs).
+    /// Timed runs (after the warm-up runs), 1 to 1000000.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub iters: usize,
 
-    /// Untimed runs first.
+    /// Untimed runs first, at most 1000000.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub warmup: usize,
 
-    /// Threads of the CPU backend [default: every core].
+    /// Threads of the CPU backend, 1 to 1024 [default: every core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
@@ -65,14 +71,15 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
             "kiln bench works on graphs: --stage input, grad, train or optimized",
         ));
     }
-    if args.iters == 0 {
-        return Err(CliError::new("--iters must be at least 1"));
-    }
-    if args.threads == Some(0) {
-        return Err(CliError::new("--threads must be at least 1"));
-    }
+    // Every timed run keeps its times (a Duration per kernel) until the medians are taken.
+    let why = "the times of every run are kept in memory";
+    check_count("iters", args.iters, 1, MAX_RUNS, why)?;
+    check_count("warmup", args.warmup, 0, MAX_RUNS, "a run each")?;
+    check_threads(args.threads)?;
     let staged = stage::build(load_graph(&args.graph.file)?, &args.stage)?;
     let graph = &staged.graph;
+    check_tensor_sizes(graph)?;
+    check_graph_memory(graph, false)?;
     let values = inputs::prepare(graph, args.seed, &[])?;
     if args.backend == BenchBackend::Vulkan {
         if args.threads.is_some() {
@@ -82,11 +89,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         return bench_vulkan(graph, &values, args, out);
     }
-    let defaults = kiln::Options::default();
-    let options = kiln::Options {
-        threads: args.threads.unwrap_or(defaults.threads),
-        ..defaults
-    };
+    let options = super::cpu_options(args.threads);
 
     let started = Instant::now();
     let exe = kiln::compile(graph, &options)?;

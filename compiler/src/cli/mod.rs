@@ -90,9 +90,12 @@ pub enum Command {
 }
 
 /// Runs one command, writing its results to stdout.
+///
+/// A closed stdout (`kiln train | head -1`) stops the printing, not the work: the command runs to the end and writes
+/// its files (see [`Printer`]).
 pub fn execute(cli: Cli) -> Result<(), CliError> {
     let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = io::BufWriter::new(Printer::new(stdout.lock()));
     let result = match &cli.command {
         Command::Check(args) => check::check(args, &mut out),
         Command::Dump(args) => dump::dump(args, &mut out),
@@ -112,8 +115,6 @@ pub enum CliError {
     Message(String),
     /// A `.kir` syntax or type error, rendered with its file, line, column and caret.
     Parse(Box<ParseError>),
-    /// stdout was closed (`kiln dump big.kir | head`): not worth a message.
-    BrokenPipe,
 }
 
 impl CliError {
@@ -133,13 +134,7 @@ impl CliError {
                     format!("error: {rendered}")
                 }
             }
-            CliError::BrokenPipe => String::new(),
         }
-    }
-
-    /// Whether the process should still exit with an error code.
-    pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, CliError::BrokenPipe)
     }
 }
 
@@ -180,14 +175,63 @@ impl From<kiln::backend::spirv::VulkanError> for CliError {
 }
 
 impl From<io::Error> for CliError {
-    /// Only for writing results to stdout; file errors name their file (see [`read_source`]).
+    /// Only for writing results to stdout; file errors name their file (see [`read_source`]). A closed stdout
+    /// never gets here: [`Printer`] swallows it.
     fn from(e: io::Error) -> CliError {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            CliError::BrokenPipe
-        } else {
-            CliError::Message(format!("cannot write the output: {e}"))
+        CliError::Message(format!("cannot write the output: {e}"))
+    }
+}
+
+/// stdout for the commands: once a write fails with a broken pipe (whoever read our output has gone: `kiln train |
+/// head -1`), every later write and flush succeeds without writing, so the command carries on and writes its files,
+/// and `kiln` exits with 0. Rust ignores SIGPIPE, so a closed pipe reaches us as this error rather than killing the
+/// process halfway through writing a checkpoint.
+pub struct Printer<W: Write> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Printer<W> {
+    pub fn new(inner: W) -> Printer<W> {
+        Printer {
+            inner,
+            closed: false,
         }
     }
+
+    fn absorb<T>(&mut self, result: io::Result<T>, done: T) -> io::Result<T> {
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for Printer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let result = self.inner.write(buf);
+        self.absorb(result, buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let result = self.inner.flush();
+        self.absorb(result, ())
+    }
+}
+
+/// Writes one line to stderr (timings, warnings). Unlike `eprintln!`, which panics when stderr is a closed pipe
+/// (`kiln run ... 2>&1 | head -1`), a failure is ignored: a note nobody can read is not worth stopping the work.
+pub fn note(line: std::fmt::Arguments) {
+    let _ = writeln!(io::stderr(), "{line}");
 }
 
 /// Reads and parses a `.kir` file; parse errors carry the file's path for rendering.
@@ -226,4 +270,146 @@ fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+/// No tensor of a run may be larger than this, so a typo'd shape is an error rather than an out-of-memory abort.
+pub const MAX_TENSOR_BYTES: usize = 1 << 32;
+
+/// The most threads `--threads` starts: far above any core count, far below what makes the OS refuse a thread.
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks every node's tensor against [`MAX_TENSOR_BYTES`] before anything is allocated for the graph (`kiln run`,
+/// `kiln bench`, the model of `kiln train`): the message names the node.
+pub fn check_tensor_sizes(graph: &kiln_ir::Graph) -> Result<(), CliError> {
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if node_bytes(&node.ty).is_none() {
+            return Err(CliError::new(format!(
+                "node %{} of graph {} is {}, larger than the {} GiB that kiln allows per tensor",
+                graph.label(kiln_ir::NodeId(i as u32)),
+                graph.name,
+                node.ty,
+                MAX_TENSOR_BYTES >> 30
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks what `kiln` allocates for `graph` before compiling it — its inputs, and with `every_node` (the interpreter,
+/// which keeps every value of a run) all of its nodes — against the available memory
+/// ([`kiln::compile::check_memory`]; `kiln::compile` checks its own plan the same way). Call after
+/// [`check_tensor_sizes`].
+pub fn check_graph_memory(graph: &kiln_ir::Graph, every_node: bool) -> Result<(), CliError> {
+    let total = graph
+        .nodes()
+        .iter()
+        .filter(|node| every_node || matches!(node.op, kiln_ir::Op::Input { .. }))
+        .fold(0usize, |sum, node| {
+            sum.saturating_add(node_bytes(&node.ty).unwrap_or(usize::MAX))
+        });
+    Ok(kiln::compile::check_memory(&graph.name, total)?)
+}
+
+/// The bytes of a tensor of type `ty`, if within [`MAX_TENSOR_BYTES`].
+fn node_bytes(ty: &kiln_ir::TensorType) -> Option<usize> {
+    ty.dims()
+        .iter()
+        .try_fold(ty.dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
+        .filter(|&bytes| bytes <= MAX_TENSOR_BYTES)
+}
+
+/// A count given by the user (`--steps`, `--epochs`, `--iters`...): at least `min`, at most `max` (`why` says what
+/// the limit protects), checked before anything is sized by it.
+pub fn check_count(
+    flag: &str,
+    value: usize,
+    min: usize,
+    max: usize,
+    why: &str,
+) -> Result<(), CliError> {
+    if value < min {
+        return Err(CliError::new(format!("--{flag} must be at least {min}")));
+    }
+    if value > max {
+        return Err(CliError::new(format!(
+            "--{flag} {value} is too large: at most {max} ({why})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks `--threads` of the CPU backend, when given (the default, every core, is the machine's own number).
+pub fn check_threads(threads: Option<usize>) -> Result<(), CliError> {
+    match threads {
+        Some(n) => check_count(
+            "threads",
+            n,
+            1,
+            MAX_THREADS,
+            "each is an OS thread started by the first run",
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Compile options for `--threads` (checked by [`check_threads`]).
+pub fn cpu_options(threads: Option<usize>) -> kiln::Options {
+    let defaults = kiln::Options::default();
+    kiln::Options {
+        threads: threads.unwrap_or(defaults.threads),
+        ..defaults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stdout whose reader goes away after `accept` bytes; `other` fails with another error instead.
+    struct Pipe {
+        accept: usize,
+        written: Vec<u8>,
+        other: bool,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.written.len() + buf.len() > self.accept {
+                let kind = if self.other {
+                    io::ErrorKind::PermissionDenied
+                } else {
+                    io::ErrorKind::BrokenPipe
+                };
+                return Err(io::Error::from(kind));
+            }
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn printer_goes_quiet_after_a_broken_pipe_and_reports_other_errors() {
+        let mut printer = Printer::new(Pipe {
+            accept: 6,
+            written: Vec::new(),
+            other: false,
+        });
+        writeln!(printer, "first").unwrap();
+        writeln!(printer, "second").unwrap();
+        writeln!(printer, "third").unwrap();
+        printer.flush().unwrap();
+        assert_eq!(printer.inner.written, b"first\n");
+        assert!(printer.closed);
+
+        let mut printer = Printer::new(Pipe {
+            accept: 0,
+            written: Vec::new(),
+            other: true,
+        });
+        let e = writeln!(printer, "x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    }
 }

@@ -5,10 +5,10 @@
 //! and are accepted; higher-rank Fortran arrays are rejected (`np.ascontiguousarray` fixes them).
 
 use super::CliError;
+use kiln::nn::report::write_atomic_with;
 use kiln_ir::{DType, Tensor, TensorData, TensorType};
 use npyz::{NpyFile, NpyHeader, Order, TypeChar, WriterBuilder};
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Reads a whole `.npy` file as a tensor; every error names the file.
@@ -88,23 +88,20 @@ fn kiln_dtype(dtype: &npyz::DType) -> Option<DType> {
     }
 }
 
-/// Writes a tensor as a little-endian C-order `.npy` file.
+/// Writes a tensor as a little-endian C-order `.npy` file, atomically (a failed write leaves any old file intact).
 pub fn write(path: &Path, tensor: &Tensor) -> Result<(), CliError> {
     let fail = |e: std::io::Error| CliError::new(format!("cannot write `{}`: {e}", path.display()));
-    let file = File::create(path).map_err(fail)?;
     let shape: Vec<u64> = tensor.dims().iter().map(|&d| d as u64).collect();
-    let mut sink = BufWriter::new(file);
-    match tensor.data() {
-        TensorData::F32(v) => write_values(&mut sink, &shape, v),
-        TensorData::F64(v) => write_values(&mut sink, &shape, v),
-        TensorData::I32(v) => write_values(&mut sink, &shape, v),
-        TensorData::Bool(v) => write_values(&mut sink, &shape, v),
-    }
-    .and_then(|()| sink.flush())
+    write_atomic_with(path, |sink| match tensor.data() {
+        TensorData::F32(v) => write_values(sink, &shape, v),
+        TensorData::F64(v) => write_values(sink, &shape, v),
+        TensorData::I32(v) => write_values(sink, &shape, v),
+        TensorData::Bool(v) => write_values(sink, &shape, v),
+    })
     .map_err(fail)
 }
 
-fn write_values<T>(sink: &mut impl Write, shape: &[u64], values: &[T]) -> std::io::Result<()>
+fn write_values<T>(sink: &mut dyn Write, shape: &[u64], values: &[T]) -> std::io::Result<()>
 where
     T: npyz::AutoSerialize + Copy,
 {

@@ -25,12 +25,24 @@ pub struct PredictArgs {
 pub fn predict(args: &PredictArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let backend = args.backend.kind().create().map_err(nn_error)?;
     let path = checkpoint_path(&args.checkpoint);
-    let checkpoint = nn::load_checkpoint(&path).map_err(nn_error)?;
-    let name = match args.dataset {
-        Some(d) => d.name().to_string(),
-        None => checkpoint.dataset.clone(),
+    let (checkpoint, integrity) = nn::load_checkpoint_checked(&path).map_err(nn_error)?;
+    if integrity == nn::Integrity::Unverified {
+        super::note(format_args!(
+            "warning: checkpoint `{}` has no checksum (written by an older kiln?), so its tensor data cannot be \
+             verified",
+            path.display()
+        ));
+    }
+    let data = match args.dataset {
+        Some(d) => data::load(d.name()).map_err(|e| CliError::new(e.to_string()))?,
+        // The name came from the file, not from the user: say which file.
+        None => data::load(&checkpoint.dataset).map_err(|e| {
+            CliError::new(format!(
+                "checkpoint `{}`: its metadata names {e}; choose one with --dataset",
+                path.display()
+            ))
+        })?,
     };
-    let data = data::load(&name).map_err(|e| CliError::new(e.to_string()))?;
     let spec = &checkpoint.spec;
     if spec.inputs() != data.features() {
         return Err(CliError::new(format!(

@@ -9,7 +9,10 @@
 
 use super::inputs::{self, InputFile};
 use super::stage::{self, Stage, StageArgs};
-use super::{load_graph, npy, CliError, GraphFile};
+use super::{
+    check_count, check_graph_memory, check_tensor_sizes, check_threads, load_graph, npy, CliError,
+    GraphFile, MAX_TENSOR_BYTES,
+};
 use clap::{Args, ValueEnum};
 use kiln_ir::{DType, Graph, Role, Tensor, TensorData};
 use std::collections::HashMap;
@@ -37,11 +40,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Training steps to run (train stage).
+    /// Training steps to run (train stage), 1 to 536870912 (each loss is kept for losses.npy).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub steps: usize,
 
-    /// Threads of the CPU backend [default: every core].
+    /// Threads of the CPU backend, 1 to 1024 [default: every core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
@@ -78,26 +81,15 @@ impl Loaded<'_> {
 }
 
 impl RunArgs {
-    fn cpu_options(&self) -> Result<kiln::Options, CliError> {
-        if self.threads == Some(0) {
-            return Err(CliError::new("--threads must be at least 1"));
-        }
-        let defaults = kiln::Options::default();
-        Ok(kiln::Options {
-            threads: self.threads.unwrap_or(defaults.threads),
-            ..defaults
-        })
-    }
-
     /// Compiles `graph` for the CPU, reporting the compile time on stderr.
     fn compile(&self, graph: &Graph) -> Result<kiln::Executable, CliError> {
-        let exe = kiln::compile(graph, &self.cpu_options()?)?;
-        eprintln!(
+        let exe = kiln::compile(graph, &super::cpu_options(self.threads))?;
+        super::note(format_args!(
             "cpu: compiled {} kernels in {:.1} ms ({} threads)",
             exe.steps().len(),
             exe.compile_time().as_secs_f64() * 1e3,
             exe.threads()
-        );
+        ));
         Ok(exe)
     }
 
@@ -113,12 +105,12 @@ impl RunArgs {
         let started = std::time::Instant::now();
         let program = kiln::kernel_program(graph, &kiln::Options::default())?;
         let exe = spirv::compile(&device, &program)?;
-        eprintln!(
+        super::note(format_args!(
             "vulkan: compiled {} kernels in {:.1} ms on {}",
             program.kernels.len(),
             started.elapsed().as_secs_f64() * 1e3,
             device.info().name
-        );
+        ));
         Ok(exe)
     }
 
@@ -131,9 +123,6 @@ impl RunArgs {
     }
 }
 
-/// No tensor of a run may be larger than this, so a typo'd shape is an error rather than an out-of-memory abort.
-const MAX_TENSOR_BYTES: usize = 1 << 32;
-
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.stage.stage.is_lowered() {
         return Err(CliError::new(
@@ -143,13 +132,20 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.stage.stage != Stage::Train && args.steps != 1 {
         return Err(CliError::new("--steps applies to --stage train"));
     }
-    if args.steps == 0 {
-        return Err(CliError::new("--steps must be at least 1"));
-    }
+    // Every step's loss is kept for losses.npy, one f64 tensor under the per-tensor limit.
+    check_count(
+        "steps",
+        args.steps,
+        1,
+        MAX_TENSOR_BYTES / 8,
+        "the losses of all steps are kept, 8 bytes each, within the per-tensor limit",
+    )?;
+    check_threads(args.threads)?;
     let parsed = load_graph(&args.graph.file)?;
     let staged = stage::build(parsed, &args.stage)?;
     let graph = &staged.graph;
-    check_sizes(graph)?;
+    check_tensor_sizes(graph)?;
+    check_graph_memory(graph, args.backend == Backend::Interp)?;
     let mut values = inputs::prepare(graph, args.seed, &args.inputs)?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
@@ -188,7 +184,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         })
         .collect();
     let width = args.steps.to_string().len();
-    let mut losses = Vec::with_capacity(args.steps);
+    // Grown step by step rather than reserved: up to 4 GiB for the largest --steps.
+    let mut losses = Vec::new();
     let mut outputs = Vec::new();
     if args.backend == Backend::Cpu {
         let exe = args.compile(graph)?;
@@ -202,12 +199,12 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
             losses.push(loss);
         }
         let seconds = started.elapsed().as_secs_f64();
-        eprintln!(
+        super::note(format_args!(
             "cpu: {} steps in {:.1} ms ({:.1} steps/s)",
             args.steps,
             seconds * 1e3,
             args.steps as f64 / seconds
-        );
+        ));
         for output in graph.outputs() {
             let value = session
                 .output(&output.name, &data)
@@ -246,14 +243,14 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         let seconds = started.elapsed().as_secs_f64();
         let bytes = session.bytes_per_step();
-        eprintln!(
+        super::note(format_args!(
             "vulkan: {} steps in {:.1} ms ({:.1} steps/s; {} B up, {} B down per step, parameters and state stay on the device)",
             args.steps,
             seconds * 1e3,
             args.steps as f64 / seconds,
             bytes.upload,
             bytes.download
-        );
+        ));
         for (input, value) in graph.inputs().zip(values.iter_mut()) {
             if session.resident_names().contains(&input.name) {
                 *value = session.read(input.name)?;
@@ -313,27 +310,6 @@ fn pick(named: &HashMap<String, Tensor>, names: &[&str]) -> Vec<Tensor> {
 
 fn npy_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.npy"))
-}
-
-fn check_sizes(graph: &Graph) -> Result<(), CliError> {
-    for (i, node) in graph.nodes().iter().enumerate() {
-        let too_big = node
-            .ty
-            .dims()
-            .iter()
-            .try_fold(node.ty.dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
-            .is_none_or(|bytes| bytes > MAX_TENSOR_BYTES);
-        if too_big {
-            return Err(CliError::new(format!(
-                "node %{} of graph {} is {}, larger than the {} GiB that `kiln run` allows per tensor",
-                graph.label(kiln_ir::NodeId(i as u32)),
-                graph.name,
-                node.ty,
-                MAX_TENSOR_BYTES >> 30
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// How many leading elements of each output the table shows.

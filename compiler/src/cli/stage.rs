@@ -145,27 +145,10 @@ impl OptimizerArgs {
             || self.eps.is_some()
     }
 
+    /// The optimizer the flags describe, checked by [`Optimizer::validate`] (the library's rules, named by flag).
     pub fn to_optimizer(&self) -> Result<Optimizer, CliError> {
-        let finite = |flag: &str, value: Option<f64>| -> Result<(), CliError> {
-            match value {
-                Some(v) if !v.is_finite() => Err(CliError::new(format!(
-                    "--{flag} must be a finite number, got {v}"
-                ))),
-                _ => Ok(()),
-            }
-        };
-        for (flag, value) in [
-            ("lr", self.lr),
-            ("momentum", self.momentum),
-            ("weight-decay", self.weight_decay),
-            ("beta1", self.beta1),
-            ("beta2", self.beta2),
-            ("eps", self.eps),
-        ] {
-            finite(flag, value)?;
-        }
         let kind = self.optimizer.unwrap_or_default();
-        match kind {
+        let optimizer = match kind {
             OptimizerKind::Sgd => {
                 let not_for_sgd = [
                     ("beta1", self.beta1),
@@ -178,16 +161,12 @@ impl OptimizerArgs {
                     )));
                 }
                 let defaults = Sgd::default();
-                let sgd = Sgd {
+                Optimizer::Sgd(Sgd {
                     lr: self.lr.unwrap_or(defaults.lr),
                     momentum: self.momentum.unwrap_or(defaults.momentum),
                     nesterov: self.nesterov,
                     weight_decay: self.weight_decay.unwrap_or(defaults.weight_decay),
-                };
-                if sgd.nesterov && sgd.momentum == 0.0 {
-                    return Err(CliError::new("--nesterov needs a nonzero --momentum"));
-                }
-                Ok(Optimizer::Sgd(sgd))
+                })
             }
             OptimizerKind::Adam | OptimizerKind::Adamw => {
                 if self.momentum.is_some() || self.nesterov {
@@ -208,14 +187,26 @@ impl OptimizerArgs {
                     eps: self.eps.unwrap_or(defaults.eps),
                     weight_decay: self.weight_decay.unwrap_or(defaults.weight_decay),
                 };
-                Ok(if kind == OptimizerKind::Adam {
+                if kind == OptimizerKind::Adam {
                     Optimizer::Adam(adam)
                 } else {
                     Optimizer::AdamW(adam)
-                })
+                }
             }
-        }
+        };
+        validated(optimizer)
     }
+}
+
+/// `optimizer` if [`Optimizer::validate`] accepts it, else its complaint with the field named as the flag that sets
+/// it (`--beta2 must be in [0, 1), got 2`). Used by every command that builds an optimizer from flags.
+pub fn validated(optimizer: Optimizer) -> Result<Optimizer, CliError> {
+    optimizer.validate().map_err(|e| {
+        let flag = e.name.replace('_', "-");
+        let problem = e.problem.replace("momentum > 0", "a nonzero --momentum");
+        CliError::new(format!("--{flag} {problem}"))
+    })?;
+    Ok(optimizer)
 }
 
 /// A graph at some stage, with what DOT export needs to cluster it.

@@ -49,7 +49,7 @@ pub struct TrainArgs {
     )]
     pub momentum: f64,
 
-    /// Passes over the training rows [default: 30 on digits, 30 on xor and moons, 100 on spirals].
+    /// Passes over the training rows, 1 to 1000000 [default: 30 on digits, 30 on xor and moons, 100 on spirals].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
 
@@ -143,7 +143,16 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let config = config(args)?;
     let spec = model_spec(args, &data)?;
     let model = spec.build();
+    check_model_sizes(&*model, &data, args.backend)?;
 
+    if config.batch_size > data.train.len() {
+        return Err(CliError::new(format!(
+            "--batch-size {} does not fit the {} training rows of {}",
+            config.batch_size,
+            data.train.len(),
+            data.name
+        )));
+    }
     let mut trainer = Trainer::new(&*model, &data, config, &*backend).map_err(nn_error)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
@@ -163,7 +172,7 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
 
     let batches = data.train.len() / config.batch_size;
-    let bar = progress_bar((config.epochs * batches) as u64);
+    let bar = progress_bar((config.epochs as u64).saturating_mul(batches as u64));
     let columns = ["epoch", "train_loss", "test_loss", "test_acc", "seconds"];
     writeln!(out, "\n{}", row(&columns.map(String::from)))?;
     out.flush()?;
@@ -225,6 +234,34 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The most `--epochs`: far more than any of the data sets needs, few enough for the metrics to stay small.
+const MAX_EPOCHS: usize = 1_000_000;
+
+/// Checks the sizes `--hidden` implies before the trainer allocates parameters: the model's graph on the largest
+/// batch it is run on (a whole split, for evaluation), as `kiln run` checks a graph; every parameter is an input of it.
+fn check_model_sizes(
+    model: &dyn nn::Module,
+    data: &Dataset,
+    backend: BackendArg,
+) -> Result<(), CliError> {
+    let hidden = |e: CliError| match e {
+        CliError::Message(m) => CliError::new(format!("the model's sizes (--hidden): {m}")),
+        other => other,
+    };
+    let rows = data.train.len().max(data.test.len());
+    let mut b = kiln_ir::Builder::new("model");
+    let x = b
+        .data("x", kiln_ir::TensorType::f32(&[rows, data.features()]))
+        .map_err(CliError::from)?;
+    model
+        .forward(&mut b, x)
+        .map_err(|e| hidden(CliError::from(e)))?;
+    let graph = b.finish();
+    super::check_tensor_sizes(&graph).map_err(hidden)?;
+    // The interpreter keeps every value of a run; compiled backends check their own plans when they compile.
+    super::check_graph_memory(&graph, backend == BackendArg::Interp)
+}
+
 /// A library error as a CLI message.
 pub fn nn_error(e: nn::Error) -> CliError {
     CliError::new(e.to_string())
@@ -237,17 +274,6 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         (OptimizerArg::Adam, true) => 1e-2,
         (OptimizerArg::Sgd, _) => 0.1,
     });
-    if !(lr.is_finite() && lr > 0.0) {
-        return Err(CliError::new(format!(
-            "--lr must be a positive number, got {lr}"
-        )));
-    }
-    if !(0.0..1.0).contains(&args.momentum) {
-        return Err(CliError::new(format!(
-            "--momentum must be in [0, 1), got {}",
-            args.momentum
-        )));
-    }
     if args.momentum != 0.0 && args.optimizer != OptimizerArg::Sgd {
         return Err(CliError::new("--momentum applies to --optimizer sgd"));
     }
@@ -256,13 +282,19 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         DatasetArg::Xor | DatasetArg::Moons => 30,
         DatasetArg::Spirals => 100,
     });
-    if epochs == 0 {
-        return Err(CliError::new("--epochs must be at least 1"));
-    }
+    super::check_count(
+        "epochs",
+        epochs,
+        1,
+        MAX_EPOCHS,
+        "every epoch adds a row to the metrics kept in memory, the CSV and the plot",
+    )?;
+    // The trainer checks it against the data set's rows; this only keeps the message about the flag.
     if args.batch_size == 0 {
         return Err(CliError::new("--batch-size must be at least 1"));
     }
-    let optimizer = match args.optimizer {
+    // The library's rules (`Optimizer::validate`), as for `kiln run` and `kiln dump`.
+    let optimizer = super::stage::validated(match args.optimizer {
         OptimizerArg::Sgd => Optimizer::Sgd(Sgd {
             lr,
             momentum: args.momentum,
@@ -272,7 +304,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
             lr,
             ..Default::default()
         }),
-    };
+    })?;
     Ok(TrainConfig {
         epochs,
         batch_size: args.batch_size,

@@ -1,5 +1,13 @@
 //! Checkpoints: a model's parameters as a safetensors file, with metadata entries describing the model (see
 //! [`ModelSpec::to_metadata`]) and the data set it was trained on, so that it can be rebuilt from the file alone.
+//!
+//! **Integrity.** The metadata entry `checksum` is `crc32:XXXXXXXX`: the CRC-32 (IEEE, as zip and PNG use) of every
+//! tensor's data bytes, tensor after tensor in the byte order of their names. Loading recomputes it, so flipped bytes
+//! in the tensor data are an error naming the file rather than a model that silently predicts worse (safetensors
+//! itself checks the header and the lengths, not the values). A checkpoint without the entry (written before Kiln
+//! stored one) still loads, as PyTorch users expect of old files, but [`load_checkpoint_checked`] reports it as
+//! [`Integrity::Unverified`] so that `kiln predict` can warn. Files are written atomically
+//! ([`super::report::write_atomic`]): a failed save leaves the previous checkpoint intact.
 
 use super::{Error, ModelSpec};
 use kiln_ir::Tensor;
@@ -8,6 +16,29 @@ use std::path::Path;
 
 /// The file name `kiln train` writes in its output directory.
 pub const CHECKPOINT_FILE: &str = "model.safetensors";
+
+/// The metadata entry holding the checksum of the tensor data.
+pub const CHECKSUM_KEY: &str = "checksum";
+
+/// Whether a loaded checkpoint's tensor data was checked against a stored checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// The checksum in the metadata matches the data.
+    Verified,
+    /// The file has no checksum (an older checkpoint): the data could not be checked.
+    Unverified,
+}
+
+/// `crc32:XXXXXXXX` of the tensors' data, each `(name, bytes)`, taken in the byte order of the names.
+fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hasher = crc32fast::Hasher::new();
+    for (_, bytes) in sorted {
+        hasher.update(bytes);
+    }
+    format!("crc32:{:08x}", hasher.finalize())
+}
 
 /// A trained model: what it is, what it was trained on, and its parameters by name.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,8 +75,16 @@ pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error
         .collect::<Result<Vec<_>, _>>()?;
     let mut metadata = checkpoint.spec.to_metadata();
     metadata.insert("dataset".into(), checkpoint.dataset.clone());
+    metadata.insert(
+        CHECKSUM_KEY.into(),
+        checksum(
+            buffers
+                .iter()
+                .map(|(name, _, bytes)| (*name, bytes.as_slice())),
+        ),
+    );
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))?;
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
+    super::report::write_atomic(path, &bytes).map_err(|source| Error::Io {
         action: "write",
         path: path.to_path_buf(),
         source,
@@ -53,8 +92,14 @@ pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`], checking every parameter against the model its metadata
-/// describes.
+/// describes and the tensor data against the stored checksum (a file without one loads unchecked; see
+/// [`load_checkpoint_checked`]).
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, Error> {
+    load_checkpoint_checked(path).map(|(checkpoint, _)| checkpoint)
+}
+
+/// [`load_checkpoint`], also saying whether the data was verified against a checksum.
+pub fn load_checkpoint_checked(path: &Path) -> Result<(Checkpoint, Integrity), Error> {
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
@@ -75,6 +120,27 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, Error> {
         .get("dataset")
         .cloned()
         .ok_or_else(|| bad("no `dataset` entry in the metadata".into()))?;
+
+    // Before anything is built from the data: a corrupt file is reported as such, not as whatever it decodes to.
+    let integrity = match metadata.get(CHECKSUM_KEY) {
+        None => Integrity::Unverified,
+        Some(stored) => {
+            let names = tensors.names();
+            let views = names
+                .iter()
+                .map(|n| tensors.tensor(n).map(|view| (*n, view)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(not_safetensors)?;
+            let actual = checksum(views.iter().map(|(n, view)| (*n, view.data())));
+            if *stored != actual {
+                return Err(bad(format!(
+                    "the tensor data does not match the checksum in the metadata ({stored} stored, {actual} \
+                     computed): the file is corrupt"
+                )));
+            }
+            Integrity::Verified
+        }
+    };
 
     let declared = spec.build().parameters();
     let mut params = Vec::with_capacity(declared.len());
@@ -113,9 +179,12 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, Error> {
             spec.describe()
         )));
     }
-    Ok(Checkpoint {
-        spec,
-        dataset,
-        params,
-    })
+    Ok((
+        Checkpoint {
+            spec,
+            dataset,
+            params,
+        },
+        integrity,
+    ))
 }

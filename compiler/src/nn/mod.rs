@@ -46,7 +46,10 @@ pub mod report;
 mod trainer;
 
 pub use backend::{Backend, BackendKind, Interpreter, Program, Vulkan};
-pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, CHECKPOINT_FILE};
+pub use checkpoint::{
+    load_checkpoint, load_checkpoint_checked, save_checkpoint, Checkpoint, Integrity,
+    CHECKPOINT_FILE,
+};
 pub use layers::{
     Heaviside, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Softplus, Tanh,
 };

@@ -1,9 +1,81 @@
-//! What a training run leaves behind besides the checkpoint: the metrics as CSV and a loss/accuracy plot as SVG.
+//! What a training run leaves behind besides the checkpoint: the metrics as CSV and a loss/accuracy plot as SVG;
+//! and [`write_atomic`], the one way every output file of Kiln (checkpoints, CSV, SVG, `kiln run`'s `.npy` files)
+//! is written.
 
 use super::{EpochMetrics, Error};
 use plotters::prelude::*;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Writes `bytes` to `path` atomically: see [`write_atomic_with`].
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Writes a file atomically: `write` fills a temporary file in `path`'s directory, which is flushed to the disk
+/// (`fsync`) and then renamed over `path` (and, on Unix, the directory is synced so that the rename itself lasts).
+/// A reader, or a crash, sees either the old file or the complete new one, never a truncated mix: a full disk or a
+/// file-size limit halfway through a checkpoint leaves the previous checkpoint intact. On any failure the temporary
+/// file is removed and `path` is untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let temp = temp_path(path)?;
+    let result = (|| {
+        let file = File::options().write(true).create_new(true).open(&temp)?;
+        let mut sink = BufWriter::new(file);
+        write(&mut sink)?;
+        let file = sink.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(e) = result {
+        // The temp file may not exist (create failed); either way there is nothing more to undo.
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    sync_dir(path);
+    Ok(())
+}
+
+/// `DIR/.NAME.tmp-PID-N` next to `DIR/NAME`: the same file system (so the rename is atomic), hidden, and unique to
+/// this process and call so that two writers never share one.
+fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path names a directory, not a file",
+        )
+    })?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".tmp-{}-{n}", std::process::id()));
+    Ok(path.with_file_name(temp))
+}
+
+/// Syncs `path`'s directory so that a rename into it survives a crash. Best effort: the file is complete and in
+/// place already, and some file systems refuse to sync a directory.
+fn sync_dir(path: &Path) {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
 
 /// The CSV's header; one row per epoch follows.
 pub const CSV_HEADER: &str = "epoch,train_loss,train_acc,test_loss,test_acc,seconds";
@@ -24,7 +96,7 @@ pub fn metrics_csv(history: &[EpochMetrics]) -> String {
 
 /// Writes [`metrics_csv`] to `path`.
 pub fn write_metrics_csv(path: &Path, history: &[EpochMetrics]) -> Result<(), Error> {
-    std::fs::write(path, metrics_csv(history)).map_err(|source| Error::Io {
+    write_atomic(path, metrics_csv(history).as_bytes()).map_err(|source| Error::Io {
         action: "write",
         path: path.to_path_buf(),
         source,
@@ -38,7 +110,7 @@ pub fn plot_metrics(path: &Path, title: &str, history: &[EpochMetrics]) -> Resul
         path: path.to_path_buf(),
         source: std::io::Error::other(message),
     })?;
-    std::fs::write(path, svg).map_err(|source| Error::Io {
+    write_atomic(path, svg.as_bytes()).map_err(|source| Error::Io {
         action: "write",
         path: path.to_path_buf(),
         source,
@@ -164,6 +236,51 @@ mod tests {
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(lines[1], "1,1,0.6,1.2,0.5,0.500");
         assert_eq!(lines.len(), 4);
+    }
+
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kiln-report-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_file_and_leaves_no_temp() {
+        let dir = scratch("replace");
+        let path = dir.join("out.csv");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new contents").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new contents");
+        assert_eq!(names(&dir), ["out.csv"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_the_temp() {
+        let dir = scratch("fail");
+        let path = dir.join("model.safetensors");
+        write_atomic(&path, b"the good checkpoint").unwrap();
+        let err = write_atomic_with(&path, |w| {
+            w.write_all(b"half a checkp")?;
+            Err(io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!(std::fs::read(&path).unwrap(), b"the good checkpoint");
+        assert_eq!(names(&dir), ["model.safetensors"]);
+        // A path without a file name is an error, not a panic.
+        assert!(write_atomic(Path::new("/"), b"x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl<'a> Trainer<'a> {
     /// Runs `config.epochs` epochs, calling `on_event` after every batch and epoch; returns one row per epoch.
     pub fn fit(&mut self, mut on_event: impl FnMut(Event)) -> Result<Vec<EpochMetrics>, Error> {
         let start = Instant::now();
-        let mut history = Vec::with_capacity(self.config.epochs);
+        // Grown as epochs finish, not reserved up front: `epochs` is the user's number, and need not fit in memory.
+        let mut history = Vec::new();
         for _ in 0..self.config.epochs {
             let epoch = self.epochs_done + 1;
             let train_loss = self.train_epoch(epoch, &mut on_event)?;
