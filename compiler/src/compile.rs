@@ -168,6 +168,16 @@ impl Default for Options {
 /// primitive when `!fuse`, the benches' baseline). The passes keep the
 /// graph's inputs and outputs, so the program takes and returns what `graph` does.
 pub fn kernel_program(graph: &Graph, options: &Options) -> Result<KernelProgram, Error> {
+    kernel_program_within(graph, options, None)
+}
+
+/// [`kernel_program`] with fusion's buffer cap (rule 7 of [`crate::fusion`]): no fused kernel binds more than
+/// `max_buffers` distinct buffers. `None`: no cap (the CPU).
+fn kernel_program_within(
+    graph: &Graph,
+    options: &Options,
+    max_buffers: Option<usize>,
+) -> Result<KernelProgram, Error> {
     let optimized;
     let graph = if options.optimize {
         optimized = crate::passes::optimize(graph)?;
@@ -175,22 +185,52 @@ pub fn kernel_program(graph: &Graph, options: &Options) -> Result<KernelProgram,
     } else {
         graph
     };
-    Ok(if options.fuse {
-        crate::fusion::lower(graph)?
-    } else {
-        crate::fusion::lower_unfused(graph)?
+    Ok(match (options.fuse, max_buffers) {
+        (true, Some(cap)) => crate::fusion::lower_with_buffer_cap(graph, cap)?,
+        (true, None) => crate::fusion::lower(graph)?,
+        // One kernel per primitive binds at most 4 buffers, except a wide concat (the backend rejects it).
+        (false, _) => crate::fusion::lower_unfused(graph)?,
     })
 }
 
-/// Compiles `graph` for a Vulkan device: the same passes and fusion as [`compile`], then one SPIR-V compute shader
-/// per kernel ([`crate::backend::spirv`]). `options.threads` and `options.target` do not apply.
+/// The kernel program a Vulkan device with these shader options runs: [`kernel_program`], with fusion cutting any
+/// kernel that would bind more storage buffers than `spirv_options.limits` allow.
+pub fn vulkan_program(
+    graph: &Graph,
+    options: &Options,
+    spirv_options: &spirv::Options,
+) -> Result<KernelProgram, Error> {
+    let cap = spirv_options.limits.max_storage_buffers as usize;
+    kernel_program_within(graph, options, Some(cap))
+}
+
+/// Compiles `graph` for a Vulkan device: the same passes and fusion as [`compile`] (fusion kept within the device's
+/// binding limit, [`vulkan_program`]), then one SPIR-V compute shader per kernel ([`crate::backend::spirv`]), with
+/// the options and limits of the device ([`spirv::Options::for_device`]). `options.threads` and `options.target` do
+/// not apply.
 pub fn compile_vulkan(
     device: &Device,
     graph: &Graph,
     options: &Options,
 ) -> Result<VulkanExecutable, Error> {
-    let program = kernel_program(graph, options)?;
-    Ok(spirv::compile(device, &program)?)
+    compile_vulkan_with(
+        device,
+        graph,
+        options,
+        &spirv::Options::for_device(device.info()),
+    )
+}
+
+/// [`compile_vulkan`] with explicit shader options, e.g. limits lowered below the device's to test the small-limit
+/// paths (anything the device itself lacks makes pipeline creation or the run fail).
+pub fn compile_vulkan_with(
+    device: &Device,
+    graph: &Graph,
+    options: &Options,
+    spirv_options: &spirv::Options,
+) -> Result<VulkanExecutable, Error> {
+    let program = vulkan_program(graph, options, spirv_options)?;
+    Ok(spirv::compile_with(device, &program, spirv_options)?)
 }
 
 /// Compiles `graph` to native code.

@@ -174,10 +174,11 @@ fn bench_vulkan(
         .map_err(|e| CliError::new(format!("--backend vulkan: {e} (see `kiln devices`)")))?;
     let opened = started.elapsed();
     let started = Instant::now();
-    let program = kiln::kernel_program(graph, &kiln::Options::default())?;
+    let options = spirv::Options::for_device(device.info());
+    let program = kiln::compile::vulkan_program(graph, &kiln::Options::default(), &options)?;
     let kernel_ir = started.elapsed();
     let started = Instant::now();
-    let shaders = spirv::lower_with(&program, &spirv::Options::for_device(device.info()))?;
+    let shaders = spirv::lower_with(&program, &options)?;
     let lowering = started.elapsed();
     let started = Instant::now();
     let desc = spirv::program_desc(&program, &shaders)?;

@@ -57,6 +57,24 @@ pub fn devices(out: &mut dyn Write) -> Result<(), CliError> {
     for row in &rows {
         line(row.each_ref().map(String::as_str))?;
     }
+    // The limits the code generator respects (`DeviceLimits`; see kiln::backend::spirv's "Device limits").
+    writeln!(out)?;
+    for d in &found {
+        let l = &d.limits;
+        let [wx, wy, wz] = l.max_workgroup_size;
+        let [cx, cy, cz] = l.max_workgroups;
+        writeln!(
+            out,
+            "device {} limits: {} storage buffers per shader, {} invocations per workgroup ({wx}x{wy}x{wz}), \
+             {cx}x{cy}x{cz} workgroups, {} B shared memory, {} B per buffer, {} B push constants (unused)",
+            d.index,
+            l.max_storage_buffers,
+            l.max_workgroup_invocations,
+            l.max_shared_memory_bytes,
+            l.max_storage_buffer_range,
+            l.max_push_constants_bytes
+        )?;
+    }
     writeln!(
         out,
         "\n* --backend vulkan uses device {} ({})",

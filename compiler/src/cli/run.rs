@@ -103,8 +103,11 @@ impl RunArgs {
         let device = spirv::Device::open_best()
             .map_err(|e| CliError::new(format!("--backend vulkan: {e} (see `kiln devices`)")))?;
         let started = std::time::Instant::now();
-        let program = kiln::kernel_program(graph, &kiln::Options::default())?;
-        let exe = spirv::compile(&device, &program)?;
+        // Fusion within the device's binding limit (kiln::compile_vulkan's front half; the program is kept for the
+        // kernel count).
+        let options = spirv::Options::for_device(device.info());
+        let program = kiln::compile::vulkan_program(graph, &kiln::Options::default(), &options)?;
+        let exe = spirv::compile_with(&device, &program, &options)?;
         super::note(format_args!(
             "vulkan: compiled {} kernels in {:.1} ms on {}",
             program.kernels.len(),

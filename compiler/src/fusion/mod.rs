@@ -35,6 +35,16 @@
 //!    the backward reads, and a row kernel stores the row max beside the row's sum of exponentials, so a training
 //!    step's softmax cross-entropy is three kernels (row max and sum of exp, the scalar loss, the backward).
 //!
+//! 7. **A kernel binds at most as many buffers as the device allows** (Vulkan only: [`lower_with_buffer_cap`], from
+//!    `kiln::compile_vulkan`, with `maxPerStageDescriptorStorageBuffers`; the CPU has no such limit and takes [`lower`]).
+//!    A fused kernel that reads and writes more distinct buffers than the cap is cut: one of its members is
+//!    materialized — the one whose expression reads the most buffers while still fitting in a kernel of its own
+//!    (its reads plus its output), so a 40-input sum under a cap of 32 becomes a 31-input partial sum and a kernel
+//!    adding the other 9 to it — and fusion runs again, until every kernel fits. A single primitive never needs a
+//!    cut, except a `concat` of more operands than the cap (every other op has at most 3 operands and 1 result);
+//!    a kernel that no cut brings under the cap is left as is, and the SPIR-V backend rejects it with an error
+//!    naming the kernel and the limit.
+//!
 //! Movement ops that aren't affine views (a concat, a reshape of a view whose strides don't compose) get their own
 //! kernel or a materialization: a concat is a kernel of its own, one `for` per operand; a non-affine reshape
 //! materializes its operand. Lowering discovers those cases; [`partition`] and [`lower`] then re-partition with the
@@ -203,6 +213,94 @@ pub fn lower(graph: &Graph) -> Result<KernelProgram, IrError> {
     let mut program = lower_without_kernel_passes(graph)?;
     crate::kernel::materialize::run(&mut program);
     Ok(program)
+}
+
+/// [`lower`] for a device on which one kernel binds at most `max_buffers` distinct buffers (rule 7 of the module
+/// doc): kernels over the cap are cut by materializing members, until every kernel fits or no cut helps (the
+/// backend then rejects the kernel that is still over). With a cap no kernel reaches, the program is [`lower`]'s.
+pub fn lower_with_buffer_cap(graph: &Graph, max_buffers: usize) -> Result<KernelProgram, IrError> {
+    verify(graph)?;
+    let mut cuts = BTreeSet::new();
+    loop {
+        let (partition, program) = fixpoint_from(graph, cuts.clone());
+        let mut program = program?;
+        crate::kernel::materialize::run(&mut program);
+        let over = program
+            .kernels
+            .iter()
+            .position(|k| buffers_touched(k) > max_buffers);
+        let Some(k) = over else {
+            return Ok(program);
+        };
+        match cut_point(graph, &partition, k, max_buffers, &cuts) {
+            Some(node) => {
+                cuts.insert(node);
+            }
+            None => return Ok(program),
+        }
+    }
+}
+
+/// The distinct buffers a kernel reads or writes: what it binds on a GPU.
+fn buffers_touched(kernel: &crate::kernel::Kernel) -> usize {
+    let mut all = kernel.reads();
+    for w in kernel.writes() {
+        if !all.contains(&w) {
+            all.push(w);
+        }
+    }
+    all.len()
+}
+
+/// The member of kernel `k` to materialize so that it binds fewer buffers (rule 7): of the members not yet stored
+/// or cut whose expression reads at least 2 buffers, the one reading the most that still fits in a kernel of its own
+/// (`reads + 1 ≤ max_buffers`), or, if none fits, the one reading the fewest (a later round cuts it further).
+/// `None` when no member reads 2 buffers or more: no cut can help.
+fn cut_point(
+    graph: &Graph,
+    part: &Partition,
+    k: usize,
+    max_buffers: usize,
+    cuts: &BTreeSet<NodeId>,
+) -> Option<NodeId> {
+    let group = &part.kernels[k];
+    // The buffers member `n`'s value is computed from, through members and inline nodes.
+    let sources = |n: NodeId| {
+        let mut found = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<NodeId> = graph.node(n).operands.to_vec();
+        while let Some(o) = stack.pop() {
+            if !seen.insert(o) {
+                continue;
+            }
+            match part.placement[o.index()] {
+                Placement::Inline => stack.extend(graph.node(o).operands.iter().copied()),
+                Placement::Kernel(j) if j == k && !group.stored.contains(&o) => {
+                    stack.extend(graph.node(o).operands.iter().copied())
+                }
+                Placement::Input | Placement::Constant | Placement::Kernel(_) => {
+                    found.insert(o);
+                }
+                Placement::Dead => {}
+            }
+        }
+        found.len()
+    };
+    let candidates: Vec<(usize, NodeId)> = group
+        .nodes
+        .iter()
+        .filter(|&&n| !group.stored.contains(&n) && !cuts.contains(&n))
+        .map(|&n| (sources(n), n))
+        .filter(|&(reads, _)| reads >= 2)
+        .collect();
+    let fitting = candidates
+        .iter()
+        .filter(|&&(reads, _)| reads < max_buffers)
+        // The most reads; the first node among equals.
+        .min_by_key(|&&(reads, n)| (std::cmp::Reverse(reads), n));
+    fitting
+        .or_else(|| candidates.iter().min_by_key(|&&(reads, n)| (reads, n)))
+        .map(|&(_, n)| n)
 }
 
 /// [`lower`] without the kernel-IR passes: fusion's own program, what the tests compare those passes against.

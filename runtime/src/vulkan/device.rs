@@ -60,6 +60,78 @@ pub struct DeviceInfo {
     /// Valid bits of a timestamp written on the compute queue (`timestampValidBits`); 0: the queue cannot write
     /// timestamps, so dispatches cannot be timed on the device.
     pub timestamp_bits: u32,
+    /// The limits a compute shader and its dispatch must respect (read once, when the device is listed).
+    pub limits: DeviceLimits,
+}
+
+/// The device limits Kiln's shaders depend on (`VkPhysicalDeviceLimits`), as a plain value: the code generator takes
+/// one ([`DeviceLimits::of`] a device, or lowered by hand to test the paths a small limit takes on any device).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct DeviceLimits {
+    /// Storage buffers one compute shader may bind: the smaller of `maxPerStageDescriptorStorageBuffers` and
+    /// `maxDescriptorSetStorageBuffers` (Kiln binds every buffer of a kernel in one descriptor set, so
+    /// `maxBoundDescriptorSets ≥ 1` is all it needs of that limit). Vulkan guarantees 4; lavapipe offers 32.
+    pub max_storage_buffers: u32,
+    /// `maxBoundDescriptorSets` (Kiln uses set 0 only).
+    pub max_bound_descriptor_sets: u32,
+    /// `maxComputeWorkGroupSize` (x, y, z; Kiln's workgroups are 1-D, so x counts).
+    pub max_workgroup_size: [u32; 3],
+    /// `maxComputeWorkGroupInvocations`: invocations per workgroup (Vulkan guarantees 128).
+    pub max_workgroup_invocations: u32,
+    /// `maxComputeWorkGroupCount` (x, y, z; Vulkan guarantees 65,535 each).
+    pub max_workgroups: [u32; 3],
+    /// `maxComputeSharedMemorySize`, in bytes: Workgroup-storage memory per workgroup (Vulkan guarantees 16 KiB).
+    pub max_shared_memory_bytes: u32,
+    /// `maxPushConstantsSize`, in bytes. Kiln's shaders use no push constants (shapes are constants in the code), so
+    /// nothing depends on it; it is read for `kiln devices`.
+    pub max_push_constants_bytes: u32,
+    /// `maxStorageBufferRange`, in bytes: the largest range one storage-buffer binding can address.
+    pub max_storage_buffer_range: u64,
+}
+
+impl DeviceLimits {
+    /// The smallest limits Vulkan 1.1 allows a device to report (its spec's "Required Limits" table).
+    pub const VULKAN_MIN: DeviceLimits = DeviceLimits {
+        max_storage_buffers: 4,
+        max_bound_descriptor_sets: 4,
+        max_workgroup_size: [128, 128, 64],
+        max_workgroup_invocations: 128,
+        max_workgroups: [65_535; 3],
+        max_shared_memory_bytes: 16_384,
+        max_push_constants_bytes: 128,
+        max_storage_buffer_range: 1 << 27,
+    };
+
+    /// No limit that a shader lowered without a device could hit: what a device-less lowering (`kiln dump --stage
+    /// spirv`, the snapshot tests) assumes, the workgroup limits at what every desktop driver offers (256
+    /// invocations, 65,535 groups per dimension, 16 KiB of shared memory). A device's own limits
+    /// ([`DeviceLimits::of`]) are checked when it is compiled for.
+    pub const UNCHECKED: DeviceLimits = DeviceLimits {
+        max_storage_buffers: u32::MAX,
+        max_bound_descriptor_sets: u32::MAX,
+        max_workgroup_size: [1024, 1024, 64],
+        max_workgroup_invocations: 1024,
+        max_workgroups: [65_535; 3],
+        max_shared_memory_bytes: 16_384,
+        max_push_constants_bytes: 128,
+        max_storage_buffer_range: u32::MAX as u64,
+    };
+
+    /// A device's limits, as reported by the driver.
+    pub(crate) fn of(limits: &vk::PhysicalDeviceLimits) -> DeviceLimits {
+        DeviceLimits {
+            max_storage_buffers: limits
+                .max_per_stage_descriptor_storage_buffers
+                .min(limits.max_descriptor_set_storage_buffers),
+            max_bound_descriptor_sets: limits.max_bound_descriptor_sets,
+            max_workgroup_size: limits.max_compute_work_group_size,
+            max_workgroup_invocations: limits.max_compute_work_group_invocations,
+            max_workgroups: limits.max_compute_work_group_count,
+            max_shared_memory_bytes: limits.max_compute_shared_memory_size,
+            max_push_constants_bytes: limits.max_push_constants_size,
+            max_storage_buffer_range: limits.max_storage_buffer_range as u64,
+        }
+    }
 }
 
 /// The loader and an instance; destroyed last.
@@ -200,6 +272,7 @@ fn list(
                 } else {
                     0
                 },
+                limits: DeviceLimits::of(&props.limits),
             },
             queue_family as u32,
         ));
@@ -230,8 +303,50 @@ pub(crate) struct DeviceInner {
     pub(crate) queue: vk::Queue,
     pub(crate) queue_family: u32,
     pub(crate) memory: vk::PhysicalDeviceMemoryProperties,
+    /// Held around every use of `queue` from the host (`vkQueueSubmit`, `vkQueueWaitIdle`, `vkDeviceWaitIdle`), which
+    /// Vulkan requires to be externally synchronized: every executable and session of the device shares the queue,
+    /// and each may be used from its own thread. Only the call is under the lock, never the wait for a fence, so runs
+    /// of different executables overlap on the device.
+    queue_lock: std::sync::Mutex<()>,
     // Declared last: dropped after `device` is destroyed (see `Drop`).
     pub(crate) _instance: InstanceHandle,
+}
+
+impl DeviceInner {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data: a panic while it was held leaves nothing inconsistent.
+        self.queue_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `vkQueueSubmit` on the device's queue, under the queue lock.
+    ///
+    /// # Safety
+    /// `submits` name command buffers of this device that are fully recorded and not pending, and `fence` (if not
+    /// null) is an unsignalled fence of this device.
+    pub(crate) unsafe fn submit(
+        &self,
+        submits: &[vk::SubmitInfo],
+        fence: vk::Fence,
+    ) -> Result<(), vk::Result> {
+        let _queue = self.lock_queue();
+        // SAFETY: the caller's contract; the lock makes this thread the queue's only host user for the call.
+        unsafe { self.device.queue_submit(self.queue, submits, fence) }
+    }
+
+    /// Waits until the queue is idle (`vkQueueWaitIdle`, under the queue lock; errors ignored: callers are about to
+    /// free objects and have no better recovery).
+    pub(crate) fn wait_queue_idle(&self) {
+        let _queue = self.lock_queue();
+        // SAFETY: the queue is this device's; the lock makes this thread its only host user for the call.
+        let _ = unsafe { self.device.queue_wait_idle(self.queue) };
+    }
+
+    /// Waits until the whole device is idle (`vkDeviceWaitIdle`, under the queue lock, since it uses every queue).
+    pub(crate) fn wait_device_idle(&self) {
+        let _queue = self.lock_queue();
+        // SAFETY: the lock makes this thread the only host user of the device's one queue for the call.
+        let _ = unsafe { self.device.device_wait_idle() };
+    }
 }
 
 impl Drop for DeviceInner {
@@ -321,6 +436,7 @@ impl Device {
                 queue,
                 queue_family,
                 memory,
+                queue_lock: std::sync::Mutex::new(()),
                 _instance: handle,
             }),
         })

@@ -328,7 +328,8 @@ impl VulkanExecutable {
                     .map_err(call("vkEndCommandBuffer"))?;
                 let cmds = [cmd];
                 let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
-                d.queue_submit(self.dev().queue, &submit, self.fence)
+                self.dev()
+                    .submit(&submit, self.fence)
                     .map_err(call("vkQueueSubmit"))?;
                 d.wait_for_fences(&[self.fence], true, RUN_TIMEOUT_NS)
                     .map_err(call("vkWaitForFences"))?;
@@ -452,10 +453,11 @@ impl VulkanExecutable {
         let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
         // SAFETY: the caller's contract (above).
         unsafe {
-            d.queue_submit(self.dev().queue, &submit, fence)
+            self.dev()
+                .submit(&submit, fence)
                 .map_err(call("vkQueueSubmit"))?;
             if let Err(e) = d.wait_for_fences(&[fence], true, timeout_ns) {
-                let _ = d.device_wait_idle();
+                self.dev().wait_device_idle();
                 let _ = d.reset_fences(&[fence]);
                 return Err(VulkanError::Call {
                     call: "vkWaitForFences",
@@ -1057,6 +1059,17 @@ fn check(device: &Device, program: &ProgramDesc) -> Result<(), VulkanError> {
                 dispatch.name, dispatch.groups, info.max_workgroups
             )));
         }
+        // A shader with more bindings than the device allows is undefined behaviour in the driver (lavapipe returned
+        // zeros for 33 bindings and crashed for 34 or more): refuse it here, whatever produced the program.
+        if dispatch.bindings.len() as u64 > info.limits.max_storage_buffers as u64 {
+            return Err(unsupported(format!(
+                "kernel `{}` binds {} storage buffers, the device allows {} \
+                 (maxPerStageDescriptorStorageBuffers / maxDescriptorSetStorageBuffers)",
+                dispatch.name,
+                dispatch.bindings.len(),
+                info.limits.max_storage_buffers
+            )));
+        }
         if let Some(b) = dispatch.bindings.iter().find(|&&b| b >= n) {
             return Err(invalid(format!(
                 "kernel `{}` binds buffer {b}, out of range",
@@ -1071,10 +1084,10 @@ impl Drop for VulkanExecutable {
     fn drop(&mut self) {
         let inner = &self.device.inner;
         let d = &inner.device;
-        // SAFETY: runs wait for their fence before returning, so nothing is pending; waiting for the queue first
-        // covers a run that failed half-way. Every handle was created on `d` (null handles are ignored).
+        // Runs wait for their fence before returning; waiting for the queue covers a run that failed half-way.
+        inner.wait_queue_idle();
+        // SAFETY: nothing submitted is pending (above). Every handle was created on `d` (null handles are ignored).
         unsafe {
-            let _ = d.queue_wait_idle(inner.queue);
             for &p in &self.pipelines {
                 d.destroy_pipeline(p, None);
             }

@@ -35,6 +35,23 @@
 //! reset at the start of the same command buffer; [`VulkanExecutable::run_profiled`] turns consecutive ones into
 //! per-dispatch device times (`timestampPeriod` ns per tick, modulo the valid bits).
 //!
+//! # Threads
+//!
+//! A [`VulkanExecutable`] is `Send + Sync`: share it (an `Arc`) and run it from any number of threads. Its runs are
+//! serialized by its run lock — they share its staging buffer, command buffer and fence, and a session's steps share
+//! its device buffers — so each run sees only its own inputs and outputs. Different executables and sessions of one
+//! [`Device`] run concurrently on the device, sharing its one queue: every host call that uses the queue
+//! (`vkQueueSubmit`, `vkQueueWaitIdle`, `vkDeviceWaitIdle`) is made under the device's queue lock, as Vulkan requires
+//! of a queue used from several threads; the wait for a run's fence is not, so one executable's run never waits for
+//! another's to finish. (Lavapipe happens to tolerate unsynchronized submissions; a GPU driver need not.)
+//!
+//! # Device limits
+//!
+//! [`DeviceInfo::limits`] holds the limits the code generator must respect ([`DeviceLimits`]). The executable
+//! checks again what it can see in a [`ProgramDesc`] — workgroup counts, bindings per dispatch, buffer sizes — and
+//! refuses a program past them with [`VulkanError::Unsupported`]: past the binding limit, lavapipe ran a shader with
+//! 33 bindings to zeros without an error, and crashed in the driver with 34 or more.
+//!
 //! # Element layout
 //!
 //! f32, i32 and f64 are stored as themselves; **bool is stored as a 32-bit `0` / `1`** (the smallest type every
@@ -46,7 +63,7 @@ mod device;
 mod executable;
 mod session;
 
-pub use device::{devices, Device, DeviceInfo, DeviceKind};
+pub use device::{devices, Device, DeviceInfo, DeviceKind, DeviceLimits};
 pub use executable::VulkanExecutable;
 pub use session::{Residency, StepBytes, VulkanSession};
 

@@ -519,10 +519,10 @@ impl Drop for VulkanSession {
         let d = &exe.dev().device;
         // No run of the executable submits to the queue while it is waited for.
         let _one_at_a_time = exe.running.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: steps wait for their fence before returning, so nothing is pending; waiting for the queue first
-        // covers a step that failed half-way. Every handle was created on `d` (null handles are ignored).
+        // Steps wait for their fence before returning; waiting for the queue covers a step that failed half-way.
+        exe.dev().wait_queue_idle();
+        // SAFETY: nothing submitted is pending (above). Every handle was created on `d` (null handles are ignored).
         unsafe {
-            let _ = d.queue_wait_idle(exe.dev().queue);
             d.destroy_descriptor_pool(self.descriptor_pool, None);
             d.destroy_command_pool(self.command_pool, None);
             d.destroy_fence(self.fence, None);

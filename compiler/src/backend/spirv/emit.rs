@@ -1,8 +1,8 @@
 //! One kernel → one SPIR-V module (see the parent module doc for the shape of the code).
 
 use super::{
-    dispatch_groups, workgroup_groups, Error, Options, SpirvKernel, MAX_GROUPS_X,
-    WORKGROUP_REDUCE_WIDE, WORKGROUP_SIZE,
+    element_bytes, grid_groups, DeviceLimits, Error, Options, SpirvKernel, WORKGROUP_REDUCE_WIDE,
+    WORKGROUP_SIZE,
 };
 use crate::kernel::{
     Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel, MatmulKernel,
@@ -20,7 +20,9 @@ use std::collections::HashMap;
 
 type Result<T> = std::result::Result<T, Error>;
 
-/// Lowers one kernel.
+/// Lowers one kernel, within the device limits of `options` (see "Device limits" in the parent module doc): a plan
+/// whose workgroup, shared memory or dispatch does not fit falls back to a smaller one; what no plan fits is an
+/// [`Error::Unsupported`] naming the kernel and the limit.
 pub(super) fn kernel(
     program: &KernelProgram,
     kernel: &Kernel,
@@ -33,44 +35,120 @@ pub(super) fn kernel(
         }
     }
     let points: u64 = kernel.parallel().iter().map(|l| l.extent as u64).product();
-    let mut e = Emitter::new(program, kernel.name());
+    let limits = &options.limits;
+    let unsupported = |what: String| Error::Unsupported {
+        kernel: kernel.name().to_string(),
+        what,
+    };
+    // Fusion keeps the kernels it forms within this limit (`kiln::compile_vulkan`); a program made without the cap
+    // gets this error, never a shader the driver rejects or runs wrongly.
+    if bindings.len() as u64 > limits.max_storage_buffers as u64 {
+        return Err(unsupported(format!(
+            "binding {} storage buffers (the device allows {}: maxPerStageDescriptorStorageBuffers / \
+             maxDescriptorSetStorageBuffers; `kiln::compile_vulkan` splits fused kernels to fit)",
+            bindings.len(),
+            limits.max_storage_buffers
+        )));
+    }
     for &b in &bindings {
-        if program.buffers[b.index()].ty.numel() as u64 > u32::MAX as u64 {
-            return Err(e.unsupported(format!("buffer {b} with 2^32 or more elements")));
+        let buffer = &program.buffers[b.index()];
+        let numel = buffer.ty.numel() as u64;
+        if numel > u32::MAX as u64 {
+            return Err(unsupported(format!(
+                "buffer {b} with 2^32 or more elements"
+            )));
+        }
+        let bytes = numel * element_bytes(buffer.ty.dtype) as u64;
+        if bytes > limits.max_storage_buffer_range {
+            return Err(unsupported(format!(
+                "buffer `{}` ({}, {bytes} bytes) is larger than maxStorageBufferRange ({} bytes)",
+                buffer.name, buffer.ty, limits.max_storage_buffer_range
+            )));
         }
     }
     if points > u32::MAX as u64 {
-        return Err(e.unsupported("a parallel space of 2^32 or more points".into()));
+        return Err(unsupported(
+            "a parallel space of 2^32 or more points".into(),
+        ));
     }
-    let plan = Plan::choose(kernel, points, options);
-    let groups = match plan {
-        Plan::PerPoint => dispatch_groups(points),
-        Plan::Workgroup { .. } => workgroup_groups(points),
-        Plan::Tiled => match kernel {
-            Kernel::Matmul(m) => tiled_groups(m).unwrap_or([0, 0, 0]),
-            Kernel::Loop(_) => [0, 0, 0],
-        },
-    };
-    e.plan = plan;
-    e.hide_zeros = options.hide_constant_zeros;
-    e.begin(&bindings)?;
-    let (words, uses_f64, uses_float_controls) = e.finish(kernel, points, groups, options)?;
-    Ok(SpirvKernel {
-        name: kernel.name().to_string(),
-        words,
-        bindings,
-        groups,
-        local_size: plan.local_size(),
-        uses_f64,
-        uses_float_controls,
-    })
+    let mut plan = Plan::choose(kernel, options);
+    loop {
+        let Some(groups) = plan.groups(kernel, points, limits) else {
+            // A workgroup per point or a tiled matmul that needs more workgroups than the device allows runs per
+            // point, whose dispatch covers the most points.
+            match plan {
+                Plan::PerPoint { .. } => {
+                    return Err(unsupported(format!(
+                        "{points} points in workgroups of {}: more workgroups than \
+                         maxComputeWorkGroupCount {:?} allows (or a grid of 2^32 invocations or more)",
+                        plan.local_size(),
+                        limits.max_workgroups
+                    )))
+                }
+                Plan::Workgroup { .. } | Plan::Tiled => {
+                    plan = Plan::per_point(limits);
+                    continue;
+                }
+            }
+        };
+        let mut e = Emitter::new(program, kernel.name());
+        e.plan = plan;
+        e.hide_zeros = options.hide_constant_zeros;
+        e.begin(&bindings)?;
+        let shaped = e.finish(kernel, points, groups, options)?;
+        if shaped.shared_bytes > limits.max_shared_memory_bytes as u64 {
+            // Halve a workgroup's invocations (and so its shared arrays), down to a per-point plan.
+            plan = match plan {
+                Plan::Workgroup { threads, .. } if threads > 2 => {
+                    Plan::workgroup(threads / 2, options)
+                }
+                Plan::Workgroup { .. } | Plan::Tiled => Plan::per_point(limits),
+                Plan::PerPoint { .. } => {
+                    return Err(unsupported(format!(
+                        "{} bytes of shared memory (maxComputeSharedMemorySize is {})",
+                        shaped.shared_bytes, limits.max_shared_memory_bytes
+                    )))
+                }
+            };
+            continue;
+        }
+        return Ok(SpirvKernel {
+            name: kernel.name().to_string(),
+            words: shaped.words,
+            bindings,
+            groups,
+            local_size: plan.local_size(),
+            uses_f64: shaped.uses_f64,
+            uses_float_controls: shaped.uses_float_controls,
+        });
+    }
+}
+
+/// An assembled module and what it declares.
+struct Shaped {
+    words: Vec<u32>,
+    uses_f64: bool,
+    uses_float_controls: bool,
+    /// Bytes of Workgroup-storage memory the module declares.
+    shared_bytes: u64,
+}
+
+/// The largest power-of-two workgroup size (x) the device allows: at most `maxComputeWorkGroupInvocations` and
+/// `maxComputeWorkGroupSize[0]`.
+fn max_threads(limits: &DeviceLimits) -> u32 {
+    let most = limits
+        .max_workgroup_invocations
+        .min(limits.max_workgroup_size[0])
+        .max(1);
+    1 << most.ilog2()
 }
 
 /// How a kernel's parallel points map onto invocations (the rule is in the parent module doc).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Plan {
-    /// One invocation per parallel point, [`WORKGROUP_SIZE`] invocations per workgroup.
-    PerPoint,
+    /// One invocation per parallel point, `threads` ([`WORKGROUP_SIZE`], or fewer where the device allows fewer)
+    /// invocations per workgroup.
+    PerPoint { threads: u32 },
     /// One workgroup of `threads` invocations per parallel point: top-level reductions and `for` loops are strided
     /// across the workgroup, reductions combined through shared memory (after a subgroup butterfly if
     /// `subgroups`).
@@ -81,13 +159,30 @@ pub(super) enum Plan {
 }
 
 impl Plan {
-    fn choose(kernel: &Kernel, points: u64, options: &Options) -> Plan {
+    fn per_point(limits: &DeviceLimits) -> Plan {
+        Plan::PerPoint {
+            threads: WORKGROUP_SIZE.min(max_threads(limits)),
+        }
+    }
+
+    /// A workgroup plan of `threads` invocations (a power of two), with subgroups where they fit.
+    fn workgroup(threads: u32, options: &Options) -> Plan {
+        let subgroups = options
+            .subgroup_size
+            .is_some_and(|s| s.is_power_of_two() && (2..=threads).contains(&s));
+        Plan::Workgroup { threads, subgroups }
+    }
+
+    fn choose(kernel: &Kernel, options: &Options) -> Plan {
+        let limits = &options.limits;
+        let per_point = Plan::per_point(limits);
         let k = match kernel {
             Kernel::Loop(k) => k,
             Kernel::Matmul(m) => {
-                return match tiled_groups(m) {
-                    Some(_) if options.tiled_matmul && m.k >= TILE as usize => Plan::Tiled,
-                    _ => Plan::PerPoint,
+                let fits = max_threads(limits) >= TILE * TILE;
+                return match tiled_groups(m, limits) {
+                    Some(_) if options.tiled_matmul && m.k >= TILE as usize && fits => Plan::Tiled,
+                    _ => per_point,
                 };
             }
         };
@@ -102,7 +197,7 @@ impl Plan {
             })
             .max();
         let Some(longest) = longest else {
-            return Plan::PerPoint;
+            return per_point;
         };
         // A strided counter must not wrap: every top-level loop nest stays below 2^31.
         let fits = k.body.insts.iter().all(|i| match i {
@@ -110,7 +205,7 @@ impl Plan {
             _ => true,
         });
         let Some(min) = options.workgroup_reductions else {
-            return Plan::PerPoint;
+            return per_point;
         };
         // A kernel that reads back what it stores would need barriers between the store and the loads of other
         // invocations, and stays per point — unless each element is read by the invocation that stored it (a row
@@ -121,27 +216,39 @@ impl Plan {
             .iter()
             .any(|b| writes.contains(b) && !accessed_by_its_writer(k, *b))
         {
-            return Plan::PerPoint;
+            return per_point;
         }
-        if longest < min as u64 || !fits || points > MAX_GROUPS_X as u64 * MAX_GROUPS_X as u64 {
-            return Plan::PerPoint;
+        // A workgroup of fewer than 2 invocations would reduce nothing in parallel.
+        if longest < min as u64 || !fits || max_threads(limits) < 2 {
+            return per_point;
         }
         let threads = if longest >= WORKGROUP_REDUCE_WIDE as u64 {
             256
         } else {
             64
         };
-        let subgroups = options
-            .subgroup_size
-            .is_some_and(|s| s.is_power_of_two() && (2..=threads).contains(&s));
-        Plan::Workgroup { threads, subgroups }
+        Plan::workgroup(threads.min(max_threads(limits)), options)
     }
 
     fn local_size(self) -> u32 {
         match self {
-            Plan::PerPoint => WORKGROUP_SIZE,
+            Plan::PerPoint { threads } => threads,
             Plan::Workgroup { threads, .. } => threads,
             Plan::Tiled => TILE * TILE,
+        }
+    }
+
+    /// The workgroup counts of the plan for `points` points, or `None` if the device's counts can't hold them.
+    fn groups(self, kernel: &Kernel, points: u64, limits: &DeviceLimits) -> Option<[u32; 3]> {
+        match self {
+            Plan::PerPoint { threads } => {
+                grid_groups(points.div_ceil(threads as u64), threads, limits)
+            }
+            Plan::Workgroup { .. } => grid_groups(points, 1, limits),
+            Plan::Tiled => match kernel {
+                Kernel::Matmul(m) => tiled_groups(m, limits),
+                Kernel::Loop(_) => None,
+            },
         }
     }
 }
@@ -224,9 +331,9 @@ fn accesses_buffer(inst: &Inst, buffer: BufferId) -> Option<&IndexExpr> {
 /// The side of a matmul tile: a workgroup computes a `TILE × TILE` block of C.
 pub(super) const TILE: u32 = 16;
 
-/// A tiled matmul's workgroup counts: column blocks, row blocks, batch points; `None` if one exceeds 65,535 (or a
-/// side is empty).
-pub(super) fn tiled_groups(m: &MatmulKernel) -> Option<[u32; 3]> {
+/// A tiled matmul's workgroup counts: column blocks, row blocks, batch points; `None` if one exceeds the device's
+/// `maxComputeWorkGroupCount` in its dimension (or a side is empty).
+pub(super) fn tiled_groups(m: &MatmulKernel, limits: &DeviceLimits) -> Option<[u32; 3]> {
     let batch: u64 = m.batch().iter().map(|&b| b as u64).product();
     let counts = [
         (m.n() as u64).div_ceil(TILE as u64),
@@ -235,7 +342,8 @@ pub(super) fn tiled_groups(m: &MatmulKernel) -> Option<[u32; 3]> {
     ];
     counts
         .iter()
-        .all(|&c| (1..=MAX_GROUPS_X as u64).contains(&c))
+        .zip(limits.max_workgroups)
+        .all(|(&c, max)| (1..=max as u64).contains(&c))
         .then(|| counts.map(|c| c as u32))
 }
 
@@ -283,6 +391,8 @@ struct Emitter<'p> {
     interface: Vec<Word>,
     /// Workgroup-storage arrays of `threads` elements, by element type.
     shared: HashMap<Word, Word>,
+    /// Bytes of every Workgroup-storage array declared (a `bool` counted as 4).
+    shared_bytes: u64,
     /// Constants by (type, bit pattern).
     consts: HashMap<(Word, u64), Word>,
     /// Storage buffer struct type by element type (each decorated once).
@@ -329,10 +439,13 @@ impl<'p> Emitter<'p> {
             t_f32,
             t_f64: None,
             main: 0,
-            plan: Plan::PerPoint,
+            plan: Plan::PerPoint {
+                threads: WORKGROUP_SIZE,
+            },
             coop: None,
             interface: Vec::new(),
             shared: HashMap::new(),
+            shared_bytes: 0,
             consts: HashMap::new(),
             structs: HashMap::new(),
             bindings: HashMap::new(),
@@ -429,7 +542,7 @@ impl<'p> Emitter<'p> {
         }
     }
 
-    /// `NumWorkgroups.z >> 31`, computed once in the prelude: 0 in every dispatch (a z count is below 2^16), but a
+    /// `NumWorkgroups.z >> 31`, computed once in the prelude: 0 in every dispatch (a z count is far below 2^31), but a
     /// run-time value to the device compiler.
     fn opaque_zero(&mut self) -> Word {
         if let Some(z) = self.opaque_zero {
@@ -663,19 +776,23 @@ impl<'p> Emitter<'p> {
         self.load_var(ty, var)
     }
 
-    /// `x`, `y` of a `uvec3` built-in.
-    fn builtin_xy(&mut self, builtin: BuiltIn) -> Result<(Word, Word)> {
+    /// `x`, `y` and (if `want_z`) `z` of a `uvec3` built-in.
+    fn builtin_xyz(
+        &mut self,
+        builtin: BuiltIn,
+        want_z: bool,
+    ) -> Result<(Word, Word, Option<Word>)> {
         let v3 = self.b.type_vector(self.t_u32, 3);
         let v = self.builtin(builtin, v3)?;
-        let x = self
-            .b
-            .composite_extract(self.t_u32, None, v, [0])
-            .map_err(|e| self.build_err(e))?;
-        let y = self
-            .b
-            .composite_extract(self.t_u32, None, v, [1])
-            .map_err(|e| self.build_err(e))?;
-        Ok((x, y))
+        let mut component = |i: u32| {
+            self.b
+                .composite_extract(self.t_u32, None, v, [i])
+                .map_err(|e| self.build_err(e))
+        };
+        let x = component(0)?;
+        let y = component(1)?;
+        let z = if want_z { Some(component(2)?) } else { None };
+        Ok((x, y, z))
     }
 
     /// Emits the body (under the bounds guard, or the tiled matmul), closes the function and assembles the module.
@@ -685,7 +802,7 @@ impl<'p> Emitter<'p> {
         points: u64,
         groups: [u32; 3],
         options: &Options,
-    ) -> Result<(Vec<u32>, bool, bool)> {
+    ) -> Result<Shaped> {
         match (self.plan, kernel) {
             (Plan::Tiled, Kernel::Matmul(m)) => self.tiled_matmul(m)?,
             (Plan::Tiled, _) => return Err(self.invalid("a tiled plan for a loop kernel".into())),
@@ -726,32 +843,48 @@ impl<'p> Emitter<'p> {
         let vars_len = vars.len();
         entry.splice(0..0, vars);
         entry.splice(vars_len..vars_len, prelude);
-        Ok((module.assemble(), uses_f64, uses_float_controls))
+        Ok(Shaped {
+            words: module.assemble(),
+            uses_f64,
+            uses_float_controls,
+            shared_bytes: self.shared_bytes,
+        })
     }
 
     /// The bounds guard and the body of a per-point or workgroup kernel (see the parent module doc).
     fn guarded_body(&mut self, kernel: &Kernel, points: u64, groups: [u32; 3]) -> Result<()> {
-        debug_assert!(groups[0] <= MAX_GROUPS_X);
-        let linear = match self.plan {
-            Plan::PerPoint => {
-                // g = gid.y * (64 * groups_x) + gid.x
-                let (gx, gy) = self.builtin_xy(BuiltIn::GlobalInvocationId)?;
-                let row = self.u32_const(groups[0].max(1) * WORKGROUP_SIZE);
-                let yoff = self.op(Op::IMul, self.t_u32, &[gy, row])?;
-                self.op(Op::IAdd, self.t_u32, &[yoff, gx])?
-            }
+        // The linear id counts rows of `groups_x` workgroups; a row is `gid.y` (2-D), or `gid.z · groups_y + gid.y`
+        // where the rows needed exceed `maxComputeWorkGroupCount[1]` (3-D, see `grid_groups`). A 3-D grid may hold
+        // rows past the last needed one: those invocations must do nothing, and their linear id could wrap, so
+        // they are excluded by the row, not by the id.
+        let three_d = groups[2] > 1;
+        let (builtin, row_len) = match self.plan {
+            // g = row · (threads · groups_x) + gid.x
+            Plan::PerPoint { threads } => (BuiltIn::GlobalInvocationId, groups[0].max(1) * threads),
+            // The point is the workgroup's: w = row · groups_x + wid.x, the same in every invocation of it, so the
+            // guard below is uniform across the workgroup and the barriers inside it are legal.
+            Plan::Workgroup { .. } => (BuiltIn::WorkgroupId, groups[0].max(1)),
             Plan::Tiled => return Err(self.invalid("a guarded body for a tiled matmul".into())),
-            Plan::Workgroup { .. } => {
-                // The point is the workgroup's: w = wid.y * groups_x + wid.x, the same in every invocation of it, so
-                // the guard below is uniform across the workgroup and the barriers inside it are legal.
-                let (wx, wy) = self.builtin_xy(BuiltIn::WorkgroupId)?;
-                let row = self.u32_const(groups[0].max(1));
-                let yoff = self.op(Op::IMul, self.t_u32, &[wy, row])?;
-                self.op(Op::IAdd, self.t_u32, &[yoff, wx])?
-            }
         };
+        let (x, y, z) = self.builtin_xyz(builtin, three_d)?;
+        let row = match z {
+            Some(z) => {
+                let per_z = self.u32_const(groups[1]);
+                let zoff = self.op(Op::IMul, self.t_u32, &[z, per_z])?;
+                self.op(Op::IAdd, self.t_u32, &[zoff, y])?
+            }
+            None => y,
+        };
+        let row_len_id = self.u32_const(row_len);
+        let yoff = self.op(Op::IMul, self.t_u32, &[row, row_len_id])?;
+        let linear = self.op(Op::IAdd, self.t_u32, &[yoff, x])?;
         let total = self.u32_const(points as u32);
-        let in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
+        let mut in_bounds = self.bool_op(Op::ULessThan, &[linear, total])?;
+        if three_d {
+            let rows = self.u32_const(points.div_ceil(row_len as u64) as u32);
+            let row_ok = self.bool_op(Op::ULessThan, &[row, rows])?;
+            in_bounds = self.bool_op(Op::LogicalAnd, &[row_ok, in_bounds])?;
+        }
         self.if_then(in_bounds, &mut |e| {
             if let Plan::Workgroup { threads, subgroups } = e.plan {
                 let lid = e.builtin(BuiltIn::LocalInvocationIndex, e.t_u32)?;
@@ -1073,9 +1206,7 @@ impl<'p> Emitter<'p> {
         if let Some(&v) = self.shared.get(&ty) {
             return v;
         }
-        let len = self.u32_const(threads);
-        let arr = self.b.type_array(ty, len);
-        let v = self.global_var(arr, StorageClass::Workgroup);
+        let v = self.new_shared_array(ty, threads);
         self.shared.insert(ty, v);
         v
     }
@@ -1401,6 +1532,8 @@ impl<'p> Emitter<'p> {
 
     /// A fresh workgroup-storage array of `len` elements of type `ty`.
     fn new_shared_array(&mut self, ty: Word, len: u32) -> Word {
+        let bytes = if Some(ty) == self.t_f64 { 8 } else { 4 };
+        self.shared_bytes += len as u64 * bytes;
         let len = self.u32_const(len);
         let arr = self.b.type_array(ty, len);
         self.global_var(arr, StorageClass::Workgroup)

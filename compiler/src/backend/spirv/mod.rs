@@ -5,15 +5,17 @@
 //!
 //! One module per kernel, built with `rspirv`: SPIR-V 1.3 (Vulkan 1.1), capability `Shader` (plus `Float64` where
 //! the kernel computes in f64), one `GLCompute` entry point `main` with `LocalSize 64 1 1` (or 256, see workgroup
-//! kernels below; [`SpirvKernel::local_size`]). Every buffer the kernel
-//! touches is one storage buffer at descriptor set 0, binding `i` (in [`SpirvKernel::bindings`] order): a `Block`
+//! kernels below; fewer where the device allows fewer, see "Device limits"; [`SpirvKernel::local_size`]). Every
+//! buffer the kernel touches is one storage buffer at descriptor set 0, binding `i` (in [`SpirvKernel::bindings`]
+//! order; at most the device's binding limit): a `Block`
 //! struct holding one runtime array of the element type (`ArrayStride`, member `Offset 0`). Shapes are static, so
 //! every extent and stride is a constant in the code.
 //!
 //! Invocation `g` runs point `g` of the kernel's flattened parallel space (row-major), recovering the loop
-//! variables by division; invocations past the end return at once (the bounds guard). A space of more than
-//! 65,535 × 64 points is dispatched in 2-D (`x` capped at 65,535 workgroups, `g = gid.y · 64 · groups_x + gid.x`),
-//! since 65,535 is the smallest per-dimension limit Vulkan allows. Indices are 32-bit: a buffer or a parallel space
+//! variables by division; invocations past the end return at once (the bounds guard). A space of more workgroups
+//! than `maxComputeWorkGroupCount[0]` is dispatched in 2-D (`x` capped at the limit, `g = gid.y · 64 · groups_x +
+//! gid.x`), and in 3-D when the rows also exceed `maxComputeWorkGroupCount[1]` (`row = gid.z · groups_y + gid.y`,
+//! rows past the last needed one guarded off: [`grid_groups`]). Indices are 32-bit: a buffer or a parallel space
 //! of 2^32 elements or more is rejected ([`Error::Unsupported`]).
 //!
 //! - `Reduce` is a sequential loop per invocation, accumulating in a function variable from the identity (`-0.0`
@@ -33,7 +35,7 @@
 //! keeps the workgroup plan). Shorter reductions stay sequential: a row of fewer than 64 elements would leave
 //! invocations idle and pay the barriers for nothing. Matmul kernels are never workgroup kernels.
 //!
-//! The workgroup `w = wid.y · groups_x + wid.x` is the parallel point (2-D dispatch past 65,535 groups, as above);
+//! The workgroup `w = wid.y · groups_x + wid.x` is the parallel point (2-D or 3-D dispatch past the device's counts, as above);
 //! the bounds guard on `w` is uniform across the workgroup, so the barriers inside it are legal. In its body:
 //! - top-level `Let`s run in every invocation (all compute the same values);
 //! - a top-level `Reduce` is strided: invocation `t` folds flattened points `t, t + threads, …` in increasing order
@@ -60,13 +62,40 @@
 //!
 //! A matmul kernel runs one invocation per output element — a loop over `k` accumulating `a · b` in the dtype
 //! from 0, then the fused epilogue — or, where [`Options::tiled_matmul`] is on, `k ≥ 16` and the block counts fit
-//! (`⌈n/16⌉`, `⌈m/16⌉` and the batch size each at most 65,535), as a **tiled shader**: a workgroup of 256
+//! (`⌈n/16⌉`, `⌈m/16⌉` and the batch size each within `maxComputeWorkGroupCount`, and 256 invocations and the
+//! tiles' shared memory within the device's limits), as a **tiled shader**: a workgroup of 256
 //! invocations per 16×16 block of C (`groups = [⌈n/16⌉, ⌈m/16⌉, batch]`), stepping through `k` 16 at a time with
 //! one element of the A tile and one of the B tile loaded per invocation into shared memory (zero past `m`, `n`,
 //! `k`, so odd sizes read nothing out of bounds), a barrier, 16 multiply-adds from shared memory, a barrier. The
 //! accumulator sees the same terms in the same order as the per-point shader (the zero padding adds `+0`), and the
 //! fused epilogue runs on it in a register, for invocations inside `m × n`. Operand views (offset, batch / row /
 //! column strides: transposes, broadcasts) are the kernel IR's [`crate::kernel::MatrixView`]s, as per point.
+//!
+//! # Device limits
+//!
+//! Everything the shaders assume of the device is in [`Options::limits`] ([`DeviceLimits`]: the device's own from
+//! [`Options::for_device`], lowered by hand in tests), and each is checked when a kernel is lowered:
+//!
+//! - **Bindings** (`maxPerStageDescriptorStorageBuffers`, `maxDescriptorSetStorageBuffers`; 32 on lavapipe, 4 at
+//!   least): fusion never forms a kernel binding more (rule 7 of [`crate::fusion`], applied by
+//!   [`crate::compile::compile_vulkan`]); a program made without that cap and a kernel no cut can shrink (a concat
+//!   of more operands than the limit) are an [`Error::Unsupported`] naming the kernel and the limit, and the runtime
+//!   refuses such a dispatch too. Past its limit of 32, lavapipe (Mesa 22.3) ran a shader with 33 bindings to zeros
+//!   with exit 0, and crashed in the driver with 34 or more. One descriptor set is used, so `maxBoundDescriptorSets ≥ 1`
+//!   always holds.
+//! - **Workgroup size** (`maxComputeWorkGroupInvocations`, `maxComputeWorkGroupSize[0]`): every plan uses the
+//!   largest power of two within both at most — a per-point workgroup of 64 (fewer below that), a workgroup
+//!   reduction of 256 or 64 halved to fit (a per-point plan below 2); a tiled matmul (256 invocations) that does not
+//!   fit runs per point.
+//! - **Shared memory** (`maxComputeSharedMemorySize`): a module declaring more Workgroup storage than the limit is
+//!   lowered again with half the reduction's invocations (down to per point); a tiled matmul falls back to per point.
+//! - **Workgroup counts** (`maxComputeWorkGroupCount`): 1-D, 2-D, then 3-D dispatch ([`grid_groups`]); a workgroup
+//!   reduction or tiled matmul whose counts don't fit runs per point; a per-point space that still doesn't fit (only
+//!   under limits lowered below Vulkan's 65,535 per dimension, which hold 2^32 points) is an [`Error::Unsupported`].
+//! - **Buffer size** (`maxStorageBufferRange`): a buffer larger than one binding can address is an
+//!   [`Error::Unsupported`] (and the runtime checks it again).
+//! - **Push constants**: none are used (every shape is a constant in the code), so `maxPushConstantsSize` is only
+//!   reported.
 //!
 //! # Memory
 //!
@@ -110,8 +139,8 @@ use kiln_runtime::vulkan::{BufferDesc, DispatchDesc, ProgramDesc};
 
 /// The Vulkan runtime's API, re-exported: embedding users depend on `kiln` only.
 pub use kiln_runtime::vulkan::{
-    devices, element_bytes, Device, DeviceInfo, DeviceKind, Residency, StepBytes, VulkanError,
-    VulkanExecutable, VulkanSession,
+    devices, element_bytes, Device, DeviceInfo, DeviceKind, DeviceLimits, Residency, StepBytes,
+    VulkanError, VulkanExecutable, VulkanSession,
 };
 
 /// Workgroup size of a one-invocation-per-point shader (x; y = z = 1).
@@ -123,9 +152,6 @@ pub const WORKGROUP_REDUCE_MIN: u32 = 64;
 
 /// From this reduction length on, a workgroup kernel has 256 invocations instead of 64.
 pub const WORKGROUP_REDUCE_WIDE: u32 = 4096;
-
-/// The most workgroups dispatched along x (Vulkan's minimum `maxComputeWorkGroupCount[0]`).
-pub const MAX_GROUPS_X: u32 = 65_535;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -192,6 +218,9 @@ pub struct Options {
     /// `+0` even under `SignedZeroInfNanPreserve`, so `-1 · 0` is `+0` and `1 / 0` is `0` there, where SPEC (IEEE)
     /// says `-0` and `+inf`. Set for CPU-type devices by [`Options::for_device`]; real GPUs get plain constants.
     pub hide_constant_zeros: bool,
+    /// The device limits every shader and dispatch must respect (see "Device limits" in the module doc): the
+    /// device's own from [`Options::for_device`]; tests lower them to run the small-limit paths on any device.
+    pub limits: DeviceLimits,
 }
 
 impl Default for Options {
@@ -204,6 +233,7 @@ impl Default for Options {
             subgroup_size: None,
             tiled_matmul: true,
             hide_constant_zeros: false,
+            limits: DeviceLimits::UNCHECKED,
         }
     }
 }
@@ -228,6 +258,7 @@ impl Options {
             subgroup_size: device.subgroup_shuffle.then_some(device.subgroup_size),
             tiled_matmul: gpu,
             hide_constant_zeros: !gpu,
+            limits: device.limits,
         }
     }
 
@@ -335,21 +366,38 @@ pub fn compile_with(
     Ok(VulkanExecutable::new(device, desc)?)
 }
 
-/// Workgroup counts for `points` invocations (see the module doc): 1-D up to 65,535 groups, then 2-D.
+/// Workgroup counts for `points` invocations of [`WORKGROUP_SIZE`] (see the module doc): 1-D up to 65,535 groups,
+/// then 2-D.
 pub fn dispatch_groups(points: u64) -> [u32; 3] {
-    let groups = points.div_ceil(WORKGROUP_SIZE as u64);
-    if groups == 0 {
-        return [0, 0, 0];
-    }
-    let x = groups.min(MAX_GROUPS_X as u64);
-    [x as u32, groups.div_ceil(x) as u32, 1]
+    grid_groups(
+        points.div_ceil(WORKGROUP_SIZE as u64),
+        WORKGROUP_SIZE,
+        &DeviceLimits::UNCHECKED,
+    )
+    .unwrap_or([0, 0, 0])
 }
 
 /// Workgroup counts for one workgroup per point (workgroup kernels): 1-D up to 65,535 groups, then 2-D.
 pub fn workgroup_groups(points: u64) -> [u32; 3] {
-    if points == 0 {
-        return [0, 0, 0];
+    grid_groups(points, 1, &DeviceLimits::UNCHECKED).unwrap_or([0, 0, 0])
+}
+
+/// Workgroup counts `[x, y, z]` for `groups` workgroups, each covering `row_points` consecutive points.
+///
+/// `x` is as many as `maxComputeWorkGroupCount[0]` allows; the rows of `x` workgroups are laid out along `y`, and
+/// along `z` as well (`rows = z · y`, the last `z` layer possibly partly past the end) when there are more rows than
+/// `maxComputeWorkGroupCount[1]`. `None` when the device's counts can't hold `groups`, or when the linear point
+/// index of the last row, `rows · x · row_points`, would not fit in 32 bits (the shader's index arithmetic is u32).
+/// `[0, 0, 0]` for no workgroups.
+pub fn grid_groups(groups: u64, row_points: u32, limits: &DeviceLimits) -> Option<[u32; 3]> {
+    if groups == 0 {
+        return Some([0, 0, 0]);
     }
-    let x = points.min(MAX_GROUPS_X as u64);
-    [x as u32, points.div_ceil(x) as u32, 1]
+    let [max_x, max_y, max_z] = limits.max_workgroups.map(|m| m.max(1) as u64);
+    let x = groups.min(max_x);
+    let rows = groups.div_ceil(x);
+    let y = rows.min(max_y);
+    let z = rows.div_ceil(y);
+    (z <= max_z && rows * x * row_points as u64 <= 1 << 32)
+        .then_some([x as u32, y as u32, z as u32])
 }
