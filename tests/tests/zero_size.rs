@@ -601,8 +601,16 @@ fn reductions_over_no_points_give_the_empty_fold_on_every_backend() {
         );
     }
     if let Some(device) = device() {
-        let exe = spirv::compile(device, &program).unwrap();
-        assert_eq!(as_bits(&exe.run(&inputs).unwrap()), expected, "vulkan");
+        // A reduction per invocation, and (threshold 1) a workgroup per point.
+        let workgroup = spirv::Options {
+            workgroup_reductions: Some(1),
+            ..spirv::Options::gpu_plans(device.info())
+        };
+        for options in [spirv::Options::for_device(device.info()), workgroup] {
+            let exe = spirv::compile_with(device, &program, &options).unwrap();
+            let got = as_bits(&exe.run(&inputs).unwrap());
+            assert_eq!(got, expected, "vulkan, {options:?}");
+        }
     }
 }
 
