@@ -213,6 +213,19 @@ const CASES: &[(&str, Build)] = &[
         let yi = b.matmul(ai, bi)?;
         b.output("i32", yi)
     }),
+    ("a_kernel_of_empty_rows_alone", |b| {
+        // A reduction over no axes of `[2, 0]` keeps dim 0 parallel and makes dim 1 a row loop of no trips, so the
+        // program's one kernel touches no buffer: Vulkan bound a null descriptor set for it and crashed.
+        let i = b.iota(ty(DType::I32, &[2, 0]), 1)?;
+        let m = b.op(
+            kiln::ir::Op::ReduceMax {
+                axes: Default::default(),
+                keep_dims: true,
+            },
+            &[i],
+        )?;
+        b.output("m", m)
+    }),
     ("softmax_over_empty_axes", |b| {
         let x = b.data("x", f32s(&[3, 0]))?;
         let s = b.softmax(x, 1)?;
