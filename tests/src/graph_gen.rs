@@ -35,6 +35,10 @@ pub struct GenConfig {
     pub max_dim: usize,
     /// No value gets more elements than this.
     pub max_elements: usize,
+    /// Zero-size dims (SPEC §1): `n > 0` makes about one drawn dim in `n` a 0 (fresh shapes, broadcast targets,
+    /// matmul's `n`), one slice in `n` empty along an axis, and lets reductions, matmuls, concats and views meet
+    /// empty operands. 0: never (and the same graphs as before the option existed).
+    pub zero_dims: usize,
 }
 
 impl GenConfig {
@@ -48,6 +52,15 @@ impl GenConfig {
             max_rank: 3,
             max_dim: 3,
             max_elements: 256,
+            zero_dims: 0,
+        }
+    }
+
+    /// [`GenConfig::all_ops`] with about one dim in 6 zero-sized.
+    pub fn with_zero_dims() -> GenConfig {
+        GenConfig {
+            zero_dims: 6,
+            ..GenConfig::all_ops()
         }
     }
 
@@ -95,6 +108,19 @@ pub fn build_graph(seeds: &[u64], config: &GenConfig) -> Graph {
     let mut rng = Rng(seeds.iter().fold(0x0u64, |a, &s| a.rotate_left(7) ^ s));
     gen.outputs(&mut rng);
     gen.g
+}
+
+/// `count` graphs from fixed seeds (the same on every run): the fixed cases a suite runs besides its random ones.
+pub fn seeded_graphs(config: &GenConfig, count: u64) -> Vec<Graph> {
+    (0..count)
+        .map(|i| {
+            let mut rng = Rng(i);
+            let seeds: Vec<u64> = (0..1 + rng.below(config.max_steps))
+                .map(|_| rng.next())
+                .collect();
+            build_graph(&seeds, config)
+        })
+        .collect()
 }
 
 /// SplitMix64: tiny, deterministic, good enough to make choices.
@@ -166,9 +192,20 @@ impl Gen<'_> {
     fn random_shape(&self, rng: &mut Rng, min_rank: usize) -> Vec<usize> {
         let max_rank = self.config.max_rank.max(min_rank);
         let rank = min_rank + rng.below(max_rank - min_rank + 1);
-        (0..rank)
-            .map(|_| 1 + rng.below(self.config.max_dim.max(1)))
-            .collect()
+        (0..rank).map(|_| self.random_dim(rng)).collect()
+    }
+
+    /// A dim in `1..=max_dim`, or (one in `zero_dims`) 0.
+    fn random_dim(&self, rng: &mut Rng) -> usize {
+        if self.zero_dim(rng) {
+            return 0;
+        }
+        1 + rng.below(self.config.max_dim.max(1))
+    }
+
+    /// True one time in `zero_dims` (never when it is 0, drawing nothing then, so graphs stay as they were).
+    fn zero_dim(&self, rng: &mut Rng) -> bool {
+        self.config.zero_dims > 0 && rng.one_in(self.config.zero_dims)
     }
 
     fn fresh_input(&mut self, rng: &mut Rng) -> NodeId {
@@ -425,14 +462,14 @@ impl Gen<'_> {
             .iter()
             .map(|&d| {
                 if d == 1 && rng.one_in(2) {
-                    1 + rng.below(self.config.max_dim.max(1))
+                    self.random_dim(rng)
                 } else {
                     d
                 }
             })
             .collect();
         if rng.one_in(2) {
-            dims.insert(0, 1 + rng.below(self.config.max_dim.max(1)));
+            dims.insert(0, self.random_dim(rng));
         }
         if dims.iter().product::<usize>() > self.config.max_elements {
             return None;
@@ -448,11 +485,19 @@ impl Gen<'_> {
     fn slice(&mut self, rng: &mut Rng) -> Option<NodeId> {
         let x = self.pick_value(rng, |_| true)?;
         let dims = self.g.ty(x).dims().to_vec();
-        let start: Vec<usize> = dims.iter().map(|&d| rng.below(d)).collect();
+        // An empty range (anywhere in `0..=d`) one time in `zero_dims`, and always along an empty axis. All starts
+        // are drawn before the ends, as before `zero_dims` existed, so that its 0 gives the same graphs.
+        let empty: Vec<bool> = dims.iter().map(|&d| d == 0 || self.zero_dim(rng)).collect();
+        let start: Vec<usize> = dims
+            .iter()
+            .zip(&empty)
+            .map(|(&d, &e)| if e { rng.below(d + 1) } else { rng.below(d) })
+            .collect();
         let end: Vec<usize> = dims
             .iter()
             .zip(&start)
-            .map(|(&d, &s)| s + 1 + rng.below(d - s))
+            .zip(&empty)
+            .map(|((&d, &s), &e)| if e { s } else { s + 1 + rng.below(d - s) })
             .collect();
         Some(self.add(Op::Slice { start, end }, &[x]))
     }
@@ -483,7 +528,7 @@ impl Gen<'_> {
         let r = ta.rank();
         let mut dims_b = ta.dims().to_vec();
         dims_b[r - 2] = ta.dims()[r - 1];
-        let n = 1 + rng.below(self.config.max_dim.max(1));
+        let n = self.random_dim(rng);
         dims_b[r - 1] = n;
         if ta.numel() / ta.dims()[r - 1].max(1) * n > self.config.max_elements {
             return None;
@@ -536,15 +581,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn graphs(config: &GenConfig, count: u64) -> Vec<Graph> {
-        (0..count)
-            .map(|i| {
-                let mut rng = Rng(i);
-                let seeds: Vec<u64> = (0..1 + rng.below(config.max_steps))
-                    .map(|_| rng.next())
-                    .collect();
-                build_graph(&seeds, config)
-            })
-            .collect()
+        seeded_graphs(config, count)
     }
 
     #[test]
@@ -599,6 +636,64 @@ mod tests {
         assert_eq!(dtypes.len(), 4);
         assert!(ranks.contains(&0) && ranks.contains(&3));
         assert!(aliased > 0);
+    }
+
+    /// `zero_dims` makes every kind of zero-size case the backends must handle; without it no value is empty.
+    #[test]
+    fn zero_dims_reach_every_kind_of_empty_case() {
+        let empty = |g: &Graph, id: NodeId| g.ty(id).numel() == 0;
+        let mut seen = HashSet::new();
+        for g in graphs(&GenConfig::with_zero_dims(), 300) {
+            kiln_ir::verify(&g).expect("generated graphs verify");
+            for id in g.ids() {
+                let n = g.node(id);
+                let operand_empty = n.operands.iter().any(|&o| empty(&g, o));
+                let kind = match &n.op {
+                    Op::Input { .. } if empty(&g, id) => "empty input",
+                    Op::Constant { .. } if empty(&g, id) => "empty constant",
+                    Op::ReduceSum { axes, .. } | Op::ReduceMax { axes, .. }
+                        if axes.iter().any(|&a| g.ty(n.operands[0]).dims()[a] == 0)
+                            && !empty(&g, id) =>
+                    {
+                        "reduction over an empty axis to a non-empty result"
+                    }
+                    Op::Slice { .. } if empty(&g, id) && !operand_empty => "empty slice of a value",
+                    Op::Matmul if operand_empty && !empty(&g, id) => "matmul with k = 0",
+                    Op::Matmul if empty(&g, id) => "empty matmul",
+                    Op::Concat { .. } if operand_empty && !empty(&g, id) => {
+                        "concat with an empty operand"
+                    }
+                    Op::Broadcast { .. } if empty(&g, id) && !operand_empty => "broadcast to 0",
+                    Op::Reshape { .. } | Op::Transpose { .. } if operand_empty => {
+                        "view of an empty value"
+                    }
+                    Op::Unary(_) | Op::Binary(_) if operand_empty => "elementwise on empties",
+                    _ => continue,
+                };
+                seen.insert(kind);
+            }
+        }
+        for kind in [
+            "empty input",
+            "empty constant",
+            "reduction over an empty axis to a non-empty result",
+            "empty slice of a value",
+            "matmul with k = 0",
+            "empty matmul",
+            "concat with an empty operand",
+            "broadcast to 0",
+            "view of an empty value",
+            "elementwise on empties",
+        ] {
+            assert!(seen.contains(kind), "no {kind} in 300 graphs: {seen:?}");
+        }
+        for g in graphs(&GenConfig::all_ops(), 300) {
+            assert!(
+                g.ids().all(|id| g.ty(id).numel() > 0),
+                "{}",
+                kiln_ir::text::print(&g)
+            );
+        }
     }
 
     #[test]

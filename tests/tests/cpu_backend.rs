@@ -10,7 +10,7 @@ use kiln::ir::{interp, Builder, DType, Graph, Role, Tensor, TensorType};
 use kiln::zoo;
 use kiln::{training_step, Adam, Executable, Optimizer, Options, Session, Sgd};
 use kiln_tests::differential::{self, random_inputs_at_init_scale, Tolerance};
-use kiln_tests::graph_gen::{arb_graph, arb_graph_with, GenConfig};
+use kiln_tests::graph_gen::{arb_graph, arb_graph_with, seeded_graphs, GenConfig};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,6 +86,52 @@ proptest! {
     fn random_graphs_match_the_interpreter(graph in arb_graph(), seed in 0u64..4) {
         assert_cpu_matches_interpreter(&graph, seed, seed % 2 == 0);
     }
+}
+
+proptest! {
+    // Cheap: a kernel of no points compiles but never runs (64 cases in about 0.05 s, debug build).
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random graphs with zero-size dims (about one drawn dim in 6): empty inputs and constants, empty slices,
+    /// reductions over empty axes, matmuls with a zero dim, concats with empty operands; optimized and not.
+    #[test]
+    fn random_graphs_with_zero_size_dims_match_the_interpreter(
+        graph in arb_graph_with(GenConfig::with_zero_dims()),
+        seed in 0u64..4,
+    ) {
+        assert_cpu_matches_interpreter(&graph, seed, seed % 2 == 0);
+    }
+}
+
+/// Fixed zero-size-dim graphs (the same on every run, unlike the proptest's), optimized and not, also on 1 and 3
+/// threads with one-point chunks; at least some of them compute something from empty values.
+#[test]
+fn fixed_graphs_with_zero_size_dims_match_the_interpreter() {
+    let mut with_empties = 0;
+    for (i, graph) in seeded_graphs(&GenConfig::with_zero_dims(), 24)
+        .iter()
+        .enumerate()
+    {
+        with_empties += usize::from(graph.ids().any(|id| graph.ty(id).numel() == 0));
+        for optimize in [true, false] {
+            let mut exe = assert_cpu_matches_interpreter(graph, i as u64, optimize);
+            let inputs = random_inputs(graph, i as u64);
+            let expected = interp::run(graph, &inputs).unwrap();
+            exe.set_threads(1);
+            assert_outputs_match(graph, &expected, &exe.run(&inputs).unwrap(), "1 thread");
+            exe.set_threads(3);
+            exe.set_min_chunk(1);
+            assert_outputs_match(graph, &expected, &exe.run(&inputs).unwrap(), "3 threads");
+        }
+    }
+    assert!(
+        with_empties >= 8,
+        "only {with_empties} of 24 graphs have an empty value"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Wider rows, so that the f32x4 loops run, with scalar tails and chunks starting mid-row (3 threads).
     #[test]

@@ -13,7 +13,7 @@ use kiln::backend::spirv;
 use kiln::fusion;
 use kiln::ir::{interp, DType, Graph};
 use kiln_tests::differential::{first_mismatch, random_inputs, Tolerance};
-use kiln_tests::graph_gen::{arb_graph_with, GenConfig};
+use kiln_tests::graph_gen::{arb_graph_with, seeded_graphs, GenConfig};
 use kiln_tests::vulkan::{device, validate};
 use proptest::prelude::*;
 
@@ -81,6 +81,47 @@ proptest! {
     #[test]
     fn random_graphs_run_the_same_on_vulkan(graph in arb_graph_with(config()), seed in 0u64..1000) {
         check(&graph, seed)?;
+    }
+}
+
+/// [`config`] with about one drawn dim in 6 zero-sized (`GenConfig::with_zero_dims`).
+fn zero_dims_config() -> GenConfig {
+    GenConfig {
+        zero_dims: GenConfig::with_zero_dims().zero_dims,
+        ..config()
+    }
+}
+
+proptest! {
+    // Cheap: a dispatch of no points is never recorded (12 cases in about 0.6 s on lavapipe, debug build).
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Empty inputs, constants and slices, reductions over empty axes, matmuls with a zero dim: no zero-size
+    /// buffer or dispatch of no points may trip the device.
+    #[test]
+    fn random_graphs_with_zero_size_dims_run_the_same_on_vulkan(
+        graph in arb_graph_with(zero_dims_config()),
+        seed in 0u64..1000,
+    ) {
+        check(&graph, seed)?;
+    }
+}
+
+/// Fixed zero-size-dim graphs (the same on every run), on the default and the workgroup-reduction plans.
+#[test]
+fn fixed_graphs_with_zero_size_dims_run_the_same_on_vulkan() {
+    let graphs = seeded_graphs(&zero_dims_config(), 8);
+    assert!(graphs
+        .iter()
+        .any(|g| g.ids().any(|id| g.ty(id).numel() == 0)));
+    for (i, graph) in graphs.iter().enumerate() {
+        let seed = i as u64;
+        check(graph, seed).unwrap();
+        let options = device().map(|d| spirv::Options {
+            workgroup_reductions: Some(1),
+            ..spirv::Options::gpu_plans(d.info())
+        });
+        check_with(graph, seed, options).unwrap();
     }
 }
 

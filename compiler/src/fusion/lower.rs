@@ -9,6 +9,7 @@
 //! `(node, coords)` and per instruction, so a row's `max` is computed once per row and reused by every stage.
 
 use super::{KernelKind, Partition, Placement};
+use crate::kernel::scalar::Scalar;
 use crate::kernel::{
     Block, Buffer, BufferId, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel,
     MatmulKernel, MatrixView, ProgramInput, ProgramOutput, ReduceKind, ScalarOp, ValueId, Var,
@@ -421,6 +422,12 @@ impl<'a> Emitter<'a> {
         if loops.is_empty() {
             return self.store_all(root, value_node, &value_coords, &store_coords);
         }
+        if loops.iter().any(|l| l.extent == 0) {
+            // Rows of no elements (a concat's empty operand, a row over a 0-sized dim): nothing to store, and no
+            // load may be emitted, since one whose index drops the variable of extent 0 would be hoisted out of the
+            // loop and read at every parallel point.
+            return Ok(());
+        }
         let vars = loops.iter().map(|l| l.var).collect();
         let ((), body) = self.nested(1, vars, |e| {
             e.store_all(root, value_node, &value_coords, &store_coords)
@@ -777,6 +784,17 @@ impl<'a> Emitter<'a> {
         } else {
             coords.to_vec()
         };
+        // A group over a 0-sized dim is empty, so its value is the identity (SPEC §3.7): a constant, and no loop.
+        // A loop of no trips would still leave the operand's loads behind: their indices drop the variable of
+        // extent 0, so they would be hoisted out of the loop and read an empty buffer at every point.
+        if axes.iter().any(|&d| from[d] == 0) {
+            let dtype = n.ty.dtype;
+            let identity = match kind {
+                ReduceKind::Sum => Scalar::zero(dtype),
+                ReduceKind::Max => Scalar::lowest(dtype),
+            };
+            return Ok(self.let_(dtype, ScalarOp::constant(identity.to_f64())));
+        }
         let level = kept.iter().map(|c| self.expr_level(c)).max().unwrap_or(0);
         let mut loops = Vec::new();
         let mut operand_coords = Vec::with_capacity(from.len());

@@ -646,7 +646,9 @@ impl VulkanExecutable {
         let d = &self.device.inner.device;
         let shader_rw = vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE;
         for (i, (dispatch, &set)) in self.plan.iter().zip(sets).enumerate() {
-            if dispatch.groups.contains(&0) {
+            // No points, or no buffers (a kernel whose rows are all empty): nothing to do. A program without
+            // bindings has null sets (`descriptor_sets`), which must not be bound.
+            if dispatch.groups.contains(&0) || dispatch.bindings.is_empty() {
                 after(i as u32);
                 continue;
             }

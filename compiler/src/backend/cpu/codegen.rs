@@ -18,9 +18,10 @@
 //! ```
 //!
 //! Loops are bottom-tested (`brif cond, body, exit`), as Cranelift's loop-invariant code motion wants them. A
-//! `reduce` or `for` becomes a nest of such loops over its static extents (none at all when an extent is 0); a
-//! reduction's accumulator starts at the identity (`-0.0` for float sums, which is exact: `-0.0 + x == x` bit for
-//! bit, `-inf` / `i32::MIN` for max) and folds in row-major order, as the interpreter does (except a vectorized f32
+//! `reduce` or `for` becomes a nest of such loops over its static extents (none at all when an extent is 0: a
+//! reduction over no points is then the constant SPEC gives, `+0` / `-inf` / `i32::MIN`); a reduction's accumulator
+//! starts at the identity (`-0.0` for float sums, which is exact: `-0.0 + x == x` bit for bit over at least one
+//! point, `-inf` / `i32::MIN` for max) and folds in row-major order, as the interpreter does (except a vectorized f32
 //! or f64 sum, below).
 //!
 //! # Scalar semantics
@@ -392,6 +393,14 @@ fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usi
     }
 }
 
+/// The value of a `reduce` over no points (SPEC §3.7): 0 (+0.0 for floats) for a sum, -inf / `i32::MIN` for a max.
+fn empty_fold(kind: ReduceKind, dtype: DType) -> Scalar {
+    match kind {
+        ReduceKind::Sum => Scalar::zero(dtype),
+        ReduceKind::Max => Scalar::lowest(dtype),
+    }
+}
+
 /// Memory flags of element accesses: in bounds (checked) and naturally aligned.
 fn elem_flags() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -623,6 +632,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     body,
                     value,
                 } => {
+                    if loops.iter().any(|l| l.extent == 0) {
+                        // No trips, so no code for the body: the fold of nothing, +0 for a sum (where the loops
+                        // below start from -0.0), as the interpreter gives.
+                        let empty = self.constant(empty_fold(*kind, *dtype));
+                        self.values[id.index()] = Some(empty);
+                        continue;
+                    }
                     if *dtype == DType::F32
                         && vector::nested_plan(loops, body, Some(*value), self.types).is_some()
                     {

@@ -1025,6 +1025,9 @@ impl<'p> Emitter<'p> {
         body: &Block,
         value: ValueId,
     ) -> Result<Word> {
+        if loops.iter().any(|l| l.extent == 0) {
+            return self.empty_fold(kind, dtype);
+        }
         let ty = self.ty(dtype);
         let identity = self.identity(kind, dtype)?;
         let acc = self.function_var(ty);
@@ -1037,6 +1040,15 @@ impl<'p> Emitter<'p> {
             e.store_var(acc, folded)
         })?;
         self.load_var(ty, acc)
+    }
+
+    /// A reduction over no points (SPEC §3.7): +0 for a float sum (a loop would leave the `-0.0` it starts from),
+    /// else the identity.
+    fn empty_fold(&mut self, kind: ReduceKind, dtype: DType) -> Result<Word> {
+        match (kind, dtype) {
+            (ReduceKind::Sum, DType::F32 | DType::F64) => Ok(self.float_const(dtype, 0.0)),
+            _ => self.identity(kind, dtype),
+        }
     }
 
     /// The value a reduction starts from (see the parent module doc).
@@ -1248,6 +1260,9 @@ impl<'p> Emitter<'p> {
         body: &Block,
         value: ValueId,
     ) -> Result<Word> {
+        if loops.iter().any(|l| l.extent == 0) {
+            return self.empty_fold(kind, dtype);
+        }
         let ty = self.ty(dtype);
         let identity = self.identity(kind, dtype)?;
         let acc = self.function_var(ty);

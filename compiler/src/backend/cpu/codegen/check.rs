@@ -1,6 +1,12 @@
 //! What code generation requires of a kernel, checked before any CLIF is built: every value defined before use and
 //! in scope, operand dtypes as the scalar ops take them, and every load and store inside its buffer for every value
 //! of the loop variables. So the generated code never reads or writes outside a buffer, whatever program it gets.
+//!
+//! An access is exempt from the bounds proof exactly when it never runs: when a loop around it (a parallel loop, or
+//! a `reduce` or `for` it is nested in) has extent 0, which code generation turns into no code at all (an empty
+//! parallel range, a loop nest it does not emit). Such code still has to be well formed. A loop variable is in scope
+//! only inside its loop: code generation leaves a variable one past its extent after the loop, so an index that
+//! used it there would reach past the bounds this proves.
 
 use crate::backend::BackendError;
 use crate::kernel::{Block, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, ScalarOp, Var};
@@ -20,6 +26,7 @@ pub(super) fn check_kernel(
         extents: HashMap::new(),
         types: Vec::new(),
         scopes: vec![Vec::new()],
+        never_runs: kernel.parallel().iter().any(|l| l.extent == 0),
     };
     for l in kernel.parallel() {
         c.extents.insert(l.var, l.extent);
@@ -51,6 +58,8 @@ struct Checker<'a> {
     types: ValueTypes,
     /// The values defined in each enclosing block, innermost last.
     scopes: Vec<Vec<usize>>,
+    /// Whether a loop around the instruction being checked has no trips (so it never runs).
+    never_runs: bool,
 }
 
 impl Checker<'_> {
@@ -79,26 +88,16 @@ impl Checker<'_> {
                     if *dtype == DType::Bool {
                         return Err(self.error("a reduction of bool".into()));
                     }
-                    for l in loops {
-                        self.extents.insert(l.var, l.extent);
-                    }
-                    self.scopes.push(Vec::new());
-                    self.block(body)?;
-                    let yielded = self.value(value.index())?;
-                    self.scopes.pop();
+                    let yielded = self.nest(loops, |c| {
+                        c.block(body)?;
+                        c.value(value.index())
+                    })?;
                     if yielded != *dtype {
                         return Err(self.error(format!("a {dtype} reduction yields {yielded}")));
                     }
                     self.define(id.index(), *dtype)?;
                 }
-                Inst::For { loops, body } => {
-                    for l in loops {
-                        self.extents.insert(l.var, l.extent);
-                    }
-                    self.scopes.push(Vec::new());
-                    self.block(body)?;
-                    self.scopes.pop();
-                }
+                Inst::For { loops, body } => self.nest(loops, |c| c.block(body))?,
                 Inst::Store {
                     buffer,
                     index,
@@ -119,6 +118,27 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Checks `f` inside a nest of `loops`: their variables in scope (shadowing outer bindings of the same variable),
+    /// a new block for values, and `never_runs` if one of them has no trips; restores all three after.
+    fn nest<T>(
+        &mut self,
+        loops: &[crate::kernel::Loop],
+        f: impl FnOnce(&mut Self) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let saved_extents = self.extents.clone();
+        let saved_never_runs = self.never_runs;
+        for l in loops {
+            self.extents.insert(l.var, l.extent);
+        }
+        self.never_runs |= loops.iter().any(|l| l.extent == 0);
+        self.scopes.push(Vec::new());
+        let result = f(self);
+        self.scopes.pop();
+        self.extents = saved_extents;
+        self.never_runs = saved_never_runs;
+        result
     }
 
     fn define(&mut self, id: usize, dtype: DType) -> Result<(), BackendError> {
@@ -167,20 +187,25 @@ impl Checker<'_> {
         Ok(b.ty.dtype)
     }
 
-    /// The largest value of `index` (`None` when a variable has no values, so the access never happens).
+    /// The largest value of `index`; `None` when the instruction never runs (a loop around it has no trips), so
+    /// the access never happens. Every variable must be bound by an enclosing loop either way.
     fn max_index(&self, index: &IndexExpr) -> Result<Option<usize>, BackendError> {
-        let mut max = index.offset;
+        let mut max = Some(index.offset);
         for &(v, stride) in &index.terms {
             let extent = *self
                 .extents
                 .get(&v)
                 .ok_or_else(|| self.error(format!("{v} is not bound by an enclosing loop")))?;
-            if extent == 0 {
-                return Ok(None);
+            // `extent == 0` only where `never_runs` is set: the variable's own loop has no trips.
+            max = max.and_then(|m| {
+                let reach = extent.checked_sub(1)?.checked_mul(stride)?;
+                m.checked_add(reach)
+            });
+            if max.is_none() && !self.never_runs {
+                return Err(self.error(format!("index {index} overflows")));
             }
-            max += (extent - 1) * stride;
         }
-        Ok(Some(max))
+        Ok(if self.never_runs { None } else { max })
     }
 
     fn op(&self, op: &ScalarOp, dtype: DType) -> Result<(), BackendError> {

@@ -247,6 +247,20 @@ impl Emitter<'_, '_> {
                     body,
                     value,
                     ..
+                } if loops.iter().any(|l| l.extent == 0) => {
+                    // No trips: every lane's fold of nothing, as the scalar code gives it.
+                    let dtype = self.dtype(*id);
+                    let empty = self.constant(super::empty_fold(*kind, dtype));
+                    let v = self.splat(empty, dtype);
+                    values.insert(id.index(), v);
+                }
+                Inst::Reduce {
+                    id,
+                    kind,
+                    loops,
+                    body,
+                    value,
+                    ..
                 } => {
                     // Lane l folds point j + l's values over `loops`, in the scalar code's order (a max first
                     // with `ordered_max`, again with `fmax` where that could differ, as `vector_reduce` does).
