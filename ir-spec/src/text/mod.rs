@@ -27,7 +27,7 @@
 //! type      = ("f32" | "f64" | "i32" | "bool") "[" [ UINT { "," UINT } ] "]"
 //! scalar    = [+-] (DIGITS ["." DIGITS] [("e" | "E") [+-] DIGITS] | "inf" | "nan") | WORD
 //! ```
-//! `NAME`, `LABEL`, `WORD`: ASCII letters, digits, `_`, `.`. Blanks and `# comments` may appear between tokens; newlines
+//! A leading UTF-8 byte order mark is skipped. `NAME`, `LABEL`, `WORD`: ASCII letters, digits, `_`, `.`. Blanks and `# comments` may appear between tokens; newlines
 //! only between statements and inside `{...}` and `[...]`. Attributes per op: `input{role}`, `constant{value}`,
 //! `iota{axis}`, `cast{to}`, `compare{dir}`, `reduce_sum`/`reduce_max{axes, keep_dims}`, `reshape{shape}`,
 //! `transpose{perm}`, `broadcast{shape}`, `slice{start, end}`, `concat{axis}`; printed in that order, accepted in any.
@@ -35,7 +35,8 @@
 //! `-inf`, `nan`; i32 and bool constants as integers.
 //!
 //! - `lexer.rs`: the character cursor (words, numbers, strings, trivia), with byte positions.
-//! - `parser.rs`: statements → graph; errors carry the byte offset, turned into line:column here.
+//! - `parser.rs`: statements → graph; errors carry the byte offset, turned into line:column here. Errors stay short
+//!   on any input: echoed words, types and lists are abbreviated, long source lines cut around the column.
 //! - `printer.rs`: graph → text, one canonical spelling.
 
 mod lexer;
