@@ -7,6 +7,7 @@ use crate::error::IrError;
 use crate::op::{Op, Role};
 use crate::types::TensorType;
 use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// Index of a node in its graph. Stable: passes that build a new graph map old ids to new ones explicitly.
@@ -47,11 +48,42 @@ pub struct Output {
     pub aliases: Option<String>,
 }
 
-#[derive(Clone, PartialEq, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Graph {
     pub name: String,
     nodes: Vec<Node>,
     outputs: Vec<Output>,
+    /// Indexes derived from `nodes` and `outputs`, so that adding a node or an output checks its name in O(1) rather
+    /// than scanning the graph (which made parsing quadratic). Every method that sets a label or an output keeps
+    /// them in step; they are not part of the graph's value (equality and `Debug` ignore them).
+    index: NameIndex,
+}
+
+#[derive(Clone, Default)]
+struct NameIndex {
+    /// Each node label that is a name (input names and explicit node names) → its node.
+    labels: HashMap<String, NodeId>,
+    /// Each output name → its position in `outputs`.
+    outputs: HashMap<String, usize>,
+    /// The inputs some output aliases.
+    aliased: HashSet<String>,
+}
+
+/// Equal graphs have equal names, nodes and outputs; the name index is a function of those.
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        self.name == other.name && self.nodes == other.nodes && self.outputs == other.outputs
+    }
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph")
+            .field("name", &self.name)
+            .field("nodes", &self.nodes)
+            .field("outputs", &self.outputs)
+            .finish()
+    }
 }
 
 /// A graph input, as seen by callers.
@@ -67,8 +99,7 @@ impl Graph {
     pub fn new(name: impl Into<String>) -> Graph {
         Graph {
             name: name.into(),
-            nodes: Vec::new(),
-            outputs: Vec::new(),
+            ..Graph::default()
         }
     }
 
@@ -101,7 +132,7 @@ impl Graph {
     }
 
     pub fn output(&self, name: &str) -> Option<&Output> {
-        self.outputs.iter().find(|o| o.name == name)
+        self.index.outputs.get(name).map(|&i| &self.outputs[i])
     }
 
     /// The graph inputs in insertion order.
@@ -121,7 +152,16 @@ impl Graph {
     }
 
     pub fn input(&self, name: &str) -> Option<InputInfo<'_>> {
-        self.inputs().find(|i| i.name == name)
+        let id = *self.index.labels.get(name)?;
+        match &self.nodes[id.index()].op {
+            Op::Input { name, role, ty } => Some(InputInfo {
+                id,
+                name,
+                role: *role,
+                ty,
+            }),
+            _ => None,
+        }
     }
 
     /// The label a node prints with: its input name, its explicit name, or its index.
@@ -153,23 +193,29 @@ impl Graph {
                 operand: bad.0,
             });
         }
-        if let Op::Input {
-            name: input_name, ..
-        } = &op
-        {
-            self.check_new_label(input_name, None)?;
-        }
-        if let Some(label) = &name {
+        // An input's label is its input name; an explicit name on an input is kept but never its label.
+        let label = match (&op, &name) {
+            (Op::Input { name, .. }, _) => Some(name),
+            (_, name) => name.as_ref(),
+        };
+        if let Some(label) = label {
             self.check_new_label(label, None)?;
+        }
+        if let (Op::Input { .. }, Some(name)) = (&op, &name) {
+            self.check_new_label(name, None)?;
         }
         let ty = {
             let types: SmallVec<[&TensorType; 3]> = operands.iter().map(|o| self.ty(*o)).collect();
             op.infer(&types).map_err(|e| IrError::Type {
-                node: name.clone().unwrap_or_else(|| id.0.to_string()),
+                // Named as it prints: an input by its input name.
+                node: label.cloned().unwrap_or_else(|| id.0.to_string()),
                 op: op.mnemonic(),
                 message: e.0,
             })?
         };
+        if let Some(label) = label {
+            self.index.labels.insert(label.clone(), id);
+        }
         self.nodes.push(Node {
             op,
             operands: operands.iter().copied().collect(),
@@ -199,8 +245,22 @@ impl Graph {
     /// Gives a node a printing label (ignored for inputs, which print with their input name).
     pub fn set_name(&mut self, id: NodeId, name: impl Into<String>) -> Result<(), IrError> {
         let name = name.into();
+        if id.index() >= self.nodes.len() {
+            return Err(IrError::Invalid(format!(
+                "cannot name node {id} `{name}`: the graph has {} nodes",
+                self.nodes.len()
+            )));
+        }
         self.check_new_label(&name, Some(id))?;
-        self.nodes[id.index()].name = Some(name);
+        let node = &mut self.nodes[id.index()];
+        if !matches!(node.op, Op::Input { .. }) {
+            // The old name stops being a label; the new one starts.
+            if let Some(old) = node.name.take() {
+                self.index.labels.remove(&old);
+            }
+            self.index.labels.insert(name.clone(), id);
+        }
+        node.name = Some(name);
         Ok(())
     }
 
@@ -211,13 +271,11 @@ impl Graph {
                 name: label.to_string(),
             });
         }
-        let taken = self.nodes.iter().enumerate().any(|(i, n)| {
-            let own = match &n.op {
-                Op::Input { name, .. } => Some(name.as_str()),
-                _ => n.name.as_deref(),
-            };
-            own == Some(label) && except != Some(NodeId(i as u32))
-        });
+        let taken = self
+            .index
+            .labels
+            .get(label)
+            .is_some_and(|&owner| except != Some(owner));
         if taken {
             return Err(IrError::Duplicate {
                 what: "node",
@@ -273,16 +331,16 @@ impl Graph {
                     ),
                 });
             }
-            if self
-                .outputs
-                .iter()
-                .any(|o| o.aliases.as_deref() == Some(target))
-            {
+            if self.index.aliased.contains(target) {
                 return Err(IrError::BadAlias {
                     output: name,
                     reason: format!("input `{target}` is already aliased"),
                 });
             }
+        }
+        self.index.outputs.insert(name.clone(), self.outputs.len());
+        if let Some(target) = &aliases {
+            self.index.aliased.insert(target.clone());
         }
         self.outputs.push(Output {
             name,
@@ -295,6 +353,8 @@ impl Graph {
     /// Removes every output (used by transformations that rebuild the output list).
     pub fn clear_outputs(&mut self) {
         self.outputs.clear();
+        self.index.outputs.clear();
+        self.index.aliased.clear();
     }
 
     /// For every node, the nodes that use it, in ascending order.
@@ -333,4 +393,117 @@ pub fn is_valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::UnaryOp;
+
+    fn chain() -> (Graph, NodeId, NodeId) {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", Role::Data, TensorType::f32(&[2])).unwrap();
+        let y = g.add(Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+        (g, x, y)
+    }
+
+    fn is_duplicate(r: Result<impl fmt::Debug, IrError>) -> bool {
+        matches!(r, Err(IrError::Duplicate { what: "node", .. }))
+    }
+
+    #[test]
+    fn renaming_frees_the_old_label() {
+        let (mut g, x, y) = chain();
+        g.set_name(y, "a").unwrap();
+        g.set_name(y, "b").unwrap();
+        // `a` is free again, `b` is taken, and a node may be renamed to its own name.
+        let z = g
+            .add_named(Op::Unary(UnaryOp::Neg), &[x], Some("a".into()))
+            .unwrap();
+        assert!(is_duplicate(g.set_name(z, "b")));
+        g.set_name(y, "b").unwrap();
+        assert!(is_duplicate(g.add_named(
+            Op::Unary(UnaryOp::Exp),
+            &[x],
+            Some("b".into())
+        )));
+        assert!(is_duplicate(g.set_name(z, "x")));
+        assert_eq!((g.label(y), g.label(z)), ("b".to_string(), "a".to_string()));
+    }
+
+    #[test]
+    fn an_inputs_explicit_name_is_not_its_label() {
+        let (mut g, x, y) = chain();
+        // Ignored for printing, so it does not take the label `alias`...
+        g.set_name(x, "alias").unwrap();
+        assert_eq!(g.label(x), "x");
+        g.set_name(y, "alias").unwrap();
+        // ... and the input keeps its own.
+        assert!(is_duplicate(g.set_name(y, "x")));
+        assert!(is_duplicate(g.add_input(
+            "x",
+            Role::Data,
+            TensorType::f32(&[1])
+        )));
+        assert_eq!(g.input("x").map(|i| i.id), Some(x));
+        assert!(
+            g.input("alias").is_none(),
+            "a non-input label is not an input"
+        );
+    }
+
+    #[test]
+    fn a_rejected_node_takes_no_label() {
+        let (mut g, x, _) = chain();
+        let bad = g.add_named(Op::Binary(crate::op::BinaryOp::Pow), &[x], Some("p".into()));
+        assert!(matches!(bad, Err(IrError::Type { .. })));
+        g.add_named(Op::Unary(UnaryOp::Exp), &[x], Some("p".into()))
+            .unwrap();
+        assert!(matches!(
+            g.set_name(NodeId(99), "q"),
+            Err(IrError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn outputs_and_aliases_are_indexed_and_cleared() {
+        let (mut g, x, y) = chain();
+        g.add_output_aliasing("o", y, Some("x".into())).unwrap();
+        assert!(matches!(
+            g.add_output("o", x),
+            Err(IrError::Duplicate { what: "output", .. })
+        ));
+        assert!(matches!(
+            g.add_output_aliasing("p", y, Some("x".into())),
+            Err(IrError::BadAlias { .. })
+        ));
+        assert_eq!(g.output("o").map(|o| o.value), Some(y));
+        g.clear_outputs();
+        assert!(g.output("o").is_none());
+        g.add_output_aliasing("o", x, Some("x".into())).unwrap();
+        assert_eq!(g.output("o").map(|o| o.value), Some(x));
+    }
+
+    #[test]
+    fn clones_keep_their_own_index_and_equality_ignores_it() {
+        let (mut g, x, y) = chain();
+        g.set_name(y, "a").unwrap();
+        let mut h = g.clone();
+        assert_eq!(g, h);
+        h.set_name(y, "b").unwrap();
+        assert_ne!(g, h);
+        // Renaming in the clone freed `a` there only.
+        assert!(is_duplicate(g.add_named(
+            Op::Unary(UnaryOp::Exp),
+            &[x],
+            Some("a".into())
+        )));
+        h.add_named(Op::Unary(UnaryOp::Exp), &[x], Some("a".into()))
+            .unwrap();
+        // Built in a different order, same value: equal.
+        let (mut k, _, y2) = chain();
+        k.set_name(y2, "zz").unwrap();
+        k.set_name(y2, "a").unwrap();
+        assert_eq!(k, g);
+    }
 }

@@ -4,7 +4,8 @@
 //! `vjp.rs`, one arm per op in the order of this enum. Adding an op means: a variant here, an arm in each `match` the
 //! compiler then points at, a section in SPEC.md, tests.
 
-use crate::types::{DType, Shape, TensorType, MAX_RANK};
+pub use crate::types::MAX_ELEMENTS;
+use crate::types::{Abbreviated, DType, Shape, TensorType, MAX_RANK};
 use smallvec::SmallVec;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -321,12 +322,24 @@ macro_rules! type_err {
     ($($arg:tt)*) => { Err(TypeError(format!($($arg)*))) };
 }
 
+/// The operand types for a message, abbreviated past 8 (a `concat` may have millions of operands).
 fn list(types: &[&TensorType]) -> String {
-    types
+    const SHOWN: usize = 8;
+    let mut out = types
         .iter()
+        .take(SHOWN)
         .map(|t| t.to_string())
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if types.len() > SHOWN {
+        out += &format!(", … ({} operands)", types.len());
+    }
+    out
+}
+
+/// An integer attribute (`perm`, `start`, `axes`) for a message, as `[1, 0]`, abbreviated when huge.
+fn ints(items: &[usize]) -> String {
+    Abbreviated(items, ", ", "items").to_string()
 }
 
 impl Op {
@@ -387,7 +400,27 @@ impl Op {
     }
 
     /// The typing rule: the result type of this op applied to operands of these types, or why it can't be applied.
+    ///
+    /// Every result is within SPEC §1's limits ([`TensorType::within_limits`]), and every shape computation on the
+    /// way is checked, so no operand types (even ones beyond the limits) make it overflow or panic.
     pub fn infer(&self, operands: &[&TensorType]) -> Result<TensorType, TypeError> {
+        let out = self.infer_unchecked(operands)?;
+        if !out.within_limits() {
+            let name = self.mnemonic();
+            let of = if operands.is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", list(operands))
+            };
+            return type_err!(
+                "{name}{of} gives {out}, beyond the limits: rank <= {MAX_RANK} and at most 2^40 elements (the product of the nonzero dims)"
+            );
+        }
+        Ok(out)
+    }
+
+    /// The typing rule without the final limit check; its own arithmetic is checked.
+    fn infer_unchecked(&self, operands: &[&TensorType]) -> Result<TensorType, TypeError> {
         let name = self.mnemonic();
         match self.arity() {
             Some(n) if operands.len() != n => {
@@ -401,6 +434,7 @@ impl Op {
         match self {
             Op::Input { ty, .. } => check_shape_size(name, ty).map(|()| ty.clone()),
             Op::Constant { ty, value } => {
+                // Before comparing against `numel`, which saturates beyond the limits.
                 check_shape_size(name, ty)?;
                 if let Literal::Dense(vs) = value {
                     if vs.len() != ty.numel() {
@@ -516,6 +550,8 @@ impl Op {
             Op::Reshape { shape } => {
                 let t = operands[0];
                 let out = t.with_shape(shape.clone());
+                // Both counts must be exact (not saturated) to compare them.
+                check_shape_size(name, t)?;
                 check_shape_size(name, &out)?;
                 if shape.numel() != t.numel() {
                     return type_err!("reshape of {t} to {shape} changes the element count");
@@ -531,7 +567,8 @@ impl Op {
                         .all(|&p| p < t.rank() && !std::mem::replace(&mut seen[p], true));
                 if !is_perm {
                     return type_err!(
-                        "transpose permutation {perm:?} is not a permutation of the dims of {t}"
+                        "transpose permutation {} is not a permutation of the dims of {t}",
+                        ints(perm)
                     );
                 }
                 Ok(t.with_shape(perm.iter().map(|&p| t.dims()[p]).collect::<Vec<_>>()))
@@ -539,7 +576,6 @@ impl Op {
             Op::Broadcast { shape } => {
                 let t = operands[0];
                 let out = t.with_shape(shape.clone());
-                check_shape_size(name, &out)?;
                 if !broadcastable_to(t.dims(), shape.dims()) {
                     return type_err!("cannot broadcast {t} to {shape}");
                 }
@@ -551,7 +587,7 @@ impl Op {
                     && end.len() == t.rank()
                     && (0..t.rank()).all(|i| start[i] <= end[i] && end[i] <= t.dims()[i]);
                 if !ok {
-                    return type_err!("slice [{start:?}, {end:?}) is not within {t}");
+                    return type_err!("slice [{}, {}) is not within {t}", ints(start), ints(end));
                 }
                 Ok(t.with_shape((0..t.rank()).map(|i| end[i] - start[i]).collect::<Vec<_>>()))
             }
@@ -572,11 +608,18 @@ impl Op {
                             list(operands)
                         );
                     }
-                    dims[*axis] += t.dims()[*axis];
+                    // Checked: extents beyond the limits (`f32[0,2^63]` twice) must not wrap to a small type.
+                    dims[*axis] = match dims[*axis].checked_add(t.dims()[*axis]) {
+                        Some(sum) if sum <= MAX_ELEMENTS => sum,
+                        _ => {
+                            return type_err!(
+                                "concat along axis {axis} of {}: the result's extent exceeds 2^40",
+                                list(operands)
+                            )
+                        }
+                    };
                 }
-                let out = first.with_shape(dims);
-                check_shape_size(name, &out)?;
-                Ok(out)
+                Ok(first.with_shape(dims))
             }
             Op::Matmul => {
                 let (a, b) = (operands[0], operands[1]);
@@ -594,37 +637,31 @@ impl Op {
                 }
                 let mut dims = a.dims().to_vec();
                 dims[r - 1] = b.dims()[r - 1];
-                let out = a.with_shape(dims);
-                check_shape_size(name, &out)?;
-                Ok(out)
+                Ok(a.with_shape(dims))
             }
         }
     }
 }
 
-/// Largest tensor the IR accepts: 2^40 elements. Far above any real model, low enough that byte sizes never overflow.
-pub const MAX_ELEMENTS: usize = 1 << 40;
-
+/// SPEC §1's limits for a type an op is given (its source type, or an operand whose count it compares).
 fn check_shape_size(name: &str, ty: &TensorType) -> Result<(), TypeError> {
     if ty.rank() > MAX_RANK {
-        return type_err!("{name} result {ty} has rank {} > {MAX_RANK}", ty.rank());
+        return type_err!("{name} type {ty} has rank {} > {MAX_RANK}", ty.rank());
     }
-    let numel = ty
-        .dims()
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    match numel {
-        Some(n) if n <= MAX_ELEMENTS => Ok(()),
-        _ => type_err!("{name} result {ty} has more than 2^40 elements"),
+    if !ty.within_limits() {
+        return type_err!(
+            "{name} type {ty} is too large: more than 2^40 elements (the product of its nonzero dims)"
+        );
     }
+    Ok(())
 }
 
 fn check_axes(name: &str, axes: &Axes, t: &TensorType) -> Result<(), TypeError> {
     let sorted_unique = axes.windows(2).all(|w| w[0] < w[1]);
     if !sorted_unique || axes.iter().any(|&a| a >= t.rank()) {
         return type_err!(
-            "{name} axes {:?} must be sorted, distinct and < rank of {t}",
-            axes.as_slice()
+            "{name} axes {} must be sorted, distinct and < rank of {t}",
+            ints(axes)
         );
     }
     Ok(())

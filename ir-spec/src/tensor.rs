@@ -55,8 +55,16 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// A tensor of type `ty`; fails if the data's dtype or length does not match.
+    /// A tensor of type `ty`; fails if the type is beyond SPEC §1's limits or the data's dtype or length does not
+    /// match.
     pub fn new(ty: TensorType, data: TensorData) -> Result<Tensor, IrError> {
+        if !ty.within_limits() {
+            // `numel` saturates beyond the limits, and an empty type like `f32[0,2^63]` would take empty data.
+            return Err(IrError::Invalid(format!(
+                "tensor type {ty} is beyond the limits: rank <= 8 and at most 2^40 elements (the product of the \
+                 nonzero dims)"
+            )));
+        }
         if data.dtype() != ty.dtype || data.len() != ty.numel() {
             return Err(IrError::Invalid(format!(
                 "tensor data of {} {} element(s) does not fit type {ty}",

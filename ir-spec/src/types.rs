@@ -9,6 +9,19 @@ use std::fmt;
 /// (and for the batched matmuls autodiff produces).
 pub const MAX_RANK: usize = 8;
 
+/// The size limit of every tensor type in a graph (SPEC §1): the product of its *nonzero* dims is at most 2^40.
+///
+/// So the element count, every dim, every row-major stride and every partial product of dims is at most 2^40, and a
+/// byte size at most 2^43: all fit the `i64` index arithmetic of the CPU backend and the `usize` of the interpreter
+/// and runtime with room to add two of them. Counting only nonzero dims matters: `f32[0,2^63]` has no elements but
+/// a stride of 2^63, and two of them concatenated overflow. (The Vulkan backend further refuses buffers of more than
+/// 2^32 - 1 elements, its `u32` indexes.)
+pub const MAX_ELEMENTS: usize = 1 << 40;
+
+/// Rank above which a shape prints abbreviated (`[1,1,1,1,1,1,1,1,… (200000 dims)]`). Only a type that breaks
+/// [`MAX_RANK`] can reach it, so graphs print exactly; an error about a huge bogus type stays short.
+const SHOWN_DIMS: usize = 16;
+
 /// Element type of a tensor.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum DType {
@@ -81,12 +94,27 @@ impl Shape {
         &self.0
     }
 
-    /// Number of elements (1 for a scalar). Saturates rather than overflowing; the verifier rejects such shapes.
+    /// Number of elements (1 for a scalar). Exact for shapes [`within_limits`](Shape::within_limits); saturates
+    /// rather than overflowing for others, which the typing rules reject.
     pub fn numel(&self) -> usize {
         self.0.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
     }
 
-    /// Row-major strides in elements.
+    /// SPEC §1's limits: rank at most [`MAX_RANK`] and the product of the nonzero dims at most [`MAX_ELEMENTS`]
+    /// (computed without overflow).
+    pub fn within_limits(&self) -> bool {
+        self.rank() <= MAX_RANK
+            && self
+                .0
+                .iter()
+                .filter(|&&d| d != 0)
+                .try_fold(1usize, |acc, &d| {
+                    acc.checked_mul(d).filter(|&p| p <= MAX_ELEMENTS)
+                })
+                .is_some()
+    }
+
+    /// Row-major strides in elements. Exact for shapes within the limits; saturating otherwise.
     pub fn strides(&self) -> SmallVec<[usize; MAX_RANK]> {
         let mut strides: SmallVec<[usize; MAX_RANK]> = SmallVec::from_elem(0, self.rank());
         let mut acc = 1usize;
@@ -118,12 +146,33 @@ impl From<Vec<usize>> for Shape {
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Abbreviated(&self.0, ",", "dims"))
+    }
+}
+
+/// A list of integers as `[a,b,c]` (items joined by the separator), abbreviated past `SHOWN_DIMS` items to the
+/// first half of them and the count: what error messages use to echo a shape or an integer attribute, which bad
+/// input can make millions of items long.
+/// The last field names the items in the count (`… (200000 dims)`).
+pub(crate) struct Abbreviated<'a>(pub &'a [usize], pub &'a str, pub &'a str);
+
+impl fmt::Display for Abbreviated<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Abbreviated(items, sep, noun) = *self;
+        let shown = if items.len() > SHOWN_DIMS {
+            &items[..SHOWN_DIMS / 2]
+        } else {
+            items
+        };
         f.write_str("[")?;
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in shown.iter().enumerate() {
             if i > 0 {
-                f.write_str(",")?;
+                f.write_str(sep)?;
             }
             write!(f, "{d}")?;
+        }
+        if shown.len() < items.len() {
+            write!(f, "{sep}… ({} {noun})", items.len())?;
         }
         f.write_str("]")
     }
@@ -189,7 +238,13 @@ impl TensorType {
         }
     }
 
-    /// Size of a dense row-major buffer holding this tensor.
+    /// SPEC §1's limits (see [`Shape::within_limits`]).
+    pub fn within_limits(&self) -> bool {
+        self.shape.within_limits()
+    }
+
+    /// Size of a dense row-major buffer holding this tensor. Exact within the limits (at most 2^43); saturating
+    /// otherwise.
     pub fn size_bytes(&self) -> usize {
         self.numel().saturating_mul(self.dtype.size_bytes())
     }

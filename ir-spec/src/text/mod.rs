@@ -27,7 +27,7 @@
 //! type      = ("f32" | "f64" | "i32" | "bool") "[" [ UINT { "," UINT } ] "]"
 //! scalar    = [+-] (DIGITS ["." DIGITS] [("e" | "E") [+-] DIGITS] | "inf" | "nan") | WORD
 //! ```
-//! `NAME`, `LABEL`, `WORD`: ASCII letters, digits, `_`, `.`. Blanks and `# comments` may appear between tokens; newlines
+//! A leading UTF-8 byte order mark is skipped. `NAME`, `LABEL`, `WORD`: ASCII letters, digits, `_`, `.`. Blanks and `# comments` may appear between tokens; newlines
 //! only between statements and inside `{...}` and `[...]`. Attributes per op: `input{role}`, `constant{value}`,
 //! `iota{axis}`, `cast{to}`, `compare{dir}`, `reduce_sum`/`reduce_max{axes, keep_dims}`, `reshape{shape}`,
 //! `transpose{perm}`, `broadcast{shape}`, `slice{start, end}`, `concat{axis}`; printed in that order, accepted in any.
@@ -35,7 +35,8 @@
 //! `-inf`, `nan`; i32 and bool constants as integers.
 //!
 //! - `lexer.rs`: the character cursor (words, numbers, strings, trivia), with byte positions.
-//! - `parser.rs`: statements → graph; errors carry the byte offset, turned into line:column here.
+//! - `parser.rs`: statements → graph; errors carry the byte offset, turned into line:column here. Errors stay short
+//!   on any input: echoed words, types and lists are abbreviated, long source lines cut around the column.
 //! - `printer.rs`: graph → text, one canonical spelling.
 
 mod lexer;
@@ -53,10 +54,26 @@ pub struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
-    /// The offending source line, for rendering with a caret.
+    /// The offending source line, for rendering with a caret; a line longer than 200 characters is cut to the 200
+    /// around the column, with `…` where it was cut.
     pub source_line: String,
+    /// The 1-based column of the caret in `source_line`: `column`, unless the line was cut.
+    pub source_column: usize,
     /// Optional file name used when rendering.
     pub path: Option<String>,
+}
+
+/// The most characters of a source line an error shows.
+const SHOWN_LINE: usize = 200;
+/// The most characters of a message: the parser abbreviates what it echoes, so this only bounds the unforeseen.
+const SHOWN_MESSAGE: usize = 1000;
+
+/// `text` cut to `max` characters (plus `…`), so that an error about a megabyte-long line stays readable.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 impl ParseError {
@@ -68,12 +85,33 @@ impl ParseError {
         }
         let line_start = src[..pos].rfind('\n').map_or(0, |i| i + 1);
         let line_end = src[pos..].find('\n').map_or(src.len(), |i| pos + i);
-        let source_line = src[line_start..line_end].trim_end_matches('\r');
+        let line = src[line_start..line_end].trim_end_matches('\r');
+        let column = src[line_start..pos].chars().count() + 1;
+        // A window of `SHOWN_LINE` characters with the column in its middle (or as near as the line's ends allow).
+        let (source_line, source_column) = match line.char_indices().nth(SHOWN_LINE) {
+            None => (line.to_string(), column),
+            Some(_) => {
+                let chars = line.chars().count();
+                let first = (column - 1)
+                    .saturating_sub(SHOWN_LINE / 2)
+                    .min(chars - SHOWN_LINE);
+                let rest: String = line.chars().skip(first).collect();
+                let mut shown = if first > 0 {
+                    "…".to_string()
+                } else {
+                    String::new()
+                };
+                let caret = column - first + usize::from(first > 0);
+                shown += &cut(&rest, SHOWN_LINE);
+                (shown, caret)
+            }
+        };
         ParseError {
             line: src[..line_start].matches('\n').count() + 1,
-            column: src[line_start..pos].chars().count() + 1,
-            message: message.into(),
-            source_line: source_line.to_string(),
+            column,
+            message: cut(&message.into(), SHOWN_MESSAGE),
+            source_line,
+            source_column,
             path: None,
         }
     }
@@ -88,7 +126,7 @@ impl ParseError {
     /// of the line when the error is at its end.
     fn caret_span(&self) -> std::ops::Range<usize> {
         let line = &self.source_line;
-        let skip = self.column.saturating_sub(1);
+        let skip = self.source_column.saturating_sub(1);
         match line.char_indices().nth(skip) {
             Some((start, c)) => start..start + c.len_utf8(),
             None => line.len()..line.len(),
@@ -106,7 +144,15 @@ impl std::fmt::Display for ParseError {
                 .path(path)
                 .annotation(AnnotationKind::Primary.span(self.caret_span())),
         )];
-        f.write_str(&Renderer::plain().render(report))
+        let rendered = Renderer::plain().render(report);
+        if self.source_column == self.column {
+            return f.write_str(&rendered);
+        }
+        // A long line was cut, and the renderer takes the header's column from the caret's place in the text it is
+        // shown, so the header says `source_column`: put the column in the file back.
+        let shown = format!("--> {path}:{}:{}", self.line, self.source_column);
+        let real = format!("--> {path}:{}:{}", self.line, self.column);
+        f.write_str(&rendered.replacen(&shown, &real, 1))
     }
 }
 

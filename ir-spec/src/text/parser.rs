@@ -11,10 +11,13 @@ use crate::graph::{Graph, NodeId};
 use crate::op::{fit_to_dtype, Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
 use crate::types::{DType, Shape, TensorType};
 use crate::verify::verify;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-/// Parses and verifies `.kir` text.
+/// Parses and verifies `.kir` text. A leading UTF-8 byte order mark (which some editors write) is skipped.
 pub fn parse(src: &str) -> Result<Graph, ParseError> {
+    // Positions are then offsets into the text after the mark, so line 1's columns don't count it.
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     Parser::new(src)
         .file()
         .map_err(|e| ParseError::at(src, e.pos, e.message))
@@ -43,7 +46,6 @@ enum Value<'s> {
 
 struct Attr<'s> {
     name: &'s str,
-    pos: Pos,
     value: Value<'s>,
     value_pos: Pos,
 }
@@ -57,18 +59,19 @@ struct Attrs<'s> {
 }
 
 impl<'s> Attrs<'s> {
-    /// Rejects attributes the op does not have; call before taking any, so that a misspelt attribute is reported as
-    /// such rather than as a missing one.
-    fn only(&self, known: &[&str]) -> PResult<()> {
-        if let Some((a, _)) = self.list.iter().find(|(a, _)| !known.contains(&a.name)) {
+    /// Rejects an attribute the op does not have. Called as each is read, so that a misspelt attribute is reported
+    /// as such rather than as a missing one, and so that the list never holds more than the op's few attributes
+    /// (checking each new one for a duplicate is then cheap even when the text has thousands).
+    fn check_known(&self, name: &str, pos: Pos, known: &[&str]) -> PResult<()> {
+        if !known.contains(&name) {
             let expected = if known.is_empty() {
                 format!("{} takes no attributes", self.mnemonic)
             } else {
                 format!("{} takes {}", self.mnemonic, known.join(", "))
             };
             return err(
-                a.pos,
-                format!("unknown attribute `{}` ({expected})", a.name),
+                pos,
+                format!("unknown attribute `{}` ({expected})", short(name)),
             );
         }
         Ok(())
@@ -150,16 +153,25 @@ impl<'s> Attrs<'s> {
     }
 }
 
+/// Source text echoed in an error message, cut to 40 characters: bad input may hold a megabyte-long word.
+fn short(text: &str) -> Cow<'_, str> {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()).into(),
+        None => text.into(),
+    }
+}
+
 /// A non-negative decimal integer that fits `usize`.
 fn uint(pos: Pos, text: &str) -> PResult<usize> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return err(
             pos,
-            format!("expected a non-negative integer, found `{text}`"),
+            format!("expected a non-negative integer, found `{}`", short(text)),
         );
     }
     text.parse()
-        .or_else(|_| err(pos, format!("integer `{text}` is too large")))
+        .or_else(|_| err(pos, format!("integer `{}` is too large", short(text))))
 }
 
 /// A constant element: `[+-]digits[.digits][(e|E)[+-]digits]`, `inf` or `nan` (optionally signed), or `true`/`false`.
@@ -176,9 +188,9 @@ fn number(pos: Pos, text: &str) -> PResult<f64> {
         "false" if body.len() == text.len() => 0.0,
         _ if is_decimal(body) => match body.parse::<f64>() {
             Ok(v) if v.is_finite() => v,
-            _ => return err(pos, format!("number `{text}` is out of range")),
+            _ => return err(pos, format!("number `{}` is out of range", short(text))),
         },
-        _ => return err(pos, format!("expected a number, found `{text}`")),
+        _ => return err(pos, format!("expected a number, found `{}`", short(text))),
     };
     Ok(if negative { -magnitude } else { magnitude })
 }
@@ -278,7 +290,6 @@ impl OpName {
 
     /// The op with its attributes; sources take `ty` (the annotated type) and inputs `label` as their name.
     fn build(&self, attrs: &mut Attrs, ty: &TensorType, label: &str) -> PResult<Op> {
-        attrs.only(self.attribute_names())?;
         let axes = |list: Vec<usize>| list.into_iter().collect::<Axes>();
         Ok(match self {
             OpName::Input => Op::Input {
@@ -453,7 +464,10 @@ impl<'s> Parser<'s> {
         let (at, label) = self.label(what)?;
         match self.labels.get(label) {
             Some(&id) => Ok((at, label, id)),
-            None => err(at, format!("`%{label}` is not defined before this use")),
+            None => err(
+                at,
+                format!("`%{}` is not defined before this use", short(label)),
+            ),
         }
     }
 
@@ -463,7 +477,10 @@ impl<'s> Parser<'s> {
         if self.labels.contains_key(label) {
             return err(
                 label_pos,
-                format!("duplicate label `%{label}`: it is already defined above"),
+                format!(
+                    "duplicate label `%{}`: it is already defined above",
+                    short(label)
+                ),
             );
         }
         self.expect('=', "`=` after the label")?;
@@ -474,7 +491,7 @@ impl<'s> Parser<'s> {
             return err(op_pos, format!("expected an op name{}", self.found()));
         }
         let Some(op_name) = OpName::from_mnemonic(mnemonic) else {
-            return err(op_pos, format!("unknown op `{mnemonic}`"));
+            return err(op_pos, format!("unknown op `{}`", short(mnemonic)));
         };
         self.cur.skip_blank();
         let mut attrs = Attrs {
@@ -483,7 +500,7 @@ impl<'s> Parser<'s> {
             list: Vec::new(),
         };
         if self.cur.peek() == Some('{') {
-            self.attributes(&mut attrs)?;
+            self.attributes(&mut attrs, op_name.attribute_names())?;
         }
         let mut operands = Vec::new();
         self.cur.skip_blank();
@@ -515,7 +532,7 @@ impl<'s> Parser<'s> {
                 IrError::Type { op, message, .. } => err(
                     op_pos,
                     IrError::Type {
-                        node: label.to_string(),
+                        node: short(label).into_owned(),
                         op,
                         message,
                     }
@@ -538,7 +555,7 @@ impl<'s> Parser<'s> {
     }
 
     /// `{ NAME = VALUE (, NAME = VALUE)* }`; the cursor is at `{`. Values are a scalar or a `[...]` list.
-    fn attributes(&mut self, attrs: &mut Attrs<'s>) -> PResult<()> {
+    fn attributes(&mut self, attrs: &mut Attrs<'s>, known: &[&str]) -> PResult<()> {
         self.cur.eat('{');
         self.cur.skip_blank_lines();
         if self.cur.eat('}') {
@@ -551,14 +568,19 @@ impl<'s> Parser<'s> {
             if name.is_empty() {
                 return err(pos, format!("expected an attribute name{}", self.found()));
             }
+            attrs.check_known(name, pos, known)?;
             if attrs.list.iter().any(|(a, _)| a.name == name) {
-                return err(pos, format!("duplicate attribute `{name}`"));
+                return err(pos, format!("duplicate attribute `{}`", short(name)));
             }
             self.cur.skip_blank_lines();
             if !self.cur.eat('=') {
                 return err(
                     self.cur.pos(),
-                    format!("expected `=` after attribute `{name}`{}", self.found()),
+                    format!(
+                        "expected `=` after attribute `{}`{}",
+                        short(name),
+                        self.found()
+                    ),
                 );
             }
             self.cur.skip_blank_lines();
@@ -575,7 +597,6 @@ impl<'s> Parser<'s> {
             attrs.list.push((
                 Attr {
                     name,
-                    pos,
                     value,
                     value_pos,
                 },
@@ -631,7 +652,7 @@ impl<'s> Parser<'s> {
             let found = if word.is_empty() {
                 self.found()
             } else {
-                format!(", found `{word}`")
+                format!(", found `{}`", short(word))
             };
             return err(
                 at,
@@ -665,14 +686,17 @@ impl<'s> Parser<'s> {
             "aliases" => {
                 let (at, label, id) = self.operand("the aliased input")?;
                 if !matches!(self.graph.node(id).op, Op::Input { .. }) {
-                    return err(at, format!("`%{label}` is not a graph input"));
+                    return err(at, format!("`%{}` is not a graph input", short(label)));
                 }
                 aliases = Some((at, label.to_string()));
             }
             word => {
                 return err(
                     alias_kw,
-                    format!("expected `aliases` or the end of the line, found `{word}`"),
+                    format!(
+                        "expected `aliases` or the end of the line, found `{}`",
+                        short(word)
+                    ),
                 )
             }
         }
@@ -680,7 +704,22 @@ impl<'s> Parser<'s> {
         self.graph
             .add_output_aliasing(name, value, aliases.map(|a| a.1))
             .or_else(|e| match e {
-                IrError::BadAlias { .. } => err(alias_pos, e.to_string()),
+                IrError::BadAlias { output, reason } => err(
+                    alias_pos,
+                    IrError::BadAlias {
+                        output: short(&output).into_owned(),
+                        reason,
+                    }
+                    .to_string(),
+                ),
+                IrError::Duplicate { what, name } => err(
+                    name_pos,
+                    IrError::Duplicate {
+                        what,
+                        name: short(&name).into_owned(),
+                    }
+                    .to_string(),
+                ),
                 e => err(name_pos, e.to_string()),
             })
     }
