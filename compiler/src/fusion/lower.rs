@@ -9,8 +9,7 @@
 //! `(node, coords)` and per instruction, so a row's `max` is computed once per row and reused by every stage.
 //!
 //! `emit` walks the expression on an explicit stack, not the thread's: a fused chain, or a chain of views, is as deep
-//! as the graph. The other recursions here (`renumber`, and `nested` blocks) go one level per nested loop, at most
-//! one per loop variable of extent >= 2 that a tensor's coordinates combine, so fewer than 64.
+//! as the graph. `renumber` recurses once per nested block, fewer than 64 (see [`crate::kernel`]).
 
 use super::{KernelKind, Partition, Placement};
 use crate::kernel::{
