@@ -81,9 +81,7 @@ fn add_chain_text(n: usize) -> String {
 /// [`add_chain_text`]'s graph, built directly; `loss` adds `loss = reduce_sum(%n)` as the output.
 fn add_chain(n: usize, loss: bool) -> Graph {
     let mut g = Graph::new("deep");
-    let x = g
-        .add_input("x", Role::Data, TensorType::f32(&[4]))
-        .unwrap();
+    let x = g.add_input("x", Role::Data, TensorType::f32(&[4])).unwrap();
     let mut v = x;
     for _ in 0..n {
         v = g.add(Op::Binary(BinaryOp::Add), &[v, x]).unwrap();
@@ -119,7 +117,11 @@ fn x_tensor() -> Tensor {
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
-    t.as_f32().expect("f32").iter().map(|v| v.to_bits()).collect()
+    t.as_f32()
+        .expect("f32")
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
 }
 
 fn f32_bits(values: &[f32]) -> Vec<u32> {
@@ -163,7 +165,9 @@ fn a_million_op_chain_exports_to_dot_with_a_cluster_per_node() {
     });
     assert_eq!(dot.matches("subgraph cluster_").count(), DEEP + 1);
     let last = format!("  subgraph cluster_{DEEP} {{");
-    assert!(dot[dot.find(&last).unwrap()..].contains(&format!("    n{DEEP} [label=\"%{DEEP}\\nadd")));
+    assert!(
+        dot[dot.find(&last).unwrap()..].contains(&format!("    n{DEEP} [label=\"%{DEEP}\\nadd"))
+    );
 }
 
 #[test]
@@ -182,9 +186,14 @@ fn grad_of_a_million_op_chain() {
         let g = add_chain(DEEP, true);
         let grad = timed("grad", || kiln::grad(&g, "loss", &["x"]).unwrap());
         assert!(grad.graph.len() > 2 * DEEP);
-        let outputs = timed("interpret", || interp::run(&grad.graph, &[x_tensor()]).unwrap());
+        let outputs = timed("interpret", || {
+            interp::run(&grad.graph, &[x_tensor()]).unwrap()
+        });
         let dx = grad.graph.outputs().iter().position(|o| o.name == "grad.x");
-        assert_eq!(outputs[dx.unwrap()].as_f32().unwrap(), &[(DEEP + 1) as f32; 4]);
+        assert_eq!(
+            outputs[dx.unwrap()].as_f32().unwrap(),
+            &[(DEEP + 1) as f32; 4]
+        );
     });
 }
 
@@ -199,9 +208,7 @@ fn the_pass_manager_takes_million_op_chains() {
 
         // neg(neg(y)) == y, a million times over: nothing but the input is left.
         let mut g = Graph::new("negs");
-        let x = g
-            .add_input("x", Role::Data, TensorType::f32(&[4]))
-            .unwrap();
+        let x = g.add_input("x", Role::Data, TensorType::f32(&[4])).unwrap();
         let mut v = x;
         for _ in 0..DEEP {
             v = g.add(Op::Unary(UnaryOp::Neg), &[v]).unwrap();
@@ -236,7 +243,13 @@ fn fusion_splits_and_lowers_a_million_op_chain() {
         let adds = |k: &Kernel| {
             let mut n = 0;
             k.body().visit(&mut |i| {
-                n += matches!(i, Inst::Let { op: ScalarOp::Binary(BinaryOp::Add, ..), .. }) as usize
+                n += matches!(
+                    i,
+                    Inst::Let {
+                        op: ScalarOp::Binary(BinaryOp::Add, ..),
+                        ..
+                    }
+                ) as usize
             });
             n
         };
@@ -252,9 +265,7 @@ fn lowering_follows_a_million_views_into_one_kernel() {
     on_small_stack(|| {
         // x, reshaped to [4,1] and back a million times over (all inline views), plus x: one kernel computing 2x.
         let mut g = Graph::new("views");
-        let x = g
-            .add_input("x", Role::Data, TensorType::f32(&[4]))
-            .unwrap();
+        let x = g.add_input("x", Role::Data, TensorType::f32(&[4])).unwrap();
         let mut v = x;
         for k in 0..DEEP {
             let shape = if k % 2 == 0 { [4, 1].as_slice() } else { &[4] };
@@ -367,7 +378,9 @@ fn the_issue_chain_compiles_and_runs_on_the_cpu_and_vulkan() {
             return;
         };
         let program = kiln::kernel_program(&g, &options).unwrap();
-        let exe = timed("Vulkan compile", || spirv::compile(device, &program).unwrap());
+        let exe = timed("Vulkan compile", || {
+            spirv::compile(device, &program).unwrap()
+        });
         let gpu = exe.run(&[x_tensor()]).unwrap();
         assert_eq!(bits(&gpu[0]), bits(&expected[0]), "Vulkan");
     });
@@ -397,9 +410,7 @@ fn rule_7_keeps_products_with_their_sums_and_loop_nests_whole() {
         // A chain of `v·x + x`: every cut falls on an `add`, so each `mul` stays in the kernel of the `add` that
         // the CPU contracts it into (an `fma`), as in one kernel.
         let mut g = Graph::new("fma");
-        let x = g
-            .add_input("x", Role::Data, TensorType::f32(&[4]))
-            .unwrap();
+        let x = g.add_input("x", Role::Data, TensorType::f32(&[4])).unwrap();
         let mut v = x;
         for _ in 0..ISSUE / 2 {
             let p = g.add(Op::Binary(BinaryOp::Mul), &[v, x]).unwrap();
@@ -423,9 +434,7 @@ fn rule_7_keeps_products_with_their_sums_and_loop_nests_whole() {
         // The same number of adds summed, or concatenated: kernels with a `reduce` or a `for`, left whole.
         for root in ["reduce_sum", "concat"] {
             let mut g = Graph::new(root);
-            let x = g
-                .add_input("x", Role::Data, TensorType::f32(&[4]))
-                .unwrap();
+            let x = g.add_input("x", Role::Data, TensorType::f32(&[4])).unwrap();
             let mut v = x;
             for _ in 0..ISSUE {
                 v = g.add(Op::Binary(BinaryOp::Add), &[v, x]).unwrap();

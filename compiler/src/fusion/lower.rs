@@ -730,7 +730,11 @@ impl<'a> Emitter<'a> {
                     }
                 }
                 Step::Combine(node, coords, combine) => {
-                    let mut pop = || values.pop().ok_or_else(|| internal("operand missing".into()));
+                    let mut pop = || {
+                        values
+                            .pop()
+                            .ok_or_else(|| internal("operand missing".into()))
+                    };
                     let op = match combine {
                         Combine::Unary(u) => ScalarOp::Unary(u, pop()?),
                         Combine::Cast => ScalarOp::Cast(pop()?),

@@ -509,7 +509,10 @@ impl Exprs {
         let mut has = Vec::with_capacity(n + 1);
         for e in &self.nodes[..=n] {
             let h = match e {
-                Expr::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic, ..)
+                Expr::Unary(
+                    UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic,
+                    ..,
+                )
                 | Expr::Binary(BinaryOp::Pow, ..) => true,
                 Expr::Load(..)
                 | Expr::Const(..)
