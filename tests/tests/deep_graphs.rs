@@ -18,8 +18,9 @@ use kiln::ir::dot::{to_dot, DotOptions};
 use kiln::ir::text::{parse, print};
 use kiln::ir::{interp, verify, BinaryOp, Graph, NodeId, Op, Role, Shape, Tensor, UnaryOp};
 use kiln::kernel::{self, Inst, Kernel, ScalarOp};
-use kiln::{Options, TensorType};
+use kiln::{Optimizer, Options, Sgd, TensorType};
 use kiln_tests::vulkan::device;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The chain length every stage must take.
@@ -80,8 +81,13 @@ fn add_chain_text(n: usize) -> String {
 
 /// [`add_chain_text`]'s graph, built directly; `loss` adds `loss = reduce_sum(%n)` as the output.
 fn add_chain(n: usize, loss: bool) -> Graph {
+    add_chain_of(n, loss, Role::Data)
+}
+
+/// [`add_chain`] with `x` of the given role.
+fn add_chain_of(n: usize, loss: bool, role: Role) -> Graph {
     let mut g = Graph::new("deep");
-    let x = g.add_input("x", Role::Data, TensorType::f32(&[4])).unwrap();
+    let x = g.add_input("x", role, TensorType::f32(&[4])).unwrap();
     let mut v = x;
     for _ in 0..n {
         v = g.add(Op::Binary(BinaryOp::Add), &[v, x]).unwrap();
@@ -180,10 +186,10 @@ fn a_million_op_chain_runs_on_the_interpreter() {
 }
 
 #[test]
-fn grad_of_a_million_op_chain() {
+fn grad_and_training_step_of_a_million_op_chain() {
     on_small_stack(|| {
         // loss = Σ (n+1)·x, so d loss / dx = n + 1: the sum of n + 1 ones, exact in f32.
-        let g = add_chain(DEEP, true);
+        let g = add_chain_of(DEEP, true, Role::Param);
         let grad = timed("grad", || kiln::grad(&g, "loss", &["x"]).unwrap());
         assert!(grad.graph.len() > 2 * DEEP);
         let outputs = timed("interpret", || {
@@ -194,6 +200,22 @@ fn grad_of_a_million_op_chain() {
             outputs[dx.unwrap()].as_f32().unwrap(),
             &[(DEEP + 1) as f32; 4]
         );
+        drop((grad, outputs));
+
+        // One SGD step: x - 0.5·(n+1), where 0.5·(n+1) = 500000.5 is exact in f32.
+        let sgd = Optimizer::Sgd(Sgd {
+            lr: 0.5,
+            ..Sgd::default()
+        });
+        let step = timed("training step", || {
+            kiln::training_step(&g, "loss", &["x"], &sgd).unwrap()
+        });
+        let mut values = HashMap::from([("x".to_string(), x_tensor())]);
+        timed("step", || {
+            kiln::step_on_interpreter(&step, &mut values).unwrap()
+        });
+        let stepped: Vec<f32> = X.iter().map(|x| x - 500000.5).collect();
+        assert_eq!(bits(&values["x"]), f32_bits(&stepped));
     });
 }
 
