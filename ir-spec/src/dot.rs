@@ -43,10 +43,15 @@ pub fn to_dot(graph: &Graph, options: &DotOptions) -> String {
     for i in (0..graph.len()).filter(|&i| group_of(i).is_none()) {
         let _ = writeln!(out, "  {}", node_statement(graph, NodeId(i as u32)));
     }
-    let mut groups: Vec<usize> = (0..graph.len()).filter_map(group_of).collect();
-    groups.sort_unstable();
-    groups.dedup();
-    for g in groups {
+    // Each group's nodes, ascending, in one pass: looking them up per group would take groups × nodes steps (a
+    // million-node chain fuses into a thousand kernels).
+    let mut members: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for i in 0..graph.len() {
+        if let Some(g) = group_of(i) {
+            members.entry(g).or_default().push(i);
+        }
+    }
+    for (g, nodes) in members {
         let name = options
             .group_names
             .get(g)
@@ -59,7 +64,7 @@ pub fn to_dot(graph: &Graph, options: &DotOptions) -> String {
             quote(&name),
             CLUSTER_FILLS[g % CLUSTER_FILLS.len()]
         );
-        for i in (0..graph.len()).filter(|&i| group_of(i) == Some(g)) {
+        for i in nodes {
             let _ = writeln!(out, "    {}", node_statement(graph, NodeId(i as u32)));
         }
         out.push_str("  }\n");

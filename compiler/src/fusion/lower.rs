@@ -7,6 +7,11 @@
 //! `reduce` loop nest over fresh variables, and any value materialized elsewhere is a `load`. Every instruction is
 //! placed in the outermost block where its variables are bound (loop-invariant hoisting), and values are memoized per
 //! `(node, coords)` and per instruction, so a row's `max` is computed once per row and reused by every stage.
+//!
+//! `emit` walks the expression on an explicit stack, not the thread's: a fused chain, or a chain of views, is as deep
+//! as the graph. `renumber` recurses once per nested block, fewer than 64 (see [`crate::kernel`]).
+
+mod renumber;
 
 use super::{KernelKind, Partition, Placement};
 use crate::kernel::scalar::Scalar;
@@ -14,7 +19,8 @@ use crate::kernel::{
     Block, Buffer, BufferId, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel,
     MatmulKernel, MatrixView, ProgramInput, ProgramOutput, ReduceKind, ScalarOp, ValueId, Var,
 };
-use kiln_ir::{DType, Graph, IrError, NodeId, Op, Shape};
+use kiln_ir::{BinaryOp, CmpDir, DType, Graph, IrError, NodeId, Op, Shape, UnaryOp};
+use renumber::renumber;
 use std::collections::HashMap;
 
 pub(super) enum LowerError {
@@ -159,6 +165,39 @@ struct ReduceRecord {
     level: usize,
     deps: Vec<Var>,
     enclosing: Vec<Var>,
+}
+
+/// One step of [`Emitter::emit`]'s walk, on its explicit stack.
+enum Step {
+    /// Push the value of a node at some coordinates (memoized, or computed by the steps [`Emitter::start`] pushes).
+    Value(NodeId, Vec<IndexExpr>),
+    /// The node's operand values are on top of the value stack, operand 0 deepest: replace them by the node's value.
+    Combine(NodeId, Vec<IndexExpr>, Combine),
+    /// A reduction's body is emitted and its value is on top: close the body's block and append the `reduce`.
+    CloseReduce(Box<OpenReduce>),
+    /// The value on top is also this view's value at these coordinates: memoize it.
+    Alias(NodeId, Vec<IndexExpr>),
+}
+
+/// The scalar op an elementwise node makes of its operands' values.
+#[derive(Clone, Copy)]
+enum Combine {
+    Unary(UnaryOp),
+    Cast,
+    Binary(BinaryOp),
+    Compare(CmpDir),
+    Select,
+}
+
+/// A `reduce` whose body is being emitted into `frames[level + 1]`.
+struct OpenReduce {
+    node: NodeId,
+    coords: Vec<IndexExpr>,
+    level: usize,
+    kind: ReduceKind,
+    loops: Vec<Loop>,
+    /// The blocks deeper than `level` on the path before the body's, restored when it closes.
+    hidden: Vec<Frame>,
 }
 
 struct Emitter<'a> {
@@ -590,24 +629,30 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// Follows inline views from `node` down to a buffer: the buffer and the element index of `coords`.
+    /// Follows inline views from `node` down to a buffer: the buffer and the element index of `coords`. (A loop:
+    /// a chain of views can be as long as the graph.)
     fn view_index(&self, node: NodeId, coords: &[IndexExpr]) -> Result<(BufferId, IndexExpr)> {
-        if let Some(buffer) = self.outside_buffer(node) {
-            return Ok((buffer, self.linear(coords, self.graph.ty(node).dims())));
-        }
-        if self.part.placement[node.index()] != Placement::Inline {
-            return Err(LowerError::Materialize(node));
-        }
-        match self.view_operand(node, coords) {
-            Some(Some((operand, c))) => self.view_index(operand, &c),
-            Some(None) => {
-                let operand = self.graph.node(node).operands[0];
-                match self.outside_buffer(operand) {
-                    Some(buffer) => Ok((buffer, self.linear(coords, self.graph.ty(node).dims()))),
-                    None => Err(LowerError::Materialize(operand)),
-                }
+        let (mut node, mut coords) = (node, coords.to_vec());
+        loop {
+            if let Some(buffer) = self.outside_buffer(node) {
+                return Ok((buffer, self.linear(&coords, self.graph.ty(node).dims())));
             }
-            None => Err(LowerError::Materialize(node)),
+            if self.part.placement[node.index()] != Placement::Inline {
+                return Err(LowerError::Materialize(node));
+            }
+            match self.view_operand(node, &coords) {
+                Some(Some((operand, c))) => (node, coords) = (operand, c),
+                Some(None) => {
+                    let operand = self.graph.node(node).operands[0];
+                    return match self.outside_buffer(operand) {
+                        Some(buffer) => {
+                            Ok((buffer, self.linear(&coords, self.graph.ty(node).dims())))
+                        }
+                        None => Err(LowerError::Materialize(operand)),
+                    };
+                }
+                None => return Err(LowerError::Materialize(node)),
+            }
         }
     }
 
@@ -670,25 +715,114 @@ impl<'a> Emitter<'a> {
             .find_map(|f| f.memo.get(key).copied())
     }
 
-    /// The value of `node` at `coords`, emitted into the current kernel.
-    fn emit(&mut self, node: NodeId, coords: &[IndexExpr]) -> Result<ValueId> {
-        let key = (node, coords.to_vec());
-        if let Some(v) = self.lookup(&key) {
-            return Ok(v);
-        }
-        let v = self.emit_uncached(node, coords)?;
+    /// Records `v` as the value of `node` at `coords`, in the block where `v` is placed.
+    fn memoize(&mut self, node: NodeId, coords: Vec<IndexExpr>, v: ValueId) {
         let level = self.value_level[v.index()];
-        self.frames[level].memo.insert(key, v);
-        Ok(v)
+        self.frames[level].memo.insert((node, coords), v);
     }
 
-    fn emit_uncached(&mut self, node: NodeId, coords: &[IndexExpr]) -> Result<ValueId> {
+    /// The value of `node` at `coords`, emitted into the current kernel.
+    ///
+    /// A walk down the operands, depth first, operand 0's whole expression before operand 1's: the order of the
+    /// instructions (and of the variables and values created) is that of the recursive definition. It runs on an
+    /// explicit stack of [`Step`]s, not the thread's: a fused chain is as deep as the graph, and a million-op chain
+    /// recursing once per op would overflow any thread's stack.
+    fn emit(&mut self, node: NodeId, coords: &[IndexExpr]) -> Result<ValueId> {
+        let mut steps = vec![Step::Value(node, coords.to_vec())];
+        let mut values: Vec<ValueId> = Vec::new();
+        while let Some(step) = steps.pop() {
+            match step {
+                Step::Value(node, coords) => {
+                    let key = (node, coords);
+                    match self.lookup(&key) {
+                        Some(v) => values.push(v),
+                        None => self.start(key.0, key.1, &mut steps, &mut values)?,
+                    }
+                }
+                Step::Combine(node, coords, combine) => {
+                    let mut pop = || {
+                        values
+                            .pop()
+                            .ok_or_else(|| internal("operand missing".into()))
+                    };
+                    let op = match combine {
+                        Combine::Unary(u) => ScalarOp::Unary(u, pop()?),
+                        Combine::Cast => ScalarOp::Cast(pop()?),
+                        Combine::Binary(b) => {
+                            let r = pop()?;
+                            ScalarOp::Binary(b, pop()?, r)
+                        }
+                        Combine::Compare(d) => {
+                            let r = pop()?;
+                            ScalarOp::Compare(d, pop()?, r)
+                        }
+                        Combine::Select => {
+                            let (b, a) = (pop()?, pop()?);
+                            ScalarOp::Select(pop()?, a, b)
+                        }
+                    };
+                    let v = self.let_(self.graph.ty(node).dtype, op);
+                    self.memoize(node, coords, v);
+                    values.push(v);
+                }
+                Step::CloseReduce(reduce) => {
+                    let value = values
+                        .pop()
+                        .ok_or_else(|| internal("reduction body without a value".into()))?;
+                    let OpenReduce {
+                        node,
+                        coords,
+                        level,
+                        kind,
+                        loops,
+                        hidden,
+                    } = *reduce;
+                    let frame = self.frames.pop().expect("opened by `open_reduce`");
+                    self.frames.extend(hidden);
+                    let id = self.new_value(level);
+                    self.frames[level].insts.push(Inst::Reduce {
+                        id,
+                        dtype: self.graph.ty(node).dtype,
+                        kind,
+                        loops,
+                        body: Block { insts: frame.insts },
+                        value,
+                    });
+                    self.memoize(node, coords, id);
+                    values.push(id);
+                }
+                Step::Alias(node, coords) => {
+                    let v = *values
+                        .last()
+                        .ok_or_else(|| internal("view without a value".into()))?;
+                    self.memoize(node, coords, v);
+                }
+            }
+        }
+        match values[..] {
+            [v] => Ok(v),
+            _ => Err(internal(format!("{} values left for one", values.len()))),
+        }
+    }
+
+    /// Starts on `node` at `coords`, which has no value yet: emits it if it needs no operand's value (pushing the
+    /// value onto `values`), else pushes the steps that compute its operands and then combine them.
+    fn start(
+        &mut self,
+        node: NodeId,
+        coords: Vec<IndexExpr>,
+        steps: &mut Vec<Step>,
+        values: &mut Vec<ValueId>,
+    ) -> Result<()> {
         let graph = self.graph;
         let n = graph.node(node);
         let dtype = n.ty.dtype;
         if let Some(buffer) = self.outside_buffer(node) {
-            let index = self.linear(coords, n.ty.dims());
-            return Ok(self.let_(dtype, ScalarOp::Load { buffer, index }));
+            let index = self.linear(&coords, n.ty.dims());
+            let v = self.let_(dtype, ScalarOp::Load { buffer, index });
+            self.memoize(node, coords, v);
+            values.push(v);
+            return Ok(());
         }
         match self.part.placement[node.index()] {
             Placement::Inline => {}
@@ -702,77 +836,91 @@ impl<'a> Emitter<'a> {
                 )))
             }
         }
-        let x = |i: usize| n.operands[i];
-        Ok(match &n.op {
+        let combine = match &n.op {
+            Op::Unary(u) => Some(Combine::Unary(*u)),
+            Op::Cast { .. } => Some(Combine::Cast),
+            Op::Binary(b) => Some(Combine::Binary(*b)),
+            Op::Compare(d) => Some(Combine::Compare(*d)),
+            Op::Select => Some(Combine::Select),
+            Op::Input { .. }
+            | Op::Constant { .. }
+            | Op::Iota { .. }
+            | Op::ReduceSum { .. }
+            | Op::ReduceMax { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Matmul => None,
+        };
+        if let Some(combine) = combine {
+            // Popped in reverse: operand 0 is computed first, as the recursive definition does.
+            steps.push(Step::Combine(node, coords.clone(), combine));
+            for &operand in n.operands.iter().rev() {
+                steps.push(Step::Value(operand, coords.clone()));
+            }
+            return Ok(());
+        }
+        let v = match &n.op {
             Op::Input { .. } => return Err(internal("an input without a buffer".into())),
             Op::Constant { value, .. } => match value.as_splat() {
                 Some(c) => self.let_(dtype, ScalarOp::constant(c)),
                 None => return Err(LowerError::Materialize(node)),
             },
             Op::Iota { axis, .. } => self.let_(dtype, ScalarOp::Index(coords[*axis].clone())),
-            Op::Unary(u) => {
-                let a = self.emit(x(0), coords)?;
-                self.let_(dtype, ScalarOp::Unary(*u, a))
-            }
-            Op::Cast { .. } => {
-                let a = self.emit(x(0), coords)?;
-                self.let_(dtype, ScalarOp::Cast(a))
-            }
-            Op::Binary(b) => {
-                let l = self.emit(x(0), coords)?;
-                let r = self.emit(x(1), coords)?;
-                self.let_(dtype, ScalarOp::Binary(*b, l, r))
-            }
-            Op::Compare(d) => {
-                let l = self.emit(x(0), coords)?;
-                let r = self.emit(x(1), coords)?;
-                self.let_(dtype, ScalarOp::Compare(*d, l, r))
-            }
-            Op::Select => {
-                let c = self.emit(x(0), coords)?;
-                let a = self.emit(x(1), coords)?;
-                let b = self.emit(x(2), coords)?;
-                self.let_(dtype, ScalarOp::Select(c, a, b))
+            Op::Unary(_) | Op::Cast { .. } | Op::Binary(_) | Op::Compare(_) | Op::Select => {
+                return Err(internal("elementwise op not combined".into()))
             }
             Op::ReduceSum { axes, keep_dims } => {
-                self.reduce(node, ReduceKind::Sum, axes, *keep_dims, coords)?
+                return self.open_reduce(node, ReduceKind::Sum, axes, *keep_dims, coords, steps)
             }
             Op::ReduceMax { axes, keep_dims } => {
-                self.reduce(node, ReduceKind::Max, axes, *keep_dims, coords)?
+                return self.open_reduce(node, ReduceKind::Max, axes, *keep_dims, coords, steps)
             }
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
-                match self.view_operand(node, coords) {
-                    Some(Some((operand, c))) => self.emit(operand, &c)?,
+                match self.view_operand(node, &coords) {
+                    // A view's value is its operand's at the mapped coordinates.
+                    Some(Some((operand, c))) => {
+                        steps.push(Step::Alias(node, coords));
+                        steps.push(Step::Value(operand, c));
+                        return Ok(());
+                    }
                     _ => {
-                        let operand = x(0);
+                        let operand = n.operands[0];
                         let Some(buffer) = self.outside_buffer(operand) else {
                             return Err(LowerError::Materialize(operand));
                         };
-                        let index = self.linear(coords, n.ty.dims());
+                        let index = self.linear(&coords, n.ty.dims());
                         self.let_(dtype, ScalarOp::Load { buffer, index })
                     }
                 }
             }
             Op::Concat { .. } => return Err(LowerError::Materialize(node)),
             Op::Matmul => {
-                if self.core == Some(node) && coords == self.core_coords.as_slice() {
+                if self.core == Some(node) && coords == self.core_coords {
                     self.let_(dtype, ScalarOp::MatmulAcc)
                 } else {
                     return Err(LowerError::Materialize(node));
                 }
             }
-        })
+        };
+        self.memoize(node, coords, v);
+        values.push(v);
+        Ok(())
     }
 
-    /// A `reduce` over fresh variables for the reduced axes, placed at the level of the kept coordinates.
-    fn reduce(
+    /// Opens a `reduce` over fresh variables for the reduced axes, placed at the level of the kept coordinates: a
+    /// new block for its body, and the steps that emit the body and then close it ([`Step::CloseReduce`]).
+    fn open_reduce(
         &mut self,
         node: NodeId,
         kind: ReduceKind,
         axes: &[usize],
         keep_dims: bool,
-        coords: &[IndexExpr],
-    ) -> Result<ValueId> {
+        coords: Vec<IndexExpr>,
+        steps: &mut Vec<Step>,
+    ) -> Result<()> {
         let n = self.graph.node(node);
         let operand = n.operands[0];
         let from = self.graph.ty(operand).dims().to_vec();
@@ -782,7 +930,7 @@ impl<'a> Emitter<'a> {
                 .map(|d| coords[d].clone())
                 .collect()
         } else {
-            coords.to_vec()
+            coords.clone()
         };
         // A group over a 0-sized dim is empty, so its value is the identity (SPEC §3.7): a constant, and no loop.
         // A loop of no trips would still leave the operand's loads behind: their indices drop the variable of
@@ -840,104 +988,22 @@ impl<'a> Emitter<'a> {
             deps,
             enclosing,
         });
-        let vars = loops.iter().map(|l| l.var).collect();
-        let (value, body) = self.nested(level + 1, vars, |e| e.emit(operand, &operand_coords))?;
-        let id = self.new_value(level);
-        self.frames[level].insts.push(Inst::Reduce {
-            id,
-            dtype: n.ty.dtype,
+        // The body's block at `level + 1`, hiding deeper blocks of the current path (as `nested` does) until
+        // `Step::CloseReduce` restores them.
+        let hidden = self.frames.split_off(level + 1);
+        self.frames.push(Frame {
+            loop_vars: loops.iter().map(|l| l.var).collect(),
+            ..Frame::default()
+        });
+        steps.push(Step::CloseReduce(Box::new(OpenReduce {
+            node,
+            coords,
+            level,
             kind,
             loops,
-            body,
-            value,
-        });
-        Ok(id)
-    }
-}
-
-/// Numbers values and variables in the order they appear in the printed kernel (values are created out of order:
-/// a reduce's body before the reduce, hoisted values late).
-fn renumber(kernel: &mut Kernel) {
-    #[derive(Default)]
-    struct Maps {
-        values: HashMap<ValueId, ValueId>,
-        vars: HashMap<Var, Var>,
-    }
-    impl Maps {
-        fn value(&mut self, v: &mut ValueId) {
-            let n = self.values.len() as u32;
-            *v = *self.values.entry(*v).or_insert(ValueId(n));
-        }
-        fn var(&mut self, v: &mut Var) {
-            let n = self.vars.len() as u32;
-            *v = *self.vars.entry(*v).or_insert(Var(n));
-        }
-        fn index(&mut self, e: &mut IndexExpr) {
-            for (v, _) in &mut e.terms {
-                self.var(v);
-            }
-            e.terms.sort();
-        }
-        fn loops(&mut self, loops: &mut [Loop]) {
-            for l in loops {
-                self.var(&mut l.var);
-            }
-        }
-        fn block(&mut self, block: &mut Block) {
-            for inst in &mut block.insts {
-                match inst {
-                    Inst::Let { id, op, .. } => {
-                        match op {
-                            ScalarOp::Load { index, .. } | ScalarOp::Index(index) => {
-                                self.index(index)
-                            }
-                            ScalarOp::Const { .. } | ScalarOp::MatmulAcc => {}
-                            ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => self.value(x),
-                            ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => {
-                                self.value(x);
-                                self.value(y);
-                            }
-                            ScalarOp::Select(c, x, y) => {
-                                self.value(c);
-                                self.value(x);
-                                self.value(y);
-                            }
-                        }
-                        self.value(id);
-                    }
-                    Inst::Reduce {
-                        id,
-                        loops,
-                        body,
-                        value,
-                        ..
-                    } => {
-                        self.value(id);
-                        self.loops(loops);
-                        self.block(body);
-                        self.value(value);
-                    }
-                    Inst::For { loops, body } => {
-                        self.loops(loops);
-                        self.block(body);
-                    }
-                    Inst::Store { index, value, .. } => {
-                        self.index(index);
-                        self.value(value);
-                    }
-                }
-            }
-        }
-    }
-    let mut maps = Maps::default();
-    match kernel {
-        Kernel::Loop(k) => {
-            maps.loops(&mut k.parallel);
-            maps.block(&mut k.body);
-        }
-        Kernel::Matmul(m) => {
-            maps.loops(&mut m.parallel);
-            maps.block(&mut m.epilogue);
-        }
+            hidden,
+        })));
+        steps.push(Step::Value(operand, operand_coords));
+        Ok(())
     }
 }

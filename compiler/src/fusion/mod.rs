@@ -34,6 +34,20 @@
 //!    the first of them (in execution order) when it has that kernel's shape: a forward matmul stores the ReLU mask
 //!    the backward reads, and a row kernel stores the row max beside the row's sum of exponentials, so a training
 //!    step's softmax cross-entropy is three kernels (row max and sum of exp, the scalar loss, the backward).
+//! 7. **A kernel without loop nests holds at most [`MAX_KERNEL_NODES`] nodes.** Once it has that many, the next
+//!    elementwise node that would join it (as a member or an extra output) is stored by a kernel of its own, which
+//!    the full kernel reads, so a long chain becomes kernels of [`MAX_KERNEL_NODES`] ops. One kernel per chain would
+//!    be one native function or shader as long as the chain, and their compilers are superlinear in its length: for
+//!    a 100,000-add chain, 4.4 s of Cranelift with 560 MB at peak and 18 s for lavapipe to build the shader, against
+//!    2.1 s and 160 MB as kernels of 1024 adds (test profile, a loaded 2-core machine). Normal kernels have tens of
+//!    nodes, so the rule only cuts generated chains; each cut costs one store and one load per element for 1024
+//!    ops. The split changes no value: such a kernel computes each member at its root's points with the same scalar
+//!    ops, and a stored value reloads exactly.
+//!    A `mul` is never the one stored, so a product stays beside the `add` or `sub` that the CPU contracts it into
+//!    (an `fma`, which rounds once). A kernel with a `reduce` or a `for` nest (a reduction, a concat) is left whole,
+//!    however long: a reduction whose body loads a value instead of computing it may be summed in another order
+//!    (the CPU picks f32x4 lanes or one accumulator from the body), and a division in a `for` by a value computed
+//!    outside it may become a multiplication by the reciprocal, where a kernel of its own divides.
 //!
 //! 7. **A kernel binds at most as many buffers as the device allows** (Vulkan only: [`lower_with_buffer_cap`], from
 //!    `kiln::compile_vulkan`, with `maxPerStageDescriptorStorageBuffers`; the CPU has no such limit and takes [`lower`]).
@@ -56,7 +70,7 @@
 mod lower;
 
 use crate::kernel::KernelProgram;
-use kiln_ir::{verify, Graph, IrError, Literal, NodeId, Op, OpClass};
+use kiln_ir::{verify, BinaryOp, Graph, IrError, Literal, NodeId, Op, OpClass};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -375,6 +389,22 @@ struct Building {
     nodes: Vec<NodeId>,
     /// Only elementwise members so far (a matmul may still become the core).
     pure_elementwise: bool,
+    /// The kernel has a `reduce` or a `for` nest (a reduction is a member, or the root is a concat): rule 7 leaves
+    /// it whole.
+    nests: bool,
+}
+
+/// At most this many nodes per kernel without loop nests (rule 7 of the module doc).
+pub const MAX_KERNEL_NODES: usize = 1024;
+
+/// Whether kernel `g` takes no more members like `op` (rule 7): it has no `reduce` or `for` nest and
+/// [`MAX_KERNEL_NODES`] members, and `op` is elementwise but not a `mul` (which the CPU may contract with its user
+/// into an `fma`).
+fn full(g: &Building, op: &Op) -> bool {
+    g.nodes.len() >= MAX_KERNEL_NODES
+        && !g.nests
+        && op.class() == OpClass::Elementwise
+        && !matches!(op, Op::Binary(BinaryOp::Mul))
 }
 
 /// The greedy partition, consumers first: a computed node joins the kernel of its users when they are all in one
@@ -453,7 +483,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                 }
                 OpClass::Contraction => false,
             };
-            if ok {
+            if ok && !full(g, &node.op) {
                 joined = Some(k);
             }
         }
@@ -467,6 +497,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
             if let Some(&first) = kernels.iter().min_by_key(|&&k| groups[k].root) {
                 let g = &groups[first];
                 let ok = graph.ty(g.root).shape == node.ty.shape
+                    && !full(g, &node.op)
                     && !matches!(graph.node(g.root).op, Op::Concat { .. })
                     && !matmul_kernels.contains(&first)
                     && (class == OpClass::Elementwise || g.kind == KernelKind::Loop);
@@ -480,6 +511,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
             g.nodes.push(id);
             g.stored.push(id);
             g.pure_elementwise &= class == OpClass::Elementwise;
+            g.nests |= class == OpClass::Reduction;
             placement[id.index()] = Placement::Kernel(k);
             continue;
         }
@@ -495,7 +527,11 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                         g.pure_elementwise = false;
                     }
                     OpClass::Elementwise | OpClass::Source => {}
-                    _ => g.pure_elementwise = false,
+                    OpClass::Reduction => {
+                        g.pure_elementwise = false;
+                        g.nests = true;
+                    }
+                    OpClass::Movement => g.pure_elementwise = false,
                 }
                 placement[id.index()] = Placement::Kernel(k);
             }
@@ -513,6 +549,8 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                     core_transposed: false,
                     nodes: vec![id],
                     pure_elementwise: node.op.class() == OpClass::Elementwise,
+                    nests: matches!(node.op, Op::Concat { .. })
+                        || node.op.class() == OpClass::Reduction,
                 });
                 placement[id.index()] = Placement::Kernel(groups.len() - 1);
             }

@@ -501,24 +501,30 @@ impl Exprs {
     }
 
     /// Whether expression `n` computes an `exp`, `log`, `tanh`, `logistic` or `pow` (a polynomial on the CPU).
+    ///
+    /// One pass over the nodes up to `n`, not a recursive walk: operands are interned before their users, so each
+    /// node's answer is known when it is reached. (A recursive walk visits a shared operand once per path to it,
+    /// exponentially many in `x + x` chains, and goes as deep as the body is long.)
     fn has_transcendental(&self, n: usize) -> bool {
-        match &self.nodes[n] {
-            Expr::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic, ..)
-            | Expr::Binary(BinaryOp::Pow, ..) => true,
-            Expr::Load(..)
-            | Expr::Const(..)
-            | Expr::Index(..)
-            | Expr::Outer(_)
-            | Expr::Opaque(_) => false,
-            Expr::Unary(_, x, _) | Expr::Cast(x, _) => self.has_transcendental(*x),
-            Expr::Binary(_, x, y, _) | Expr::Compare(_, x, y) => {
-                self.has_transcendental(*x) || self.has_transcendental(*y)
-            }
-            Expr::Select(c, x, y, _) => {
-                self.has_transcendental(*c)
-                    || self.has_transcendental(*x)
-                    || self.has_transcendental(*y)
-            }
+        let mut has = Vec::with_capacity(n + 1);
+        for e in &self.nodes[..=n] {
+            let h = match e {
+                Expr::Unary(
+                    UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic,
+                    ..,
+                )
+                | Expr::Binary(BinaryOp::Pow, ..) => true,
+                Expr::Load(..)
+                | Expr::Const(..)
+                | Expr::Index(..)
+                | Expr::Outer(_)
+                | Expr::Opaque(_) => false,
+                Expr::Unary(_, x, _) | Expr::Cast(x, _) => has[*x],
+                Expr::Binary(_, x, y, _) | Expr::Compare(_, x, y) => has[*x] || has[*y],
+                Expr::Select(c, x, y, _) => has[*c] || has[*x] || has[*y],
+            };
+            has.push(h);
         }
+        has[n]
     }
 }

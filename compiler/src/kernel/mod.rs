@@ -29,6 +29,12 @@
 //! - `For`: a sequential loop nest around a block (used to write the elements of a row that a parallel point owns);
 //! - `Store`: writes a value to a buffer element.
 //!
+//! Blocks nest one level per `Reduce` or `For`. Walks over a kernel (the printer, the interpreter, [`materialize`],
+//! the memory planner, both backends) recurse once per level, never once per instruction or per value: a block of a
+//! long fused chain holds millions of instructions, but a program lowered from a graph nests fewer than 64 deep. (A
+//! reduction nests inside another only if it depends on every enclosing loop variable, each of extent >= 2 and
+//! indexing one tensor, whose extents then multiply to at most that tensor's element count, below 2^64.)
+//!
 //! Values are in SSA form: each `%n` is defined once per kernel, and an instruction may use any value defined earlier
 //! in its own block or in an enclosing block. Loop variables ([`Var`]) are numbered per kernel; a variable is in scope
 //! in the block of the loop that binds it and in every block nested inside. [`MatmulKernel`]s are a library call with
