@@ -171,7 +171,7 @@ pub fn kernel_program(graph: &Graph, options: &Options) -> Result<KernelProgram,
     kernel_program_within(graph, options, None)
 }
 
-/// [`kernel_program`] with fusion's buffer cap (rule 7 of [`crate::fusion`]): no fused kernel binds more than
+/// [`kernel_program`] with fusion's buffer cap (rule 8 of [`crate::fusion`]): no fused kernel binds more than
 /// `max_buffers` distinct buffers. `None`: no cap (the CPU).
 fn kernel_program_within(
     graph: &Graph,

@@ -197,7 +197,7 @@ fn a_kernel_over_the_binding_limit_is_an_error() {
     }
 }
 
-/// The cut (rule 7 of fusion's cost model) fills each kernel up to the limit: a 40-input sum under a cap of 32 is a
+/// The cut (rule 8 of fusion's cost model) fills each kernel up to the limit: a 40-input sum under a cap of 32 is a
 /// 31-input partial sum (32 bindings with its output) and a kernel adding the other 9 (11 bindings); under a cap of
 /// 8, a first kernel of 7 inputs, five adding 6 each to the running sum, and one adding the last 3.
 #[test]

@@ -49,7 +49,7 @@
 //!    (the CPU picks f32x4 lanes or one accumulator from the body), and a division in a `for` by a value computed
 //!    outside it may become a multiplication by the reciprocal, where a kernel of its own divides.
 //!
-//! 7. **A kernel binds at most as many buffers as the device allows** (Vulkan only: [`lower_with_buffer_cap`], from
+//! 8. **A kernel binds at most as many buffers as the device allows** (Vulkan only: [`lower_with_buffer_cap`], from
 //!    `kiln::compile_vulkan`, with `maxPerStageDescriptorStorageBuffers`; the CPU has no such limit and takes [`lower`]).
 //!    A fused kernel that reads and writes more distinct buffers than the cap is cut: one of its members is
 //!    materialized — the one whose expression reads the most buffers while still fitting in a kernel of its own
@@ -229,7 +229,7 @@ pub fn lower(graph: &Graph) -> Result<KernelProgram, IrError> {
     Ok(program)
 }
 
-/// [`lower`] for a device on which one kernel binds at most `max_buffers` distinct buffers (rule 7 of the module
+/// [`lower`] for a device on which one kernel binds at most `max_buffers` distinct buffers (rule 8 of the module
 /// doc): kernels over the cap are cut by materializing members, until every kernel fits or no cut helps (the
 /// backend then rejects the kernel that is still over). With a cap no kernel reaches, the program is [`lower`]'s.
 pub fn lower_with_buffer_cap(graph: &Graph, max_buffers: usize) -> Result<KernelProgram, IrError> {
@@ -266,7 +266,7 @@ fn buffers_touched(kernel: &crate::kernel::Kernel) -> usize {
     all.len()
 }
 
-/// The member of kernel `k` to materialize so that it binds fewer buffers (rule 7): of the members not yet stored
+/// The member of kernel `k` to materialize so that it binds fewer buffers (rule 8): of the members not yet stored
 /// or cut whose expression reads at least 2 buffers, the one reading the most that still fits in a kernel of its own
 /// (`reads + 1 ≤ max_buffers`), or, if none fits, the one reading the fewest (a later round cuts it further).
 /// `None` when no member reads 2 buffers or more: no cut can help.

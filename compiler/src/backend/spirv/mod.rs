@@ -77,7 +77,7 @@
 //! [`Options::for_device`], lowered by hand in tests), and each is checked when a kernel is lowered:
 //!
 //! - **Bindings** (`maxPerStageDescriptorStorageBuffers`, `maxDescriptorSetStorageBuffers`; 32 on lavapipe, 4 at
-//!   least): fusion never forms a kernel binding more (rule 7 of [`crate::fusion`], applied by
+//!   least): fusion never forms a kernel binding more (rule 8 of [`crate::fusion`], applied by
 //!   [`crate::compile::compile_vulkan`]); a program made without that cap and a kernel no cut can shrink (a concat
 //!   of more operands than the limit) are an [`Error::Unsupported`] naming the kernel and the limit, and the runtime
 //!   refuses such a dispatch too. Past its limit of 32, lavapipe (Mesa 22.3) ran a shader with 33 bindings to zeros
