@@ -74,14 +74,14 @@ pub const MEMORY_LIMIT_VAR: &str = "KILN_MEMORY_LIMIT";
 
 /// The memory a run may use, in bytes, and where that number comes from: `KILN_MEMORY_LIMIT` when set, else
 /// `MemAvailable` of `/proc/meminfo` (Linux; free memory plus what the kernel can reclaim). `None` when neither is
-/// known (another OS, or a malformed value), and then nothing is checked.
+/// known (another OS), and then nothing is checked. A `KILN_MEMORY_LIMIT` that is not a byte count is taken as 0, so
+/// every check fails and its message names the variable, rather than a typo silently turning the check off.
 pub fn available_memory() -> Option<(usize, &'static str)> {
     if let Ok(limit) = std::env::var(MEMORY_LIMIT_VAR) {
-        return limit
-            .trim()
-            .parse()
-            .ok()
-            .map(|bytes| (bytes, "KILN_MEMORY_LIMIT"));
+        return Some(match limit.trim().parse() {
+            Ok(bytes) => (bytes, "KILN_MEMORY_LIMIT"),
+            Err(_) => (0, "KILN_MEMORY_LIMIT, which is not a whole number of bytes"),
+        });
     }
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     meminfo_available(&meminfo).map(|bytes| (bytes, "MemAvailable in /proc/meminfo"))

@@ -221,6 +221,54 @@ fn the_cut_fills_each_kernel_up_to_the_limit() {
     assert_eq!(bindings(41), [41]);
 }
 
+/// `y1 = exp(x)`, `y{i} = y{i-1} + 1`, every `yi` a graph output: fusion makes one kernel writing all `n` of them
+/// (rule 6's extra outputs), binding `n + 1` buffers, which only cutting a stored member can split.
+fn chain_of_outputs(n: usize) -> Graph {
+    let mut b = Builder::new(format!("outputs{n}"));
+    let x = b.data("x", TensorType::f32(&[4])).unwrap();
+    let one = b.full(TensorType::f32(&[4]), 1.0).unwrap();
+    let mut y = b.exp(x).unwrap();
+    b.output("y1", y).unwrap();
+    for i in 2..=n {
+        y = b.add(y, one).unwrap();
+        b.output(&format!("y{i}"), y).unwrap();
+    }
+    b.finish()
+}
+
+/// A kernel over the cap because of its outputs (not its reads) is cut too, and still matches the interpreter.
+#[test]
+fn a_kernel_with_more_outputs_than_the_binding_limit_is_cut() {
+    let graph = chain_of_outputs(40);
+    for cap in [32, 8] {
+        let options = spirv::Options {
+            limits: DeviceLimits {
+                max_storage_buffers: cap,
+                ..DeviceLimits::UNCHECKED
+            },
+            ..spirv::Options::default()
+        };
+        let bindings: Vec<usize> = shaders(&graph, &options)
+            .iter()
+            .map(|k| k.bindings.len())
+            .collect();
+        assert!(
+            bindings.len() > 1 && bindings.iter().all(|&b| b <= cap as usize),
+            "cap {cap}: bindings per kernel {bindings:?}"
+        );
+        if let Some(device) = device() {
+            let options = lowered(device, |l| l.max_storage_buffers = cap);
+            run_checked(
+                device,
+                &graph,
+                &options,
+                3,
+                &format!("40 outputs, cap {cap}"),
+            );
+        }
+    }
+}
+
 /// Lowered binding limits (down to Vulkan's minimum, 4) on wide random graphs: every kernel fits and every result
 /// matches the interpreter — the random-graph differential case for kernels wider than the binding limit.
 #[test]

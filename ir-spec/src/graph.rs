@@ -153,15 +153,15 @@ impl Graph {
 
     pub fn input(&self, name: &str) -> Option<InputInfo<'_>> {
         let id = *self.index.labels.get(name)?;
-        match &self.nodes[id.index()].op {
-            Op::Input { name, role, ty } => Some(InputInfo {
-                id,
-                name,
-                role: *role,
-                ty,
-            }),
-            _ => None,
-        }
+        let Op::Input { name, role, ty } = &self.nodes[id.index()].op else {
+            return None;
+        };
+        Some(InputInfo {
+            id,
+            name,
+            role: *role,
+            ty,
+        })
     }
 
     /// The label a node prints with: its input name, its explicit name, or its index.

@@ -504,3 +504,30 @@ fn materialize_decides_a_doubling_chain_in_linear_time() {
     });
     assert_eq!(kernels, 1);
 }
+
+#[test]
+fn rule_7_cuts_a_chain_of_products_alone_at_twice_the_length() {
+    on_small_stack(|| {
+        // `mul`s are kept beside the `add` they contract into, but a chain of nothing but products must not stay
+        // one kernel however long: it is cut at 2·MAX_KERNEL_NODES members, and the values reload exactly.
+        let n = 5 * fusion::MAX_KERNEL_NODES;
+        let mut g = Graph::new("products");
+        let x = g.add_input("x", Role::Data, TensorType::f32(&[4])).unwrap();
+        let mut v = x;
+        for _ in 0..n {
+            v = g.add(Op::Binary(BinaryOp::Mul), &[v, x]).unwrap();
+        }
+        g.add_output("y", v).unwrap();
+        let part = fusion::partition(&g);
+        assert!(part.kernels.len() >= n / (2 * fusion::MAX_KERNEL_NODES));
+        assert!(part
+            .kernels
+            .iter()
+            .all(|k| k.nodes.len() <= 2 * fusion::MAX_KERNEL_NODES));
+        let input = x_tensor();
+        let expected = kiln::ir::interp::run(&g, std::slice::from_ref(&input)).unwrap();
+        let program = fusion::lower(&g).unwrap();
+        let actual = kernel::interp::run(&program, std::slice::from_ref(&input)).unwrap();
+        assert_eq!(bits(&actual[0]), bits(&expected[0]));
+    });
+}

@@ -227,7 +227,8 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, others: &[Vec<u8>]) {
             }
         }
         // Duplicate a line (duplicate labels and outputs, uses before definitions once lines move).
-        8 => {
+        // (An input mutated down to nothing has no line to duplicate.)
+        8 if len > 0 => {
             let lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
             let line = rng.pick(&lines).to_vec();
             let at = rng.below(lines.len() + 1);

@@ -873,10 +873,34 @@ impl<'a> Emitter<'a> {
                 return Err(internal("elementwise op not combined".into()))
             }
             Op::ReduceSum { axes, keep_dims } => {
-                return self.open_reduce(node, ReduceKind::Sum, axes, *keep_dims, coords, steps)
+                match self.empty_reduce(node, ReduceKind::Sum, axes) {
+                    Some(identity) => identity,
+                    None => {
+                        return self.open_reduce(
+                            node,
+                            ReduceKind::Sum,
+                            axes,
+                            *keep_dims,
+                            coords,
+                            steps,
+                        )
+                    }
+                }
             }
             Op::ReduceMax { axes, keep_dims } => {
-                return self.open_reduce(node, ReduceKind::Max, axes, *keep_dims, coords, steps)
+                match self.empty_reduce(node, ReduceKind::Max, axes) {
+                    Some(identity) => identity,
+                    None => {
+                        return self.open_reduce(
+                            node,
+                            ReduceKind::Max,
+                            axes,
+                            *keep_dims,
+                            coords,
+                            steps,
+                        )
+                    }
+                }
             }
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
                 match self.view_operand(node, &coords) {
@@ -910,6 +934,23 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
+    /// A reduction whose groups are empty (a reduced dim of extent 0) is its identity (SPEC §3.7): a constant, and no
+    /// loop. A loop of no trips would still leave the operand's loads behind: their indices drop the variable of
+    /// extent 0, so they would be hoisted out of the loop and read an empty buffer at every point.
+    fn empty_reduce(&mut self, node: NodeId, kind: ReduceKind, axes: &[usize]) -> Option<ValueId> {
+        let n = self.graph.node(node);
+        let from = self.graph.ty(n.operands[0]).dims();
+        if !axes.iter().any(|&d| from[d] == 0) {
+            return None;
+        }
+        let dtype = n.ty.dtype;
+        let identity = match kind {
+            ReduceKind::Sum => Scalar::zero(dtype),
+            ReduceKind::Max => Scalar::lowest(dtype),
+        };
+        Some(self.let_(dtype, ScalarOp::constant(identity.to_f64())))
+    }
+
     /// Opens a `reduce` over fresh variables for the reduced axes, placed at the level of the kept coordinates: a
     /// new block for its body, and the steps that emit the body and then close it ([`Step::CloseReduce`]).
     fn open_reduce(
@@ -932,17 +973,6 @@ impl<'a> Emitter<'a> {
         } else {
             coords.clone()
         };
-        // A group over a 0-sized dim is empty, so its value is the identity (SPEC §3.7): a constant, and no loop.
-        // A loop of no trips would still leave the operand's loads behind: their indices drop the variable of
-        // extent 0, so they would be hoisted out of the loop and read an empty buffer at every point.
-        if axes.iter().any(|&d| from[d] == 0) {
-            let dtype = n.ty.dtype;
-            let identity = match kind {
-                ReduceKind::Sum => Scalar::zero(dtype),
-                ReduceKind::Max => Scalar::lowest(dtype),
-            };
-            return Ok(self.let_(dtype, ScalarOp::constant(identity.to_f64())));
-        }
         let level = kept.iter().map(|c| self.expr_level(c)).max().unwrap_or(0);
         let mut loops = Vec::new();
         let mut operand_coords = Vec::with_capacity(from.len());

@@ -43,8 +43,9 @@
 //!    nodes, so the rule only cuts generated chains; each cut costs one store and one load per element for 1024
 //!    ops. The split changes no value: such a kernel computes each member at its root's points with the same scalar
 //!    ops, and a stored value reloads exactly.
-//!    A `mul` is never the one stored, so a product stays beside the `add` or `sub` that the CPU contracts it into
-//!    (an `fma`, which rounds once). A kernel with a `reduce` or a `for` nest (a reduction, a concat) is left whole,
+//!    A `mul` is not the one stored until the kernel has twice [`MAX_KERNEL_NODES`] members, so a product stays
+//!    beside the `add` or `sub` that the CPU contracts it into (an `fma`, which rounds once); a chain of products
+//!    alone is still cut, at twice the length. A kernel with a `reduce` or a `for` nest (a reduction, a concat) is left whole,
 //!    however long: a reduction whose body loads a value instead of computing it may be summed in another order
 //!    (the CPU picks f32x4 lanes or one accumulator from the body), and a division in a `for` by a value computed
 //!    outside it may become a multiplication by the reciprocal, where a kernel of its own divides.
@@ -52,8 +53,8 @@
 //! 8. **A kernel binds at most as many buffers as the device allows** (Vulkan only: [`lower_with_buffer_cap`], from
 //!    `kiln::compile_vulkan`, with `maxPerStageDescriptorStorageBuffers`; the CPU has no such limit and takes [`lower`]).
 //!    A fused kernel that reads and writes more distinct buffers than the cap is cut: one of its members is
-//!    materialized — the one whose expression reads the most buffers while still fitting in a kernel of its own
-//!    (its reads plus its output), so a 40-input sum under a cap of 32 becomes a 31-input partial sum and a kernel
+//!    materialized — the one whose cut frees the most bindings (the buffers its expression reads, and its own
+//!    output when it is an extra output of rule 6) while still fitting in a kernel of its own, so a 40-input sum under a cap of 32 becomes a 31-input partial sum and a kernel
 //!    adding the other 9 to it — and fusion runs again, until every kernel fits. A single primitive never needs a
 //!    cut, except a `concat` of more operands than the cap (every other op has at most 3 operands and 1 result);
 //!    a kernel that no cut brings under the cap is left as is, and the SPIR-V backend rejects it with an error
@@ -266,10 +267,10 @@ fn buffers_touched(kernel: &crate::kernel::Kernel) -> usize {
     all.len()
 }
 
-/// The member of kernel `k` to materialize so that it binds fewer buffers (rule 8): of the members not yet stored
-/// or cut whose expression reads at least 2 buffers, the one reading the most that still fits in a kernel of its own
-/// (`reads + 1 ≤ max_buffers`), or, if none fits, the one reading the fewest (a later round cuts it further).
-/// `None` when no member reads 2 buffers or more: no cut can help.
+/// The member of kernel `k` to materialize so that it binds fewer buffers (rule 8): of the members other than the
+/// root not yet cut whose cut frees at least 2 bindings (the buffers its expression reads, and its own output when it
+/// is stored), the heaviest that still fits in a kernel of its own (`reads + 1 ≤ max_buffers`), or, if none fits,
+/// the lightest (a later round cuts it further). `None` when no cut can help.
 fn cut_point(
     graph: &Graph,
     part: &Partition,
@@ -300,21 +301,26 @@ fn cut_point(
         }
         found.len()
     };
-    let candidates: Vec<(usize, NodeId)> = group
+    // A member's weight is the bindings a cut takes out of kernel `k`: the buffers it reads, plus its own output
+    // when it is stored (an extra output of rule 6, such as one of a chain of graph outputs).
+    let candidates: Vec<(usize, usize, NodeId)> = group
         .nodes
         .iter()
-        .filter(|&&n| !group.stored.contains(&n) && !cuts.contains(&n))
-        .map(|&n| (sources(n), n))
-        .filter(|&(reads, _)| reads >= 2)
+        .filter(|&&n| n != group.root && !cuts.contains(&n))
+        .map(|&n| {
+            let reads = sources(n);
+            (reads + usize::from(group.stored.contains(&n)), reads, n)
+        })
+        .filter(|&(weight, _, _)| weight >= 2)
         .collect();
     let fitting = candidates
         .iter()
-        .filter(|&&(reads, _)| reads < max_buffers)
-        // The most reads; the first node among equals.
-        .min_by_key(|&&(reads, n)| (std::cmp::Reverse(reads), n));
+        .filter(|&&(_, reads, _)| reads < max_buffers)
+        // The heaviest; the first node among equals.
+        .min_by_key(|&&(weight, _, n)| (std::cmp::Reverse(weight), n));
     fitting
-        .or_else(|| candidates.iter().min_by_key(|&&(reads, n)| (reads, n)))
-        .map(|&(_, n)| n)
+        .or_else(|| candidates.iter().min_by_key(|&&(weight, _, n)| (weight, n)))
+        .map(|&(_, _, n)| n)
 }
 
 /// [`lower`] without the kernel-IR passes: fusion's own program, what the tests compare those passes against.
@@ -399,12 +405,15 @@ pub const MAX_KERNEL_NODES: usize = 1024;
 
 /// Whether kernel `g` takes no more members like `op` (rule 7): it has no `reduce` or `for` nest and
 /// [`MAX_KERNEL_NODES`] members, and `op` is elementwise but not a `mul` (which the CPU may contract with its user
-/// into an `fma`).
+/// into an `fma`) — unless the kernel has twice that many, so a chain of products alone is cut too.
 fn full(g: &Building, op: &Op) -> bool {
-    g.nodes.len() >= MAX_KERNEL_NODES
-        && !g.nests
-        && op.class() == OpClass::Elementwise
-        && !matches!(op, Op::Binary(BinaryOp::Mul))
+    let is_mul = matches!(op, Op::Binary(BinaryOp::Mul));
+    let limit = if is_mul {
+        2 * MAX_KERNEL_NODES
+    } else {
+        MAX_KERNEL_NODES
+    };
+    g.nodes.len() >= limit && !g.nests && op.class() == OpClass::Elementwise
 }
 
 /// The greedy partition, consumers first: a computed node joins the kernel of its users when they are all in one

@@ -103,7 +103,7 @@ impl DeviceLimits {
     };
 
     /// No limit that a shader lowered without a device could hit: what a device-less lowering (`kiln dump --stage
-    /// spirv`, the snapshot tests) assumes, the workgroup limits at what every desktop driver offers (256
+    /// spirv`, the snapshot tests) assumes, the workgroup limits at what every desktop driver offers (1,024
     /// invocations, 65,535 groups per dimension, 16 KiB of shared memory). A device's own limits
     /// ([`DeviceLimits::of`]) are checked when it is compiled for.
     pub const UNCHECKED: DeviceLimits = DeviceLimits {
