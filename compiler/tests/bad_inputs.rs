@@ -6,23 +6,11 @@ use kiln::nn::{self, Loss, ModelKind, ModelSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Linear regression with a mean-squared-error loss (as in `tests/cli.rs`).
-const LINREG: &str = "\
-graph linreg {
-  %x = input{role=data} : f32[8,3]
-  %w = input{role=param} : f32[1,3]
-  %y = input{role=data} : f32[8,1]
-  %3 = transpose{perm=[1,0]} %w : f32[3,1]
-  %pred = matmul %x, %3 : f32[8,1]
-  %err = sub %pred, %y : f32[8,1]
-  %sq = mul %err, %err : f32[8,1]
-  %sum = reduce_sum{axes=[0,1], keep_dims=false} %sq : f32[]
-  %scale = constant{value=0.125} : f32[]
-  %loss = mul %sum, %scale : f32[]
-  output pred = %pred
-  output loss = %loss
+#[allow(dead_code)] // each test binary uses part of the shared support
+mod support {
+    pub mod kiln_cli;
 }
-";
+use support::kiln_cli::LINREG;
 
 /// A 4 TB input: within the IR's 2^40 elements, far beyond any machine.
 const HUGE: &str = "\

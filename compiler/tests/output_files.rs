@@ -10,25 +10,7 @@ use std::process::{Command, ExitStatus, Stdio};
 mod support {
     pub mod kiln_cli;
 }
-use support::kiln_cli::kiln;
-
-/// Linear regression with a mean-squared-error loss (as in `tests/cli.rs`).
-const LINREG: &str = "\
-graph linreg {
-  %x = input{role=data} : f32[8,3]
-  %w = input{role=param} : f32[1,3]
-  %y = input{role=data} : f32[8,1]
-  %3 = transpose{perm=[1,0]} %w : f32[3,1]
-  %pred = matmul %x, %3 : f32[8,1]
-  %err = sub %pred, %y : f32[8,1]
-  %sq = mul %err, %err : f32[8,1]
-  %sum = reduce_sum{axes=[0,1], keep_dims=false} %sq : f32[]
-  %scale = constant{value=0.125} : f32[]
-  %loss = mul %sum, %scale : f32[]
-  output pred = %pred
-  output loss = %loss
-}
-";
+use support::kiln_cli::{kiln, LINREG};
 
 fn workdir(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -1,7 +1,26 @@
-//! Running the `kiln` binary from the CLI tests (`tests/cli.rs`, `tests/bench_cli.rs`, `tests/train.rs`): its exit
-//! code and both streams.
+//! Running the `kiln` binary from the CLI tests (`tests/cli.rs`, `tests/bench_cli.rs`, `tests/train.rs`,
+//! `tests/bad_inputs.rs`, `tests/output_files.rs`): its exit code and both streams, and a small graph they share.
 
 use std::process::Command;
+
+/// Linear regression with a mean-squared-error loss: small enough to train in three steps.
+pub const LINREG: &str = "\
+# y ≈ x wᵀ
+graph linreg {
+  %x = input{role=data} : f32[8,3]
+  %w = input{role=param} : f32[1,3]
+  %y = input{role=data} : f32[8,1]
+  %3 = transpose{perm=[1,0]} %w : f32[3,1]
+  %pred = matmul %x, %3 : f32[8,1]
+  %err = sub %pred, %y : f32[8,1]
+  %sq = mul %err, %err : f32[8,1]
+  %sum = reduce_sum{axes=[0,1], keep_dims=false} %sq : f32[]
+  %scale = constant{value=0.125} : f32[]
+  %loss = mul %sum, %scale : f32[]
+  output pred = %pred
+  output loss = %loss
+}
+";
 
 pub struct Outcome {
     pub code: i32,
