@@ -14,6 +14,7 @@
 use kiln_ir::interp;
 use kiln_ir::text::{parse, print};
 use kiln_ir::{verify, Graph, Tensor};
+use kiln_tests::graph_gen::Rng;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -136,28 +137,6 @@ const EXTREMES: &[&str] = &[
     "1e309",
 ];
 
-/// SplitMix64: small, seedable, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
-
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus")
 }
@@ -206,7 +185,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, others: &[Vec<u8>]) {
         }
         // Replace a range with a range of another entry (or this one).
         4 => {
-            let other = rng.pick(others).clone();
+            let other = others[rng.below(others.len())].clone();
             let (start, end) = range(rng, len, 64);
             let (from, to) = range(rng, other.len(), 64);
             input.splice(start..end, other[from..to].iter().copied());
@@ -219,7 +198,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, others: &[Vec<u8>]) {
                 })
                 .collect();
             if !digits.is_empty() {
-                let start = *rng.pick(&digits);
+                let start = rng.pick(&digits);
                 let end = (start..len)
                     .find(|&i| !input[i].is_ascii_digit())
                     .unwrap_or(len);
@@ -361,7 +340,7 @@ fn mutants_never_panic_and_round_trip() {
     let (mut rounds, mut parsed) = (0u64, 0u64);
     // Panics are caught and reported with the input; the default hook's message still shows which one.
     while Instant::now() < deadline {
-        let mut input = rng.pick(&pool).clone();
+        let mut input = pool[rng.below(pool.len())].clone();
         for _ in 0..1 + rng.below(3) {
             mutate(&mut rng, &mut input, &corpus);
         }
