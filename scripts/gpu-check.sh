@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the GPU backend's tests (compiler/tests/spirv_backend.rs) on this machine's Vulkan GPU, prints the device,
+# Runs the GPU backend's tests (compiler/tests/vulkan/spirv_backend.rs) on this machine's Vulkan GPU, prints the device,
 # then benchmarks W1–W4 (benches/workloads/*.kir, kept equal to the criterion benches' graphs by
 # benches/tests/workloads_kir.rs) with `kiln bench --backend vulkan`: per-dispatch device time from timestamp
 # queries, GB/s or GFLOP/s per kernel, compile time and whole-run time. W4 is the whole SGD step of the MLP.
@@ -19,8 +19,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
 build_tests() {
-  cargo test --release -p kiln --test spirv_backend --no-run --message-format=json 2>/dev/null \
-    | sed -n 's/.*"executable":"\([^"]*spirv_backend[^"]*\)".*/\1/p' | tail -1
+  cargo test --release -p kiln --test main --no-run --message-format=json 2>/dev/null \
+    | sed -n 's/.*"executable":"\([^"]*\/main-[^"]*\)".*/\1/p' | tail -1
 }
 
 build_kiln() {
@@ -71,8 +71,9 @@ fi
 "$kiln" devices
 log=$(mktemp)
 start=$(date +%s%N)
-# The snapshot tests pin the code generator's text, not the device; they run with the rest of the workspace.
-"$bin" --nocapture --test-threads 1 --skip snapshot_ 2>&1 | tee "$log"
+# The crate's one test binary, its `vulkan::spirv_backend` module only. The snapshot tests pin the code generator's
+# text, not the device; they run with the rest of the workspace.
+"$bin" vulkan::spirv_backend:: --nocapture --test-threads 1 --skip snapshot_ 2>&1 | tee "$log"
 echo "tests took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 device=$(sed -n 's/.*Vulkan device: //p' "$log" | head -1)
 [ -n "$device" ] || { echo "FAIL: no Vulkan device was opened"; exit 1; }

@@ -1,7 +1,8 @@
-//! The accuracy table of `kiln::backend::cpu::math`: every f32 input of exp, log, tanh and logistic (all 2^32 bit
+//! The accuracy table of `kiln::backend::cpu::math`: every f32 input of exp, log, tanh, logistic and erf (all 2^32 bit
 //! patterns) against Rust's f64 functions, the f64 variants on 2^24 bit patterns spread over the whole range, and
 //! f32 `pow` on a grid of pairs. Prints a Markdown table. Takes a few minutes: `cargo run --release --example
-//! math_sweep` (`-- --quick` for every 17th f32 only, `-- --no-fma` for the fmul + fadd code of hosts without FMA).
+//! math_sweep` (`-- --quick` for every 17th f32 only, `-- --no-fma` for the fmul + fadd code of hosts without FMA,
+//! `-- --only erf` for one function's f32 and f64 rows, without pow).
 
 #[allow(dead_code)]
 #[path = "../tests/support/math_check.rs"]
@@ -16,10 +17,21 @@ const CHUNK: u64 = 1 << 22;
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let no_fma = std::env::args().any(|a| a == "--no-fma");
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").map(|i| {
+        args.get(i + 1)
+            .expect("--only takes a function name")
+            .as_str()
+    });
+    let funcs: Vec<Func> = Func::ALL
+        .into_iter()
+        .filter(|f| only.is_none_or(|name| f.name() == name))
+        .collect();
+    assert!(!funcs.is_empty(), "no function named {only:?}");
     let step: u64 = if quick { 17 } else { 1 };
     println!("| function | type | domain | max ulp | where |");
     println!("|---|---|---|---|---|");
-    for func in Func::ALL {
+    for &func in &funcs {
         let worst = sweep_all_f32(func, step, no_fma);
         let mut domain = if quick {
             "every 17th f32"
@@ -40,20 +52,29 @@ fn main() {
             worst.want
         );
     }
-    for func in Func::ALL {
+    for &func in &funcs {
         let mut jit = JitModule::new().expect("host JIT");
-        let kernel = func.compile::<f64>(&mut jit);
+        let math = if no_fma {
+            MathEmitter::with_fma(false)
+        } else {
+            jit.math()
+        };
+        let kernel = func.compile_with::<f64>(&mut jit, math);
         jit.finalize().expect("finalize");
         let inputs = math_check::spread_f64(1 << 24);
         let worst = math_check::worst_f64(&jit, &kernel, func, &inputs);
         println!(
-            "| {} | f64 | 2^24 spread f64 | {:.2} | x = {:e}: {:e}, want {:e} |",
+            "| {} | f64 | 2^24 spread f64{} | {:.2} | x = {:e}: {:e}, want {:e} |",
             func.name(),
+            if no_fma { ", no fma" } else { "" },
             worst.ulp,
             worst.input,
             worst.got,
             worst.want
         );
+    }
+    if only.is_some() {
+        return;
     }
     let (pairs, worst) = pow_grid_f64();
     print_pow_row("f64", pairs, &worst);

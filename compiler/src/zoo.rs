@@ -2,84 +2,14 @@
 //!
 //! The `.kir` files are these graphs printed; a test keeps the two in step. Parameters are named as PyTorch's
 //! `nn.Sequential` would name them (`l0.weight`, `l0.bias`, ...), which is also what `../shared/golden` uses.
+//!
+//! The activations and losses are the model API's ([`crate::nn::Activation`], [`crate::nn::Loss`]): one vocabulary,
+//! and the same builder calls, for a model built here and one built by `kiln::nn`.
 
-use kiln_ir::{Builder, DType, Graph, IrError, TensorType, Value};
+use crate::nn::{Activation, Loss};
+use kiln_ir::{Builder, DType, Graph, IrError, TensorType};
 
 type Result<T> = std::result::Result<T, IrError>;
-
-/// Activation applied between the layers of an [`mlp`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    Identity,
-    Relu,
-    LeakyRelu,
-    Sigmoid,
-    Tanh,
-    Softplus,
-}
-
-impl Activation {
-    pub fn from_name(name: &str) -> Option<Activation> {
-        Some(match name {
-            "identity" => Activation::Identity,
-            "relu" => Activation::Relu,
-            "leaky_relu" => Activation::LeakyRelu,
-            "sigmoid" => Activation::Sigmoid,
-            "tanh" => Activation::Tanh,
-            "softplus" => Activation::Softplus,
-            _ => return None,
-        })
-    }
-
-    /// The name [`Activation::from_name`] reads.
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Identity => "identity",
-            Activation::Relu => "relu",
-            Activation::LeakyRelu => "leaky_relu",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Tanh => "tanh",
-            Activation::Softplus => "softplus",
-        }
-    }
-
-    /// PyTorch's default negative slope of `LeakyReLU`.
-    pub const LEAKY_SLOPE: f64 = 0.01;
-
-    pub fn apply(self, b: &mut Builder, x: Value) -> Result<Value> {
-        match self {
-            Activation::Identity => Ok(x),
-            Activation::Relu => b.relu(x),
-            Activation::LeakyRelu => b.leaky_relu(x, Activation::LEAKY_SLOPE),
-            Activation::Sigmoid => b.sigmoid(x),
-            Activation::Tanh => b.tanh(x),
-            Activation::Softplus => b.softplus(x),
-        }
-    }
-}
-
-/// The loss at the end of an [`mlp`]; every loss is a mean.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Loss {
-    Mse,
-    /// Sigmoid on the output, then binary cross-entropy.
-    Bce,
-    BceWithLogits,
-    /// Softmax cross-entropy against integer labels.
-    CrossEntropy,
-}
-
-impl Loss {
-    pub fn from_name(name: &str) -> Option<Loss> {
-        Some(match name {
-            "mse" => Loss::Mse,
-            "bce" => Loss::Bce,
-            "bce_with_logits" => Loss::BceWithLogits,
-            "cross_entropy" => Loss::CrossEntropy,
-            _ => return None,
-        })
-    }
-}
 
 /// A multi-layer perceptron `layers[0] → ... → layers[n]` on a batch of `batch` rows, with `activation` after every
 /// layer but the last and `loss` on the output. Inputs: `x` (data), then `l{i}.weight` / `l{i}.bias` (params), then
@@ -122,15 +52,7 @@ pub fn mlp(
         }
         b.name(h, &format!("h{i}"))?;
     }
-    let value = match loss {
-        Loss::Mse => b.mse_loss(h, y)?,
-        Loss::Bce => {
-            let p = b.sigmoid(h)?;
-            b.bce_loss(p, y)?
-        }
-        Loss::BceWithLogits => b.bce_with_logits(h, y)?,
-        Loss::CrossEntropy => b.cross_entropy(h, y)?,
-    };
+    let value = loss.apply(&mut b, h, y)?;
     b.output("out", h)?;
     b.output("loss", value)?;
     Ok(b.finish())

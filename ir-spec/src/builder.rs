@@ -175,6 +175,9 @@ impl Builder {
     pub fn abs(&mut self, x: Value) -> Result<Value> {
         self.unary(UnaryOp::Abs, x)
     }
+    pub fn erf(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Erf, x)
+    }
 
     pub fn cast(&mut self, x: Value, to: DType) -> Result<Value> {
         if self.dtype(x) == to {

@@ -108,14 +108,17 @@ fn node_statement(graph: &Graph, id: NodeId) -> String {
         op_summary(&node.op),
         node.ty
     );
-    let style = match &node.op {
-        Op::Input { role, .. } => match role {
+    // Fed values by role, constants small and grey; every computed value looks alike (the label tells them apart).
+    let style = if let Op::Input { role, .. } = &node.op {
+        match role {
             Role::Data => "fillcolor=white",
             Role::Param => "fillcolor=\"#f4a261\"",
             Role::State => "fillcolor=\"#fff3b0\"",
-        },
-        Op::Constant { .. } => "fillcolor=\"#d9d9d9\", fontsize=8, height=0.3",
-        _ => "fillcolor=\"#cfe8fc\"",
+        }
+    } else if let Op::Constant { .. } = &node.op {
+        "fillcolor=\"#d9d9d9\", fontsize=8, height=0.3"
+    } else {
+        "fillcolor=\"#cfe8fc\""
     };
     format!("n{} [label={}, {style}];", id.0, quote(&label))
 }
@@ -136,7 +139,12 @@ fn op_summary(op: &Op) -> String {
         Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Matmul => m.to_string(),
         // Shapes are visible in the result type; the rest prints as in `.kir`.
         Op::Reshape { .. } | Op::Broadcast { .. } => m.to_string(),
-        _ => format!("{m} {}", printer::attributes(op).join(" ")),
+        Op::Iota { .. }
+        | Op::ReduceSum { .. }
+        | Op::ReduceMax { .. }
+        | Op::Transpose { .. }
+        | Op::Slice { .. }
+        | Op::Concat { .. } => format!("{m} {}", printer::attributes(op).join(" ")),
     }
 }
 

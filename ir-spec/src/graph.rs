@@ -137,18 +137,17 @@ impl Graph {
 
     /// The graph inputs in insertion order.
     pub fn inputs(&self) -> impl Iterator<Item = InputInfo<'_>> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| match &n.op {
-                Op::Input { name, role, ty } => Some(InputInfo {
-                    id: NodeId(i as u32),
-                    name,
-                    role: *role,
-                    ty,
-                }),
-                _ => None,
+        self.nodes.iter().enumerate().filter_map(|(i, n)| {
+            let Op::Input { name, role, ty } = &n.op else {
+                return None;
+            };
+            Some(InputInfo {
+                id: NodeId(i as u32),
+                name,
+                role: *role,
+                ty,
             })
+        })
     }
 
     pub fn input(&self, name: &str) -> Option<InputInfo<'_>> {

@@ -3,6 +3,7 @@
 //! This is what the reference interpreter computes on and what every backend's results are compared against.
 
 use crate::error::IrError;
+use crate::op::Scalar;
 use crate::types::{DType, Shape, TensorType};
 
 /// Dense row-major elements of one dtype.
@@ -189,33 +190,28 @@ impl Tensor {
     }
 
     /// The same elements under a new dtype, converted as the `cast` op does.
+    /// Element `i` (row-major) as a [`Scalar`].
+    pub fn element(&self, i: usize) -> Scalar {
+        match &self.data {
+            TensorData::F32(v) => Scalar::F32(v[i]),
+            TensorData::F64(v) => Scalar::F64(v[i]),
+            TensorData::I32(v) => Scalar::I32(v[i]),
+            TensorData::Bool(v) => Scalar::Bool(v[i]),
+        }
+    }
+
     pub fn cast(&self, to: DType) -> Tensor {
         let ty = self.ty.with_dtype(to);
         if to == self.dtype() {
             return self.clone();
         }
+        // Element by element through the one meaning of `cast` (SPEC.md §3.3).
         let n = self.numel();
-        let data = match (&self.data, to) {
-            // Float -> int: truncate toward zero, saturate, NaN -> 0 (Rust's `as`, and what SPEC.md states).
-            (TensorData::F32(v), DType::I32) => {
-                TensorData::I32(v.iter().map(|&x| x as i32).collect())
-            }
-            (TensorData::F64(v), DType::I32) => {
-                TensorData::I32(v.iter().map(|&x| x as i32).collect())
-            }
-            (TensorData::F64(v), DType::F32) => {
-                TensorData::F32(v.iter().map(|&x| x as f32).collect())
-            }
-            (_, DType::F32) => {
-                TensorData::F32((0..n).map(|i| self.data.get_f64(i) as f32).collect())
-            }
-            (_, DType::F64) => TensorData::F64((0..n).map(|i| self.data.get_f64(i)).collect()),
-            (_, DType::I32) => {
-                TensorData::I32((0..n).map(|i| self.data.get_f64(i) as i32).collect())
-            }
-            (_, DType::Bool) => {
-                TensorData::Bool((0..n).map(|i| self.data.get_f64(i) != 0.0).collect())
-            }
+        let data = match to {
+            DType::F32 => TensorData::F32((0..n).map(|i| self.element(i).cast_f32()).collect()),
+            DType::F64 => TensorData::F64((0..n).map(|i| self.element(i).to_f64()).collect()),
+            DType::I32 => TensorData::I32((0..n).map(|i| self.element(i).cast_i32()).collect()),
+            DType::Bool => TensorData::Bool((0..n).map(|i| self.element(i).as_bool()).collect()),
         };
         Tensor { ty, data }
     }

@@ -1,4 +1,5 @@
-//! Gradient (vector-Jacobian product) rules, one arm per primitive in the order of [`Op`].
+//! Gradient (vector-Jacobian product) rules, one arm per primitive in the order of [`Op`]; the elementwise ops' rules
+//! are their entries in the op table (`op/elementwise.rs`).
 //!
 //! Each rule appends to the builder the nodes that map the cotangent `g` of a node's result `y` to the cotangents of
 //! its operands. Rules follow PyTorch at non-differentiable points (SPEC.md states each): ties of `max`/`min` split
@@ -8,7 +9,7 @@
 use crate::builder::{Builder, Value};
 use crate::error::IrError;
 use crate::graph::NodeId;
-use crate::op::{BinaryOp, CmpDir, Op, UnaryOp};
+use crate::op::{CmpDir, Op};
 use smallvec::{smallvec, SmallVec};
 
 /// The cotangent of each operand (`None`: no gradient flows, or the caller did not ask for it).
@@ -31,51 +32,11 @@ pub fn vjp(
         // Sources have no operands.
         Op::Input { .. } | Op::Constant { .. } | Op::Iota { .. } => {}
 
+        // The elementwise table's rule (`op/elementwise.rs`).
         Op::Unary(u) => {
-            if !want(0) {
-                return Ok(grads);
+            if want(0) {
+                grads[0] = Some(u.vjp(b, g, x(0), y)?);
             }
-            let x0 = x(0);
-            grads[0] = Some(match u {
-                // d/dx -x = -1
-                UnaryOp::Neg => b.neg(g)?,
-                // d/dx exp(x) = exp(x) = y
-                UnaryOp::Exp => b.mul(g, y)?,
-                // d/dx log(x) = 1/x
-                UnaryOp::Log => b.div(g, x0)?,
-                // d/dx sqrt(x) = 1 / (2 sqrt(x)) = 0.5 / y
-                UnaryOp::Sqrt => {
-                    let half_g = b.mul_scalar(g, 0.5)?;
-                    b.div(half_g, y)?
-                }
-                // d/dx 1/x = -1/x² = -y²
-                UnaryOp::Recip => {
-                    let y2 = b.mul(y, y)?;
-                    let gy2 = b.mul(g, y2)?;
-                    b.neg(gy2)?
-                }
-                // d/dx tanh(x) = 1 - tanh(x)² = 1 - y²
-                UnaryOp::Tanh => {
-                    let y2 = b.mul(y, y)?;
-                    let d = b.rsub_scalar(1.0, y2)?;
-                    b.mul(g, d)?
-                }
-                // d/dx σ(x) = σ(x)(1 - σ(x)) = y (1 - y)
-                UnaryOp::Logistic => {
-                    let one_minus = b.rsub_scalar(1.0, y)?;
-                    let d = b.mul(y, one_minus)?;
-                    b.mul(g, d)?
-                }
-                // d/dx |x| = sign(x), with sign(0) = 0
-                UnaryOp::Abs => {
-                    let zero = b.zeros_like(g)?;
-                    let neg_g = b.neg(g)?;
-                    let is_neg = b.compare_scalar(CmpDir::Lt, x0, 0.0)?;
-                    let below = b.select(is_neg, neg_g, zero)?;
-                    let is_pos = b.compare_scalar(CmpDir::Gt, x0, 0.0)?;
-                    b.select(is_pos, g, below)?
-                }
-            });
         }
 
         // A float-to-float cast passes the gradient back in the operand's dtype; casts to or from i32/bool are
@@ -88,83 +49,9 @@ pub fn vjp(
         }
 
         Op::Binary(op) => {
-            let (l, r) = (x(0), x(1));
-            match op {
-                // d(a + b) = da + db
-                BinaryOp::Add => {
-                    grads[0] = want(0).then_some(g);
-                    grads[1] = want(1).then_some(g);
-                }
-                // d(a - b) = da - db
-                BinaryOp::Sub => {
-                    grads[0] = want(0).then_some(g);
-                    if want(1) {
-                        grads[1] = Some(b.neg(g)?);
-                    }
-                }
-                // d(a b) = b da + a db
-                BinaryOp::Mul => {
-                    if want(0) {
-                        grads[0] = Some(b.mul(g, r)?);
-                    }
-                    if want(1) {
-                        grads[1] = Some(b.mul(g, l)?);
-                    }
-                }
-                // d(a / b) = da / b - a / b² db = da / b - y / b db
-                BinaryOp::Div => {
-                    if want(0) {
-                        grads[0] = Some(b.div(g, r)?);
-                    }
-                    if want(1) {
-                        let gy = b.mul(g, y)?;
-                        let q = b.div(gy, r)?;
-                        grads[1] = Some(b.neg(q)?);
-                    }
-                }
-                // max: the larger operand gets g, a tie gives each g/2 (torch.maximum). min mirrors it.
-                BinaryOp::Max | BinaryOp::Min => {
-                    let wins = if *op == BinaryOp::Max {
-                        CmpDir::Gt
-                    } else {
-                        CmpDir::Lt
-                    };
-                    let zero = b.zeros_like(g)?;
-                    let half = b.mul_scalar(g, 0.5)?;
-                    let tie = b.compare(CmpDir::Eq, l, r)?;
-                    let on_tie = b.select(tie, half, zero)?;
-                    if want(0) {
-                        let l_wins = b.compare(wins, l, r)?;
-                        grads[0] = Some(b.select(l_wins, g, on_tie)?);
-                    }
-                    if want(1) {
-                        let r_wins = b.compare(wins, r, l)?;
-                        grads[1] = Some(b.select(r_wins, g, on_tie)?);
-                    }
-                }
-                // d(a^b) = b a^(b-1) da + a^b log(a) db; PyTorch defines the first term as 0 where b = 0 and the
-                // second as 0 where a = 0 and b >= 0.
-                BinaryOp::Pow => {
-                    let zero = b.zeros_like(g)?;
-                    if want(0) {
-                        let b_minus_1 = b.add_scalar(r, -1.0)?;
-                        let p = b.pow(l, b_minus_1)?;
-                        let bp = b.mul(r, p)?;
-                        let full = b.mul(g, bp)?;
-                        let b_is_zero = b.compare_scalar(CmpDir::Eq, r, 0.0)?;
-                        grads[0] = Some(b.select(b_is_zero, zero, full)?);
-                    }
-                    if want(1) {
-                        let log_a = b.log(l)?;
-                        let ylog = b.mul(y, log_a)?;
-                        let full = b.mul(g, ylog)?;
-                        let b_nonneg = b.compare_scalar(CmpDir::Ge, r, 0.0)?;
-                        let at_zero = b.select(b_nonneg, zero, full)?;
-                        let a_is_zero = b.compare_scalar(CmpDir::Eq, l, 0.0)?;
-                        grads[1] = Some(b.select(a_is_zero, at_zero, full)?);
-                    }
-                }
-            }
+            let [dl, dr] = op.vjp(b, g, (x(0), x(1)), y, [want(0), want(1)])?;
+            grads[0] = dl;
+            grads[1] = dr;
         }
 
         // Comparisons are piecewise constant.

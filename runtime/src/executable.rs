@@ -10,18 +10,18 @@
 //! Running an [`Executable`] from several threads at once is safe: each run takes its own arena (from a pool of
 //! arenas, so steady-state runs don't allocate one) and its own outputs; constants and code are shared read-only. One
 //! run at a time uses the workers; a run that finds them busy runs on its own thread alone, with the same results.
+//!
+//! The kernels themselves ([`Step`]) and the buffer table are in [`crate::step`], which this module and
+//! [`crate::pool`] both use; this module uses the pool, never the other way round.
 
 use crate::buffer::{tensor_ptr, HostBuffer};
 use crate::gemm::Gemm;
 use crate::pool::{self, Pool, Split};
+use crate::step::{Step, Table};
 use crate::RunError;
 use kiln_ir::{Role, Tensor, TensorType};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
-
-/// A kernel's native entry: runs points `[start, end)` of its flattened parallel space (row-major over its parallel
-/// loops) on the buffers of `table`.
-pub type KernelFn = unsafe extern "C" fn(table: *const *mut u8, start: u64, end: u64);
 
 /// Where one buffer of the program lives during a run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -85,39 +85,6 @@ impl Layout {
     }
 }
 
-/// One kernel, in execution order.
-pub enum Step {
-    /// A loop nest: `entry` over `points` parallel points.
-    Loop {
-        name: String,
-        points: u64,
-        /// Estimated work of one point (scalar instructions of the body, inner loops multiplied out; at least 1):
-        /// how finely the points are worth splitting.
-        cost: u64,
-        entry: KernelFn,
-    },
-    /// A matrix product, then (unless the product is written straight to its destination) an epilogue over the
-    /// `points` of `[β.., m, n]` that reads the product from the scratch. The product runs in the fixed tiles of
-    /// [`Gemm::tiling`]; the epilogue runs on each tile right after its product, or in one pass after all of them
-    /// ([`Executable::set_epilogue_in_tiles`]).
-    Matmul {
-        name: String,
-        gemm: Gemm,
-        points: u64,
-        /// Estimated work of the epilogue at one point, as for [`Step::Loop`].
-        cost: u64,
-        epilogue: Option<KernelFn>,
-    },
-}
-
-impl Step {
-    pub fn name(&self) -> &str {
-        match self {
-            Step::Loop { name, .. } | Step::Matmul { name, .. } => name,
-        }
-    }
-}
-
 /// A compiled program, ready to run. `Send + Sync`: share it (e.g. in an `Arc`) and run it from any thread.
 pub struct Executable {
     layout: Layout,
@@ -141,12 +108,6 @@ impl std::fmt::Debug for Executable {
             .field("threads", &self.threads)
             .finish()
     }
-}
-
-/// The buffers of one run (or session step): one pointer per table slot.
-#[derive(Clone)]
-pub(crate) struct Table {
-    pub(crate) slots: Vec<*mut u8>,
 }
 
 impl Executable {
@@ -442,7 +403,8 @@ mod tests {
 
     static THREADS_SEEN: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
 
-    /// Records the thread that runs each point and takes a while about it.
+    /// Records the thread that runs each point and takes a while about it. `unsafe` only to be a `KernelFn`: it
+    /// never reads the table.
     unsafe extern "C" fn record_thread(_: *const *mut u8, start: u64, end: u64) {
         for _ in start..end {
             THREADS_SEEN

@@ -4,6 +4,8 @@
 //! - [`executable`]: [`Executable`], native kernels with the layout of their buffers (inputs read in place,
 //!   constants, a per-run arena planned by the compiler, outputs) and the input/output signature; `run` checks the
 //!   inputs against the signature and never lets a wrong tensor reach a kernel.
+//! - [`step`]: [`Step`], one kernel of an executable, its native entry and the buffer table it runs on; shared by
+//!   `executable` and `pool` (`executable` → `pool` → `step`, one way).
 //! - [`pool`]: a persistent pool of workers per executable; each kernel's parallel range split into fixed chunks,
 //!   each matmul into fixed tiles, across threads; results don't depend on the thread count.
 //! - [`gemm`]: the matrix products of matmul kernels, tile by tile (the `gemm` crate for floats).
@@ -17,12 +19,12 @@ pub mod executable;
 pub mod gemm;
 pub mod pool;
 pub mod session;
+pub mod step;
 
-pub use executable::{
-    BufferSpec, Executable, InputSpec, KernelFn, Layout, OutputSpec, Place, Step,
-};
+pub use executable::{BufferSpec, Executable, InputSpec, Layout, OutputSpec, Place};
 pub use gemm::{Gemm, MatrixOperand, Tiling};
 pub use kiln_ir::tensor::{Tensor, TensorData};
+pub use step::{KernelFn, Step};
 
 pub mod vulkan;
 pub use session::Session;

@@ -23,8 +23,11 @@
 //! **Panics.** A panic in a piece (none is expected: kernels are native code that cannot unwind) marks the job
 //! poisoned; every thread stops at its next piece or wait, the leader waits until no worker is inside the job (they
 //! borrow the run's buffers) and then panics in the caller.
+//!
+//! **Dependencies.** The pool knows the steps and the buffer table ([`crate::step`]) but not the executable that owns
+//! them: [`crate::executable`] hands it the steps, a table and a [`Split`], so the dependency runs one way.
 
-use crate::executable::{KernelFn, Step, Table};
+use crate::step::{KernelFn, Step, Table};
 use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};

@@ -7,7 +7,8 @@
 //! (a step allocates only its small table of buffer pointers, and on the thread pool the job that shares it).
 
 use crate::buffer::{tensor_ptr, HostBuffer};
-use crate::executable::{Executable, Place, Table};
+use crate::executable::{Executable, Place};
+use crate::step::Table;
 use crate::RunError;
 use kiln_ir::{Role, Tensor};
 use std::collections::HashMap;

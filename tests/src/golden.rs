@@ -10,7 +10,7 @@
 //! `cross_entropy` are i32. [`GoldenCase::inputs`] casts to the dtype under test.
 
 use indexmap::IndexMap;
-pub use kiln::zoo::{Activation, Loss};
+pub use kiln::nn::{Activation, Loss};
 use kiln::{Adam, Optimizer, Sgd};
 use kiln_ir::{DType, Graph, IrError, Tensor, TensorType};
 use serde_json::Value as Json;

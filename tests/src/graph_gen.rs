@@ -575,6 +575,19 @@ impl Gen<'_> {
     }
 }
 
+/// proptest's settings for a property test: `cases` cases (`ProptestConfig::with_cases`), with failures persisted
+/// beside the test's source file, in `<file>.proptest-regressions`. proptest's default (`SourceParallel`) would put
+/// them in a `proptest-regressions/` folder next to the nearest folder holding a `main.rs` — since every test is a
+/// module of one binary, `tests/tests/main.rs`'s, away from the test.
+pub fn proptest_config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::with_cases(cases)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 
+pub mod alone;
 pub mod differential;
 pub mod fd;
 pub mod fixtures;

@@ -31,6 +31,9 @@ pub enum BackendError {
         "map kernel `{name}`: the body emitted `{opcode}`, but a body may only compute values"
     )]
     ImpureBody { name: String, opcode: String },
+    /// The kernel IR is not valid ([`crate::kernel::verify`]): a fusion bug, or a hand-built program.
+    #[error(transparent)]
+    Invalid(#[from] crate::kernel::VerifyError),
     /// A value of the program could not be built (a constant that does not fit its type).
     #[error(transparent)]
     Ir(#[from] kiln_ir::IrError),

@@ -6,10 +6,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::data::{self, Dataset};
 use kiln::nn::{
-    self, BackendKind, Checkpoint, EpochMetrics, Event, Loss, ModelKind, ModelSpec, TrainConfig,
-    Trainer,
+    self, Activation, BackendKind, Checkpoint, EpochMetrics, Event, Loss, ModelKind, ModelSpec,
+    TrainConfig, Trainer,
 };
-use kiln::zoo::Activation;
 use kiln::{Adam, Optimizer, Sgd};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

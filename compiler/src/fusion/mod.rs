@@ -226,8 +226,21 @@ pub fn partition(graph: &Graph) -> Partition {
 /// the differential tests, so what is printed and tested is what runs.
 pub fn lower(graph: &Graph) -> Result<KernelProgram, IrError> {
     let mut program = lower_without_kernel_passes(graph)?;
-    crate::kernel::materialize::run(&mut program);
+    kernel_passes(&mut program)?;
     Ok(program)
+}
+
+/// The kernel-IR passes, with [`crate::kernel::verify`] before and after each: a pass may rely on a valid program
+/// and must leave one.
+fn kernel_passes(program: &mut KernelProgram) -> Result<(), IrError> {
+    let check = |program: &KernelProgram| {
+        crate::kernel::verify(program)
+            .map(|_| ())
+            .map_err(|e| IrError::Invalid(format!("fusion produced {e}")))
+    };
+    check(program)?;
+    crate::kernel::materialize::run(program);
+    check(program)
 }
 
 /// [`lower`] for a device on which one kernel binds at most `max_buffers` distinct buffers (rule 8 of the module
@@ -239,7 +252,7 @@ pub fn lower_with_buffer_cap(graph: &Graph, max_buffers: usize) -> Result<Kernel
     loop {
         let (partition, program) = fixpoint_from(graph, cuts.clone());
         let mut program = program?;
-        crate::kernel::materialize::run(&mut program);
+        kernel_passes(&mut program)?;
         let over = program
             .kernels
             .iter()
@@ -376,13 +389,9 @@ fn fixpoint_from(
 /// Ops that are index arithmetic: recomputed in each consumer rather than materialized.
 fn is_inline_op(op: &Op) -> bool {
     match op {
+        // A dense constant is a buffer; only a splat is one value.
         Op::Constant { value, .. } => matches!(value, Literal::Splat(_)),
-        Op::Iota { .. }
-        | Op::Broadcast { .. }
-        | Op::Reshape { .. }
-        | Op::Transpose { .. }
-        | Op::Slice { .. } => true,
-        _ => false,
+        op => op.kind().inline(),
     }
 }
 
@@ -438,11 +447,15 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                     value: Literal::Dense(_),
                     ..
                 } => Placement::Constant,
-                op if is_inline_op(op) && !is_output[id.index()] && !forced.contains(&id) => {
-                    Placement::Inline
+                // The op table says which ops are recomputed where used (`OpKind::inline`); the rest are placed in
+                // kernels below.
+                op => {
+                    if is_inline_op(op) && !is_output[id.index()] && !forced.contains(&id) {
+                        Placement::Inline
+                    } else {
+                        Placement::Kernel(usize::MAX)
+                    }
                 }
-                // Decided below.
-                _ => Placement::Kernel(usize::MAX),
             }
         })
         .collect();

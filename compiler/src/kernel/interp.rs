@@ -3,9 +3,9 @@
 //! Its results must equal the graph interpreter's (`kiln_ir::interp::run`) up to the float tolerance of SPEC.md; the
 //! fusion tests check exactly that. It is also the reference the CPU and GPU backends are compared against.
 
-use super::scalar::{self, Scalar};
 use super::{Block, BufferKind, Inst, Kernel, KernelProgram, Loop, ReduceKind, ScalarOp};
-use kiln_ir::{DType, IrError, Tensor, TensorType};
+use kiln_ir::op::Scalar;
+use kiln_ir::{BinaryOp, DType, IrError, Tensor, TensorType};
 
 /// Runs `program` on `inputs` (in program input order) and returns its outputs (in output order).
 pub fn run(program: &KernelProgram, inputs: &[Tensor]) -> Result<Vec<Tensor>, IrError> {
@@ -114,11 +114,12 @@ impl<'a> Exec<'a> {
                     for l in 0..k {
                         let x = ex.load(m.a.buffer.index(), m.a.index(batch, i, l))?;
                         let y = ex.load(m.b.buffer.index(), m.b.index(batch, l, j))?;
-                        acc = scalar::binary(
-                            kiln_ir::BinaryOp::Add,
-                            acc,
-                            scalar::binary(kiln_ir::BinaryOp::Mul, x, y),
-                        );
+                        let product = x
+                            .binary(BinaryOp::Mul, y)
+                            .ok_or_else(|| ex.mistyped("mul"))?;
+                        acc = acc
+                            .binary(BinaryOp::Add, product)
+                            .ok_or_else(|| ex.mistyped("add"))?;
                     }
                     ex.matmul_acc = acc;
                     ex.block(&m.epilogue)
@@ -157,6 +158,14 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// An op applied to operands its typing rule excludes, which `kernel::verify` rejects before a program runs.
+    fn mistyped(&self, op: &str) -> IrError {
+        IrError::Invalid(format!(
+            "kernel `{}`: `{op}` on operands of a type it is not defined on",
+            self.name
+        ))
+    }
+
     fn load(&self, buffer: usize, index: usize) -> Result<Scalar, IrError> {
         self.buffers[buffer].get(index).copied().ok_or_else(|| {
             IrError::Invalid(format!(
@@ -184,15 +193,15 @@ impl<'a> Exec<'a> {
                     // Folded from the first element, as the graph interpreter does (so `-0.0` sums stay `-0.0`).
                     let mut acc: Option<Scalar> = None;
                     let op = match kind {
-                        ReduceKind::Sum => kiln_ir::BinaryOp::Add,
-                        ReduceKind::Max => kiln_ir::BinaryOp::Max,
+                        ReduceKind::Sum => BinaryOp::Add,
+                        ReduceKind::Max => BinaryOp::Max,
                     };
                     self.each_point(loops, &mut |ex| {
                         ex.block(body)?;
                         let x = ex.values[value.index()];
                         acc = Some(match acc {
                             None => x,
-                            Some(a) => scalar::binary(op, a, x),
+                            Some(a) => a.binary(op, x).ok_or_else(|| ex.mistyped(op.name()))?,
                         });
                         Ok(())
                     })?;
@@ -232,10 +241,15 @@ impl<'a> Exec<'a> {
             ScalarOp::Const { bits } => Scalar::from_f64(f64::from_bits(*bits), dtype),
             ScalarOp::Index(index) => Scalar::from_index(index.eval(&self.vars), dtype),
             ScalarOp::MatmulAcc => self.matmul_acc,
-            ScalarOp::Unary(u, x) => scalar::unary(*u, v(x)),
+            ScalarOp::Unary(u, x) => v(x).unary(*u).ok_or_else(|| self.mistyped(u.name()))?,
             ScalarOp::Cast(x) => v(x).cast(dtype),
-            ScalarOp::Binary(b, x, y) => scalar::binary(*b, v(x), v(y)),
-            ScalarOp::Compare(d, x, y) => Scalar::Bool(scalar::compare(*d, v(x), v(y))),
+            ScalarOp::Binary(b, x, y) => v(x)
+                .binary(*b, v(y))
+                .ok_or_else(|| self.mistyped(b.name()))?,
+            ScalarOp::Compare(d, x, y) => Scalar::Bool(
+                v(x).compare(*d, v(y))
+                    .ok_or_else(|| self.mistyped(d.name()))?,
+            ),
             ScalarOp::Select(c, a, b) => {
                 if v(c).as_bool() {
                     v(a)

@@ -57,6 +57,7 @@ use super::{
     Block, BufferId, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, LoopKernel, ScalarOp,
     ValueId, Var,
 };
+use kiln_ir::op::Cost;
 use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
 use std::collections::{HashMap, HashSet};
 
@@ -201,7 +202,12 @@ fn reduction_qualifies(
                 }
             }
             ScalarOp::Index(_) | ScalarOp::MatmulAcc => return false,
-            _ => {}
+            ScalarOp::Const { .. }
+            | ScalarOp::Unary(..)
+            | ScalarOp::Cast(_)
+            | ScalarOp::Binary(..)
+            | ScalarOp::Compare(..)
+            | ScalarOp::Select(..) => {}
         }
         if *id == value {
             defines_value = *dtype == DType::F32;
@@ -500,7 +506,8 @@ impl Exprs {
         numbers
     }
 
-    /// Whether expression `n` computes an `exp`, `log`, `tanh`, `logistic` or `pow` (a polynomial on the CPU).
+    /// Whether expression `n` computes a transcendental op (the op table's [`Cost::Transcendental`]: a polynomial on
+    /// every backend).
     ///
     /// One pass over the nodes up to `n`, not a recursive walk: operands are interned before their users, so each
     /// node's answer is known when it is reached. (A recursive walk visits a shared operand once per path to it,
@@ -509,11 +516,8 @@ impl Exprs {
         let mut has = Vec::with_capacity(n + 1);
         for e in &self.nodes[..=n] {
             let h = match e {
-                Expr::Unary(
-                    UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Logistic,
-                    ..,
-                )
-                | Expr::Binary(BinaryOp::Pow, ..) => true,
+                Expr::Unary(u, ..) if u.cost() == Cost::Transcendental => true,
+                Expr::Binary(b, ..) if b.cost() == Cost::Transcendental => true,
                 Expr::Load(..)
                 | Expr::Const(..)
                 | Expr::Index(..)

@@ -53,9 +53,10 @@
 pub mod interp;
 pub mod materialize;
 mod print;
-pub mod scalar;
+pub mod verify;
 
 pub use print::print;
+pub use verify::{verify, VerifyError};
 
 use kiln_ir::{BinaryOp, CmpDir, DType, Literal, TensorType, UnaryOp};
 use std::fmt;

@@ -37,6 +37,7 @@
 //!
 //! Parameter names are the graph's input names (`linear1.weight`, `l0.bias`, ...), and the names in a checkpoint.
 
+mod activation;
 mod backend;
 mod checkpoint;
 mod layers;
@@ -45,6 +46,7 @@ mod models;
 pub mod report;
 mod trainer;
 
+pub use activation::Activation;
 pub use backend::{Backend, BackendKind, Interpreter, Program, Vulkan};
 pub use checkpoint::{
     load_checkpoint, load_checkpoint_checked, save_checkpoint, Checkpoint, Integrity,

@@ -1,8 +1,7 @@
 //! The models `kiln train` knows by name, described by a [`ModelSpec`] that a checkpoint stores as metadata.
 
 use super::layers::{LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softplus, Tanh};
-use super::{Error, Loss, Module, Parameter};
-use crate::zoo::Activation;
+use super::{Activation, Error, Loss, Module, Parameter};
 use kiln_ir::{Builder, IrError, Value};
 use std::collections::HashMap;
 

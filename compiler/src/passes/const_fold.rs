@@ -127,15 +127,28 @@ fn one_element_operands(op: &Op, operands: &[&Node]) -> Option<Vec<TensorType>> 
                 shrink(&operands[1].ty, &|i| i == r - 2),
             ])
         }
-        _ => None,
+        Op::Input { .. }
+        | Op::Constant { .. }
+        | Op::Iota { .. }
+        | Op::Unary(_)
+        | Op::Cast { .. }
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Select
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Broadcast { .. }
+        | Op::Slice { .. }
+        | Op::Concat { .. } => None,
     }
 }
 
 /// The splatted value of a constant node, if it is one value everywhere.
 fn splat(node: &Node) -> Option<f64> {
-    match &node.op {
-        Op::Constant { value, .. } => value.as_splat(),
-        _ => None,
+    if let Op::Constant { value, .. } = &node.op {
+        value.as_splat()
+    } else {
+        None
     }
 }
 

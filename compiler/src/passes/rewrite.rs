@@ -56,9 +56,11 @@ impl<'g> Rewriter<'g> {
     pub fn copy(&mut self, old: NodeId) -> Result<NodeId, IrError> {
         let node = self.old.node(old);
         let operands = self.mapped_operands(old);
-        let name = match node.op {
-            Op::Input { .. } => None,
-            _ => node.name.clone(),
+        // An input's name is its `Op::Input` name, not a label.
+        let name = if matches!(node.op, Op::Input { .. }) {
+            None
+        } else {
+            node.name.clone()
         };
         let new = self.new.add_named(node.op.clone(), &operands, name)?;
         self.map[old.index()] = Some(new);

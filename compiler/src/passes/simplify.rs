@@ -64,7 +64,17 @@ fn rewrite(rw: &mut Rewriter, id: NodeId, uses: &[usize]) -> Result<Option<NodeI
             transpose(rw, perm, ops[0], single_use)
         }
         Op::Broadcast { shape } => broadcast(rw, shape, ops[0]),
-        _ => Ok(None),
+        // No rules (yet) for these; listed so that a new op makes the compiler ask whether it needs one.
+        Op::Input { .. }
+        | Op::Constant { .. }
+        | Op::Iota { .. }
+        | Op::Unary(_)
+        | Op::Compare(_)
+        | Op::ReduceSum { .. }
+        | Op::ReduceMax { .. }
+        | Op::Slice { .. }
+        | Op::Concat { .. }
+        | Op::Matmul => Ok(None),
     }
 }
 
@@ -193,46 +203,44 @@ fn transpose(
         return Ok(Some(x));
     }
     let inner = g.node(x);
-    match &inner.op {
-        // transpose(transpose(y, p1), p2) == transpose(y, p) with p[k] = p1[p2[k]]:
-        // result dim k is inner dim p2[k], which is y's dim p1[p2[k]]
-        Op::Transpose { perm: p1 } => {
-            let y = inner.operands[0];
-            let composed: Vec<usize> = perm.iter().map(|&k| p1[k]).collect();
-            if is_identity(&composed) {
-                return Ok(Some(y));
-            }
-            rw.add(Op::Transpose { perm: composed }, &[y]).map(Some)
+    // transpose(transpose(y, p1), p2) == transpose(y, p) with p[k] = p1[p2[k]]:
+    // result dim k is inner dim p2[k], which is y's dim p1[p2[k]]
+    if let Op::Transpose { perm: p1 } = &inner.op {
+        let y = inner.operands[0];
+        let composed: Vec<usize> = perm.iter().map(|&k| p1[k]).collect();
+        if is_identity(&composed) {
+            return Ok(Some(y));
         }
-        // (A B)ᵀ == Bᵀ Aᵀ, batch by batch: element [j, i] is Σ_l a[i, l]·b[l, j] either way, in the same order of l
-        Op::Matmul if is_swap_last2(perm) && x_single_use => {
-            let (a, b) = (inner.operands[0], inner.operands[1]);
-            let (a_t, b_t) = (swapped(g, a), swapped(g, b));
-            if a_t.is_none() && b_t.is_none() {
-                return Ok(None);
-            }
-            let b_t = match b_t {
-                Some(b_t) => b_t,
-                None => rw.add(
-                    Op::Transpose {
-                        perm: perm.to_vec(),
-                    },
-                    &[b],
-                )?,
-            };
-            let a_t = match a_t {
-                Some(a_t) => a_t,
-                None => rw.add(
-                    Op::Transpose {
-                        perm: perm.to_vec(),
-                    },
-                    &[a],
-                )?,
-            };
-            rw.add(Op::Matmul, &[b_t, a_t]).map(Some)
-        }
-        _ => Ok(None),
+        return rw.add(Op::Transpose { perm: composed }, &[y]).map(Some);
     }
+    // (A B)ᵀ == Bᵀ Aᵀ, batch by batch: element [j, i] is Σ_l a[i, l]·b[l, j] either way, in the same order of l
+    if !(matches!(inner.op, Op::Matmul) && is_swap_last2(perm) && x_single_use) {
+        return Ok(None);
+    }
+    let (a, b) = (inner.operands[0], inner.operands[1]);
+    let (a_t, b_t) = (swapped(g, a), swapped(g, b));
+    if a_t.is_none() && b_t.is_none() {
+        return Ok(None);
+    }
+    let b_t = match b_t {
+        Some(b_t) => b_t,
+        None => rw.add(
+            Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[b],
+        )?,
+    };
+    let a_t = match a_t {
+        Some(a_t) => a_t,
+        None => rw.add(
+            Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[a],
+        )?,
+    };
+    rw.add(Op::Matmul, &[b_t, a_t]).map(Some)
 }
 
 /// `y` if `x` is `neg(y)`.
@@ -257,13 +265,18 @@ fn swapped(g: &Graph, x: NodeId) -> Option<NodeId> {
 fn splat_value(g: &Graph, mut x: NodeId) -> Option<f64> {
     loop {
         let node = g.node(x);
-        match &node.op {
-            Op::Constant { value, .. } => return value.as_splat(),
-            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
-                x = node.operands[0];
-            }
-            _ => return None,
+        if let Op::Constant { value, .. } = &node.op {
+            return value.as_splat();
         }
+        // A view of a splat is the same splat.
+        let view = matches!(
+            node.op,
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. }
+        );
+        if !view {
+            return None;
+        }
+        x = node.operands[0];
     }
 }
 

@@ -1,5 +1,5 @@
-//! Running the `kiln` binary from the CLI tests (`tests/cli.rs`, `tests/bench_cli.rs`, `tests/train.rs`,
-//! `tests/bad_inputs.rs`, `tests/output_files.rs`): its exit code and both streams, and a small graph they share.
+//! Running the `kiln` binary from the CLI tests (`cli::cli`, `cli::bench_cli`, `cli::bad_inputs`, `cli::deep_cli`,
+//! `cli::output_files`, `training::train`): its exit code and both streams, and a small graph they share.
 
 use std::process::Command;
 
@@ -64,8 +64,8 @@ pub fn kiln<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Outcome {
     }
 }
 
-/// Writes `text` to `<target tmp>/<binary>/<test>/small.kir` and returns the path: each test of each CLI test binary
-/// gets its own graph file, so tests running in parallel never share one.
+/// Writes `text` to `<target tmp>/<binary>/<test>/small.kir` and returns the path: each test of each CLI test module
+/// (`binary`: the module's name) gets its own graph file, so tests running in parallel never share one.
 pub fn graph_file(binary: &str, test: &str, text: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(binary)

@@ -1,8 +1,10 @@
-//! The Vulkan environment of the device tests (`tests/spirv_backend.rs`, `tests/vulkan_session.rs`, `tests/cli.rs`,
-//! `tests/bench_vulkan_cli.rs`), in one place so that every test binary skips — or, under `KILN_REQUIRE_VULKAN=1`
-//! (CI, on Mesa's lavapipe), fails — the same way when there is no device.
+//! The Vulkan environment of the device tests (`vulkan::spirv_backend`, `vulkan::vulkan_limits`,
+//! `vulkan::vulkan_session`, `training::train`, `cli::cli`, `cli::bench_vulkan_cli`), in one place so that every
+//! test skips — or, under `KILN_REQUIRE_VULKAN=1` (CI, on Mesa's lavapipe), fails — the same way when there is no
+//! device or no `spirv-val`.
 
-use kiln::backend::spirv::Device;
+use kiln::backend::spirv::{Device, SpirvKernel};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Whether a missing device (or tool) is a failure rather than a skip: `KILN_REQUIRE_VULKAN=1`.
@@ -10,12 +12,34 @@ pub fn required() -> bool {
     std::env::var("KILN_REQUIRE_VULKAN").is_ok_and(|v| v == "1")
 }
 
-/// The preferred Vulkan device, opened once per test binary; `None` (after saying why) when there is none and it
-/// isn't required.
+/// The preferred Vulkan device, opened once per test binary (and named on stderr then); `None` (after saying why)
+/// when there is none and it isn't required.
 pub fn device() -> Option<&'static Device> {
     static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    match DEVICE.get_or_init(|| Device::open_best().map_err(|e| e.to_string())) {
+    let opened = DEVICE.get_or_init(|| {
+        let d = Device::open_best().map_err(|e| e.to_string())?;
+        let info = d.info();
+        eprintln!(
+            "Vulkan device: {} ({:?}, f64: {})",
+            info.name, info.kind, info.float64
+        );
+        Ok(d)
+    });
+    match opened {
         Ok(d) => Some(d),
+        Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
+        Err(e) => {
+            eprintln!("skipped: no Vulkan device ({e})");
+            None
+        }
+    }
+}
+
+/// A backend's creation, for the tests that go through `kiln::nn::Backend` rather than a [`Device`]: `None` (after
+/// saying why) on an error, unless `KILN_REQUIRE_VULKAN=1`.
+pub fn or_skip<T, E: std::fmt::Display>(created: Result<T, E>) -> Option<T> {
+    match created {
+        Ok(t) => Some(t),
         Err(e) if required() => panic!("KILN_REQUIRE_VULKAN=1 but no Vulkan device: {e}"),
         Err(e) => {
             eprintln!("skipped: no Vulkan device ({e})");
@@ -38,5 +62,52 @@ pub fn vulkan_available() -> bool {
             eprintln!("skipped: no Vulkan device ({why})");
             false
         }
+    }
+}
+
+fn spirv_val_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        std::process::Command::new("spirv-val")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Runs `spirv-val --target-env vulkan1.1` on every module and panics with its message and the disassembly on a
+/// rejection; says so and returns when the tool is missing and not required.
+pub fn validate(kernels: &[SpirvKernel]) {
+    if !spirv_val_available() {
+        assert!(
+            !required(),
+            "KILN_REQUIRE_VULKAN=1 but spirv-val is not on PATH (Debian: spirv-tools)"
+        );
+        eprintln!("not validated: spirv-val is not on PATH");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kiln-spirv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Tests run on parallel threads and kernels of different graphs share names: one file per call.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    for (i, k) in kernels.iter().enumerate() {
+        let path = dir.join(format!("{call}-{i}-{}.spv", k.name));
+        let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let out = std::process::Command::new("spirv-val")
+            .args(["--target-env", "vulkan1.1"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spirv-val rejects kernel `{}`:\n{}{}\n{}",
+            k.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            k.disassemble()
+        );
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -5,6 +5,7 @@
 //! the reduced axes last, followed by a fold over each row.
 
 use super::number::Number;
+use crate::op::BinaryOp;
 
 /// A row-major walk over `dims` that reads the source at `offset + Σ_k i_k * strides[k]`.
 #[derive(Clone, Debug)]
@@ -123,6 +124,7 @@ pub(super) fn matmul<T: Number>(a: &[T], b: &[T], a_dims: &[usize], b_dims: &[us
     let r = a_dims.len();
     let (m, k, n) = (a_dims[r - 2], a_dims[r - 1], b_dims[r - 1]);
     let batch: usize = a_dims[..r - 2].iter().product();
+    let (add, mul) = (T::step(BinaryOp::Add), T::step(BinaryOp::Mul));
     let mut c = vec![T::ZERO; batch * m * n];
     for bi in 0..batch {
         let a = &a[bi * m * k..(bi + 1) * m * k];
@@ -134,7 +136,7 @@ pub(super) fn matmul<T: Number>(a: &[T], b: &[T], a_dims: &[usize], b_dims: &[us
                 let a_ip = a[i * k + p];
                 let b_row = &b[p * n..(p + 1) * n];
                 for (c_ij, &b_pj) in c_row.iter_mut().zip(b_row) {
-                    *c_ij = c_ij.add(a_ip.mul(b_pj));
+                    *c_ij = add(*c_ij, mul(a_ip, b_pj));
                 }
             }
         }

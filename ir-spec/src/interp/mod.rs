@@ -108,9 +108,10 @@ fn evaluate(
     let mut next_input = inputs.iter();
     for id in graph.ids() {
         // Inputs are consumed in order whether wanted or not, so that they stay matched to their nodes.
-        let given = match graph.node(id).op {
-            Op::Input { .. } => next_input.next(),
-            _ => None,
+        let given = if matches!(graph.node(id).op, Op::Input { .. }) {
+            next_input.next()
+        } else {
+            None
         };
         if !wanted[id.index()] {
             continue;
@@ -281,7 +282,7 @@ fn eval_node(graph: &Graph, id: NodeId, values: &[Option<Tensor>]) -> Result<Ten
             let dims = x.dims();
             each_number!(
                 x.data(),
-                v => index::reduce(v, dims, axes, Number::ZERO, Number::add),
+                v => index::reduce(v, dims, axes, Number::ZERO, Number::step(BinaryOp::Add)),
                 bool => return Err(mismatch())
             )
         }
@@ -290,7 +291,7 @@ fn eval_node(graph: &Graph, id: NodeId, values: &[Option<Tensor>]) -> Result<Ten
             let dims = x.dims();
             each_number!(
                 x.data(),
-                v => index::reduce(v, dims, axes, Number::MAX_IDENTITY, Number::max),
+                v => index::reduce(v, dims, axes, Number::MAX_IDENTITY, Number::step(BinaryOp::Max)),
                 bool => return Err(mismatch())
             )
         }
@@ -351,17 +352,9 @@ fn binary<T: Number>(op: BinaryOp, x: &[T], y: &[T]) -> Option<Vec<T>> {
     Some(x.iter().zip(y).map(|(&a, &b)| f(a, b)).collect())
 }
 
-/// IEEE comparisons: every comparison with NaN is false except `ne`. (bool only reaches here with eq/ne.)
+/// IEEE comparisons (the table's [`CmpDir::eval`]); bool only reaches here with eq/ne.
 fn compare<T: PartialOrd>(dir: CmpDir, x: &[T], y: &[T]) -> Vec<bool> {
-    let f: fn(&T, &T) -> bool = match dir {
-        CmpDir::Lt => T::lt,
-        CmpDir::Le => T::le,
-        CmpDir::Gt => T::gt,
-        CmpDir::Ge => T::ge,
-        CmpDir::Eq => T::eq,
-        CmpDir::Ne => T::ne,
-    };
-    x.iter().zip(y).map(|(a, b)| f(a, b)).collect()
+    x.iter().zip(y).map(|(a, b)| dir.eval(a, b)).collect()
 }
 
 fn select<T: Copy>(cond: &[bool], a: &[T], b: &[T]) -> Vec<T> {

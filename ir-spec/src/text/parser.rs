@@ -8,7 +8,7 @@ use super::lexer::{Cursor, Pos};
 use super::ParseError;
 use crate::error::IrError;
 use crate::graph::{Graph, NodeId};
-use crate::op::{fit_to_dtype, Axes, BinaryOp, CmpDir, Literal, Op, Role, UnaryOp};
+use crate::op::{fit_to_dtype, AttrKind, Axes, CmpDir, Literal, Op, OpKind, Role};
 use crate::types::{DType, Shape, TensorType};
 use crate::verify::verify;
 use std::borrow::Cow;
@@ -62,12 +62,13 @@ impl<'s> Attrs<'s> {
     /// Rejects an attribute the op does not have. Called as each is read, so that a misspelt attribute is reported
     /// as such rather than as a missing one, and so that the list never holds more than the op's few attributes
     /// (checking each new one for a duplicate is then cheap even when the text has thousands).
-    fn check_known(&self, name: &str, pos: Pos, known: &[&str]) -> PResult<()> {
-        if !known.contains(&name) {
+    fn check_known(&self, name: &str, pos: Pos, known: &[(&str, AttrKind)]) -> PResult<()> {
+        if !known.iter().any(|(k, _)| *k == name) {
             let expected = if known.is_empty() {
                 format!("{} takes no attributes", self.mnemonic)
             } else {
-                format!("{} takes {}", self.mnemonic, known.join(", "))
+                let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
+                format!("{} takes {}", self.mnemonic, names.join(", "))
             };
             return err(
                 pos,
@@ -225,79 +226,22 @@ fn is_decimal(s: &str) -> bool {
     i == b.len()
 }
 
-/// The op a mnemonic names, before its attributes are known.
-enum OpName {
-    Input,
-    Constant,
-    Iota,
-    Unary(UnaryOp),
-    Cast,
-    Binary(BinaryOp),
-    Compare,
-    Select,
-    ReduceSum,
-    ReduceMax,
-    Reshape,
-    Transpose,
-    Broadcast,
-    Slice,
-    Concat,
-    Matmul,
+/// The op of a mnemonic, built once its attributes are read.
+trait BuildOp {
+    fn build(self, attrs: &mut Attrs, ty: &TensorType, label: &str) -> PResult<Op>;
 }
 
-impl OpName {
-    fn from_mnemonic(m: &str) -> Option<OpName> {
-        if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == m) {
-            return Some(OpName::Unary(u));
-        }
-        if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == m) {
-            return Some(OpName::Binary(b));
-        }
-        Some(match m {
-            "input" => OpName::Input,
-            "constant" => OpName::Constant,
-            "iota" => OpName::Iota,
-            "cast" => OpName::Cast,
-            "compare" => OpName::Compare,
-            "select" => OpName::Select,
-            "reduce_sum" => OpName::ReduceSum,
-            "reduce_max" => OpName::ReduceMax,
-            "reshape" => OpName::Reshape,
-            "transpose" => OpName::Transpose,
-            "broadcast" => OpName::Broadcast,
-            "slice" => OpName::Slice,
-            "concat" => OpName::Concat,
-            "matmul" => OpName::Matmul,
-            _ => return None,
-        })
-    }
-
-    /// The attributes of each op, in printing order (as `printer::attributes` writes them).
-    fn attribute_names(&self) -> &'static [&'static str] {
-        match self {
-            OpName::Input => &["role"],
-            OpName::Constant => &["value"],
-            OpName::Iota | OpName::Concat => &["axis"],
-            OpName::Cast => &["to"],
-            OpName::Compare => &["dir"],
-            OpName::ReduceSum | OpName::ReduceMax => &["axes", "keep_dims"],
-            OpName::Reshape | OpName::Broadcast => &["shape"],
-            OpName::Transpose => &["perm"],
-            OpName::Slice => &["start", "end"],
-            OpName::Unary(_) | OpName::Binary(_) | OpName::Select | OpName::Matmul => &[],
-        }
-    }
-
+impl BuildOp for OpKind {
     /// The op with its attributes; sources take `ty` (the annotated type) and inputs `label` as their name.
-    fn build(&self, attrs: &mut Attrs, ty: &TensorType, label: &str) -> PResult<Op> {
+    fn build(self, attrs: &mut Attrs, ty: &TensorType, label: &str) -> PResult<Op> {
         let axes = |list: Vec<usize>| list.into_iter().collect::<Axes>();
         Ok(match self {
-            OpName::Input => Op::Input {
+            OpKind::Input => Op::Input {
                 name: label.to_string(),
                 role: attrs.word("role", "data, param, state", Role::from_name)?,
                 ty: ty.clone(),
             },
-            OpName::Constant => Op::Constant {
+            OpKind::Constant => Op::Constant {
                 ty: ty.clone(),
                 // f32 constants print as the shortest f32 text (`0.9`), which reads back as the nearest f32.
                 value: match attrs.literal("value")? {
@@ -307,44 +251,44 @@ impl OpName {
                     }
                 },
             },
-            OpName::Iota => Op::Iota {
+            OpKind::Iota => Op::Iota {
                 ty: ty.clone(),
                 axis: attrs.uint("axis")?,
             },
-            OpName::Unary(u) => Op::Unary(*u),
-            OpName::Cast => Op::Cast {
+            OpKind::Unary(u) => Op::Unary(u),
+            OpKind::Cast => Op::Cast {
                 to: attrs.word("to", "f32, f64, i32, bool", DType::from_name)?,
             },
-            OpName::Binary(b) => Op::Binary(*b),
-            OpName::Compare => {
+            OpKind::Binary(b) => Op::Binary(b),
+            OpKind::Compare => {
                 Op::Compare(attrs.word("dir", "lt, le, gt, ge, eq, ne", CmpDir::from_name)?)
             }
-            OpName::Select => Op::Select,
-            OpName::ReduceSum => Op::ReduceSum {
+            OpKind::Select => Op::Select,
+            OpKind::ReduceSum => Op::ReduceSum {
                 axes: axes(attrs.uint_list("axes")?),
                 keep_dims: attrs.bool("keep_dims")?,
             },
-            OpName::ReduceMax => Op::ReduceMax {
+            OpKind::ReduceMax => Op::ReduceMax {
                 axes: axes(attrs.uint_list("axes")?),
                 keep_dims: attrs.bool("keep_dims")?,
             },
-            OpName::Reshape => Op::Reshape {
+            OpKind::Reshape => Op::Reshape {
                 shape: Shape::from(attrs.uint_list("shape")?),
             },
-            OpName::Transpose => Op::Transpose {
+            OpKind::Transpose => Op::Transpose {
                 perm: attrs.uint_list("perm")?,
             },
-            OpName::Broadcast => Op::Broadcast {
+            OpKind::Broadcast => Op::Broadcast {
                 shape: Shape::from(attrs.uint_list("shape")?),
             },
-            OpName::Slice => Op::Slice {
+            OpKind::Slice => Op::Slice {
                 start: attrs.uint_list("start")?,
                 end: attrs.uint_list("end")?,
             },
-            OpName::Concat => Op::Concat {
+            OpKind::Concat => Op::Concat {
                 axis: attrs.uint("axis")?,
             },
-            OpName::Matmul => Op::Matmul,
+            OpKind::Matmul => Op::Matmul,
         })
     }
 }
@@ -490,7 +434,7 @@ impl<'s> Parser<'s> {
         if mnemonic.is_empty() {
             return err(op_pos, format!("expected an op name{}", self.found()));
         }
-        let Some(op_name) = OpName::from_mnemonic(mnemonic) else {
+        let Some(op_kind) = OpKind::from_mnemonic(mnemonic) else {
             return err(op_pos, format!("unknown op `{}`", short(mnemonic)));
         };
         self.cur.skip_blank();
@@ -500,7 +444,7 @@ impl<'s> Parser<'s> {
             list: Vec::new(),
         };
         if self.cur.peek() == Some('{') {
-            self.attributes(&mut attrs, op_name.attribute_names())?;
+            self.attributes(&mut attrs, op_kind.attributes())?;
         }
         let mut operands = Vec::new();
         self.cur.skip_blank();
@@ -515,7 +459,7 @@ impl<'s> Parser<'s> {
         }
         self.expect(':', "`:` and the result type")?;
         let (ty_pos, declared) = self.tensor_type()?;
-        let op = op_name.build(&mut attrs, &declared, label)?;
+        let op = op_kind.build(&mut attrs, &declared, label)?;
         let is_input = matches!(op, Op::Input { .. });
         if is_input && is_index_label(label) {
             return err(
@@ -555,7 +499,7 @@ impl<'s> Parser<'s> {
     }
 
     /// `{ NAME = VALUE (, NAME = VALUE)* }`; the cursor is at `{`. Values are a scalar or a `[...]` list.
-    fn attributes(&mut self, attrs: &mut Attrs<'s>, known: &[&str]) -> PResult<()> {
+    fn attributes(&mut self, attrs: &mut Attrs<'s>, known: &[(&str, AttrKind)]) -> PResult<()> {
         self.cur.eat('{');
         self.cur.skip_blank_lines();
         if self.cur.eat('}') {

@@ -74,25 +74,29 @@ fn graph_name(name: &str) -> String {
     quoted
 }
 
-/// `key=value` for each attribute of `op`, in the canonical order. Sources' types are printed after the `:`.
+/// `key=value` for each attribute of `op`, in the table's order. Sources' types are printed after the `:`.
 pub(crate) fn attributes(op: &Op) -> Vec<String> {
+    let names = op.kind().attributes().iter().map(|(name, _)| name);
+    names
+        .zip(attribute_values(op))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect()
+}
+
+/// Each attribute's value as `.kir` spells it, in the order of [`crate::op::OpKind::attributes`].
+fn attribute_values(op: &Op) -> Vec<String> {
     match op {
-        Op::Input { role, .. } => vec![format!("role={role}")],
-        Op::Constant { ty, value } => vec![format!("value={}", literal(value, ty.dtype))],
-        Op::Iota { axis, .. } => vec![format!("axis={axis}")],
-        Op::Cast { to } => vec![format!("to={to}")],
-        Op::Compare(dir) => vec![format!("dir={}", dir.name())],
-        Op::ReduceSum { axes, keep_dims } | Op::ReduceMax { axes, keep_dims } => vec![
-            format!("axes={}", int_list(axes)),
-            format!("keep_dims={keep_dims}"),
-        ],
-        Op::Reshape { shape } | Op::Broadcast { shape } => vec![format!("shape={shape}")],
-        Op::Transpose { perm } => vec![format!("perm={}", int_list(perm))],
-        Op::Slice { start, end } => vec![
-            format!("start={}", int_list(start)),
-            format!("end={}", int_list(end)),
-        ],
-        Op::Concat { axis } => vec![format!("axis={axis}")],
+        Op::Input { role, .. } => vec![role.to_string()],
+        Op::Constant { ty, value } => vec![literal(value, ty.dtype)],
+        Op::Iota { axis, .. } | Op::Concat { axis } => vec![axis.to_string()],
+        Op::Cast { to } => vec![to.to_string()],
+        Op::Compare(dir) => vec![dir.name().to_string()],
+        Op::ReduceSum { axes, keep_dims } | Op::ReduceMax { axes, keep_dims } => {
+            vec![int_list(axes), keep_dims.to_string()]
+        }
+        Op::Reshape { shape } | Op::Broadcast { shape } => vec![shape.to_string()],
+        Op::Transpose { perm } => vec![int_list(perm)],
+        Op::Slice { start, end } => vec![int_list(start), int_list(end)],
         Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Matmul => Vec::new(),
     }
 }

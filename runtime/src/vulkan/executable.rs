@@ -1,7 +1,15 @@
 //! A program on a device: buffers, pipelines, and one recorded command buffer replayed per run.
+//!
+//! Memory, command buffers and the checks of a [`ProgramDesc`] are in [`super::memory`], [`super::commands`] and
+//! [`super::validate`], which [`super::VulkanSession`] uses too. What a session needs of the executable itself — its
+//! signature and views, its descriptor sets and dispatches, its one-off submissions under its run lock — is the
+//! `pub(super)` part below: the session runs the executable's program, so it uses that, never private helpers.
 
+use super::commands::{allocate_command_buffer, cmd_barrier};
 use super::device::{Device, DeviceInner};
-use super::{call, element_bytes, from_device_bytes, to_device_bytes, ProgramDesc, VulkanError};
+use super::memory::{align, bytes_of, Allocation};
+use super::validate::{arena_layout, check};
+use super::{call, from_device_bytes, to_device_bytes, ProgramDesc, VulkanError};
 use ash::vk;
 use kiln_ir::{Tensor, TensorType};
 use std::collections::HashMap;
@@ -9,27 +17,6 @@ use std::sync::Mutex;
 
 /// How long [`VulkanExecutable::run`] waits for the device before giving up.
 const RUN_TIMEOUT_NS: u64 = 120_000_000_000;
-
-/// Offsets in the staging buffer are aligned to this many bytes (≥ every `optimalBufferCopyOffsetAlignment` seen).
-const STAGING_ALIGN: u64 = 256;
-
-/// A buffer and the memory bound to it.
-pub(super) struct Allocation {
-    pub(super) buffer: vk::Buffer,
-    pub(super) memory: vk::DeviceMemory,
-    pub(super) size: u64,
-}
-
-impl Allocation {
-    /// No buffer (freeing it does nothing).
-    pub(super) fn null() -> Allocation {
-        Allocation {
-            buffer: vk::Buffer::null(),
-            memory: vk::DeviceMemory::null(),
-            size: 0,
-        }
-    }
-}
 
 /// What one dispatch is recorded with: its pipeline (index into the executable's), the program buffers at its
 /// bindings, and its workgroup counts.
@@ -86,15 +73,6 @@ impl std::fmt::Debug for VulkanExecutable {
     }
 }
 
-/// Bytes of a tensor of type `ty` in the device layout.
-pub(super) fn bytes_of(ty: &TensorType) -> u64 {
-    (ty.numel() * element_bytes(ty.dtype)) as u64
-}
-
-pub(super) fn align(x: u64) -> u64 {
-    x.div_ceil(STAGING_ALIGN) * STAGING_ALIGN
-}
-
 impl VulkanExecutable {
     /// Creates every device object `program` needs and records its command buffer. Fails if the program needs
     /// what the device lacks (f64, a too-large buffer or dispatch) or is malformed.
@@ -145,7 +123,7 @@ impl VulkanExecutable {
                 self.views.push((vk::Buffer::null(), 0));
                 continue;
             }
-            let a = self.allocate(
+            let a = self.dev().allocate(
                 bytes_of(&b.ty),
                 storage,
                 vk::MemoryPropertyFlags::DEVICE_LOCAL,
@@ -155,7 +133,7 @@ impl VulkanExecutable {
             self.buffers.push(a);
         }
         if arena_bytes > 0 {
-            let arena = self.allocate(
+            let arena = self.dev().allocate(
                 arena_bytes,
                 storage,
                 vk::MemoryPropertyFlags::DEVICE_LOCAL,
@@ -182,7 +160,8 @@ impl VulkanExecutable {
         }
         let transfer = vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST;
         self.staging =
-            self.allocate(offset, transfer, vk::MemoryPropertyFlags::HOST_CACHED, true)?;
+            self.dev()
+                .allocate(offset, transfer, vk::MemoryPropertyFlags::HOST_CACHED, true)?;
 
         self.command_pool = {
             let info =
@@ -222,88 +201,6 @@ impl VulkanExecutable {
         let (pool, sets) = self.descriptor_sets(&self.views)?;
         self.descriptor_pool = pool;
         self.record(program, &sets)
-    }
-
-    /// Creates a buffer of `size` bytes (at least 4: Vulkan has no empty buffers) in memory with `required`
-    /// properties (host-visible and coherent if `host`), preferring `preferred`.
-    pub(super) fn allocate(
-        &self,
-        size: u64,
-        usage: vk::BufferUsageFlags,
-        preferred: vk::MemoryPropertyFlags,
-        host: bool,
-    ) -> Result<Allocation, VulkanError> {
-        let d = &self.dev().device;
-        let info = vk::BufferCreateInfo::default()
-            .size(size.max(4))
-            .usage(usage)
-            .sharing_mode(vk::SharingMode::EXCLUSIVE);
-        // SAFETY: the device is live; the create info is complete.
-        let buffer = unsafe { d.create_buffer(&info, None) }.map_err(call("vkCreateBuffer"))?;
-        // SAFETY: `buffer` was just created on this device.
-        let req = unsafe { d.get_buffer_memory_requirements(buffer) };
-        let required = if host {
-            vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT
-        } else {
-            vk::MemoryPropertyFlags::empty()
-        };
-        let mem = &self.dev().memory;
-        let types = &mem.memory_types[..mem.memory_type_count as usize];
-        let fits = |i: usize, flags: vk::MemoryPropertyFlags| {
-            req.memory_type_bits & (1 << i) != 0 && types[i].property_flags.contains(flags)
-        };
-        let Some(type_index) = (0..types.len())
-            .find(|&i| fits(i, required | preferred))
-            .or_else(|| (0..types.len()).find(|&i| fits(i, required)))
-        else {
-            // SAFETY: `buffer` is unused.
-            unsafe { d.destroy_buffer(buffer, None) };
-            return Err(VulkanError::Unsupported {
-                device: self.dev().info.name.clone(),
-                what: format!("no memory type for a buffer with flags {required:?}"),
-            });
-        };
-        let alloc = vk::MemoryAllocateInfo::default()
-            .allocation_size(req.size)
-            .memory_type_index(type_index as u32);
-        // SAFETY: the memory type index is one the buffer accepts; the size is its requirement.
-        let memory = match unsafe { d.allocate_memory(&alloc, None) } {
-            Ok(m) => m,
-            Err(e) => {
-                // SAFETY: `buffer` is unused.
-                unsafe { d.destroy_buffer(buffer, None) };
-                return Err(VulkanError::Call {
-                    call: "vkAllocateMemory",
-                    result: e,
-                });
-            }
-        };
-        // SAFETY: `memory` is fresh, of a type the buffer accepts, and as large as it requires.
-        if let Err(e) = unsafe { d.bind_buffer_memory(buffer, memory, 0) } {
-            // SAFETY: both are unused.
-            unsafe {
-                d.destroy_buffer(buffer, None);
-                d.free_memory(memory, None);
-            }
-            return Err(VulkanError::Call {
-                call: "vkBindBufferMemory",
-                result: e,
-            });
-        }
-        Ok(Allocation {
-            buffer,
-            memory,
-            size,
-        })
-    }
-
-    pub(super) fn free(&self, a: &Allocation) {
-        // SAFETY: no submitted work uses `a` (callers wait for the fence or the device first); null handles are
-        // ignored by Vulkan.
-        unsafe {
-            self.dev().device.destroy_buffer(a.buffer, None);
-            self.dev().device.free_memory(a.memory, None);
-        }
     }
 
     /// Runs `record` in a one-off command buffer and waits for it.
@@ -371,14 +268,14 @@ impl VulkanExecutable {
         if total == 0 {
             return Ok(());
         }
-        let staging = self.allocate(
+        let staging = self.dev().allocate(
             total,
             vk::BufferUsageFlags::TRANSFER_SRC,
             vk::MemoryPropertyFlags::empty(),
             true,
         )?;
         let result = (|| {
-            self.write_mapped(&staging, |mapped| {
+            self.dev().write_mapped(&staging, |mapped| {
                 for ((_, bytes), &off) in values.iter().zip(&offsets) {
                     mapped[off as usize..off as usize + bytes.len()].copy_from_slice(bytes);
                 }
@@ -401,7 +298,7 @@ impl VulkanExecutable {
                 }
             })
         })();
-        self.free(&staging);
+        self.dev().free(&staging);
         result
     }
 
@@ -427,71 +324,12 @@ impl VulkanExecutable {
         staging: &Allocation,
         inputs: impl IntoIterator<Item = (u64, &'t Tensor)>,
     ) -> Result<(), VulkanError> {
-        self.write_mapped(staging, |mapped| {
+        self.dev().write_mapped(staging, |mapped| {
             for (off, t) in inputs {
                 let bytes = to_device_bytes(t);
                 mapped[off as usize..off as usize + bytes.len()].copy_from_slice(&bytes);
             }
         })
-    }
-
-    /// Submits the prerecorded `command_buffer` on the queue, waits up to `timeout_ns` for `fence`, and resets it:
-    /// how a run and a session step execute. If the wait fails the work may still be running, so the whole device
-    /// is waited for before anything is reused or freed.
-    ///
-    /// # Safety
-    /// `command_buffer` is fully recorded and not pending, `fence` is unsignalled, and the caller holds `running`,
-    /// so no other run uses the buffers or the queue from this executable meanwhile.
-    pub(super) unsafe fn submit_and_wait(
-        &self,
-        command_buffer: vk::CommandBuffer,
-        fence: vk::Fence,
-        timeout_ns: u64,
-    ) -> Result<(), VulkanError> {
-        let d = &self.dev().device;
-        let cmds = [command_buffer];
-        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
-        // SAFETY: the caller's contract (above).
-        unsafe {
-            self.dev()
-                .submit(&submit, fence)
-                .map_err(call("vkQueueSubmit"))?;
-            if let Err(e) = d.wait_for_fences(&[fence], true, timeout_ns) {
-                self.dev().wait_device_idle();
-                let _ = d.reset_fences(&[fence]);
-                return Err(VulkanError::Call {
-                    call: "vkWaitForFences",
-                    result: e,
-                });
-            }
-            d.reset_fences(&[fence]).map_err(call("vkResetFences"))
-        }
-    }
-
-    /// Maps a host-visible allocation and hands its bytes to `f`.
-    pub(super) fn write_mapped<R>(
-        &self,
-        a: &Allocation,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, VulkanError> {
-        if a.size == 0 {
-            return Ok(f(&mut []));
-        }
-        let d = &self.dev().device;
-        // SAFETY: `a` is host-visible and coherent (allocated with `host = true`), not mapped elsewhere, and no
-        // submitted work uses it (the fence was waited for); the slice covers exactly the mapped range and is
-        // dropped before the unmap.
-        unsafe {
-            let ptr = d
-                .map_memory(a.memory, 0, a.size, vk::MemoryMapFlags::empty())
-                .map_err(call("vkMapMemory"))?;
-            let r = f(std::slice::from_raw_parts_mut(
-                ptr.cast::<u8>(),
-                a.size as usize,
-            ));
-            d.unmap_memory(a.memory);
-            Ok(r)
-        }
     }
 
     /// One pipeline per distinct SPIR-V module; returns each dispatch's pipeline index.
@@ -830,7 +668,10 @@ impl VulkanExecutable {
         let d = &self.dev().device;
         // SAFETY: the command buffer was fully recorded at creation and is not pending (the previous run waited
         // for the fence, and `running` serialises runs); the fence is unsignalled (reset after every wait).
-        unsafe { self.submit_and_wait(self.command_buffer, self.fence, RUN_TIMEOUT_NS)? };
+        unsafe {
+            self.dev()
+                .submit_and_wait(self.command_buffer, self.fence, RUN_TIMEOUT_NS)?
+        };
         let times = if self.has_timestamps() {
             let mut ticks = vec![0u64; self.dispatches + 1];
             // SAFETY: the pool has `dispatches + 1` queries, all written by the submission just waited for; 64-bit
@@ -865,7 +706,7 @@ impl VulkanExecutable {
         } else {
             None
         };
-        let outputs = self.write_mapped(&self.staging, |mapped| {
+        let outputs = self.dev().write_mapped(&self.staging, |mapped| {
             self.outputs
                 .iter()
                 .zip(&self.output_offsets)
@@ -878,208 +719,6 @@ impl VulkanExecutable {
         })?;
         Ok((outputs, times))
     }
-}
-
-/// Allocates one primary command buffer from `pool`: for the recorded program of an executable and of a session, and
-/// for one-off submissions.
-///
-/// # Safety
-/// `pool` is a live pool of `d`, not used from another thread meanwhile.
-pub(super) unsafe fn allocate_command_buffer(
-    d: &ash::Device,
-    pool: vk::CommandPool,
-) -> Result<vk::CommandBuffer, VulkanError> {
-    let info = vk::CommandBufferAllocateInfo::default()
-        .command_pool(pool)
-        .level(vk::CommandBufferLevel::PRIMARY)
-        .command_buffer_count(1);
-    // SAFETY: the caller's contract (above); exactly one buffer is asked for, so `[0]` exists.
-    let buffers =
-        unsafe { d.allocate_command_buffers(&info) }.map_err(call("vkAllocateCommandBuffers"))?;
-    Ok(buffers[0])
-}
-
-/// Records a global memory barrier into `cmd` (recording).
-pub(super) fn cmd_barrier(
-    d: &ash::Device,
-    cmd: vk::CommandBuffer,
-    src: vk::AccessFlags,
-    dst: vk::AccessFlags,
-    src_stage: vk::PipelineStageFlags,
-    dst_stage: vk::PipelineStageFlags,
-) {
-    let b = [vk::MemoryBarrier::default()
-        .src_access_mask(src)
-        .dst_access_mask(dst)];
-    // SAFETY: the caller's `cmd` is in the recording state, outside any render pass.
-    unsafe {
-        d.cmd_pipeline_barrier(
-            cmd,
-            src_stage,
-            dst_stage,
-            vk::DependencyFlags::empty(),
-            &b,
-            &[],
-            &[],
-        )
-    };
-}
-
-/// The factor the plan's arena offsets are scaled by on `device`, and the arena's size in bytes (see the module
-/// doc). Checks that the placements are consistent: inside the plan's arena, at aligned offsets, each as large as its
-/// tensor in the host layout, and that no input, output or constant is placed there.
-fn arena_layout(
-    device: &super::DeviceInfo,
-    program: &ProgramDesc,
-) -> Result<(u64, u64), VulkanError> {
-    let invalid = |message: String| VulkanError::InvalidProgram {
-        program: program.name.clone(),
-        message,
-    };
-    let placed: Vec<(usize, u64, u64)> = program
-        .buffers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| b.arena.map(|(o, s)| (i, o, s)))
-        .collect();
-    if placed.is_empty() {
-        return Ok((1, 0));
-    }
-    let plan_align = program.arena_alignment;
-    if !plan_align.is_power_of_two() {
-        return Err(invalid(format!(
-            "arena alignment {plan_align} is not a power of two"
-        )));
-    }
-    let boundary: Vec<usize> = program
-        .inputs
-        .iter()
-        .chain(&program.outputs)
-        .map(|&(_, b)| b)
-        .collect();
-    let mut factor = 1u64;
-    for &(i, offset, size) in &placed {
-        let b = &program.buffers[i];
-        if boundary.contains(&i) || b.constant.is_some() {
-            return Err(invalid(format!(
-                "buffer `{}` is an input, output or constant placed in the arena",
-                b.name
-            )));
-        }
-        let host = (b.ty.numel() * b.ty.dtype.size_bytes()) as u64;
-        if !offset.is_multiple_of(plan_align)
-            || size < host
-            || offset
-                .checked_add(size)
-                .is_none_or(|end| end > program.arena_bytes)
-        {
-            return Err(invalid(format!(
-                "buffer `{}` at arena [{offset}, +{size}) does not fit the plan ({} bytes, alignment {plan_align})",
-                b.name, program.arena_bytes
-            )));
-        }
-        // The device layout may be wider than the host's (bool: 1 → 4 bytes).
-        while bytes_of(&b.ty) > size * factor {
-            factor *= 2;
-        }
-    }
-    let align = device.storage_offset_alignment;
-    if !align.is_power_of_two() {
-        return Err(VulkanError::Unsupported {
-            device: device.name.clone(),
-            what: format!("minStorageBufferOffsetAlignment {align} is not a power of two"),
-        });
-    }
-    while !(plan_align * factor).is_multiple_of(align) {
-        factor *= 2;
-    }
-    // Every view's range is at least 4 bytes, even an empty temporary's.
-    let end = placed
-        .iter()
-        .map(|&(_, offset, _)| offset * factor + 4)
-        .max()
-        .unwrap_or(0);
-    Ok((factor, (program.arena_bytes * factor).max(end)))
-}
-
-/// Rejects what the device can't run and malformed descriptions, before anything is created.
-fn check(device: &Device, program: &ProgramDesc) -> Result<(), VulkanError> {
-    let info = device.info();
-    let unsupported = |what: String| VulkanError::Unsupported {
-        device: info.name.clone(),
-        what,
-    };
-    let invalid = |message: String| VulkanError::InvalidProgram {
-        program: program.name.clone(),
-        message,
-    };
-    let n = program.buffers.len();
-    for b in &program.buffers {
-        if bytes_of(&b.ty) > info.max_buffer_bytes {
-            return Err(unsupported(format!(
-                "buffer `{}` ({}) is larger than maxStorageBufferRange ({} bytes)",
-                b.name, b.ty, info.max_buffer_bytes
-            )));
-        }
-        if let Some(c) = &b.constant {
-            if c.ty() != &b.ty {
-                return Err(invalid(format!(
-                    "constant `{}` holds a {}, not {}",
-                    b.name,
-                    c.ty(),
-                    b.ty
-                )));
-            }
-        }
-    }
-    for (_, b) in program.inputs.iter().chain(&program.outputs) {
-        if *b >= n {
-            return Err(invalid(format!("buffer index {b} out of range")));
-        }
-    }
-    for dispatch in &program.dispatches {
-        if dispatch.uses_f64 && !info.float64 {
-            return Err(unsupported(format!(
-                "kernel `{}` computes in f64, and the device lacks shaderFloat64",
-                dispatch.name
-            )));
-        }
-        if dispatch.uses_float_controls && !info.preserves_nan.contains(&true) {
-            return Err(unsupported(format!(
-                "kernel `{}` asks for NaN-preserving floats (VK_KHR_shader_float_controls)",
-                dispatch.name
-            )));
-        }
-        if dispatch
-            .groups
-            .iter()
-            .zip(info.max_workgroups)
-            .any(|(&g, max)| g > max)
-        {
-            return Err(unsupported(format!(
-                "kernel `{}` needs {:?} workgroups, the device allows {:?}",
-                dispatch.name, dispatch.groups, info.max_workgroups
-            )));
-        }
-        // A shader with more bindings than the device allows is undefined behaviour in the driver (lavapipe returned
-        // zeros for 33 bindings and crashed for 34 or more): refuse it here, whatever produced the program.
-        if dispatch.bindings.len() as u64 > info.limits.max_storage_buffers as u64 {
-            return Err(unsupported(format!(
-                "kernel `{}` binds {} storage buffers, the device allows {} \
-                 (maxPerStageDescriptorStorageBuffers / maxDescriptorSetStorageBuffers)",
-                dispatch.name,
-                dispatch.bindings.len(),
-                info.limits.max_storage_buffers
-            )));
-        }
-        if let Some(b) = dispatch.bindings.iter().find(|&&b| b >= n) {
-            return Err(invalid(format!(
-                "kernel `{}` binds buffer {b}, out of range",
-                dispatch.name
-            )));
-        }
-    }
-    Ok(())
 }
 
 impl Drop for VulkanExecutable {
@@ -1108,8 +747,8 @@ impl Drop for VulkanExecutable {
             d.destroy_query_pool(self.query_pool, None);
         }
         for a in &self.buffers {
-            self.free(a);
+            self.dev().free(a);
         }
-        self.free(&self.staging);
+        self.dev().free(&self.staging);
     }
 }

@@ -58,10 +58,20 @@
 //! Vulkan 1.1 device can load from a storage buffer without the 8-bit storage extension). f64 needs the device
 //! feature `shaderFloat64`; a program using f64 on a device without it fails at [`VulkanExecutable::new`] with
 //! [`VulkanError::Unsupported`].
+//!
+//! # Modules
+//!
+//! `device` (instance, device, queue and its lock) and `validate` (the checks of a [`ProgramDesc`]) come first;
+//! `memory` (buffers, mapping) and `commands` (command buffers, barriers, submission) are shared by `executable` and
+//! `session`, so neither reaches into the other's helpers; `session` builds on the executable's program (its
+//! signature, views, descriptor sets and dispatches), never the other way round.
 
+mod commands;
 mod device;
 mod executable;
+mod memory;
 mod session;
+mod validate;
 
 pub use device::{devices, Device, DeviceInfo, DeviceKind, DeviceLimits};
 pub use executable::VulkanExecutable;

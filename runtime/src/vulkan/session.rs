@@ -26,7 +26,8 @@
 //! never touch the session's resident buffers). [`VulkanSession::read`] and [`VulkanSession::write`] move one
 //! resident tensor on demand, through a staging buffer made for the purpose.
 
-use super::executable::{align, allocate_command_buffer, bytes_of, cmd_barrier, Allocation};
+use super::commands::{allocate_command_buffer, cmd_barrier};
+use super::memory::{align, bytes_of, Allocation};
 use super::{call, from_device_bytes, to_device_bytes, VulkanError, VulkanExecutable};
 use ash::vk;
 use kiln_ir::{Role, Tensor};
@@ -182,7 +183,7 @@ impl VulkanSession {
                     )))
                 }
             };
-            session.resident[i] = Some(exe.allocate(
+            session.resident[i] = Some(exe.dev().allocate(
                 bytes_of(ty),
                 storage,
                 vk::MemoryPropertyFlags::DEVICE_LOCAL,
@@ -210,7 +211,8 @@ impl VulkanSession {
         }
         let transfer = vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST;
         session.staging =
-            exe.allocate(offset, transfer, vk::MemoryPropertyFlags::HOST_CACHED, true)?;
+            exe.dev()
+                .allocate(offset, transfer, vk::MemoryPropertyFlags::HOST_CACHED, true)?;
 
         // Where each program buffer lives for the session: the resident inputs' buffers in place of the executable's.
         let mut views = exe.views.clone();
@@ -234,7 +236,7 @@ impl VulkanSession {
             }
         }
         if swap_bytes > 0 {
-            session.swap = exe.allocate(
+            session.swap = exe.dev().allocate(
                 swap_bytes,
                 transfer,
                 vk::MemoryPropertyFlags::DEVICE_LOCAL,
@@ -418,8 +420,11 @@ impl VulkanSession {
         // SAFETY: the command buffer was fully recorded at creation and is not pending (the previous step waited for
         // the fence; `&mut self` serialises steps); the fence is unsignalled (reset after every wait). The run lock is
         // held, so no run of the executable uses its buffers meanwhile, nor the queue from this executable.
-        unsafe { exe.submit_and_wait(self.command_buffer, self.fence, STEP_TIMEOUT_NS)? };
-        exe.write_mapped(&self.staging, |mapped| {
+        unsafe {
+            exe.dev()
+                .submit_and_wait(self.command_buffer, self.fence, STEP_TIMEOUT_NS)?
+        };
+        exe.dev().write_mapped(&self.staging, |mapped| {
             self.returned
                 .iter()
                 .map(|&(o, off)| {
@@ -448,7 +453,7 @@ impl VulkanSession {
         let ty = &exe.types[exe.inputs[i].1];
         let size = bytes_of(ty);
         let src = self.resident[i].as_ref().expect("resident").buffer;
-        let staging = exe.allocate(
+        let staging = exe.dev().allocate(
             size,
             vk::BufferUsageFlags::TRANSFER_DST,
             vk::MemoryPropertyFlags::HOST_CACHED,
@@ -481,11 +486,11 @@ impl VulkanSession {
                     vk::PipelineStageFlags::HOST,
                 );
             })?;
-            exe.write_mapped(&staging, |mapped| {
+            exe.dev().write_mapped(&staging, |mapped| {
                 from_device_bytes(ty, &mapped[..size as usize])
             })
         })();
-        exe.free(&staging);
+        exe.dev().free(&staging);
         result
     }
 
@@ -528,9 +533,9 @@ impl Drop for VulkanSession {
             d.destroy_fence(self.fence, None);
         }
         for a in self.resident.iter().flatten() {
-            exe.free(a);
+            exe.dev().free(a);
         }
-        exe.free(&self.staging);
-        exe.free(&self.swap);
+        exe.dev().free(&self.staging);
+        exe.dev().free(&self.swap);
     }
 }

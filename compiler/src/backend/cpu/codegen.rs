@@ -26,12 +26,12 @@
 //!
 //! # Scalar semantics
 //!
-//! Exactly the kernel interpreter's (`kernel::scalar`): f32 in f32; `max`/`min` are Cranelift's `fmax`/`fmin`, which
+//! Exactly the op table's (`kiln_ir::op::elementwise`, which the kernel interpreter runs): f32 in f32; `max`/`min` are Cranelift's `fmax`/`fmin`, which
 //! propagate NaN and order `-0 < +0`; i32 wraps, `x / 0 == 0` and `i32::MIN / -1 == i32::MIN`; casts saturate
 //! float → i32 with NaN → 0 (`fcvt_to_sint_sat`) and a float is `true` when it is not `0.0` (NaN included); bool is
 //! one byte 0/1. `exp`, `log`, `tanh`, `logistic` and float `pow` are the CLIF math library's (`super::math`, inline,
-//! within a few ulp of the interpreter's libm; the same code for a scalar and a vector lane); i32 `pow` calls the
-//! interpreter's function ([`callout`]).
+//! within a few ulp of the interpreter's libm; the same code for a scalar and a vector lane). Every op is lowered by
+//! one emitter for scalars and vectors alike ([`ops`]), and every reduction folds with one step ([`fold`]).
 //!
 //! One exception, where the host has FMA (cranelift-native's flags; never emitted without, where Cranelift would call
 //! libm): an f32/f64 `add` or `sub` with an operand that is a `mul` of the same block is contracted into one `fma`
@@ -54,17 +54,18 @@
 //! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code, with loads
 //! that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4 points at a
 //! time ([`vector::nested_plan`]; 16 at a time while they fit, four copies of the body), then the rest one at a time.
-//! A `for` computes every point with the same operations either way. A reduction keeps four f32x4 accumulators (a lane per `k mod 16`, 16 points per iteration while they
-//! fit, then 4) and a scalar one for the points left, and combines them in a fixed order
-//! ([`Emitter::vector_reduce`]): the same for every output element and thread count, but a sum is reassociated
-//! relative to the interpreter's left-to-right fold (max is exact). A max folds its vectors with one `maxps` each
-//! (`fmax` is nine instructions on x86) and a mask of the NaNs it saw, and runs the nest again with `fmax` where
-//! that could differ: when a value was NaN or the result is a zero (whose sign `maxps` may get wrong).
+//! A `for` computes every point with the same operations either way. A reduction keeps four f32x4 accumulators (a
+//! lane per `k mod 16`, 16 points per iteration while they fit, then 4) and a scalar one for the points left, and
+//! combines them in a fixed order ([`fold`]): the same for every output element and thread count, but a sum is
+//! reassociated relative to the interpreter's left-to-right fold (max is exact). A max folds its vectors with one
+//! `maxps` each (`fmax` is nine instructions on x86) and a mask of the NaNs it saw, and runs the nest again with
+//! `fmax` where that could differ: when a value was NaN or the result is a zero (whose sign `maxps` may get wrong).
 //!
 //! A `reduce` of f64 or i32 whose body is loads (moving by 1 or 0 with `k`), constants and `add sub mul max min neg
 //! abs` of its dtype runs `k` an f64x2 / i32x4 vector at a time into one vector accumulator, then the rest one at a
-//! time, combined in a fixed order ([`Emitter::typed_reduce`]): i32 sums wrap, so they and every max equal the
-//! interpreter's fold exactly (an f64 max as an f32 max, with `maxpd`); f64 sums are reassociated as f32 sums are.
+//! time, combined in a fixed order ([`fold`]: the same loops with one accumulator): i32 sums wrap, so they and every
+//! max equal the interpreter's fold exactly (an f64 max as an f32 max, with `maxpd`); f64 sums are reassociated as
+//! f32 sums are.
 //!
 //! In a `for` nest, an f32 division by a value from outside its body (softmax's `exp(x - m) / s`) becomes a
 //! multiplication by `1/s`, computed once per run of the nest, where that is safe ([`Emitter::for_loops`]: `s` is 0,
@@ -73,27 +74,26 @@
 //! product by less than an ulp before it is rounded); the special values give what dividing gives. Scalar and vector
 //! code do the same, so results stay independent of the thread count.
 //!
-//! Requires: a kernel that [`check`] accepts (every program `fusion::lower` produces); [`compile_program`] checks.
+//! Requires: a kernel that [`crate::kernel::verify`] accepts (every program `fusion::lower` produces, bounds proved); [`compile_program`] verifies each kernel first.
 
-mod callout;
-mod check;
+mod fold;
+mod ops;
 mod vector;
 
 use super::jit::JitModule;
 use super::math::MathEmitter;
 use crate::backend::BackendError;
+use crate::kernel::verify::{verify_kernel, ValueTypes};
 use crate::kernel::{
-    scalar::Scalar, Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, ReduceKind,
-    ScalarOp, ValueId, Var,
+    Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, ScalarOp, ValueId, Var,
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
-    SigRef, Signature, Type, UserFuncName, Value,
+    types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::FuncId;
-use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
+use kiln_ir::{BinaryOp, DType};
 use std::collections::HashMap;
 
 /// How a kernel was compiled.
@@ -126,35 +126,34 @@ pub fn compile_kernel(
     index: usize,
 ) -> Result<KernelCode, BackendError> {
     let kernel = &program.kernels[index];
-    let types = check::check_kernel(program, kernel)?;
+    let types = verify_kernel(program, kernel)?;
     let ptr = jit.isa().pointer_type();
     let sig = kernel_signature(jit.make_signature(), ptr);
     let vectorize = vector::plan(program, kernel, &types);
     let math = jit.math();
     let name = format!("k{index}_{}", sanitize(kernel.name()));
+    let mut built = Ok(());
     let func = jit.compile_function(&name, sig, |b| {
-        build(
+        built = build(
             b,
             program,
             kernel,
             &types,
             vectorize.as_ref(),
-            Host {
-                ptr,
-                math,
-                symbolic: false,
-            },
+            Host { ptr, math },
         )
-    })?;
+    });
+    // The emitter's error first: it explains a function that is then incomplete (its zero stand-ins).
+    built?;
+    let func = func?;
     Ok(KernelCode {
         func: Some(func),
         vectorized: vectorize.is_some(),
     })
 }
 
-/// The CLIF text of kernel `index`, as built (before Cranelift optimizes it). Calls into Rust name their function
-/// (`func_addr %pow_i32`) where the compiled code has its address as a constant. The math library uses `fma` where
-/// the host has it, as compiled code does.
+/// The CLIF text of kernel `index`, as built (before Cranelift optimizes it). The math library uses `fma` where the
+/// host has it, as compiled code does.
 pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
     let jit = JitModule::new()?;
     let func = kernel_function(&jit, program, index)?;
@@ -187,21 +186,21 @@ pub fn asm_text(program: &KernelProgram, index: usize) -> Result<String, Backend
     ))
 }
 
-/// Builds kernel `index`'s function (before Cranelift optimizes it), with symbolic names for what it calls.
+/// Builds kernel `index`'s function (before Cranelift optimizes it).
 fn kernel_function(
     jit: &JitModule,
     program: &KernelProgram,
     index: usize,
 ) -> Result<Function, BackendError> {
     let kernel = &program.kernels[index];
-    let types = check::check_kernel(program, kernel)?;
+    let types = verify_kernel(program, kernel)?;
     let ptr = jit.isa().pointer_type();
     let sig = kernel_signature(jit.make_signature(), ptr);
     let mut func = Function::with_name_signature(UserFuncName::testcase(format!("k{index}")), sig);
     let mut ctx = FunctionBuilderContext::new();
     let vectorize = vector::plan(program, kernel, &types);
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    build(
+    let built = build(
         &mut b,
         program,
         kernel,
@@ -210,12 +209,11 @@ fn kernel_function(
         Host {
             ptr,
             math: jit.math(),
-            symbolic: true,
         },
     );
     b.seal_all_blocks();
     b.finalize(jit.isa().frontend_config());
-    Ok(func)
+    built.map(|()| func)
 }
 
 fn sanitize(name: &str) -> String {
@@ -239,24 +237,19 @@ pub(crate) fn clif_type(dtype: DType) -> Type {
 struct Host {
     ptr: Type,
     math: MathEmitter,
-    /// Call Rust functions by name rather than address (the CLIF text).
-    symbolic: bool,
 }
 
-/// Builds the whole function (see the module doc for its shape).
+/// Builds the whole function (see the module doc for its shape). An error names an op the emitter has no code for
+/// (internal: [`crate::kernel::verify`] and the vector plans exclude them); the function is then complete but not meaningful.
 fn build(
     b: &mut FunctionBuilder<'_>,
     program: &KernelProgram,
     kernel: &Kernel,
-    types: &check::ValueTypes,
+    types: &ValueTypes,
     vectorize: Option<&vector::Plan>,
     host: Host,
-) {
-    let Host {
-        ptr,
-        math,
-        symbolic,
-    } = host;
+) -> Result<(), BackendError> {
+    let Host { ptr, math } = host;
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -264,7 +257,6 @@ fn build(
         unreachable!("the kernel signature has three parameters")
     };
     let mut e = Emitter::new(b, program, kernel, types, ptr, table, math);
-    e.symbolic = symbolic;
     let exit = e.b.create_block();
     let parallel = kernel.parallel();
     // Loops of extent 1 don't change the flattened point index; their variable is 0 throughout.
@@ -287,24 +279,26 @@ fn build(
     }
     e.b.switch_to_block(exit);
     e.b.ins().return_(&[]);
+    match e.unlowered {
+        Some(unlowered) => Err(unlowered.into_error(kernel.name())),
+        None => Ok(()),
+    }
 }
 
 struct Emitter<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
     program: &'a KernelProgram,
     kernel: &'a Kernel,
-    types: &'a check::ValueTypes,
+    types: &'a ValueTypes,
     ptr: Type,
     /// Base pointer of every buffer the kernel touches (loaded in the entry block), and of the scratch.
     bases: HashMap<BufferId, Value>,
     scratch: Option<Value>,
     vars: HashMap<Var, Variable>,
     values: Vec<Option<Value>>,
-    sigs: HashMap<(Type, usize), SigRef>,
-    /// Call Rust functions by name rather than address (for the CLIF text: deterministic and readable).
-    symbolic: bool,
-    funcs: HashMap<&'static str, FuncRef>,
     math: MathEmitter,
+    /// The first op [`ops`] had no lowering for (the kernel then fails to compile).
+    unlowered: Option<ops::Unlowered>,
     /// The variable the f32x4 parallel loop being emitted runs 4 points of at a time (`None` elsewhere).
     lane_var: Option<Var>,
     /// `1/s` of the divisors `s` that the `for` body being emitted multiplies by instead (see [`Self::for_loops`]),
@@ -328,7 +322,7 @@ struct Contraction {
 }
 
 /// The f32 values that `block` (a `for` body, nested blocks not included) divides by and doesn't define.
-fn invariant_divisors(block: &Block, types: &check::ValueTypes) -> Vec<ValueId> {
+fn invariant_divisors(block: &Block, types: &ValueTypes) -> Vec<ValueId> {
     let mut defined = Vec::new();
     let mut divisors = Vec::new();
     for inst in &block.insts {
@@ -351,7 +345,7 @@ fn invariant_divisors(block: &Block, types: &check::ValueTypes) -> Vec<ValueId> 
 /// `x·y - c`, `c - x·y` where the product `x·y` is a `mul` of the same block (so its operands are at hand in the
 /// vector code too); when both operands are products, the first one. Never `p ± p` of one product `p` (SPEC §1):
 /// `fma(a, b, -p)` is `p`'s rounding error, not the 0 that `p - p` is.
-fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usize, Contraction>) {
+fn contractions(block: &Block, types: &ValueTypes, plan: &mut HashMap<usize, Contraction>) {
     let is_float = |id: ValueId| matches!(types[id.index()], Some(DType::F32 | DType::F64));
     let mut products: HashMap<usize, (ValueId, ValueId)> = HashMap::new();
     for inst in &block.insts {
@@ -372,7 +366,8 @@ fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usi
                     (BinaryOp::Add, None, Some((a, b))) => Some((a, b, *x, false, false)),
                     (BinaryOp::Sub, Some((a, b)), _) => Some((a, b, *y, false, true)),
                     (BinaryOp::Sub, None, Some((a, b))) => Some((a, b, *x, true, false)),
-                    _ => None,
+                    (BinaryOp::Add | BinaryOp::Sub, None, None)
+                    | (BinaryOp::Div | BinaryOp::Max | BinaryOp::Min | BinaryOp::Pow, _, _) => None,
                 };
                 if let Some((a, b, c, negate_product, negate_c)) = contraction {
                     plan.insert(
@@ -393,14 +388,6 @@ fn contractions(block: &Block, types: &check::ValueTypes, plan: &mut HashMap<usi
     }
 }
 
-/// The value of a `reduce` over no points (SPEC §3.7): 0 (+0.0 for floats) for a sum, -inf / `i32::MIN` for a max.
-fn empty_fold(kind: ReduceKind, dtype: DType) -> Scalar {
-    match kind {
-        ReduceKind::Sum => Scalar::zero(dtype),
-        ReduceKind::Max => Scalar::lowest(dtype),
-    }
-}
-
 /// Memory flags of element accesses: in bounds (checked) and naturally aligned.
 fn elem_flags() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -411,7 +398,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         b: &'a mut FunctionBuilder<'b>,
         program: &'a KernelProgram,
         kernel: &'a Kernel,
-        types: &'a check::ValueTypes,
+        types: &'a ValueTypes,
         ptr: Type,
         table: Value,
         math: MathEmitter,
@@ -448,10 +435,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             scratch,
             vars: HashMap::new(),
             values: vec![None; types.len()],
-            sigs: HashMap::new(),
-            symbolic: false,
-            funcs: HashMap::new(),
             math,
+            unlowered: None,
             reciprocals: HashMap::new(),
             lane_var: None,
             contract,
@@ -620,7 +605,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
                                 (self.value(c.a), self.value(c.b), self.value(c.c));
                             self.fma(c, a, b, addend)
                         }
-                        None => self.scalar_op(op, *dtype),
+                        None => {
+                            let args: Vec<Value> =
+                                op.operands().into_iter().map(|v| self.value(v)).collect();
+                            self.lower(op, *dtype, ops::Shape::Scalar, &args)
+                        }
                     };
                     self.values[id.index()] = Some(v);
                 }
@@ -632,43 +621,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     body,
                     value,
                 } => {
-                    if loops.iter().any(|l| l.extent == 0) {
-                        // No trips, so no code for the body: the fold of nothing, +0 for a sum (where the loops
-                        // below start from -0.0), as the interpreter gives.
-                        let empty = self.constant(empty_fold(*kind, *dtype));
-                        self.values[id.index()] = Some(empty);
-                        continue;
-                    }
-                    if *dtype == DType::F32
-                        && vector::nested_plan(loops, body, Some(*value), self.types).is_some()
-                    {
-                        let result = self.vector_reduce(*kind, loops, body, *value);
-                        self.values[id.index()] = Some(result);
-                        continue;
-                    }
-                    if vector::typed_nested_plan(loops, body, *value, *dtype, self.types).is_some()
-                    {
-                        let result = self.typed_reduce(*kind, *dtype, loops, body, *value);
-                        self.values[id.index()] = Some(result);
-                        continue;
-                    }
-                    let ty = clif_type(*dtype);
-                    let acc = self.b.declare_var(ty);
-                    let init = self.reduce_identity(*kind, *dtype);
-                    self.b.def_var(acc, init);
-                    self.loop_nest(loops, &mut |e| {
-                        e.block(body);
-                        let x = e.value(*value);
-                        let a = e.b.use_var(acc);
-                        let folded = match (kind, dtype.is_float()) {
-                            (ReduceKind::Sum, true) => e.b.ins().fadd(a, x),
-                            (ReduceKind::Sum, false) => e.b.ins().iadd(a, x),
-                            (ReduceKind::Max, true) => e.b.ins().fmax(a, x),
-                            (ReduceKind::Max, false) => e.b.ins().smax(a, x),
-                        };
-                        e.b.def_var(acc, folded);
-                    });
-                    let result = self.b.use_var(acc);
+                    let result = self.reduce(*kind, *dtype, loops, body, *value);
                     self.values[id.index()] = Some(result);
                 }
                 Inst::For { loops, body } => self.for_loops(loops, body),
@@ -745,17 +698,6 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(join);
     }
 
-    fn reduce_identity(&mut self, kind: ReduceKind, dtype: DType) -> Value {
-        match (kind, dtype) {
-            (ReduceKind::Sum, DType::F32) => self.b.ins().f32const(-0.0f32),
-            (ReduceKind::Sum, DType::F64) => self.b.ins().f64const(-0.0f64),
-            (ReduceKind::Max, DType::F32) => self.b.ins().f32const(f32::NEG_INFINITY),
-            (ReduceKind::Max, DType::F64) => self.b.ins().f64const(f64::NEG_INFINITY),
-            (ReduceKind::Sum, _) => self.b.ins().iconst(clif_type(dtype), 0),
-            (ReduceKind::Max, _) => self.b.ins().iconst(types::I32, i64::from(i32::MIN)),
-        }
-    }
-
     /// `offset + Σ stride·var`, as a pointer-sized integer.
     fn index(&mut self, index: &IndexExpr) -> Value {
         let mut sum = None;
@@ -803,217 +745,5 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
         terms.reverse();
         IndexExpr { offset: 0, terms }
-    }
-
-    fn constant(&mut self, value: Scalar) -> Value {
-        match value {
-            Scalar::F32(x) => self.b.ins().f32const(x),
-            Scalar::F64(x) => self.b.ins().f64const(x),
-            Scalar::I32(x) => self.b.ins().iconst(types::I32, i64::from(x)),
-            Scalar::Bool(x) => self.b.ins().iconst(types::I8, i64::from(x)),
-        }
-    }
-
-    fn call(&mut self, f: &callout::Callout, args: &[Value]) -> Value {
-        let (ty, arity) = (f.ty, args.len());
-        let sig = match self.sigs.get(&(ty, arity)) {
-            Some(&s) => s,
-            None => {
-                let mut sig = Signature::new(self.b.func.signature.call_conv);
-                sig.params.extend((0..arity).map(|_| AbiParam::new(ty)));
-                sig.returns.push(AbiParam::new(ty));
-                let s = self.b.import_signature(sig);
-                self.sigs.insert((ty, arity), s);
-                s
-            }
-        };
-        let callee = if self.symbolic {
-            let func = match self.funcs.get(f.name) {
-                Some(&func) => func,
-                None => {
-                    let func = self.b.import_function(ExtFuncData {
-                        name: ExternalName::testcase(f.name),
-                        signature: sig,
-                        colocated: false,
-                        patchable: false,
-                    });
-                    self.funcs.insert(f.name, func);
-                    func
-                }
-            };
-            self.b.ins().func_addr(self.ptr, func)
-        } else {
-            self.b.ins().iconst(self.ptr, f.address as i64)
-        };
-        let call = self.b.ins().call_indirect(sig, callee, args);
-        self.b.inst_results(call)[0]
-    }
-
-    fn scalar_op(&mut self, op: &ScalarOp, dtype: DType) -> Value {
-        match op {
-            ScalarOp::Load { buffer, index } => {
-                let addr = self.address(*buffer, index);
-                self.b.ins().load(clif_type(dtype), elem_flags(), addr, 0)
-            }
-            ScalarOp::Const { bits } => {
-                self.constant(Scalar::from_f64(f64::from_bits(*bits), dtype))
-            }
-            ScalarOp::Index(index) => {
-                let i = self.index(index);
-                match dtype {
-                    DType::F32 | DType::F64 => self.b.ins().fcvt_from_uint(clif_type(dtype), i),
-                    DType::I32 => self.b.ins().ireduce(types::I32, i),
-                    DType::Bool => self.b.ins().icmp_imm_s(IntCC::NotEqual, i, 0),
-                }
-            }
-            ScalarOp::MatmulAcc => {
-                let point = self.point_index();
-                let i = self.index(&point);
-                let base = self.scratch.expect("checked: matmul.acc only in matmuls");
-                let addr = self.element_address(base, i, dtype.size_bytes());
-                self.b.ins().load(clif_type(dtype), elem_flags(), addr, 0)
-            }
-            ScalarOp::Unary(u, x) => {
-                let x = self.value(*x);
-                self.unary(*u, dtype, x)
-            }
-            ScalarOp::Cast(x) => {
-                let from = self.dtype(*x);
-                let x = self.value(*x);
-                self.cast(x, from, dtype)
-            }
-            ScalarOp::Binary(BinaryOp::Div, x, y) if self.reciprocals.contains_key(&y.index()) => {
-                let r = self.reciprocals[&y.index()];
-                let x = self.value(*x);
-                self.b.ins().fmul(x, r)
-            }
-            ScalarOp::Binary(op, x, y) => {
-                let (x, y) = (self.value(*x), self.value(*y));
-                self.binary(*op, dtype, x, y)
-            }
-            ScalarOp::Compare(dir, x, y) => {
-                let operands = self.dtype(*x);
-                let (x, y) = (self.value(*x), self.value(*y));
-                self.compare(*dir, operands, x, y)
-            }
-            ScalarOp::Select(c, x, y) => {
-                let (c, x, y) = (self.value(*c), self.value(*x), self.value(*y));
-                self.b.ins().select(c, x, y)
-            }
-        }
-    }
-
-    fn unary(&mut self, op: UnaryOp, dtype: DType, x: Value) -> Value {
-        match dtype {
-            DType::F32 | DType::F64 => match op {
-                UnaryOp::Neg => self.b.ins().fneg(x),
-                UnaryOp::Abs => self.b.ins().fabs(x),
-                UnaryOp::Sqrt => self.b.ins().sqrt(x),
-                UnaryOp::Recip => {
-                    let one = self.constant(Scalar::from_f64(1.0, dtype));
-                    self.b.ins().fdiv(one, x)
-                }
-                UnaryOp::Exp => self.math.exp(self.b, x),
-                UnaryOp::Log => self.math.log(self.b, x),
-                UnaryOp::Tanh => self.math.tanh(self.b, x),
-                UnaryOp::Logistic => self.math.logistic(self.b, x),
-            },
-            DType::I32 => match op {
-                UnaryOp::Neg => self.b.ins().ineg(x),
-                UnaryOp::Abs => self.b.ins().iabs(x),
-                _ => x,
-            },
-            DType::Bool => x,
-        }
-    }
-
-    fn binary(&mut self, op: BinaryOp, dtype: DType, x: Value, y: Value) -> Value {
-        if op == BinaryOp::Pow && dtype.is_float() {
-            return self.math.pow(self.b, x, y);
-        }
-        if op == BinaryOp::Pow {
-            let f = callout::pow(dtype).expect("checked: no pow on bool");
-            debug_assert_eq!(f.arity, 2);
-            return self.call(&f, &[x, y]);
-        }
-        if dtype.is_float() {
-            return match op {
-                BinaryOp::Add => self.b.ins().fadd(x, y),
-                BinaryOp::Sub => self.b.ins().fsub(x, y),
-                BinaryOp::Mul => self.b.ins().fmul(x, y),
-                BinaryOp::Div => self.b.ins().fdiv(x, y),
-                BinaryOp::Max => self.b.ins().fmax(x, y),
-                BinaryOp::Min => self.b.ins().fmin(x, y),
-                BinaryOp::Pow => unreachable!("handled above"),
-            };
-        }
-        match op {
-            BinaryOp::Add => self.b.ins().iadd(x, y),
-            BinaryOp::Sub => self.b.ins().isub(x, y),
-            BinaryOp::Mul => self.b.ins().imul(x, y),
-            BinaryOp::Max => self.b.ins().smax(x, y),
-            BinaryOp::Min => self.b.ins().smin(x, y),
-            BinaryOp::Div => {
-                // x / 0 == 0 and MIN / -1 == MIN (wrapping): divide by 1 in both cases, then fix the result.
-                let zero = self.b.ins().icmp_imm_s(IntCC::Equal, y, 0);
-                let minus_one = self.b.ins().icmp_imm_s(IntCC::Equal, y, -1);
-                let special = self.b.ins().bor(zero, minus_one);
-                let one = self.b.ins().iconst(types::I32, 1);
-                let divisor = self.b.ins().select(special, one, y);
-                let q = self.b.ins().sdiv(x, divisor);
-                let negated = self.b.ins().ineg(x);
-                let q = self.b.ins().select(minus_one, negated, q);
-                let z = self.b.ins().iconst(types::I32, 0);
-                self.b.ins().select(zero, z, q)
-            }
-            BinaryOp::Pow => unreachable!("handled above"),
-        }
-    }
-
-    fn compare(&mut self, dir: CmpDir, operands: DType, x: Value, y: Value) -> Value {
-        if operands.is_float() {
-            let cc = match dir {
-                CmpDir::Lt => FloatCC::LessThan,
-                CmpDir::Le => FloatCC::LessThanOrEqual,
-                CmpDir::Gt => FloatCC::GreaterThan,
-                CmpDir::Ge => FloatCC::GreaterThanOrEqual,
-                CmpDir::Eq => FloatCC::Equal,
-                CmpDir::Ne => FloatCC::NotEqual,
-            };
-            return self.b.ins().fcmp(cc, x, y);
-        }
-        let cc = match dir {
-            CmpDir::Lt => IntCC::SignedLessThan,
-            CmpDir::Le => IntCC::SignedLessThanOrEqual,
-            CmpDir::Gt => IntCC::SignedGreaterThan,
-            CmpDir::Ge => IntCC::SignedGreaterThanOrEqual,
-            CmpDir::Eq => IntCC::Equal,
-            CmpDir::Ne => IntCC::NotEqual,
-        };
-        self.b.ins().icmp(cc, x, y)
-    }
-
-    /// SPEC.md §3.3, as `Scalar::cast`.
-    fn cast(&mut self, x: Value, from: DType, to: DType) -> Value {
-        use DType::*;
-        match (from, to) {
-            _ if from == to => x,
-            (F32, F64) => self.b.ins().fpromote(types::F64, x),
-            (F64, F32) => self.b.ins().fdemote(types::F32, x),
-            (F32 | F64, I32) => self.b.ins().fcvt_to_sint_sat(types::I32, x),
-            (I32, F32 | F64) => self.b.ins().fcvt_from_sint(clif_type(to), x),
-            (Bool, F32 | F64) => {
-                let one = self.constant(Scalar::from_f64(1.0, to));
-                let zero = self.constant(Scalar::from_f64(0.0, to));
-                self.b.ins().select(x, one, zero)
-            }
-            (Bool, I32) => self.b.ins().uextend(types::I32, x),
-            (F32 | F64, Bool) => {
-                let zero = self.constant(Scalar::from_f64(0.0, from));
-                self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
-            }
-            (I32, Bool) => self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
-            _ => unreachable!("every pair of distinct dtypes is listed"),
-        }
     }
 }

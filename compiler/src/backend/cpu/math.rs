@@ -1,4 +1,4 @@
-//! A vectorized math library written in CLIF: `exp`, `log`, `tanh`, `logistic`, `pow` and the cheap elementwise ops
+//! A vectorized math library written in CLIF: `exp`, `log`, `tanh`, `logistic`, `erf`, `pow` and the cheap elementwise ops
 //! (`sqrt`, `recip`, `abs`, `neg`, `max`, `min`, `relu`) with the semantics of Kiln's IR (`ir-spec/SPEC.md` §3).
 //!
 //! Cranelift has no transcendental instructions and calling libm from JIT code costs 2.6–5.2 ns per element, so
@@ -14,7 +14,7 @@
 //!   built in the exponent bits: two factors so that overflow gives +inf and the underflow range rounds once, to a
 //!   correct subnormal or 0. NaN → NaN. Where every lane has `|x| ≤ 86` (707 for f64), which is nearly always,
 //!   one branch skips the clamp and the second factor: `fma(e^r - 1, 2^n, 2^n)` with `2^n` from `n`'s bits alone,
-//!   which gives the same bits (argued at `Lanes::exp_scaled`, checked by `compiler/tests/cpu_math.rs`).
+//!   which gives the same bits (argued at `Lanes::exp_scaled`, checked by `compiler/tests/cpu/cpu_math.rs`).
 //! - `log`: subnormals are scaled by `2^p` first; `x = 2^e·m` with `m ∈ [√½, √2)` by integer arithmetic on the bits,
 //!   `f = m - 1`; f32: `log(1+f) = f - f²/2 + f³·P(f)`; f64: `2·atanh(f/(2+f))` (one division) as in fdlibm.
 //!   `log(±0) = -inf`, `log(x<0) = NaN`, `log(+inf) = +inf`.
@@ -24,6 +24,13 @@
 //!   one exp (Cranelift merges the identical pure instructions).
 //! - `logistic`: `z = exp(-|x|)` (never overflows), then `1/(1+z)` for `x ≥ 0`, `z/(1+z)` for `x < 0`, as the
 //!   interpreter evaluates it.
+//! - `erf`: on `a = |x|`: `a + a·Q(a²)` for `a < 1`; else `1 - e^(-a²)·R(a - m)`, and exactly 1 from the first
+//!   float whose erf rounds to 1 (3.919206 for f32, 5.921587195794507 for f64; `a` is clamped there, so `e^(-a²)`
+//!   stays in exp's short path, used without its branch). R is fitted for the absolute error of `e^(-a²)·R`, the error the result sees, so one
+//!   polynomial covers the whole tail (degree 8, m = 2.5 for f32; 22, m = 3.5 for f64). Rounding `a²` costs at most
+//!   `a²·erfc(a)` ≤ 0.16 ulp of the result, so no exact-square split is needed. The sign of `x` is or-ed back in:
+//!   odd, `erf(±0) = ±0`, `erf(±inf) = ±1`, NaN → NaN. The split at 1 was chosen by measurement (of a Python model
+//!   of the f64 code): at 1.25, `a + a·Q(a²)` reached 1.8 ulp near the split (Q cancels there); at 1, 1.15.
 //! - `pow(x, y) = exp(y·log|x|)`, in f64 for f32 operands too (so `y·log|x|` keeps its precision); then the C99
 //!   special cases: `pow(x, ±0) = 1` and `pow(1, y) = 1` even for NaN; `pow(-1, ±inf) = 1`; a negative `x` (also
 //!   `-0` and `-inf`) takes the sign of `x` for odd integer `y` and gives NaN for finite `x < 0` with non-integer
@@ -42,15 +49,19 @@
 //! | log | f32 | all 2^32 | 0.83 | x = 1.413642, just below √2 (the reduction's edge) |
 //! | tanh | f32 | all 2^32 | 2.06 | x = 0.68012804, above 0.625 (`(1 - z²)/(1 + z²)`: `z = e^-a`'s error, squared) |
 //! | logistic | f32 | all 2^32 | 2.40 | x = -4.157294 (`z/(1+z)`: exp's error plus two roundings) |
+//! | erf | f32 | all 2^32 | 1.04 | x = 0.989615 (result 0.83834505), just under the split at 1 (against libm's erf) |
 //! | exp, log, tanh, logistic | f32, no FMA | every 17th f32 | 1.03, 0.80, 2.03, 2.37 | as above |
+//! | erf | f32, no FMA | all 2^32 | 1.34 | x = 0.9954118, just under the split at 1 |
 //! | pow | f32 | 1.6M pairs of spread f32 (`math_sweep`) | 0.50 | the f64 result rounded once |
 //! | exp | f64 | 2^24 spread | 1 | x = 1.8056e-5 |
 //! | log | f64 | 2^24 spread | 1 | x = 2.7e-308 |
 //! | tanh | f64 | 2^24 spread | 3 | x = 0.956 (`(1 - z²)/(1 + z²)`) |
 //! | logistic | f64 | 2^24 spread | 2 | x = 0.961 |
+//! | erf | f64, FMA and not | 2^24 spread | 1 | x = 9.8e-311 (a subnormal result); `cpu_math`'s grid of 2^17 points on \[-8, 8\] stays ≤ 2 |
 //! | pow | f64 | 1.6M pairs of spread f64 | 1083 | x = 4.0e-118, y = 2.5: the error grows as `\|y·ln x\|` (676 here) |
 //!
-//! (f64 errors are whole ulps against Rust's f64 functions, themselves within an ulp of the true value.)
+//! (f64 errors are whole ulps against Rust's f64 functions, themselves within an ulp of the true value; erf's
+//! reference is `libm::erf`, in f64 for the f32 rows too.)
 //!
 //! Subnormals are honoured both ways: `exp`'s results in the subnormal range and `log` of subnormals are as accurate
 //! as the rest (in absolute ulps). What is not handled: `pow`'s f64 error grows with `|y·ln x|` (about
@@ -121,6 +132,11 @@ impl MathEmitter {
     /// `1 / (1 + e^-x)`.
     pub fn logistic(&self, b: &mut FunctionBuilder<'_>, x: Value) -> Value {
         self.lanes(b, x).logistic(x)
+    }
+
+    /// `erf x` (odd: `erf(±0) = ±0`, `erf(±inf) = ±1`; exactly ±1 where the result rounds to it).
+    pub fn erf(&self, b: &mut FunctionBuilder<'_>, x: Value) -> Value {
+        self.lanes(b, x).erf(x)
     }
 
     /// `x^y` (C99 `pow`); `x` and `y` have the same type.
@@ -220,6 +236,14 @@ struct Format {
     log_poly: LogPoly,
     /// `tanh a = a + a³·P(a²)` on `a < TANH_POLY_BOUND`.
     tanh_poly: &'static [f64],
+    /// `erf a = a + a·Q(a²)` on `a < erf_split`...
+    erf_split: f64,
+    erf_small: &'static [f64],
+    /// ...and `1 - e^(-a²)·R(a - erf_mid)` below `erf_one`, the first float whose erf rounds to 1 (R is fitted for
+    /// the absolute error of `e^(-a²)·R`, which is what the result sees, up to 4 for f32, 6 for f64).
+    erf_mid: f64,
+    erf_one: f64,
+    erf_large: &'static [f64],
 }
 
 enum LogPoly {
@@ -267,6 +291,30 @@ static F32: Format = Format {
         2.1768918e-02,
         -8.343945e-03,
         2.2927448e-03,
+    ],
+    erf_split: 1.0,
+    erf_small: &[
+        1.2837917e-01,
+        -3.7612626e-01,
+        1.1283594e-01,
+        -2.6854211e-02,
+        5.1890872e-03,
+        -8.0168643e-04,
+        7.875875e-05,
+    ],
+    erf_mid: 2.5,
+    // erfc(3.9192058) > 2^-25 ≥ erfc(3.919206): the f32s on either side.
+    erf_one: 3.919206,
+    erf_large: &[
+        2.108076e-01,
+        -7.4342184e-02,
+        2.4914645e-02,
+        -8.132207e-03,
+        2.3025442e-03,
+        -6.611102e-04,
+        5.433151e-04,
+        2.2506063e-04,
+        1.0684327e-04,
     ],
 };
 
@@ -317,6 +365,50 @@ static F64: Format = Format {
         -3.12011014257974e-05,
         6.485163482793113e-06,
     ],
+    erf_split: 1.0,
+    erf_small: &[
+        0.1283791670955126,
+        -0.3761263890318375,
+        0.11283791670954879,
+        -0.026866170645076792,
+        0.0052239776248180145,
+        -0.000854832698083379,
+        0.0001205533111164271,
+        -1.4925595266831182e-05,
+        1.6461000484121368e-06,
+        -1.6350312701054695e-07,
+        1.4659775274047436e-08,
+        -1.1372848856791674e-09,
+        5.957176147748911e-11,
+    ],
+    erf_mid: 3.5,
+    // erfc(5.9215871957945065) > 2^-54 ≥ erfc(5.921587195794507).
+    erf_one: 5.921587195794507,
+    erf_large: &[
+        0.15529365560896455,
+        -0.04132357783347523,
+        0.010661133184584566,
+        -0.00267307446891311,
+        0.0006526863404204518,
+        -0.00015546864728841465,
+        3.618221626529378e-05,
+        -8.238005174669908e-06,
+        1.8358912191668016e-06,
+        -4.03459854788337e-07,
+        8.594334980482479e-08,
+        -1.6665030412996662e-08,
+        5.433548268776721e-09,
+        -2.95869821621534e-10,
+        -3.1183322607111865e-10,
+        -5.484797692746897e-10,
+        -1.8677020513997137e-10,
+        9.249661978891463e-12,
+        4.188750723734295e-11,
+        1.950534551991937e-11,
+        4.775212961909457e-12,
+        6.370714248201961e-13,
+        3.829767474929736e-14,
+    ],
 };
 
 /// The emitter for one value type: constants are splatted to it, masks and selects follow its lane count.
@@ -357,26 +449,7 @@ impl Lanes<'_, '_> {
     ///
     /// `x_full` is `x` for the full path: the same value, perhaps computed by other instructions.
     fn exp_scaled(&mut self, x: Value, outside: Value, x_full: Value) -> Value {
-        let fmt = self.format;
-        let shifter = if self.fma {
-            fmt.round_shifter + fmt.bias as f64
-        } else {
-            fmt.round_shifter
-        };
-        let (t, em1) = self.exp_reduced(x, shifter);
-        let t_bits = self.bits(t);
-        let u = self.b.ins().ishl_imm_u(t_bits, fmt.mantissa_bits);
-        let short = if self.fma {
-            let two_n = self.float_from_bits(u);
-            self.b.ins().fma(em1, two_n, two_n)
-        } else {
-            let bias = self.int(fmt.bias << fmt.mantissa_bits);
-            let two_n = self.b.ins().iadd(u, bias);
-            let two_n = self.float_from_bits(two_n);
-            let one = self.f(1.0);
-            let p = self.b.ins().fadd(em1, one);
-            self.b.ins().fmul(p, two_n)
-        };
+        let short = self.exp_short(x);
         let any_outside = if self.ty.is_vector() {
             self.b.ins().vany_true(outside)
         } else {
@@ -392,6 +465,30 @@ impl Lanes<'_, '_> {
         self.b.ins().jump(join, &[full.into()]);
         self.b.switch_to_block(join);
         result
+    }
+
+    /// `e^x` by the short path of [`Self::exp_scaled`], without the branch: only for `|x| ≤ exp_fast_bound` or NaN.
+    fn exp_short(&mut self, x: Value) -> Value {
+        let fmt = self.format;
+        let shifter = if self.fma {
+            fmt.round_shifter + fmt.bias as f64
+        } else {
+            fmt.round_shifter
+        };
+        let (t, em1) = self.exp_reduced(x, shifter);
+        let t_bits = self.bits(t);
+        let u = self.b.ins().ishl_imm_u(t_bits, fmt.mantissa_bits);
+        if self.fma {
+            let two_n = self.float_from_bits(u);
+            self.b.ins().fma(em1, two_n, two_n)
+        } else {
+            let bias = self.int(fmt.bias << fmt.mantissa_bits);
+            let two_n = self.b.ins().iadd(u, bias);
+            let two_n = self.float_from_bits(two_n);
+            let one = self.f(1.0);
+            let p = self.b.ins().fadd(em1, one);
+            self.b.ins().fmul(p, two_n)
+        }
     }
 
     /// `(t, em1)` of `e^x = (1 + em1)·2^n`: `t = shifter + n` with `n = round(x·log2 e)` (so `n` is also in t's low
@@ -550,6 +647,37 @@ impl Lanes<'_, '_> {
         let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
         let numerator = self.select(negative, z, one);
         self.b.ins().fdiv(numerator, denominator)
+    }
+
+    fn erf(&mut self, x: Value) -> Value {
+        let fmt = self.format;
+        let a = self.b.ins().fabs(x);
+        // Small: a + a·Q(a²) (Q(0) = 2/√π - 1, so the leading term a is exact and subnormals keep their precision).
+        let z = self.b.ins().fmul(a, a);
+        let q = self.poly(z, fmt.erf_small);
+        let small_value = self.mul_add(a, q, a);
+        // Large: 1 - e^(-a²)·R(a - mid). From the first `a` whose erf rounds to 1 (erfc a ≤ half an ulp below 1) the
+        // result is set to exactly 1, as the approximation alone may round to the float below there; `a` is clamped
+        // to that point too, which keeps -a² in the range of exp's short path (a NaN passes both).
+        let saturation = self.f(fmt.erf_one);
+        let saturated = self.b.ins().fcmp(FloatCC::LessThanOrEqual, saturation, a);
+        let a_clamped = self.select(saturated, saturation, a);
+        // a² is rounded, but its error reaches the result scaled by erfc a ≤ 0.16: at most 0.16 ulp, so no
+        // exact-square split is needed.
+        let a2 = self.b.ins().fmul(a_clamped, a_clamped);
+        let minus_a2 = self.b.ins().fneg(a2);
+        let gauss = self.exp_short(minus_a2);
+        let mid = self.f(fmt.erf_mid);
+        let v = self.b.ins().fsub(a_clamped, mid);
+        let r = self.poly(v, fmt.erf_large);
+        let minus_gauss = self.b.ins().fneg(gauss);
+        let one = self.f(1.0);
+        let large_value = self.mul_add(minus_gauss, r, one);
+        let large_value = self.select(saturated, one, large_value);
+        let split = self.f(fmt.erf_split);
+        let small = self.b.ins().fcmp(FloatCC::LessThan, a, split);
+        let magnitude = self.select(small, small_value, large_value);
+        self.copy_sign_bit(magnitude, x)
     }
 
     /// `e^-|x|`, the same instructions for `tanh` and `logistic` (so one is enough for both).

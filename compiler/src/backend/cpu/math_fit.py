@@ -5,7 +5,7 @@ Run with mpmath installed (`pip install mpmath`): prints each table, rounded to 
 """
 import struct
 
-from mpmath import atanh, cos, exp, log, lu_solve, matrix, mp, mpf, pi, sqrt, tanh
+from mpmath import atanh, cos, erf, erfc, exp, log, lu_solve, matrix, mp, mpf, pi, sqrt, tanh
 
 mp.dps = 60
 
@@ -49,3 +49,38 @@ show("log f64", *fit(log_s, mpf(0), s_max**2, 6), False)
 tanh_p = lambda z: (tanh(sqrt(z)) / sqrt(z) - 1) / z  # tanh a = a + a³·P(a²)
 show("tanh f32", *fit(tanh_p, mpf(0), mpf("0.625") ** 2, 5), True)
 show("tanh f64", *fit(tanh_p, mpf(0), mpf("0.625") ** 2, 11), False)
+
+
+def fit_weighted(g, w, a, b, degree, iterations=12, points=240):
+    """Coefficients of P(v), v = t - (a+b)/2, minimizing max |w(t)·(P(v) - g(t))| on [a, b] (Lawson's iteratively
+    reweighted least squares on Chebyshev-spaced points), and that max."""
+    mid, half = (a + b) / 2, (b - a) / 2
+    ts = [mid - half * cos(pi * k / (points - 1)) for k in range(points)]
+    gs, ws = [g(t) for t in ts], [w(t) for t in ts]
+    n = degree + 1
+    basis = [[((t - mid) / half) ** j for j in range(n)] for t in ts]  # normalized, for conditioning
+    lam = [mpf(1) / points] * points
+    for _ in range(iterations):
+        A, y = matrix(n, n), matrix(n, 1)
+        for k in range(points):
+            weight = lam[k] * ws[k] ** 2
+            for i in range(n):
+                y[i] += weight * basis[k][i] * gs[k]
+                for j in range(n):
+                    A[i, j] += weight * basis[k][i] * basis[k][j]
+        c = lu_solve(A, y)
+        errs = [abs(ws[k] * (sum(c[j] * basis[k][j] for j in range(n)) - gs[k])) for k in range(points)]
+        total = sum(lam[k] * errs[k] for k in range(points))
+        lam = [lam[k] * errs[k] / total for k in range(points)]
+    return [c[j] / half**j for j in range(n)], max(errs)
+
+
+# erf a = a + a·Q(a²) below the split; above it, 1 - e^(-a²)·R(a - mid) with R fitted for the absolute error of
+# e^(-a²)·R (that is, of erf) up to where erf rounds to 1 (the emitter clamps a there).
+erf_q = lambda z: erf(sqrt(z)) / sqrt(z) - 1 if z > 0 else 2 / sqrt(pi) - 1
+erf_r = lambda t: erfc(t) * exp(t * t)
+gauss = lambda t: exp(-t * t)
+show("erf small f32", *fit(erf_q, mpf(0), mpf(1), 6), True)
+show("erf large f32 (mid 2.5)", *fit_weighted(erf_r, gauss, mpf(1), mpf(4), 8), True)
+show("erf small f64", *fit(erf_q, mpf(0), mpf(1), 12), False)
+show("erf large f64 (mid 3.5)", *fit_weighted(erf_r, gauss, mpf(1), mpf(6), 22), False)

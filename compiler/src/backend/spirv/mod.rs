@@ -114,7 +114,7 @@
 //!   `logistic` is composed from `exp(-|x|)` (never overflows), and `pow` handles a negative base (odd/even integer
 //!   exponents, NaN otherwise), a zero base, `pow(x, ±0) = pow(1, y) = 1` by selects around `Pow(|a|, b)`.
 //! - GLSL.std.450 has no f64 `exp`, `log`, `tanh` or `pow`, so in f64 they are emitted as range reduction and
-//!   polynomials (`emit::Emitter::exp_f64` and its neighbours): `exp` by `n = round(x/ln 2)`, a two-part `ln 2`
+//!   polynomials (`emit::math_f64`): `exp` by `n = round(x/ln 2)`, a two-part `ln 2`
 //!   and a degree-13 Taylor polynomial, scaled by `Ldexp`; `log` by `Frexp` (subnormals pre-scaled by 2^54) and the
 //!   `atanh` series to `s^21`; `tanh` by `expm1` (its Taylor series where `2|x| ≤ 1`); `logistic` composed from
 //!   `exp` as in f32; `pow` as `exp(b·log|a|)` with the f32 path's edge cases (odd integers tested exactly up to
@@ -122,6 +122,9 @@
 //!   (`exp`, `log`), 4.4e-16 (`tanh`), 2.6e-16 (`logistic`), 2.8e-14 for `pow` (its error grows with `|b·ln|a||`,
 //!   up to 709); edge cases (NaN, ±inf, ±0, over/underflow) exact, a subnormal result possibly flushed to 0. f64
 //!   needs `shaderFloat64` (checked by the runtime: "unsupported on this device").
+//! - `erf` has no GLSL.std.450 instruction at any width: it is fdlibm's algorithm in f32 and f64 alike (piecewise
+//!   rational approximations, `exp` for the tail; `emit::erf`), measured within 1 ulp of the host's
+//!   `libm` in both.
 //! - `max` / `min` propagate NaN and order zeros like the interpreter, composed from `OpFOrdLessThan`,
 //!   `OpFOrdGreaterThan`, `OpIsNan` and `OpSelect` (GLSL's `FMax` leaves NaN undefined).
 //! - i32 `div` is SPEC's: `x / 0 = 0`, `MIN / -1 = MIN` (the divisor is replaced by 1 where `OpSDiv` is undefined).
@@ -280,6 +283,12 @@ pub fn lower(program: &KernelProgram) -> Result<Vec<SpirvKernel>, Error> {
 
 /// Lowers every kernel of `program` to a SPIR-V module, in program order.
 pub fn lower_with(program: &KernelProgram, options: &Options) -> Result<Vec<SpirvKernel>, Error> {
+    // The emitter relies on a valid program: typed values in scope, ops on dtypes they are defined on, accesses in
+    // bounds.
+    crate::kernel::verify(program).map_err(|e| Error::InvalidKernel {
+        kernel: e.kernel,
+        message: e.problem,
+    })?;
     program
         .kernels
         .iter()
