@@ -209,10 +209,7 @@ fn reads_only_in_place(body: &Block, output: BufferId, input: BufferId) -> bool 
     let (mut stores, mut loads) = (0, 0);
     body.visit(&mut |i| match i {
         Inst::Store { buffer, .. } if *buffer == output => stores += 1,
-        Inst::Let {
-            op: ScalarOp::Load { buffer, .. },
-            ..
-        } if *buffer == input => loads += 1,
+        i if i.loaded_buffer() == Some(input) => loads += 1,
         _ => {}
     });
     if stores != 1 {

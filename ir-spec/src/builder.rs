@@ -343,6 +343,61 @@ impl Builder {
         )
     }
 
+    /// Pads every dim with `low[d]` copies of `value` before and `high[d]` after (no node if there is no padding).
+    pub fn pad(&mut self, x: Value, low: &[usize], high: &[usize], value: f64) -> Result<Value> {
+        if low.len() == high.len()
+            && low.iter().chain(high).all(|&p| p == 0)
+            && low.len() == self.shape(x).len()
+        {
+            return Ok(x);
+        }
+        let value = Literal::Splat(fit_to_dtype(value, self.dtype(x)));
+        self.op(
+            Op::Pad {
+                low: low.to_vec(),
+                high: high.to_vec(),
+                value,
+            },
+            &[x],
+        )
+    }
+
+    /// The sliding windows over the last `window.len()` dims (SPEC `windows`).
+    pub fn windows(
+        &mut self,
+        x: Value,
+        window: &[usize],
+        stride: &[usize],
+        dilation: &[usize],
+    ) -> Result<Value> {
+        self.op(
+            Op::Windows {
+                window: window.to_vec(),
+                stride: stride.to_vec(),
+                dilation: dilation.to_vec(),
+            },
+            &[x],
+        )
+    }
+
+    /// Windows summed back into `size` (SPEC `overlap_add`, the transpose of [`Builder::windows`]).
+    pub fn overlap_add(
+        &mut self,
+        x: Value,
+        size: &[usize],
+        stride: &[usize],
+        dilation: &[usize],
+    ) -> Result<Value> {
+        self.op(
+            Op::OverlapAdd {
+                size: size.to_vec(),
+                stride: stride.to_vec(),
+                dilation: dilation.to_vec(),
+            },
+            &[x],
+        )
+    }
+
     pub fn concat(&mut self, xs: &[Value], axis: isize) -> Result<Value> {
         let Some(&first) = xs.first() else {
             return Err(build_err("concat", "needs at least one operand".into()));

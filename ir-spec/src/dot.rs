@@ -144,7 +144,10 @@ fn op_summary(op: &Op) -> String {
         | Op::ReduceMax { .. }
         | Op::Transpose { .. }
         | Op::Slice { .. }
-        | Op::Concat { .. } => format!("{m} {}", printer::attributes(op).join(" ")),
+        | Op::Concat { .. }
+        | Op::Pad { .. }
+        | Op::Windows { .. }
+        | Op::OverlapAdd { .. } => format!("{m} {}", printer::attributes(op).join(" ")),
     }
 }
 

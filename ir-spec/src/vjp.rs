@@ -178,6 +178,35 @@ pub fn vjp(
             }
         }
 
+        // The padding is constant: the operand's cotangent is g inside the padding.
+        Op::Pad { low, .. } => {
+            if want(0) {
+                let dims = b.shape(x(0)).to_vec();
+                let end: Vec<usize> = dims.iter().zip(low).map(|(n, l)| n + l).collect();
+                grads[0] = Some(b.slice(g, low, &end)?);
+            }
+        }
+        // Each window element is a copy of an input element: the copies' cotangents add up where they came from.
+        Op::Windows {
+            stride, dilation, ..
+        } => {
+            if want(0) {
+                let dims = b.shape(x(0)).to_vec();
+                let size = dims[dims.len() - stride.len()..].to_vec();
+                grads[0] = Some(b.overlap_add(g, &size, stride, dilation)?);
+            }
+        }
+        // overlap_add is linear and windows is its transpose.
+        Op::OverlapAdd {
+            stride, dilation, ..
+        } => {
+            if want(0) {
+                let dims = b.shape(x(0)).to_vec();
+                let window = dims[dims.len() - stride.len()..].to_vec();
+                grads[0] = Some(b.windows(g, &window, stride, dilation)?);
+            }
+        }
+
         // d(A B) = dA B + A dB: dA = g Bᵀ, dB = Aᵀ g.
         Op::Matmul => {
             let (a, bm) = (x(0), x(1));

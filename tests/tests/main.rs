@@ -53,6 +53,7 @@ mod vulkan {
 /// Cases run through every stage and backend: every op on edge values, zero-size tensors, large logits, million-op
 /// graphs.
 mod all_backends {
+    mod conv;
     mod deep_graphs;
     mod every_op;
     mod large_logits;

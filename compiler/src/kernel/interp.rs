@@ -238,6 +238,16 @@ impl<'a> Exec<'a> {
             ScalarOp::Load { buffer, index } => {
                 self.load(buffer.index(), index.eval(&self.vars))?
             }
+            ScalarOp::LoadOr { buffer, dims, fill } => {
+                let mut index = Some(0);
+                for d in dims {
+                    index = index.and_then(|i| Some(i + d.eval(&self.vars)? * d.stride));
+                }
+                match index {
+                    Some(i) => self.load(buffer.index(), i)?,
+                    None => Scalar::from_f64(f64::from_bits(*fill), dtype),
+                }
+            }
             ScalarOp::Const { bits } => Scalar::from_f64(f64::from_bits(*bits), dtype),
             ScalarOp::Index(index) => Scalar::from_index(index.eval(&self.vars), dtype),
             ScalarOp::MatmulAcc => self.matmul_acc,

@@ -201,7 +201,7 @@ fn reduction_qualifies(
                     return false;
                 }
             }
-            ScalarOp::Index(_) | ScalarOp::MatmulAcc => return false,
+            ScalarOp::LoadOr { .. } | ScalarOp::Index(_) | ScalarOp::MatmulAcc => return false,
             ScalarOp::Const { .. }
             | ScalarOp::Unary(..)
             | ScalarOp::Cast(_)
@@ -259,13 +259,12 @@ fn buffer_uses(body: &Block) -> (HashMap<BufferId, usize>, HashSet<BufferId>) {
     let (mut stores, mut loads) = (HashMap::new(), HashSet::new());
     body.visit(&mut |inst| match inst {
         Inst::Store { buffer, .. } => *stores.entry(*buffer).or_insert(0) += 1,
-        Inst::Let {
-            op: ScalarOp::Load { buffer, .. },
-            ..
-        } => {
-            loads.insert(*buffer);
+        Inst::Let { .. } => {
+            if let Some(buffer) = inst.loaded_buffer() {
+                loads.insert(buffer);
+            }
         }
-        _ => {}
+        Inst::Reduce { .. } | Inst::For { .. } => {}
     });
     (stores, loads)
 }
@@ -484,7 +483,8 @@ impl Exprs {
                 ScalarOp::Load { buffer, index } => Expr::Load(*buffer, affine(index)),
                 ScalarOp::Const { bits } => Expr::Const(*bits, *dtype),
                 ScalarOp::Index(index) => Expr::Index(affine(index), *dtype),
-                ScalarOp::MatmulAcc => Expr::Opaque(*id),
+                // A guarded load is left alone: opaque, so never merged with another.
+                ScalarOp::LoadOr { .. } | ScalarOp::MatmulAcc => Expr::Opaque(*id),
                 ScalarOp::Unary(u, x) => Expr::Unary(*u, operand(self, x), *dtype),
                 ScalarOp::Cast(x) => Expr::Cast(operand(self, x), *dtype),
                 ScalarOp::Binary(b, x, y) => {

@@ -189,13 +189,9 @@ impl Kernel {
             }
         }
         self.body().visit(&mut |inst| {
-            if let Inst::Let {
-                op: ScalarOp::Load { buffer, .. },
-                ..
-            } = inst
-            {
-                if !out.contains(buffer) {
-                    out.push(*buffer);
+            if let Some(buffer) = inst.loaded_buffer() {
+                if !out.contains(&buffer) {
+                    out.push(buffer);
                 }
             }
         });
@@ -327,6 +323,80 @@ impl IndexExpr {
     }
 }
 
+/// One dimension of a [`ScalarOp::LoadOr`]: the signed affine coordinate `t = offset + Σ coef·var` holds when
+/// `t >= 0`, `t` is a multiple of `step` and `t / step < extent`; it then moves the element index by
+/// `t / step · stride`.
+///
+/// `t` is the buffer's own coordinate, scaled by `step`: a `pad` of `lo` reads `t = y − lo` with step 1, an
+/// `overlap_add` with window stride `s` and dilation `d` reads window `a` of output position `y` at `t = y − d·a`
+/// with step `s`. Terms are sorted by variable, with non-zero coefficients.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct GuardedDim {
+    pub offset: i64,
+    pub terms: Vec<(Var, i64)>,
+    pub step: usize,
+    pub extent: usize,
+    pub stride: usize,
+}
+
+impl GuardedDim {
+    /// The dim's index into the buffer at these variable values, or `None` where its guard fails.
+    pub fn eval(&self, vars: &[usize]) -> Option<usize> {
+        let t = self.offset
+            + self
+                .terms
+                .iter()
+                .map(|&(v, c)| vars[v.0 as usize] as i64 * c)
+                .sum::<i64>();
+        let t = usize::try_from(t).ok()?;
+        (t % self.step == 0 && t / self.step < self.extent).then_some(t / self.step)
+    }
+
+    /// The dim at coordinate `coord − lo`, with step 1: a padded dim.
+    pub fn shifted(coord: &IndexExpr, lo: usize, extent: usize, stride: usize) -> GuardedDim {
+        GuardedDim {
+            offset: coord.offset as i64 - lo as i64,
+            terms: coord.terms.iter().map(|&(v, s)| (v, s as i64)).collect(),
+            step: 1,
+            extent,
+            stride,
+        }
+    }
+}
+
+impl fmt::Display for GuardedDim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `(i1 - 2*i4 + 1)/2 < 5 : 16`: the coordinate, divided by the step, below the extent, times the stride.
+        f.write_str("(")?;
+        let mut first = true;
+        for &(v, c) in &self.terms {
+            let sign = if c < 0 { "-" } else { "+" };
+            match (first, c < 0) {
+                (true, false) => {}
+                (true, true) => f.write_str("-")?,
+                (false, _) => write!(f, " {sign} ")?,
+            }
+            first = false;
+            if c.unsigned_abs() == 1 {
+                write!(f, "{v}")?;
+            } else {
+                write!(f, "{}*{v}", c.unsigned_abs())?;
+            }
+        }
+        match (first, self.offset) {
+            (true, o) => write!(f, "{o}")?,
+            (false, 0) => {}
+            (false, o) if o < 0 => write!(f, " - {}", o.unsigned_abs())?,
+            (false, o) => write!(f, " + {o}")?,
+        }
+        f.write_str(")")?;
+        if self.step != 1 {
+            write!(f, "/{}", self.step)?;
+        }
+        write!(f, " < {} : {}", self.extent, self.stride)
+    }
+}
+
 /// A list of instructions run in order.
 #[derive(Clone, PartialEq, Debug, Default)]
 pub struct Block {
@@ -374,6 +444,19 @@ pub enum Inst {
     },
 }
 
+impl Inst {
+    /// The buffer a `let` reads (a `load` or `load.or`).
+    pub fn loaded_buffer(&self) -> Option<BufferId> {
+        match self {
+            Inst::Let {
+                op: ScalarOp::Load { buffer, .. } | ScalarOp::LoadOr { buffer, .. },
+                ..
+            } => Some(*buffer),
+            Inst::Let { .. } | Inst::Reduce { .. } | Inst::For { .. } | Inst::Store { .. } => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ReduceKind {
     /// `acc + x`; empty: 0.
@@ -398,6 +481,14 @@ pub enum ScalarOp {
     Load {
         buffer: BufferId,
         index: IndexExpr,
+    },
+    /// `buffer[Σ_d (t_d / step_d) · stride_d]` when every [`GuardedDim`] holds, else `fill` (the f64
+    /// bit pattern of a constant, as in `Const`). What a `pad`, a padded window and an `overlap_add` lower to: the
+    /// guards are checked on the coordinates, so no out-of-range element is ever read. The buffer is not empty.
+    LoadOr {
+        buffer: BufferId,
+        dims: Vec<GuardedDim>,
+        fill: u64,
     },
     /// A constant, stored as the f64 bit pattern (exact for every dtype), converted to the `Let`'s dtype.
     Const {
@@ -428,6 +519,7 @@ impl ScalarOp {
     pub fn operands(&self) -> Vec<ValueId> {
         match self {
             ScalarOp::Load { .. }
+            | ScalarOp::LoadOr { .. }
             | ScalarOp::Const { .. }
             | ScalarOp::Index(_)
             | ScalarOp::MatmulAcc => Vec::new(),

@@ -141,6 +141,15 @@ fn print_block(out: &mut String, block: &Block, depth: usize) {
 fn scalar_op(op: &ScalarOp, dtype: DType) -> String {
     match op {
         ScalarOp::Load { buffer, index } => format!("load {buffer}[{index}]"),
+        ScalarOp::LoadOr { buffer, dims, fill } => {
+            let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+            let fill = scalar_op(&ScalarOp::Const { bits: *fill }, dtype);
+            format!(
+                "load.or {buffer}[{}] else {}",
+                dims.join(", "),
+                &fill["const ".len()..]
+            )
+        }
         // In the dtype's own shortest form: an f32 constant 0.01 prints as 0.01, not as its f64 expansion.
         ScalarOp::Const { bits } => match dtype {
             DType::F32 => format!("const {}", f64::from_bits(*bits) as f32),

@@ -250,6 +250,57 @@ impl Checker<'_> {
         Ok(b.ty.dtype)
     }
 
+    /// Checks a [`ScalarOp::LoadOr`]: every element its guards let through is in bounds, the buffer is not empty
+    /// (a backend loads a clamped index before choosing the fill), and every coordinate and `step · extent` fit in an
+    /// `i32` (the SPIR-V backend computes guards in 32 bits). Returns the buffer's dtype.
+    fn guarded_access(
+        &self,
+        buffer: super::BufferId,
+        dims: &[super::GuardedDim],
+    ) -> Result<DType, VerifyError> {
+        let b = self
+            .program
+            .buffers
+            .get(buffer.index())
+            .ok_or_else(|| self.error(format!("buffer {buffer} does not exist")))?;
+        if b.ty.numel() == 0 {
+            return Err(self.error(format!("guarded load of the empty buffer {buffer}")));
+        }
+        let mut reach = Some(0usize);
+        for d in dims {
+            let span = d.step.checked_mul(d.extent);
+            if d.step == 0 || d.extent == 0 || span.is_none_or(|s| s > i32::MAX as usize) {
+                return Err(self.error(format!("guarded dim {d} has a bad step or extent")));
+            }
+            // The coordinate's range over the variables' ranges: within i32 everywhere.
+            let (mut lo, mut hi) = (d.offset as i128, d.offset as i128);
+            for &(v, c) in &d.terms {
+                let extent = *self
+                    .extents
+                    .get(&v)
+                    .ok_or_else(|| self.error(format!("{v} is not bound by an enclosing loop")))?;
+                let reach = extent.saturating_sub(1) as i128 * c as i128;
+                if reach < 0 {
+                    lo += reach;
+                } else {
+                    hi += reach;
+                }
+            }
+            if lo < i32::MIN as i128 || hi > i32::MAX as i128 {
+                return Err(self.error(format!("guarded dim {d} reaches past i32")));
+            }
+            reach = reach.and_then(|r| r.checked_add((d.extent - 1).checked_mul(d.stride)?));
+        }
+        if reach.is_none_or(|r| r >= b.ty.numel()) {
+            return Err(self.error(format!(
+                "guarded load of {buffer} reaches past the {} elements of `{}`",
+                b.ty.numel(),
+                b.name
+            )));
+        }
+        Ok(b.ty.dtype)
+    }
+
     /// The largest value of `index`; `None` when the instruction never runs (a loop around it has no trips), so
     /// the access never happens. Every variable must be bound by an enclosing loop either way.
     fn max_index(&self, index: &IndexExpr) -> Result<Option<usize>, VerifyError> {
@@ -282,6 +333,14 @@ impl Checker<'_> {
         };
         match op {
             ScalarOp::Load { buffer, index } => same("a load", self.access(*buffer, index)?),
+            ScalarOp::LoadOr { buffer, dims, fill } => {
+                same("a guarded load", self.guarded_access(*buffer, dims)?)?;
+                let value = f64::from_bits(*fill);
+                if !kiln_ir::op::representable(value, dtype) {
+                    return Err(self.error(format!("fill {value} is not representable as {dtype}")));
+                }
+                Ok(())
+            }
             ScalarOp::Const { bits } => {
                 let value = f64::from_bits(*bits);
                 if !kiln_ir::op::representable(value, dtype) {

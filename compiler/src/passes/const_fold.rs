@@ -58,11 +58,17 @@ fn fold(rw: &Rewriter, id: NodeId) -> Result<Option<Literal>, IrError> {
     }
     let splats: Option<Vec<f64>> = operands.iter().map(|o| splat(o)).collect();
 
-    // Movement ops only move elements: a splat stays the same splat at the new shape.
+    // Movement ops only move elements: a splat stays the same splat at the new shape (a `pad` only if it pads with
+    // the same value).
     if let Some(values) = &splats {
         let first = values[0];
         let all_equal = values.iter().all(|v| v.to_bits() == first.to_bits());
-        if node.op.class() == OpClass::Movement && all_equal {
+        let pads_other = if let Op::Pad { value, .. } = &node.op {
+            value.as_splat().map(f64::to_bits) != Some(first.to_bits())
+        } else {
+            false
+        };
+        if node.op.class() == OpClass::Movement && all_equal && !pads_other {
             return Ok(Some(Literal::Splat(first)));
         }
     }
@@ -139,7 +145,11 @@ fn one_element_operands(op: &Op, operands: &[&Node]) -> Option<Vec<TensorType>> 
         | Op::Transpose { .. }
         | Op::Broadcast { .. }
         | Op::Slice { .. }
-        | Op::Concat { .. } => None,
+        | Op::Concat { .. }
+        | Op::Pad { .. }
+        | Op::Windows { .. }
+        // Not one sum per element: the edges add fewer windows.
+        | Op::OverlapAdd { .. } => None,
     }
 }
 

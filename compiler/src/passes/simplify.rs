@@ -74,7 +74,10 @@ fn rewrite(rw: &mut Rewriter, id: NodeId, uses: &[usize]) -> Result<Option<NodeI
         | Op::ReduceMax { .. }
         | Op::Slice { .. }
         | Op::Concat { .. }
-        | Op::Matmul => Ok(None),
+        | Op::Matmul
+        | Op::Pad { .. }
+        | Op::Windows { .. }
+        | Op::OverlapAdd { .. } => Ok(None),
     }
 }
 

@@ -4,6 +4,12 @@
 //! gradients (derived by autodiff from the primitives' VJPs) follow PyTorch's conventions, e.g. `relu` is a `select`
 //! so that relu'(0) = 0.
 
+mod conv;
+mod norm;
+
+pub use conv::ConvSpec;
+pub use norm::BatchNormTrain;
+
 use crate::builder::{Builder, Value};
 use crate::error::IrError;
 use crate::op::CmpDir;

@@ -159,3 +159,120 @@ pub(super) fn concat<T: Copy>(parts: &[(&[T], &[usize])], axis: usize) -> Vec<T>
     }
     out
 }
+
+/// For each element of `src_dims` padded by `low`/`high`, in row-major order: the source element it holds, or
+/// `None` for padding.
+pub(super) fn pad_sources(src_dims: &[usize], low: &[usize], high: &[usize]) -> Vec<Option<usize>> {
+    let dims: Vec<usize> = (0..src_dims.len())
+        .map(|d| src_dims[d] + low[d] + high[d])
+        .collect();
+    let strides = row_major_strides(src_dims);
+    let n: usize = dims.iter().product();
+    let mut index = vec![0usize; dims.len()];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut at = Some(0);
+        for d in 0..dims.len() {
+            let inside = index[d].checked_sub(low[d]).filter(|&i| i < src_dims[d]);
+            at = at.zip(inside).map(|(a, i)| a + i * strides[d]);
+        }
+        out.push(at);
+        for k in (0..dims.len()).rev() {
+            index[k] += 1;
+            if index[k] < dims[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    out
+}
+
+impl StridedView {
+    /// `windows`: `[lead.., n..] -> [lead.., o.., k..]`, reading `src[l, o·stride + a·dilation]`.
+    pub fn windows(
+        src_dims: &[usize],
+        window: &[usize],
+        stride: &[usize],
+        dilation: &[usize],
+    ) -> StridedView {
+        let src_strides = row_major_strides(src_dims);
+        let lead = src_dims.len() - window.len();
+        let mut dims = src_dims[..lead].to_vec();
+        let mut strides = src_strides[..lead].to_vec();
+        for d in 0..window.len() {
+            let n = src_dims[lead + d];
+            dims.push((n - (dilation[d] * (window[d] - 1) + 1)) / stride[d] + 1);
+            strides.push(stride[d] * src_strides[lead + d]);
+        }
+        for d in 0..window.len() {
+            dims.push(window[d]);
+            strides.push(dilation[d] * src_strides[lead + d]);
+        }
+        StridedView {
+            dims,
+            strides,
+            offset: 0,
+        }
+    }
+}
+
+/// `overlap_add`: `src` of shape `[lead.., o.., k..]` summed into `[lead.., size..]`. Each result element folds the
+/// window elements `a` (row-major) that land on it, where a window position that lands on no `o` contributes 0: the
+/// order and the zeros of the compiled loop (`reduce.sum` over `a` of a guarded load).
+pub(super) fn overlap_add<T: Number>(
+    src: &[T],
+    src_dims: &[usize],
+    size: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+) -> Vec<T> {
+    let s = size.len();
+    let lead = src_dims.len() - 2 * s;
+    let src_strides = row_major_strides(src_dims);
+    let (outs, window) = (&src_dims[lead..lead + s], &src_dims[lead + s..]);
+    let mut dims = src_dims[..lead].to_vec();
+    dims.extend_from_slice(size);
+    let n: usize = dims.iter().product();
+    let taps: usize = window.iter().product();
+    let add = T::step(BinaryOp::Add);
+    let mut out = Vec::with_capacity(n);
+    let mut y = vec![0usize; dims.len()];
+    let mut a = vec![0usize; s];
+    for _ in 0..n {
+        let base: usize = (0..lead).map(|d| y[d] * src_strides[d]).sum();
+        let mut acc: Option<T> = None;
+        a.iter_mut().for_each(|x| *x = 0);
+        for _ in 0..taps {
+            let mut at = Some(base);
+            for d in 0..s {
+                let o = (y[lead + d])
+                    .checked_sub(a[d] * dilation[d])
+                    .filter(|t| t % stride[d] == 0)
+                    .map(|t| t / stride[d])
+                    .filter(|&o| o < outs[d]);
+                at = at.zip(o).map(|(at, o)| {
+                    at + o * src_strides[lead + d] + a[d] * src_strides[lead + s + d]
+                });
+            }
+            let v = at.map_or(T::ZERO, |i| src[i]);
+            acc = Some(acc.map_or(v, |acc| add(acc, v)));
+            for k in (0..s).rev() {
+                a[k] += 1;
+                if a[k] < window[k] {
+                    break;
+                }
+                a[k] = 0;
+            }
+        }
+        out.push(acc.unwrap_or(T::ZERO));
+        for k in (0..dims.len()).rev() {
+            y[k] += 1;
+            if y[k] < dims[k] {
+                break;
+            }
+            y[k] = 0;
+        }
+    }
+    out
+}

@@ -337,6 +337,37 @@ fn eval_node(graph: &Graph, id: NodeId, values: &[Option<Tensor>]) -> Result<Ten
             let (da, db) = (a.dims(), b.dims());
             each_pair!(numeric a.data(), b.data(), x, y => index::matmul(x, y, da, db), else => return Err(mismatch()))
         }
+        Op::Pad { low, high, value } => {
+            let x = arg(0)?;
+            let fill = value.get(0);
+            let values: Vec<f64> = index::pad_sources(x.dims(), low, high)
+                .into_iter()
+                .map(|at| at.map_or(fill, |i| x.data().get_f64(i)))
+                .collect();
+            return Tensor::from_f64_values(ty, &values);
+        }
+        Op::Windows {
+            window,
+            stride,
+            dilation,
+        } => {
+            let x = arg(0)?;
+            let view = StridedView::windows(x.dims(), window, stride, dilation);
+            each_dtype!(x.data(), v => view.gather(v))
+        }
+        Op::OverlapAdd {
+            size,
+            stride,
+            dilation,
+        } => {
+            let x = arg(0)?;
+            let dims = x.dims();
+            each_number!(
+                x.data(),
+                v => index::overlap_add(v, dims, size, stride, dilation),
+                bool => return Err(mismatch())
+            )
+        }
     };
     Tensor::new(ty, data)
 }

@@ -250,9 +250,30 @@ pub enum Op {
     },
     /// `[..., m, k] x [..., k, n] -> [..., m, n]`; the leading (batch) dims are equal.
     Matmul,
+    /// Constant padding: `low[d]` elements of `value` (a splat) before dim d and `high[d]` after it.
+    Pad {
+        low: Vec<usize>,
+        high: Vec<usize>,
+        value: Literal,
+    },
+    /// The sliding windows over the last `s = window.len()` dims: `[lead.., n_1..n_s] -> [lead.., o_1..o_s,
+    /// k_1..k_s]` with `out[l, o, a] = in[l, o·stride + a·dilation]` and `o = (n − dilation·(k − 1) − 1) / stride
+    /// + 1` per dim. A view: what convolutions and pooling read.
+    Windows {
+        window: Vec<usize>,
+        stride: Vec<usize>,
+        dilation: Vec<usize>,
+    },
+    /// The transpose of `windows` (its gradient): `[lead.., o_1..o_s, k_1..k_s] -> [lead.., size_1..size_s]`, every
+    /// window element added back to the position `o·stride + a·dilation` it was read from.
+    OverlapAdd {
+        size: Vec<usize>,
+        stride: Vec<usize>,
+        dilation: Vec<usize>,
+    },
 }
 
-pub use typing::{broadcastable_to, representable, TypeError};
+pub use typing::{broadcastable_to, representable, windows_out, TypeError};
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -267,8 +267,146 @@ impl Op {
                 dims[r - 1] = b.dims()[r - 1];
                 Ok(a.with_shape(dims))
             }
+            Op::Pad { low, high, value } => {
+                let t = operands[0];
+                if low.len() != t.rank() || high.len() != t.rank() {
+                    return type_err!(
+                        "pad of {t} needs one low and one high padding per dim, got low {} and high {}",
+                        ints(low),
+                        ints(high)
+                    );
+                }
+                let Literal::Splat(v) = value else {
+                    return type_err!("pad value must be one number");
+                };
+                if !representable(*v, t.dtype) {
+                    return type_err!("pad value {v} is not representable as {}", t.dtype);
+                }
+                let mut dims = Vec::with_capacity(t.rank());
+                for (d, &n) in t.dims().iter().enumerate() {
+                    match n
+                        .checked_add(low[d])
+                        .and_then(|x| x.checked_add(high[d]))
+                        .filter(|&x| x <= MAX_ELEMENTS)
+                    {
+                        Some(x) => dims.push(x),
+                        None => {
+                            return type_err!("pad of {t}: dim {d}'s padded extent exceeds 2^40")
+                        }
+                    }
+                }
+                Ok(t.with_shape(dims))
+            }
+            Op::Windows {
+                window,
+                stride,
+                dilation,
+            } => {
+                let t = operands[0];
+                let lead = window_lead(t, window, stride, dilation, "windows")?;
+                let mut dims = t.dims()[..lead].to_vec();
+                for (d, &k) in window.iter().enumerate() {
+                    let n = t.dims()[lead + d];
+                    match windows_out(n, k, stride[d], dilation[d]) {
+                        Some(o) => dims.push(o),
+                        None => {
+                            return type_err!(
+                                "windows of {t}: window {} with dilation {} spans {} elements, more than dim {}'s {n}",
+                                k,
+                                dilation[d],
+                                span(k, dilation[d]).map_or("too many".into(), |s| s.to_string()),
+                                lead + d
+                            )
+                        }
+                    }
+                }
+                dims.extend_from_slice(window);
+                Ok(t.with_shape(dims))
+            }
+            Op::OverlapAdd {
+                size,
+                stride,
+                dilation,
+            } => {
+                let t = operands[0];
+                let s = size.len();
+                if stride.len() != s || dilation.len() != s || t.rank() < 2 * s {
+                    return type_err!(
+                        "overlap_add of {t} needs size, stride and dilation of one length s with rank >= 2s, got size {}, stride {}, dilation {}",
+                        ints(size),
+                        ints(stride),
+                        ints(dilation)
+                    );
+                }
+                if !t.dtype.is_numeric() {
+                    return type_err!("overlap_add of {t}: not numeric");
+                }
+                let lead = t.rank() - 2 * s;
+                let window = &t.dims()[lead + s..];
+                if stride.contains(&0) || dilation.contains(&0) || window.contains(&0) {
+                    return type_err!(
+                        "overlap_add of {t}: strides {}, dilations {} and windows must be positive",
+                        ints(stride),
+                        ints(dilation)
+                    );
+                }
+                for d in 0..s {
+                    let o = t.dims()[lead + d];
+                    if windows_out(size[d], window[d], stride[d], dilation[d]) != Some(o) {
+                        return type_err!(
+                            "overlap_add of {t}: {o} windows of {} (stride {}, dilation {}) don't tile size {}",
+                            window[d],
+                            stride[d],
+                            dilation[d],
+                            size[d]
+                        );
+                    }
+                }
+                let mut dims = t.dims()[..lead].to_vec();
+                dims.extend_from_slice(size);
+                Ok(t.with_shape(dims))
+            }
         }
     }
+}
+
+/// The elements a window of `k` with dilation `d` spans: `d·(k − 1) + 1`.
+fn span(k: usize, d: usize) -> Option<usize> {
+    d.checked_mul(k.checked_sub(1)?)?.checked_add(1)
+}
+
+/// How many windows of `k` (stride `s`, dilation `d`) fit in `n` elements: `(n − span) / s + 1`; `None` if none fits.
+pub fn windows_out(n: usize, k: usize, s: usize, d: usize) -> Option<usize> {
+    let span = span(k, d)?;
+    (n >= span && s > 0).then(|| (n - span) / s + 1)
+}
+
+/// Checks the attribute lists of a `windows` over `t` and returns the number of leading (unwindowed) dims.
+fn window_lead(
+    t: &TensorType,
+    window: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+    name: &str,
+) -> Result<usize, TypeError> {
+    let s = window.len();
+    if stride.len() != s || dilation.len() != s || s > t.rank() {
+        return type_err!(
+            "{name} of {t} needs window, stride and dilation of one length, at most the rank, got window {}, stride {}, dilation {}",
+            ints(window),
+            ints(stride),
+            ints(dilation)
+        );
+    }
+    if window.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+        return type_err!(
+            "{name} of {t}: window {}, stride {} and dilation {} must be positive",
+            ints(window),
+            ints(stride),
+            ints(dilation)
+        );
+    }
+    Ok(t.rank() - s)
 }
 
 /// Whether `dtype` holds `value` exactly (the check on every constant, in the graph and the kernel IR).

@@ -289,6 +289,24 @@ impl BuildOp for OpKind {
                 axis: attrs.uint("axis")?,
             },
             OpKind::Matmul => Op::Matmul,
+            OpKind::Pad => Op::Pad {
+                low: attrs.uint_list("low")?,
+                high: attrs.uint_list("high")?,
+                value: match attrs.literal("value")? {
+                    Literal::Splat(v) => Literal::Splat(fit_to_dtype(v, ty.dtype)),
+                    dense => dense,
+                },
+            },
+            OpKind::Windows => Op::Windows {
+                window: attrs.uint_list("window")?,
+                stride: attrs.uint_list("stride")?,
+                dilation: attrs.uint_list("dilation")?,
+            },
+            OpKind::OverlapAdd => Op::OverlapAdd {
+                size: attrs.uint_list("size")?,
+                stride: attrs.uint_list("stride")?,
+                dilation: attrs.uint_list("dilation")?,
+            },
         })
     }
 }

@@ -97,6 +97,21 @@ fn attribute_values(op: &Op) -> Vec<String> {
         Op::Reshape { shape } | Op::Broadcast { shape } => vec![shape.to_string()],
         Op::Transpose { perm } => vec![int_list(perm)],
         Op::Slice { start, end } => vec![int_list(start), int_list(end)],
+        // The fill prints in the operand's dtype, which is the result's; the printer has only the op here, so a
+        // float fill prints as f64 text (exact for every f32).
+        Op::Pad { low, high, value } => {
+            vec![int_list(low), int_list(high), literal(value, DType::F64)]
+        }
+        Op::Windows {
+            window,
+            stride,
+            dilation,
+        } => vec![int_list(window), int_list(stride), int_list(dilation)],
+        Op::OverlapAdd {
+            size,
+            stride,
+            dilation,
+        } => vec![int_list(size), int_list(stride), int_list(dilation)],
         Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Matmul => Vec::new(),
     }
 }

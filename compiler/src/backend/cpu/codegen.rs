@@ -85,7 +85,8 @@ use super::math::MathEmitter;
 use crate::backend::BackendError;
 use crate::kernel::verify::{verify_kernel, ValueTypes};
 use crate::kernel::{
-    Block, BufferId, IndexExpr, Inst, Kernel, KernelProgram, Loop, ScalarOp, ValueId, Var,
+    Block, BufferId, GuardedDim, IndexExpr, Inst, Kernel, KernelProgram, Loop, ScalarOp, ValueId,
+    Var,
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
@@ -718,6 +719,39 @@ impl<'a, 'b> Emitter<'a, 'b> {
             Some(s) if index.offset == 0 => s,
             Some(s) => self.b.ins().iadd_imm_s(s, index.offset as i64),
         }
+    }
+
+    /// The element index of a guarded load and whether every guard holds. Where a guard fails, that dim's index is
+    /// 0, so the (discarded) load stays inside the buffer: branch-free, and never out of bounds.
+    fn guarded_index(&mut self, dims: &[GuardedDim]) -> (Value, Value) {
+        let mut index = self.b.ins().iconst(self.ptr, 0);
+        let mut ok = self.b.ins().iconst(types::I8, 1);
+        let zero = self.b.ins().iconst(self.ptr, 0);
+        for d in dims {
+            let mut t = self.b.ins().iconst(self.ptr, d.offset);
+            for &(v, c) in &d.terms {
+                let x = self.get_var(v);
+                let term = self.b.ins().imul_imm_s(x, c);
+                t = self.b.ins().iadd(t, term);
+            }
+            // `t < step·extent` as unsigned also rules out `t < 0`.
+            let below = (d.step * d.extent) as i64;
+            let mut holds = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, t, below);
+            let q = if d.step == 1 {
+                t
+            } else {
+                let q = self.b.ins().udiv_imm_u(t, d.step as i64);
+                let back = self.b.ins().imul_imm_s(q, d.step as i64);
+                let exact = self.b.ins().icmp(IntCC::Equal, back, t);
+                holds = self.b.ins().band(holds, exact);
+                q
+            };
+            let q = self.b.ins().select(holds, q, zero);
+            let term = self.b.ins().imul_imm_s(q, d.stride as i64);
+            index = self.b.ins().iadd(index, term);
+            ok = self.b.ins().band(ok, holds);
+        }
+        (index, ok)
     }
 
     fn address(&mut self, buffer: BufferId, index: &IndexExpr) -> Value {

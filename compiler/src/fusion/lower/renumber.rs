@@ -39,6 +39,14 @@ pub(super) fn renumber(kernel: &mut Kernel) {
                             ScalarOp::Load { index, .. } | ScalarOp::Index(index) => {
                                 self.index(index)
                             }
+                            ScalarOp::LoadOr { dims, .. } => {
+                                for d in dims {
+                                    for (v, _) in &mut d.terms {
+                                        self.var(v);
+                                    }
+                                    d.terms.sort();
+                                }
+                            }
                             ScalarOp::Const { .. } | ScalarOp::MatmulAcc => {}
                             ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => self.value(x),
                             ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => {

@@ -209,6 +209,24 @@ impl Emitter<'_> {
                 Some(c) => (operand, c),
                 None => return Some(None),
             },
+            // Window `a` of output position `o` reads `o·stride + a·dilation`.
+            Op::Windows {
+                stride, dilation, ..
+            } => {
+                let s = stride.len();
+                let lead = from.len() - s;
+                let mut c = coords[..lead].to_vec();
+                for d in 0..s {
+                    let (o, a) = (&coords[lead + d], &coords[lead + s + d]);
+                    let terms = o
+                        .terms
+                        .iter()
+                        .map(|&(v, t)| (v, t * stride[d]))
+                        .chain(a.terms.iter().map(|&(v, t)| (v, t * dilation[d])));
+                    c.push(self.affine(o.offset * stride[d] + a.offset * dilation[d], terms));
+                }
+                (operand, c)
+            }
             Op::Input { .. }
             | Op::Constant { .. }
             | Op::Iota { .. }
@@ -220,7 +238,10 @@ impl Emitter<'_> {
             | Op::ReduceSum { .. }
             | Op::ReduceMax { .. }
             | Op::Concat { .. }
-            | Op::Matmul => return None,
+            | Op::Matmul
+            // Not affine: lowered to guarded loads (`Emitter::pad`, `Emitter::overlap_add`).
+            | Op::Pad { .. }
+            | Op::OverlapAdd { .. } => return None,
         }))
     }
 }

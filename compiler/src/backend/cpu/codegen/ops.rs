@@ -115,6 +115,22 @@ impl Emitter<'_, '_> {
                     Shape::Vector => self.vector_load(addr, dtype),
                 }
             }
+            ScalarOp::LoadOr { buffer, dims, fill } => match shape {
+                Shape::Scalar => {
+                    let (index, ok) = self.guarded_index(dims);
+                    let addr = self.element_address(self.bases[buffer], index, dtype.size_bytes());
+                    let x = self.b.ins().load(clif_type(dtype), elem_flags(), addr, 0);
+                    let fill = self.constant(Scalar::from_f64(f64::from_bits(*fill), dtype));
+                    self.b.ins().select(ok, x, fill)
+                }
+                Shape::Vector => {
+                    return Err(Unlowered {
+                        op: "load.or".into(),
+                        dtype,
+                        shape,
+                    })
+                }
+            },
             ScalarOp::Const { bits } => {
                 let x = self.constant(Scalar::from_f64(f64::from_bits(*bits), dtype));
                 self.broadcast(x, dtype, shape)

@@ -55,7 +55,8 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
     }
     let let_ok = |op: &ScalarOp, nested: bool| match op {
         ScalarOp::Load { index, .. } => index.stride_of(j) <= 1,
-        ScalarOp::Index(_) => false,
+        // Scalar for now: each lane would check its own guards.
+        ScalarOp::LoadOr { .. } | ScalarOp::Index(_) => false,
         // The scratch is indexed by the parallel point, not by a reduction's variables.
         ScalarOp::MatmulAcc => !nested,
         ScalarOp::Const { .. }
@@ -322,9 +323,10 @@ pub(super) fn nested_plan(
                     ScalarOp::Load { buffer, index } if index.stride_of(k) <= 1 => {
                         loaded.push((*buffer, index))
                     }
-                    ScalarOp::Load { .. } | ScalarOp::Index(_) | ScalarOp::MatmulAcc => {
-                        return None
-                    }
+                    ScalarOp::Load { .. }
+                    | ScalarOp::LoadOr { .. }
+                    | ScalarOp::Index(_)
+                    | ScalarOp::MatmulAcc => return None,
                     ScalarOp::Const { .. }
                     | ScalarOp::Unary(..)
                     | ScalarOp::Cast(_)
@@ -507,6 +509,7 @@ pub(super) fn typed_nested_plan(
         }
         let ok = match op {
             ScalarOp::Load { index, .. } => index.stride_of(k) <= 1,
+            ScalarOp::LoadOr { .. } => false,
             ScalarOp::Const { .. } => true,
             ScalarOp::Binary(op, ..) => match op {
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => {

@@ -156,8 +156,11 @@ fn accessed_by_its_writer(kernel: &LoopKernel, buffer: BufferId) -> bool {
             if let Inst::Reduce { body, .. } | Inst::For { body, .. } = i {
                 body.visit(&mut |i| nested |= accesses_buffer(i, buffer).is_some());
             }
-            let Some(index) = accesses_buffer(i, buffer) else {
-                continue;
+            let index = match accesses_buffer(i, buffer) {
+                None => continue,
+                Some(Some(index)) => index,
+                // A guarded load of a buffer the kernel stores: not provably its writer's own element.
+                Some(None) => return false,
             };
             let position = |v: Var| loops.iter().position(|l| l.var == v);
             let strides = loops.iter().map(|l| index.stride_of(l.var)).collect();
@@ -193,12 +196,14 @@ fn accessed_by_its_writer(kernel: &LoopKernel, buffer: BufferId) -> bool {
     !nested && accesses.iter().all(|a| a == first)
 }
 
-/// The index of `inst`'s load or store of `buffer`, if it is one. Every scalar op is listed: one that reads a
-/// buffer must be counted here, or a workgroup kernel could read an element another invocation stores.
-fn accesses_buffer(inst: &Inst, buffer: BufferId) -> Option<&IndexExpr> {
+/// Whether `inst` loads or stores `buffer`, and at which affine index (`Some(None)`: a guarded load, whose index is
+/// not affine). Every scalar op is listed: one that reads a buffer must be counted here, or a workgroup kernel could
+/// read an element another invocation stores.
+fn accesses_buffer(inst: &Inst, buffer: BufferId) -> Option<Option<&IndexExpr>> {
     match inst {
         Inst::Let { op, .. } => match op {
-            ScalarOp::Load { buffer: b, index } => (*b == buffer).then_some(index),
+            ScalarOp::Load { buffer: b, index } => (*b == buffer).then_some(Some(index)),
+            ScalarOp::LoadOr { buffer: b, .. } => (*b == buffer).then_some(None),
             ScalarOp::Const { .. }
             | ScalarOp::Index(_)
             | ScalarOp::MatmulAcc
@@ -210,7 +215,7 @@ fn accesses_buffer(inst: &Inst, buffer: BufferId) -> Option<&IndexExpr> {
         },
         Inst::Store {
             buffer: b, index, ..
-        } => (*b == buffer).then_some(index),
+        } => (*b == buffer).then_some(Some(index)),
         Inst::Reduce { .. } | Inst::For { .. } => None,
     }
 }

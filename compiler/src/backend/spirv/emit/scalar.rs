@@ -3,7 +3,7 @@
 //! GPU differs). The f64 transcendental functions are in [`super::math_f64`].
 
 use super::{verified, Emitter, Result};
-use crate::kernel::{BufferId, IndexExpr, ScalarOp, ValueId};
+use crate::kernel::{BufferId, GuardedDim, IndexExpr, ScalarOp, ValueId};
 use kiln_ir::{BinaryOp, CmpDir, DType, UnaryOp};
 use rspirv::spirv::{GlslStd450Op as GLOp, Op, StorageClass, Word};
 
@@ -54,6 +54,54 @@ impl Emitter<'_> {
         }
     }
 
+    /// The element index of a guarded load and whether every guard holds; a failed guard contributes 0, so the
+    /// (discarded) load stays inside the buffer. The verifier keeps every coordinate and `step · extent` within i32,
+    /// so the coordinate computed in wrapping u32 arithmetic is at least 2^31 exactly when it is negative, and one
+    /// unsigned compare checks both ends.
+    pub(super) fn guarded_index(&mut self, dims: &[GuardedDim]) -> Result<(Word, Word)> {
+        let u = self.t_u32;
+        let zero = self.u32_const(0);
+        let mut index = zero;
+        let mut ok = None;
+        for d in dims {
+            let mut t = self.u32_const(d.offset as i32 as u32);
+            for &(v, c) in &d.terms {
+                let var = match self.vars.get(&v) {
+                    Some(&var) => var,
+                    None => verified(&format!("loop variable {v} used out of its loop")),
+                };
+                let c = self.u32_const(c as i32 as u32);
+                let term = self.op(Op::IMul, u, &[var, c])?;
+                t = self.op(Op::IAdd, u, &[t, term])?;
+            }
+            let below = self.u32_const((d.step * d.extent) as u32);
+            let mut holds = self.bool_op(Op::ULessThan, &[t, below])?;
+            let q = if d.step == 1 {
+                t
+            } else {
+                let step = self.u32_const(d.step as u32);
+                let q = self.op(Op::UDiv, u, &[t, step])?;
+                let r = self.op(Op::UMod, u, &[t, step])?;
+                let exact = self.bool_op(Op::IEqual, &[r, zero])?;
+                holds = self.bool_op(Op::LogicalAnd, &[holds, exact])?;
+                q
+            };
+            let q = self.select(u, holds, q, zero)?;
+            let stride = self.u32_const(d.stride as u32);
+            let term = self.op(Op::IMul, u, &[q, stride])?;
+            index = self.op(Op::IAdd, u, &[index, term])?;
+            ok = Some(match ok {
+                None => holds,
+                Some(o) => self.bool_op(Op::LogicalAnd, &[o, holds])?,
+            });
+        }
+        let ok = match ok {
+            Some(o) => o,
+            None => self.b.constant_true(self.t_bool),
+        };
+        Ok((index, ok))
+    }
+
     pub(super) fn element_ptr_at(
         &mut self,
         buffer: BufferId,
@@ -101,6 +149,13 @@ impl Emitter<'_> {
             ScalarOp::Load { buffer, index } => {
                 let i = self.index(index)?;
                 self.load_element(*buffer, i)
+            }
+            ScalarOp::LoadOr { buffer, dims, fill } => {
+                let (i, ok) = self.guarded_index(dims)?;
+                let x = self.load_element(*buffer, i)?;
+                let fill = self.typed_const(dtype, f64::from_bits(*fill));
+                let ty = self.ty(dtype);
+                self.select(ty, ok, x, fill)
             }
             ScalarOp::Const { bits } => Ok(self.typed_const(dtype, f64::from_bits(*bits))),
             ScalarOp::Index(index) => {
