@@ -374,3 +374,136 @@ mod tests {
         );
     }
 }
+
+/// W6: `relu(conv2d(x, W, pad 1) + b)`, x [16, 64, 32, 32], W [64, 64, 3, 3] (the peers' script's W6).
+pub const W6_X: [usize; 4] = [16, 64, 32, 32];
+pub const W6_W: [usize; 4] = [64, 64, 3, 3];
+
+/// FLOPs of W6's convolution (bias and ReLU not counted, as the peers count).
+pub fn w6_flops() -> f64 {
+    2.0 * 16.0 * 64.0 * 32.0 * 32.0 * 64.0 * 9.0
+}
+
+pub fn w6_graph() -> Result<Graph, IrError> {
+    let mut b = Builder::new("w6_conv");
+    let x = b.data("x", TensorType::f32(&W6_X))?;
+    let w = b.param("w", TensorType::f32(&W6_W))?;
+    let bias = b.param("b", TensorType::f32(&[W6_W[0]]))?;
+    let y = b.conv(
+        x,
+        w,
+        Some(bias),
+        &kiln::ir::ConvSpec::new(2).padding(&[1, 1]),
+    )?;
+    let y = b.relu(y)?;
+    b.output("y", y)?;
+    Ok(b.finish())
+}
+
+/// W6 by hand: zero-padded im2col into `cols` (`[C·9, H·W]` per image), then one `sgemm` per image, bias and ReLU.
+pub fn w6_reference(x: &[f32], w: &[f32], bias: &[f32], cols: &mut [f32], y: &mut [f32]) {
+    let [n, c, h, wd] = W6_X;
+    let o = W6_W[0];
+    let hw = h * wd;
+    for img in 0..n {
+        let xi = &x[img * c * hw..(img + 1) * c * hw];
+        for ci in 0..c {
+            for a in 0..3 {
+                for bb in 0..3 {
+                    let row = &mut cols[((ci * 3 + a) * 3 + bb) * hw..][..hw];
+                    for r in 0..h {
+                        let sr = r as isize + a as isize - 1;
+                        for s in 0..wd {
+                            let ss = s as isize + bb as isize - 1;
+                            row[r * wd + s] =
+                                if sr < 0 || ss < 0 || sr >= h as isize || ss >= wd as isize {
+                                    0.0
+                                } else {
+                                    xi[ci * hw + sr as usize * wd + ss as usize]
+                                };
+                        }
+                    }
+                }
+            }
+        }
+        let yi = &mut y[img * o * hw..(img + 1) * o * hw];
+        sgemm(o, c * 9, hw, w, cols, yi);
+        for (oi, row) in yi.chunks_mut(hw).enumerate() {
+            for v in row {
+                *v = (*v + bias[oi]).max(0.0);
+            }
+        }
+    }
+}
+
+/// W7: the peers' CNN (conv 1→16, ReLU, maxpool 2, conv 16→32, ReLU, maxpool 2, flatten, `f @ W + b` to 10
+/// classes, mean cross-entropy) on [128, 1, 28, 28], one SGD step of lr 0.01.
+pub fn w7_step() -> Result<Graph, IrError> {
+    use kiln::ir::ConvSpec;
+    let mut b = Builder::new("w7_cnn");
+    let x = b.data("x", TensorType::f32(&[128, 1, 28, 28]))?;
+    let labels = b.data("labels", TensorType::new(kiln::DType::I32, [128]))?;
+    let same = ConvSpec::new(2).padding(&[1, 1]);
+    let pool = ConvSpec::new(2).stride(&[2, 2]);
+    let w1 = b.param("c1.weight", TensorType::f32(&[16, 1, 3, 3]))?;
+    let b1 = b.param("c1.bias", TensorType::f32(&[16]))?;
+    let w2 = b.param("c2.weight", TensorType::f32(&[32, 16, 3, 3]))?;
+    let b2 = b.param("c2.bias", TensorType::f32(&[32]))?;
+    let wf = b.param("fc.weight", TensorType::f32(&[1568, 10]))?;
+    let bf = b.param("fc.bias", TensorType::f32(&[10]))?;
+    let h = b.conv(x, w1, Some(b1), &same)?;
+    let h = b.relu(h)?;
+    let h = b.max_pool(h, &[2, 2], &pool)?;
+    let h = b.conv(h, w2, Some(b2), &same)?;
+    let h = b.relu(h)?;
+    let h = b.max_pool(h, &[2, 2], &pool)?;
+    let f = b.flatten(h)?;
+    let z = b.matmul(f, wf)?;
+    let z = b.add(z, bf)?;
+    let loss = b.cross_entropy(z, labels)?;
+    b.output("loss", loss)?;
+    let model = b.finish();
+    let params = W7_PARAMS;
+    let sgd = Sgd {
+        lr: 0.01,
+        ..Sgd::default()
+    };
+    kiln::training_step(&model, "loss", &params, &Optimizer::Sgd(sgd))
+}
+
+/// W7's parameter names, in input order.
+pub const W7_PARAMS: [&str; 6] = [
+    "c1.weight",
+    "c1.bias",
+    "c2.weight",
+    "c2.bias",
+    "fc.weight",
+    "fc.bias",
+];
+
+/// W7's parameters: He-normal weights (std √(2/fan_in)), zero biases.
+pub fn w7_params(seed: u64) -> HashMap<String, Tensor> {
+    let shapes: [(&str, Vec<usize>, usize); 6] = [
+        ("c1.weight", vec![16, 1, 3, 3], 9),
+        ("c1.bias", vec![16], 0),
+        ("c2.weight", vec![32, 16, 3, 3], 144),
+        ("c2.bias", vec![32], 0),
+        ("fc.weight", vec![1568, 10], 1568),
+        ("fc.bias", vec![10], 0),
+    ];
+    shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, dims, fan_in))| {
+            let scale = if fan_in == 0 {
+                0.0
+            } else {
+                (2.0 / fan_in as f32).sqrt()
+            };
+            (
+                name.to_string(),
+                normal_tensor(&dims, seed + i as u64, scale),
+            )
+        })
+        .collect()
+}

@@ -54,6 +54,7 @@ mod vulkan {
 /// graphs.
 mod all_backends {
     mod conv;
+    mod conv_snapshots;
     mod deep_graphs;
     mod every_op;
     mod large_logits;

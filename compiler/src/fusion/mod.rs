@@ -17,9 +17,10 @@
 //!    A matmul read only through a transpose of its last two dims by such a kernel (the weight gradient `dWᵀ` in
 //!    the update `W - lr·transpose(dWᵀ)`) is its core too: the kernel computes `(AB)ᵀ = BᵀAᵀ`, the operands swapped
 //!    and read transposed, so the update is the gradient matmul's epilogue.
-//! 4. **Cheap ops are recomputed, expensive ones never duplicated.** Broadcasts, reshapes, transposes, slices, iota
-//!    and splat constants are *inline*: recomputed inside every consumer (they are index arithmetic). Reductions,
-//!    matmuls and concats are computed by exactly one kernel, and so is every elementwise op but those of rule 5;
+//! 4. **Cheap ops are recomputed, expensive ones never duplicated.** Broadcasts, reshapes, transposes, slices,
+//!    windows, iota and splat constants are *inline*: recomputed inside every consumer (they are index arithmetic).
+//!    Reductions, matmuls, concats and pads (a guarded load per element: stored once, then read through affine views
+//!    by the window matrix of a convolution) are computed by exactly one kernel, and so is every elementwise op but those of rule 5;
 //!    a value used by two kernels, a graph output and a matmul operand is materialized once in a buffer. Within one
 //!    kernel, an elementwise value used by two stages (softmax's `exp(x - max)` in the sum and in the write) is
 //!    recomputed in each stage; [`lower`]'s kernel-IR pass [`crate::kernel::materialize`] then computes it once

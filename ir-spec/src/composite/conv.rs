@@ -107,9 +107,8 @@ impl ConvSpec {
             ));
         }
         let mut out = Vec::with_capacity(s);
-        for d in 0..s {
+        for (d, &(lo, hi)) in self.padding.iter().enumerate() {
             let n = x.dims()[2 + d];
-            let (lo, hi) = self.padding[d];
             let padded = n.checked_add(lo).and_then(|p| p.checked_add(hi));
             let o =
                 padded.and_then(|p| windows_out(p, window[d], self.stride[d], self.dilation[d]));
@@ -187,18 +186,14 @@ impl Builder {
         // [O, Cg, k..] → [G, Og, Cg·K], the same for every image.
         let w = self.reshape(weight, &[g, og, cg * taps])?;
         let w = self.broadcast(w, &[n, g, og, cg * taps])?;
-        let y = self.matmul(w, cols)?;
-        let dims: Vec<usize> = [n, o].into_iter().chain(outs).collect();
-        let y = self.reshape(y, &dims)?;
-        match bias {
-            Some(b) => {
-                let mut bdims = vec![1; s + 2];
-                bdims[1] = o;
-                let b = self.reshape(b, &bdims)?;
-                self.add(y, b)
-            }
-            None => Ok(y),
+        let mut y = self.matmul(w, cols)?;
+        // The bias is added in the product's own shape, so fusion makes it the matmul's epilogue.
+        if let Some(b) = bias {
+            let b = self.reshape(b, &[1, g, og, 1])?;
+            y = self.add(y, b)?;
         }
+        let dims: Vec<usize> = [n, o].into_iter().chain(outs).collect();
+        self.reshape(y, &dims)
     }
 
     /// PyTorch's `max_pool{1,2,3}d` (dilation from `spec`, `groups` ignored): the maximum of each window, the

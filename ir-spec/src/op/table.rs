@@ -123,7 +123,7 @@ op_table! {
     Slice      "slice",      Movement,    Fixed(1), inline: true,  [start: IntList, end: IntList];
     Concat     "concat",     Movement,    Variadic, inline: false, [axis: Int];
     Matmul     "matmul",     Contraction, Fixed(2), inline: false, [];
-    Pad        "pad",        Movement,    Fixed(1), inline: true,  [low: IntList, high: IntList, value: Literal];
+    Pad        "pad",        Movement,    Fixed(1), inline: false, [low: IntList, high: IntList, value: Literal];
     Windows    "windows",    Movement,    Fixed(1), inline: true,  [window: IntList, stride: IntList, dilation: IntList];
     OverlapAdd "overlap_add", Reduction,  Fixed(1), inline: false, [size: IntList, stride: IntList, dilation: IntList];
 }

@@ -109,9 +109,9 @@ impl Emitter<'_> {
             .chain([&last_two.0, &last_two.1])
             .map(|&v| self.var_expr(v))
             .collect();
-        let (buffer, index) = self
-            .view_index(operand, &coords)
-            .map_err(|_| LowerError::Materialize(operand))?;
+        // Where the views don't reach a buffer affinely, `view_index` names the node to materialize: the one under
+        // the non-affine reshape (a convolution's window matrix), so the reshape itself stays a free view.
+        let (buffer, index) = self.view_index(operand, &coords)?;
         let stride = |v: Var| index.terms.iter().find(|(w, _)| *w == v).map_or(0, |t| t.1);
         Ok(MatrixView {
             buffer,
