@@ -4,6 +4,8 @@
 //! gradients (derived by autodiff from the primitives' VJPs) follow PyTorch's conventions, e.g. `relu` is a `select`
 //! so that relu'(0) = 0.
 
+mod random;
+
 use crate::builder::{Builder, Value};
 use crate::error::IrError;
 use crate::op::CmpDir;
