@@ -29,7 +29,8 @@ pub fn logreg_bce() -> Graph {
     build().expect("logreg_bce fixture builds")
 }
 
-/// One node of every primitive op (each unary and binary op, each comparison direction) over small shapes.
+/// One node of every primitive op (each unary and binary op, each comparison direction) over small shapes; the
+/// int-only binary ops on an i32 `iota`.
 pub fn every_op() -> Graph {
     let build = || -> Result<Graph, kiln_ir::IrError> {
         let mut b = Builder::new("every_op");
@@ -43,7 +44,7 @@ pub fn every_op() -> Graph {
         for u in UnaryOp::ALL {
             b.unary(u, x)?;
         }
-        for op in BinaryOp::ALL {
+        for op in BinaryOp::ALL.into_iter().filter(|op| !op.int_only()) {
             b.binary(op, x, fi)?;
         }
         let mut last_cmp = x;
@@ -61,6 +62,10 @@ pub fn every_op() -> Graph {
         let mm = b.matmul(x, w)?;
         b.name(mm, "mm")?;
         let s_next = b.add_scalar(s, 1.0)?;
+        // The int-only ops last, so that adding them appended to the snapshots.
+        for op in BinaryOp::ALL.into_iter().filter(|op| op.int_only()) {
+            b.binary(op, i, i)?;
+        }
         b.output("sum", sum)?;
         b.output("max", max)?;
         b.output("cat", cat)?;

@@ -359,7 +359,7 @@ impl Gen<'_> {
         let b = self.value_of(rng, &ty);
         let ops: Vec<BinaryOp> = BinaryOp::ALL
             .into_iter()
-            .filter(|b| !b.float_only() || ty.dtype.is_float())
+            .filter(|b| b.defined_on(ty.dtype))
             .collect();
         let op = rng.pick(&ops);
         let (l, r) = if rng.one_in(2) { (a, b) } else { (b, a) };

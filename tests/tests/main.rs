@@ -60,3 +60,6 @@ mod all_backends {
     mod large_logits;
     mod zero_size;
 }
+
+/// Counter-based random numbers (Philox4x32-10, uniform floats, dropout) on every backend.
+mod random;

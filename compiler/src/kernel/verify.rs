@@ -375,12 +375,7 @@ impl Checker<'_> {
             ScalarOp::Cast(x) => self.value(x.index()).map(|_| ()),
             ScalarOp::Binary(b, x, y) => {
                 let (tx, ty) = (self.value(x.index())?, self.value(y.index())?);
-                let defined = match tx {
-                    DType::F32 | DType::F64 => true,
-                    DType::I32 => !b.float_only(),
-                    DType::Bool => false,
-                };
-                if tx != ty || !defined {
+                if tx != ty || !b.defined_on(tx) {
                     return Err(self.error(format!("{} of {tx} and {ty}", b.name())));
                 }
                 same(b.name(), tx)
@@ -501,6 +496,11 @@ mod tests {
                 problem(&p),
                 format!("{} of i32 (not defined on i32)", u.name())
             );
+        }
+        for op in BinaryOp::ALL.into_iter().filter(|b| b.int_only()) {
+            let bits = ScalarOp::Binary(op, ValueId(0), ValueId(0));
+            let p = program(DType::F32, DType::F32, vec![(DType::F32, bits)]);
+            assert_eq!(problem(&p), format!("{} of f32 and f32", op.name()));
         }
         let neg_bool = ScalarOp::Unary(UnaryOp::Neg, ValueId(0));
         let p = program(DType::Bool, DType::Bool, vec![(DType::Bool, neg_bool)]);

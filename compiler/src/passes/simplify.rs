@@ -140,7 +140,15 @@ fn binary(
                 return Ok(Some(a));
             }
         }
-        BinaryOp::Max | BinaryOp::Min | BinaryOp::Pow => {}
+        BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::Pow
+        | BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Xor
+        | BinaryOp::Shl
+        | BinaryOp::Shr
+        | BinaryOp::MulHi => {}
     }
     Ok(None)
 }

@@ -6,6 +6,7 @@
 
 mod conv;
 mod norm;
+mod random;
 
 pub use conv::ConvSpec;
 pub use norm::BatchNormTrain;

@@ -34,7 +34,7 @@ macro_rules! float_number {
             }
 
             fn binary(op: BinaryOp) -> Option<fn($t, $t) -> $t> {
-                Some(op.float_fn::<$t>())
+                op.float_fn::<$t>()
             }
         }
     };

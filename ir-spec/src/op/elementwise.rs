@@ -1,18 +1,20 @@
 //! The elementwise ops, one table entry each: mnemonic, cost class, the scalar meaning per dtype, and the gradient.
 //!
 //! This is the only place an elementwise op's meaning is written. The graph interpreter (`interp`), the kernel
-//! interpreter and constant folding (crate `kiln`) evaluate through [`UnaryOp::eval_float`], [`UnaryOp::eval_i32`] and
-//! friends (also as [`crate::scalar::Scalar`]); the typing rule reads the domain (an op with no `i32` meaning is
-//! float-only); `vjp.rs` calls the `vjp` of the entry. Backends lower each op with an exhaustive `match`, so a new
-//! entry makes the compiler list every lowering still missing.
+//! interpreter and constant folding (crate `kiln`) evaluate through [`UnaryOp::float_fn`], [`UnaryOp::i32_fn`] and
+//! friends (also as [`crate::op::Scalar`]); the typing rule reads the domain (an op with no `i32` meaning is
+//! float-only, a binary op with no float meaning is int-only); `vjp.rs` calls the `vjp` of the entry. Backends lower
+//! each op with an exhaustive `match`, so a new entry makes the compiler list every lowering still missing.
 //!
 //! Floats follow IEEE 754 in their own precision (f32 in f32, f64 in f64); transcendental functions are those of
 //! Rust's `std` (`erf` from `libm`, which `std` itself uses), which the backends' polynomials are measured against.
 //! `max`/`min` propagate NaN (IEEE 754-2019 `maximum`/`minimum`, like `torch.maximum`), which Rust's `f32::max` does
-//! not. i32 arithmetic wraps; division truncates toward zero with `x / 0 = 0` and `i32::MIN / -1 = i32::MIN`.
+//! not. i32 arithmetic wraps; division truncates toward zero with `x / 0 = 0` and `i32::MIN / -1 = i32::MIN`. The
+//! bitwise ops read an i32 as its 32-bit pattern; shift amounts are taken mod 32.
 
 use crate::builder::{Builder, Value};
 use crate::error::IrError;
+use crate::types::DType;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// How much an op costs per element, which fusion's recomputation and the kernel passes ask about.
@@ -128,6 +130,15 @@ macro_rules! unary_int {
     };
 }
 
+macro_rules! binary_float {
+    (none) => {
+        None
+    };
+    ((|$a:ident, $b:ident| $e:expr)) => {
+        Some((|$a: F, $b: F| -> F { $e }) as fn(F, F) -> F)
+    };
+}
+
 macro_rules! binary_int {
     (none) => {
         None
@@ -198,7 +209,7 @@ macro_rules! binary_ops {
     ($(
         $(#[doc = $doc:literal])*
         $variant:ident $name:literal, $cost:ident,
-            float: |$fa:ident, $fb:ident| $float:expr,
+            float: $float:tt,
             i32: $int:tt,
             vjp: |$b:ident, $g:ident, $l:ident, $r:ident, $y:ident, $want:ident| $vjp:block
     )*) => {
@@ -223,10 +234,10 @@ macro_rules! binary_ops {
                 }
             }
 
-            /// The op's meaning on a float type.
-            pub fn float_fn<F: Float>(self) -> fn(F, F) -> F {
+            /// The op's meaning on a float type, or `None` where the op is int-only (the bitwise ops).
+            pub fn float_fn<F: Float>(self) -> Option<fn(F, F) -> F> {
                 match self {
-                    $(BinaryOp::$variant => |$fa: F, $fb: F| -> F { $float },)*
+                    $(BinaryOp::$variant => binary_float!($float),)*
                 }
             }
 
@@ -250,7 +261,7 @@ macro_rules! binary_ops {
                 match self {
                     $(BinaryOp::$variant => {
                         let ($b, $g, $l, $r, $y, $want) = (b, g, l, r, y, want);
-                        let _ = (&$b, &$l, &$r, &$y);
+                        let _ = (&$b, &$g, &$l, &$r, &$y, &$want);
                         $vjp
                     })*
                 }
@@ -345,12 +356,12 @@ unary_ops! {
 
 binary_ops! {
     Add "add", Cheap,
-        float: |a, b| a + b,
+        float: (|a, b| a + b),
         i32: (|a, b| a.wrapping_add(b)),
         // d(a + b) = da + db
         vjp: |b, g, l, r, y, want| { Ok([want[0].then_some(g), want[1].then_some(g)]) }
     Sub "sub", Cheap,
-        float: |a, b| a - b,
+        float: (|a, b| a - b),
         i32: (|a, b| a.wrapping_sub(b)),
         // d(a - b) = da - db
         vjp: |b, g, l, r, y, want| {
@@ -358,7 +369,7 @@ binary_ops! {
             Ok([want[0].then_some(g), dr])
         }
     Mul "mul", Cheap,
-        float: |a, b| a * b,
+        float: (|a, b| a * b),
         i32: (|a, b| a.wrapping_mul(b)),
         // d(a b) = b da + a db
         vjp: |b, g, l, r, y, want| {
@@ -367,7 +378,7 @@ binary_ops! {
             Ok([dl, dr])
         }
     Div "div", Divide,
-        float: |a, b| a / b,
+        float: (|a, b| a / b),
         // Truncates toward zero; x / 0 = 0; i32::MIN / -1 wraps to i32::MIN.
         i32: (|a, b| if b == 0 { 0 } else { a.wrapping_div(b) }),
         // d(a / b) = da / b - a / b² db = da / b - y / b db
@@ -383,17 +394,17 @@ binary_ops! {
             Ok([dl, dr])
         }
     Max "max", Cheap,
-        float: |a, b| float_max(a, b),
+        float: (|a, b| float_max(a, b)),
         i32: (|a, b| Ord::max(a, b)),
         // The larger operand gets g, a tie gives each g/2 (torch.maximum).
         vjp: |b, g, l, r, y, want| { min_max_vjp(b, g, (l, r), want, crate::op::CmpDir::Gt) }
     Min "min", Cheap,
-        float: |a, b| float_min(a, b),
+        float: (|a, b| float_min(a, b)),
         i32: (|a, b| Ord::min(a, b)),
         // Mirrors max.
         vjp: |b, g, l, r, y, want| { min_max_vjp(b, g, (l, r), want, crate::op::CmpDir::Lt) }
     Pow "pow", Transcendental,
-        float: |a, b| a.powf(b),
+        float: (|a, b| a.powf(b)),
         i32: none,
         // d(a^b) = b a^(b-1) da + a^b log(a) db; PyTorch defines the first term as 0 where b = 0 and the second as
         // 0 where a = 0 and b >= 0.
@@ -423,6 +434,41 @@ binary_ops! {
             };
             Ok([dl, dr])
         }
+    // The bitwise ops below are int-only: they act on the 32-bit two's-complement pattern and have no float meaning.
+    // They exist for counter-based random numbers (Philox, `composite/random.rs`), which need every backend to
+    // produce the same bits. Integers carry no gradient (autodiff never asks an i32 node), so their rules are empty.
+    /// Bitwise and of the 32-bit patterns.
+    And "and", Cheap,
+        float: none,
+        i32: (|a, b| a & b),
+        vjp: |b, g, l, r, y, want| { Ok([None, None]) }
+    /// Bitwise or of the 32-bit patterns.
+    Or "or", Cheap,
+        float: none,
+        i32: (|a, b| a | b),
+        vjp: |b, g, l, r, y, want| { Ok([None, None]) }
+    /// Bitwise exclusive or of the 32-bit patterns.
+    Xor "xor", Cheap,
+        float: none,
+        i32: (|a, b| a ^ b),
+        vjp: |b, g, l, r, y, want| { Ok([None, None]) }
+    /// `a` shifted left by `b mod 32` bits (zeros shifted in).
+    Shl "shl", Cheap,
+        // The amount is taken mod 32 (its low 5 bits), as x86, Cranelift, Java and JavaScript do, so no amount is
+        // undefined; SPIR-V leaves amounts ≥ 32 undefined, so its lowering masks them first.
+        float: none,
+        i32: (|a, b| a.wrapping_shl(b as u32)),
+        vjp: |b, g, l, r, y, want| { Ok([None, None]) }
+    /// The 32-bit pattern of `a` shifted right by `b mod 32` bits, zeros shifted in (a logical shift).
+    Shr "shr", Cheap,
+        float: none,
+        i32: (|a, b| (a as u32).wrapping_shr(b as u32) as i32),
+        vjp: |b, g, l, r, y, want| { Ok([None, None]) }
+    /// The high 32 bits of the 64-bit product of the operands' patterns read as unsigned (Philox's multiply).
+    MulHi "mul_hi", Cheap,
+        float: none,
+        i32: (|a, b| ((a as u32 as u64 * b as u32 as u64) >> 32) as u32 as i32),
+        vjp: |b, g, l, r, y, want| { Ok([None, None]) }
 }
 
 /// `max`/`min`: the operand that `wins` the comparison gets g, a tie gives each g/2.
@@ -461,5 +507,77 @@ impl BinaryOp {
     /// `pow` is defined on floats only.
     pub fn float_only(self) -> bool {
         self.i32_fn().is_none()
+    }
+
+    /// The bitwise ops (`and`, `or`, `xor`, `shl`, `shr`, `mul_hi`) are defined on i32 only.
+    pub fn int_only(self) -> bool {
+        self.float_fn::<f32>().is_none()
+    }
+
+    /// Whether the typing rule admits operands of `dtype` (never bool).
+    pub fn defined_on(self, dtype: DType) -> bool {
+        match dtype {
+            DType::F32 | DType::F64 => !self.int_only(),
+            DType::I32 => !self.float_only(),
+            DType::Bool => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BinaryOp;
+    use crate::types::DType;
+
+    fn int(op: BinaryOp, a: i32, b: i32) -> i32 {
+        op.i32_fn().expect("defined on i32")(a, b)
+    }
+
+    #[test]
+    fn shift_amounts_are_taken_mod_32() {
+        assert_eq!(int(BinaryOp::Shl, 1, 31), i32::MIN);
+        assert_eq!(int(BinaryOp::Shl, 5, 32), 5);
+        assert_eq!(int(BinaryOp::Shl, 1, -1), i32::MIN);
+        assert_eq!(int(BinaryOp::Shr, -1, 1), i32::MAX);
+        assert_eq!(int(BinaryOp::Shr, i32::MIN, 31), 1);
+        assert_eq!(int(BinaryOp::Shr, -8, 32), -8);
+        assert_eq!(int(BinaryOp::Shr, -1, 33), i32::MAX);
+    }
+
+    #[test]
+    fn mul_hi_is_the_high_word_of_the_unsigned_product() {
+        assert_eq!(int(BinaryOp::MulHi, -1, -1), -2);
+        assert_eq!(int(BinaryOp::MulHi, -1, 1), 0);
+        assert_eq!(int(BinaryOp::MulHi, i32::MIN, 2), 1);
+        assert_eq!(int(BinaryOp::MulHi, 0x1_0000, 0x1_0000), 1);
+        // mul gives the low word: together the 64-bit product.
+        let (a, b) = (0xD251_1F53u32 as i32, 0x8765_4321u32 as i32);
+        let wide = (int(BinaryOp::MulHi, a, b) as u32 as u64) << 32
+            | int(BinaryOp::Mul, a, b) as u32 as u64;
+        assert_eq!(wide, 0xD251_1F53u64 * 0x8765_4321u64);
+    }
+
+    #[test]
+    fn bitwise_ops_are_int_only_and_pow_float_only() {
+        for op in BinaryOp::ALL {
+            let bitwise = matches!(
+                op,
+                BinaryOp::And
+                    | BinaryOp::Or
+                    | BinaryOp::Xor
+                    | BinaryOp::Shl
+                    | BinaryOp::Shr
+                    | BinaryOp::MulHi
+            );
+            assert_eq!(op.int_only(), bitwise, "{}", op.name());
+            assert_eq!(op.defined_on(DType::F32), !bitwise, "{}", op.name());
+            assert_eq!(
+                op.defined_on(DType::I32),
+                op != BinaryOp::Pow,
+                "{}",
+                op.name()
+            );
+            assert!(!op.defined_on(DType::Bool));
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! The kernel interpreter (crate `kiln`), constant folding and [`crate::tensor::Tensor::cast`] compute with these;
 //! the graph interpreter takes the same functions per tensor ([`UnaryOp::float_fn`] and friends), so there is one
 //! meaning of each op. A `None` is an op the typing rule excludes for the operands' dtype (i32 `pow`, `exp` of an
-//! i32, arithmetic on bools, mixed dtypes): the verifiers reject those before anything is evaluated.
+//! i32, f32 `xor`, arithmetic on bools, mixed dtypes): the verifiers reject those before anything is evaluated.
 
 use super::{BinaryOp, CmpDir, UnaryOp};
 use crate::types::DType;
@@ -118,8 +118,8 @@ impl Scalar {
     /// `op(self, rhs)`, or `None` where the op is not defined on the operands' dtype (or they differ).
     pub fn binary(self, op: BinaryOp, rhs: Scalar) -> Option<Scalar> {
         Some(match (self, rhs) {
-            (Scalar::F32(a), Scalar::F32(b)) => Scalar::F32(op.float_fn::<f32>()(a, b)),
-            (Scalar::F64(a), Scalar::F64(b)) => Scalar::F64(op.float_fn::<f64>()(a, b)),
+            (Scalar::F32(a), Scalar::F32(b)) => Scalar::F32(op.float_fn::<f32>()?(a, b)),
+            (Scalar::F64(a), Scalar::F64(b)) => Scalar::F64(op.float_fn::<f64>()?(a, b)),
             (Scalar::I32(a), Scalar::I32(b)) => Scalar::I32(op.i32_fn()?(a, b)),
             _ => return None,
         })

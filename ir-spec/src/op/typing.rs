@@ -120,6 +120,9 @@ impl Op {
                 if b.float_only() && !l.dtype.is_float() {
                     return type_err!("{name} needs float operands, got {l}");
                 }
+                if b.int_only() && l.dtype != DType::I32 {
+                    return type_err!("{name} needs i32 operands, got {l}");
+                }
                 if !l.dtype.is_numeric() {
                     return type_err!("{name} needs numeric operands, got {l}");
                 }

@@ -369,6 +369,17 @@ fn contractions(block: &Block, types: &ValueTypes, plan: &mut HashMap<usize, Con
                     (BinaryOp::Sub, None, Some((a, b))) => Some((a, b, *x, true, false)),
                     (BinaryOp::Add | BinaryOp::Sub, None, None)
                     | (BinaryOp::Div | BinaryOp::Max | BinaryOp::Min | BinaryOp::Pow, _, _) => None,
+                    // Int-only: never reached on float values.
+                    (
+                        BinaryOp::And
+                        | BinaryOp::Or
+                        | BinaryOp::Xor
+                        | BinaryOp::Shl
+                        | BinaryOp::Shr
+                        | BinaryOp::MulHi,
+                        _,
+                        _,
+                    ) => None,
                 };
                 if let Some((a, b, c, negate_product, negate_c)) = contraction {
                     plan.insert(

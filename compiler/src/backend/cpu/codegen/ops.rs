@@ -356,8 +356,27 @@ impl Emitter<'_, '_> {
             (BinaryOp::Min, F32 | F64) => self.b.ins().fmin(x, y),
             (BinaryOp::Min, I32) => self.b.ins().smin(x, y),
             (BinaryOp::Pow, F32 | F64) => self.math.pow(self.b, x, y),
-            // `pow` is float-only (SPEC), and no binary op takes bools.
+            (BinaryOp::And, I32) => self.b.ins().band(x, y),
+            (BinaryOp::Or, I32) => self.b.ins().bor(x, y),
+            (BinaryOp::Xor, I32) => self.b.ins().bxor(x, y),
+            // Cranelift takes a scalar shift amount mod the lane width, which is SPEC's `b mod 32`. Its vector
+            // shifts take one amount for every lane, so per-lane amounts stay scalar (`vector.rs` keeps them out).
+            (BinaryOp::Shl, I32) if shape == Shape::Scalar => self.b.ins().ishl(x, y),
+            (BinaryOp::Shr, I32) if shape == Shape::Scalar => self.b.ins().ushr(x, y),
+            (BinaryOp::MulHi, I32) if shape == Shape::Scalar => self.b.ins().umulhi(x, y),
+            // x86 has no vector `umulhi` on 32-bit lanes in Cranelift.
+            (BinaryOp::Shl | BinaryOp::Shr | BinaryOp::MulHi, I32) => return Err(refuse()),
+            // `pow` is float-only and the bitwise ops int-only (SPEC), and no binary op takes bools.
             (BinaryOp::Pow, I32)
+            | (
+                BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
+                | BinaryOp::Shl
+                | BinaryOp::Shr
+                | BinaryOp::MulHi,
+                F32 | F64,
+            )
             | (
                 BinaryOp::Add
                 | BinaryOp::Sub
@@ -365,7 +384,13 @@ impl Emitter<'_, '_> {
                 | BinaryOp::Div
                 | BinaryOp::Max
                 | BinaryOp::Min
-                | BinaryOp::Pow,
+                | BinaryOp::Pow
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
+                | BinaryOp::Shl
+                | BinaryOp::Shr
+                | BinaryOp::MulHi,
                 Bool,
             ) => return Err(refuse()),
         })

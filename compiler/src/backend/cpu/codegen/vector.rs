@@ -512,11 +512,19 @@ pub(super) fn typed_nested_plan(
             ScalarOp::LoadOr { .. } => false,
             ScalarOp::Const { .. } => true,
             ScalarOp::Binary(op, ..) => match op {
-                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => {
-                    true
-                }
+                BinaryOp::Add
+                | BinaryOp::Sub
+                | BinaryOp::Mul
+                | BinaryOp::Max
+                | BinaryOp::Min
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor => true,
                 // x86 has no vector integer division; f64 `div`/`pow` stay scalar (so do their sums' orders).
-                BinaryOp::Div | BinaryOp::Pow => false,
+                // Cranelift's vector shifts take one amount for all lanes and it has no i32x4 `umulhi`.
+                BinaryOp::Div | BinaryOp::Pow | BinaryOp::Shl | BinaryOp::Shr | BinaryOp::MulHi => {
+                    false
+                }
             },
             ScalarOp::Unary(op, _) => match op {
                 UnaryOp::Neg | UnaryOp::Abs => true,

@@ -329,6 +329,19 @@ impl Emitter<'_> {
                     self.select(ty, lt, a, b)
                 }
                 BinaryOp::Pow => verified("i32 `pow` (float-only)"),
+                BinaryOp::And => self.op(Op::BitwiseAnd, ty, &[a, b]),
+                BinaryOp::Or => self.op(Op::BitwiseOr, ty, &[a, b]),
+                BinaryOp::Xor => self.op(Op::BitwiseXor, ty, &[a, b]),
+                // SPIR-V leaves shifts by ≥ 32 undefined; SPEC takes the amount mod 32, so mask it first.
+                BinaryOp::Shl => {
+                    let amount = self.shift_amount(b)?;
+                    self.op(Op::ShiftLeftLogical, ty, &[a, amount])
+                }
+                BinaryOp::Shr => {
+                    let amount = self.shift_amount(b)?;
+                    self.op(Op::ShiftRightLogical, ty, &[a, amount])
+                }
+                BinaryOp::MulHi => self.mul_hi(a, b),
             },
             DType::F32 | DType::F64 => match op {
                 BinaryOp::Add => self.op(Op::FAdd, ty, &[a, b]),
@@ -338,6 +351,12 @@ impl Emitter<'_> {
                 BinaryOp::Max => self.float_max_min(true, dtype, a, b),
                 BinaryOp::Min => self.float_max_min(false, dtype, a, b),
                 BinaryOp::Pow => self.pow(dtype, a, b),
+                BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
+                | BinaryOp::Shl
+                | BinaryOp::Shr
+                | BinaryOp::MulHi => verified(&format!("float `{}` (int-only)", op.name())),
             },
             DType::Bool => verified(&format!("`{}` on bool", op.name())),
         }
@@ -540,5 +559,27 @@ impl Emitter<'_> {
                 self.bool_op(Op::INotEqual, &[x, zero])
             }
         }
+    }
+
+    /// A shift amount taken mod 32 (SPEC's `shl`/`shr`): OpShift* are undefined for amounts ≥ the bit width.
+    fn shift_amount(&mut self, b: Word) -> Result<Word> {
+        let mask = self.i32_const(31);
+        self.op(Op::BitwiseAnd, self.t_i32, &[b, mask])
+    }
+
+    /// `mul_hi`: the high word of OpUMulExtended, whose operands and struct members must be unsigned, so the i32
+    /// patterns are bitcast to u32 and back (bitcasts keep every bit).
+    fn mul_hi(&mut self, a: Word, b: Word) -> Result<Word> {
+        let u = self.t_u32;
+        let wide = self.b.type_struct([u, u]);
+        let ua = self.op(Op::Bitcast, u, &[a])?;
+        let ub = self.op(Op::Bitcast, u, &[b])?;
+        let product = self.op(Op::UMulExtended, wide, &[ua, ub])?;
+        // Member 0 is the low word, member 1 the high word.
+        let high = self
+            .b
+            .composite_extract(u, None, product, [1])
+            .map_err(|e| self.build_err(e))?;
+        self.op(Op::Bitcast, self.t_i32, &[high])
     }
 }
