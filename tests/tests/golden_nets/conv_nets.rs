@@ -106,6 +106,11 @@ impl Backend {
     }
 }
 
+/// `x ≤ limit`, false for NaN.
+fn within(x: f64, limit: f64) -> bool {
+    x <= limit
+}
+
 /// Every comparison of one backend: the worst error of each kind of check per case (as a fraction of its
 /// tolerance) and every entry out of tolerance, so one run reports all of them.
 #[derive(Default)]
@@ -129,7 +134,7 @@ impl Report {
     fn loss(&mut self, (case, kind): (&str, &str), what: &str, got: f64, expected: f64, rtol: f64) {
         let rel = (got - expected).abs() / expected.abs().max(f64::MIN_POSITIVE);
         let detail = format!("{what}: {got:e} vs {expected:e}");
-        if !(rel <= rtol) {
+        if !within(rel, rtol) {
             self.failures.push(format!(
                 "{case}: {what}: loss {got}, expected {expected} (relative error {rel:.3e} > {rtol:e})"
             ));
@@ -163,10 +168,10 @@ impl Report {
         {
             let ratio = (a - b).abs() / (atol + rtol * b.abs());
             let entry = || format!("{what}[{i}]: {a:e} vs {b:e}");
-            if !(ratio <= 1.0) {
+            if !within(ratio, 1.0) {
                 bad.push(entry());
             }
-            if !(ratio <= worst.0) || i == 0 {
+            if i == 0 || !within(ratio, worst.0) {
                 worst = (ratio, entry());
             }
         }
