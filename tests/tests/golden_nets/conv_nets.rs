@@ -14,6 +14,13 @@
 //! - f64 (interpreter): losses rtol 1e-10; gradients and running statistics atol 1e-12, rtol 1e-9; trajectory
 //!   params and statistics atol 1e-11, rtol 1e-9 — the oracle computed in float64 too, so only summation order
 //!   differs.
+//!
+//! Each test prints every check's worst error as a fraction of its tolerance. Measured: f64 ≤ 6e-5 of it; in f32
+//! the gradients and running statistics ≤ 0.07 on every backend, the SGD trajectories ≤ 0.08; the Adam
+//! trajectories 0.04 on the interpreter and the CPU but 0.59 for `cnn_bn_nonsquare_maxpool_pad_ce_adam`'s last
+//! loss: `training_step`'s Adam moments use `1 − β` rounded from f64 while its bias corrections use `1 − β^t` from
+//! β rounded to f32 (a 1.3e-5 relative mismatch in `v̂` at t = 1). On Vulkan, whose f32 `pow` is looser still, that
+//! case's losses leave the tolerance: see `vulkan_adam_trajectories_match_the_reference`.
 
 use kiln::ir::{interp, DType, Graph, Role, Tensor};
 use kiln::{grad, training_step, Optimizer, Session};
