@@ -2,8 +2,9 @@
 //!
 //! [`training_step`] appends an optimizer update (PyTorch's `torch.optim` formulas, written in SPEC.md) to the graph
 //! that [`crate::autodiff::grad`] returns. Optimizer state (momentum buffers, Adam moments, the step count) enters as
-//! `state` inputs; the outputs are `loss`, then `new.<param>` and `new.<state>`, each **aliasing** the input it
-//! replaces, so a runtime can update parameters and state in place.
+//! `state` inputs; the outputs are `loss`, the model's own aliasing outputs (batch norm's running statistics), then
+//! `new.<param>` and `new.<state>`, each **aliasing** the input it replaces, so a runtime can update parameters and
+//! state in place.
 //!
 //! Preserves: the forward computation of the loss. Requires: a verified graph with a float scalar loss output.
 
@@ -183,7 +184,8 @@ impl Rule {
 /// params are updated by `optimizer`.
 ///
 /// The result's inputs are the model's inputs followed by the optimizer's state inputs (all start at zero); its
-/// outputs are `loss`, `new.<param>` for each param and `new.<state>` for each state input, in that order.
+/// outputs are `loss`, the model's aliasing outputs (e.g. batch norm's running statistics, updated by the forward
+/// pass), `new.<param>` for each param and `new.<state>` for each optimizer state input, in that order.
 pub fn training_step(
     model: &Graph,
     loss: &str,
@@ -216,10 +218,19 @@ pub fn training_step(
                 .value
         })
         .collect();
+    // The model's own aliasing outputs (batch norm's running statistics) are state updates too: they stay.
+    let kept: Vec<(String, Value, String)> = with_grads
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.name.clone(), o.value, o.aliases.clone()?)))
+        .collect();
     let mut graph = with_grads;
     graph.clear_outputs();
     let mut b = Builder::from_graph(graph);
     b.output("loss", loss_value)?;
+    for (name, value, input) in &kept {
+        b.output_aliasing(name, *value, input)?;
+    }
 
     let prefix = optimizer.name();
     let mut state_updates: Vec<(String, Value)> = Vec::new();

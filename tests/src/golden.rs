@@ -287,7 +287,8 @@ fn parse_params(
         .collect()
 }
 
-fn parse_optimizer(json: &Json) -> Result<Optimizer, String> {
+/// `trajectory.optimizer`: `sgd`, `adam` or `adamw` with PyTorch's defaults for missing settings.
+pub fn parse_optimizer(json: &Json) -> Result<Optimizer, String> {
     let get = |key: &str, default: f64| -> Result<f64, String> {
         match json.get(key) {
             None => Ok(default),
@@ -365,24 +366,28 @@ pub fn parse_tensor(json: &Json, what: &str) -> Result<Tensor, String> {
     }
 }
 
-fn field<'a>(json: &'a Json, key: &str) -> Result<&'a Json, String> {
+/// `json[key]`, or an error naming the missing field.
+pub fn field<'a>(json: &'a Json, key: &str) -> Result<&'a Json, String> {
     json.get(key)
         .ok_or_else(|| format!("missing field `{key}`"))
 }
 
-fn str_field<'a>(json: &'a Json, key: &str) -> Result<&'a str, String> {
+/// `json[key]` as a string.
+pub fn str_field<'a>(json: &'a Json, key: &str) -> Result<&'a str, String> {
     field(json, key)?
         .as_str()
         .ok_or_else(|| format!("field `{key}` is not a string"))
 }
 
-fn f64_field(json: &Json, key: &str) -> Result<f64, String> {
+/// `json[key]` as a number.
+pub fn f64_field(json: &Json, key: &str) -> Result<f64, String> {
     field(json, key)?
         .as_f64()
         .ok_or_else(|| format!("field `{key}` is not a number"))
 }
 
-fn as_usize(json: &Json, what: &str) -> Result<usize, String> {
+/// A non-negative integer; `what` names it in the error.
+pub fn as_usize(json: &Json, what: &str) -> Result<usize, String> {
     json.as_u64()
         .and_then(|v| usize::try_from(v).ok())
         .ok_or_else(|| format!("{what}: {json} is not a non-negative integer"))

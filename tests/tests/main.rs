@@ -28,6 +28,11 @@ mod autodiff {
     mod training;
 }
 
+/// The golden reference nets (`tests/data/golden/nets/`) on the interpreter, the CPU and Vulkan.
+mod golden_nets {
+    mod conv_nets;
+}
+
 /// Graph passes, fusion and the kernel IR's passes.
 #[allow(clippy::module_inception)]
 mod passes {
