@@ -254,127 +254,6 @@ pub fn mlp_params(seed: u64) -> HashMap<String, Tensor> {
     params
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options(fuse: bool) -> kiln::Options {
-        kiln::Options {
-            fuse,
-            ..kiln::Options::default()
-        }
-    }
-
-    fn assert_close(actual: &[f32], expected: &[f32], tolerance: f32) {
-        assert_eq!(actual.len(), expected.len());
-        for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-            assert!(
-                (a - e).abs() <= tolerance * (1.0 + e.abs()),
-                "element {i}: {a} vs {e}"
-            );
-        }
-    }
-
-    #[test]
-    fn w1_fused_and_unfused_compute_the_formula() {
-        let graph = w1_graph(4096).unwrap();
-        let x = normal_tensor(&[4096], 1, 3.0);
-        let expected: Vec<f32> = x
-            .as_f32()
-            .unwrap()
-            .iter()
-            .map(|&v| w1_reference(v))
-            .collect();
-        let fused = kiln::compile(&graph, &options(true)).unwrap();
-        let unfused = kiln::compile(&graph, &options(false)).unwrap();
-        assert_eq!(fused.steps().len(), 1, "W1 is one kernel");
-        // x*a, +b, relu, sigmoid, *, tanh, *0.5, + (relu and sigmoid may lower to more than one op each).
-        assert!(
-            unfused.steps().len() >= 8,
-            "{} kernels",
-            unfused.steps().len()
-        );
-        for exe in [fused, unfused] {
-            let y = exe.run(std::slice::from_ref(&x)).unwrap();
-            assert_close(y[0].as_f32().unwrap(), &expected, 1e-5);
-        }
-    }
-
-    #[test]
-    fn scalar_softmax_matches_kiln() {
-        let (rows, cols) = (8, 100);
-        let x = normal_tensor(&[rows, cols], 2, 3.0);
-        let exe = kiln::compile(&softmax_graph(rows, cols).unwrap(), &options(true)).unwrap();
-        let y = exe.run(std::slice::from_ref(&x)).unwrap();
-        let mut expected = vec![0.0; rows * cols];
-        softmax_rows(x.as_f32().unwrap(), cols, &mut expected);
-        assert_close(y[0].as_f32().unwrap(), &expected, 1e-5);
-    }
-
-    #[test]
-    fn direct_sgemm_matches_kiln() {
-        let (m, k, n) = (17, 33, 9);
-        let a = normal_tensor(&[m, k], 3, 1.0);
-        let b = normal_tensor(&[k, n], 4, 1.0);
-        let exe = kiln::compile(&matmul_graph(m, k, n).unwrap(), &options(true)).unwrap();
-        let c = exe.run(&[a.clone(), b.clone()]).unwrap();
-        let mut expected = vec![0.0; m * n];
-        sgemm(
-            m,
-            k,
-            n,
-            a.as_f32().unwrap(),
-            b.as_f32().unwrap(),
-            &mut expected,
-        );
-        assert_close(c[0].as_f32().unwrap(), &expected, 1e-4);
-    }
-
-    #[test]
-    fn hand_written_forward_matches_kiln() {
-        let batch = 5;
-        let params = mlp_params(7);
-        let x = normal_tensor(&[batch, MLP_DIMS[0]], 8, 1.0);
-        let mut inputs = vec![x.clone()];
-        inputs.extend(mlp_param_names().iter().map(|n| params[n].clone()));
-        let exe = kiln::compile(&mlp_forward(batch).unwrap(), &options(true)).unwrap();
-        let probs = exe.run(&inputs).unwrap();
-        let flat: Vec<Vec<f32>> = mlp_param_names()
-            .iter()
-            .map(|n| params[n].as_f32().unwrap().to_vec())
-            .collect();
-        let mut hidden = [vec![0.0; batch * 256], vec![0.0; batch * 256]];
-        let mut expected = vec![0.0; batch * 10];
-        mlp_forward_reference(
-            x.as_f32().unwrap(),
-            &flat,
-            batch,
-            &mut hidden,
-            &mut expected,
-        );
-        assert_close(probs[0].as_f32().unwrap(), &expected, 1e-4);
-    }
-
-    #[test]
-    fn unfused_training_step_trains_like_the_fused_one() {
-        let step = w4_step().unwrap();
-        let x = normal_tensor(&[W4_BATCH, MLP_DIMS[0]], 9, 1.0);
-        let y = labels(W4_BATCH, 10, 10);
-        let mut losses = Vec::new();
-        for fuse in [true, false] {
-            let exe = kiln::compile(&step, &options(fuse)).unwrap();
-            let mut session = kiln::Session::new(exe, &mlp_params(11)).unwrap();
-            let first = session.step(&[x.clone(), y.clone()]).unwrap();
-            let second = session.step(&[x.clone(), y.clone()]).unwrap();
-            assert!(second < first, "a step lowers the loss on its batch");
-            losses.push((first, second));
-        }
-        assert!(
-            (losses[0].0 - losses[1].0).abs() < 1e-4 && (losses[0].1 - losses[1].1).abs() < 1e-4
-        );
-    }
-}
-
 /// W6: `relu(conv2d(x, W, pad 1) + b)`, x [16, 64, 32, 32], W [64, 64, 3, 3] (the peers' script's W6).
 pub const W6_X: [usize; 4] = [16, 64, 32, 32];
 pub const W6_W: [usize; 4] = [64, 64, 3, 3];
@@ -506,4 +385,125 @@ pub fn w7_params(seed: u64) -> HashMap<String, Tensor> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(fuse: bool) -> kiln::Options {
+        kiln::Options {
+            fuse,
+            ..kiln::Options::default()
+        }
+    }
+
+    fn assert_close(actual: &[f32], expected: &[f32], tolerance: f32) {
+        assert_eq!(actual.len(), expected.len());
+        for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+            assert!(
+                (a - e).abs() <= tolerance * (1.0 + e.abs()),
+                "element {i}: {a} vs {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn w1_fused_and_unfused_compute_the_formula() {
+        let graph = w1_graph(4096).unwrap();
+        let x = normal_tensor(&[4096], 1, 3.0);
+        let expected: Vec<f32> = x
+            .as_f32()
+            .unwrap()
+            .iter()
+            .map(|&v| w1_reference(v))
+            .collect();
+        let fused = kiln::compile(&graph, &options(true)).unwrap();
+        let unfused = kiln::compile(&graph, &options(false)).unwrap();
+        assert_eq!(fused.steps().len(), 1, "W1 is one kernel");
+        // x*a, +b, relu, sigmoid, *, tanh, *0.5, + (relu and sigmoid may lower to more than one op each).
+        assert!(
+            unfused.steps().len() >= 8,
+            "{} kernels",
+            unfused.steps().len()
+        );
+        for exe in [fused, unfused] {
+            let y = exe.run(std::slice::from_ref(&x)).unwrap();
+            assert_close(y[0].as_f32().unwrap(), &expected, 1e-5);
+        }
+    }
+
+    #[test]
+    fn scalar_softmax_matches_kiln() {
+        let (rows, cols) = (8, 100);
+        let x = normal_tensor(&[rows, cols], 2, 3.0);
+        let exe = kiln::compile(&softmax_graph(rows, cols).unwrap(), &options(true)).unwrap();
+        let y = exe.run(std::slice::from_ref(&x)).unwrap();
+        let mut expected = vec![0.0; rows * cols];
+        softmax_rows(x.as_f32().unwrap(), cols, &mut expected);
+        assert_close(y[0].as_f32().unwrap(), &expected, 1e-5);
+    }
+
+    #[test]
+    fn direct_sgemm_matches_kiln() {
+        let (m, k, n) = (17, 33, 9);
+        let a = normal_tensor(&[m, k], 3, 1.0);
+        let b = normal_tensor(&[k, n], 4, 1.0);
+        let exe = kiln::compile(&matmul_graph(m, k, n).unwrap(), &options(true)).unwrap();
+        let c = exe.run(&[a.clone(), b.clone()]).unwrap();
+        let mut expected = vec![0.0; m * n];
+        sgemm(
+            m,
+            k,
+            n,
+            a.as_f32().unwrap(),
+            b.as_f32().unwrap(),
+            &mut expected,
+        );
+        assert_close(c[0].as_f32().unwrap(), &expected, 1e-4);
+    }
+
+    #[test]
+    fn hand_written_forward_matches_kiln() {
+        let batch = 5;
+        let params = mlp_params(7);
+        let x = normal_tensor(&[batch, MLP_DIMS[0]], 8, 1.0);
+        let mut inputs = vec![x.clone()];
+        inputs.extend(mlp_param_names().iter().map(|n| params[n].clone()));
+        let exe = kiln::compile(&mlp_forward(batch).unwrap(), &options(true)).unwrap();
+        let probs = exe.run(&inputs).unwrap();
+        let flat: Vec<Vec<f32>> = mlp_param_names()
+            .iter()
+            .map(|n| params[n].as_f32().unwrap().to_vec())
+            .collect();
+        let mut hidden = [vec![0.0; batch * 256], vec![0.0; batch * 256]];
+        let mut expected = vec![0.0; batch * 10];
+        mlp_forward_reference(
+            x.as_f32().unwrap(),
+            &flat,
+            batch,
+            &mut hidden,
+            &mut expected,
+        );
+        assert_close(probs[0].as_f32().unwrap(), &expected, 1e-4);
+    }
+
+    #[test]
+    fn unfused_training_step_trains_like_the_fused_one() {
+        let step = w4_step().unwrap();
+        let x = normal_tensor(&[W4_BATCH, MLP_DIMS[0]], 9, 1.0);
+        let y = labels(W4_BATCH, 10, 10);
+        let mut losses = Vec::new();
+        for fuse in [true, false] {
+            let exe = kiln::compile(&step, &options(fuse)).unwrap();
+            let mut session = kiln::Session::new(exe, &mlp_params(11)).unwrap();
+            let first = session.step(&[x.clone(), y.clone()]).unwrap();
+            let second = session.step(&[x.clone(), y.clone()]).unwrap();
+            assert!(second < first, "a step lowers the loss on its batch");
+            losses.push((first, second));
+        }
+        assert!(
+            (losses[0].0 - losses[1].0).abs() < 1e-4 && (losses[0].1 - losses[1].1).abs() < 1e-4
+        );
+    }
 }
