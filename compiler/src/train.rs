@@ -183,7 +183,9 @@ impl Rule {
 /// params are updated by `optimizer`.
 ///
 /// The result's inputs are the model's inputs followed by the optimizer's state inputs (all start at zero); its
-/// outputs are `loss`, `new.<param>` for each param and `new.<state>` for each state input, in that order.
+/// outputs are `loss`, `new.<param>` for each param, `new.<state>` for each optimizer state input, and then each
+/// output of `model` that aliases an input (a model's own state updates, e.g. batch norm's running statistics,
+/// kept with its name and alias), in that order. The model's other outputs are dropped.
 pub fn training_step(
     model: &Graph,
     loss: &str,
@@ -215,6 +217,13 @@ pub fn training_step(
                 .expect("grad adds one output per param")
                 .value
         })
+        .collect();
+    // The model's own in-place updates (batch norm's running statistics) stay: a session keeps those inputs resident
+    // as it keeps the optimizer's state. Every other model output (the logits) is dropped.
+    let model_updates: Vec<(String, Value, String)> = with_grads
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.name.clone(), o.value, o.aliases.clone()?)))
         .collect();
     let mut graph = with_grads;
     graph.clear_outputs();
@@ -313,6 +322,14 @@ pub fn training_step(
     }
     for (name, value) in &state_updates {
         b.output_aliasing(&format!("new.{name}"), *value, name)?;
+    }
+    for (name, value, input) in &model_updates {
+        if params.contains(&input.as_str()) {
+            return Err(IrError::Invalid(format!(
+                "training_step: the model's output `{name}` replaces `{input}`, which the optimizer updates"
+            )));
+        }
+        b.output_aliasing(name, *value, input)?;
     }
     let graph = b.finish();
     verify(&graph)?;
