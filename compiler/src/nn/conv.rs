@@ -36,7 +36,10 @@ fn image_dims(
             return Err(layer_error(
                 kind,
                 name,
-                format!("expects {c} input channels, got {ty} ({} channels)", dims[1]),
+                format!(
+                    "expects {c} input channels, got {ty} ({} channels)",
+                    dims[1]
+                ),
             ));
         }
     }

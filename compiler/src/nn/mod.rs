@@ -54,7 +54,8 @@ pub use checkpoint::{
     CHECKPOINT_FILE,
 };
 pub use conv::{
-    dropout_train, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, MaxPool2d, Reshape,
+    dropout_train, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, MaxPool2d,
+    Reshape,
 };
 pub use layers::{
     Heaviside, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Softplus, Tanh,
@@ -233,7 +234,12 @@ pub fn state(b: &mut Builder, name: &str, ty: TensorType) -> Result<Value, IrErr
     declared_input(b, name, Role::State, ty)
 }
 
-fn declared_input(b: &mut Builder, name: &str, role: Role, ty: TensorType) -> Result<Value, IrError> {
+fn declared_input(
+    b: &mut Builder,
+    name: &str,
+    role: Role,
+    ty: TensorType,
+) -> Result<Value, IrError> {
     if let Some(input) = b.graph().input(name) {
         if *input.ty != ty || input.role != role {
             return Err(IrError::Invalid(format!(

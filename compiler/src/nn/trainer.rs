@@ -8,7 +8,8 @@
 //! `test_loss` and `test_acc` are evaluated on the whole splits with the parameters at the end of the epoch.
 
 use super::{
-    forward_in, init_buffers, init_parameters, Backend, Error, Loss, Mode, Module, Program, StateUpdates,
+    forward_in, init_buffers, init_parameters, Backend, Error, Loss, Mode, Module, Program,
+    StateUpdates,
 };
 use crate::data::{Dataset, Shuffle, Split};
 use crate::train::{training_step, Optimizer};
