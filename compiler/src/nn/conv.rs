@@ -115,7 +115,7 @@ impl Conv2d {
     /// Input channels per group; `None` when `groups` does not divide both channel counts.
     fn channels_per_group(&self) -> Option<usize> {
         let g = self.groups;
-        (g > 0 && self.in_channels % g == 0 && self.out_channels % g == 0)
+        (g > 0 && self.in_channels.is_multiple_of(g) && self.out_channels.is_multiple_of(g))
             .then(|| self.in_channels / g)
     }
 

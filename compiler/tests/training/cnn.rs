@@ -33,9 +33,12 @@ fn output_type(module: &dyn Module, ty: TensorType, mode: Mode) -> TensorType {
     b.ty(y).clone()
 }
 
+/// A module, an input shape and the output shape it must give.
+type ShapeCase = (Box<dyn Module>, &'static [usize], &'static [usize]);
+
 #[test]
 fn layers_have_pytorch_output_shapes() {
-    let cases: Vec<(Box<dyn Module>, &[usize], &[usize])> = vec![
+    let cases: Vec<ShapeCase> = vec![
         // ⌊(9 + 2 − 3) / 2⌋ + 1 = 5
         (
             Box::new(Conv2d::new("c", 3, 8, 3).padding(1).stride(2)),
