@@ -2,8 +2,8 @@
 //!
 //! [`training_step`] appends an optimizer update (PyTorch's `torch.optim` formulas, written in SPEC.md) to the graph
 //! that [`crate::autodiff::grad`] returns. Optimizer state (momentum buffers, Adam moments, the step count) enters as
-//! `state` inputs; the outputs are `loss`, the model's own aliasing outputs (batch norm's running statistics), then
-//! `new.<param>` and `new.<state>`, each **aliasing** the input it replaces, so a runtime can update parameters and
+//! `state` inputs; the outputs are `loss`, then `new.<param>` and `new.<state>`, then the model's own aliasing outputs
+//! (batch norm's running statistics), each **aliasing** the input it replaces, so a runtime can update parameters and
 //! state in place.
 //!
 //! Preserves: the forward computation of the loss. Requires: a verified graph with a float scalar loss output.
@@ -184,8 +184,9 @@ impl Rule {
 /// params are updated by `optimizer`.
 ///
 /// The result's inputs are the model's inputs followed by the optimizer's state inputs (all start at zero); its
-/// outputs are `loss`, the model's aliasing outputs (e.g. batch norm's running statistics, updated by the forward
-/// pass), `new.<param>` for each param and `new.<state>` for each optimizer state input, in that order.
+/// outputs are `loss`, `new.<param>` for each param, `new.<state>` for each optimizer state input, and then each
+/// output of `model` that aliases an input (a model's own state updates, e.g. batch norm's running statistics,
+/// kept with its name and alias), in that order. The model's other outputs are dropped.
 pub fn training_step(
     model: &Graph,
     loss: &str,
@@ -218,8 +219,9 @@ pub fn training_step(
                 .value
         })
         .collect();
-    // The model's own aliasing outputs (batch norm's running statistics) are state updates too: they stay.
-    let kept: Vec<(String, Value, String)> = with_grads
+    // The model's own in-place updates (batch norm's running statistics) stay: a session keeps those inputs resident
+    // as it keeps the optimizer's state. Every other model output (the logits) is dropped.
+    let model_updates: Vec<(String, Value, String)> = with_grads
         .outputs()
         .iter()
         .filter_map(|o| Some((o.name.clone(), o.value, o.aliases.clone()?)))
@@ -228,9 +230,6 @@ pub fn training_step(
     graph.clear_outputs();
     let mut b = Builder::from_graph(graph);
     b.output("loss", loss_value)?;
-    for (name, value, input) in &kept {
-        b.output_aliasing(name, *value, input)?;
-    }
 
     let prefix = optimizer.name();
     let mut state_updates: Vec<(String, Value)> = Vec::new();
@@ -324,6 +323,14 @@ pub fn training_step(
     }
     for (name, value) in &state_updates {
         b.output_aliasing(&format!("new.{name}"), *value, name)?;
+    }
+    for (name, value, input) in &model_updates {
+        if params.contains(&input.as_str()) {
+            return Err(IrError::Invalid(format!(
+                "training_step: the model's output `{name}` replaces `{input}`, which the optimizer updates"
+            )));
+        }
+        b.output_aliasing(name, *value, input)?;
     }
     let graph = b.finish();
     verify(&graph)?;

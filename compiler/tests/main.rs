@@ -42,5 +42,6 @@ mod vulkan {
 
 /// Training end to end: the `kiln::nn` trainer, checkpoints, `kiln train` / `kiln predict`.
 mod training {
+    mod cnn;
     mod train;
 }

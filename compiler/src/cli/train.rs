@@ -16,15 +16,16 @@ use std::path::{Path, PathBuf};
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// The model: logreg (one linear layer: softmax regression on more than two classes), twolayer (the course's
-    /// TwoLayerNet, ReLU) or mlp.
+    /// TwoLayerNet, ReLU), mlp, or cnn (3×3 convolutions with batch norm on the digits' 8×8 images, global average
+    /// pooling, dropout and a linear layer).
     #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
     pub model: ModelArg,
 
-    /// Hidden layer sizes [default: twolayer 20, mlp 128].
+    /// Hidden layer sizes; for cnn the convolutions' channels [default: twolayer 20, mlp 128, cnn 16,32,64].
     #[arg(long, value_name = "N,...", value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
 
-    /// Activation between the mlp's layers [default: relu].
+    /// Activation between the mlp's layers, or after the cnn's batch norms [default: relu].
     #[arg(long, value_enum)]
     pub activation: Option<ActivationArg>,
 
@@ -35,7 +36,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
 
-    /// Learning rate [default: adam 0.003 on digits, 0.01 on the 2-D sets; sgd 0.1].
+    /// Learning rate [default: adam 0.003 on digits (cnn 0.01), 0.01 on the 2-D sets; sgd 0.1].
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
@@ -48,7 +49,8 @@ pub struct TrainArgs {
     )]
     pub momentum: f64,
 
-    /// Passes over the training rows, 1 to 1000000 [default: 30 on digits, 30 on xor and moons, 100 on spirals].
+    /// Passes over the training rows, 1 to 1000000 [default: 30 on digits (cnn 15), 30 on xor and moons, 100 on
+    /// spirals].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
 
@@ -74,6 +76,7 @@ pub enum ModelArg {
     Logreg,
     Twolayer,
     Mlp,
+    Cnn,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -268,7 +271,10 @@ pub fn nn_error(e: nn::Error) -> CliError {
 
 fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
     let two_d = args.dataset != DatasetArg::Digits;
+    let cnn = args.model == ModelArg::Cnn;
     let lr = args.lr.unwrap_or(match (args.optimizer, two_d) {
+        // Batch norm lets the cnn take a larger step: 0.01 reaches 99% on the digits by epoch 8, 0.003 by epoch 12.
+        (OptimizerArg::Adam, false) if cnn => 1e-2,
         (OptimizerArg::Adam, false) => 3e-3,
         (OptimizerArg::Adam, true) => 1e-2,
         (OptimizerArg::Sgd, _) => 0.1,
@@ -277,6 +283,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         return Err(CliError::new("--momentum applies to --optimizer sgd"));
     }
     let epochs = args.epochs.unwrap_or(match args.dataset {
+        // The cnn's test loss stops improving after about 15 epochs, and each costs ~10 MLP epochs.
+        DatasetArg::Digits if cnn => 15,
         DatasetArg::Digits => 30,
         DatasetArg::Xor | DatasetArg::Moons => 30,
         DatasetArg::Spirals => 100,
@@ -318,6 +326,7 @@ fn model_spec(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec, CliError> {
         ModelArg::Logreg => ModelKind::Logreg,
         ModelArg::Twolayer => ModelKind::TwoLayer,
         ModelArg::Mlp => ModelKind::Mlp,
+        ModelArg::Cnn => ModelKind::Cnn,
     };
     let activation = args.activation.map(|a| match a {
         ActivationArg::Relu => Activation::Relu,

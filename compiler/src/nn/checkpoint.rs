@@ -45,6 +45,7 @@ fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Strin
 pub struct Checkpoint {
     pub spec: ModelSpec,
     pub dataset: String,
+    /// The parameters, then the buffers (running statistics): every tensor the model's evaluation graph reads.
     pub params: Vec<(String, Tensor)>,
 }
 
@@ -142,7 +143,9 @@ pub fn load_checkpoint_checked(path: &Path) -> Result<(Checkpoint, Integrity), E
         }
     };
 
-    let declared = spec.build().parameters();
+    // Parameters, then buffers (batch norm's running statistics), as `Trainer::parameters` lists them.
+    let model = spec.build();
+    let declared = [model.parameters(), model.buffers()].concat();
     let mut params = Vec::with_capacity(declared.len());
     for p in &declared {
         let view = tensors.tensor(&p.name).map_err(|_| {
@@ -175,7 +178,7 @@ pub fn load_checkpoint_checked(path: &Path) -> Result<(Checkpoint, Integrity), E
         .find(|n| declared.iter().all(|p| p.name != *n))
     {
         return Err(bad(format!(
-            "unexpected tensor `{extra}` (not a parameter of the {} model)",
+            "unexpected tensor `{extra}` (not a parameter or buffer of the {} model)",
             spec.describe()
         )));
     }

@@ -1,7 +1,7 @@
 //! Layers and activations as modules. Activations have no parameters; each is one builder call (the expansions are
 //! in `kiln_ir`'s `composite.rs` and SPEC.md).
 
-use super::{param, Init, Module, Parameter};
+use super::{param, Init, Module, Parameter, StateUpdates};
 use kiln_ir::{Builder, IrError, TensorType, Value};
 
 /// PyTorch's `nn.Linear`: `y = x Wᵀ + b` with `W: [out, in]` and `b: [out]`, both initialized uniform in
@@ -108,8 +108,24 @@ impl Module for Sequential {
         Ok(x)
     }
 
+    fn forward_train(
+        &self,
+        b: &mut Builder,
+        mut x: Value,
+        updates: &mut StateUpdates,
+    ) -> Result<Value, IrError> {
+        for layer in &self.layers {
+            x = layer.forward_train(b, x, updates)?;
+        }
+        Ok(x)
+    }
+
     fn parameters(&self) -> Vec<Parameter> {
         self.layers.iter().flat_map(|l| l.parameters()).collect()
+    }
+
+    fn buffers(&self) -> Vec<Parameter> {
+        self.layers.iter().flat_map(|l| l.buffers()).collect()
     }
 }
 

@@ -40,6 +40,7 @@
 mod activation;
 mod backend;
 mod checkpoint;
+mod conv;
 mod layers;
 mod loss;
 mod models;
@@ -52,15 +53,19 @@ pub use checkpoint::{
     load_checkpoint, load_checkpoint_checked, save_checkpoint, Checkpoint, Integrity,
     CHECKPOINT_FILE,
 };
+pub use conv::{
+    dropout_train, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, MaxPool2d,
+    Reshape,
+};
 pub use layers::{
     Heaviside, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Softplus, Tanh,
 };
 pub use loss::Loss;
-pub use models::{ModelKind, ModelSpec, TwoLayerNet};
+pub use models::{Cnn, ModelKind, ModelSpec, TwoLayerNet};
 pub use trainer::{accuracy, evaluate, EpochMetrics, Evaluation, Event, TrainConfig, Trainer};
 
 use crate::data::{DataError, Shuffle};
-use kiln_ir::{Builder, IrError, Tensor, TensorType, Value};
+use kiln_ir::{Builder, IrError, Role, Tensor, TensorType, Value};
 use std::path::PathBuf;
 
 /// What can go wrong building, training, saving or loading a model.
@@ -100,9 +105,13 @@ pub enum Init {
     Uniform {
         bound: f64,
     },
+    /// Every element `value` (batch norm's running variance starts at 1).
+    Constant(f64),
 }
 
-/// A named trainable tensor of a module: its graph input name, type and initialization.
+/// A named tensor of a module: its graph input name, type and initialization. [`Module::parameters`] lists the
+/// trainable ones (`param` inputs); [`Module::buffers`] the ones a training step updates without gradients
+/// (`state` inputs, e.g. batch norm's running statistics).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Parameter {
     pub name: String,
@@ -110,51 +119,166 @@ pub struct Parameter {
     pub init: Init,
 }
 
+/// Which graph a module builds: training (batch norm on batch statistics, updating its running statistics; dropout
+/// active) or evaluation (batch norm on the running statistics; dropout the identity), as PyTorch's
+/// `model.train()` / `model.eval()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// The new values a training-mode forward pass computes for `state` inputs (a buffer's name, its updated value).
+/// [`crate::training_step`] keeps them as outputs `new.<name>` aliasing the input, so a session updates them in place.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateUpdates {
+    updates: Vec<(String, Value)>,
+}
+
+impl StateUpdates {
+    /// Records `value` as the next value of state input `input`; a second update of one input is an error (two
+    /// outputs cannot replace the same input).
+    pub fn push(&mut self, input: &str, value: Value) -> Result<(), IrError> {
+        if self.updates.iter().any(|(name, _)| name == input) {
+            return Err(IrError::Invalid(format!(
+                "state `{input}` is updated twice in one forward pass (a stateful module applied twice?)"
+            )));
+        }
+        self.updates.push((input.to_string(), value));
+        Ok(())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Value)> {
+        self.updates.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty()
+    }
+}
+
 /// A layer or a whole model.
+///
+/// [`Module::forward`] builds the evaluation-mode graph; [`Module::forward_train`] the training-mode one, by default
+/// the same. A module that behaves differently in training (batch norm, dropout) overrides `forward_train`, and so
+/// must every container of modules (as [`Sequential`]), passing `updates` on: a container that only implements
+/// `forward` runs its children in evaluation mode during training.
 pub trait Module {
-    /// Appends the forward computation on `x` to `b`, reading each parameter as the `param` input of its name
-    /// (see [`param`]).
+    /// Appends the evaluation-mode forward computation on `x` to `b`, reading each parameter as the `param` input of
+    /// its name (see [`param`]) and each buffer as the `state` input of its name (see [`state`]).
     fn forward(&self, b: &mut Builder, x: Value) -> Result<Value, IrError>;
+
+    /// The training-mode forward computation, recording the new value of each buffer it updates in `updates`.
+    fn forward_train(
+        &self,
+        b: &mut Builder,
+        x: Value,
+        updates: &mut StateUpdates,
+    ) -> Result<Value, IrError> {
+        let _ = updates;
+        self.forward(b, x)
+    }
 
     /// The parameters `forward` reads, in a fixed order (the order of initialization).
     fn parameters(&self) -> Vec<Parameter>;
+
+    /// The non-trainable tensors `forward` reads and `forward_train` updates (running statistics), in a fixed order.
+    /// Checkpoints save them beside the parameters.
+    fn buffers(&self) -> Vec<Parameter> {
+        Vec::new()
+    }
+}
+
+/// `module`'s forward pass in `mode` (the updates are only written in training).
+pub fn forward_in(
+    module: &dyn Module,
+    b: &mut Builder,
+    x: Value,
+    mode: Mode,
+    updates: &mut StateUpdates,
+) -> Result<Value, IrError> {
+    match mode {
+        Mode::Train => module.forward_train(b, x, updates),
+        Mode::Eval => module.forward(b, x),
+    }
 }
 
 impl<M: Module + ?Sized> Module for Box<M> {
     fn forward(&self, b: &mut Builder, x: Value) -> Result<Value, IrError> {
         (**self).forward(b, x)
     }
+    fn forward_train(
+        &self,
+        b: &mut Builder,
+        x: Value,
+        updates: &mut StateUpdates,
+    ) -> Result<Value, IrError> {
+        (**self).forward_train(b, x, updates)
+    }
     fn parameters(&self) -> Vec<Parameter> {
         (**self).parameters()
+    }
+    fn buffers(&self) -> Vec<Parameter> {
+        (**self).buffers()
     }
 }
 
 /// The `param` input `name` of type `ty`: declared on first use, reused after (so a module applied twice shares its
 /// weights).
 pub fn param(b: &mut Builder, name: &str, ty: TensorType) -> Result<Value, IrError> {
+    declared_input(b, name, Role::Param, ty)
+}
+
+/// The `state` input `name` of type `ty` (a buffer), declared on first use and reused after, as [`param`].
+pub fn state(b: &mut Builder, name: &str, ty: TensorType) -> Result<Value, IrError> {
+    declared_input(b, name, Role::State, ty)
+}
+
+fn declared_input(
+    b: &mut Builder,
+    name: &str,
+    role: Role,
+    ty: TensorType,
+) -> Result<Value, IrError> {
     if let Some(input) = b.graph().input(name) {
-        if *input.ty != ty {
+        if *input.ty != ty || input.role != role {
             return Err(IrError::Invalid(format!(
-                "parameter `{name}` is declared as {} and used as {ty}",
-                input.ty
+                "`{name}` is declared as a {} input {} and used as a {} input {ty}",
+                input.role.name(),
+                input.ty,
+                role.name()
             )));
         }
         return Ok(input.id);
     }
-    b.param(name, ty)
+    match role {
+        Role::Data => b.data(name, ty),
+        Role::Param => b.param(name, ty),
+        Role::State => b.state(name, ty),
+    }
 }
 
 /// Initial values of `module`'s parameters, in [`Module::parameters`] order: one ChaCha8 stream seeded with `seed`,
 /// drawn parameter after parameter, element after element.
 pub fn init_parameters(module: &dyn Module, seed: u64) -> Result<Vec<(String, Tensor)>, Error> {
+    init_tensors(module.parameters(), seed)
+}
+
+/// Initial values of `module`'s buffers, in [`Module::buffers`] order (constants: no random draws, so adding a batch
+/// norm does not change the other layers' initial weights).
+pub fn init_buffers(module: &dyn Module) -> Result<Vec<(String, Tensor)>, Error> {
+    init_tensors(module.buffers(), 0)
+}
+
+fn init_tensors(tensors: Vec<Parameter>, seed: u64) -> Result<Vec<(String, Tensor)>, Error> {
     let mut rng = Shuffle::new(seed);
-    module
-        .parameters()
+    tensors
         .into_iter()
         .map(|p| {
             let n = p.ty.numel();
             let values: Vec<f64> = match p.init {
                 Init::Zeros => vec![0.0; n],
+                Init::Constant(value) => vec![value; n],
                 Init::Uniform { bound } => {
                     (0..n).map(|_| bound * (2.0 * rng.unit() - 1.0)).collect()
                 }

@@ -1,7 +1,8 @@
 //! The models `kiln train` knows by name, described by a [`ModelSpec`] that a checkpoint stores as metadata.
 
+use super::conv::{BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, MaxPool2d, Reshape};
 use super::layers::{LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softplus, Tanh};
-use super::{Activation, Error, Loss, Module, Parameter};
+use super::{Activation, Error, Loss, Module, Parameter, StateUpdates};
 use kiln_ir::{Builder, IrError, Value};
 use std::collections::HashMap;
 
@@ -32,6 +33,83 @@ impl Module for TwoLayerNet {
     }
 }
 
+/// A small convolution net for square one-channel images given as flat rows of `side²` pixels (the digits: 8×8).
+/// The row is viewed as `[1, side, side]`; then per entry `c` of `channels` a block `conv{i}` (3×3, padding 1) →
+/// `bn{i}` (BatchNorm2d) → activation, with a 2×2 max pool after every odd-numbered block but the last while the
+/// image is at least 2 wide; then a global average pool, `dropout` (p = [`Cnn::DROPOUT`]) and the linear layer `fc`
+/// to the outputs.
+///
+/// On the digits with the default channels 16, 32, 64: 8×8 → 8×8 → pool → 4×4 → mean → 64 features. Global
+/// pooling rather than flattening keeps `fc` small (64·10 weights rather than 64·16·10), and batch norm lets Adam
+/// take a large learning rate.
+pub struct Cnn {
+    body: Sequential,
+}
+
+impl Cnn {
+    pub const DEFAULT_CHANNELS: [usize; 3] = [16, 32, 64];
+    /// Dropout before the classifier.
+    pub const DROPOUT: f64 = 0.2;
+
+    /// The side of a square image of `inputs` pixels, or why there is none.
+    pub fn image_side(inputs: usize) -> Result<usize, String> {
+        let side = (inputs as f64).sqrt().round() as usize;
+        if side * side != inputs || side == 0 {
+            return Err(format!(
+                "cnn takes square one-channel images as flat rows, but {inputs} features is not a square"
+            ));
+        }
+        Ok(side)
+    }
+
+    /// The net from `inputs = side²` pixels through `channels` to `outputs`; `inputs` must be a square (checked by
+    /// [`ModelSpec::new`]; a non-square size builds a net whose forward pass fails with a clear error).
+    pub fn new(inputs: usize, channels: &[usize], outputs: usize, activation: Activation) -> Cnn {
+        let mut side = Cnn::image_side(inputs).unwrap_or(inputs);
+        let mut body = Sequential::new().append(Reshape {
+            dims: vec![1, side, side],
+        });
+        let mut previous = 1;
+        for (i, &c) in channels.iter().enumerate() {
+            body.push(Box::new(
+                Conv2d::new(&format!("conv{i}"), previous, c, 3).padding(1),
+            ));
+            body.push(Box::new(BatchNorm2d::new(&format!("bn{i}"), c)));
+            body.push(activation_module(activation));
+            if i % 2 == 1 && i + 1 < channels.len() && side >= 2 {
+                body.push(Box::new(MaxPool2d::new(2)));
+                side /= 2;
+            }
+            previous = c;
+        }
+        let body = body
+            .append(GlobalAvgPool2d)
+            .append(Dropout::new("dropout", Cnn::DROPOUT))
+            .append(Linear::new("fc", previous, outputs));
+        Cnn { body }
+    }
+}
+
+impl Module for Cnn {
+    fn forward(&self, b: &mut Builder, x: Value) -> Result<Value, IrError> {
+        self.body.forward(b, x)
+    }
+    fn forward_train(
+        &self,
+        b: &mut Builder,
+        x: Value,
+        updates: &mut StateUpdates,
+    ) -> Result<Value, IrError> {
+        self.body.forward_train(b, x, updates)
+    }
+    fn parameters(&self) -> Vec<Parameter> {
+        self.body.parameters()
+    }
+    fn buffers(&self) -> Vec<Parameter> {
+        self.body.buffers()
+    }
+}
+
 /// The kinds of model `kiln train --model` builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
@@ -41,16 +119,19 @@ pub enum ModelKind {
     TwoLayer,
     /// `Linear` layers `l0, l1, ...` with an activation between them (one hidden layer of 128 unless told).
     Mlp,
+    /// [`Cnn`]: square one-channel images as flat rows; the hidden sizes are the convolutions' channels.
+    Cnn,
 }
 
 impl ModelKind {
-    pub const NAMES: [&str; 3] = ["logreg", "twolayer", "mlp"];
+    pub const NAMES: [&str; 4] = ["logreg", "twolayer", "mlp", "cnn"];
 
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Logreg => "logreg",
             ModelKind::TwoLayer => "twolayer",
             ModelKind::Mlp => "mlp",
+            ModelKind::Cnn => "cnn",
         }
     }
 
@@ -59,6 +140,7 @@ impl ModelKind {
             "logreg" => ModelKind::Logreg,
             "twolayer" => ModelKind::TwoLayer,
             "mlp" => ModelKind::Mlp,
+            "cnn" => ModelKind::Cnn,
             _ => return None,
         })
     }
@@ -69,6 +151,7 @@ impl ModelKind {
             ModelKind::Logreg => vec![],
             ModelKind::TwoLayer => vec![20],
             ModelKind::Mlp => vec![128],
+            ModelKind::Cnn => Cnn::DEFAULT_CHANNELS.to_vec(),
         }
     }
 }
@@ -112,10 +195,13 @@ impl ModelSpec {
                     a.name()
                 ))
             }
-            (ModelKind::Mlp, a) => a.unwrap_or(Activation::Relu),
+            (ModelKind::Mlp | ModelKind::Cnn, a) => a.unwrap_or(Activation::Relu),
         };
         match (kind, hidden.len()) {
-            (ModelKind::Logreg, 0) | (ModelKind::TwoLayer, 1) | (ModelKind::Mlp, 1..) => {}
+            (ModelKind::Logreg, 0)
+            | (ModelKind::TwoLayer, 1)
+            | (ModelKind::Mlp, 1..)
+            | (ModelKind::Cnn, 1..) => {}
             (ModelKind::Logreg, _) => return bad("logreg has no hidden layers".into()),
             (ModelKind::TwoLayer, n) => {
                 return bad(format!(
@@ -123,6 +209,12 @@ impl ModelSpec {
                 ))
             }
             (ModelKind::Mlp, _) => return bad("mlp needs at least one hidden layer".into()),
+            (ModelKind::Cnn, _) => {
+                return bad("cnn needs at least one convolution (--hidden channels)".into())
+            }
+        }
+        if kind == ModelKind::Cnn {
+            Cnn::image_side(inputs).map_err(Error::Config)?;
         }
         let layers: Vec<usize> = [inputs]
             .into_iter()
@@ -150,9 +242,14 @@ impl ModelSpec {
 
     /// The module this spec describes.
     pub fn build(&self) -> Box<dyn Module> {
-        if self.kind == ModelKind::TwoLayer {
-            let l = &self.layers;
-            return Box::new(TwoLayerNet::new(l[0], l[1], l[2]));
+        let l = &self.layers;
+        match self.kind {
+            ModelKind::TwoLayer => return Box::new(TwoLayerNet::new(l[0], l[1], l[2])),
+            ModelKind::Cnn => {
+                let channels = &l[1..l.len() - 1];
+                return Box::new(Cnn::new(l[0], channels, l[l.len() - 1], self.activation));
+            }
+            ModelKind::Logreg | ModelKind::Mlp => {}
         }
         let mut seq = Sequential::new();
         let last = self.layers.len() - 2;

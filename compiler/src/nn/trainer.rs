@@ -7,7 +7,10 @@
 //! **Metrics per epoch**: `train_loss` is the mean of that epoch's minibatch losses (as training went); `train_acc`,
 //! `test_loss` and `test_acc` are evaluated on the whole splits with the parameters at the end of the epoch.
 
-use super::{init_parameters, Backend, Error, Loss, Module, Program};
+use super::{
+    forward_in, init_buffers, init_parameters, Backend, Error, Loss, Mode, Module, Program,
+    StateUpdates,
+};
 use crate::data::{Dataset, Shuffle, Split};
 use crate::train::{training_step, Optimizer};
 use kiln_ir::{Builder, Graph, Role, Tensor, TensorType};
@@ -80,6 +83,8 @@ pub struct Trainer<'a> {
     data: &'a Dataset,
     config: TrainConfig,
     params: Vec<String>,
+    /// The model's buffers (running statistics), resident in the step like the parameters.
+    buffers: Vec<String>,
     step: Box<dyn Program>,
     evaluator: Evaluator<'a>,
     /// The model's output width.
@@ -103,9 +108,16 @@ impl<'a> Trainer<'a> {
                 config.batch_size, data.name
             )));
         }
-        let (graph, outputs) = model_graph(model, config.loss, config.batch_size, data.features())?;
+        let (graph, outputs) = model_graph(
+            model,
+            config.loss,
+            config.batch_size,
+            data.features(),
+            Mode::Train,
+        )?;
         config.loss.check_outputs(outputs, data.classes)?;
         let params = check_parameters(model, &graph)?;
+        let buffers = check_buffers(model, &graph)?;
         let names: Vec<&str> = params.iter().map(String::as_str).collect();
         let step = training_step(&graph, "loss", &names, &config.optimizer)?;
         let mut step = backend.load(&step)?;
@@ -114,10 +126,16 @@ impl<'a> Trainer<'a> {
                 step.set(&name, value)?;
             }
         }
+        for (name, value) in init_buffers(model)? {
+            if buffers.contains(&name) {
+                step.set(&name, value)?;
+            }
+        }
         Ok(Trainer {
             data,
             config,
             params,
+            buffers,
             step,
             evaluator: Evaluator::new(model, config.loss, data.features(), backend),
             outputs,
@@ -185,10 +203,12 @@ impl<'a> Trainer<'a> {
         Ok(total / batches as f64)
     }
 
-    /// The current parameters, by name, in the order the model declares them.
+    /// The current parameters, then the buffers (running statistics), by name, in the order the model declares them:
+    /// everything [`evaluate`] and a checkpoint need.
     pub fn parameters(&self) -> Result<Vec<(String, Tensor)>, Error> {
         self.params
             .iter()
+            .chain(&self.buffers)
             .map(|name| Ok((name.clone(), self.step.get(name)?)))
             .collect()
     }
@@ -255,7 +275,8 @@ impl<'a> Evaluator<'a> {
         let (program, outputs) = match self.programs.entry(rows) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
-                let (graph, outputs) = model_graph(self.model, self.loss, rows, self.features)?;
+                let (graph, outputs) =
+                    model_graph(self.model, self.loss, rows, self.features, Mode::Eval)?;
                 e.insert((self.backend.load(&graph)?, outputs))
             }
         };
@@ -298,16 +319,19 @@ pub fn accuracy(predictions: &[i32], labels: &[i32]) -> f64 {
     correct as f64 / labels.len().max(1) as f64
 }
 
-/// The graph `x → model → out`, `loss(out, y)` for `batch` rows, and the model's output width.
+/// The graph `x → model → out`, `loss(out, y)` for `batch` rows in `mode`, and the model's output width. In training
+/// it also outputs `new.<buffer>` aliasing each buffer the forward pass updates.
 fn model_graph(
     model: &dyn Module,
     loss: Loss,
     batch: usize,
     features: usize,
+    mode: Mode,
 ) -> Result<(Graph, usize), Error> {
     let mut b = Builder::new("model");
     let x = b.data("x", TensorType::f32(&[batch, features]))?;
-    let out = model.forward(&mut b, x)?;
+    let mut updates = StateUpdates::default();
+    let out = forward_in(model, &mut b, x, mode, &mut updates)?;
     let ty = b.ty(out).clone();
     if ty.rank() != 2 || ty.dims()[0] != batch || !ty.dtype.is_float() {
         return Err(Error::Config(format!(
@@ -319,7 +343,34 @@ fn model_graph(
     let value = loss.apply(&mut b, out, y)?;
     b.output("out", out)?;
     b.output("loss", value)?;
+    for (name, value) in updates.iter() {
+        b.output_aliasing(&format!("new.{name}"), value, name)?;
+    }
     Ok((b.finish(), outputs))
+}
+
+/// The module's buffers that the graph reads, each checked against its declaration (a state input that is not a
+/// buffer, such as a dropout step count, is left to start at zero).
+fn check_buffers(model: &dyn Module, graph: &Graph) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    for declared in model.buffers() {
+        match graph.input(&declared.name) {
+            Some(input) if input.role == Role::State && input.ty == &declared.ty => {
+                names.push(declared.name)
+            }
+            Some(input) => {
+                return Err(Error::Config(format!(
+                    "buffer `{}` is declared as state {} but the forward pass reads a {} input {}",
+                    declared.name,
+                    declared.ty,
+                    input.role.name(),
+                    input.ty
+                )))
+            }
+            None => {}
+        }
+    }
+    Ok(names)
 }
 
 /// The graph's `param` inputs, each checked against the module's declared parameters.

@@ -23,7 +23,7 @@ fn adam(lr: f64) -> Optimizer {
 }
 
 /// A fresh directory for one test.
-fn workdir(test: &str) -> PathBuf {
+pub(super) fn workdir(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("train")
         .join(test);
