@@ -532,10 +532,6 @@ impl Module for Dropout {
 
 /// Training-mode inverted dropout of `x` with probability `p`, Philox-keyed by `seed` (i32 scalar) at `offset` (the
 /// step count, i32 scalar).
-///
-/// **TO WIRE (lead):** this should be `b.dropout(x, p, seed, offset, true)` once `Builder::dropout` (Philox RNG,
-/// branch `rng`) is on main. Until then it is the **identity**: a model with [`Dropout`] trains as if `p` were 0,
-/// and everything around it (the seed, the step-count state input and its update) is already in place.
 pub fn dropout_train(
     b: &mut Builder,
     x: Value,
@@ -543,6 +539,5 @@ pub fn dropout_train(
     seed: Value,
     offset: Value,
 ) -> Result<Value, IrError> {
-    let _ = (b, p, seed, offset);
-    Ok(x)
+    b.dropout(x, p, seed, offset, true)
 }
