@@ -251,7 +251,7 @@ fn missing<R: Read + Seek>(archive: &ZipArchive<R>, name: &str) -> String {
     }
 }
 
-/// An npy dtype as numpy names it (`float64`), with its descriptor (`<f8`).
+/// An npy dtype as numpy names it (`float64`), with its type string (`<f8`); other dtypes by their `descr`.
 fn describe(dtype: &npyz::DType) -> String {
     let descr = dtype.descr();
     let npyz::DType::Plain(ts) = dtype else {
@@ -266,7 +266,7 @@ fn describe(dtype: &npyz::DType) -> String {
         TypeChar::Bool => "bool".to_string(),
         _ => return format!("of dtype {descr}"),
     };
-    format!("{name} ({descr})")
+    format!("{name} ({ts})")
 }
 
 /// The index in an array of `shape` of the element at C-order position `flat`.
@@ -282,6 +282,7 @@ fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use npyz::WriterBuilder;
     use std::io::{Cursor, Write};
     use std::path::PathBuf;
     use zip::write::SimpleFileOptions;
