@@ -1,6 +1,8 @@
 //! Data sets for training examples: scikit-learn's 8×8 handwritten digits, embedded in the binary, and synthetic 2-D
 //! sets generated in Rust (XOR clusters, two moons, spirals).
 //!
+//! Users' own sets come from NumPy `.npz` files ([`npz`]).
+//!
 //! Every set is a classification task with `classes` integer labels and a **fixed** train/test split: loading a set
 //! by name gives the same rows on every machine and every run, so a checkpoint can be evaluated later on the same test
 //! split. (The training seed only changes the initialization and the minibatch order, not the data.)
@@ -9,6 +11,7 @@
 //! a version of `rand` maps bits to ranges.
 
 mod digits;
+pub mod npz;
 mod synthetic;
 
 pub use digits::{digits, DIGITS_TEST, DIGITS_TRAIN};
@@ -16,6 +19,7 @@ pub use synthetic::{moons, spirals, xor};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
 
 /// A data set could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,9 @@ pub enum DataError {
         file: &'static str,
         source: std::io::Error,
     },
+    /// A user's `.npz` file is unreadable or does not hold a classification split; `message` says what is wrong.
+    #[error("{}: {message}", path.display())]
+    Npz { path: PathBuf, message: String },
 }
 
 /// Rows of features with their labels.
@@ -76,6 +83,9 @@ pub struct Dataset {
     pub classes: usize,
     pub train: Split,
     pub test: Split,
+    /// The shape of one sample, `[C, H, W]` for images and `[features]` otherwise (the built-in sets); its product is
+    /// [`features`](Self::features). The rows of `train` and `test` are these samples flattened in C order.
+    pub sample_shape: Vec<usize>,
 }
 
 impl Dataset {
@@ -99,6 +109,7 @@ impl Dataset {
             classes,
             train: all.gather(train),
             test: all.gather(test),
+            sample_shape: vec![all.features],
         }
     }
 }
