@@ -18,6 +18,10 @@ pub struct PredictArgs {
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetArg>,
 
+    /// An .npz test split (`x`, `y`, as `kiln train --test` takes) instead of a built-in data set.
+    #[arg(long, value_name = "FILE.npz", conflicts_with = "dataset")]
+    pub test: Option<PathBuf>,
+
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
 }
@@ -33,12 +37,14 @@ pub fn predict(args: &PredictArgs, out: &mut dyn Write) -> Result<(), CliError> 
             path.display()
         ));
     }
-    let data = match args.dataset {
-        Some(d) => data::load(d.name()).map_err(|e| CliError::new(e.to_string()))?,
+    let data = match (args.dataset, &args.test) {
+        // The test file serves as both splits: only the test split is evaluated.
+        (None, Some(test)) => data::npz::load(test, test).map_err(|e| CliError::new(e.to_string()))?,
+        (Some(d), _) => data::load(d.name()).map_err(|e| CliError::new(e.to_string()))?,
         // The name came from the file, not from the user: say which file.
-        None => data::load(&checkpoint.dataset).map_err(|e| {
+        (None, None) => data::load(&checkpoint.dataset).map_err(|e| {
             CliError::new(format!(
-                "checkpoint `{}`: its metadata names {e}; choose one with --dataset",
+                "checkpoint `{}`: its metadata names {e}; choose one with --dataset or --test FILE.npz",
                 path.display()
             ))
         })?,

@@ -33,6 +33,15 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DatasetArg::Digits)]
     pub dataset: DatasetArg,
 
+    /// Your own training rows instead of --dataset: an .npz with `x` (f32 [N, C, H, W] or [N, F]) and `y` (i32 [N]);
+    /// needs --test.
+    #[arg(long, value_name = "FILE.npz", requires = "test")]
+    pub data: Option<PathBuf>,
+
+    /// Your own test rows (an .npz like --data's); needs --data.
+    #[arg(long, value_name = "FILE.npz", requires = "data")]
+    pub test: Option<PathBuf>,
+
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
 
@@ -141,7 +150,7 @@ impl BackendArg {
 
 pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let backend = args.backend.kind().create().map_err(nn_error)?;
-    let data = data::load(args.dataset.name()).map_err(|e| CliError::new(e.to_string()))?;
+    let data = load_data(args)?;
     let config = config(args)?;
     let spec = model_spec(args, &data)?;
     let model = spec.build();
@@ -234,6 +243,24 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .collect();
     writeln!(out, "wrote {}", shown.join(", "))?;
     Ok(())
+}
+
+/// `--data`/`--test` when given (checked against `--model`), else the built-in `--dataset`.
+fn load_data(args: &TrainArgs) -> Result<Dataset, CliError> {
+    let (Some(train), Some(test)) = (&args.data, &args.test) else {
+        return data::load(args.dataset.name()).map_err(|e| CliError::new(e.to_string()));
+    };
+    let data = data::npz::load(train, test).map_err(|e| CliError::new(e.to_string()))?;
+    // The cnn reads each row as one square channel; an [N, C, H, W] file must be that.
+    if let (ModelArg::Cnn, &[c, h, w]) = (args.model, &data.sample_shape[..]) {
+        if c != 1 || h != w {
+            return Err(CliError::new(format!(
+                "--model cnn takes images of one channel and equal sides, but `{}` has samples of [{c}, {h}, {w}]",
+                train.display()
+            )));
+        }
+    }
+    Ok(data)
 }
 
 /// The most `--epochs`: far more than any of the data sets needs, few enough for the metrics to stay small.
