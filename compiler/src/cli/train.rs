@@ -45,7 +45,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
 
-    /// Learning rate [default: adam 0.003 on digits (cnn 0.01), 0.01 on the 2-D sets; sgd 0.1].
+    /// Learning rate [default: adam 0.003 on digits, 0.01 on the 2-D sets; sgd 0.1].
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
@@ -58,7 +58,7 @@ pub struct TrainArgs {
     )]
     pub momentum: f64,
 
-    /// Passes over the training rows, 1 to 1000000 [default: 30 on digits (cnn 15), 30 on xor and moons, 100 on
+    /// Passes over the training rows, 1 to 1000000 [default: 30 on digits (cnn 20), 30 on xor and moons, 100 on
     /// spirals].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
@@ -300,8 +300,9 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
     let two_d = args.dataset != DatasetArg::Digits;
     let cnn = args.model == ModelArg::Cnn;
     let lr = args.lr.unwrap_or(match (args.optimizer, two_d) {
-        // Batch norm lets the cnn take a larger step: 0.01 reaches 99% on the digits by epoch 8, 0.003 by epoch 12.
-        (OptimizerArg::Adam, false) if cnn => 1e-2,
+        // With dropout on, 0.01 made the test accuracy swing by 2% from epoch to epoch (96.67% after 15 epochs, seed
+        // 0); 0.003 for 20 epochs reached 98.61%.
+        (OptimizerArg::Adam, false) if cnn => 3e-3,
         (OptimizerArg::Adam, false) => 3e-3,
         (OptimizerArg::Adam, true) => 1e-2,
         (OptimizerArg::Sgd, _) => 0.1,
@@ -311,7 +312,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
     }
     let epochs = args.epochs.unwrap_or(match args.dataset {
         // The cnn's test loss stops improving after about 15 epochs, and each costs ~10 MLP epochs.
-        DatasetArg::Digits if cnn => 15,
+        DatasetArg::Digits if cnn => 20,
         DatasetArg::Digits => 30,
         DatasetArg::Xor | DatasetArg::Moons => 30,
         DatasetArg::Spirals => 100,
