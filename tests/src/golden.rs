@@ -176,13 +176,21 @@ pub fn load_case(name: &str) -> Result<GoldenCase, GoldenError> {
 }
 
 pub fn load(file: &Path) -> Result<GoldenCase, GoldenError> {
+    load_with(file, parse_case)
+}
+
+/// Reads `file` as JSON and parses it with `parse` (the MLP or the conv-net family), naming the file on any error.
+pub fn load_with<T>(
+    file: &Path,
+    parse: impl FnOnce(&Json) -> Result<T, String>,
+) -> Result<T, GoldenError> {
     let err = |message: String| GoldenError {
         file: file.to_path_buf(),
         message,
     };
     let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
     let json: Json = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-    parse_case(&json).map_err(err)
+    parse(&json).map_err(err)
 }
 
 /// Parses a case from its JSON (format in `tests/data/golden/README.md`).

@@ -324,13 +324,7 @@ pub fn load_conv_cases() -> Result<Vec<NetCase>, GoldenError> {
 }
 
 pub fn load(file: &Path) -> Result<NetCase, GoldenError> {
-    let err = |message: String| GoldenError {
-        file: file.to_path_buf(),
-        message,
-    };
-    let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
-    let json: Json = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
-    parse_case(&json).map_err(err)
+    crate::golden::load_with(file, parse_case)
 }
 
 /// Parses a conv-family case (format in `tests/data/golden/nets/README.md`).

@@ -275,7 +275,7 @@ impl Builder {
         }
         // The real elements of each window: the same windows over a padded tensor of ones.
         let ones = self.full(TensorType::new(tx.dtype, tx.dims()[2..].to_vec()), 1.0)?;
-        let ones = self.padded_spatial(ones, &spec.padding)?;
+        let ones = self.padded(ones, &spec.padding, 0.0)?;
         let counts = self.windows(ones, window, &spec.stride, &spec.dilation)?;
         let counts = self.reduce_sum(
             counts,
@@ -307,23 +307,19 @@ impl Builder {
         self.reshape(x, &[n, rest.iter().product()])
     }
 
-    /// `x: [N, C, spatial..]` padded by `(low, high)` in each spatial dim with `value`.
+    /// `x` padded with `value` by `(low, high)` in each of its last `padding.len()` dims (the leading dims unpadded).
     fn padded(&mut self, x: Value, padding: &[(usize, usize)], value: f64) -> Result<Value> {
-        let low: Vec<usize> = [0, 0]
-            .into_iter()
+        let lead = vec![0; self.shape(x).len().saturating_sub(padding.len())];
+        let low: Vec<usize> = lead
+            .iter()
+            .copied()
             .chain(padding.iter().map(|p| p.0))
             .collect();
-        let high: Vec<usize> = [0, 0]
-            .into_iter()
+        let high: Vec<usize> = lead
+            .iter()
+            .copied()
             .chain(padding.iter().map(|p| p.1))
             .collect();
         self.pad(x, &low, &high, value)
-    }
-
-    /// A tensor of spatial dims only, zero-padded by `(low, high)` per dim.
-    fn padded_spatial(&mut self, x: Value, padding: &[(usize, usize)]) -> Result<Value> {
-        let low: Vec<usize> = padding.iter().map(|p| p.0).collect();
-        let high: Vec<usize> = padding.iter().map(|p| p.1).collect();
-        self.pad(x, &low, &high, 0.0)
     }
 }
