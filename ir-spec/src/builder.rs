@@ -398,6 +398,14 @@ impl Builder {
         )
     }
 
+    /// `out[p] = x[p with p[axis] := idx[p]]` (SPEC `gather`, NumPy's `take_along_axis`); an index outside
+    /// `0..x.dims[axis]` reads 0. For a lookup by an index of any shape (embeddings, `index_select`) see
+    /// [`Builder::take`].
+    pub fn gather(&mut self, x: Value, idx: Value, axis: isize) -> Result<Value> {
+        let axis = self.normalize_axis("gather", x, axis)?;
+        self.op(Op::Gather { axis }, &[x, idx])
+    }
+
     pub fn concat(&mut self, xs: &[Value], axis: isize) -> Result<Value> {
         let Some(&first) = xs.first() else {
             return Err(build_err("concat", "needs at least one operand".into()));

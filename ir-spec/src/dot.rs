@@ -147,7 +147,8 @@ fn op_summary(op: &Op) -> String {
         | Op::Concat { .. }
         | Op::Pad { .. }
         | Op::Windows { .. }
-        | Op::OverlapAdd { .. } => format!("{m} {}", printer::attributes(op).join(" ")),
+        | Op::OverlapAdd { .. }
+        | Op::Gather { .. } => format!("{m} {}", printer::attributes(op).join(" ")),
     }
 }
 

@@ -207,6 +207,15 @@ pub fn vjp(
             }
         }
 
+        // Each element read is a copy of one `x` element (or the constant 0): the cotangents add up where they came
+        // from, in a fixed order (`scatter_add`). The index is an integer: no gradient.
+        Op::Gather { axis } => {
+            if want(0) {
+                let size = b.shape(x(0))[*axis];
+                grads[0] = Some(b.scatter_add(g, x(1), *axis as isize, size)?);
+            }
+        }
+
         // d(A B) = dA B + A dB: dA = g Bᵀ, dB = Aᵀ g.
         Op::Matmul => {
             let (a, bm) = (x(0), x(1));

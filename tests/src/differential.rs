@@ -110,3 +110,37 @@ pub fn assert_outputs_match(
         panic!("{message}\n{}", context());
     }
 }
+
+/// Runs `graph` at `inputs` on the CPU (1 and 3 threads), the kernel-IR interpreter and Vulkan (where a device is
+/// present; the SPIR-V is validated either way) and compares each with the graph interpreter within `tol`.
+pub fn check_every_backend(graph: &Graph, inputs: &[Tensor], tol: Tolerance) {
+    let want = kiln::ir::interp::run(graph, inputs).unwrap();
+    for threads in [1, 3] {
+        let options = kiln::Options {
+            threads,
+            ..kiln::Options::default()
+        };
+        let got = kiln::compile(graph, &options)
+            .and_then(|exe| Ok(exe.run(inputs)?))
+            .unwrap_or_else(|e| panic!("{}: CPU: {e}", graph.name));
+        assert_outputs_match(graph, &want, &got, tol, "cpu", || {
+            kiln::kernel::print(&kiln::fusion::lower(graph).unwrap())
+        });
+    }
+    let program = kiln::fusion::lower(graph).unwrap();
+    let kernel_out = kiln::kernel::interp::run(&program, inputs).unwrap();
+    assert_outputs_match(graph, &want, &kernel_out, tol, "kernel interpreter", || {
+        kiln::kernel::print(&program)
+    });
+    let kernels = kiln::backend::spirv::lower(&program)
+        .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", graph.name));
+    crate::vulkan::validate(&kernels);
+    if let Some(device) = crate::vulkan::device() {
+        let got = kiln::backend::spirv::compile(device, &program)
+            .and_then(|exe| Ok(exe.run(inputs)?))
+            .unwrap_or_else(|e| panic!("{}: Vulkan: {e}", graph.name));
+        assert_outputs_match(graph, &want, &got, tol, "vulkan", || {
+            kiln::kernel::print(&program)
+        });
+    }
+}

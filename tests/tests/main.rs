@@ -62,6 +62,7 @@ mod all_backends {
     mod conv_snapshots;
     mod deep_graphs;
     mod every_op;
+    mod gather;
     mod large_logits;
     mod zero_size;
 }

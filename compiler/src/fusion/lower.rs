@@ -189,6 +189,8 @@ enum Combine {
     Binary(BinaryOp),
     Compare(CmpDir),
     Select,
+    /// A `gather` along the axis, once its index's value is computed.
+    Gather(usize),
 }
 
 /// A `reduce` whose body is being emitted into `frames[level + 1]`.
@@ -276,6 +278,7 @@ impl<'a> Emitter<'a> {
                 .map(|(v, _)| self.var_level[v.0 as usize])
                 .max()
                 .unwrap_or(0),
+            ScalarOp::LoadAt { index, at, .. } => self.expr_level(index).max(vl(at)),
             ScalarOp::Const { .. } | ScalarOp::MatmulAcc => 0,
             ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => vl(x),
             ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => vl(x).max(vl(y)),
@@ -571,6 +574,10 @@ impl<'a> Emitter<'a> {
                             let (b, a) = (pop()?, pop()?);
                             ScalarOp::Select(pop()?, a, b)
                         }
+                        Combine::Gather(axis) => {
+                            let at = pop()?;
+                            self.gather(node, &coords, axis, at)?
+                        }
                     };
                     let v = self.let_(self.graph.ty(node).dtype, op);
                     self.memoize(node, coords, v);
@@ -654,6 +661,7 @@ impl<'a> Emitter<'a> {
             Op::Compare(d) => Some(Combine::Compare(*d)),
             Op::Select => Some(Combine::Select),
             Op::Input { .. }
+            | Op::Gather { .. }
             | Op::Constant { .. }
             | Op::Iota { .. }
             | Op::ReduceSum { .. }
@@ -668,6 +676,12 @@ impl<'a> Emitter<'a> {
             | Op::Windows { .. }
             | Op::OverlapAdd { .. } => None,
         };
+        if let Op::Gather { axis } = n.op {
+            // Only the index is a value computed here; `x` is read from its buffer by `gather`.
+            steps.push(Step::Combine(node, coords.clone(), Combine::Gather(axis)));
+            steps.push(Step::Value(n.operands[1], coords));
+            return Ok(());
+        }
         if let Some(combine) = combine {
             // Popped in reverse: operand 0 is computed first, as the recursive definition does.
             steps.push(Step::Combine(node, coords.clone(), combine));
@@ -683,9 +697,12 @@ impl<'a> Emitter<'a> {
                 None => return Err(LowerError::Materialize(node)),
             },
             Op::Iota { axis, .. } => self.let_(dtype, ScalarOp::Index(coords[*axis].clone())),
-            Op::Unary(_) | Op::Cast { .. } | Op::Binary(_) | Op::Compare(_) | Op::Select => {
-                return Err(internal("elementwise op not combined".into()))
-            }
+            Op::Unary(_)
+            | Op::Cast { .. }
+            | Op::Binary(_)
+            | Op::Compare(_)
+            | Op::Select
+            | Op::Gather { .. } => return Err(internal("elementwise op not combined".into())),
             Op::ReduceSum { axes, keep_dims } => {
                 match self.empty_reduce(node, ReduceKind::Sum, axes) {
                     Some(identity) => identity,

@@ -248,6 +248,19 @@ impl<'a> Exec<'a> {
                     None => Scalar::from_f64(f64::from_bits(*fill), dtype),
                 }
             }
+            ScalarOp::LoadAt {
+                buffer,
+                index,
+                at,
+                stride,
+                extent,
+            } => match v(at) {
+                Scalar::I32(i) => match usize::try_from(i).ok().filter(|i| i < extent) {
+                    Some(i) => self.load(buffer.index(), index.eval(&self.vars) + i * stride)?,
+                    None => Scalar::zero(dtype),
+                },
+                _ => return Err(self.mistyped("load.at")),
+            },
             ScalarOp::Const { bits } => Scalar::from_f64(f64::from_bits(*bits), dtype),
             ScalarOp::Index(index) => Scalar::from_index(index.eval(&self.vars), dtype),
             ScalarOp::MatmulAcc => self.matmul_acc,

@@ -201,7 +201,10 @@ fn reduction_qualifies(
                     return false;
                 }
             }
-            ScalarOp::LoadOr { .. } | ScalarOp::Index(_) | ScalarOp::MatmulAcc => return false,
+            ScalarOp::LoadOr { .. }
+            | ScalarOp::LoadAt { .. }
+            | ScalarOp::Index(_)
+            | ScalarOp::MatmulAcc => return false,
             ScalarOp::Const { .. }
             | ScalarOp::Unary(..)
             | ScalarOp::Cast(_)
@@ -484,7 +487,9 @@ impl Exprs {
                 ScalarOp::Const { bits } => Expr::Const(*bits, *dtype),
                 ScalarOp::Index(index) => Expr::Index(affine(index), *dtype),
                 // A guarded load is left alone: opaque, so never merged with another.
-                ScalarOp::LoadOr { .. } | ScalarOp::MatmulAcc => Expr::Opaque(*id),
+                ScalarOp::LoadOr { .. } | ScalarOp::LoadAt { .. } | ScalarOp::MatmulAcc => {
+                    Expr::Opaque(*id)
+                }
                 ScalarOp::Unary(u, x) => Expr::Unary(*u, operand(self, x), *dtype),
                 ScalarOp::Cast(x) => Expr::Cast(operand(self, x), *dtype),
                 ScalarOp::Binary(b, x, y) => {

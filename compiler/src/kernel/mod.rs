@@ -449,7 +449,10 @@ impl Inst {
     pub fn loaded_buffer(&self) -> Option<BufferId> {
         match self {
             Inst::Let {
-                op: ScalarOp::Load { buffer, .. } | ScalarOp::LoadOr { buffer, .. },
+                op:
+                    ScalarOp::Load { buffer, .. }
+                    | ScalarOp::LoadOr { buffer, .. }
+                    | ScalarOp::LoadAt { buffer, .. },
                 ..
             } => Some(*buffer),
             Inst::Let { .. } | Inst::Reduce { .. } | Inst::For { .. } | Inst::Store { .. } => None,
@@ -490,6 +493,17 @@ pub enum ScalarOp {
         dims: Vec<GuardedDim>,
         fill: u64,
     },
+    /// `buffer[index + at·stride]` when the i32 value `at` is in `0..extent`, else 0 (`false` for bool): what a
+    /// `gather` lowers to (SPEC §3.11). The index value is checked before the load, so no index read from memory
+    /// can make a load leave the buffer; `index` is the element at `at = 0`, and `index + (extent − 1)·stride`
+    /// is in bounds (`kernel::verify`). `extent` is at least 1.
+    LoadAt {
+        buffer: BufferId,
+        index: IndexExpr,
+        at: ValueId,
+        stride: usize,
+        extent: usize,
+    },
     /// A constant, stored as the f64 bit pattern (exact for every dtype), converted to the `Let`'s dtype.
     Const {
         bits: u64,
@@ -515,7 +529,7 @@ impl ScalarOp {
         }
     }
 
-    /// The values the op reads (none for loads, constants, indices and `matmul.acc`).
+    /// The values the op reads (none for loads but `load.at`'s index, constants, indices and `matmul.acc`).
     pub fn operands(&self) -> Vec<ValueId> {
         match self {
             ScalarOp::Load { .. }
@@ -523,7 +537,7 @@ impl ScalarOp {
             | ScalarOp::Const { .. }
             | ScalarOp::Index(_)
             | ScalarOp::MatmulAcc => Vec::new(),
-            ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => vec![*x],
+            ScalarOp::Unary(_, x) | ScalarOp::Cast(x) | ScalarOp::LoadAt { at: x, .. } => vec![*x],
             ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => vec![*x, *y],
             ScalarOp::Select(c, x, y) => vec![*c, *x, *y],
         }

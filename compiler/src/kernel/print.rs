@@ -150,6 +150,13 @@ fn scalar_op(op: &ScalarOp, dtype: DType) -> String {
                 &fill["const ".len()..]
             )
         }
+        ScalarOp::LoadAt {
+            buffer,
+            index,
+            at,
+            stride,
+            extent,
+        } => format!("load.at {buffer}[{index} + {stride}*{at}] if {at} in 0..{extent} else 0"),
         // In the dtype's own shortest form: an f32 constant 0.01 prints as 0.01, not as its f64 expansion.
         ScalarOp::Const { bits } => match dtype {
             DType::F32 => format!("const {}", f64::from_bits(*bits) as f32),

@@ -341,6 +341,27 @@ impl Checker<'_> {
                 }
                 Ok(())
             }
+            ScalarOp::LoadAt {
+                buffer,
+                index,
+                at,
+                stride,
+                extent,
+            } => {
+                if self.value(at.index())? != DType::I32 {
+                    return Err(self.error(format!("load.at {buffer} by a non-i32 index {at}")));
+                }
+                if *extent == 0 {
+                    return Err(self.error(format!("load.at {buffer} with extent 0")));
+                }
+                // The furthest element: `index`'s own furthest plus the last in-range position.
+                let mut last = index.clone();
+                last.offset = (extent - 1)
+                    .checked_mul(*stride)
+                    .and_then(|r| r.checked_add(index.offset))
+                    .ok_or_else(|| self.error(format!("load.at {buffer}[{index}] overflows")))?;
+                same("a load.at", self.access(*buffer, &last)?)
+            }
             ScalarOp::Const { bits } => {
                 let value = f64::from_bits(*bits);
                 if !kiln_ir::op::representable(value, dtype) {

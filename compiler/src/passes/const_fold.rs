@@ -149,7 +149,8 @@ fn one_element_operands(op: &Op, operands: &[&Node]) -> Option<Vec<TensorType>> 
         | Op::Pad { .. }
         | Op::Windows { .. }
         // Not one sum per element: the edges add fewer windows.
-        | Op::OverlapAdd { .. } => None,
+        | Op::OverlapAdd { .. }
+        | Op::Gather { .. } => None,
     }
 }
 

@@ -77,7 +77,8 @@ fn rewrite(rw: &mut Rewriter, id: NodeId, uses: &[usize]) -> Result<Option<NodeI
         | Op::Matmul
         | Op::Pad { .. }
         | Op::Windows { .. }
-        | Op::OverlapAdd { .. } => Ok(None),
+        | Op::OverlapAdd { .. }
+        | Op::Gather { .. } => Ok(None),
     }
 }
 

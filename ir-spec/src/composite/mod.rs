@@ -5,6 +5,7 @@
 //! so that relu'(0) = 0.
 
 mod conv;
+mod gather;
 mod norm;
 mod random;
 

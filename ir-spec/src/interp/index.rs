@@ -188,6 +188,38 @@ pub(super) fn pad_sources(src_dims: &[usize], low: &[usize], high: &[usize]) -> 
     out
 }
 
+/// For each element of a `gather` along `axis` by `idx` (shaped `idx_dims`) from `src_dims`, in row-major order: the
+/// source element it reads, or `None` where the index is outside `0..src_dims[axis]` (which reads 0, SPEC §3.11).
+pub(super) fn gather_sources(
+    src_dims: &[usize],
+    idx_dims: &[usize],
+    idx: &[i32],
+    axis: usize,
+) -> Vec<Option<usize>> {
+    let strides = row_major_strides(src_dims);
+    let mut index = vec![0usize; idx_dims.len()];
+    let mut out = Vec::with_capacity(idx.len());
+    for &i in idx {
+        let at = usize::try_from(i)
+            .ok()
+            .filter(|&i| i < src_dims[axis])
+            .map(|i| {
+                (0..idx_dims.len())
+                    .map(|d| if d == axis { i } else { index[d] } * strides[d])
+                    .sum()
+            });
+        out.push(at);
+        for k in (0..idx_dims.len()).rev() {
+            index[k] += 1;
+            if index[k] < idx_dims[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    out
+}
+
 impl StridedView {
     /// `windows`: `[lead.., n..] -> [lead.., o.., k..]`, reading `src[l, o·stride + a·dilation]`.
     pub fn windows(

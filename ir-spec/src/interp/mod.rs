@@ -355,6 +355,17 @@ fn eval_node(graph: &Graph, id: NodeId, values: &[Option<Tensor>]) -> Result<Ten
             let view = StridedView::windows(x.dims(), window, stride, dilation);
             each_dtype!(x.data(), v => view.gather(v))
         }
+        Op::Gather { axis } => {
+            let (x, idx) = (arg(0)?, arg(1)?);
+            let TensorData::I32(indices) = idx.data() else {
+                return Err(mismatch());
+            };
+            let values: Vec<f64> = index::gather_sources(x.dims(), idx.dims(), indices, *axis)
+                .into_iter()
+                .map(|at| at.map_or(0.0, |i| x.data().get_f64(i)))
+                .collect();
+            return Tensor::from_f64_values(ty, &values);
+        }
         Op::OverlapAdd {
             size,
             stride,

@@ -271,6 +271,12 @@ pub enum Op {
         stride: Vec<usize>,
         dilation: Vec<usize>,
     },
+    /// `out[p] = x[p with p[axis] := idx[p]]` (NumPy's `take_along_axis`): operands `x` and `idx` (i32) of one
+    /// rank, equal dims but along `axis`; the result has `idx`'s shape and `x`'s dtype. An index outside
+    /// `0..x.dims[axis]` reads 0 (SPEC §3.11): defined, the same on every backend, and never an out-of-range load.
+    Gather {
+        axis: usize,
+    },
 }
 
 pub use typing::{broadcastable_to, representable, windows_out, TypeError};

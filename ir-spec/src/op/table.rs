@@ -126,6 +126,7 @@ op_table! {
     Pad        "pad",        Movement,    Fixed(1), inline: false, [low: IntList, high: IntList, value: Literal];
     Windows    "windows",    Movement,    Fixed(1), inline: true,  [window: IntList, stride: IntList, dilation: IntList];
     OverlapAdd "overlap_add", Reduction,  Fixed(1), inline: false, [size: IntList, stride: IntList, dilation: IntList];
+    Gather     "gather",     Movement,    Fixed(2), inline: false, [axis: Int];
 }
 
 impl Op {
@@ -151,6 +152,7 @@ impl Op {
             Op::Pad { .. } => OpKind::Pad,
             Op::Windows { .. } => OpKind::Windows,
             Op::OverlapAdd { .. } => OpKind::OverlapAdd,
+            Op::Gather { .. } => OpKind::Gather,
         }
     }
 

@@ -369,6 +369,24 @@ impl Op {
                 dims.extend_from_slice(size);
                 Ok(t.with_shape(dims))
             }
+            Op::Gather { axis } => {
+                let (x, idx) = (operands[0], operands[1]);
+                if idx.dtype != DType::I32 {
+                    return type_err!("gather's index must be i32, got {idx}");
+                }
+                if x.rank() != idx.rank() || *axis >= x.rank().max(1) || x.rank() == 0 {
+                    return type_err!(
+                        "gather of {x} by {idx} along axis {axis}: needs operands of one rank >= 1 and an axis below it"
+                    );
+                }
+                let fits = (0..x.rank()).all(|d| d == *axis || x.dims()[d] == idx.dims()[d]);
+                if !fits {
+                    return type_err!(
+                        "gather of {x} by {idx} along axis {axis}: dims other than the axis must be equal"
+                    );
+                }
+                Ok(x.with_shape(idx.dims().to_vec()))
+            }
         }
     }
 }

@@ -307,6 +307,9 @@ impl BuildOp for OpKind {
                 stride: attrs.uint_list("stride")?,
                 dilation: attrs.uint_list("dilation")?,
             },
+            OpKind::Gather => Op::Gather {
+                axis: attrs.uint("axis")?,
+            },
         })
     }
 }

@@ -88,7 +88,7 @@ fn attribute_values(op: &Op) -> Vec<String> {
     match op {
         Op::Input { role, .. } => vec![role.to_string()],
         Op::Constant { ty, value } => vec![literal(value, ty.dtype)],
-        Op::Iota { axis, .. } | Op::Concat { axis } => vec![axis.to_string()],
+        Op::Iota { axis, .. } | Op::Concat { axis } | Op::Gather { axis } => vec![axis.to_string()],
         Op::Cast { to } => vec![to.to_string()],
         Op::Compare(dir) => vec![dir.name().to_string()],
         Op::ReduceSum { axes, keep_dims } | Op::ReduceMax { axes, keep_dims } => {

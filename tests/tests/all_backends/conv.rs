@@ -6,11 +6,9 @@
 //! the CPU and Vulkan against the interpreter in f32 within 1e-5 absolute + 1e-4 relative (sums of ≤ 600 products of
 //! N(0,1) values reordered by a GEMM); finite differences at `F64_TOLERANCE`.
 
-use kiln::backend::spirv;
 use kiln::ir::{interp, Builder, ConvSpec, DType, Graph, Tensor, TensorType};
-use kiln_tests::differential::{assert_outputs_match, random_inputs, Tolerance};
+use kiln_tests::differential::{check_every_backend, random_inputs, Tolerance};
 use kiln_tests::fd::{check_gradients, F64_TOLERANCE};
-use kiln_tests::vulkan::device;
 
 const F32_TOLERANCE: Tolerance = Tolerance {
     atol: 1e-5,
@@ -195,42 +193,9 @@ fn interpreter_conv_matches_pytorch_definition() {
     }
 }
 
-/// The forward graph and its gradient graph (loss = Σ y·r for a random r), on the CPU (1 and 3 threads) and Vulkan.
+/// The graph on every backend against the interpreter, at seeded random inputs.
 fn check_backends(graph: &Graph, seed: u64) {
-    let inputs = random_inputs(graph, seed);
-    let want = interp::run(graph, &inputs).unwrap();
-    for threads in [1, 3] {
-        let options = kiln::Options {
-            threads,
-            ..kiln::Options::default()
-        };
-        let got = kiln::compile(graph, &options)
-            .and_then(|exe| Ok(exe.run(&inputs)?))
-            .unwrap_or_else(|e| panic!("{}: CPU: {e}", graph.name));
-        assert_outputs_match(graph, &want, &got, F32_TOLERANCE, "cpu", || {
-            kiln::kernel::print(&kiln::fusion::lower(graph).unwrap())
-        });
-    }
-    let program = kiln::fusion::lower(graph).unwrap();
-    let kernel_out = kiln::kernel::interp::run(&program, &inputs).unwrap();
-    assert_outputs_match(
-        graph,
-        &want,
-        &kernel_out,
-        F32_TOLERANCE,
-        "kernel interpreter",
-        || kiln::kernel::print(&program),
-    );
-    let kernels = spirv::lower(&program).unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", graph.name));
-    kiln_tests::vulkan::validate(&kernels);
-    if let Some(device) = device() {
-        let got = spirv::compile(device, &program)
-            .and_then(|exe| Ok(exe.run(&inputs)?))
-            .unwrap_or_else(|e| panic!("{}: Vulkan: {e}", graph.name));
-        assert_outputs_match(graph, &want, &got, F32_TOLERANCE, "vulkan", || {
-            kiln::kernel::print(&program)
-        });
-    }
+    check_every_backend(graph, &random_inputs(graph, seed), F32_TOLERANCE);
 }
 
 /// `graph` with its output contracted with a random weight and the gradients of that loss as outputs.

@@ -1,5 +1,6 @@
-//! The ops that lower to guarded loads (`load.or`): `pad` and `overlap_add`, whose elements are read from their
-//! operand's buffer only where per-dim guards on the coordinates hold, and are a fill value elsewhere.
+//! The ops that lower to guarded loads: `pad` and `overlap_add` (`load.or`), whose elements are read from their
+//! operand's buffer only where per-dim guards on the coordinates hold, and are a fill value elsewhere; and `gather`
+//! (`load.at`), whose guard is on an index value read at run time.
 
 use super::{Emitter, LowerError, Result};
 use crate::kernel::{GuardedDim, IndexExpr, Inst, Loop, ReduceKind, ScalarOp, ValueId, Var};
@@ -31,6 +32,62 @@ impl Emitter<'_> {
             .collect();
         let fill = fill.to_bits();
         Ok(self.let_(dtype, ScalarOp::LoadOr { buffer, dims, fill }))
+    }
+
+    /// A `gather` along `axis` at `coords`, given the index's value `at` there: a `load.at` of the buffer under `x`,
+    /// followed through its views with the axis coordinate a placeholder variable. The placeholder's coefficient is
+    /// the stride per index step; the rest is the element at index 0. A view that isn't affine in the coordinates,
+    /// or an `x` computed in this kernel, is materialized first.
+    pub(super) fn gather(
+        &mut self,
+        node: NodeId,
+        coords: &[IndexExpr],
+        axis: usize,
+        at: ValueId,
+    ) -> Result<ScalarOp> {
+        let x = self.graph.node(node).operands[0];
+        let ty = self.graph.ty(x);
+        let extent = ty.dims()[axis];
+        if ty.numel() == 0 {
+            // Every index is out of range (or there is no element to read): the result is all zeros.
+            return Ok(ScalarOp::constant(0.0));
+        }
+        let level = coords.iter().map(|c| self.expr_level(c)).max().unwrap_or(0);
+        let placeholder = self.new_var(extent, level);
+        let mut c = coords.to_vec();
+        c[axis] = self.var_expr(placeholder);
+        let mut under = x;
+        let buffer = loop {
+            if let Some(buffer) = self.outside_buffer(under) {
+                break buffer;
+            }
+            match self.view_operand(under, &c) {
+                Some(Some((operand, mapped))) => (under, c) = (operand, mapped),
+                _ => return Err(LowerError::Materialize(under)),
+            }
+        };
+        let full = self.linear(&c, self.graph.ty(under).dims());
+        let stride = full
+            .terms
+            .iter()
+            .filter(|(v, _)| *v == placeholder)
+            .map(|(_, s)| s)
+            .sum();
+        let index = IndexExpr {
+            offset: full.offset,
+            terms: full
+                .terms
+                .into_iter()
+                .filter(|(v, _)| *v != placeholder)
+                .collect(),
+        };
+        Ok(ScalarOp::LoadAt {
+            buffer,
+            index,
+            at,
+            stride,
+            extent,
+        })
     }
 
     /// An `overlap_add` at `coords` (`[lead.., y..]`): a `reduce.sum` over the window positions `a` (row-major) of

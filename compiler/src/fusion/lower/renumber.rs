@@ -47,6 +47,10 @@ pub(super) fn renumber(kernel: &mut Kernel) {
                                     d.terms.sort();
                                 }
                             }
+                            ScalarOp::LoadAt { index, at, .. } => {
+                                self.index(index);
+                                self.value(at);
+                            }
                             ScalarOp::Const { .. } | ScalarOp::MatmulAcc => {}
                             ScalarOp::Unary(_, x) | ScalarOp::Cast(x) => self.value(x),
                             ScalarOp::Binary(_, x, y) | ScalarOp::Compare(_, x, y) => {

@@ -241,7 +241,8 @@ impl Emitter<'_> {
             | Op::Matmul
             // Not affine: lowered to guarded loads (`Emitter::pad`, `Emitter::overlap_add`).
             | Op::Pad { .. }
-            | Op::OverlapAdd { .. } => return None,
+            | Op::OverlapAdd { .. }
+            | Op::Gather { .. } => return None,
         }))
     }
 }

@@ -131,6 +131,39 @@ impl Emitter<'_, '_> {
                     })
                 }
             },
+            ScalarOp::LoadAt {
+                buffer,
+                index,
+                stride,
+                extent,
+                ..
+            } => match shape {
+                Shape::Scalar => {
+                    // Sign-extended, `at < extent` as unsigned also rules out a negative index; an index out of
+                    // range loads element `index` (in bounds, `kernel::verify`) and selects 0 instead.
+                    let at = self.b.ins().sextend(self.ptr, args[0]);
+                    let ok = self
+                        .b
+                        .ins()
+                        .icmp_imm_u(IntCC::UnsignedLessThan, at, *extent as i64);
+                    let zero = self.b.ins().iconst(self.ptr, 0);
+                    let at = self.b.ins().select(ok, at, zero);
+                    let step = self.b.ins().imul_imm_s(at, *stride as i64);
+                    let base = self.index(index);
+                    let i = self.b.ins().iadd(base, step);
+                    let addr = self.element_address(self.bases[buffer], i, dtype.size_bytes());
+                    let x = self.b.ins().load(clif_type(dtype), elem_flags(), addr, 0);
+                    let fill = self.constant(Scalar::zero(dtype));
+                    self.b.ins().select(ok, x, fill)
+                }
+                Shape::Vector => {
+                    return Err(Unlowered {
+                        op: "load.at".into(),
+                        dtype,
+                        shape,
+                    })
+                }
+            },
             ScalarOp::Const { bits } => {
                 let x = self.constant(Scalar::from_f64(f64::from_bits(*bits), dtype));
                 self.broadcast(x, dtype, shape)

@@ -56,7 +56,7 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
     let let_ok = |op: &ScalarOp, nested: bool| match op {
         ScalarOp::Load { index, .. } => index.stride_of(j) <= 1,
         // Scalar for now: each lane would check its own guards.
-        ScalarOp::LoadOr { .. } | ScalarOp::Index(_) => false,
+        ScalarOp::LoadOr { .. } | ScalarOp::LoadAt { .. } | ScalarOp::Index(_) => false,
         // The scratch is indexed by the parallel point, not by a reduction's variables.
         ScalarOp::MatmulAcc => !nested,
         ScalarOp::Const { .. }
@@ -325,6 +325,7 @@ pub(super) fn nested_plan(
                     }
                     ScalarOp::Load { .. }
                     | ScalarOp::LoadOr { .. }
+                    | ScalarOp::LoadAt { .. }
                     | ScalarOp::Index(_)
                     | ScalarOp::MatmulAcc => return None,
                     ScalarOp::Const { .. }
@@ -509,7 +510,7 @@ pub(super) fn typed_nested_plan(
         }
         let ok = match op {
             ScalarOp::Load { index, .. } => index.stride_of(k) <= 1,
-            ScalarOp::LoadOr { .. } => false,
+            ScalarOp::LoadOr { .. } | ScalarOp::LoadAt { .. } => false,
             ScalarOp::Const { .. } => true,
             ScalarOp::Binary(op, ..) => match op {
                 BinaryOp::Add

@@ -203,7 +203,9 @@ fn accesses_buffer(inst: &Inst, buffer: BufferId) -> Option<Option<&IndexExpr>> 
     match inst {
         Inst::Let { op, .. } => match op {
             ScalarOp::Load { buffer: b, index } => (*b == buffer).then_some(Some(index)),
-            ScalarOp::LoadOr { buffer: b, .. } => (*b == buffer).then_some(None),
+            ScalarOp::LoadOr { buffer: b, .. } | ScalarOp::LoadAt { buffer: b, .. } => {
+                (*b == buffer).then_some(None)
+            }
             ScalarOp::Const { .. }
             | ScalarOp::Index(_)
             | ScalarOp::MatmulAcc

@@ -157,6 +157,32 @@ impl Emitter<'_> {
                 let ty = self.ty(dtype);
                 self.select(ty, ok, x, fill)
             }
+            ScalarOp::LoadAt {
+                buffer,
+                index,
+                at,
+                stride,
+                extent,
+            } => {
+                // The i32 index read as u32: `< extent` also rules out a negative one. Out of range, element
+                // `index` (in bounds, `kernel::verify`) is loaded and 0 selected instead. Buffers the device can
+                // bind have fewer than 2^32 elements, so the u32 arithmetic doesn't wrap.
+                let u = self.t_u32;
+                let (at, _) = self.value(*at);
+                let at = self.op(Op::Bitcast, u, &[at])?;
+                let below = self.u32_const(*extent as u32);
+                let ok = self.bool_op(Op::ULessThan, &[at, below])?;
+                let zero = self.u32_const(0);
+                let at = self.select(u, ok, at, zero)?;
+                let stride = self.u32_const(*stride as u32);
+                let step = self.op(Op::IMul, u, &[at, stride])?;
+                let base = self.index(index)?;
+                let i = self.op(Op::IAdd, u, &[base, step])?;
+                let x = self.load_element(*buffer, i)?;
+                let fill = self.typed_const(dtype, 0.0);
+                let ty = self.ty(dtype);
+                self.select(ty, ok, x, fill)
+            }
             ScalarOp::Const { bits } => Ok(self.typed_const(dtype, f64::from_bits(*bits))),
             ScalarOp::Index(index) => {
                 let mut i = self.index(index)?;
