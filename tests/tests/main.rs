@@ -26,6 +26,7 @@ mod autodiff {
     mod autodiff_fd;
     mod golden_autodiff;
     mod training;
+    mod transformer_fd;
 }
 
 /// The golden reference nets (`tests/data/golden/nets/`) on the interpreter, the CPU and Vulkan.
@@ -63,6 +64,7 @@ mod all_backends {
     mod deep_graphs;
     mod every_op;
     mod large_logits;
+    mod transformer;
     mod zero_size;
 }
 
