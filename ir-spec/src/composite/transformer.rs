@@ -328,7 +328,7 @@ impl Builder {
             ));
         }
         let width = tx.dims()[tx.rank() - 1];
-        if heads == 0 || width % heads != 0 {
+        if heads == 0 || !width.is_multiple_of(heads) {
             return Err(build_err(
                 op,
                 format!("{heads} heads do not divide the model width {width}"),
