@@ -27,6 +27,7 @@ mod autodiff {
     mod golden_autodiff;
     mod training;
     mod transformer_fd;
+    mod transformer_golden;
 }
 
 /// The golden reference nets (`tests/data/golden/nets/`) on the interpreter, the CPU and Vulkan.
