@@ -27,12 +27,12 @@ mod autodiff {
     mod golden_autodiff;
     mod training;
     mod transformer_fd;
-    mod transformer_golden;
 }
 
 /// The golden reference nets (`tests/data/golden/nets/`) on the interpreter, the CPU and Vulkan.
 mod golden_nets {
     mod conv_nets;
+    mod gpt_nets;
 }
 
 /// Graph passes, fusion and the kernel IR's passes.

@@ -1,7 +1,8 @@
 //! The transformer composites (SPEC §4: `layer_norm`, `rms_norm`, `gelu`, `causal_mask`,
 //! `scaled_dot_product_attention`, `multi_head_attention`, `token_cross_entropy`): the interpreter against plain f64
-//! loops written from PyTorch's definitions, every backend against the interpreter (forward and gradient graphs, a
-//! pre-LayerNorm GPT block included), stability at inputs of ±1e4, and the errors for inputs that do not fit.
+//! loops written from PyTorch's definitions, every backend against the interpreter (forward and gradient graphs),
+//! stability at inputs of ±1e4, and the errors for inputs that do not fit. Whole GPT blocks, against an outside
+//! oracle, are in `golden_nets::gpt_nets`.
 //!
 //! Tolerances: the loops and the interpreter in f64 agree to 1e-10 (the same maths in another order; the loops' erf
 //! is a Taylor series, good to ~1e-11 for |x| < 4); the backends against the interpreter in f32 within 1e-5 absolute
@@ -377,69 +378,6 @@ fn every_backend_matches_the_interpreter() {
             F32_TOLERANCE,
         );
     }
-}
-
-/// A pre-LayerNorm GPT block and head (the golden nets' "gpt" family without the embeddings) with its loss: every
-/// composite at once, forward and gradients, on every backend.
-#[test]
-fn pre_layer_norm_block_on_every_backend() {
-    let (d, hidden, vocab) = (8, 32, 11);
-    let mut b = Builder::new("gpt_block");
-    let p = |b: &mut Builder, name: &str, dims: &[usize]| {
-        b.param(name, TensorType::new(DType::F32, dims.to_vec()))
-            .unwrap()
-    };
-    let x = p(&mut b, "x", &[2, 5, d]);
-    let ln1 = (p(&mut b, "ln1.w", &[d]), p(&mut b, "ln1.b", &[d]));
-    let proj = |b: &mut Builder, name: &str| {
-        let w = p(b, &format!("attn.{name}.w"), &[d, d]);
-        (w, Some(p(b, &format!("attn.{name}.b"), &[d])))
-    };
-    let weights = AttentionWeights {
-        q: proj(&mut b, "q"),
-        k: proj(&mut b, "k"),
-        v: proj(&mut b, "v"),
-        proj: proj(&mut b, "proj"),
-    };
-    let ln2 = (p(&mut b, "ln2.w", &[d]), p(&mut b, "ln2.b", &[d]));
-    let fc1 = (
-        p(&mut b, "fc1.w", &[hidden, d]),
-        p(&mut b, "fc1.b", &[hidden]),
-    );
-    let fc2 = (p(&mut b, "fc2.w", &[d, hidden]), p(&mut b, "fc2.b", &[d]));
-    let lnf = (p(&mut b, "lnf.w", &[d]), p(&mut b, "lnf.b", &[d]));
-    let head = (
-        p(&mut b, "head.w", &[vocab, d]),
-        p(&mut b, "head.b", &[vocab]),
-    );
-    let targets = b
-        .data("targets", TensorType::new(DType::I32, [2, 5]))
-        .unwrap();
-
-    let h = b.layer_norm(x, Some(ln1.0), Some(ln1.1), 1e-5).unwrap();
-    let a = b.multi_head_attention(h, &weights, 2, true).unwrap();
-    let x = b.add(x, a).unwrap();
-    let h = b.layer_norm(x, Some(ln2.0), Some(ln2.1), 1e-5).unwrap();
-    let h = b.linear(h, fc1.0, Some(fc1.1)).unwrap();
-    let h = b.gelu(h, GeluApprox::Tanh).unwrap();
-    let h = b.linear(h, fc2.0, Some(fc2.1)).unwrap();
-    let x = b.add(x, h).unwrap();
-    let h = b.layer_norm(x, Some(lnf.0), Some(lnf.1), 1e-5).unwrap();
-    let logits = b.linear(h, head.0, Some(head.1)).unwrap();
-    let loss = b.token_cross_entropy(logits, targets).unwrap();
-    b.output("y", loss).unwrap();
-    let graph = b.finish();
-    check_every_backend(
-        &graph,
-        &random_inputs_at_init_scale(&graph, 4),
-        F32_TOLERANCE,
-    );
-    let grads = with_gradients(&graph, &[]);
-    check_every_backend(
-        &grads,
-        &random_inputs_at_init_scale(&grads, 5),
-        F32_TOLERANCE,
-    );
 }
 
 // ---- stability at ±1e4 ----
