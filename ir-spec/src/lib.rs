@@ -23,7 +23,7 @@ pub mod verify;
 pub mod vjp;
 
 pub use builder::{Builder, Value};
-pub use composite::{BatchNormTrain, ConvSpec};
+pub use composite::{AttentionWeights, BatchNormTrain, ConvSpec, GeluApprox};
 pub use error::IrError;
 pub use graph::{Graph, InputInfo, Node, NodeId, Output};
 pub use op::{Axes, BinaryOp, CmpDir, Literal, Op, OpClass, Role, UnaryOp};

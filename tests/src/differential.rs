@@ -2,7 +2,8 @@
 //! reference interpreter's (integers and bools exactly, floats within a stated tolerance, NaN equal to NaN).
 
 use crate::fd::{random_tensor, rng};
-use kiln::ir::{Graph, Role, Tensor};
+use kiln::backend::spirv;
+use kiln::ir::{Builder, Graph, Role, Tensor};
 
 /// Floats `a` (backend) and `b` (reference) agree when `|a - b| <= atol + rtol·|b|`; NaN matches NaN and infinities
 /// must be equal.
@@ -111,10 +112,12 @@ pub fn assert_outputs_match(
     }
 }
 
-/// Runs `graph` at `inputs` on the CPU (1 and 3 threads), the kernel-IR interpreter and Vulkan (where a device is
-/// present; the SPIR-V is validated either way) and compares each with the graph interpreter within `tol`.
+/// Runs `graph` at `inputs` on the CPU backend (1 and 3 threads), the kernel interpreter and Vulkan (when there is a
+/// device; the SPIR-V through `spirv-val` when it is installed), and panics on the first output outside `tol` of the
+/// graph interpreter's, with the lowered program for context.
 pub fn check_every_backend(graph: &Graph, inputs: &[Tensor], tol: Tolerance) {
     let want = kiln::ir::interp::run(graph, inputs).unwrap();
+    let program = kiln::fusion::lower(graph).unwrap();
     for threads in [1, 3] {
         let options = kiln::Options {
             threads,
@@ -124,23 +127,41 @@ pub fn check_every_backend(graph: &Graph, inputs: &[Tensor], tol: Tolerance) {
             .and_then(|exe| Ok(exe.run(inputs)?))
             .unwrap_or_else(|e| panic!("{}: CPU: {e}", graph.name));
         assert_outputs_match(graph, &want, &got, tol, "cpu", || {
-            kiln::kernel::print(&kiln::fusion::lower(graph).unwrap())
+            kiln::kernel::print(&program)
         });
     }
-    let program = kiln::fusion::lower(graph).unwrap();
     let kernel_out = kiln::kernel::interp::run(&program, inputs).unwrap();
     assert_outputs_match(graph, &want, &kernel_out, tol, "kernel interpreter", || {
         kiln::kernel::print(&program)
     });
-    let kernels = kiln::backend::spirv::lower(&program)
-        .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", graph.name));
+    let kernels = spirv::lower(&program).unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", graph.name));
     crate::vulkan::validate(&kernels);
     if let Some(device) = crate::vulkan::device() {
-        let got = kiln::backend::spirv::compile(device, &program)
+        let got = spirv::compile(device, &program)
             .and_then(|exe| Ok(exe.run(inputs)?))
             .unwrap_or_else(|e| panic!("{}: Vulkan: {e}", graph.name));
         assert_outputs_match(graph, &want, &got, tol, "vulkan", || {
             kiln::kernel::print(&program)
         });
     }
+}
+
+/// `graph` (output 0 contracted with a new data input `r` of its type: `loss = Σ y·r`, so the cotangent is random)
+/// with the gradients of `loss` with respect to every param and the inputs in `also` as outputs `grad.NAME`.
+pub fn with_gradients(graph: &Graph, also: &[&str]) -> Graph {
+    let mut b = Builder::from_graph(graph.clone());
+    let y = graph.outputs()[0].value;
+    let ty = graph.ty(y).clone();
+    let r = b.data("r", ty).unwrap();
+    let yr = b.mul(y, r).unwrap();
+    let loss = b.sum_all(yr).unwrap();
+    b.output("loss", loss).unwrap();
+    let loss_graph = b.finish();
+    let params: Vec<String> = kiln::autodiff::param_names(&loss_graph);
+    let wrt: Vec<&str> = params
+        .iter()
+        .map(String::as_str)
+        .chain(also.iter().copied())
+        .collect();
+    kiln::grad(&loss_graph, "loss", &wrt).unwrap().graph
 }

@@ -26,11 +26,13 @@ mod autodiff {
     mod autodiff_fd;
     mod golden_autodiff;
     mod training;
+    mod transformer_fd;
 }
 
 /// The golden reference nets (`tests/data/golden/nets/`) on the interpreter, the CPU and Vulkan.
 mod golden_nets {
     mod conv_nets;
+    mod gpt_nets;
 }
 
 /// Graph passes, fusion and the kernel IR's passes.
@@ -64,6 +66,7 @@ mod all_backends {
     mod every_op;
     mod gather;
     mod large_logits;
+    mod transformer;
     mod zero_size;
 }
 

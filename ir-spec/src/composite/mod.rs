@@ -8,9 +8,11 @@ mod conv;
 mod gather;
 mod norm;
 mod random;
+mod transformer;
 
 pub use conv::ConvSpec;
 pub use norm::BatchNormTrain;
+pub use transformer::{AttentionWeights, GeluApprox};
 
 use crate::builder::{Builder, Value};
 use crate::error::IrError;

@@ -7,7 +7,7 @@
 //! N(0,1) values reordered by a GEMM); finite differences at `F64_TOLERANCE`.
 
 use kiln::ir::{interp, Builder, ConvSpec, DType, Graph, Tensor, TensorType};
-use kiln_tests::differential::{check_every_backend, random_inputs, Tolerance};
+use kiln_tests::differential::{check_every_backend, random_inputs, with_gradients, Tolerance};
 use kiln_tests::fd::{check_gradients, F64_TOLERANCE};
 
 const F32_TOLERANCE: Tolerance = Tolerance {
@@ -193,27 +193,9 @@ fn interpreter_conv_matches_pytorch_definition() {
     }
 }
 
-/// The graph on every backend against the interpreter, at seeded random inputs.
+/// The forward graph (or a gradient graph) on every backend against the interpreter.
 fn check_backends(graph: &Graph, seed: u64) {
     check_every_backend(graph, &random_inputs(graph, seed), F32_TOLERANCE);
-}
-
-/// `graph` with its output contracted with a random weight and the gradients of that loss as outputs.
-fn with_gradients(graph: &Graph) -> Graph {
-    let mut b = Builder::from_graph(graph.clone());
-    let y = graph.outputs()[0].value;
-    let ty = graph.ty(y).clone();
-    let r = b.data("r", ty).unwrap();
-    let yr = b.mul(y, r).unwrap();
-    let axes: Vec<isize> = (0..graph.ty(y).rank() as isize).collect();
-    let loss = b.reduce_sum(yr, &axes, false).unwrap();
-    b.output("loss", loss).unwrap();
-    let loss_graph = b.finish();
-    let params: Vec<String> = kiln::autodiff::param_names(&loss_graph);
-    let params: Vec<&str> = params.iter().map(String::as_str).collect();
-    let mut with_x: Vec<&str> = params.clone();
-    with_x.push("x");
-    kiln::grad(&loss_graph, "loss", &with_x).unwrap().graph
 }
 
 #[test]
@@ -221,7 +203,7 @@ fn conv_forward_and_gradients_on_every_backend() {
     for case in cases() {
         let graph = conv_graph(&case, DType::F32);
         check_backends(&graph, 11);
-        check_backends(&with_gradients(&graph), 12);
+        check_backends(&with_gradients(&graph, &["x"]), 12);
     }
 }
 
@@ -317,7 +299,7 @@ fn conv_grad_of_grad_matches_finite_differences() {
     // The input gradient of a conv as a function of the weights: its own gradient is conv's second derivative.
     let case = &cases()[1];
     let graph = conv_graph(case, DType::F64);
-    let first = with_gradients(&graph);
+    let first = with_gradients(&graph, &["x"]);
     let mut b = Builder::from_graph(first.clone());
     let gx = first
         .outputs()
