@@ -12,8 +12,10 @@
 
 mod digits;
 pub mod npz;
+pub mod seq;
 mod synthetic;
 
+pub use seq::IGNORE as IGNORE_TARGET;
 pub use digits::{digits, DIGITS_TEST, DIGITS_TRAIN};
 pub use synthetic::{moons, spirals, xor};
 

@@ -45,7 +45,9 @@ mod layers;
 mod loss;
 mod models;
 pub mod report;
+mod seq_trainer;
 mod trainer;
+mod transformer;
 
 pub use activation::Activation;
 pub use backend::{Backend, BackendKind, Interpreter, Program, Vulkan};
@@ -62,6 +64,8 @@ pub use layers::{
 };
 pub use loss::Loss;
 pub use models::{Cnn, ModelKind, ModelSpec, TwoLayerNet};
+pub use transformer::{Embedding, Gpt, GptConfig, LayerNorm, MultiheadAttention, TransformerBlock};
+pub use seq_trainer::SeqTrainer;
 pub use trainer::{accuracy, evaluate, EpochMetrics, Evaluation, Event, TrainConfig, Trainer};
 
 use crate::data::{DataError, Shuffle};
