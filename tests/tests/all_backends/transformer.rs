@@ -363,6 +363,26 @@ fn causal_mask_is_lower_right_triangular() {
 }
 
 #[test]
+fn token_cross_entropy_of_no_positions_is_zero() {
+    // SPEC §4: the mean over N = 0 positions is 0 (`mean`'s factor for an empty reduction is 1), not NaN.
+    let mut b = Builder::new("empty");
+    let logits = b
+        .param("logits", TensorType::new(DType::F32, [2, 0, 5]))
+        .unwrap();
+    let targets = b
+        .data("targets", TensorType::new(DType::I32, [2, 0]))
+        .unwrap();
+    let loss = b.token_cross_entropy(logits, targets).unwrap();
+    b.output("loss", loss).unwrap();
+    let inputs = [
+        Tensor::from_f64_values(TensorType::new(DType::F32, [2, 0, 5]), &[]).unwrap(),
+        Tensor::from_f64_values(TensorType::new(DType::I32, [2, 0]), &[]).unwrap(),
+    ];
+    let out = interp::run(&b.finish(), &inputs).unwrap();
+    assert_eq!(out[0].to_f64_vec(), [0.0]);
+}
+
+#[test]
 fn every_backend_matches_the_interpreter() {
     for case in cases() {
         let graph = case.graph(DType::F32);
