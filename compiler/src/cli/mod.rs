@@ -11,12 +11,14 @@ mod bench;
 mod check;
 mod devices;
 mod dump;
+mod generate;
 mod inputs;
 mod npy;
 mod predict;
 mod run;
 mod stage;
 mod train;
+mod train_seq;
 
 use clap::{Parser, Subcommand};
 use kiln_ir::text::ParseError;
@@ -83,6 +85,13 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a checkpoint written by `kiln train` on a test split.
     Predict(predict::PredictArgs),
+    /// Continue a prompt with a transformer checkpoint (`kiln train --model transformer`).
+    ///
+    /// Examples:
+    ///   kiln generate --checkpoint runs/latest --prompt "3 1 4 1 5 9"
+    ///   kiln generate --checkpoint runs/text --prompt "The " --tokens 300 --temperature 0.8 --seed 1
+    #[command(verbatim_doc_comment)]
+    Generate(generate::GenerateArgs),
     /// List the Vulkan devices able to run Kiln's shaders, marking the one `--backend vulkan` uses.
     ///
     /// Exits with an error when no Vulkan loader or device is available.
@@ -103,6 +112,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::bench(args, &mut out),
         Command::Train(args) => train::train(args, &mut out),
         Command::Predict(args) => predict::predict(args, &mut out),
+        Command::Generate(args) => generate::generate(args, &mut out),
         Command::Devices => devices::devices(&mut out),
     };
     result.and_then(|()| out.flush().map_err(CliError::from))

@@ -78,6 +78,35 @@ pub struct TrainArgs {
     /// Output directory: model.safetensors, metrics.csv, metrics.svg.
     #[arg(long, value_name = "DIR", default_value = "runs/latest")]
     pub out: PathBuf,
+
+    /// Transformer: train a character-level model on this UTF-8 file instead of --dataset (the last tenth is held
+    /// out for the validation loss).
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+
+    /// Transformer: optimizer steps [default: 2500 on sort and reverse, 2000 on --text].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+
+    /// Transformer: tokens per sequence for --text (the position table's rows) [default: 64].
+    #[arg(long, value_name = "N")]
+    pub context: Option<usize>,
+
+    /// Transformer: digits per sequence of sort and reverse.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub digits: usize,
+
+    /// Transformer: model width.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub width: usize,
+
+    /// Transformer: attention heads (must divide --width).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub heads: usize,
+
+    /// Transformer: blocks.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub blocks: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -86,6 +115,8 @@ pub enum ModelArg {
     Twolayer,
     Mlp,
     Cnn,
+    /// A GPT-style decoder (pre-LN blocks, causal attention), on --dataset sort or reverse, or --text FILE.
+    Transformer,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -98,6 +129,10 @@ pub enum DatasetArg {
     Moons,
     /// Three spiral arms: 720 / 180.
     Spirals,
+    /// Transformer: --digits digits in, the same sorted out (20,000 train / 1,000 distinct test sequences).
+    Sort,
+    /// Transformer: --digits digits in, the same reversed out.
+    Reverse,
 }
 
 impl DatasetArg {
@@ -107,6 +142,8 @@ impl DatasetArg {
             DatasetArg::Xor => "xor",
             DatasetArg::Moons => "moons",
             DatasetArg::Spirals => "spirals",
+            DatasetArg::Sort => "sort",
+            DatasetArg::Reverse => "reverse",
         }
     }
 }
@@ -115,6 +152,8 @@ impl DatasetArg {
 pub enum OptimizerArg {
     Sgd,
     Adam,
+    /// Adam with decoupled weight decay 0.01 (the transformer's default).
+    Adamw,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -149,6 +188,25 @@ impl BackendArg {
 }
 
 pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.model == ModelArg::Transformer {
+        return super::train_seq::train(args, out);
+    }
+    if args.text.is_some() || args.steps.is_some() || args.context.is_some() {
+        return Err(CliError::new(
+            "--text, --steps and --context are for --model transformer",
+        ));
+    }
+    if matches!(args.dataset, DatasetArg::Sort | DatasetArg::Reverse) {
+        return Err(CliError::new(format!(
+            "--dataset {} is a sequence task for --model transformer",
+            args.dataset.name()
+        )));
+    }
+    if args.optimizer == OptimizerArg::Adamw {
+        return Err(CliError::new(
+            "--optimizer adamw is for --model transformer",
+        ));
+    }
     let backend = args.backend.kind().create().map_err(nn_error)?;
     let data = load_data(args)?;
     let config = config(args)?;
@@ -306,6 +364,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         (OptimizerArg::Adam, false) => 3e-3,
         (OptimizerArg::Adam, true) => 1e-2,
         (OptimizerArg::Sgd, _) => 0.1,
+        (OptimizerArg::Adamw, _) => unreachable!("refused by `train` before"),
     });
     if args.momentum != 0.0 && args.optimizer != OptimizerArg::Sgd {
         return Err(CliError::new("--momentum applies to --optimizer sgd"));
@@ -316,6 +375,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         DatasetArg::Digits => 30,
         DatasetArg::Xor | DatasetArg::Moons => 30,
         DatasetArg::Spirals => 100,
+        DatasetArg::Sort | DatasetArg::Reverse => unreachable!("refused by `train` before"),
     });
     super::check_count(
         "epochs",
@@ -339,6 +399,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, CliError> {
             lr,
             ..Default::default()
         }),
+        OptimizerArg::Adamw => unreachable!("refused by `train` before"),
     })?;
     Ok(TrainConfig {
         epochs,
@@ -355,6 +416,7 @@ fn model_spec(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec, CliError> {
         ModelArg::Twolayer => ModelKind::TwoLayer,
         ModelArg::Mlp => ModelKind::Mlp,
         ModelArg::Cnn => ModelKind::Cnn,
+        ModelArg::Transformer => unreachable!("trained by `train_seq`"),
     };
     let activation = args.activation.map(|a| match a {
         ActivationArg::Relu => Activation::Relu,

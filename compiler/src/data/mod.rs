@@ -15,8 +15,8 @@ pub mod npz;
 pub mod seq;
 mod synthetic;
 
-pub use seq::IGNORE as IGNORE_TARGET;
 pub use digits::{digits, DIGITS_TEST, DIGITS_TRAIN};
+pub use seq::IGNORE as IGNORE_TARGET;
 pub use synthetic::{moons, spirals, xor};
 
 use rand::{Rng, SeedableRng};

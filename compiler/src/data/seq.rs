@@ -154,7 +154,12 @@ impl TextData {
     /// The ids of `text`, or the first character not in the vocabulary.
     pub fn encode(&self, text: &str) -> Result<Vec<i32>, char> {
         text.chars()
-            .map(|c| self.vocab.binary_search(&c).map(|i| i as i32).map_err(|_| c))
+            .map(|c| {
+                self.vocab
+                    .binary_search(&c)
+                    .map(|i| i as i32)
+                    .map_err(|_| c)
+            })
             .collect()
     }
 

@@ -51,12 +51,23 @@ pub struct Checkpoint {
 
 /// Writes `checkpoint` to `path` (f32 tensors, little-endian, as safetensors stores them).
 pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error> {
+    let mut metadata = checkpoint.spec.to_metadata();
+    metadata.insert("dataset".into(), checkpoint.dataset.clone());
+    save_tensors(path, &checkpoint.params, metadata)
+}
+
+/// Writes f32 `params` and `metadata` (plus the checksum entry) to `path` atomically.
+pub(super) fn save_tensors(
+    path: &Path,
+    params: &[(String, Tensor)],
+    mut metadata: std::collections::HashMap<String, String>,
+) -> Result<(), Error> {
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
     };
-    let mut buffers = Vec::with_capacity(checkpoint.params.len());
-    for (name, tensor) in &checkpoint.params {
+    let mut buffers = Vec::with_capacity(params.len());
+    for (name, tensor) in params {
         let values = tensor.as_f32().ok_or_else(|| {
             bad(format!(
                 "parameter `{name}` is {}, only f32 is saved",
@@ -74,8 +85,6 @@ pub fn save_checkpoint(path: &Path, checkpoint: &Checkpoint) -> Result<(), Error
                 .map_err(|e| bad(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut metadata = checkpoint.spec.to_metadata();
-    metadata.insert("dataset".into(), checkpoint.dataset.clone());
     metadata.insert(
         CHECKSUM_KEY.into(),
         checksum(
@@ -123,25 +132,7 @@ pub fn load_checkpoint_checked(path: &Path) -> Result<(Checkpoint, Integrity), E
         .ok_or_else(|| bad("no `dataset` entry in the metadata".into()))?;
 
     // Before anything is built from the data: a corrupt file is reported as such, not as whatever it decodes to.
-    let integrity = match metadata.get(CHECKSUM_KEY) {
-        None => Integrity::Unverified,
-        Some(stored) => {
-            let names = tensors.names();
-            let views = names
-                .iter()
-                .map(|n| tensors.tensor(n).map(|view| (*n, view)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(not_safetensors)?;
-            let actual = checksum(views.iter().map(|(n, view)| (*n, view.data())));
-            if *stored != actual {
-                return Err(bad(format!(
-                    "the tensor data does not match the checksum in the metadata ({stored} stored, {actual} \
-                     computed): the file is corrupt"
-                )));
-            }
-            Integrity::Verified
-        }
-    };
+    let integrity = verify_checksum(path, metadata, &tensors)?;
 
     // Parameters, then buffers (batch norm's running statistics), as `Trainer::parameters` lists them.
     let model = spec.build();
@@ -190,4 +181,33 @@ pub fn load_checkpoint_checked(path: &Path) -> Result<(Checkpoint, Integrity), E
         },
         integrity,
     ))
+}
+
+/// Checks the tensor data of a checkpoint at `path` against its metadata's checksum, if it has one.
+pub(super) fn verify_checksum(
+    path: &Path,
+    metadata: &std::collections::HashMap<String, String>,
+    tensors: &SafeTensors<'_>,
+) -> Result<Integrity, Error> {
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let Some(stored) = metadata.get(CHECKSUM_KEY) else {
+        return Ok(Integrity::Unverified);
+    };
+    let names = tensors.names();
+    let views = names
+        .iter()
+        .map(|n| tensors.tensor(n).map(|view| (*n, view)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+    let actual = checksum(views.iter().map(|(n, view)| (*n, view.data())));
+    if *stored != actual {
+        return Err(bad(format!(
+            "the tensor data does not match the checksum in the metadata ({stored} stored, {actual} computed): \
+             the file is corrupt"
+        )));
+    }
+    Ok(Integrity::Verified)
 }

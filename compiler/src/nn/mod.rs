@@ -41,6 +41,7 @@ mod activation;
 mod backend;
 mod checkpoint;
 mod conv;
+mod gpt_checkpoint;
 mod layers;
 mod loss;
 mod models;
@@ -59,14 +60,15 @@ pub use conv::{
     dropout_train, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, MaxPool2d,
     Reshape,
 };
+pub use gpt_checkpoint::{load_gpt_checkpoint, save_gpt_checkpoint, GptCheckpoint, SeqData};
 pub use layers::{
     Heaviside, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Softplus, Tanh,
 };
 pub use loss::Loss;
 pub use models::{Cnn, ModelKind, ModelSpec, TwoLayerNet};
-pub use transformer::{Embedding, Gpt, GptConfig, LayerNorm, MultiheadAttention, TransformerBlock};
 pub use seq_trainer::SeqTrainer;
 pub use trainer::{accuracy, evaluate, EpochMetrics, Evaluation, Event, TrainConfig, Trainer};
+pub use transformer::{Embedding, Gpt, GptConfig, LayerNorm, MultiheadAttention, TransformerBlock};
 
 use crate::data::{DataError, Shuffle};
 use kiln_ir::{Builder, IrError, Role, Tensor, TensorType, Value};

@@ -92,7 +92,10 @@ impl SeqTrainer {
             .step
             .run(&[("tokens", &tokens), ("targets", &targets)])?;
         self.stale = true;
-        Ok(out.first().and_then(Tensor::scalar_value).unwrap_or(f64::NAN))
+        Ok(out
+            .first()
+            .and_then(Tensor::scalar_value)
+            .unwrap_or(f64::NAN))
     }
 
     /// The parameters by name, in the model's order.
@@ -117,12 +120,16 @@ impl SeqTrainer {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Config("the forward graph returned nothing".into()))?;
-        Ok(logits.cast(DType::F32).as_f32().unwrap_or_default().to_vec())
+        Ok(logits
+            .cast(DType::F32)
+            .as_f32()
+            .unwrap_or_default()
+            .to_vec())
     }
 
-    /// Continues each prompt (at most `eval_batch`, each shorter than the context) by `count` tokens, greedily
-    /// (`temperature` 0) or sampled from `softmax(logits / temperature)` with `rng`. A prompt reaching the end of the
-    /// context stops there.
+    /// Continues each non-empty prompt (at most `eval_batch`) by `count` tokens, greedily (`temperature` 0) or
+    /// sampled from `softmax(logits / temperature)` with `rng`. The model reads the last `context` tokens of each
+    /// row: a longer text slides its window.
     pub fn generate(
         &mut self,
         prompts: &[Vec<i32>],
@@ -131,9 +138,9 @@ impl SeqTrainer {
         rng: &mut Shuffle,
     ) -> Result<Vec<Vec<i32>>, Error> {
         let (c, v) = (self.context, self.vocab);
-        if prompts.len() > self.eval_batch || prompts.iter().any(|p| p.is_empty() || p.len() > c) {
+        if prompts.len() > self.eval_batch || prompts.iter().any(Vec::is_empty) {
             return Err(Error::Config(format!(
-                "generate takes at most {} prompts of 1 to {c} tokens",
+                "generate takes 1 to {} prompts of at least one token",
                 self.eval_batch
             )));
         }
@@ -168,7 +175,10 @@ impl SeqTrainer {
     ) -> Result<(f64, f64), Error> {
         let (c, v) = (self.context, self.vocab);
         let (mut loss, mut counted, mut correct) = (0.0, 0usize, 0usize);
-        for (chunk, goals) in tokens.chunks(self.eval_batch).zip(targets.chunks(self.eval_batch)) {
+        for (chunk, goals) in tokens
+            .chunks(self.eval_batch)
+            .zip(targets.chunks(self.eval_batch))
+        {
             let mut flat = vec![0; self.eval_batch * c];
             for (r, row) in chunk.iter().enumerate() {
                 flat[r * c..(r + 1) * c].copy_from_slice(row);
@@ -208,7 +218,9 @@ fn pick(logits: &[f32], temperature: f64, rng: &mut Shuffle) -> i32 {
     if temperature <= 0.0 {
         return argmax(logits);
     }
-    let m = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let m = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
     let weights: Vec<f64> = logits
         .iter()
         .map(|&x| ((x as f64 - m) / temperature).exp())
