@@ -44,4 +44,5 @@ mod vulkan {
 mod training {
     mod cnn;
     mod train;
+    mod transformer;
 }

@@ -129,7 +129,8 @@ pub enum DatasetArg {
     Moons,
     /// Three spiral arms: 720 / 180.
     Spirals,
-    /// Transformer: --digits digits in, the same sorted out (20,000 train / 1,000 distinct test sequences).
+    /// Transformer: --digits digits in, the same sorted out (20,000 train / 1,000 distinct test sequences; fewer
+    /// below 5 digits).
     Sort,
     /// Transformer: --digits digits in, the same reversed out.
     Reverse,
