@@ -291,13 +291,11 @@ impl Gen<'_> {
             11 => self.reshape(rng),
             12 => self.transpose(rng),
             13 => self.broadcast(rng),
-            14 => {
-                if rng.one_in(2) {
-                    self.slice(rng)
-                } else {
-                    self.concat(rng)
-                }
-            }
+            14 => match rng.below(3) {
+                0 => self.slice(rng),
+                1 => self.concat(rng),
+                _ => self.gather(rng),
+            },
             _ => self.matmul(rng),
         };
         let made = made.unwrap_or_else(|| self.fresh_input(rng));
@@ -480,6 +478,26 @@ impl Gen<'_> {
             },
             &[x],
         ))
+    }
+
+    /// A `gather` along a random axis, by an i32 index of a random extent there: an input (values in `0..10`) or a
+    /// constant (in range, negative or far out: out-of-range indices read 0). Differentiable graphs take a constant
+    /// index, so that only floats are inputs.
+    fn gather(&mut self, rng: &mut Rng) -> Option<NodeId> {
+        let x = self.pick_value(rng, |t| t.rank() >= 1)?;
+        let mut dims = self.g.ty(x).dims().to_vec();
+        let axis = rng.below(dims.len());
+        dims[axis] = self.random_dim(rng);
+        let ty = TensorType::new(DType::I32, dims);
+        if ty.numel() > self.config.max_elements {
+            return None;
+        }
+        let idx = if self.config.differentiable || rng.one_in(2) {
+            self.constant_of(rng, ty)
+        } else {
+            self.input_of(rng, ty)
+        };
+        Some(self.add(Op::Gather { axis }, &[x, idx]))
     }
 
     fn slice(&mut self, rng: &mut Rng) -> Option<NodeId> {

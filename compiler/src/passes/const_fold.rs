@@ -58,6 +58,14 @@ fn fold(rw: &Rewriter, id: NodeId) -> Result<Option<Literal>, IrError> {
     }
     let splats: Option<Vec<f64>> = operands.iter().map(|o| splat(o)).collect();
 
+    // A gather of a splat by a splat index reads the splat, or 0 when the index is out of range (SPEC §3.11).
+    if let (Op::Gather { axis }, Some(values)) = (&node.op, &splats) {
+        let extent = operands[0].ty.dims()[*axis] as f64;
+        let index = values[1];
+        let inside = (0.0..extent).contains(&index);
+        return Ok(Some(Literal::Splat(if inside { values[0] } else { 0.0 })));
+    }
+
     // Movement ops only move elements: a splat stays the same splat at the new shape (a `pad` only if it pads with
     // the same value).
     if let Some(values) = &splats {
