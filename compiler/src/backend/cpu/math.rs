@@ -1,5 +1,6 @@
-//! A vectorized math library written in CLIF: `exp`, `log`, `tanh`, `logistic`, `erf`, `pow` and the cheap elementwise ops
-//! (`sqrt`, `recip`, `abs`, `neg`, `max`, `min`, `relu`) with the semantics of Kiln's IR (`ir-spec/SPEC.md` §3).
+//! A vectorized math library written in CLIF: `exp`, `log`, `tanh`, `logistic`, `erf`, `sin`, `cos` (in `trig.rs`),
+//! `pow` and the cheap elementwise ops (`sqrt`, `recip`, `abs`, `neg`, `max`, `min`, `relu`) with the semantics of
+//! Kiln's IR (`ir-spec/SPEC.md` §3).
 //!
 //! Cranelift has no transcendental instructions and calling libm from JIT code costs 2.6–5.2 ns per element, so
 //! every function here is emitted inline: range reduction, a polynomial, reconstruction, branch-free (but for one
@@ -31,6 +32,14 @@
 //!   `a²·erfc(a)` ≤ 0.16 ulp of the result, so no exact-square split is needed. The sign of `x` is or-ed back in:
 //!   odd, `erf(±0) = ±0`, `erf(±inf) = ±1`, NaN → NaN. The split at 1 was chosen by measurement (of a Python model
 //!   of the f64 code): at 1.25, `a + a·Q(a²)` reached 1.8 ulp near the split (Q cancels there); at 1, 1.15.
+//! - `sin`, `cos` (`trig.rs`): `n = round(x·2/π)`, `r = x - n·π/2` with π/2 in three Cody–Waite parts (with FMA: the
+//!   products are exact inside the fma; without, Cephes' 8 + 11 + 24-bit parts for f32 and fdlibm's four 33-bit
+//!   parts for f64, so that the products are exact themselves), then `r + r³·S(r²)` and `1 - r²/2 + r⁴·C(r²)` on
+//!   `|r| ≤ π/4` and the quadrant `n mod 4` (for `cos`, `n + 1`) by selects. f32 stays in f32 lanes. Accurate for
+//!   `|x| < 2^22` (f32 with FMA; `n` is rounded correctly there), `|x| < 8192` (f32 without FMA), `|x| < 2^50`
+//!   (f64 with FMA), `|x| < 2^20` (f64 without). Beyond that `r` is clamped to `[-1, 1]`: a finite `x` gives some
+//!   value in `[-1, 1]`, never NaN, but not its sine (huge arguments need Payne–Hanek reduction, which is not done;
+//!   GPU `sin`s are inaccurate there too). `sin(±0) = ±0`, `cos(±0) = 1`, `±inf` and NaN → NaN.
 //! - `pow(x, y) = exp(y·log|x|)`, in f64 for f32 operands too (so `y·log|x|` keeps its precision); then the C99
 //!   special cases: `pow(x, ±0) = 1` and `pow(1, y) = 1` even for NaN; `pow(-1, ±inf) = 1`; a negative `x` (also
 //!   `-0` and `-inf`) takes the sign of `x` for odd integer `y` and gives NaN for finite `x < 0` with non-integer
@@ -74,6 +83,8 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
+
+pub(crate) mod trig;
 
 /// Emits the math library into functions under construction; cheap to copy, one per target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
