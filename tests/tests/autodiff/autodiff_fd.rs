@@ -145,9 +145,12 @@ fn grad_of_grad_of_sin_and_cos() {
             // Not `loss`: the check adds an output of that name.
             let f = b.sum_all(y).unwrap();
             b.output("f", f).unwrap();
-            let first = kiln::grad(&b.finish(), "f", &["x"]).unwrap().graph;
+            // Its own prefix: the check's gradient outputs are `grad.*`.
+            let first = kiln::autodiff::grad_with_prefix(&b.finish(), "f", &["x"], "first")
+                .unwrap()
+                .graph;
             let mut b = Builder::from_graph(first.clone());
-            b.output("y", first.output("grad.x").unwrap().value)
+            b.output("y", first.output("first.x").unwrap().value)
                 .unwrap();
             let graph = b.finish();
             let mut r = rng(seed);
