@@ -208,7 +208,7 @@ pub fn worst_f32(
     let mut worst = Worst::default();
     for (&x, &y) in inputs.iter().zip(&out) {
         if x.is_finite() && x.abs() as f64 >= bound {
-            if !(y.abs() <= 1.0) {
+            if y.is_nan() || y.abs() > 1.0 {
                 worst.record(f64::INFINITY, x, y, f64::NAN);
             }
             continue;
@@ -234,7 +234,7 @@ pub fn worst_f64(
     let mut worst = Worst::default();
     for (&x, &y) in inputs.iter().zip(&out) {
         if x.is_finite() && x.abs() >= bound {
-            if !(y.abs() <= 1.0) {
+            if y.is_nan() || y.abs() > 1.0 {
                 worst.record(f64::INFINITY, x, y, f64::NAN);
             }
             continue;

@@ -27,6 +27,10 @@
 //! - Edge cases: `sin(±0) = ±0` (selected: `r + r·z·S` would give +0 for -0), `cos(±0) = 1`; `±inf` gives
 //!   `r = inf - inf = NaN`, and NaN stays NaN.
 
+// fdlibm's coefficients as published (21 significant digits), so that they can be checked against `k_sin.c` and
+// `k_cos.c`; each parses to the double fdlibm lists in hex.
+#![allow(clippy::excessive_precision)]
+
 use super::{Lanes, MathEmitter};
 use cranelift_codegen::ir::{condcodes::FloatCC, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
@@ -72,7 +76,7 @@ static F32_TRIG: Trig = Trig {
 static F64_TRIG: Trig = Trig {
     two_over_pi_lo: -3.935735335036497e-17,
     pio2_fma: &[
-        1.5707963267948966,
+        std::f64::consts::FRAC_PI_2,
         6.123233995736766e-17,
         -1.4973849048591698e-33,
     ],
