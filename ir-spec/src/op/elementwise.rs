@@ -7,7 +7,8 @@
 //! each op with an exhaustive `match`, so a new entry makes the compiler list every lowering still missing.
 //!
 //! Floats follow IEEE 754 in their own precision (f32 in f32, f64 in f64); transcendental functions are those of
-//! Rust's `std` (`erf` from `libm`, which `std` itself uses), which the backends' polynomials are measured against.
+//! Rust's `std` (`erf` from `libm`, which `std` itself uses; `sin`/`cos` those of f64, rounded for f32), which the
+//! backends' polynomials are measured against.
 //! `max`/`min` propagate NaN (IEEE 754-2019 `maximum`/`minimum`, like `torch.maximum`), which Rust's `f32::max` does
 //! not. i32 arithmetic wraps; division truncates toward zero with `x / 0 = 0` and `i32::MIN / -1 = i32::MIN`. The
 //! bitwise ops read an i32 as its 32-bit pattern; shift amounts are taken mod 32.

@@ -61,16 +61,23 @@
 //! | erf | f32 | all 2^32 | 1.04 | x = 0.989615 (result 0.83834505), just under the split at 1 (against libm's erf) |
 //! | exp, log, tanh, logistic | f32, no FMA | every 17th f32 | 1.03, 0.80, 2.03, 2.37 | as above |
 //! | erf | f32, no FMA | all 2^32 | 1.34 | x = 0.9954118, just under the split at 1 |
+//! | sin | f32 | all f32 with \|x\| < 2^22 | 2.23 | x = 3.2112513e6 (result -0.062461466, just under 1/16, where the ulp halves) |
+//! | cos | f32 | all f32 with \|x\| < 2^22 | 2.32 | x = 3.706283e6 (result -0.062461052, likewise) |
+//! | sin, cos | f32, no FMA | all f32 with \|x\| < 8192 | 2.34, 2.32 | x = 4505.169 (sin, result 0.12475419), 2228.8975 (cos, result -0.06248604): just under a power of two |
 //! | pow | f32 | 1.6M pairs of spread f32 (`math_sweep`) | 0.50 | the f64 result rounded once |
 //! | exp | f64 | 2^24 spread | 1 | x = 1.8056e-5 |
 //! | log | f64 | 2^24 spread | 1 | x = 2.7e-308 |
 //! | tanh | f64 | 2^24 spread | 3 | x = 0.956 (`(1 - z²)/(1 + z²)`) |
 //! | logistic | f64 | 2^24 spread | 2 | x = 0.961 |
 //! | erf | f64, FMA and not | 2^24 spread | 1 | x = 9.8e-311 (a subnormal result); `cpu_math`'s grid of 2^17 points on \[-8, 8\] stays ≤ 2 |
+//! | sin, cos | f64 | 2^24 spread, \|x\| < 2^50 | 1, 1 | x = 0.0119 (sin), 0.0253 (cos); `cpu_trig`'s f64s next to 2^16 multiples of π/2 stay ≤ 2 |
+//! | sin, cos | f64, no FMA | 2^24 spread, \|x\| < 2^20 | 2, 2 | x = 22576.0 (sin), 8720.0 (cos) |
 //! | pow | f64 | 1.6M pairs of spread f64 | 1083 | x = 4.0e-118, y = 2.5: the error grows as `\|y·ln x\|` (676 here) |
 //!
 //! (f64 errors are whole ulps against Rust's f64 functions, themselves within an ulp of the true value; erf's
-//! reference is `libm::erf`, in f64 for the f32 rows too.)
+//! reference is `libm::erf`, in f64 for the f32 rows too. sin and cos are swept where they are accurate, see
+//! `trig.rs`; beyond, `math_sweep` checks that every finite input gives a result in \[-1, 1\]. Their f32 rows were
+//! measured with the debug build of `math_sweep`, whose JIT code is the release build's.)
 //!
 //! Subnormals are honoured both ways: `exp`'s results in the subnormal range and `log` of subnormals are as accurate
 //! as the rest (in absolute ulps). What is not handled: `pow`'s f64 error grows with `|y·ln x|` (about

@@ -14,9 +14,9 @@
 //!   lanes per f32x4 instead of two halves.
 //! - Accurate domain: `n` must be the nearest integer, so `|x·2/π| < 2^(p-1)` (the shifter's range: 6.5e6 for f32,
 //!   7e15 for f64), and the split must stay exact (above); the stated bounds (`|x| < 2^22`, `2^50` with FMA; 8192,
-//!   `2^20` without) are powers of two inside those, which the tests and the sweep check. Beyond it `n` and `r` are still finite: `r` is clamped to
-//!   `[-1, 1]` so that the polynomials never see a huge argument, and the result is some value in `[-1, 1]`, never
-//!   NaN for a finite `x` (an inaccurate one: a correct reduction of huge arguments needs Payne–Hanek's 2/π to
+//!   `2^20` without) are powers of two inside those, which the tests and the sweep check. Beyond it `n` and `r` are
+//!   still finite: `r` is clamped to `[-1, 1]` so that the polynomials never see a huge argument, and the result is
+//!   some value in `[-1, 1]`, never NaN for a finite `x` (an inaccurate one: a correct reduction of huge arguments needs Payne–Hanek's 2/π to
 //!   hundreds of bits, which no backend here does; neither do GPU `sin`s).
 //! - Polynomials on `|r| ≤ π/4`: `sin r = r + r·z·S(z)`, `cos r = 1 - z/2 + z²·C(z)` with `z = r²` (Cephes' `sinf`/
 //!   `cosf` coefficients for f32, fdlibm's `__kernel_sin`/`__kernel_cos` for f64); `1 - z/2` is formed as

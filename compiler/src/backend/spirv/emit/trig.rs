@@ -5,10 +5,10 @@
 //!
 //! `n = RoundEven(x·2/π)`, `r = x - n·π/2` with π/2 in the parts whose products `n·cᵢ` are exact without FMA (SPIR-V
 //! does not promise a fused `Fma`, and a device may or may not contract `FMul` + `FSub`; with exact products either
-//! way gives the same `r`): Cephes' 8 + 11 + 24 bits for f32, fdlibm's 4 × 33 bits for f64. That makes the accurate
-//! domain that of the CPU without FMA (the parent module doc of `spirv` states it). `r` is clamped to `[-1, 1]`,
-//! so beyond the domain the result is inaccurate but finite; then the same polynomials and quadrant selection as the
-//! CPU. `sin(±0) = ±0`; `±inf` and NaN give NaN, selected explicitly since a device's `inf - inf` need not be NaN.
+//! way gives the same `r`): five pieces (four of 11 bits) for f32, fdlibm's 4 × 33 bits for f64. That makes the
+//! accurate domain that of the CPU without FMA (the parent module doc of `spirv` states it). `r` is clamped to
+//! `[-1, 1]`, so beyond the domain the result is inaccurate but finite; then the same polynomials and quadrant
+//! selection as the CPU. `sin(±0) = ±0`; `±inf` and NaN give NaN, selected explicitly since a device's `inf - inf` need not be NaN.
 
 use super::{Emitter, Result};
 use crate::backend::cpu::math::trig;
