@@ -1,5 +1,5 @@
-//! The accuracy table of `kiln::backend::cpu::math`: every f32 input of exp, log, tanh, logistic and erf (all 2^32 bit
-//! patterns) against Rust's f64 functions, the f64 variants on 2^24 bit patterns spread over the whole range, and
+//! The accuracy table of `kiln::backend::cpu::math`: every f32 input of exp, log, tanh, logistic, erf, sin and cos
+//! (all 2^32 bit patterns; sin and cos checked for accuracy in their domain only) against Rust's f64 functions, the f64 variants on 2^24 bit patterns spread over the whole range, and
 //! f32 `pow` on a grid of pairs. Prints a Markdown table. Takes a few minutes: `cargo run --release --example
 //! math_sweep` (`-- --quick` for every 17th f32 only, `-- --no-fma` for the fmul + fadd code of hosts without FMA,
 //! `-- --only erf` for one function's f32 and f64 rows, without pow).
@@ -42,6 +42,10 @@ fn main() {
         if no_fma {
             domain += ", no fma";
         }
+        let bound = func.accurate_below(true, !no_fma);
+        if bound.is_finite() {
+            domain += &format!(" with |x| < {bound} (beyond: finite, in [-1, 1])");
+        }
         println!(
             "| {} | f32 | {domain} | {:.2} | x = {:e} ({:#010x}): {:e}, want {:e} |",
             func.name(),
@@ -62,11 +66,15 @@ fn main() {
         let kernel = func.compile_with::<f64>(&mut jit, math);
         jit.finalize().expect("finalize");
         let inputs = math_check::spread_f64(1 << 24);
-        let worst = math_check::worst_f64(&jit, &kernel, func, &inputs);
+        let worst = math_check::worst_f64(&jit, &kernel, func, math.has_fma(), &inputs);
         println!(
-            "| {} | f64 | 2^24 spread f64{} | {:.2} | x = {:e}: {:e}, want {:e} |",
+            "| {} | f64 | 2^24 spread f64{}{} | {:.2} | x = {:e}: {:e}, want {:e} |",
             func.name(),
             if no_fma { ", no fma" } else { "" },
+            match func.accurate_below(false, !no_fma) {
+                b if b.is_finite() => format!(" with |x| < {b:e}"),
+                _ => String::new(),
+            },
             worst.ulp,
             worst.input,
             worst.got,
@@ -114,7 +122,13 @@ fn sweep_all_f32(func: Func, step: u64, no_fma: bool) -> Worst<f32> {
                             .step_by(step as usize)
                             .map(|b| f32::from_bits(b as u32))
                             .collect();
-                        worst.merge(math_check::worst_f32(&jit, &kernel, func, &inputs));
+                        worst.merge(math_check::worst_f32(
+                            &jit,
+                            &kernel,
+                            func,
+                            math.has_fma(),
+                            &inputs,
+                        ));
                     }
                     worst
                 })

@@ -30,12 +30,14 @@ mod cli {
 /// The CPU backend's CLIF math library.
 mod cpu {
     mod cpu_math;
+    mod cpu_trig;
 }
 
 /// The Vulkan backend: SPIR-V, the device's limits, training sessions on the device.
 mod vulkan {
     mod spirv_backend;
     mod spirv_erf;
+    mod spirv_trig;
     mod vulkan_limits;
     mod vulkan_session;
 }

@@ -178,6 +178,12 @@ impl Builder {
     pub fn erf(&mut self, x: Value) -> Result<Value> {
         self.unary(UnaryOp::Erf, x)
     }
+    pub fn sin(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Sin, x)
+    }
+    pub fn cos(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Cos, x)
+    }
 
     pub fn cast(&mut self, x: Value, to: DType) -> Result<Value> {
         if self.dtype(x) == to {

@@ -12,10 +12,20 @@ pub enum Func {
     Tanh,
     Logistic,
     Erf,
+    Sin,
+    Cos,
 }
 
 impl Func {
-    pub const ALL: [Func; 5] = [Func::Exp, Func::Log, Func::Tanh, Func::Logistic, Func::Erf];
+    pub const ALL: [Func; 7] = [
+        Func::Exp,
+        Func::Log,
+        Func::Tanh,
+        Func::Logistic,
+        Func::Erf,
+        Func::Sin,
+        Func::Cos,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -24,6 +34,8 @@ impl Func {
             Func::Tanh => "tanh",
             Func::Logistic => "logistic",
             Func::Erf => "erf",
+            Func::Sin => "sin",
+            Func::Cos => "cos",
         }
     }
 
@@ -34,6 +46,22 @@ impl Func {
             Func::Tanh | Func::Logistic => 8.0,
             // The target, met over all 2^32 inputs (math.rs's table).
             Func::Erf => 2.0,
+            // Within the accurate domain below (math.rs's table: up to 2.2 without FMA).
+            Func::Sin | Func::Cos => 3.0,
+        }
+    }
+
+    /// Where the function is accurate: `|x|` below this, infinite but for `sin`/`cos`, whose Cody–Waite reduction
+    /// (`math/trig.rs`) is exact only while `n = round(x·2/π)` is (f32 with FMA: `|n| < 2^22`; f64 with FMA: `2^51`)
+    /// and, without FMA, while the products `n·cᵢ` are (f32: `|n| < 2^13`, f64: `|n| < 2^20`). Beyond it a result
+    /// need only be finite and within [-1, 1].
+    pub fn accurate_below(self, f32: bool, fma: bool) -> f64 {
+        match (self, f32, fma) {
+            (Func::Sin | Func::Cos, true, true) => 4_194_304.0,
+            (Func::Sin | Func::Cos, true, false) => 8192.0,
+            (Func::Sin | Func::Cos, false, true) => 1.125_899_906_842_624e15,
+            (Func::Sin | Func::Cos, false, false) => 1_048_576.0,
+            _ => f64::INFINITY,
         }
     }
 
@@ -45,6 +73,8 @@ impl Func {
             Func::Log => x.ln(),
             Func::Tanh => x.tanh(),
             Func::Erf => libm::erf(x),
+            Func::Sin => x.sin(),
+            Func::Cos => x.cos(),
             Func::Logistic => {
                 if x >= 0.0 {
                     1.0 / (1.0 + (-x).exp())
@@ -80,6 +110,8 @@ impl Func {
             Func::Tanh => math.tanh(b, args[0]),
             Func::Logistic => math.logistic(b, args[0]),
             Func::Erf => math.erf(b, args[0]),
+            Func::Sin => math.sin(b, args[0]),
+            Func::Cos => math.cos(b, args[0]),
         })
         .expect("the math kernels compile")
     }
@@ -159,36 +191,54 @@ impl<T: Copy + Default> Worst<T> {
     }
 }
 
-/// Runs `kernel` on `inputs` and returns the worst f32 error against `func`'s reference.
+/// Runs `kernel` (compiled with or without `fma`) on `inputs` and returns the worst f32 error against `func`'s
+/// reference, where it is accurate; elsewhere a finite `x` must give a finite result in [-1, 1] (infinite error
+/// otherwise).
 pub fn worst_f32(
     jit: &JitModule,
     kernel: &MapKernel<f32>,
     func: Func,
+    fma: bool,
     inputs: &[f32],
 ) -> Worst<f32> {
     let mut out = vec![0.0f32; inputs.len()];
     jit.run_map(kernel, &[inputs], &mut out)
         .expect("the kernel runs");
+    let bound = func.accurate_below(true, fma);
     let mut worst = Worst::default();
     for (&x, &y) in inputs.iter().zip(&out) {
+        if x.is_finite() && x.abs() as f64 >= bound {
+            if y.is_nan() || y.abs() > 1.0 {
+                worst.record(f64::INFINITY, x, y, f64::NAN);
+            }
+            continue;
+        }
         let want = func.reference(x as f64);
         worst.record(ulp_error_f32(y, want), x, y, want);
     }
     worst
 }
 
-/// Runs `kernel` on `inputs` and returns the worst f64 error against `func`'s reference.
+/// As [`worst_f32`], in f64 ulps.
 pub fn worst_f64(
     jit: &JitModule,
     kernel: &MapKernel<f64>,
     func: Func,
+    fma: bool,
     inputs: &[f64],
 ) -> Worst<f64> {
     let mut out = vec![0.0f64; inputs.len()];
     jit.run_map(kernel, &[inputs], &mut out)
         .expect("the kernel runs");
+    let bound = func.accurate_below(false, fma);
     let mut worst = Worst::default();
     for (&x, &y) in inputs.iter().zip(&out) {
+        if x.is_finite() && x.abs() >= bound {
+            if y.is_nan() || y.abs() > 1.0 {
+                worst.record(f64::INFINITY, x, y, f64::NAN);
+            }
+            continue;
+        }
         let want = func.reference(x);
         worst.record(ulp_error_f64(y, want), x, y, want);
     }

@@ -7,7 +7,8 @@
 //! each op with an exhaustive `match`, so a new entry makes the compiler list every lowering still missing.
 //!
 //! Floats follow IEEE 754 in their own precision (f32 in f32, f64 in f64); transcendental functions are those of
-//! Rust's `std` (`erf` from `libm`, which `std` itself uses), which the backends' polynomials are measured against.
+//! Rust's `std` (`erf` from `libm`, which `std` itself uses; `sin`/`cos` those of f64, rounded for f32), which the
+//! backends' polynomials are measured against.
 //! `max`/`min` propagate NaN (IEEE 754-2019 `maximum`/`minimum`, like `torch.maximum`), which Rust's `f32::max` does
 //! not. i32 arithmetic wraps; division truncates toward zero with `x / 0 = 0` and `i32::MIN / -1 = i32::MIN`. The
 //! bitwise ops read an i32 as its 32-bit pattern; shift amounts are taken mod 32.
@@ -24,7 +25,8 @@ pub enum Cost {
     Cheap,
     /// A division or square root: one slow instruction.
     Divide,
-    /// A polynomial with range reduction on every backend (`exp`, `log`, `tanh`, `logistic`, `erf`, `pow`).
+    /// A polynomial with range reduction on every backend (`exp`, `log`, `tanh`, `logistic`, `erf`, `sin`,
+    /// `cos`, `pow`).
     Transcendental,
 }
 
@@ -47,6 +49,10 @@ pub trait Float:
     fn tanh(self) -> Self;
     fn abs(self) -> Self;
     fn erf(self) -> Self;
+    /// The sine, the host's f64 `sin` rounded to the type (the reference the backends are measured against).
+    fn sin(self) -> Self;
+    /// The cosine, the host's f64 `cos` rounded to the type.
+    fn cos(self) -> Self;
     fn powf(self, y: Self) -> Self;
     fn is_nan(self) -> bool;
     fn is_sign_positive(self) -> bool;
@@ -76,6 +82,16 @@ macro_rules! impl_float {
             }
             fn erf(self) -> $t {
                 $erf(self)
+            }
+            // Through f64 for f32 as well: f64's `sin` rounded to f32 is correctly rounded for all but a handful of
+            // arguments, while `f32::sin` is whatever the platform's `sinf` happens to be. A no-op cast for f64.
+            #[allow(clippy::unnecessary_cast)]
+            fn sin(self) -> $t {
+                (self as f64).sin() as $t
+            }
+            #[allow(clippy::unnecessary_cast)]
+            fn cos(self) -> $t {
+                (self as f64).cos() as $t
             }
             fn powf(self, y: $t) -> $t {
                 $t::powf(self, y)
@@ -351,6 +367,26 @@ unary_ops! {
             let e = b.exp(minus_x2)?;
             let d = b.mul_scalar(e, std::f64::consts::FRAC_2_SQRT_PI)?;
             b.mul(g, d)
+        }
+    /// The sine (radians). Backends reduce the argument by π/2 with a Cody–Waite split of π/2, accurate for
+    /// moderate arguments only (SPEC §3.2 states the range); never NaN for a finite argument.
+    Sin "sin", Transcendental,
+        float: |x| x.sin(),
+        i32: none,
+        // d/dx sin(x) = cos(x); written as IR so that grad-of-grad differentiates it in turn.
+        vjp: |b, g, x, y| {
+            let c = b.cos(x)?;
+            b.mul(g, c)
+        }
+    /// The cosine (radians), reduced like `sin`.
+    Cos "cos", Transcendental,
+        float: |x| x.cos(),
+        i32: none,
+        // d/dx cos(x) = -sin(x)
+        vjp: |b, g, x, y| {
+            let s = b.sin(x)?;
+            let gs = b.mul(g, s)?;
+            b.neg(gs)
         }
 }
 

@@ -41,6 +41,43 @@ const FLOATS: [f64; 26] = [
     1.0 / 3.0,
 ];
 
+/// More arguments for `sin` and `cos`: multiples of π/2 (rounded to the dtype, so next to the true multiples where the
+/// reduction cancels most), moderate and large arguments up to and past the end of the accurate domain.
+const TRIG_FLOATS: [f64; 20] = [
+    std::f64::consts::FRAC_PI_2,
+    -std::f64::consts::FRAC_PI_2,
+    std::f64::consts::PI,
+    3.0 * std::f64::consts::FRAC_PI_2,
+    std::f64::consts::TAU,
+    -std::f64::consts::TAU,
+    100.0 * std::f64::consts::FRAC_PI_2,
+    4097.0 * std::f64::consts::FRAC_PI_2,
+    0.785,
+    0.786,
+    1e4,
+    -1e4,
+    1e5,
+    -1e5,
+    1e6,
+    3e6,
+    1e7,
+    1e15,
+    -1e20,
+    f32::MAX as f64,
+];
+
+/// Where `sin`/`cos` of `dtype` are accurate on the CPU (`fma`: the host has it) or on Vulkan: `|x|` below this
+/// (SPEC §3.2, the Cody–Waite reduction's range); infinite for every other op.
+fn accurate_below(op: UnaryOp, dtype: DType, gpu: bool, fma: bool) -> f64 {
+    match (op, dtype == DType::F32, fma && !gpu) {
+        (UnaryOp::Sin | UnaryOp::Cos, true, true) => 4_194_304.0,
+        (UnaryOp::Sin | UnaryOp::Cos, true, false) => 8192.0,
+        (UnaryOp::Sin | UnaryOp::Cos, false, true) => 1.125_899_906_842_624e15,
+        (UnaryOp::Sin | UnaryOp::Cos, false, false) => 1_048_576.0,
+        _ => f64::INFINITY,
+    }
+}
+
 /// Integers of SPEC's edge cases; 31, 32 and 33 are the shift amounts where `b mod 32` wraps (as do -1 and MIN).
 const INTS: [i32; 14] = [
     0,
@@ -96,13 +133,32 @@ fn ulps(a: f64, b: f64, dtype: DType) -> u64 {
 }
 
 /// Checks `got` against the interpreter's `want`, element by element, naming the op and the operands on a mismatch.
-fn compare(what: &str, gpu: bool, cost: Cost, want: &Tensor, got: &Tensor, inputs: &[Tensor]) {
+/// Where an operand's magnitude reaches `accurate_below` (`sin`/`cos` only), the result need only be finite and in
+/// [-1, 1].
+fn compare(
+    what: &str,
+    (gpu, accurate_below): (bool, f64),
+    cost: Cost,
+    want: &Tensor,
+    got: &Tensor,
+    inputs: &[Tensor],
+) {
     let backend = if gpu { "vulkan" } else { "cpu" };
     assert_eq!(want.ty(), got.ty(), "{what} on {backend}: result type");
     let dtype = want.dtype();
     let (want, got) = (want.to_f64_vec(), got.to_f64_vec());
     for (i, (&w, &g)) in want.iter().zip(&got).enumerate() {
         let operands: Vec<f64> = inputs.iter().map(|t| t.to_f64_vec()[i]).collect();
+        if operands
+            .iter()
+            .any(|v| v.is_finite() && v.abs() >= accurate_below)
+        {
+            assert!(
+                g.abs() <= 1.0,
+                "{what} of {operands:?} on {backend}: got {g:e}, outside the accurate domain but not in [-1, 1]"
+            );
+            continue;
+        }
         let subnormal = |v: f64| v != 0.0 && v.abs() < f32::MIN_POSITIVE as f64;
         // A GPU may flush subnormal operands to zero (SPEC §1), which changes what a transcendental op computes.
         if gpu && cost == Cost::Transcendental && operands.iter().any(|&v| subnormal(v)) {
@@ -134,8 +190,15 @@ fn compare(what: &str, gpu: bool, cost: Cost, want: &Tensor, got: &Tensor, input
     }
 }
 
-/// Runs `graph` on the interpreter, the CPU and (where there is a device) Vulkan, and compares its one output.
-fn check(graph: &Graph, what: &str, cost: Cost, inputs: &[Tensor]) {
+/// Runs `graph` on the interpreter, the CPU and (where there is a device) Vulkan, and compares its one output;
+/// `accurate_below(gpu)` is [`compare`]'s bound on each backend.
+fn check(
+    graph: &Graph,
+    what: &str,
+    cost: Cost,
+    accurate_below: impl Fn(bool) -> f64,
+    inputs: &[Tensor],
+) {
     let want = interp::run(graph, inputs).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
     let options = kiln::Options {
         threads: 1,
@@ -144,7 +207,14 @@ fn check(graph: &Graph, what: &str, cost: Cost, inputs: &[Tensor]) {
     let cpu = kiln::compile(graph, &options)
         .and_then(|exe| Ok(exe.run(inputs)?))
         .unwrap_or_else(|e| panic!("{what}: CPU: {e}"));
-    compare(what, false, cost, &want[0], &cpu[0], inputs);
+    compare(
+        what,
+        (false, accurate_below(false)),
+        cost,
+        &want[0],
+        &cpu[0],
+        inputs,
+    );
     let program = kiln::fusion::lower(graph).unwrap_or_else(|e| panic!("{what}: fusion: {e}"));
     let kernels = spirv::lower(&program).unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
     kiln_tests::vulkan::validate(&kernels);
@@ -152,18 +222,39 @@ fn check(graph: &Graph, what: &str, cost: Cost, inputs: &[Tensor]) {
         let gpu = spirv::compile(device, &program)
             .and_then(|exe| Ok(exe.run(inputs)?))
             .unwrap_or_else(|e| panic!("{what}: Vulkan: {e}"));
-        compare(what, true, cost, &want[0], &gpu[0], inputs);
+        compare(
+            what,
+            (true, accurate_below(true)),
+            cost,
+            &want[0],
+            &gpu[0],
+            inputs,
+        );
     }
 }
 
 #[test]
 fn every_unary_op_on_edge_values() {
+    let fma = kiln::backend::cpu::jit::JitModule::new()
+        .unwrap()
+        .math()
+        .has_fma();
     for op in UnaryOp::ALL {
         for dtype in [DType::F32, DType::F64, DType::I32] {
             if !defined(op.float_only(), dtype) {
                 continue;
             }
-            let xs = values(dtype);
+            let mut xs = values(dtype);
+            if matches!(op, UnaryOp::Sin | UnaryOp::Cos) {
+                let round = |v: f64| {
+                    if dtype == DType::F32 {
+                        v as f32 as f64
+                    } else {
+                        v
+                    }
+                };
+                xs.extend(TRIG_FLOATS.iter().map(|&v| round(v)));
+            }
             let ty = TensorType::new(dtype, [xs.len()]);
             let mut b = Builder::new(format!("{}_{dtype}", op.name()));
             let x = b.data("x", ty.clone()).unwrap();
@@ -174,6 +265,7 @@ fn every_unary_op_on_edge_values() {
                 &b.finish(),
                 &format!("{} ({dtype})", op.name()),
                 op.cost(),
+                |gpu| accurate_below(op, dtype, gpu, fma),
                 &inputs,
             );
         }
@@ -206,6 +298,7 @@ fn every_binary_op_on_pairs_of_edge_values() {
                 &b.finish(),
                 &format!("{} ({dtype})", op.name()),
                 op.cost(),
+                |_| f64::INFINITY,
                 &inputs,
             );
         }

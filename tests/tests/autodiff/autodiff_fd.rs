@@ -132,6 +132,42 @@ fn unary_primitives() {
     }
 }
 
+/// Gradients of gradients of the ops whose VJP is written with another transcendental op (`sin` ↔ `cos`): `y = ∂/∂x
+/// Σ op(x)`, the first gradient graph, is differentiated again and checked against finite differences of it.
+#[test]
+fn grad_of_grad_of_sin_and_cos() {
+    for op in [UnaryOp::Sin, UnaryOp::Cos] {
+        for seed in SEEDS {
+            let ty = TensorType::new(DType::F64, random_shape(&mut rng(seed)).as_slice());
+            let mut b = Builder::new(op.name());
+            let x = b.input("x", Role::Param, ty.clone()).unwrap();
+            let y = b.unary(op, x).unwrap();
+            // Not `loss`: the check adds an output of that name.
+            let f = b.sum_all(y).unwrap();
+            b.output("f", f).unwrap();
+            // Its own prefix: the check's gradient outputs are `grad.*`.
+            let first = kiln::autodiff::grad_with_prefix(&b.finish(), "f", &["x"], "first")
+                .unwrap()
+                .graph;
+            let mut b = Builder::from_graph(first.clone());
+            b.output("y", first.output("first.x").unwrap().value)
+                .unwrap();
+            let graph = b.finish();
+            let mut r = rng(seed);
+            let inputs: Vec<Tensor> = graph
+                .inputs()
+                .map(|i| random_tensor(i.ty, &mut r))
+                .collect();
+            let report = check_gradients(&graph, &inputs, F64_TOLERANCE, seed);
+            assert!(
+                report.checked > 0 || ty.numel() == 0,
+                "{}: nothing checked",
+                op.name()
+            );
+        }
+    }
+}
+
 #[test]
 fn binary_primitives_with_broadcasting() {
     // The int-only (bitwise) ops have no float operands to differentiate.

@@ -142,7 +142,7 @@ fn constants_splat_or_list_every_element_in_the_dtype() {
 fn unary_ops_on_floats() {
     let x = [0.25f64, 1.0, 4.0];
     type Reference = fn(f64) -> f64;
-    let cases: [(UnaryOp, Reference); 8] = [
+    let cases: [(UnaryOp, Reference); 10] = [
         (UnaryOp::Neg, |v| -v),
         (UnaryOp::Exp, f64::exp),
         (UnaryOp::Log, f64::ln),
@@ -151,6 +151,8 @@ fn unary_ops_on_floats() {
         (UnaryOp::Tanh, f64::tanh),
         (UnaryOp::Logistic, |v| 1.0 / (1.0 + (-v).exp())),
         (UnaryOp::Abs, f64::abs),
+        (UnaryOp::Sin, f64::sin),
+        (UnaryOp::Cos, f64::cos),
     ];
     for (op, f) in cases {
         let expected: Vec<f64> = x.iter().map(|&v| f(v)).collect();
@@ -184,6 +186,17 @@ fn float_edge_cases_follow_ieee() {
     assert_close(&got, &[NAN], 0.0, 0.0);
     let got = unary_of(UnaryOp::Tanh, &f32s(&[2], &[100.0, -100.0]));
     assert_close(&got, &[1.0, -1.0], 0.0, 0.0);
+    // sin is odd and keeps the zero's sign; cos of either zero is 1; infinities have no sine or cosine.
+    let got = unary_of(UnaryOp::Sin, &f32s(&[2], &[0.0, -0.0]));
+    assert_bits(&got, &f32s(&[2], &[0.0, -0.0]));
+    let edges = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY];
+    let got = unary_of(UnaryOp::Sin, &f64s(&[2], &[f64::INFINITY, f64::NAN]));
+    assert_close(&got, &[NAN, NAN], 0.0, 0.0);
+    let got = unary_of(UnaryOp::Cos, &f32s(&[4], &edges));
+    assert_close(&got, &[1.0, 1.0, NAN, NAN], 0.0, 0.0);
+    // f32 is the f64 result rounded once: sin(1e5) far from a multiple of π/2 is its correctly rounded value.
+    let got = unary_of(UnaryOp::Sin, &f32s(&[1], &[1e5]));
+    assert_bits(&got, &f32s(&[1], &[(1e5f64).sin() as f32]));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! A vectorized math library written in CLIF: `exp`, `log`, `tanh`, `logistic`, `erf`, `pow` and the cheap elementwise ops
-//! (`sqrt`, `recip`, `abs`, `neg`, `max`, `min`, `relu`) with the semantics of Kiln's IR (`ir-spec/SPEC.md` §3).
+//! A vectorized math library written in CLIF: `exp`, `log`, `tanh`, `logistic`, `erf`, `sin`, `cos` (in `trig.rs`),
+//! `pow` and the cheap elementwise ops (`sqrt`, `recip`, `abs`, `neg`, `max`, `min`, `relu`) with the semantics of
+//! Kiln's IR (`ir-spec/SPEC.md` §3).
 //!
 //! Cranelift has no transcendental instructions and calling libm from JIT code costs 2.6–5.2 ns per element, so
 //! every function here is emitted inline: range reduction, a polynomial, reconstruction, branch-free (but for one
@@ -31,6 +32,14 @@
 //!   `a²·erfc(a)` ≤ 0.16 ulp of the result, so no exact-square split is needed. The sign of `x` is or-ed back in:
 //!   odd, `erf(±0) = ±0`, `erf(±inf) = ±1`, NaN → NaN. The split at 1 was chosen by measurement (of a Python model
 //!   of the f64 code): at 1.25, `a + a·Q(a²)` reached 1.8 ulp near the split (Q cancels there); at 1, 1.15.
+//! - `sin`, `cos` (`trig.rs`): `n = round(x·2/π)`, `r = x - n·π/2` with π/2 in three Cody–Waite parts (with FMA: the
+//!   products are exact inside the fma; without, Cephes' 8 + 11 + 24-bit parts for f32 and fdlibm's four 33-bit
+//!   parts for f64, so that the products are exact themselves), then `r + r³·S(r²)` and `1 - r²/2 + r⁴·C(r²)` on
+//!   `|r| ≤ π/4` and the quadrant `n mod 4` (for `cos`, `n + 1`) by selects. f32 stays in f32 lanes. Accurate for
+//!   `|x| < 2^22` (f32 with FMA; `n` is rounded correctly there), `|x| < 8192` (f32 without FMA), `|x| < 2^50`
+//!   (f64 with FMA), `|x| < 2^20` (f64 without). Beyond that `r` is clamped to `[-1, 1]`: a finite `x` gives some
+//!   value in `[-1, 1]`, never NaN, but not its sine (huge arguments need Payne–Hanek reduction, which is not done;
+//!   GPU `sin`s are inaccurate there too). `sin(±0) = ±0`, `cos(±0) = 1`, `±inf` and NaN → NaN.
 //! - `pow(x, y) = exp(y·log|x|)`, in f64 for f32 operands too (so `y·log|x|` keeps its precision); then the C99
 //!   special cases: `pow(x, ±0) = 1` and `pow(1, y) = 1` even for NaN; `pow(-1, ±inf) = 1`; a negative `x` (also
 //!   `-0` and `-inf`) takes the sign of `x` for odd integer `y` and gives NaN for finite `x < 0` with non-integer
@@ -52,16 +61,23 @@
 //! | erf | f32 | all 2^32 | 1.04 | x = 0.989615 (result 0.83834505), just under the split at 1 (against libm's erf) |
 //! | exp, log, tanh, logistic | f32, no FMA | every 17th f32 | 1.03, 0.80, 2.03, 2.37 | as above |
 //! | erf | f32, no FMA | all 2^32 | 1.34 | x = 0.9954118, just under the split at 1 |
+//! | sin | f32 | all f32 with \|x\| < 2^22 | 2.23 | x = 3.2112513e6 (result -0.062461466, just under 1/16, where the ulp halves) |
+//! | cos | f32 | all f32 with \|x\| < 2^22 | 2.32 | x = 3.706283e6 (result -0.062461052, likewise) |
+//! | sin, cos | f32, no FMA | all f32 with \|x\| < 8192 | 2.34, 2.32 | x = 4505.169 (sin, result 0.12475419), 2228.8975 (cos, result -0.06248604): just under a power of two |
 //! | pow | f32 | 1.6M pairs of spread f32 (`math_sweep`) | 0.50 | the f64 result rounded once |
 //! | exp | f64 | 2^24 spread | 1 | x = 1.8056e-5 |
 //! | log | f64 | 2^24 spread | 1 | x = 2.7e-308 |
 //! | tanh | f64 | 2^24 spread | 3 | x = 0.956 (`(1 - z²)/(1 + z²)`) |
 //! | logistic | f64 | 2^24 spread | 2 | x = 0.961 |
 //! | erf | f64, FMA and not | 2^24 spread | 1 | x = 9.8e-311 (a subnormal result); `cpu_math`'s grid of 2^17 points on \[-8, 8\] stays ≤ 2 |
+//! | sin, cos | f64 | 2^24 spread, \|x\| < 2^50 | 1, 1 | x = 0.0119 (sin), 0.0253 (cos); `cpu_trig`'s f64s next to 2^16 multiples of π/2 stay ≤ 2 |
+//! | sin, cos | f64, no FMA | 2^24 spread, \|x\| < 2^20 | 2, 2 | x = 22576.0 (sin), 8720.0 (cos) |
 //! | pow | f64 | 1.6M pairs of spread f64 | 1083 | x = 4.0e-118, y = 2.5: the error grows as `\|y·ln x\|` (676 here) |
 //!
 //! (f64 errors are whole ulps against Rust's f64 functions, themselves within an ulp of the true value; erf's
-//! reference is `libm::erf`, in f64 for the f32 rows too.)
+//! reference is `libm::erf`, in f64 for the f32 rows too. sin and cos are swept where they are accurate, see
+//! `trig.rs`; beyond, `math_sweep` checks that every finite input gives a result in \[-1, 1\]. Their f32 rows were
+//! measured with the debug build of `math_sweep`, whose JIT code is the release build's.)
 //!
 //! Subnormals are honoured both ways: `exp`'s results in the subnormal range and `log` of subnormals are as accurate
 //! as the rest (in absolute ulps). What is not handled: `pow`'s f64 error grows with `|y·ln x|` (about
@@ -74,6 +90,8 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::FunctionBuilder;
+
+pub(crate) mod trig;
 
 /// Emits the math library into functions under construction; cheap to copy, one per target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

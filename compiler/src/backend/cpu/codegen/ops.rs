@@ -314,6 +314,8 @@ impl Emitter<'_, '_> {
             (UnaryOp::Tanh, F32 | F64) => self.math.tanh(self.b, x),
             (UnaryOp::Logistic, F32 | F64) => self.math.logistic(self.b, x),
             (UnaryOp::Erf, F32 | F64) => self.math.erf(self.b, x),
+            (UnaryOp::Sin, F32 | F64) => self.math.sin(self.b, x),
+            (UnaryOp::Cos, F32 | F64) => self.math.cos(self.b, x),
             // Float-only ops (SPEC), and no unary op takes a bool.
             (
                 UnaryOp::Sqrt
@@ -322,7 +324,9 @@ impl Emitter<'_, '_> {
                 | UnaryOp::Log
                 | UnaryOp::Tanh
                 | UnaryOp::Logistic
-                | UnaryOp::Erf,
+                | UnaryOp::Erf
+                | UnaryOp::Sin
+                | UnaryOp::Cos,
                 I32,
             )
             | (
@@ -334,7 +338,9 @@ impl Emitter<'_, '_> {
                 | UnaryOp::Log
                 | UnaryOp::Tanh
                 | UnaryOp::Logistic
-                | UnaryOp::Erf,
+                | UnaryOp::Erf
+                | UnaryOp::Sin
+                | UnaryOp::Cos,
                 Bool,
             ) => {
                 return Err(Unlowered {

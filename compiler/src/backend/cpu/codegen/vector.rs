@@ -535,7 +535,9 @@ pub(super) fn typed_nested_plan(
                 | UnaryOp::Log
                 | UnaryOp::Tanh
                 | UnaryOp::Logistic
-                | UnaryOp::Erf => false,
+                | UnaryOp::Erf
+                | UnaryOp::Sin
+                | UnaryOp::Cos => false,
             },
             ScalarOp::Index(_)
             | ScalarOp::MatmulAcc

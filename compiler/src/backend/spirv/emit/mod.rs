@@ -21,6 +21,7 @@ mod matmul;
 mod plan;
 mod reduce;
 mod scalar;
+mod trig;
 
 use self::plan::Plan;
 use super::{element_bytes, Error, Options, SpirvKernel, WORKGROUP_SIZE};

@@ -251,7 +251,9 @@ impl Emitter<'_> {
                 | UnaryOp::Recip
                 | UnaryOp::Tanh
                 | UnaryOp::Logistic
-                | UnaryOp::Erf => verified(&format!("i32 `{}` (float-only)", op.name())),
+                | UnaryOp::Erf
+                | UnaryOp::Sin
+                | UnaryOp::Cos => verified(&format!("i32 `{}` (float-only)", op.name())),
             };
         }
         if dtype == DType::Bool {
@@ -308,6 +310,8 @@ impl Emitter<'_> {
             }
             UnaryOp::Abs => self.glsl(GLOp::FAbs, ty, &[x]),
             UnaryOp::Erf => self.erf(dtype, x),
+            UnaryOp::Sin => self.sin_or_cos(dtype, x, false),
+            UnaryOp::Cos => self.sin_or_cos(dtype, x, true),
         }
     }
 
