@@ -263,13 +263,14 @@ impl GptConfig {
         if let Some((what, _)) = sizes.iter().find(|(_, n)| *n == 0) {
             return Err(format!("the transformer's {what} is 0"));
         }
-        if self.d_model % self.heads != 0 {
+        if !self.d_model.is_multiple_of(self.heads) {
             return Err(format!(
                 "--heads {} does not divide the model width --width {}",
                 self.heads, self.d_model
             ));
         }
-        if !(self.ln_eps > 0.0) {
+        // NaN is rejected too.
+        if self.ln_eps.is_nan() || self.ln_eps <= 0.0 {
             return Err(format!("layer-norm eps {} is not positive", self.ln_eps));
         }
         Ok(())
