@@ -1,13 +1,17 @@
-//! The convolutional golden reference cases in `tests/data/golden/nets/` (`cnn_*.json`): a loader, and each case's
-//! model graph built from `model.layers` with the Builder's composites (`conv`, `max_pool`, `avg_pool`,
-//! `batch_norm_train`, `flatten`, `linear`, the activations and the losses).
+//! The golden reference nets in `tests/data/golden/nets/`: a loader for both families, [`NetCase`]`<`[`ConvNet`]`>`
+//! (`cnn_*.json`) and [`NetCase`]`<`[`GptNet`]`>` (`gpt_*.json`), each case's model graph, and ([`check`]) the
+//! comparisons every backend runs against them.
+//!
+//! A conv case's graph is built from `model.layers` with the Builder's composites (`conv`, `max_pool`, `avg_pool`,
+//! `batch_norm_train`, `flatten`, `linear`, the activations and the losses); a GPT case's by `kiln::nn::Gpt` in f32
+//! and by the transformer composites in f64 (see [`GptNet::graph`]).
 //!
 //! The format and the semantics of every layer are in `tests/data/golden/nets/README.md`. As in
 //! [`crate::golden`], float tensors load as **f64** tensors holding the file's values exactly (inputs, params and the
 //! starting running statistics are f32-representable; expected values are not), and
 //! [`NetCase::named_inputs`] casts them to the dtype under test.
 //!
-//! The graph ([`NetCase::graph`]): data inputs `x` and `y`; for layer *i* the params `l{i}.weight` and `l{i}.bias`
+//! A conv graph ([`NetCase::graph`]): data inputs `x` and `y`; for layer *i* the params `l{i}.weight` and `l{i}.bias`
 //! and, for a batch norm, the `state` inputs `l{i}.running_mean` and `l{i}.running_var`, in layer order; the outputs
 //! [`LOSS_OUTPUT`], then per batch norm `new.l{i}.running_mean` and `new.l{i}.running_var`, each **aliasing** the
 //! running statistic it updates (so a training step or a session writes it back).
@@ -16,13 +20,66 @@ use crate::golden::{
     as_usize, cast_float, f64_field, field, parse_optimizer, parse_tensor, str_field, GoldenError,
 };
 use indexmap::IndexMap;
+use kiln::nn::{Gpt, GptConfig, Module};
 use kiln::Optimizer;
+use kiln_ir::composite::{AttentionWeights, GeluApprox};
 use kiln_ir::{Builder, ConvSpec, DType, Graph, IrError, Tensor, TensorType, Value};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use crate::golden::LOSS_OUTPUT;
+
+pub mod check;
+
+/// A family of golden models (`model.family`): how its `model` object parses, which data inputs it takes and how
+/// its graph is built.
+pub trait NetModel: Sized {
+    /// `model.family`, also the prefix of the family's file names (`cnn_` for `conv`).
+    const FAMILY: &'static str;
+    const FILE_PREFIX: &'static str;
+
+    fn parse(json: &Json) -> Result<Self, String>;
+    /// Every param's shape (in the order JSON parsing gives, which need not be the graph's).
+    fn param_shapes(&self) -> &IndexMap<String, Vec<usize>>;
+    /// The batch-norm running statistics' shapes (none for a GPT).
+    fn buffer_shapes(&self) -> &IndexMap<String, Vec<usize>>;
+    /// Checks `inputs` (the file's data inputs, by name) against the model.
+    fn check_inputs(&self, inputs: &IndexMap<String, Tensor>) -> Result<(), String>;
+    /// The forward graph in `dtype`: data inputs named as in the file, the params, output [`LOSS_OUTPUT`], and for
+    /// every running statistic an output aliasing it.
+    fn graph(&self, name: &str, dtype: DType) -> Result<Graph, IrError>;
+}
+
+/// Fails unless `graph`'s params are exactly the names of `param_shapes` (the graph reads no param the file lacks,
+/// and every param of the file gets a gradient).
+fn check_params(
+    name: &str,
+    graph: &Graph,
+    param_shapes: &IndexMap<String, Vec<usize>>,
+) -> Result<(), IrError> {
+    let mut params: Vec<String> = kiln::autodiff::param_names(graph);
+    let mut listed: Vec<&String> = param_shapes.keys().collect();
+    params.sort();
+    listed.sort();
+    if !params.iter().eq(listed) {
+        return Err(IrError::Invalid(format!(
+            "{name}: the graph has params {params:?}, model.param_shapes lists {:?}",
+            param_shapes.keys().collect::<Vec<_>>()
+        )));
+    }
+    for input in graph.inputs() {
+        if let Some(shape) = param_shapes.get(input.name) {
+            if input.ty.dims() != shape.as_slice() {
+                return Err(IrError::Invalid(format!(
+                    "{name}: param `{}` is {}, model.param_shapes says {shape:?}",
+                    input.name, input.ty
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The output that replaces input `name` (a batch-norm running statistic): `new.{name}`.
 pub fn update_output(name: &str) -> String {
@@ -218,17 +275,266 @@ impl ConvNet {
             b.output_aliasing(&update_output(input), *value, input)?;
         }
         let graph = b.finish();
-        let mut params: Vec<String> = kiln::autodiff::param_names(&graph);
-        let mut listed: Vec<&String> = self.param_shapes.keys().collect();
-        params.sort();
-        listed.sort();
-        if !params.iter().eq(listed) {
-            return Err(invalid(format!(
-                "the layers make params {params:?}, model.param_shapes lists {:?}",
-                self.param_shapes.keys().collect::<Vec<_>>()
+        check_params(name, &graph, &self.param_shapes)?;
+        Ok(graph)
+    }
+}
+
+impl NetModel for ConvNet {
+    const FAMILY: &'static str = "conv";
+    const FILE_PREFIX: &'static str = "cnn_";
+
+    fn parse(json: &Json) -> Result<Self, String> {
+        parse_model(json)
+    }
+
+    fn param_shapes(&self) -> &IndexMap<String, Vec<usize>> {
+        &self.param_shapes
+    }
+
+    fn buffer_shapes(&self) -> &IndexMap<String, Vec<usize>> {
+        &self.buffer_shapes
+    }
+
+    /// `x` f32 of `model.input_shape`; `y` i32 labels `[N]` (cross-entropy) or f32 of the output's shape (mse).
+    fn check_inputs(&self, inputs: &IndexMap<String, Tensor>) -> Result<(), String> {
+        // Sorted: serde_json's objects need not keep the file's order.
+        let mut names: Vec<&str> = inputs.keys().map(String::as_str).collect();
+        names.sort();
+        if names != ["x", "y"] {
+            return Err(format!("inputs are {names:?}, expected [\"x\", \"y\"]"));
+        }
+        let (x, y) = (&inputs["x"], &inputs["y"]);
+        if x.dims() != self.input_shape.as_slice() || x.dtype() != DType::F64 {
+            return Err(format!(
+                "inputs.x has type {}, model.input_shape is {:?}",
+                x.ty(),
+                self.input_shape
+            ));
+        }
+        let y_ok = match self.loss {
+            NetLoss::CrossEntropy => y.dtype() == DType::I32 && y.dims() == [self.input_shape[0]],
+            NetLoss::Mse => y.dtype() == DType::F64 && y.dims() == self.output_shape.as_slice(),
+        };
+        if !y_ok {
+            return Err(format!(
+                "inputs.y has type {}, which a {:?} loss on {:?} outputs does not take",
+                y.ty(),
+                self.loss,
+                self.output_shape
+            ));
+        }
+        Ok(())
+    }
+
+    fn graph(&self, name: &str, dtype: DType) -> Result<Graph, IrError> {
+        ConvNet::graph(self, name, dtype)
+    }
+}
+
+/// A GPT-family model (`model.family == "gpt"`, README "Family gpt").
+#[derive(Clone, PartialEq, Debug)]
+pub struct GptNet {
+    pub vocab_size: usize,
+    pub block_size: usize,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_blocks: usize,
+    pub mlp_hidden: usize,
+    pub gelu: GeluApprox,
+    pub ln_eps: f64,
+    pub param_shapes: IndexMap<String, Vec<usize>>,
+    /// Always empty (no batch norm); kept so both families answer [`NetModel::buffer_shapes`].
+    pub buffer_shapes: IndexMap<String, Vec<usize>>,
+}
+
+impl GptNet {
+    /// The [`GptConfig`] of `kiln::nn::Gpt` for this model.
+    pub fn config(&self) -> GptConfig {
+        GptConfig {
+            vocab: self.vocab_size,
+            block_size: self.block_size,
+            d_model: self.d_model,
+            heads: self.n_heads,
+            blocks: self.n_blocks,
+            mlp_hidden: self.mlp_hidden,
+            gelu: self.gelu,
+            ln_eps: self.ln_eps,
+        }
+    }
+
+    /// The f32 graph as the model API builds it: `kiln::nn::Gpt::forward` on `tokens`, then `token_cross_entropy`
+    /// with `targets` (as `nn::SeqTrainer` builds its training step).
+    pub fn nn_graph(&self, name: &str) -> Result<Graph, IrError> {
+        let config = self.config();
+        config
+            .validate()
+            .map_err(|e| IrError::Invalid(format!("{name}: {e}")))?;
+        let gpt = Gpt::new(config);
+        let ids = TensorType::new(DType::I32, [self.batch, self.seq_len]);
+        let mut b = Builder::new(name);
+        let tokens = b.data("tokens", ids.clone())?;
+        let logits = gpt.forward(&mut b, tokens)?;
+        let targets = b.data("targets", ids)?;
+        let loss = b.token_cross_entropy(logits, targets)?;
+        b.output(LOSS_OUTPUT, loss)?;
+        let graph = b.finish();
+        // `Module::parameters` is what training code initializes and checkpoints: its names must be the graph's.
+        let declared: Vec<String> = gpt.parameters().into_iter().map(|p| p.name).collect();
+        let mut read = kiln::autodiff::param_names(&graph);
+        let mut sorted = declared.clone();
+        read.sort();
+        sorted.sort();
+        if read != sorted {
+            return Err(IrError::Invalid(format!(
+                "{name}: Gpt::parameters lists {declared:?} but forward reads {read:?}"
             )));
         }
+        check_params(name, &graph, &self.param_shapes)?;
         Ok(graph)
+    }
+
+    /// The same model from the Builder's transformer composites in any float `dtype` (`nn::Gpt` declares its
+    /// params f32, and the f64 check needs f64 throughout): `embedding` (the `gather` primitive), `layer_norm`,
+    /// `multi_head_attention`, `gelu`, `linear`, `token_cross_entropy`.
+    pub fn composite_graph(&self, name: &str, dtype: DType) -> Result<Graph, IrError> {
+        let (t, d) = (self.seq_len, self.d_model);
+        let mut b = Builder::new(name);
+        let ids = TensorType::new(DType::I32, [self.batch, t]);
+        let tokens = b.data("tokens", ids.clone())?;
+        let targets = b.data("targets", ids)?;
+        let mut params = HashMap::new();
+        for (pname, shape) in &self.param_shapes {
+            let p = b.param(pname, TensorType::new(dtype, shape.clone()))?;
+            params.insert(pname.as_str(), p);
+        }
+        let p = |pname: String| {
+            params
+                .get(pname.as_str())
+                .copied()
+                .ok_or_else(|| IrError::Invalid(format!("{name}: no param `{pname}`")))
+        };
+        let linear = |b: &mut Builder, x: Value, n: &str| {
+            b.linear(x, p(format!("{n}.weight"))?, Some(p(format!("{n}.bias"))?))
+        };
+        let layer_norm = |b: &mut Builder, x: Value, n: &str| {
+            let (w, bias) = (p(format!("{n}.weight"))?, p(format!("{n}.bias"))?);
+            b.layer_norm(x, Some(w), Some(bias), self.ln_eps)
+        };
+        let token_rows = b.embedding(p("tok_emb.weight".into())?, tokens)?;
+        let positions = b.slice(p("pos_emb.weight".into())?, &[0, 0], &[t, d])?;
+        let mut x = b.add(token_rows, positions)?;
+        for i in 0..self.n_blocks {
+            let pre = format!("blocks.{i}");
+            let h = layer_norm(&mut b, x, &format!("{pre}.ln1"))?;
+            let proj = |n: &str| -> Result<(Value, Option<Value>), IrError> {
+                let n = format!("{pre}.attn.{n}");
+                Ok((p(format!("{n}.weight"))?, Some(p(format!("{n}.bias"))?)))
+            };
+            let weights = AttentionWeights {
+                q: proj("q")?,
+                k: proj("k")?,
+                v: proj("v")?,
+                proj: proj("proj")?,
+            };
+            let a = b.multi_head_attention(h, &weights, self.n_heads, true)?;
+            x = b.add(x, a)?;
+            let h = layer_norm(&mut b, x, &format!("{pre}.ln2"))?;
+            let h = linear(&mut b, h, &format!("{pre}.mlp.fc1"))?;
+            let h = b.gelu(h, self.gelu)?;
+            let h = linear(&mut b, h, &format!("{pre}.mlp.fc2"))?;
+            x = b.add(x, h)?;
+        }
+        let h = layer_norm(&mut b, x, "ln_f")?;
+        let logits = linear(&mut b, h, "head")?;
+        let loss = b.token_cross_entropy(logits, targets)?;
+        b.output(LOSS_OUTPUT, loss)?;
+        let graph = b.finish();
+        check_params(name, &graph, &self.param_shapes)?;
+        Ok(graph)
+    }
+}
+
+impl NetModel for GptNet {
+    const FAMILY: &'static str = "gpt";
+    const FILE_PREFIX: &'static str = "gpt_";
+
+    fn parse(json: &Json) -> Result<Self, String> {
+        let size = |key: &str| as_usize(field(json, key)?, &format!("model.{key}"));
+        let gelu = match str_field(json, "gelu")? {
+            "erf" => GeluApprox::None,
+            "tanh" => GeluApprox::Tanh,
+            other => return Err(format!("unknown gelu `{other}`")),
+        };
+        // Neither is implemented by the model: a case with them would need a different graph.
+        if field(json, "weight_tying")?.as_bool() != Some(false) {
+            return Err("model.weight_tying is not false".into());
+        }
+        if str_field(json, "loss")? != "cross_entropy" {
+            return Err("model.loss is not cross_entropy".into());
+        }
+        let model = GptNet {
+            vocab_size: size("vocab_size")?,
+            block_size: size("block_size")?,
+            seq_len: size("seq_len")?,
+            batch: size("batch")?,
+            d_model: size("d_model")?,
+            n_heads: size("n_heads")?,
+            n_blocks: size("n_blocks")?,
+            mlp_hidden: size("mlp_hidden")?,
+            gelu,
+            ln_eps: f64_field(json, "ln_eps")?,
+            param_shapes: shapes(field(json, "param_shapes")?, "model.param_shapes")?,
+            buffer_shapes: shapes(field(json, "buffer_shapes")?, "model.buffer_shapes")?,
+        };
+        if !model.buffer_shapes.is_empty() {
+            return Err("a gpt model has no buffers".into());
+        }
+        if size("head_dim")? * model.n_heads != model.d_model {
+            return Err("model.head_dim · n_heads is not d_model".into());
+        }
+        Ok(model)
+    }
+
+    fn param_shapes(&self) -> &IndexMap<String, Vec<usize>> {
+        &self.param_shapes
+    }
+
+    fn buffer_shapes(&self) -> &IndexMap<String, Vec<usize>> {
+        &self.buffer_shapes
+    }
+
+    /// `tokens` and `targets`, i32 `[batch, seq_len]`.
+    fn check_inputs(&self, inputs: &IndexMap<String, Tensor>) -> Result<(), String> {
+        let mut names: Vec<&str> = inputs.keys().map(String::as_str).collect();
+        names.sort();
+        if names != ["targets", "tokens"] {
+            return Err(format!(
+                "inputs are {names:?}, expected [\"targets\", \"tokens\"]"
+            ));
+        }
+        for (name, t) in inputs {
+            if t.dtype() != DType::I32 || t.dims() != [self.batch, self.seq_len] {
+                return Err(format!(
+                    "inputs.{name} has type {}, expected i32 [{}, {}]",
+                    t.ty(),
+                    self.batch,
+                    self.seq_len
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// f32: [`GptNet::nn_graph`] (the model API, what the golden cases are here to check); any other dtype:
+    /// [`GptNet::composite_graph`].
+    fn graph(&self, name: &str, dtype: DType) -> Result<Graph, IrError> {
+        match dtype {
+            DType::F32 => self.nn_graph(name),
+            _ => self.composite_graph(name, dtype),
+        }
     }
 }
 
@@ -244,15 +550,15 @@ pub struct NetTrajectory {
     pub buffers_after: IndexMap<String, Tensor>,
 }
 
+/// A golden case of either family (`M` is [`ConvNet`] or [`GptNet`]).
 #[derive(Clone, Debug)]
-pub struct NetCase {
+pub struct NetCase<M = ConvNet> {
     pub name: String,
     pub oracle: String,
-    pub model: ConvNet,
-    /// `[N, C, H, W]` (f64, f32-representable).
-    pub x: Tensor,
-    /// i32 labels `[N]` (cross-entropy) or f64 targets of the output's shape (mse).
-    pub y: Tensor,
+    pub model: M,
+    /// The data inputs by name. Conv: `x` `[N, C, H, W]` (f64, f32-representable) and `y` (i32 labels `[N]`
+    /// for cross-entropy, f64 targets of the output's shape for mse). GPT: `tokens`, `targets` i32 `[B, T]`.
+    pub inputs: IndexMap<String, Tensor>,
     pub params: IndexMap<String, Tensor>,
     /// Running statistics before anything ran (mean 0, var 1).
     pub buffers: IndexMap<String, Tensor>,
@@ -262,21 +568,21 @@ pub struct NetCase {
     /// Running statistics after one training-mode forward.
     pub buffers_after_forward: IndexMap<String, Tensor>,
     pub trajectory: NetTrajectory,
-    /// `model.zero_grad_params` (none in the conv cases).
+    /// `model.zero_grad_params` (none in the conv cases; every `attn.k.bias` in the GPT ones).
     pub zero_grad_params: Vec<String>,
 }
 
-impl NetCase {
-    /// [`ConvNet::graph`] of this case.
+impl<M: NetModel> NetCase<M> {
+    /// [`NetModel::graph`] of this case.
     pub fn graph(&self, dtype: DType) -> Result<Graph, IrError> {
         self.model.graph(&self.name, dtype)
     }
 
-    /// `x`, `y`, the params and the starting running statistics by input name, floats cast to `dtype`.
+    /// The data inputs, the params and the starting running statistics by input name, floats cast to `dtype`.
     pub fn named_inputs(&self, dtype: DType) -> HashMap<String, Tensor> {
-        [("x", &self.x), ("y", &self.y)]
-            .into_iter()
-            .map(|(n, t)| (n.to_string(), t))
+        self.inputs
+            .iter()
+            .map(|(n, t)| (n.clone(), t))
             .chain(self.params.iter().map(|(n, t)| (n.clone(), t)))
             .chain(self.buffers.iter().map(|(n, t)| (n.clone(), t)))
             .map(|(n, t)| (n, cast_float(t, dtype)))
@@ -305,6 +611,16 @@ pub fn nets_dir() -> PathBuf {
 
 /// Every conv-family case (`cnn_*.json`) in [`nets_dir`], by file name.
 pub fn load_conv_cases() -> Result<Vec<NetCase>, GoldenError> {
+    load_cases::<ConvNet>()
+}
+
+/// Every GPT-family case (`gpt_*.json`) in [`nets_dir`], by file name.
+pub fn load_gpt_cases() -> Result<Vec<NetCase<GptNet>>, GoldenError> {
+    load_cases::<GptNet>()
+}
+
+/// Every case of family `M` in [`nets_dir`] (`M::FILE_PREFIX*.json`), by file name.
+pub fn load_cases<M: NetModel>() -> Result<Vec<NetCase<M>>, GoldenError> {
     let dir = nets_dir();
     let err = |e: std::io::Error| GoldenError {
         file: dir.clone(),
@@ -317,48 +633,36 @@ pub fn load_conv_cases() -> Result<Vec<NetCase>, GoldenError> {
         .map_err(err)?;
     files.retain(|p| {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        name.starts_with("cnn_") && name.ends_with(".json")
+        name.starts_with(M::FILE_PREFIX) && name.ends_with(".json")
     });
     files.sort();
     files.iter().map(|f| load(f)).collect()
 }
 
-pub fn load(file: &Path) -> Result<NetCase, GoldenError> {
+pub fn load<M: NetModel>(file: &Path) -> Result<NetCase<M>, GoldenError> {
     crate::golden::load_with(file, parse_case)
 }
 
-/// Parses a conv-family case (format in `tests/data/golden/nets/README.md`).
-pub fn parse_case(json: &Json) -> Result<NetCase, String> {
+/// Parses a case of family `M` (format in `tests/data/golden/nets/README.md`).
+pub fn parse_case<M: NetModel>(json: &Json) -> Result<NetCase<M>, String> {
     let model_json = field(json, "model")?;
     let family = str_field(model_json, "family")?;
-    if family != "conv" {
-        return Err(format!("model.family is `{family}`, expected `conv`"));
-    }
-    let model = parse_model(model_json)?;
-    let inputs = field(json, "inputs")?;
-    let x = parse_tensor(field(inputs, "x")?, "inputs.x")?;
-    let y = parse_tensor(field(inputs, "y")?, "inputs.y")?;
-    if x.dims() != model.input_shape.as_slice() || x.dtype() != DType::F64 {
+    if family != M::FAMILY {
         return Err(format!(
-            "inputs.x has type {}, model.input_shape is {:?}",
-            x.ty(),
-            model.input_shape
+            "model.family is `{family}`, expected `{}`",
+            M::FAMILY
         ));
     }
-    let y_ok = match model.loss {
-        NetLoss::CrossEntropy => y.dtype() == DType::I32 && y.dims() == [model.input_shape[0]],
-        NetLoss::Mse => y.dtype() == DType::F64 && y.dims() == model.output_shape.as_slice(),
-    };
-    if !y_ok {
-        return Err(format!(
-            "inputs.y has type {}, which a {:?} loss on {:?} outputs does not take",
-            y.ty(),
-            model.loss,
-            model.output_shape
-        ));
-    }
-    let params = tensors(&model.param_shapes, field(json, "params")?, "params")?;
-    let buffers = tensors(&model.buffer_shapes, field(json, "buffers")?, "buffers")?;
+    let model = M::parse(model_json)?;
+    let inputs = field(json, "inputs")?
+        .as_object()
+        .ok_or("inputs is not an object")?
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), parse_tensor(t, &format!("inputs.{name}"))?)))
+        .collect::<Result<IndexMap<_, _>, String>>()?;
+    model.check_inputs(&inputs)?;
+    let params = tensors(model.param_shapes(), field(json, "params")?, "params")?;
+    let buffers = tensors(model.buffer_shapes(), field(json, "buffers")?, "buffers")?;
     let expected = field(json, "expected")?;
     let trajectory = field(json, "trajectory")?;
     let zero_grad_params = field(model_json, "zero_grad_params")?
@@ -381,12 +685,12 @@ pub fn parse_case(json: &Json) -> Result<NetCase, String> {
             .map(|v| v.as_f64().ok_or("a trajectory loss is not a number"))
             .collect::<Result<_, _>>()?,
         params_after: tensors(
-            &model.param_shapes,
+            model.param_shapes(),
             field(trajectory, "params_after")?,
             "trajectory.params_after",
         )?,
         buffers_after: tensors(
-            &model.buffer_shapes,
+            model.buffer_shapes(),
             field(trajectory, "buffers_after")?,
             "trajectory.buffers_after",
         )?,
@@ -407,18 +711,17 @@ pub fn parse_case(json: &Json) -> Result<NetCase, String> {
             .to_string(),
         loss: f64_field(expected, "loss")?,
         grads: tensors(
-            &model.param_shapes,
+            model.param_shapes(),
             field(expected, "grads")?,
             "expected.grads",
         )?,
         buffers_after_forward: tensors(
-            &model.buffer_shapes,
+            model.buffer_shapes(),
             field(expected, "buffers")?,
             "expected.buffers",
         )?,
         model,
-        x,
-        y,
+        inputs,
         params,
         buffers,
         trajectory,
