@@ -24,7 +24,7 @@ pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
 pub use kiln_runtime::{Executable, RunError, Session};
 pub use passes::optimize;
-pub use train::{step_on_interpreter, training_step, Adam, Optimizer, Sgd};
+pub use train::{step_on_interpreter, training_step, training_step_clipped, Adam, Optimizer, Sgd};
 
 /// The README's code blocks, compiled and run as doctests so the embedding example stays true.
 #[doc = include_str!("../../README.md")]

@@ -193,6 +193,27 @@ pub fn training_step(
     params: &[&str],
     optimizer: &Optimizer,
 ) -> Result<Graph, IrError> {
+    training_step_clipped(model, loss, params, optimizer, None)
+}
+
+/// [`training_step`], the gradients first clipped by their global norm when `max_norm` is given (PyTorch's
+/// `clip_grad_norm_`): `n = sqrt(Σ_p Σ g_p²)` over every param's gradient, and each gradient scaled by
+/// `min(1, max_norm / (n + 1e-6))` before the optimizer sees it (weight decay included after it, as PyTorch clips
+/// `.grad` before `step()`). `max_norm` must be positive and finite.
+pub fn training_step_clipped(
+    model: &Graph,
+    loss: &str,
+    params: &[&str],
+    optimizer: &Optimizer,
+    max_norm: Option<f64>,
+) -> Result<Graph, IrError> {
+    if let Some(m) = max_norm {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(IrError::Invalid(format!(
+                "training_step: a gradient-norm clip of {m} is not a positive number"
+            )));
+        }
+    }
     if params.is_empty() {
         return Err(IrError::Invalid(
             "training_step: no parameters to train".into(),
@@ -230,6 +251,10 @@ pub fn training_step(
     graph.clear_outputs();
     let mut b = Builder::from_graph(graph);
     b.output("loss", loss_value)?;
+    let grads = match max_norm {
+        Some(max_norm) => clip_by_global_norm(&mut b, &grads, max_norm)?,
+        None => grads,
+    };
 
     let prefix = optimizer.name();
     let mut state_updates: Vec<(String, Value)> = Vec::new();
@@ -508,4 +533,30 @@ mod tests {
         }
         training_step(&graph, "loss", &["w"], &Optimizer::Adam(Adam::default())).unwrap();
     }
+}
+
+/// The gradients scaled by `min(1, max_norm / (‖g‖ + 1e-6))`, `‖g‖` the norm of all of them together.
+fn clip_by_global_norm(
+    b: &mut Builder,
+    grads: &[Value],
+    max_norm: f64,
+) -> Result<Vec<Value>, IrError> {
+    let mut total: Option<Value> = None;
+    for &g in grads {
+        let sq = b.mul(g, g)?;
+        let s = b.sum_all(sq)?;
+        total = Some(match total {
+            Some(t) => b.add(t, s)?,
+            None => s,
+        });
+    }
+    let Some(total) = total else {
+        return Ok(Vec::new());
+    };
+    let norm = b.sqrt(total)?;
+    let shifted = b.add_scalar(norm, 1e-6)?;
+    let coef = b.recip(shifted)?;
+    let coef = b.mul_scalar(coef, max_norm)?;
+    let scale = b.min_scalar(coef, 1.0)?;
+    grads.iter().map(|&g| b.mul(g, scale)).collect()
 }

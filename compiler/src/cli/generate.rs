@@ -126,7 +126,7 @@ pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), CliError
     // The step graph is compiled too (SeqTrainer holds both); a batch of 1 keeps it small.
     let optimizer = Optimizer::Adam(Adam::default());
     let mut trainer =
-        SeqTrainer::new(&model, 1, 1, context, &optimizer, &*backend, 0).map_err(nn_error)?;
+        SeqTrainer::new(&model, 1, 1, context, &optimizer, None, &*backend, 0).map_err(nn_error)?;
     trainer
         .set_parameters(&checkpoint.params)
         .map_err(nn_error)?;

@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// Transformer: blocks.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub blocks: usize,
+
+    /// Transformer: clip the gradients to this global norm before each step (PyTorch's `clip_grad_norm_`).
+    #[arg(long, value_name = "X")]
+    pub clip_grad_norm: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -192,9 +196,13 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.model == ModelArg::Transformer {
         return super::train_seq::train(args, out);
     }
-    if args.text.is_some() || args.steps.is_some() || args.context.is_some() {
+    if args.text.is_some()
+        || args.steps.is_some()
+        || args.context.is_some()
+        || args.clip_grad_norm.is_some()
+    {
         return Err(CliError::new(
-            "--text, --steps and --context are for --model transformer",
+            "--text, --steps, --context and --clip-grad-norm are for --model transformer",
         ));
     }
     if matches!(args.dataset, DatasetArg::Sort | DatasetArg::Reverse) {

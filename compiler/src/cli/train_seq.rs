@@ -115,6 +115,13 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
             ..Default::default()
         }),
     })?;
+    if let Some(c) = args.clip_grad_norm {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(CliError::new(format!(
+                "--clip-grad-norm {c} must be a positive number"
+            )));
+        }
+    }
     let backend = args.backend.kind().create().map_err(nn_error)?;
     let model = Gpt::new(config);
     let eval_batch = match &source {
@@ -127,6 +134,7 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         eval_batch,
         context,
         &optimizer,
+        args.clip_grad_norm,
         &*backend,
         args.seed,
     )

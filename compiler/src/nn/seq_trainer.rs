@@ -7,7 +7,7 @@
 
 use super::{init_parameters, Backend, Error, Gpt, Module, Program};
 use crate::data::{Shuffle, IGNORE_TARGET};
-use crate::train::{training_step, Optimizer};
+use crate::train::{training_step_clipped, Optimizer};
 use kiln_ir::{Builder, DType, Graph, Tensor, TensorType};
 
 /// A training step and a forward graph of one model, their parameters kept equal.
@@ -39,14 +39,17 @@ fn model_graph(model: &Gpt, batch: usize, t: usize, with_loss: bool) -> Result<G
 }
 
 impl SeqTrainer {
-    /// Compiles the step (`batch` sequences of `context` tokens) and the forward graph (`eval_batch` sequences) of
-    /// `model` on `backend`, and initializes the parameters from `seed`.
+    /// Compiles the step (`batch` sequences of `context` tokens; gradients clipped to the global norm `clip` if
+    /// given) and the forward graph (`eval_batch` sequences) of `model` on `backend`, and initializes the parameters
+    /// from `seed`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: &Gpt,
         batch: usize,
         eval_batch: usize,
         context: usize,
         optimizer: &Optimizer,
+        clip: Option<f64>,
         backend: &dyn Backend,
         seed: u64,
     ) -> Result<SeqTrainer, Error> {
@@ -56,7 +59,7 @@ impl SeqTrainer {
         let graph = model_graph(model, batch, context, true)?;
         let params: Vec<String> = model.parameters().into_iter().map(|p| p.name).collect();
         let names: Vec<&str> = params.iter().map(String::as_str).collect();
-        let step = training_step(&graph, "loss", &names, optimizer)?;
+        let step = training_step_clipped(&graph, "loss", &names, optimizer, clip)?;
         let mut step = backend.load(&step)?;
         let forward = backend.load(&model_graph(model, eval_batch, context, false)?)?;
         for (name, value) in init_parameters(model, seed)? {

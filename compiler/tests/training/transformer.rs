@@ -177,3 +177,40 @@ fn gpt_refuses_sequences_longer_than_its_context() {
     let e = gpt.forward(&mut b, floats).unwrap_err().to_string();
     assert!(e.contains("tokens must be i32 [batch, sequence]"), "{e}");
 }
+
+/// `training_step_clipped`: the gradient `(3, 4, 0)` (norm 5) is scaled by `max_norm / (5 + 1e-6)` under a clip of 0.5
+/// and left alone under a clip of 100 (PyTorch's `clip_grad_norm_`, then plain SGD with lr 1).
+#[test]
+fn gradients_are_clipped_by_their_global_norm() {
+    use kiln::ir::{interp, Tensor};
+    let mut b = Builder::new("clip");
+    let w = b.param("w", TensorType::new(DType::F64, [3])).unwrap();
+    let c = b
+        .literal(TensorType::new(DType::F64, [3]), vec![3.0, 4.0, 0.0])
+        .unwrap();
+    let wc = b.mul(w, c).unwrap();
+    let loss = b.sum_all(wc).unwrap();
+    b.output("loss", loss).unwrap();
+    let model = b.finish();
+    let sgd = kiln::Optimizer::Sgd(kiln::Sgd {
+        lr: 1.0,
+        ..Default::default()
+    });
+    let w0 = Tensor::from_f64(&[3], vec![1.0, 2.0, 3.0]).unwrap();
+    for (clip, scale) in [(0.5, 0.5 / (5.0 + 1e-6)), (100.0, 1.0)] {
+        let step = kiln::training_step_clipped(&model, "loss", &["w"], &sgd, Some(clip)).unwrap();
+        let out = interp::run(&step, std::slice::from_ref(&w0)).unwrap();
+        let new_w = out[1].as_f64().unwrap();
+        let want = [1.0 - 3.0 * scale, 2.0 - 4.0 * scale, 3.0];
+        for (a, b) in new_w.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "clip {clip}: {new_w:?} vs {want:?}");
+        }
+    }
+    let e = kiln::training_step_clipped(&model, "loss", &["w"], &sgd, Some(0.0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gradient-norm clip of 0 is not a positive number"),
+        "{e}"
+    );
+}

@@ -659,3 +659,58 @@ fn snapshot_mlp_sgd_step() {
         memory::plan(&program).report(&program)
     );
 }
+
+// ---- transformer pieces (the transformer issue's fusion rules) ----
+
+/// A layer norm (row mean, centred variance, normalize, affine) is one row-parallel kernel: no intermediate buffer.
+#[test]
+fn layer_norm_is_one_row_kernel() {
+    let g = one_output(|b| {
+        let x = b.data("x", TensorType::f32(&[6, 16])).unwrap();
+        let w = b.param("w", TensorType::f32(&[16])).unwrap();
+        let bias = b.param("b", TensorType::f32(&[16])).unwrap();
+        b.layer_norm(x, Some(w), Some(bias), 1e-5).unwrap()
+    });
+    let p = assert_kernels_match_graph(&g, 3);
+    assert_eq!(p.kernels.len(), 1, "{}", kernel::print(&p));
+    assert_eq!(extents(&p.kernels[0]), [6]);
+}
+
+/// `gelu(x Wᵀ + b)`: the bias and the exact GELU run in the matmul's epilogue.
+#[test]
+fn linear_bias_gelu_is_one_matmul_kernel() {
+    let g = one_output(|b| {
+        let x = b.data("x", TensorType::f32(&[8, 16])).unwrap();
+        let w = b.param("w", TensorType::f32(&[32, 16])).unwrap();
+        let bias = b.param("b", TensorType::f32(&[32])).unwrap();
+        let h = b.linear(x, w, Some(bias)).unwrap();
+        b.gelu(h, kiln::ir::GeluApprox::None).unwrap()
+    });
+    let p = assert_kernels_match_graph(&g, 4);
+    assert_eq!(p.kernels.len(), 1, "{}", kernel::print(&p));
+    assert!(
+        matches!(p.kernels[0], Kernel::Matmul(_)),
+        "{}",
+        kernel::print(&p)
+    );
+}
+
+/// Causal attention: the two batched matmuls and, between them, one row kernel for the scale, the mask and the
+/// softmax (the scores are written once and read once).
+#[test]
+fn causal_attention_is_two_matmuls_around_one_softmax_row_kernel() {
+    let g = one_output(|b| {
+        let ty = TensorType::f32(&[2, 3, 8, 4]);
+        let q = b.data("q", ty.clone()).unwrap();
+        let k = b.data("k", ty.clone()).unwrap();
+        let v = b.data("v", ty).unwrap();
+        b.scaled_dot_product_attention(q, k, v, true).unwrap()
+    });
+    let p = assert_kernels_match_graph(&g, 5);
+    let kinds: Vec<bool> = p
+        .kernels
+        .iter()
+        .map(|k| matches!(k, Kernel::Matmul(_)))
+        .collect();
+    assert_eq!(kinds, [true, false, true], "{}", kernel::print(&p));
+}
