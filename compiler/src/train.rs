@@ -419,6 +419,32 @@ pub fn step_on_interpreter(
     Ok(loss)
 }
 
+/// The gradients scaled by `min(1, max_norm / (‖g‖ + 1e-6))`, `‖g‖` the norm of all of them together.
+fn clip_by_global_norm(
+    b: &mut Builder,
+    grads: &[Value],
+    max_norm: f64,
+) -> Result<Vec<Value>, IrError> {
+    let mut total: Option<Value> = None;
+    for &g in grads {
+        let sq = b.mul(g, g)?;
+        let s = b.sum_all(sq)?;
+        total = Some(match total {
+            Some(t) => b.add(t, s)?,
+            None => s,
+        });
+    }
+    let Some(total) = total else {
+        return Ok(Vec::new());
+    };
+    let norm = b.sqrt(total)?;
+    let shifted = b.add_scalar(norm, 1e-6)?;
+    let coef = b.recip(shifted)?;
+    let coef = b.mul_scalar(coef, max_norm)?;
+    let scale = b.min_scalar(coef, 1.0)?;
+    grads.iter().map(|&g| b.mul(g, scale)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,30 +559,4 @@ mod tests {
         }
         training_step(&graph, "loss", &["w"], &Optimizer::Adam(Adam::default())).unwrap();
     }
-}
-
-/// The gradients scaled by `min(1, max_norm / (‖g‖ + 1e-6))`, `‖g‖` the norm of all of them together.
-fn clip_by_global_norm(
-    b: &mut Builder,
-    grads: &[Value],
-    max_norm: f64,
-) -> Result<Vec<Value>, IrError> {
-    let mut total: Option<Value> = None;
-    for &g in grads {
-        let sq = b.mul(g, g)?;
-        let s = b.sum_all(sq)?;
-        total = Some(match total {
-            Some(t) => b.add(t, s)?,
-            None => s,
-        });
-    }
-    let Some(total) = total else {
-        return Ok(Vec::new());
-    };
-    let norm = b.sqrt(total)?;
-    let shifted = b.add_scalar(norm, 1e-6)?;
-    let coef = b.recip(shifted)?;
-    let coef = b.mul_scalar(coef, max_norm)?;
-    let scale = b.min_scalar(coef, 1.0)?;
-    grads.iter().map(|&g| b.mul(g, scale)).collect()
 }
