@@ -346,9 +346,11 @@ fn a_small_cnn_trains_on_the_cpu_and_its_checkpoint_keeps_the_running_statistics
     assert_eq!(spec.describe(), "cnn 64-8-16-10 relu");
     let model = spec.build();
     let backend = BackendKind::Cpu.create().unwrap();
+    // At lr 2e-2 this host (AVX-512) saw the evaluation-mode accuracy swing from 73% to 42% between epochs 2 and 3
+    // (running statistics lagging the weights); 1e-2 trains steadily.
     let config = TrainConfig {
         epochs: 3,
-        ..TrainConfig::new(adam(2e-2))
+        ..TrainConfig::new(adam(1e-2))
     };
     let mut trainer = Trainer::new(&*model, &data, config, &*backend).unwrap();
     let history = trainer.fit(|_| {}).unwrap();
