@@ -137,42 +137,7 @@ pub fn load_checkpoint_checked(path: &Path) -> Result<(Checkpoint, Integrity), E
     // Parameters, then buffers (batch norm's running statistics), as `Trainer::parameters` lists them.
     let model = spec.build();
     let declared = [model.parameters(), model.buffers()].concat();
-    let mut params = Vec::with_capacity(declared.len());
-    for p in &declared {
-        let view = tensors.tensor(&p.name).map_err(|_| {
-            bad(format!(
-                "no tensor `{}` (the {} model needs it)",
-                p.name,
-                spec.describe()
-            ))
-        })?;
-        if view.dtype() != Dtype::F32 || view.shape() != p.ty.dims() {
-            return Err(bad(format!(
-                "tensor `{}` is {:?}{:?}, the {} model needs {}",
-                p.name,
-                view.dtype(),
-                view.shape(),
-                spec.describe(),
-                p.ty
-            )));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        params.push((p.name.clone(), Tensor::from_f32(p.ty.dims(), values)?));
-    }
-    if let Some(extra) = tensors
-        .names()
-        .into_iter()
-        .find(|n| declared.iter().all(|p| p.name != *n))
-    {
-        return Err(bad(format!(
-            "unexpected tensor `{extra}` (not a parameter or buffer of the {} model)",
-            spec.describe()
-        )));
-    }
+    let params = declared_tensors(path, &tensors, &declared, &spec.describe())?;
     Ok((
         Checkpoint {
             spec,
@@ -210,4 +175,52 @@ pub(super) fn verify_checksum(
         )));
     }
     Ok(Integrity::Verified)
+}
+
+/// Every `declared` tensor of the checkpoint at `path`, each f32 of its declared shape, and no other tensor; errors
+/// name the tensor and the model (`describe`).
+pub(super) fn declared_tensors(
+    path: &Path,
+    tensors: &SafeTensors<'_>,
+    declared: &[super::Parameter],
+    describe: &str,
+) -> Result<Vec<(String, Tensor)>, Error> {
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut params = Vec::with_capacity(declared.len());
+    for p in declared {
+        let view = tensors.tensor(&p.name).map_err(|_| {
+            bad(format!(
+                "no tensor `{}` (the {describe} model needs it)",
+                p.name
+            ))
+        })?;
+        if view.dtype() != Dtype::F32 || view.shape() != p.ty.dims() {
+            return Err(bad(format!(
+                "tensor `{}` is {:?}{:?}, the {describe} model needs {}",
+                p.name,
+                view.dtype(),
+                view.shape(),
+                p.ty
+            )));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        params.push((p.name.clone(), Tensor::from_f32(p.ty.dims(), values)?));
+    }
+    if let Some(extra) = tensors
+        .names()
+        .into_iter()
+        .find(|n| declared.iter().all(|p| p.name != *n))
+    {
+        return Err(bad(format!(
+            "unexpected tensor `{extra}` (not a parameter or buffer of the {describe} model)"
+        )));
+    }
+    Ok(params)
 }

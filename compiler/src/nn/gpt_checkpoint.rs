@@ -2,11 +2,11 @@
 //! checksum) and metadata entries giving the [`GptConfig`] and what the model reads (a generated task, or a
 //! character vocabulary), so `kiln generate` and `kiln predict` rebuild it from the file alone.
 
-use super::checkpoint::{save_tensors, verify_checksum};
+use super::checkpoint::{declared_tensors, save_tensors, verify_checksum};
 use super::{Error, Gpt, GptConfig, Integrity, Module};
 use crate::data::seq::Task;
 use kiln_ir::{GeluApprox, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::SafeTensors;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -138,28 +138,8 @@ pub fn load_gpt_checkpoint(path: &Path) -> Result<(GptCheckpoint, Integrity), Er
         },
     };
     let integrity = verify_checksum(path, meta, &tensors)?;
-    let model = Gpt::new(config);
-    let mut params = Vec::new();
-    for p in model.parameters() {
-        let view = tensors
-            .tensor(&p.name)
-            .map_err(|_| bad(format!("no tensor `{}` (the transformer needs it)", p.name)))?;
-        if view.dtype() != Dtype::F32 || view.shape() != p.ty.dims() {
-            return Err(bad(format!(
-                "tensor `{}` is {:?}{:?}, the transformer needs {}",
-                p.name,
-                view.dtype(),
-                view.shape(),
-                p.ty
-            )));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        params.push((p.name.clone(), Tensor::from_f32(p.ty.dims(), values)?));
-    }
+    let declared = Gpt::new(config).parameters();
+    let params = declared_tensors(path, &tensors, &declared, "transformer")?;
     Ok((
         GptCheckpoint {
             config,
