@@ -220,3 +220,139 @@ fn every_golden_case_runs_from_the_command_line() {
         }
     }
 }
+
+/// The golden GPT cases (`tests/data/golden/nets/gpt_*.json`) from the command line: the `kiln::nn::Gpt` graph with
+/// its token cross-entropy printed as `.kir`, tokens, targets and params given as `.npy` files, then `kiln run
+/// --stage grad` and `--stage train` with the case's Adam/AdamW flags. Tolerances as in that folder's README (f32);
+/// `model.zero_grad_params` are left out of `params_after` (their gradient is round-off, which Adam magnifies).
+#[test]
+fn every_golden_gpt_case_runs_from_the_command_line() {
+    use kiln::ir::{Builder, GeluApprox, TensorType};
+    use kiln::nn::{Gpt, GptConfig, Module};
+    let nets = golden_dir().join("nets");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&nets)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.starts_with("gpt_") && name.ends_with(".json")
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "the golden GPT cases");
+    for file in files {
+        let case: Json = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let name = case["name"].as_str().unwrap();
+        let dir = workdir(name);
+        let m = &case["model"];
+        let size = |key: &str| m[key].as_u64().unwrap() as usize;
+        let config = GptConfig {
+            vocab: size("vocab_size"),
+            block_size: size("block_size"),
+            d_model: size("d_model"),
+            heads: size("n_heads"),
+            blocks: size("n_blocks"),
+            mlp_hidden: size("mlp_hidden"),
+            gelu: if m["gelu"] == "tanh" {
+                GeluApprox::Tanh
+            } else {
+                GeluApprox::None
+            },
+            ln_eps: m["ln_eps"].as_f64().unwrap(),
+        };
+        let (batch, t) = (size("batch"), size("seq_len"));
+        let mut b = Builder::new(name);
+        let tokens = b
+            .data("tokens", TensorType::new(DType::I32, [batch, t]))
+            .unwrap();
+        let targets = b
+            .data("targets", TensorType::new(DType::I32, [batch, t]))
+            .unwrap();
+        let logits = Gpt::new(config).forward(&mut b, tokens).unwrap();
+        let loss = b.token_cross_entropy(logits, targets).unwrap();
+        b.output("loss", loss).unwrap();
+        let kir = dir.join(format!("{name}.kir"));
+        std::fs::write(&kir, text::print(&b.finish())).unwrap();
+
+        let mut args = vec!["run".to_string(), kir.to_str().unwrap().to_string()];
+        let tensors = case["inputs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .chain(case["params"].as_object().unwrap());
+        for (input, tensor) in tensors {
+            let path = dir.join(format!("in.{input}.npy"));
+            write_tensor(&path, tensor);
+            args.extend(["--input".to_string(), format!("{input}={}", path.display())]);
+        }
+        let grad_out = dir.join("grad");
+        let mut grad_args = args.clone();
+        grad_args
+            .extend(["--stage", "grad", "--out", grad_out.to_str().unwrap()].map(String::from));
+        kiln(&grad_args);
+        let loss_value = read_f64s(&grad_out.join("loss.npy"))[0];
+        let expected_loss = case["expected"]["loss"].as_f64().unwrap();
+        assert!(
+            (loss_value - expected_loss).abs() <= 1e-5 * expected_loss.abs(),
+            "{name}: loss {loss_value}, expected {expected_loss}"
+        );
+        for (param, expected) in case["expected"]["grads"].as_object().unwrap() {
+            let got = read_f64s(&grad_out.join(format!("grad.{param}.npy")));
+            assert_close(&format!("{name} grad.{param}"), &got, expected);
+        }
+
+        let trajectory = &case["trajectory"];
+        let steps = trajectory["steps"].as_u64().unwrap();
+        let train_out = dir.join("train");
+        let mut train_args = args.clone();
+        train_args.extend(
+            [
+                "--stage",
+                "train",
+                "--steps",
+                &steps.to_string(),
+                "--out",
+                train_out.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        train_args.extend(optimizer_flags(&trajectory["optimizer"]));
+        kiln(&train_args);
+        let losses = read_f64s(&train_out.join("losses.npy"));
+        let expected = trajectory["losses_before_each_step"].as_array().unwrap();
+        assert_eq!(losses.len(), expected.len(), "{name}: number of losses");
+        for (k, (a, b)) in losses.iter().zip(expected).enumerate() {
+            let b = b.as_f64().unwrap();
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs(),
+                "{name} step {k}: loss {a}, expected {b}"
+            );
+        }
+        let skipped: Vec<&str> = m["zero_grad_params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for (param, expected) in trajectory["params_after"].as_object().unwrap() {
+            if skipped.contains(&param.as_str()) {
+                continue;
+            }
+            let got = read_f64s(&train_out.join(format!("{param}.npy")));
+            // README: params_after within 1e-5 + 1e-4·|b|.
+            let want: Vec<f64> = expected["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+                    "{name} {param}[{i}] after {steps} steps: got {a:e}, expected {b:e}"
+                );
+            }
+            assert_eq!(got.len(), want.len(), "{name} {param}: length");
+        }
+    }
+}
