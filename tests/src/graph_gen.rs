@@ -481,9 +481,13 @@ impl Gen<'_> {
     }
 
     /// A `gather` along a random axis, by an i32 index of a random extent there: an input (values in `0..10`) or a
-    /// constant (in range, negative or far out: out-of-range indices read 0). Differentiable graphs take a constant
-    /// index, so that only floats are inputs.
+    /// constant (in range, negative or far out: out-of-range indices read 0). Not in differentiable graphs, which hold
+    /// only floats.
     fn gather(&mut self, rng: &mut Rng) -> Option<NodeId> {
+        // Differentiable graphs hold only float values; the index is i32.
+        if self.config.differentiable {
+            return None;
+        }
         let x = self.pick_value(rng, |t| t.rank() >= 1)?;
         let mut dims = self.g.ty(x).dims().to_vec();
         let axis = rng.below(dims.len());
@@ -492,7 +496,7 @@ impl Gen<'_> {
         if ty.numel() > self.config.max_elements {
             return None;
         }
-        let idx = if self.config.differentiable || rng.one_in(2) {
+        let idx = if rng.one_in(2) {
             self.constant_of(rng, ty)
         } else {
             self.input_of(rng, ty)
