@@ -68,7 +68,7 @@ fn read_f64s(path: &Path) -> Vec<f64> {
     }
 }
 
-fn assert_close(what: &str, got: &[f64], expected: &Json) {
+fn assert_close(what: &str, got: &[f64], expected: &Json, atol: f64) {
     let expected: Vec<f64> = expected["data"]
         .as_array()
         .unwrap()
@@ -77,7 +77,7 @@ fn assert_close(what: &str, got: &[f64], expected: &Json) {
         .collect();
     assert_eq!(got.len(), expected.len(), "{what}: length");
     for (i, (a, b)) in got.iter().zip(&expected).enumerate() {
-        let allowed = 1e-6 + 1e-4 * b.abs();
+        let allowed = atol + 1e-4 * b.abs();
         assert!(
             (a - b).abs() <= allowed,
             "{what}[{i}]: got {a:e}, expected {b:e}"
@@ -149,75 +149,7 @@ fn every_golden_case_runs_from_the_command_line() {
         let kir = dir.join(format!("{name}.kir"));
         std::fs::write(&kir, text::print(&graph)).unwrap();
 
-        let mut args = vec!["run".to_string(), kir.to_str().unwrap().to_string()];
-        let tensors = case["inputs"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .chain(case["params"].as_object().unwrap());
-        for (input, tensor) in tensors {
-            let path = dir.join(format!("in.{input}.npy"));
-            write_tensor(&path, tensor);
-            args.extend(["--input".to_string(), format!("{input}={}", path.display())]);
-        }
-
-        // Gradients.
-        let grad_out = dir.join("grad");
-        let mut grad_args = args.clone();
-        grad_args
-            .extend(["--stage", "grad", "--out", grad_out.to_str().unwrap()].map(String::from));
-        kiln(&grad_args);
-        let loss_value = read_f64s(&grad_out.join("loss.npy"))[0];
-        let expected_loss = case["expected"]["loss"].as_f64().unwrap();
-        assert!(
-            (loss_value - expected_loss).abs() <= 1e-5 * expected_loss.abs(),
-            "{name}: loss {loss_value}"
-        );
-        for (param, expected) in case["expected"]["grads"].as_object().unwrap() {
-            let got = read_f64s(&grad_out.join(format!("grad.{param}.npy")));
-            assert_close(&format!("{name} grad.{param}"), &got, expected);
-        }
-
-        // The optimizer trajectory.
-        let trajectory = &case["trajectory"];
-        let steps = trajectory["steps"].as_u64().unwrap();
-        let train_out = dir.join("train");
-        let mut train_args = args.clone();
-        train_args.extend(
-            [
-                "--stage",
-                "train",
-                "--steps",
-                &steps.to_string(),
-                "--out",
-                train_out.to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
-        train_args.extend(optimizer_flags(&trajectory["optimizer"]));
-        kiln(&train_args);
-        let losses = read_f64s(&train_out.join("losses.npy"));
-        let expected: Vec<f64> = trajectory["losses_before_each_step"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(losses.len(), expected.len(), "{name}: number of losses");
-        for (k, (a, b)) in losses.iter().zip(&expected).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs(),
-                "{name} step {k}: loss {a}, expected {b}"
-            );
-        }
-        for (param, expected) in trajectory["params_after"].as_object().unwrap() {
-            let got = read_f64s(&train_out.join(format!("{param}.npy")));
-            assert_close(
-                &format!("{name} {param} after {steps} steps"),
-                &got,
-                expected,
-            );
-        }
+        check_from_cli(name, &dir, &kir, &case, 1e-6, &[]);
     }
 }
 
@@ -274,85 +206,90 @@ fn every_golden_gpt_case_runs_from_the_command_line() {
         let kir = dir.join(format!("{name}.kir"));
         std::fs::write(&kir, text::print(&b.finish())).unwrap();
 
-        let mut args = vec!["run".to_string(), kir.to_str().unwrap().to_string()];
-        let tensors = case["inputs"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .chain(case["params"].as_object().unwrap());
-        for (input, tensor) in tensors {
-            let path = dir.join(format!("in.{input}.npy"));
-            write_tensor(&path, tensor);
-            args.extend(["--input".to_string(), format!("{input}={}", path.display())]);
-        }
-        let grad_out = dir.join("grad");
-        let mut grad_args = args.clone();
-        grad_args
-            .extend(["--stage", "grad", "--out", grad_out.to_str().unwrap()].map(String::from));
-        kiln(&grad_args);
-        let loss_value = read_f64s(&grad_out.join("loss.npy"))[0];
-        let expected_loss = case["expected"]["loss"].as_f64().unwrap();
-        assert!(
-            (loss_value - expected_loss).abs() <= 1e-5 * expected_loss.abs(),
-            "{name}: loss {loss_value}, expected {expected_loss}"
-        );
-        for (param, expected) in case["expected"]["grads"].as_object().unwrap() {
-            let got = read_f64s(&grad_out.join(format!("grad.{param}.npy")));
-            assert_close(&format!("{name} grad.{param}"), &got, expected);
-        }
-
-        let trajectory = &case["trajectory"];
-        let steps = trajectory["steps"].as_u64().unwrap();
-        let train_out = dir.join("train");
-        let mut train_args = args.clone();
-        train_args.extend(
-            [
-                "--stage",
-                "train",
-                "--steps",
-                &steps.to_string(),
-                "--out",
-                train_out.to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
-        train_args.extend(optimizer_flags(&trajectory["optimizer"]));
-        kiln(&train_args);
-        let losses = read_f64s(&train_out.join("losses.npy"));
-        let expected = trajectory["losses_before_each_step"].as_array().unwrap();
-        assert_eq!(losses.len(), expected.len(), "{name}: number of losses");
-        for (k, (a, b)) in losses.iter().zip(expected).enumerate() {
-            let b = b.as_f64().unwrap();
-            assert!(
-                (a - b).abs() <= 1e-5 * b.abs(),
-                "{name} step {k}: loss {a}, expected {b}"
-            );
-        }
         let skipped: Vec<&str> = m["zero_grad_params"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        for (param, expected) in trajectory["params_after"].as_object().unwrap() {
-            if skipped.contains(&param.as_str()) {
-                continue;
-            }
-            let got = read_f64s(&train_out.join(format!("{param}.npy")));
-            // README: params_after within 1e-5 + 1e-4·|b|.
-            let want: Vec<f64> = expected["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
-                    "{name} {param}[{i}] after {steps} steps: got {a:e}, expected {b:e}"
-                );
-            }
-            assert_eq!(got.len(), want.len(), "{name} {param}: length");
+        // README: params_after within 1e-5 + 1e-4·|b|.
+        check_from_cli(name, &dir, &kir, &case, 1e-5, &skipped);
+    }
+}
+
+/// Runs the case's `.kir` (`kir`) from the command line with its inputs and params as `.npy` files: `--stage grad`
+/// (loss rtol 1e-5; gradients 1e-6 + 1e-4·|b|) and `--stage train` with the case's optimizer flags (losses rtol
+/// 1e-5; `params_after` within `after_atol` + 1e-4·|b|, but for the params in `skipped`).
+fn check_from_cli(
+    name: &str,
+    dir: &Path,
+    kir: &Path,
+    case: &Json,
+    after_atol: f64,
+    skipped: &[&str],
+) {
+    let mut args = vec!["run".to_string(), kir.to_str().unwrap().to_string()];
+    let tensors = case["inputs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .chain(case["params"].as_object().unwrap());
+    for (input, tensor) in tensors {
+        let path = dir.join(format!("in.{input}.npy"));
+        write_tensor(&path, tensor);
+        args.extend(["--input".to_string(), format!("{input}={}", path.display())]);
+    }
+    let grad_out = dir.join("grad");
+    let mut grad_args = args.clone();
+    grad_args.extend(["--stage", "grad", "--out", grad_out.to_str().unwrap()].map(String::from));
+    kiln(&grad_args);
+    let loss_value = read_f64s(&grad_out.join("loss.npy"))[0];
+    let expected_loss = case["expected"]["loss"].as_f64().unwrap();
+    assert!(
+        (loss_value - expected_loss).abs() <= 1e-5 * expected_loss.abs(),
+        "{name}: loss {loss_value}, expected {expected_loss}"
+    );
+    for (param, expected) in case["expected"]["grads"].as_object().unwrap() {
+        let got = read_f64s(&grad_out.join(format!("grad.{param}.npy")));
+        assert_close(&format!("{name} grad.{param}"), &got, expected, 1e-6);
+    }
+    let trajectory = &case["trajectory"];
+    let steps = trajectory["steps"].as_u64().unwrap();
+    let train_out = dir.join("train");
+    let mut train_args = args;
+    train_args.extend(
+        [
+            "--stage",
+            "train",
+            "--steps",
+            &steps.to_string(),
+            "--out",
+            train_out.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    train_args.extend(optimizer_flags(&trajectory["optimizer"]));
+    kiln(&train_args);
+    let losses = read_f64s(&train_out.join("losses.npy"));
+    let expected = trajectory["losses_before_each_step"].as_array().unwrap();
+    assert_eq!(losses.len(), expected.len(), "{name}: number of losses");
+    for (k, (a, b)) in losses.iter().zip(expected).enumerate() {
+        let b = b.as_f64().unwrap();
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs(),
+            "{name} step {k}: loss {a}, expected {b}"
+        );
+    }
+    for (param, expected) in trajectory["params_after"].as_object().unwrap() {
+        if skipped.contains(&param.as_str()) {
+            continue;
         }
+        let got = read_f64s(&train_out.join(format!("{param}.npy")));
+        assert_close(
+            &format!("{name} {param} after {steps} steps"),
+            &got,
+            expected,
+            after_atol,
+        );
     }
 }
