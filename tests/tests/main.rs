@@ -64,6 +64,7 @@ mod all_backends {
     mod conv_snapshots;
     mod deep_graphs;
     mod every_op;
+    mod expm1;
     mod gather;
     mod large_logits;
     mod transformer;

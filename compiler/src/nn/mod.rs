@@ -67,7 +67,9 @@ pub use layers::{
 pub use loss::Loss;
 pub use models::{Cnn, ModelKind, ModelSpec, TwoLayerNet};
 pub use seq_trainer::SeqTrainer;
-pub use trainer::{accuracy, evaluate, EpochMetrics, Evaluation, Event, TrainConfig, Trainer};
+pub use trainer::{
+    accuracy, evaluate, EpochMetrics, Evaluation, Event, LrSchedule, TrainConfig, Trainer,
+};
 pub use transformer::{Embedding, Gpt, GptConfig, LayerNorm, MultiheadAttention, TransformerBlock};
 
 use crate::data::{DataError, Shuffle};

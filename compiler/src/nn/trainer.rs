@@ -26,10 +26,37 @@ pub struct TrainConfig {
     pub loss: Loss,
     /// Seeds the parameter initialization and the minibatch order.
     pub seed: u64,
+    /// How the learning rate changes from epoch to epoch.
+    pub schedule: LrSchedule,
+}
+
+/// The learning rate of each epoch, from the optimizer's `lr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LrSchedule {
+    /// `lr` throughout.
+    #[default]
+    Constant,
+    /// Cosine annealing to 0 over the run's epochs, stepped once per epoch (PyTorch's `CosineAnnealingLR` with
+    /// `T_max = epochs`, `eta_min = 0`): epoch `e` (from 0) trains at `lr · ½(1 + cos(π·e/epochs))`. Without it the
+    /// digits CNN's test accuracy swings by ~2% between the last epochs.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The learning rate of epoch `epoch` (from 0) of `epochs`; past the last epoch, the last epoch's.
+    pub fn lr(self, base: f64, epoch: usize, epochs: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => base,
+            LrSchedule::Cosine => {
+                let e = epoch.min(epochs.saturating_sub(1)) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * e / epochs.max(1) as f64).cos())
+            }
+        }
+    }
 }
 
 impl TrainConfig {
-    /// 30 epochs of batches of 32, softmax cross-entropy, seed 0.
+    /// 30 epochs of batches of 32, softmax cross-entropy, seed 0, a constant learning rate.
     pub fn new(optimizer: Optimizer) -> TrainConfig {
         TrainConfig {
             epochs: 30,
@@ -37,6 +64,7 @@ impl TrainConfig {
             optimizer,
             loss: Loss::CrossEntropy,
             seed: 0,
+            schedule: LrSchedule::Constant,
         }
     }
 }
@@ -86,6 +114,11 @@ pub struct Trainer<'a> {
     /// The model's buffers (running statistics), resident in the step like the parameters.
     buffers: Vec<String>,
     step: Box<dyn Program>,
+    /// The model's forward graph and the backend, to rebuild `step` when the schedule changes the learning rate.
+    graph: Graph,
+    backend: &'a dyn Backend,
+    /// The learning rate `step` was built with.
+    step_lr: f64,
     evaluator: Evaluator<'a>,
     /// The model's output width.
     outputs: usize,
@@ -118,9 +151,8 @@ impl<'a> Trainer<'a> {
         config.loss.check_outputs(outputs, data.classes)?;
         let params = check_parameters(model, &graph)?;
         let buffers = check_buffers(model, &graph)?;
-        let names: Vec<&str> = params.iter().map(String::as_str).collect();
-        let step = training_step(&graph, "loss", &names, &config.optimizer)?;
-        let mut step = backend.load(&step)?;
+        let step_lr = config.schedule.lr(config.optimizer.lr(), 0, config.epochs);
+        let (mut step, _) = load_step(&graph, &params, config.optimizer.with_lr(step_lr), backend)?;
         for (name, value) in init_parameters(model, config.seed)? {
             if params.contains(&name) {
                 step.set(&name, value)?;
@@ -137,6 +169,9 @@ impl<'a> Trainer<'a> {
             params,
             buffers,
             step,
+            graph,
+            backend,
+            step_lr,
             evaluator: Evaluator::new(model, config.loss, data.features(), backend),
             outputs,
             // A stream apart from the initialization's.
@@ -152,6 +187,7 @@ impl<'a> Trainer<'a> {
         let mut history = Vec::new();
         for _ in 0..self.config.epochs {
             let epoch = self.epochs_done + 1;
+            self.schedule_lr()?;
             let train_loss = self.train_epoch(epoch, &mut on_event)?;
             let params = self.parameters()?;
             let train = self.evaluator.evaluate(&params, &self.data.train)?;
@@ -169,6 +205,27 @@ impl<'a> Trainer<'a> {
             history.push(metrics);
         }
         Ok(history)
+    }
+
+    /// Rebuilds the step at the schedule's learning rate for the next epoch if it changed, carrying over every
+    /// resident input (parameters, buffers, optimizer state). The rate is a constant of the step graph, as every
+    /// hyper-parameter (SPEC §5), so a new rate is a new graph: one compile per epoch.
+    fn schedule_lr(&mut self) -> Result<(), Error> {
+        let config = &self.config;
+        let lr = config
+            .schedule
+            .lr(config.optimizer.lr(), self.epochs_done, config.epochs);
+        if lr == self.step_lr {
+            return Ok(());
+        }
+        let optimizer = config.optimizer.with_lr(lr);
+        let (mut step, resident) = load_step(&self.graph, &self.params, optimizer, self.backend)?;
+        for name in &resident {
+            step.set(name, self.step.get(name)?)?;
+        }
+        self.step = step;
+        self.step_lr = lr;
+        Ok(())
     }
 
     /// One pass over the shuffled training rows in full batches; returns the mean batch loss.
@@ -321,6 +378,27 @@ pub fn accuracy(predictions: &[i32], labels: &[i32]) -> f64 {
 
 /// The graph `x → model → out`, `loss(out, y)` for `batch` rows in `mode`, and the model's output width. In training
 /// it also outputs `new.<buffer>` aliasing each buffer the forward pass updates.
+fn names(params: &[String]) -> Vec<&str> {
+    params.iter().map(String::as_str).collect()
+}
+
+/// The training step of `graph` under `optimizer`, loaded on `backend`, and the names of its resident inputs (params,
+/// buffers and optimizer state).
+fn load_step(
+    graph: &Graph,
+    params: &[String],
+    optimizer: Optimizer,
+    backend: &dyn Backend,
+) -> Result<(Box<dyn Program>, Vec<String>), Error> {
+    let step = training_step(graph, "loss", &names(params), &optimizer)?;
+    let resident = step
+        .inputs()
+        .filter(|i| matches!(i.role, Role::Param | Role::State))
+        .map(|i| i.name.to_string())
+        .collect();
+    Ok((backend.load(&step)?, resident))
+}
+
 fn model_graph(
     model: &dyn Module,
     loss: Loss,
@@ -405,4 +483,28 @@ fn batch_tensors(split: &Split, loss: Loss, outputs: usize) -> Result<(Tensor, T
     let x = Tensor::from_f32(&[split.len(), split.features], split.x.clone())?;
     let y = loss.targets(&split.y, outputs)?;
     Ok((x, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LrSchedule;
+
+    #[test]
+    fn cosine_anneals_from_the_base_rate_towards_zero_once_per_epoch() {
+        let lrs: Vec<f64> = (0..5).map(|e| LrSchedule::Cosine.lr(0.1, e, 4)).collect();
+        // PyTorch's CosineAnnealingLR(T_max=4): 0.1, 0.0853553, 0.05, 0.0146447; then it stays at the last epoch's.
+        let want = [
+            0.1,
+            0.085_355_339_059_327_38,
+            0.05,
+            0.014_644_660_940_672_63,
+            0.014_644_660_940_672_63,
+        ];
+        for (got, want) in lrs.iter().zip(want) {
+            assert!((got - want).abs() < 1e-15, "{lrs:?}");
+        }
+        assert_eq!(LrSchedule::Constant.lr(0.1, 3, 4), 0.1);
+        assert_eq!(LrSchedule::Cosine.lr(0.1, 0, 1), 0.1);
+        assert_eq!(LrSchedule::Cosine.lr(0.1, 0, 0), 0.1);
+    }
 }

@@ -135,14 +135,9 @@ fn vulkan_matches_the_reference() {
     }
 }
 
-/// The Adam trajectories on Vulkan. `cnn_bn_nonsquare_maxpool_pad_ce_adam`'s losses before steps 2-4 are off by
-/// 1.5e-5-2.7e-5 relative (tolerance 1e-5); its gradients and the other case's Adam trajectory pass. The cause is
-/// not the conv net: the Adam update's bias correction `1 − β2^t` uses `pow`, and the SPIR-V backend's f32 `pow`
-/// (GLSL `Pow` = `exp2(t·log2 β)`, `log2` with an absolute error near 1) gives `1 − 0.999^1` = 1.00011e-3 on
-/// lavapipe (relative error 1.1e-4, against 1.3e-5 for the interpreter and the CPU). Vulkan's forward and backward
-/// with the same update done on the host in f32 stay within 2.6e-6 relative on every loss.
+/// The Adam trajectories on Vulkan. Adam's bias correction is `-expm1(t·ln β)`, not `1 − pow(β, t)`: GLSL's `Pow`
+/// (`exp2(t·log2 β)`) gave `1 − 0.999^1` 1.1e-4 relative off on lavapipe, and the losses drifted to 2.7e-5 relative.
 #[test]
-#[ignore = "Vulkan f32 pow(0.999, t) is off by ~1e-7 absolute, so Adam's 1 - beta2^t is 1e-4 relative off and cnn_bn_nonsquare_maxpool_pad_ce_adam's losses drift to 2.7e-5 > 1e-5: needs a fix in the SPIR-V pow or in train.rs's bias correction"]
 fn vulkan_adam_trajectories_match_the_reference() {
     if let Some(device) = kiln_tests::vulkan::device() {
         let mut report = Report::default();
