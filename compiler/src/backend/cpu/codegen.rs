@@ -302,6 +302,9 @@ struct Emitter<'a, 'b> {
     unlowered: Option<ops::Unlowered>,
     /// The variable the f32x4 parallel loop being emitted runs 4 points of at a time (`None` elsewhere).
     lane_var: Option<Var>,
+    /// The innermost variable of the `reduce` or `for` nest whose vector body is being emitted: its lanes hold 4
+    /// consecutive points of it (`index` then adds 0..3 times its stride).
+    nested_lane_var: Option<Var>,
     /// `1/s` of the divisors `s` that the `for` body being emitted multiplies by instead (see [`Self::for_loops`]),
     /// by `ValueId` index.
     reciprocals: HashMap<usize, Value>,
@@ -451,6 +454,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             unlowered: None,
             reciprocals: HashMap::new(),
             lane_var: None,
+            nested_lane_var: None,
             contract,
         }
     }

@@ -177,6 +177,21 @@ impl Emitter<'_, '_> {
                         DType::Bool => self.b.ins().icmp_imm_s(IntCC::NotEqual, i, 0),
                     }
                 }
+                // i32 in the vector body of a `reduce`/`for` nest (a causal mask's `index k <= index q`): lane `l`
+                // holds the index at point `k + l`, the value at `k` plus `l` times the index's stride in `k`.
+                Shape::Vector if dtype == DType::I32 && self.nested_lane_var.is_some() => {
+                    let k = self.nested_lane_var.expect("checked");
+                    let first = self.index(index);
+                    let first = self.b.ins().ireduce(types::I32, first);
+                    let first = self.b.ins().splat(types::I32X4, first);
+                    let stride = index.stride_of(k);
+                    let steps: Vec<u8> = (0..4i32)
+                        .flat_map(|l| (l.wrapping_mul(stride as i32)).to_le_bytes())
+                        .collect();
+                    let steps = self.b.func.dfg.constants.insert(steps.into());
+                    let steps = self.b.ins().vconst(types::I32X4, steps);
+                    self.b.ins().iadd(first, steps)
+                }
                 Shape::Vector => {
                     return Err(Unlowered {
                         op: "index".into(),

@@ -292,11 +292,12 @@ fn let_ids(body: &Block) -> Vec<usize> {
 }
 
 /// `Some(k)` when the innermost loop `k` of a `reduce` or `for` nest can run 4 points at a time: at least 4 points,
-/// a body of straight-line f32/bool code (lets and stores only, no `index` or `matmul.acc`), loads that move by 1 or
+/// a body of straight-line f32/bool code (lets and stores only, no `matmul.acc`; i32 only as `index`, constants and
+/// their `add`/`sub`, compared into masks: a causal mask), loads that move by 1 or
 /// 0 elements with `k`, stores that move by 1 (at most one per buffer; a buffer the body also loads only at the
 /// store's own index, as the materialized softmax's in-place rescale `y[k] = y[k] / s` does: each element is then
-/// read and written by its own lane of its own iteration, whatever the unrolling), and f32/bool values from outside
-/// (splatted).
+/// read and written by its own lane of its own iteration, whatever the unrolling), and f32/bool/i32 values from
+/// outside (splatted).
 pub(super) fn nested_plan(
     loops: &[Loop],
     body: &Block,
@@ -309,14 +310,40 @@ pub(super) fn nested_plan(
     }
     let k = inner.var;
     let vector_type = |id: ValueId| matches!(types[id.index()], Some(DType::F32 | DType::Bool));
+    let int_type = |id: ValueId| types[id.index()] == Some(DType::I32);
     if yields.is_some_and(|y| !vector_type(y)) {
         return None;
     }
     let (mut loaded, mut stored) = (Vec::new(), Vec::new());
     for inst in &body.insts {
         match inst {
+            // i32 lanes for index arithmetic (a causal mask): `index`, constants, `add`/`sub`, compared into a mask.
+            Inst::Let { id, op, .. } if int_type(*id) => {
+                let ok = match op {
+                    ScalarOp::Index(_) | ScalarOp::Const { .. } => true,
+                    ScalarOp::Binary(BinaryOp::Add | BinaryOp::Sub, ..) => {
+                        op.operands().into_iter().all(int_type)
+                    }
+                    ScalarOp::Binary(..)
+                    | ScalarOp::Load { .. }
+                    | ScalarOp::LoadOr { .. }
+                    | ScalarOp::LoadAt { .. }
+                    | ScalarOp::MatmulAcc
+                    | ScalarOp::Unary(..)
+                    | ScalarOp::Cast(_)
+                    | ScalarOp::Compare(..)
+                    | ScalarOp::Select(..) => false,
+                };
+                if !ok {
+                    return None;
+                }
+            }
             Inst::Let { id, op, .. } => {
-                if !vector_type(*id) || !op.operands().into_iter().all(vector_type) {
+                let compares_ints =
+                    matches!(op, ScalarOp::Compare(..)) && op.operands().into_iter().all(int_type);
+                if !vector_type(*id)
+                    || !(compares_ints || op.operands().into_iter().all(vector_type))
+                {
                     return None;
                 }
                 match op {
@@ -448,6 +475,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let wide_end = extent / wide * wide;
             let mut k_at = 0;
             if unroll > 1 && wide_end > 0 {
+                e.nested_lane_var = Some(k);
                 e.step_loop(k, wide, wide_end, &mut |e| {
                     let k0 = e.get_var(k);
                     for copy in 0..unroll {
@@ -462,6 +490,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 });
                 k_at = wide_end;
             }
+            e.nested_lane_var = Some(k);
             if vector_end > k_at {
                 e.step_loop(k, lanes, vector_end, &mut |e| {
                     let mut values = hoisted.clone();
@@ -469,6 +498,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     vector_step(e, 0, 1, &values);
                 });
             }
+            e.nested_lane_var = None;
             if vector_end < extent {
                 e.step_loop(k, 1, extent, &mut |e| {
                     e.block(body);
