@@ -51,9 +51,10 @@
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
 //!
-//! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code, with loads
-//! that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4 points at a
-//! time ([`vector::nested_plan`]; 16 at a time while they fit, four copies of the body), then the rest one at a time.
+//! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code (plus i32
+//! `index`, constants and their `add`/`sub` compared into masks: a causal mask, lane `l` holding the index at `k + l`),
+//! with loads that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4
+//! points at a time ([`vector::nested_plan`]; 16 at a time while they fit, four copies of the body), then the rest one at a time.
 //! A `for` computes every point with the same operations either way. A reduction keeps four f32x4 accumulators (a
 //! lane per `k mod 16`, 16 points per iteration while they fit, then 4) and a scalar one for the points left, and
 //! combines them in a fixed order ([`fold`]): the same for every output element and thread count, but a sum is
