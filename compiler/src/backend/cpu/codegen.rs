@@ -303,6 +303,8 @@ struct Emitter<'a, 'b> {
     unlowered: Option<ops::Unlowered>,
     /// The variable the f32x4 parallel loop being emitted runs 4 points of at a time (`None` elsewhere).
     lane_var: Option<Var>,
+    /// Every loop variable's extent: a guard that holds at every point of its variables' ranges is not emitted.
+    var_extents: HashMap<Var, usize>,
     /// The innermost variable of the `reduce` or `for` nest whose vector body is being emitted: its lanes hold 4
     /// consecutive points of it (`index` then adds 0..3 times its stride).
     nested_lane_var: Option<Var>,
@@ -441,7 +443,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
         if math.has_fma() {
             contractions(kernel.body(), types, &mut contract);
         }
+        let mut var_extents: HashMap<Var, usize> = kernel
+            .parallel()
+            .iter()
+            .map(|l| (l.var, l.extent))
+            .collect();
+        kernel.body().visit(&mut |inst| {
+            if let Inst::Reduce { loops, .. } | Inst::For { loops, .. } = inst {
+                var_extents.extend(loops.iter().map(|l| (l.var, l.extent)));
+            }
+        });
         Emitter {
+            var_extents,
             b,
             program,
             kernel,
@@ -750,6 +763,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let term = self.b.ins().imul_imm_s(x, c);
                 t = self.b.ins().iadd(t, term);
             }
+            // A dim whose every value is in range (the batch and channel dims of a padded read, a window's own
+            // offsets) needs no check: on overlap_add's window loops, six guarded dims become two.
+            if d.step == 1 && self.always_within(d) {
+                let term = self.b.ins().imul_imm_s(t, d.stride as i64);
+                index = self.b.ins().iadd(index, term);
+                continue;
+            }
             // `t < step·extent` as unsigned also rules out `t < 0`.
             let below = (d.step * d.extent) as i64;
             let mut holds = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, t, below);
@@ -768,6 +788,23 @@ impl<'a, 'b> Emitter<'a, 'b> {
             ok = self.b.ins().band(ok, holds);
         }
         (index, ok)
+    }
+
+    /// Whether `t = offset + Σ c·v` lies in `0..extent` for every value of its variables (each in `0..extent_v`).
+    fn always_within(&self, d: &GuardedDim) -> bool {
+        let (mut lo, mut hi) = (d.offset, d.offset);
+        for &(v, c) in &d.terms {
+            let Some(&n) = self.var_extents.get(&v) else {
+                return false;
+            };
+            let span = c.saturating_mul(n.saturating_sub(1) as i64);
+            if span < 0 {
+                lo = lo.saturating_add(span);
+            } else {
+                hi = hi.saturating_add(span);
+            }
+        }
+        lo >= 0 && hi < d.extent as i64
     }
 
     fn address(&mut self, buffer: BufferId, index: &IndexExpr) -> Value {
