@@ -12,9 +12,9 @@ use super::convert::{Ctx, NodeCx, OpResult, Out};
 #[rustfmt::skip]
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs", "Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "BitShift", "Cast", "CastLike",
-    "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Cos", "Div", "Dropout", "Elu", "Equal", "Erf", "Exp",
-    "Expand", "Flatten", "Gather", "GatherElements", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool",
-    "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
+    "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Div", "Dropout", "Elu",
+    "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "GatherElements", "Gelu", "Gemm", "GlobalAveragePool",
+    "GlobalMaxPool", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
     "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool",
     "Mean", "Min", "Mish", "Mul", "Neg", "Not", "Or", "Pad", "Pow", "PRelu", "Range", "Reciprocal", "ReduceL1",
     "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd",
@@ -66,6 +66,7 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
         "MatMul" => one(nn::matmul(cx, n)?),
         "Gemm" => one(nn::gemm(cx, n)?),
         "Conv" => one(nn::conv(cx, n)?),
+        "ConvTranspose" => one(nn::conv_transpose(cx, n)?),
         "MaxPool" | "AveragePool" => one(nn::pool(cx, n)?),
         "GlobalAveragePool" | "GlobalMaxPool" => one(nn::global_pool(cx, n)?),
         "BatchNormalization" => one(nn::batch_norm(cx, n)?),

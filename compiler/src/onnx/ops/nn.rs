@@ -126,6 +126,132 @@ pub fn conv(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     Ok(cx.b.conv(x, w, bias, &spec.groups(groups))?)
 }
 
+/// `ConvTranspose` (the gradient of a convolution with respect to its input), built like Kiln's own: per group,
+/// `Wᵀ·x` gives every input position's window of contributions (`[N, M, in.., k..]`), which `overlap_add` sums
+/// into the full output `stride·(in − 1) + span + output_padding`, then the pads are cropped and the bias added.
+pub fn conv_transpose(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let w = cx.input(n, 1)?;
+    let bias = cx.opt_input(n, 2)?;
+    let (xd, wd) = (cx.b.shape(x).to_vec(), cx.b.shape(w).to_vec());
+    let s = wd.len().saturating_sub(2);
+    let groups = n.attrs.int("group", 1).max(1) as usize;
+    if s == 0 || xd.len() != s + 2 || xd[1] != wd[0] || xd[1] % groups != 0 || wd.contains(&0) {
+        return Err(n.error(format!(
+            "input {} and weights {} do not fit a transposed convolution of {groups} groups",
+            cx.b.ty(x),
+            cx.b.ty(w)
+        )));
+    }
+    let list = |name: &str, default: usize| -> OpResult<Vec<usize>> {
+        match n.attrs.ints(name) {
+            None => Ok(vec![default; s]),
+            Some(v) if v.len() == s && v.iter().all(|&x| x >= 0) => {
+                Ok(v.iter().map(|&x| x as usize).collect())
+            }
+            Some(v) => Err(n.error(format!("{name} {v:?} for {s} spatial dims"))),
+        }
+    };
+    let strides = list("strides", 1)?;
+    let dilations = list("dilations", 1)?;
+    let out_pad = list("output_padding", 0)?;
+    let (input, kernel) = (&xd[2..], &wd[2..]);
+    if strides.contains(&0)
+        || dilations.contains(&0)
+        || input.contains(&0)
+        || (0..s).any(|d| out_pad[d] >= strides[d])
+    {
+        return Err(
+            n.error("strides and dilations must be >= 1 and output_padding below the stride")
+        );
+    }
+    let full: Vec<usize> = (0..s)
+        .map(|d| strides[d] * (input[d] - 1) + dilations[d] * (kernel[d] - 1) + 1 + out_pad[d])
+        .collect();
+    // Pads: explicit, or from output_shape / auto_pad (SAME_*: output = input·stride).
+    let auto_pad = n.attrs.string("auto_pad", "NOTSET")?;
+    let target: Option<Vec<usize>> = match n.attrs.ints("output_shape") {
+        Some(o) => Some(
+            o.iter()
+                .rev()
+                .take(s)
+                .rev()
+                .map(|&v| v.max(0) as usize)
+                .collect(),
+        ),
+        None if auto_pad.starts_with("SAME") => {
+            Some((0..s).map(|d| input[d] * strides[d]).collect())
+        }
+        None => None,
+    };
+    // ONNX's rule: SAME_UPPER puts the smaller half first, everything else the larger. A negative total (an
+    // output_shape beyond the full output) pads the end with zeros.
+    let pads: Vec<(i64, i64)> = match target {
+        Some(t) => (0..s)
+            .map(|d| {
+                let total = full[d] as i64 - t[d] as i64;
+                let half = total.div_euclid(2);
+                if auto_pad == "SAME_UPPER" {
+                    (half, total - half)
+                } else {
+                    (total - half, half)
+                }
+            })
+            .collect(),
+        None => match n.attrs.ints("pads") {
+            None => vec![(0, 0); s],
+            Some(p) if p.len() == 2 * s && p.iter().all(|&x| x >= 0) => {
+                (0..s).map(|d| (p[d], p[d + s])).collect()
+            }
+            Some(p) => return Err(n.error(format!("pads {p:?} for {s} spatial dims"))),
+        },
+    };
+    let (batch, c, g) = (xd[0], xd[1], groups);
+    let (cg, mg) = (c / g, wd[1]);
+    let k: usize = kernel.iter().product();
+    let p: usize = input.iter().product();
+    let b = &mut cx.b;
+    // [N, G, C_g, P] and [G, M_g·K, C_g] → [N, G, M_g·K, P].
+    let xg = b.reshape(x, &[batch, g, cg, p])?;
+    let wg = b.reshape(w, &[g, cg, mg * k])?;
+    let wt = b.transpose(wg, &[0, 2, 1])?;
+    let wb = b.broadcast(wt, &[batch, g, mg * k, cg])?;
+    let cols = b.matmul(wb, xg)?;
+    // → [N, M, k.., in..] → [N, M, in.., k..], the layout of `windows`' result.
+    let mut split = vec![batch, g * mg];
+    split.extend_from_slice(kernel);
+    split.extend_from_slice(input);
+    let cols = b.reshape(cols, &split)?;
+    let mut perm = vec![0, 1];
+    perm.extend((2 + s..2 + 2 * s).chain(2..2 + s));
+    let cols = b.transpose(cols, &perm)?;
+    let mut y = b.overlap_add(cols, &full, &strides, &dilations)?;
+    let yd = b.shape(y).to_vec();
+    let mut start = vec![0; yd.len()];
+    let mut end = yd.clone();
+    let mut grow_low = vec![0; yd.len()];
+    let mut grow_high = vec![0; yd.len()];
+    for (d, &(lo, hi)) in pads.iter().enumerate() {
+        let extent = yd[2 + d] as i64;
+        if lo.max(0) + hi.max(0) > extent {
+            return Err(n.error(format!("pads {pads:?} crop more than the output {full:?}")));
+        }
+        start[2 + d] = lo.max(0) as usize;
+        end[2 + d] = (extent - hi.max(0)) as usize;
+        grow_low[2 + d] = (-lo).max(0) as usize;
+        grow_high[2 + d] = (-hi).max(0) as usize;
+    }
+    y = b.slice(y, &start, &end)?;
+    y = b.pad(y, &grow_low, &grow_high, 0.0)?;
+    if let Some(bias) = bias {
+        let mut per_channel = vec![1; yd.len()];
+        per_channel[1] = g * mg;
+        let bias = b.reshape(bias, &per_channel)?;
+        y = b.add(y, bias)?;
+    }
+    Ok(y)
+}
+
 pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let x = cx.input(n, 0)?;
     let kernel: Vec<usize> = n
