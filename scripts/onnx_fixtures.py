@@ -24,7 +24,7 @@ MAX_BYTES = 1 << 20  # one fixture (model + data set 0) at most 1 MB, so the com
 def supported_ops(root):
     src = open(os.path.join(root, "compiler/src/onnx/ops/mod.rs"), encoding="utf-8").read()
     block = re.search(r"SUPPORTED_OPS: &\[&str\] = &\[(.*?)\];", src, re.S).group(1)
-    return set(re.findall(r'"([A-Za-z]+)"', block))
+    return set(re.findall(r'"([A-Za-z0-9]+)"', block))
 
 
 def ops_of(model_path):
