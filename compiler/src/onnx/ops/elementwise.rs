@@ -6,7 +6,7 @@ use crate::onnx::convert::{Ctx, NodeCx, OpResult, Out};
 use crate::onnx::tensor::kiln_dtype;
 use kiln_ir::{BinaryOp, CmpDir, DType, GeluApprox, Value};
 
-/// `Add Sub Mul Div Pow BitShift`.
+/// `Add Sub Mul Div Pow BitShift Bitwise{And,Or,Xor}`.
 pub fn binary(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let a = cx.input(n, 0)?;
     let b = cx.input(n, 1)?;
@@ -15,6 +15,9 @@ pub fn binary(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         "Sub" => BinaryOp::Sub,
         "Mul" => BinaryOp::Mul,
         "Div" => BinaryOp::Div,
+        "BitwiseAnd" => BinaryOp::And,
+        "BitwiseOr" => BinaryOp::Or,
+        "BitwiseXor" => BinaryOp::Xor,
         "BitShift" => match n.attrs.string("direction", "")?.as_str() {
             "LEFT" => BinaryOp::Shl,
             "RIGHT" => BinaryOp::Shr,
@@ -119,6 +122,12 @@ pub fn activation(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let b = &mut cx.b;
     Ok(match op {
         "LeakyRelu" => b.leaky_relu(x, a.float("alpha", 0.01))?,
+        "ThresholdedRelu" => {
+            // select(x > α, x, 0)
+            let above = b.compare_scalar(CmpDir::Gt, x, a.float("alpha", 1.0))?;
+            let zero = b.zeros_like(x)?;
+            b.select(above, x, zero)?
+        }
         "Elu" | "Selu" => {
             // Elu: select(x > 0, x, α(eˣ − 1)); Selu: γ·select(x > 0, x, αeˣ − α).
             let (alpha, gamma) = if op == "Elu" {
@@ -299,4 +308,27 @@ pub fn softmax(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         cx.b.softmax(flat, 1)?
     };
     Ok(cx.b.reshape(y, &shape)?)
+}
+
+/// `IsNaN` (`x ≠ x`) and `IsInf` (`x = ±inf`, each sign as `detect_positive`/`detect_negative` say).
+pub fn is_special(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let b = &mut cx.b;
+    if n.op_type() == "IsNaN" {
+        return Ok(b.compare(CmpDir::Ne, x, x)?);
+    }
+    let positive = n.attrs.int("detect_positive", 1) != 0;
+    let negative = n.attrs.int("detect_negative", 1) != 0;
+    Ok(match (positive, negative) {
+        (true, true) => {
+            let a = b.abs(x)?;
+            b.compare_scalar(CmpDir::Eq, a, f64::INFINITY)?
+        }
+        (true, false) => b.compare_scalar(CmpDir::Eq, x, f64::INFINITY)?,
+        (false, true) => b.compare_scalar(CmpDir::Eq, x, f64::NEG_INFINITY)?,
+        (false, false) => {
+            let ty = kiln_ir::TensorType::new(DType::Bool, b.shape(x));
+            b.full(ty, 0.0)?
+        }
+    })
 }

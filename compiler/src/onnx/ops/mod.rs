@@ -2,6 +2,7 @@
 //! opset-dependent forms (an attribute that became an input, a changed default) are handled in its function.
 
 mod elementwise;
+mod loss;
 mod nn;
 mod reduce;
 pub mod shape;
@@ -11,32 +12,34 @@ use super::convert::{Ctx, NodeCx, OpResult, Out};
 /// Every ONNX op type (default domain) the importer translates.
 #[rustfmt::skip]
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs", "Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "BitShift", "Cast", "CastLike",
-    "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Div", "Dropout", "Elu",
-    "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "GatherElements", "Gelu", "Gemm", "GlobalAveragePool",
-    "GlobalMaxPool", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
-    "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool",
-    "Mean", "Min", "Mish", "Mul", "Neg", "Not", "Or", "Pad", "Pow", "PRelu", "Range", "Reciprocal", "ReduceL1",
-    "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd",
+    "Abs", "Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "BitShift", "BitwiseAnd",
+    "BitwiseOr", "BitwiseXor", "Cast", "CastLike", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
+    "ConvTranspose", "Cos", "Div", "Dropout", "Elu", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather",
+    "GatherElements", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual",
+    "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization",
+    "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Mean", "Min", "Mish",
+    "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "Or", "Pad", "Pow", "PRelu", "Range", "Reciprocal",
+    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd",
     "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Selu", "Shape", "Sigmoid", "Sign", "Sin", "Size", "Slice",
-    "Softmax", "Softplus", "Softsign", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Tile", "Transpose",
-    "Trilu", "Unsqueeze", "Where", "Xor",
+    "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh",
+    "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where", "Xor",
 ];
 
 /// Translates one node of the default domain; the outputs are in the node's output order.
 pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
     let one = |v| Ok(vec![Out::Node(v)]);
     match n.op_type() {
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "BitShift" => one(elementwise::binary(cx, n)?),
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "BitShift" | "BitwiseAnd" | "BitwiseOr"
+        | "BitwiseXor" => one(elementwise::binary(cx, n)?),
         "Max" | "Min" | "Sum" | "Mean" => one(elementwise::variadic(cx, n)?),
         "Abs" | "Neg" | "Exp" | "Log" | "Sqrt" | "Reciprocal" | "Tanh" | "Sigmoid" | "Erf"
         | "Sin" | "Cos" | "Relu" | "Softplus" | "Softsign" | "Sign" => {
             one(elementwise::unary(cx, n)?)
         }
-        "LeakyRelu" | "Elu" | "Selu" | "HardSigmoid" | "HardSwish" | "Gelu" | "Mish" | "PRelu" => {
-            one(elementwise::activation(cx, n)?)
-        }
+        "LeakyRelu" | "Elu" | "Selu" | "HardSigmoid" | "HardSwish" | "Gelu" | "Mish" | "PRelu"
+        | "ThresholdedRelu" => one(elementwise::activation(cx, n)?),
         "Clip" => one(elementwise::clip(cx, n)?),
+        "IsNaN" | "IsInf" => one(elementwise::is_special(cx, n)?),
         "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" => {
             one(elementwise::compare(cx, n)?)
         }
@@ -63,6 +66,7 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
             one(reduce::reduce(cx, n)?)
         }
         "ArgMax" | "ArgMin" => one(reduce::arg(cx, n)?),
+        "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => loss::loss(cx, n),
         "MatMul" => one(nn::matmul(cx, n)?),
         "Gemm" => one(nn::gemm(cx, n)?),
         "Conv" => one(nn::conv(cx, n)?),
