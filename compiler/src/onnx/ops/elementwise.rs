@@ -332,3 +332,31 @@ pub fn is_special(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         }
     })
 }
+
+/// `Mod` on integers (`fmod = 0`): the remainder takes the divisor's sign (Python's `%`), from the truncating
+/// division: `r = a − (a / b)·b`, plus `b` where `r ≠ 0` and the signs differ. A zero divisor gives `a` (Kiln's
+/// `x / 0 = 0`); ONNX leaves it undefined. Float `fmod` needs a truncation Kiln lacks.
+pub fn modulo(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let a = cx.input(n, 0)?;
+    let d = cx.input(n, 1)?;
+    let b = &mut cx.b;
+    if b.dtype(a).is_float() {
+        return Err(n.unsupported("floats (fmod)"));
+    }
+    let q = b.div(a, d)?;
+    let qd = b.mul(q, d)?;
+    let r = b.sub(a, qd)?;
+    if n.attrs.int("fmod", 0) != 0 {
+        // C's fmod: the dividend's sign, which the truncating division already gives.
+        return Ok(r);
+    }
+    let shape = b.shape(r).to_vec();
+    let d = b.broadcast(d, &shape)?;
+    let nonzero = b.compare_scalar(CmpDir::Ne, r, 0.0)?;
+    let r_neg = b.compare_scalar(CmpDir::Lt, r, 0.0)?;
+    let d_neg = b.compare_scalar(CmpDir::Lt, d, 0.0)?;
+    let differ = b.compare(CmpDir::Ne, r_neg, d_neg)?;
+    let fixed = b.add(r, d)?;
+    let adjust = b.select(differ, fixed, r)?;
+    Ok(b.select(nonzero, adjust, r)?)
+}

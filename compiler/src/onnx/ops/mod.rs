@@ -14,15 +14,16 @@ use super::convert::{Ctx, NodeCx, OpResult, Out};
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs", "Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "BitShift", "BitwiseAnd",
     "BitwiseOr", "BitwiseXor", "Cast", "CastLike", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
-    "ConvTranspose", "Cos", "Div", "Dropout", "Elu", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather",
-    "GatherElements", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual",
-    "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization",
-    "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Mean", "Min", "Mish",
-    "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "Or", "Pad", "Pow", "PRelu", "Range", "Reciprocal",
-    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd",
-    "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Selu", "Shape", "Sigmoid", "Sign", "Sin", "Size", "Slice",
-    "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh",
-    "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where", "Xor",
+    "ConvTranspose", "Cos", "Div", "Dropout", "Elu", "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten",
+    "Gather", "GatherElements", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual",
+    "Hardmax", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "IsInf", "IsNaN",
+    "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool",
+    "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "OneHot", "Or", "Pad", "Pow",
+    "PRelu", "Range", "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
+    "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Selu", "Shape",
+    "Sigmoid", "Sign", "Sin", "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign",
+    "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze",
+    "Where", "Xor",
 ];
 
 /// Translates one node of the default domain; the outputs are in the node's output order.
@@ -39,6 +40,7 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
         "LeakyRelu" | "Elu" | "Selu" | "HardSigmoid" | "HardSwish" | "Gelu" | "Mish" | "PRelu"
         | "ThresholdedRelu" => one(elementwise::activation(cx, n)?),
         "Clip" => one(elementwise::clip(cx, n)?),
+        "Mod" => one(elementwise::modulo(cx, n)?),
         "IsNaN" | "IsInf" => one(elementwise::is_special(cx, n)?),
         "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" => {
             one(elementwise::compare(cx, n)?)
@@ -66,6 +68,9 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
             one(reduce::reduce(cx, n)?)
         }
         "ArgMax" | "ArgMin" => one(reduce::arg(cx, n)?),
+        "Hardmax" => one(reduce::hardmax(cx, n)?),
+        "OneHot" => one(shape::one_hot(cx, n)?),
+        "EyeLike" => one(shape::eye_like(cx, n)?),
         "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => loss::loss(cx, n),
         "MatMul" => one(nn::matmul(cx, n)?),
         "Gemm" => one(nn::gemm(cx, n)?),

@@ -129,10 +129,23 @@ pub fn reduce(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
 /// extreme value, as i32 (ONNX's int64). `ArgMin` is `ArgMax` of `-x`.
 pub fn arg(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let x = cx.input(n, 0)?;
-    let dims = cx.b.shape(x).to_vec();
-    let axis = axis_index(n, n.attrs.int("axis", 0), dims.len())?;
+    let rank = cx.b.shape(x).len();
+    let axis = axis_index(n, n.attrs.int("axis", 0), rank)?;
     let keep = n.attrs.int("keepdims", 1) != 0;
     let last = n.attrs.int("select_last_index", 0) != 0;
+    arg_extreme(cx, n, x, axis, keep, last)
+}
+
+/// The position of the first (or `last`) maximum (`ArgMin`: minimum) of `x` along `axis`.
+fn arg_extreme(
+    cx: &mut Ctx,
+    n: &NodeCx,
+    x: Value,
+    axis: usize,
+    keep: bool,
+    last: bool,
+) -> OpResult<Value> {
+    let dims = cx.b.shape(x).to_vec();
     let b = &mut cx.b;
     let x = if n.op_type() == "ArgMin" {
         b.neg(x)?
@@ -157,4 +170,26 @@ pub fn arg(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         b.neg(m)?
     };
     Ok(y)
+}
+
+/// `Hardmax`: 1 at the first maximum along `axis`, 0 elsewhere, in `x`'s dtype; before opset 13 over the input
+/// coerced to 2-D at `axis` (default 1), as `Softmax`.
+pub fn hardmax(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let shape = cx.b.shape(x).to_vec();
+    let (flat, axis) = if n.opset >= 13 {
+        (x, axis_index(n, n.attrs.int("axis", -1), shape.len())?)
+    } else {
+        let axis = axis_index(n, n.attrs.int("axis", 1), shape.len())?;
+        let rows: usize = shape[..axis].iter().product();
+        let cols: usize = shape[axis..].iter().product();
+        (cx.b.reshape(x, &[rows, cols])?, 1)
+    };
+    let pos = arg_extreme(cx, n, flat, axis, true, false)?;
+    let b = &mut cx.b;
+    let fd = b.shape(flat).to_vec();
+    let iota = b.iota(TensorType::new(DType::I32, fd.as_slice()), axis)?;
+    let hit = b.compare(CmpDir::Eq, iota, pos)?;
+    let y = b.cast(hit, b.dtype(x))?;
+    Ok(b.reshape(y, &shape)?)
 }

@@ -527,3 +527,65 @@ pub fn constant_of_shape_value(cx: &Ctx, n: &NodeCx) -> OpResult<Constant> {
         elements,
     })
 }
+
+/// `OneHot(indices, depth, values)`: `values[1]` where the position along the new `axis` equals the index
+/// (negative indices count from `depth`), `values[0]` elsewhere; `depth` must be static.
+pub fn one_hot(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let indices = cx.input(n, 0)?;
+    let depth = cx
+        .static_input(n, 1, "depth")?
+        .ok_or_else(|| n.error("needs depth"))?;
+    let depth = depth.floats().first().copied().unwrap_or(0.0);
+    if !(depth >= 1.0 && depth <= i32::MAX as f64) {
+        return Err(n.error(format!("depth {depth} is not a positive i32")));
+    }
+    let depth = depth as usize;
+    let values = cx.input(n, 2)?;
+    let b = &mut cx.b;
+    let idx = b.cast(indices, DType::I32)?;
+    let negative = b.compare_scalar(CmpDir::Lt, idx, 0.0)?;
+    let wrapped = b.add_scalar(idx, depth as f64)?;
+    let idx = b.select(negative, wrapped, idx)?;
+    let mut dims = b.shape(idx).to_vec();
+    let axis = axis_index(n, n.attrs.int("axis", -1), dims.len() + 1)?;
+    let mut one = dims.clone();
+    one.insert(axis, 1);
+    let idx = b.reshape(idx, &one)?;
+    dims.insert(axis, depth);
+    let position = b.iota(TensorType::new(DType::I32, dims.as_slice()), axis)?;
+    let hit = b.compare(CmpDir::Eq, idx, position)?;
+    if b.shape(values) != [2] {
+        return Err(n.error(format!("values {} must hold [off, on]", b.ty(values))));
+    }
+    let off = b.slice(values, &[0], &[1])?;
+    let off = b.reshape(off, &[])?;
+    let on = b.slice(values, &[1], &[2])?;
+    let on = b.reshape(on, &[])?;
+    Ok(b.select(hit, on, off)?)
+}
+
+/// `EyeLike`: ones on the `k`-th diagonal of a matrix of the input's shape, in the `dtype` attribute's type (the
+/// input's by default).
+pub fn eye_like(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let dims = cx.b.shape(x).to_vec();
+    if dims.len() != 2 {
+        return Err(n.error(format!("input {} must be a matrix", cx.b.ty(x))));
+    }
+    let dtype = match n.attrs.has("dtype") {
+        true => i32::try_from(n.attrs.int("dtype", 0))
+            .ok()
+            .and_then(crate::onnx::tensor::kiln_dtype)
+            .ok_or_else(|| n.unsupported("its dtype"))?,
+        false => cx.b.dtype(x),
+    };
+    let k = n.attrs.int("k", 0);
+    let k = i32::try_from(k).map_err(|_| n.error(format!("k = {k} does not fit i32")))?;
+    let b = &mut cx.b;
+    let square = TensorType::new(DType::I32, dims.as_slice());
+    let row = b.iota(square.clone(), 0)?;
+    let col = b.iota(square, 1)?;
+    let diagonal = b.add_scalar(row, k as f64)?;
+    let hit = b.compare(CmpDir::Eq, col, diagonal)?;
+    Ok(b.cast(hit, dtype)?)
+}
