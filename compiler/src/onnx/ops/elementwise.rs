@@ -360,3 +360,81 @@ pub fn modulo(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let adjust = b.select(differ, fixed, r)?;
     Ok(b.select(nonzero, adjust, r)?)
 }
+
+/// Hyperbolic and inverse-hyperbolic functions and `Tan`, from Kiln's `exp`, `log`, `sqrt`, `sin` and `cos`.
+pub fn math(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let b = &mut cx.b;
+    Ok(match n.op_type() {
+        "Sinh" | "Cosh" => {
+            // (eˣ ∓ e⁻ˣ) / 2
+            let e = b.exp(x)?;
+            let nx = b.neg(x)?;
+            let en = b.exp(nx)?;
+            let s = if n.op_type() == "Sinh" {
+                b.sub(e, en)?
+            } else {
+                b.add(e, en)?
+            };
+            b.mul_scalar(s, 0.5)?
+        }
+        "Tan" => {
+            let s = b.sin(x)?;
+            let c = b.cos(x)?;
+            b.div(s, c)?
+        }
+        "Asinh" => {
+            // sign(x)·log(|x| + √(x² + 1)), odd so that negative x does not cancel.
+            let a = b.abs(x)?;
+            let sq = b.mul(x, x)?;
+            let sq1 = b.add_scalar(sq, 1.0)?;
+            let r = b.sqrt(sq1)?;
+            let sum = b.add(a, r)?;
+            let l = b.log(sum)?;
+            let negative = b.compare_scalar(CmpDir::Lt, x, 0.0)?;
+            let nl = b.neg(l)?;
+            b.select(negative, nl, l)?
+        }
+        "Acosh" => {
+            // log(x + √(x² − 1))
+            let sq = b.mul(x, x)?;
+            let sq1 = b.add_scalar(sq, -1.0)?;
+            let r = b.sqrt(sq1)?;
+            let sum = b.add(x, r)?;
+            b.log(sum)?
+        }
+        _ => {
+            // Atanh: ½·log((1 + x) / (1 − x))
+            let num = b.add_scalar(x, 1.0)?;
+            let den = b.rsub_scalar(1.0, x)?;
+            let q = b.div(num, den)?;
+            let l = b.log(q)?;
+            b.mul_scalar(l, 0.5)?
+        }
+    })
+}
+
+/// `Shrink` (`x + bias` below `−λ`, `x − bias` above `λ`, else 0) and `Celu` (`max(0, x) + min(0, α(e^(x/α) − 1))`).
+pub fn shrink_celu(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let a = &n.attrs;
+    let b = &mut cx.b;
+    if n.op_type() == "Celu" {
+        let alpha = a.float("alpha", 1.0);
+        let scaled = b.mul_scalar(x, 1.0 / alpha)?;
+        let e = b.exp(scaled)?;
+        let em1 = b.add_scalar(e, -1.0)?;
+        let neg = b.mul_scalar(em1, alpha)?;
+        let neg = b.min_scalar(neg, 0.0)?;
+        let pos = b.max_scalar(x, 0.0)?;
+        return Ok(b.add(pos, neg)?);
+    }
+    let (lambd, bias) = (a.float("lambd", 0.5), a.float("bias", 0.0));
+    let below = b.compare_scalar(CmpDir::Lt, x, -lambd)?;
+    let above = b.compare_scalar(CmpDir::Gt, x, lambd)?;
+    let up = b.add_scalar(x, bias)?;
+    let down = b.add_scalar(x, -bias)?;
+    let zero = b.zeros_like(x)?;
+    let rest = b.select(above, down, zero)?;
+    Ok(b.select(below, up, rest)?)
+}

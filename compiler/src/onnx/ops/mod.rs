@@ -12,18 +12,19 @@ use super::convert::{Ctx, NodeCx, OpResult, Out};
 /// Every ONNX op type (default domain) the importer translates.
 #[rustfmt::skip]
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs", "Add", "And", "ArgMax", "ArgMin", "AveragePool", "BatchNormalization", "BitShift", "BitwiseAnd",
-    "BitwiseOr", "BitwiseXor", "Cast", "CastLike", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
-    "ConvTranspose", "Cos", "Div", "Dropout", "Elu", "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten",
-    "Gather", "GatherElements", "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual",
-    "Hardmax", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "IsInf", "IsNaN",
-    "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool",
-    "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "OneHot", "Or", "Pad", "Pow",
-    "PRelu", "Range", "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
-    "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Selu", "Shape",
-    "Sigmoid", "Sign", "Sin", "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign",
-    "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze",
-    "Where", "Xor",
+    "Abs", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asinh", "Atanh", "AveragePool", "BatchNormalization",
+    "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "Cast", "CastLike", "Celu", "Clip", "Concat", "Constant",
+    "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Cosh", "CumSum", "DepthToSpace", "Div", "Dropout", "Elu",
+    "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Gather", "GatherElements", "Gelu", "Gemm",
+    "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Hardmax", "HardSigmoid", "HardSwish",
+    "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
+    "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Mean", "Min", "Mish", "Mod", "Mul", "Neg",
+    "NegativeLogLikelihoodLoss", "Not", "OneHot", "Or", "Pad", "Pow", "PRelu", "Range", "Reciprocal", "ReduceL1",
+    "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd",
+    "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Selu", "Shape", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh",
+    "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
+    "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where",
+    "Xor",
 ];
 
 /// Translates one node of the default domain; the outputs are in the node's output order.
@@ -41,6 +42,10 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
         | "ThresholdedRelu" => one(elementwise::activation(cx, n)?),
         "Clip" => one(elementwise::clip(cx, n)?),
         "Mod" => one(elementwise::modulo(cx, n)?),
+        "Sinh" | "Cosh" | "Tan" | "Asinh" | "Acosh" | "Atanh" => one(elementwise::math(cx, n)?),
+        "Shrink" | "Celu" => one(elementwise::shrink_celu(cx, n)?),
+        "DepthToSpace" | "SpaceToDepth" => one(shape::depth_space(cx, n)?),
+        "CumSum" => one(shape::cumsum(cx, n)?),
         "IsNaN" | "IsInf" => one(elementwise::is_special(cx, n)?),
         "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" => {
             one(elementwise::compare(cx, n)?)

@@ -589,3 +589,80 @@ pub fn eye_like(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let hit = b.compare(CmpDir::Eq, col, diagonal)?;
     Ok(b.cast(hit, dtype)?)
 }
+
+/// `DepthToSpace` (modes DCR and CRD) and `SpaceToDepth`: reshape, transpose, reshape.
+pub fn depth_space(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let dims = cx.b.shape(x).to_vec();
+    let bs = n.attrs.int("blocksize", 0);
+    let &[batch, c, h, w] = dims.as_slice() else {
+        return Err(n.error(format!("input {} must be [N, C, H, W]", cx.b.ty(x))));
+    };
+    let k = usize::try_from(bs)
+        .ok()
+        .filter(|&k| k >= 1)
+        .ok_or_else(|| n.error(format!("blocksize {bs}")))?;
+    let b = &mut cx.b;
+    if n.op_type() == "SpaceToDepth" {
+        if h % k != 0 || w % k != 0 {
+            return Err(n.error(format!("blocksize {k} does not divide {h}x{w}")));
+        }
+        let y = b.reshape(x, &[batch, c, h / k, k, w / k, k])?;
+        let y = b.transpose(y, &[0, 3, 5, 1, 2, 4])?;
+        return Ok(b.reshape(y, &[batch, c * k * k, h / k, w / k])?);
+    }
+    if c % (k * k) != 0 {
+        return Err(n.error(format!("blocksize {k}² does not divide {c} channels")));
+    }
+    let cc = c / (k * k);
+    let y = if n.attrs.string("mode", "DCR")? == "CRD" {
+        let y = b.reshape(x, &[batch, cc, k, k, h, w])?;
+        b.transpose(y, &[0, 1, 4, 2, 5, 3])?
+    } else {
+        let y = b.reshape(x, &[batch, k, k, cc, h, w])?;
+        b.transpose(y, &[0, 3, 4, 1, 5, 2])?
+    };
+    Ok(b.reshape(y, &[batch, cc, h * k, w * k])?)
+}
+
+/// `CumSum` along a static `axis`: the axis moved last and multiplied by a triangular matrix of ones (lower for
+/// `reverse`, strict for `exclusive`), which also sums integers exactly (i32 `matmul`).
+pub fn cumsum(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let dims = cx.b.shape(x).to_vec();
+    let axis = cx
+        .static_input(n, 1, "axis")?
+        .ok_or_else(|| n.error("needs axis"))?;
+    let axis = axis_index(n, axis.ints().first().copied().unwrap_or(0), dims.len())?;
+    let (exclusive, reverse) = (
+        n.attrs.int("exclusive", 0) != 0,
+        n.attrs.int("reverse", 0) != 0,
+    );
+    let b = &mut cx.b;
+    let len = dims[axis];
+    let mut perm: Vec<usize> = (0..dims.len()).filter(|&d| d != axis).collect();
+    perm.push(axis);
+    let moved = b.transpose(x, &perm)?;
+    let md = b.shape(moved).to_vec();
+    let rows: usize = md[..md.len() - 1].iter().product();
+    let flat = b.reshape(moved, &[rows, len])?;
+    // y[.., j] = Σ_i x[.., i]·M[i, j]: M[i, j] = 1 where i ≤ j (reverse: i ≥ j; exclusive: strictly).
+    let square = TensorType::new(DType::I32, [len, len].as_slice());
+    let i = b.iota(square.clone(), 0)?;
+    let j = b.iota(square, 1)?;
+    let dir = match (reverse, exclusive) {
+        (false, false) => CmpDir::Le,
+        (false, true) => CmpDir::Lt,
+        (true, false) => CmpDir::Ge,
+        (true, true) => CmpDir::Gt,
+    };
+    let mask = b.compare(dir, i, j)?;
+    let mask = b.cast(mask, b.dtype(x))?;
+    let y = b.matmul(flat, mask)?;
+    let y = b.reshape(y, &md)?;
+    let mut inverse = vec![0; perm.len()];
+    for (k, &p) in perm.iter().enumerate() {
+        inverse[p] = k;
+    }
+    Ok(b.transpose(y, &inverse)?)
+}
