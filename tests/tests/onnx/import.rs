@@ -179,6 +179,44 @@ fn an_mlp_imports_with_its_dynamic_reshape_folded_and_runs() {
     assert!(!printed.contains("gather"), "{printed}");
 }
 
+/// With `trainable`, float initializers are `param` inputs whose values come back beside the graph; integer ones
+/// (the shape computation's) stay constants.
+#[test]
+fn trainable_initializers_become_params() {
+    let options = ImportOptions {
+        trainable: true,
+        ..ImportOptions::default().dim("batch", 2)
+    };
+    let imported = import_model(&mlp(13), &options).unwrap();
+    let params: Vec<(&str, String)> = imported
+        .params
+        .iter()
+        .map(|(name, t)| (name.as_str(), t.ty().to_string()))
+        .collect();
+    assert_eq!(
+        params,
+        [("W", "f32[3,4]".to_string()), ("b", "f32[4]".to_string())]
+    );
+    let roles: Vec<(&str, kiln::ir::Role)> =
+        imported.graph.inputs().map(|i| (i.name, i.role)).collect();
+    assert_eq!(
+        roles,
+        [
+            ("x", kiln::ir::Role::Data),
+            ("W", kiln::ir::Role::Param),
+            ("b", kiln::ir::Role::Param)
+        ]
+    );
+    let x = Tensor::from_f32(&[2, 3], vec![1.0, 1.0, 1.0, -1.0, 0.0, 0.0]).unwrap();
+    let mut inputs = vec![x];
+    inputs.extend(imported.params.iter().map(|(_, t)| t.clone()));
+    let y = interp::run(&imported.graph, &inputs).unwrap();
+    assert_eq!(
+        y[0].as_f32().unwrap(),
+        &[0.5, 1.5, 2.5, 3.5, 0.0, 0.0, 0.5, 1.5]
+    );
+}
+
 #[test]
 fn missing_symbolic_dims_are_listed_together() {
     let bytes = model(
@@ -324,4 +362,100 @@ fn truncated_or_corrupted_models_are_errors_not_panics() {
         import(&bytes[..bytes.len() / 2], &options),
         Err(ImportError::Decode(_))
     ));
+}
+
+fn float_attr(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(v),
+        ..Default::default()
+    }
+}
+
+/// One node `op(x)` on `x: f32[dims]` at `opset`, run on the interpreter at `values`.
+fn run_one(
+    opset: i64,
+    op: NodeProto,
+    dims: &[&str],
+    init: Vec<TensorProto>,
+    values: Vec<f32>,
+) -> Vec<f32> {
+    let bytes = model(
+        opset,
+        GraphProto {
+            node: vec![op],
+            initializer: init,
+            input: vec![info("x", DataType::Float, dims)],
+            output: vec![info("y", DataType::Float, &[])],
+            ..Default::default()
+        },
+    );
+    let g = import(&bytes, &ImportOptions::default()).unwrap();
+    let shape: Vec<usize> = dims.iter().map(|d| d.parse().unwrap()).collect();
+    let x = Tensor::from_f32(&shape, values).unwrap();
+    interp::run(&g, &[x]).unwrap()[0].as_f32().unwrap().to_vec()
+}
+
+/// Before opset 13 Softmax normalizes everything from `axis` on (the input coerced to 2-D); from 13, one axis.
+#[test]
+fn softmax_before_opset_13_coerces_to_2d() {
+    let node = || node("Softmax", &["x"], &["y"], vec![int_attr("axis", 1)]);
+    let ones = vec![0.0; 2 * 2 * 2];
+    let old = run_one(11, node(), &["2", "2", "2"], vec![], ones.clone());
+    let new = run_one(13, node(), &["2", "2", "2"], vec![], ones);
+    assert!(old.iter().all(|&v| (v - 0.25).abs() < 1e-6), "{old:?}");
+    assert!(new.iter().all(|&v| (v - 0.5).abs() < 1e-6), "{new:?}");
+}
+
+/// Clip's bounds are attributes before opset 11 and inputs from 11; Slice's starts/ends attributes before 10.
+#[test]
+fn clip_and_slice_read_their_operands_where_the_opset_puts_them() {
+    let x = vec![-2.0, -0.5, 0.5, 2.0];
+    let attrs = node(
+        "Clip",
+        &["x"],
+        &["y"],
+        vec![float_attr("min", -1.0), float_attr("max", 1.0)],
+    );
+    assert_eq!(
+        run_one(6, attrs, &["4"], vec![], x.clone()),
+        [-1.0, -0.5, 0.5, 1.0]
+    );
+    let inputs = node("Clip", &["x", "lo", "hi"], &["y"], vec![]);
+    let bounds = vec![
+        f32_tensor("lo", &[], &[-1.0]),
+        f32_tensor("hi", &[], &[1.0]),
+    ];
+    assert_eq!(
+        run_one(11, inputs, &["4"], bounds, x.clone()),
+        [-1.0, -0.5, 0.5, 1.0]
+    );
+    // An omitted min ("" input) leaves that side open.
+    let max_only = node("Clip", &["x", "", "hi"], &["y"], vec![]);
+    let bound = vec![f32_tensor("hi", &[], &[1.0])];
+    assert_eq!(
+        run_one(13, max_only, &["4"], bound, x.clone()),
+        [-2.0, -0.5, 0.5, 1.0]
+    );
+
+    let attrs = node(
+        "Slice",
+        &["x"],
+        &["y"],
+        vec![ints_attr("starts", &[1]), ints_attr("ends", &[i64::MAX])],
+    );
+    assert_eq!(
+        run_one(9, attrs, &["4"], vec![], x.clone()),
+        [-0.5, 0.5, 2.0]
+    );
+    // From opset 10: inputs, with a negative step reading backwards from the end.
+    let stepped = node("Slice", &["x", "s", "e", "a", "st"], &["y"], vec![]);
+    let operands = vec![
+        i64_tensor("s", &[1], &[-1]),
+        i64_tensor("e", &[1], &[i64::MIN]),
+        i64_tensor("a", &[1], &[0]),
+        i64_tensor("st", &[1], &[-2]),
+    ];
+    assert_eq!(run_one(13, stepped, &["4"], operands, x), [2.0, -0.5]);
 }
