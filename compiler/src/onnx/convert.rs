@@ -340,16 +340,20 @@ fn value_type(
     Ok(Some(TensorType::new(dtype, dims.as_slice())))
 }
 
-/// The version of the default domain's opset (`""` or `ai.onnx`) the model imports.
+/// The version of the default domain's opset (`""` or `ai.onnx`) the model imports. A model of other domains
+/// only gets 0: its nodes are then refused one by one as `Unsupported`, naming their domain.
 fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
-    model
-        .opset_import
-        .iter()
-        .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
-        .map(|o| o.version())
-        .ok_or_else(|| {
-            ImportError::Invalid("the model imports no version of the default ONNX opset".into())
-        })
+    let default = |d: &str| d.is_empty() || d == "ai.onnx";
+    if let Some(o) = model.opset_import.iter().find(|o| default(o.domain())) {
+        return Ok(o.version());
+    }
+    let mut nodes = model.graph.iter().flat_map(|g| &g.node);
+    if nodes.any(|n| default(n.domain())) {
+        return Err(ImportError::Invalid(
+            "the model imports no version of the default ONNX opset but uses its ops".into(),
+        ));
+    }
+    Ok(0)
 }
 
 pub fn convert(model: &ModelProto, options: &ImportOptions) -> Result<Imported, ImportError> {

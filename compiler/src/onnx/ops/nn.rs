@@ -383,3 +383,100 @@ pub fn instance_norm(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let y = cx.b.mul(y, scale)?;
     Ok(cx.b.add(y, bias)?)
 }
+
+/// `GroupNormalization`: statistics per image and group of `C/G` channels; `scale`/`bias` are per channel (`[C]`)
+/// from opset 21, per group (`[G]`) before.
+pub fn group_norm(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let dims = cx.b.shape(x).to_vec();
+    let groups = n.attrs.int("num_groups", 0);
+    let g = usize::try_from(groups).ok().filter(|&g| g >= 1);
+    let Some(g) = g.filter(|&g| dims.len() >= 2 && dims[1].is_multiple_of(g)) else {
+        return Err(n.error(format!(
+            "{groups} groups do not divide the channels of {}",
+            cx.b.ty(x)
+        )));
+    };
+    let (batch, c) = (dims[0], dims[1]);
+    let rest: usize = dims[2..].iter().product();
+    let grouped = cx.b.reshape(x, &[batch, g, (c / g) * rest])?;
+    let eps = n.attrs.float("epsilon", 1e-5);
+    let [y, _, _] = normalize(cx, grouped, &[2], eps)?;
+    let scale = cx.input(n, 1)?;
+    let bias = cx.input(n, 2)?;
+    let b = &mut cx.b;
+    let (scale, bias) = if n.opset >= 21 {
+        // Per channel: back to [N, C, rest] first.
+        (b.reshape(scale, &[1, c, 1])?, b.reshape(bias, &[1, c, 1])?)
+    } else {
+        (b.reshape(scale, &[1, g, 1])?, b.reshape(bias, &[1, g, 1])?)
+    };
+    let y = if n.opset >= 21 {
+        b.reshape(y, &[batch, c, rest])?
+    } else {
+        y
+    };
+    let y = b.mul(y, scale)?;
+    let y = b.add(y, bias)?;
+    Ok(b.reshape(y, &dims)?)
+}
+
+/// `MeanVarianceNormalization`: `(x − mean) / sqrt(var)` over `axes` (default `[0, 2, 3]`), with ONNX's
+/// function body's ε-free form.
+pub fn mvn(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let rank = cx.b.shape(x).len();
+    let axes: Vec<isize> = n
+        .attrs
+        .ints("axes")
+        .unwrap_or_else(|| vec![0, 2, 3])
+        .iter()
+        .map(|&a| axis_index(n, a, rank).map(|a| a as isize))
+        .collect::<OpResult<_>>()?;
+    let b = &mut cx.b;
+    let mu = b.mean(x, &axes, true)?;
+    let d = b.sub(x, mu)?;
+    let sq = b.mul(d, d)?;
+    let var = b.mean(sq, &axes, true)?;
+    let sd = b.sqrt(var)?;
+    Ok(b.div(d, sd)?)
+}
+
+/// `LRN` across channels: `x / (bias + α/size · Σ x²)^β`, the sum over the `size` channels centred on each
+/// (⌊(size−1)/2⌋ before, ⌈(size−1)/2⌉ after, zero-padded): channels moved last, padded, summed over `windows`.
+pub fn lrn(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+    let x = cx.input(n, 0)?;
+    let dims = cx.b.shape(x).to_vec();
+    let size = n.attrs.int("size", 0);
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&s| s >= 1 && dims.len() >= 2)
+        .ok_or_else(|| n.error(format!("size {size} for input of dims {dims:?}")))?;
+    let (alpha, beta, bias) = (
+        n.attrs.float("alpha", 1e-4),
+        n.attrs.float("beta", 0.75),
+        n.attrs.float("bias", 1.0),
+    );
+    let b = &mut cx.b;
+    let sq = b.mul(x, x)?;
+    let rank = dims.len();
+    let mut perm: Vec<usize> = (0..rank).filter(|&d| d != 1).collect();
+    perm.push(1);
+    let moved = b.transpose(sq, &perm)?;
+    let mut low = vec![0; rank];
+    let mut high = vec![0; rank];
+    low[rank - 1] = (size - 1) / 2;
+    high[rank - 1] = size - 1 - (size - 1) / 2;
+    let padded = b.pad(moved, &low, &high, 0.0)?;
+    let w = b.windows(padded, &[size], &[1], &[1])?;
+    let sums = b.reduce_sum(w, &[rank as isize], false)?;
+    let mut inverse = vec![0; rank];
+    for (k, &p) in perm.iter().enumerate() {
+        inverse[p] = k;
+    }
+    let sums = b.transpose(sums, &inverse)?;
+    let scaled = b.mul_scalar(sums, alpha / size as f64)?;
+    let base = b.add_scalar(scaled, bias)?;
+    let denom = b.pow_scalar(base, beta)?;
+    Ok(b.div(x, denom)?)
+}
