@@ -14,6 +14,7 @@ pub mod fusion;
 pub mod kernel;
 pub mod memory;
 pub mod nn;
+pub mod onnx;
 pub mod passes;
 pub mod train;
 pub mod zoo;

@@ -24,6 +24,7 @@ mod cli {
     mod cli;
     mod deep_cli;
     mod golden_cli;
+    mod import_cli;
     mod output_files;
 }
 

@@ -71,5 +71,11 @@ mod all_backends {
     mod zero_size;
 }
 
+/// ONNX import: small models written in the tests, and ONNX's backend node tests on every backend.
+mod onnx {
+    mod import;
+    mod node_tests;
+}
+
 /// Counter-based random numbers (Philox4x32-10, uniform floats, dropout) on every backend.
 mod random;

@@ -12,6 +12,7 @@ mod check;
 mod devices;
 mod dump;
 mod generate;
+mod import;
 mod inputs;
 mod npy;
 mod predict;
@@ -92,6 +93,14 @@ pub enum Command {
     ///   kiln generate --checkpoint runs/text --prompt "The " --tokens 300 --temperature 0.8 --seed 1
     #[command(verbatim_doc_comment)]
     Generate(generate::GenerateArgs),
+    /// Translate an ONNX model to a .kir file and print a summary of it.
+    ///
+    /// Examples:
+    ///   kiln import model.onnx -o model.kir
+    ///   kiln import model.onnx --shape batch=8
+    ///   kiln import model.onnx --shape input=1,3,32,32
+    #[command(verbatim_doc_comment)]
+    Import(import::ImportArgs),
     /// List the Vulkan devices able to run Kiln's shaders, marking the one `--backend vulkan` uses.
     ///
     /// Exits with an error when no Vulkan loader or device is available.
@@ -113,6 +122,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Train(args) => train::train(args, &mut out),
         Command::Predict(args) => predict::predict(args, &mut out),
         Command::Generate(args) => generate::generate(args, &mut out),
+        Command::Import(args) => import::import(args, &mut out),
         Command::Devices => devices::devices(&mut out),
     };
     result.and_then(|()| out.flush().map_err(CliError::from))
@@ -244,8 +254,15 @@ pub fn note(line: std::fmt::Arguments) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
-/// Reads and parses a `.kir` file; parse errors carry the file's path for rendering.
+/// Reads and parses a `.kir` file; parse errors carry the file's path for rendering. A `.onnx` file is imported
+/// instead (symbolic dims need `kiln import --shape` first).
 pub fn load_graph(path: &Path) -> Result<kiln_ir::Graph, CliError> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        return Ok(import::load_onnx(path, &kiln::onnx::ImportOptions::default())?.graph);
+    }
     let source = read_source(path)?;
     kiln_ir::text::parse(&source).map_err(|mut e| {
         e.path = Some(path.display().to_string());
@@ -268,7 +285,7 @@ fn read_source(path: &Path) -> Result<String, CliError> {
 /// `FILE` arguments: a path to a `.kir` file.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GraphFile {
-    /// The .kir file to read.
+    /// The .kir file to read (or a .onnx model, imported with its fixed shapes).
     #[arg(value_name = "FILE.kir")]
     pub file: PathBuf,
 }

@@ -1,0 +1,59 @@
+//! `kiln import`: the summary, the `.kir` file it writes (which `kiln check` accepts), `kiln run` on a `.onnx`
+//! path, and the errors for a file that is not ONNX.
+
+use crate::support::kiln_cli::kiln;
+use std::path::{Path, PathBuf};
+
+/// One of ONNX's node tests committed under `tests/fixtures/onnx/node/`: `Y = 0.25·Aᵀ·Bᵀ + 0.35·C`.
+fn gemm_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/onnx/node/test_gemm_all_attributes/model.onnx")
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("import_cli")
+        .join(test);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn import_prints_a_summary_and_writes_a_kir_file_that_checks() {
+    let out = scratch("summary").join("gemm.kir");
+    let stdout = kiln(&[
+        "import".as_ref(),
+        gemm_model().as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ])
+    .ok();
+    let expected_head = "opset 13 (producer backend-test)\ninput a: f32[4,3]\ninput b: f32[5,4]\ninput c: f32[1,5]\n\
+                         output y: f32[3,5]\nparameters: 0\nops: Gemm x1\nwrote ";
+    assert!(stdout.starts_with(expected_head), "{stdout}");
+    let checked = kiln(&["check".as_ref(), out.as_os_str()]).ok();
+    assert!(
+        checked.starts_with("ok: graph test_gemm_all_attributes"),
+        "{checked}"
+    );
+    // `kiln check` and `kiln run` also take the model itself.
+    kiln(&["check".as_ref(), gemm_model().as_os_str()]).ok();
+    let run = kiln(&[
+        "run".as_ref(),
+        gemm_model().as_os_str(),
+        "--seed".as_ref(),
+        "1".as_ref(),
+    ])
+    .ok();
+    assert!(run.contains("y"), "{run}");
+}
+
+#[test]
+fn import_of_a_file_that_is_not_onnx_is_a_user_error() {
+    let bad = scratch("not_onnx").join("bad.onnx");
+    std::fs::write(&bad, b"\xff\xff\xff\xff not protobuf").unwrap();
+    let stderr = kiln(&["import".as_ref(), bad.as_os_str()]).user_error();
+    assert!(stderr.contains("not a valid ONNX model"), "{stderr}");
+    let stderr = kiln(&["import", "model.onnx", "--shape", "batch"]).user_error();
+    assert!(stderr.contains("--shape `batch`"), "{stderr}");
+}
