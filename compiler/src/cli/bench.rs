@@ -76,7 +76,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     check_count("iters", args.iters, 1, MAX_RUNS, why)?;
     check_count("warmup", args.warmup, 0, MAX_RUNS, "a run each")?;
     check_threads(args.threads)?;
-    let staged = stage::build(load_graph(&args.graph.file)?, &args.stage)?;
+    let staged = stage::build(load_graph(&args.graph)?, &args.stage)?;
     let graph = &staged.graph;
     check_tensor_sizes(graph)?;
     check_graph_memory(graph, false)?;

@@ -11,7 +11,7 @@ pub struct CheckArgs {
 }
 
 pub fn check(args: &CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let graph = load_graph(&args.graph.file)?;
+    let graph = load_graph(&args.graph)?;
     // The parser verifies; verifying again costs little and keeps `check` honest if that ever changes.
     kiln_ir::verify(&graph)?;
     let summary = format!(

@@ -28,7 +28,7 @@ pub enum Format {
 }
 
 pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let parsed = load_graph(&args.graph.file)?;
+    let parsed = load_graph(&args.graph)?;
     let staged = stage::build(parsed, &args.stage)?;
     if args.stage.print_after_all {
         for (header, graph) in &staged.trace {

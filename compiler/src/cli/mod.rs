@@ -255,13 +255,21 @@ pub fn note(line: std::fmt::Arguments) {
 }
 
 /// Reads and parses a `.kir` file; parse errors carry the file's path for rendering. A `.onnx` file is imported
-/// instead (symbolic dims need `kiln import --shape` first).
-pub fn load_graph(path: &Path) -> Result<kiln_ir::Graph, CliError> {
+/// instead, its symbolic dims fixed by `--shape`.
+pub fn load_graph(file: &GraphFile) -> Result<kiln_ir::Graph, CliError> {
+    let path = file.file.as_path();
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     {
-        return Ok(import::load_onnx(path, &kiln::onnx::ImportOptions::default())?.graph);
+        let options = import::import_options(&file.shapes)?;
+        return Ok(import::load_onnx(path, &options)?.graph);
+    }
+    if !file.shapes.is_empty() {
+        return Err(CliError::new(format!(
+            "--shape applies to .onnx models; `{}` is a .kir graph, whose shapes are fixed in its text",
+            path.display()
+        )));
     }
     let source = read_source(path)?;
     kiln_ir::text::parse(&source).map_err(|mut e| {
@@ -282,12 +290,17 @@ fn read_source(path: &Path) -> Result<String, CliError> {
     })
 }
 
-/// `FILE` arguments: a path to a `.kir` file.
+/// `FILE` arguments: a path to a `.kir` file, or an ONNX model with the shapes to import it at.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GraphFile {
-    /// The .kir file to read (or a .onnx model, imported with its fixed shapes).
+    /// The .kir file to read (or a .onnx model, imported as `kiln import` does).
     #[arg(value_name = "FILE.kir")]
     pub file: PathBuf,
+
+    /// For a .onnx model: fix a symbolic dim (`--shape batch=8`) or an input's shape (`--shape x=1,3,32,32`);
+    /// repeatable.
+    #[arg(long = "shape", value_name = "NAME=DIMS")]
+    pub shapes: Vec<String>,
 }
 
 /// Writes `text` to `out`, for commands that print one block.

@@ -144,7 +144,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
         "the losses of all steps are kept, 8 bytes each, within the per-tensor limit",
     )?;
     check_threads(args.threads)?;
-    let parsed = load_graph(&args.graph.file)?;
+    let parsed = load_graph(&args.graph)?;
     let staged = stage::build(parsed, &args.stage)?;
     let graph = &staged.graph;
     check_tensor_sizes(graph)?;

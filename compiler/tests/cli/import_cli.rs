@@ -57,3 +57,43 @@ fn import_of_a_file_that_is_not_onnx_is_a_user_error() {
     let stderr = kiln(&["import", "model.onnx", "--shape", "batch"]).user_error();
     assert!(stderr.contains("--shape `batch`"), "{stderr}");
 }
+
+#[test]
+fn run_dump_and_bench_take_shape_for_an_onnx_model_and_refuse_it_for_a_kir_graph() {
+    // The model's fixed shapes, restated, are accepted; a shape that contradicts them is an error naming the input.
+    let ok = kiln(&[
+        "dump".as_ref(),
+        gemm_model().as_os_str(),
+        "--shape".as_ref(),
+        "a=4,3".as_ref(),
+    ])
+    .ok();
+    assert!(ok.contains("f32[4,3]"), "{ok}");
+    let stderr = kiln(&[
+        "run".as_ref(),
+        gemm_model().as_os_str(),
+        "--shape".as_ref(),
+        "a=2,3".as_ref(),
+    ])
+    .user_error();
+    assert!(stderr.contains("input `a`"), "{stderr}");
+    let kir = scratch("shape_on_kir").join("gemm.kir");
+    kiln(&[
+        "import".as_ref(),
+        gemm_model().as_os_str(),
+        "-o".as_ref(),
+        kir.as_os_str(),
+    ])
+    .ok();
+    let stderr = kiln(&[
+        "bench".as_ref(),
+        kir.as_os_str(),
+        "--shape".as_ref(),
+        "a=4,3".as_ref(),
+    ])
+    .user_error();
+    assert!(
+        stderr.contains("--shape applies to .onnx models"),
+        "{stderr}"
+    );
+}
