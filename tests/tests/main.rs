@@ -73,6 +73,7 @@ mod all_backends {
 
 /// ONNX import: small models written in the tests, and ONNX's backend node tests on every backend.
 mod onnx {
+    mod fine_tune;
     mod import;
     mod node_tests;
 }

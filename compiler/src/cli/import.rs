@@ -1,5 +1,7 @@
-//! `kiln import MODEL.onnx [-o MODEL.kir] [--shape NAME=DIMS]...`: translate an ONNX model to a `.kir` file and
-//! print a summary (opset, inputs and outputs with their types, parameter count, ops used).
+//! `kiln import MODEL.onnx [-o MODEL.kir] [--shape NAME=DIMS]... [--trainable] [--loss KIND [--of OUTPUT]]`:
+//! translate an ONNX model to a `.kir` file and print a summary (opset, inputs and outputs with their types,
+//! parameter count, ops used). With `--trainable` the initializers are parameters, written beside the graph as
+//! `.npy` files; with `--loss` the graph gains a loss for `kiln run --stage train` to fine-tune.
 
 use super::{emit, CliError};
 use clap::Args;
@@ -20,6 +22,25 @@ pub struct ImportArgs {
     /// Fix a symbolic dim (`--shape batch=8`) or a whole input's shape (`--shape input=1,3,32,32`); repeatable.
     #[arg(long = "shape", value_name = "NAME=DIMS")]
     pub shapes: Vec<String>,
+
+    /// Float initializers become `param` inputs (for fine-tuning) instead of constants; their values go to
+    /// FILE.params/NAME.npy beside the graph, for `kiln run --input-dir`.
+    #[arg(long)]
+    pub trainable: bool,
+
+    /// Append a loss on an output (the only one, or --of's) with a new data input `target` for what it should be;
+    /// `kiln run --stage train` then fine-tunes the model: mse, cross_entropy (i32 class targets), bce,
+    /// bce_with_logits.
+    #[arg(long, value_name = "KIND", value_parser = parse_loss)]
+    pub loss: Option<kiln::onnx::LossKind>,
+
+    /// The output (its ONNX name) that --loss reads, when the model has several.
+    #[arg(long, value_name = "OUTPUT", requires = "loss")]
+    pub of: Option<String>,
+}
+
+fn parse_loss(s: &str) -> Result<kiln::onnx::LossKind, String> {
+    s.parse()
 }
 
 /// Parses `--shape` values: one size is a symbolic dim; a comma-separated list is an input's shape (a list of one,
@@ -62,7 +83,12 @@ pub fn load_onnx(path: &Path, options: &ImportOptions) -> Result<Imported, CliEr
 }
 
 pub fn import(args: &ImportArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let options = import_options(&args.shapes)?;
+    let mut options = import_options(&args.shapes)?;
+    options.trainable = args.trainable;
+    options.loss = args.loss.map(|kind| kiln::onnx::LossSpec {
+        kind,
+        of: args.of.clone(),
+    });
     let imported = load_onnx(&args.file, &options)?;
     let target = args
         .out
@@ -71,13 +97,31 @@ pub fn import(args: &ImportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let text = kiln_ir::text::print(&imported.graph);
     kiln::nn::report::write_atomic(&target, text.as_bytes())
         .map_err(|e| CliError::new(format!("cannot write `{}`: {e}", target.display())))?;
-    emit(
-        out,
-        &format!(
-            "{}\nwrote {} ({} nodes)",
-            imported.summary,
+    let mut report = format!(
+        "{}\nwrote {} ({} nodes)",
+        imported.summary,
+        target.display(),
+        imported.graph.len()
+    );
+    if args.trainable {
+        let dir = params_dir(&target);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", dir.display())))?;
+        for (name, value) in &imported.params {
+            super::npy::write(&dir.join(format!("{name}.npy")), value)?;
+        }
+        report += &format!(
+            "\nwrote {} parameters to {} (kiln run {} --input-dir {} ...)",
+            imported.params.len(),
+            dir.display(),
             target.display(),
-            imported.graph.len()
-        ),
-    )
+            dir.display()
+        );
+    }
+    emit(out, &report)
+}
+
+/// Where `--trainable` puts the parameters of the graph written to `graph`: `model.kir` → `model.params/`.
+pub fn params_dir(graph: &Path) -> PathBuf {
+    graph.with_extension("params")
 }

@@ -33,6 +33,41 @@ pub fn parse_input_file(arg: &str) -> Result<InputFile, String> {
     }
 }
 
+/// `--input-dir DIR`: an [`InputFile`] for each graph input `NAME` with a `DIR/NAME.npy` that `explicit` (the
+/// `--input` flags, which win) does not already give. Other files in the directory are not read (a directory of a
+/// run's `--out` holds outputs too); a directory that gives no input at all is an error, since it must be a mistake.
+pub fn from_dir(
+    graph: &Graph,
+    dir: &std::path::Path,
+    explicit: &[InputFile],
+) -> Result<Vec<InputFile>, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::new(format!(
+            "--input-dir `{}` is not a directory",
+            dir.display()
+        )));
+    }
+    let found: Vec<InputFile> = graph
+        .inputs()
+        .filter(|input| !explicit.iter().any(|f| f.name == input.name))
+        .map(|input| InputFile {
+            name: input.name.to_string(),
+            path: dir.join(format!("{}.npy", input.name)),
+        })
+        .filter(|file| file.path.is_file())
+        .collect();
+    if found.is_empty() {
+        let names: Vec<&str> = graph.inputs().map(|i| i.name).collect();
+        return Err(CliError::new(format!(
+            "--input-dir `{}` holds no NAME.npy for any input of graph {} (its inputs: {})",
+            dir.display(),
+            graph.name,
+            names.join(", ")
+        )));
+    }
+    Ok(found)
+}
+
 /// A tensor per graph input, in graph input order.
 pub fn prepare(graph: &Graph, seed: u64, files: &[InputFile]) -> Result<Vec<Tensor>, CliError> {
     for (i, file) in files.iter().enumerate() {

@@ -36,6 +36,11 @@ pub struct RunArgs {
     #[arg(long = "input", value_name = "NAME=FILE.npy", value_parser = inputs::parse_input_file)]
     pub inputs: Vec<InputFile>,
 
+    /// Read each input NAME that has a DIR/NAME.npy from it (`kiln import --trainable` writes the parameters so;
+    /// --input wins).
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+
     /// Write every output to DIR/<name>.npy (train stage: DIR/losses.npy and the final params and state).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -149,7 +154,11 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let graph = &staged.graph;
     check_tensor_sizes(graph)?;
     check_graph_memory(graph, args.backend == Backend::Interp)?;
-    let mut values = inputs::prepare(graph, args.seed, &args.inputs)?;
+    let mut files = args.inputs.clone();
+    if let Some(dir) = &args.input_dir {
+        files.extend(inputs::from_dir(graph, dir, &args.inputs)?);
+    }
+    let mut values = inputs::prepare(graph, args.seed, &files)?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", dir.display())))?;

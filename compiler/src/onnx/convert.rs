@@ -459,10 +459,12 @@ pub fn convert(model: &ModelProto, options: &ImportOptions) -> Result<Imported, 
     }
 
     let mut output_types = Vec::new();
+    let mut output_values = Vec::new();
     for out in &graph.output {
         let v = cx.value(out.name())?;
         let label = sanitize_output(out.name());
         output_types.push((out.name().to_string(), cx.b.ty(v).clone()));
+        output_values.push((out.name().to_string(), v));
         cx.b.output(&label, v)
             .map_err(|source| ImportError::Build {
                 node: out.name().into(),
@@ -470,6 +472,10 @@ pub fn convert(model: &ModelProto, options: &ImportOptions) -> Result<Imported, 
                 source: Box::new(source),
             })?;
     }
+    let loss = match &options.loss {
+        Some(spec) => Some(super::loss::append(&mut cx.b, spec, &output_values)?),
+        None => None,
+    };
     let graph_out = cx.b.finish();
     kiln_ir::verify(&graph_out).map_err(|source| ImportError::Build {
         node: graph_out.name.clone(),
@@ -486,6 +492,7 @@ pub fn convert(model: &ModelProto, options: &ImportOptions) -> Result<Imported, 
             outputs: output_types,
             parameter_count,
             ops: op_counts,
+            loss,
         },
     })
 }

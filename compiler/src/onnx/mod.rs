@@ -14,6 +14,7 @@
 //!   [`ImportOptions::dims`]; the error for missing ones lists them all.
 //! - **Initializers** become constants, or `param` inputs with [`ImportOptions::trainable`] (their values are then
 //!   in [`Imported::params`]).
+//! - **A loss** ([`ImportOptions::loss`], see the `loss` module) may be appended on an output, for fine-tuning.
 //! - **Static operands** (a `Reshape`'s shape, `Squeeze`'s axes, `Slice`'s starts, `Pad`'s pads, ...) must be known
 //!   at import: initializers, `Constant` nodes and what [`fold`] computes from them (`Shape`, `Size`, integer
 //!   arithmetic, `Concat`, `Gather`, ...). Anything else is an error naming the node.
@@ -25,11 +26,13 @@
 mod attrs;
 mod convert;
 mod fold;
+mod loss;
 mod ops;
 pub mod proto;
 mod summary;
 mod tensor;
 
+pub use loss::{LossKind, LossSpec, LOSS_OUTPUT, TARGET_INPUT};
 pub use ops::SUPPORTED_OPS;
 pub use summary::Summary;
 
@@ -48,6 +51,9 @@ pub struct ImportOptions {
     pub input_values: BTreeMap<String, proto::TensorProto>,
     /// Float initializers become `param` inputs (trainable) instead of constants.
     pub trainable: bool,
+    /// A loss appended on an output, with a new data input for its targets ([`LossSpec`]), so that
+    /// `kiln::training_step` can fine-tune the model.
+    pub loss: Option<LossSpec>,
 }
 
 impl ImportOptions {

@@ -19,6 +19,8 @@ pub struct Summary {
     pub parameter_count: usize,
     /// ONNX op type → number of nodes.
     pub ops: BTreeMap<String, usize>,
+    /// The loss appended at import ([`super::ImportOptions::loss`]), described.
+    pub loss: Option<String>,
 }
 
 impl fmt::Display for Summary {
@@ -39,6 +41,10 @@ impl fmt::Display for Summary {
             .iter()
             .map(|(op, n)| format!("{op} x{n}"))
             .collect();
-        write!(f, "ops: {}", ops.join(", "))
+        write!(f, "ops: {}", ops.join(", "))?;
+        if let Some(loss) = &self.loss {
+            write!(f, "\nloss: {loss}")?;
+        }
+        Ok(())
     }
 }

@@ -97,3 +97,85 @@ fn run_dump_and_bench_take_shape_for_an_onnx_model_and_refuse_it_for_a_kir_graph
         "{stderr}"
     );
 }
+
+/// The whole-model MLP fixture (64-128-10, Gemm/Relu/Gemm, a symbolic batch dim `N`).
+fn mlp_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx/models/mlp/model.onnx")
+}
+
+#[test]
+fn a_trainable_import_with_a_loss_fine_tunes_through_kiln_run() {
+    let dir = scratch("fine_tune");
+    let kir = dir.join("mlp.kir");
+    let stdout = kiln(&[
+        "import".as_ref(),
+        mlp_model().as_os_str(),
+        "-o".as_ref(),
+        kir.as_os_str(),
+        "--shape".as_ref(),
+        "N=8".as_ref(),
+        "--trainable".as_ref(),
+        "--loss".as_ref(),
+        "cross_entropy".as_ref(),
+    ])
+    .ok();
+    assert!(
+        stdout.contains("against input `target`: i32[8]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("wrote 4 parameters to"), "{stdout}");
+    let params = dir.join("mlp.params");
+    // `kiln dump --stage grad` shows the backward graph of the appended loss.
+    let grad = kiln(&[
+        "dump".as_ref(),
+        kir.as_os_str(),
+        "--stage".as_ref(),
+        "grad".as_ref(),
+    ])
+    .ok();
+    assert!(grad.contains("grad."), "{grad}");
+    // Started from the model's weights (--input-dir), five Adam steps on one batch lower the loss.
+    let run = kiln(&[
+        "run".as_ref(),
+        kir.as_os_str(),
+        "--input-dir".as_ref(),
+        params.as_os_str(),
+        "--stage".as_ref(),
+        "train".as_ref(),
+        "--optimizer".as_ref(),
+        "adam".as_ref(),
+        "--steps".as_ref(),
+        "5".as_ref(),
+        "--backend".as_ref(),
+        "cpu".as_ref(),
+    ])
+    .ok();
+    let losses: Vec<f64> = run
+        .lines()
+        .filter_map(|l| l.strip_prefix("step "))
+        .map(|l| l.split_whitespace().last().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 5, "{run}");
+    assert!(losses[4] < losses[0], "{run}");
+    // A loss on an output the model lacks, and an input directory that gives nothing, are errors.
+    let stderr = kiln(&[
+        "import".as_ref(),
+        mlp_model().as_os_str(),
+        "--shape".as_ref(),
+        "N=8".as_ref(),
+        "--loss".as_ref(),
+        "mse".as_ref(),
+        "--of".as_ref(),
+        "probs".as_ref(),
+    ])
+    .user_error();
+    assert!(stderr.contains("has no output `probs`"), "{stderr}");
+    let stderr = kiln(&[
+        "run".as_ref(),
+        kir.as_os_str(),
+        "--input-dir".as_ref(),
+        dir.join("nothing_here").as_os_str(),
+    ])
+    .user_error();
+    assert!(stderr.contains("is not a directory"), "{stderr}");
+}

@@ -7,7 +7,7 @@ use kiln::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use kiln::onnx::{import, import_model, ImportError, ImportOptions};
+use kiln::onnx::{import, import_model, ImportError, ImportOptions, LossKind, LossSpec};
 use prost::Message;
 
 /// A tensor value info; a dim is a size or a symbolic name.
@@ -214,6 +214,70 @@ fn trainable_initializers_become_params() {
     assert_eq!(
         y[0].as_f32().unwrap(),
         &[0.5, 1.5, 2.5, 3.5, 0.0, 0.0, 0.5, 1.5]
+    );
+}
+
+/// `loss` appends a `target` input typed for the loss and a scalar `loss` output beside the model's own; what does
+/// not fit (a missing output, class targets for logits of rank 1, a clashing input name) is an error saying so.
+#[test]
+fn a_loss_appends_a_target_input_and_a_scalar_output() {
+    let with_loss = |kind, of: Option<&str>| ImportOptions {
+        loss: Some(LossSpec {
+            kind,
+            of: of.map(str::to_string),
+        }),
+        ..ImportOptions::default().dim("batch", 2)
+    };
+    let types = |g: &kiln::ir::Graph| -> Vec<String> {
+        g.inputs()
+            .map(|i| format!("{}: {}", i.name, i.ty))
+            .chain(g.outputs().iter().map(|o| format!("out {}", o.name)))
+            .collect()
+    };
+    let mse = import(&mlp(13), &with_loss(LossKind::Mse, None)).unwrap();
+    assert_eq!(
+        types(&mse),
+        ["x: f32[2,3]", "target: f32[2,2,2]", "out y", "out loss"]
+    );
+    // Logits [2, 2, 2] against class indices [2, 2] (classes last, as token cross-entropy).
+    let ce = import(&mlp(13), &with_loss(LossKind::CrossEntropy, Some("y"))).unwrap();
+    assert_eq!(
+        types(&ce),
+        ["x: f32[2,3]", "target: i32[2,2]", "out y", "out loss"]
+    );
+    let x = Tensor::from_f32(&[2, 3], vec![1.0, 1.0, 1.0, -1.0, 0.0, 0.0]).unwrap();
+    let target =
+        Tensor::from_f32(&[2, 2, 2], vec![0.5, 1.5, 2.5, 3.5, 0.0, 0.0, 0.5, 2.5]).unwrap();
+    let out = interp::run(&mse, &[x, target]).unwrap();
+    // y = [0.5, 1.5, 2.5, 3.5, 0, 0, 0.5, 1.5]: one element off by 1, so the mean of squares is 1/8.
+    assert_eq!(out[1].scalar_value().unwrap(), 0.125);
+
+    let err = |options| import(&mlp(13), &options).unwrap_err().to_string();
+    let e = err(with_loss(LossKind::Bce, Some("z")));
+    assert!(
+        e.contains("--loss bce: the model has no output `z` (its outputs: `y`)"),
+        "{e}"
+    );
+    let bytes = model(
+        13,
+        GraphProto {
+            name: Some("relu".into()),
+            node: vec![node("Relu", &["target"], &["y"], vec![])],
+            input: vec![info("target", DataType::Float, &["3"])],
+            output: vec![info("y", DataType::Float, &["3"])],
+            ..Default::default()
+        },
+    );
+    let e = import(&bytes, &with_loss(LossKind::Mse, None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already has an input named `target`"), "{e}");
+    let e = import(&bytes, &with_loss(LossKind::CrossEntropy, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cross_entropy needs logits with classes last"),
+        "{e}"
     );
 }
 
