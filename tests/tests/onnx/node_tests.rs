@@ -25,24 +25,37 @@ const TOLERANCE: Tolerance = Tolerance {
 /// `ImportError::Unsupported`), and why.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
-        "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True",
-        "ceil_mode with count_include_pad: Kiln's avg_pool would divide the overhang windows by the full size",
+        "test_maxpool_with_argmax_2d_precomputed_pads",
+        "MaxPool's Indices output",
     ),
-    ("test_batchnorm_epsilon_training_mode", "training mode: batch statistics and running-stat outputs"),
-    ("test_batchnorm_example_training_mode", "training mode: batch statistics and running-stat outputs"),
-    ("test_edge_pad", "Pad mode edge: Kiln's pad is constant only"),
-    ("test_reflect_pad", "Pad mode reflect: Kiln's pad is constant only"),
-    ("test_wrap_pad", "Pad mode wrap: Kiln's pad is constant only"),
-    ("test_maxpool_with_argmax_2d_precomputed_pads", "MaxPool's Indices output"),
-    ("test_mod_mixed_sign_float32", "Mod with fmod = 1 on floats: Kiln has no float truncation"),
-    ("test_mod_mixed_sign_float64", "Mod with fmod = 1 on floats: Kiln has no float truncation"),
-    ("test_maxpool_with_argmax_2d_precomputed_strides", "MaxPool's Indices output"),
-    ("test_training_dropout", "Dropout training_mode = true: ONNX's random mask is not reproducible"),
-    ("test_training_dropout_default", "Dropout training_mode = true: ONNX's random mask is not reproducible"),
-    ("test_training_dropout_default_mask", "Dropout training_mode = true: ONNX's random mask is not reproducible"),
-    ("test_training_dropout_mask", "Dropout training_mode = true: ONNX's random mask is not reproducible"),
-    ("test_training_dropout_zero_ratio", "Dropout training_mode = true (ratio 0 would be the identity; not special-cased)"),
-    ("test_training_dropout_zero_ratio_mask", "Dropout training_mode = true (ratio 0 would be the identity; not special-cased)"),
+    (
+        "test_mod_mixed_sign_float32",
+        "Mod with fmod = 1 on floats: Kiln has no float truncation",
+    ),
+    (
+        "test_mod_mixed_sign_float64",
+        "Mod with fmod = 1 on floats: Kiln has no float truncation",
+    ),
+    (
+        "test_maxpool_with_argmax_2d_precomputed_strides",
+        "MaxPool's Indices output",
+    ),
+    (
+        "test_training_dropout",
+        "Dropout training_mode = true: ONNX's random mask is not reproducible",
+    ),
+    (
+        "test_training_dropout_default",
+        "Dropout training_mode = true: ONNX's random mask is not reproducible",
+    ),
+    (
+        "test_training_dropout_default_mask",
+        "Dropout training_mode = true: ONNX's random mask is not reproducible",
+    ),
+    (
+        "test_training_dropout_mask",
+        "Dropout training_mode = true: ONNX's random mask is not reproducible",
+    ),
 ];
 
 /// How one node test ended.

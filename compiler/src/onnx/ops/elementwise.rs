@@ -260,12 +260,27 @@ pub fn cast(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     Ok(cx.b.cast(x, dtype)?)
 }
 
-/// Inference: the identity; the optional mask output is all true. A static `training_mode = true` is not supported.
+/// Inference, or training with a ratio of 0: the identity, the optional mask output all true. Training with a
+/// positive ratio is not supported: its mask comes from the runtime's random generator, which Kiln's (Philox, in the
+/// graph) cannot reproduce bit for bit.
 pub fn dropout(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
     let x = cx.input(n, 0)?;
     if let Some(training) = cx.static_input(n, 2, "training_mode")? {
         if training.ints().iter().any(|&t| t != 0) {
-            return Err(n.unsupported("training_mode = true"));
+            // The ratio is an attribute before opset 12, then input 1 (default 0.5).
+            let ratio = if n.opset < 12 {
+                n.attrs.float("ratio", 0.5)
+            } else {
+                match cx.static_input(n, 1, "ratio")? {
+                    Some(r) => r.floats().first().copied().unwrap_or(0.5),
+                    None => 0.5,
+                }
+            };
+            if ratio != 0.0 {
+                return Err(n.unsupported(format!(
+                    "training_mode = true with ratio {ratio} (a random mask)"
+                )));
+            }
         }
     }
     let mut outs = vec![Out::Node(x)];

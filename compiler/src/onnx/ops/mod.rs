@@ -83,7 +83,7 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
         "ConvTranspose" => one(nn::conv_transpose(cx, n)?),
         "MaxPool" | "AveragePool" => one(nn::pool(cx, n)?),
         "GlobalAveragePool" | "GlobalMaxPool" => one(nn::global_pool(cx, n)?),
-        "BatchNormalization" => one(nn::batch_norm(cx, n)?),
+        "BatchNormalization" => nn::batch_norm(cx, n),
         "LayerNormalization" => nn::layer_norm(cx, n),
         "InstanceNormalization" => one(nn::instance_norm(cx, n)?),
         "GroupNormalization" => one(nn::group_norm(cx, n)?),

@@ -268,10 +268,8 @@ pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let mut spec = conv_spec(n, &dims, &kernel)?;
     let include = n.attrs.int("count_include_pad", 0) != 0;
     if n.attrs.int("ceil_mode", 0) != 0 {
-        if n.op_type() == "AveragePool" && include {
-            // The divisor would count the ceil overhang as padding; ONNX counts only the explicit pads.
-            return Err(n.unsupported("ceil_mode = 1 with count_include_pad = 1"));
-        }
+        // With count_include_pad, ONNX's reference (and so its node tests) divides every window by the full kernel
+        // size, the ceil overhang counted as padding; PyTorch clips the divisor at the padded input instead.
         ceil_mode_padding(&mut spec, &dims[2..], &kernel);
     }
     let dtype = cx.b.dtype(x);
@@ -319,9 +317,13 @@ pub fn global_pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     })
 }
 
-pub fn batch_norm(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
-    if n.attrs.int("training_mode", 0) != 0 || (n.opset < 7 && n.attrs.int("is_test", 0) == 0) {
-        return Err(n.unsupported("training mode"));
+/// Inference: the running statistics. Training mode (`training_mode = 1`, opset 14 on) normalizes with the batch's
+/// mean and biased variance over every dim but the channel, and also returns the running statistics updated as
+/// ONNX defines them: `running = input · momentum + batch · (1 − momentum)`, the variance's batch term biased too
+/// (unlike PyTorch's, which is unbiased).
+pub fn batch_norm(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
+    if n.opset < 7 && n.attrs.int("is_test", 0) == 0 {
+        return Err(n.unsupported("training mode before opset 7"));
     }
     let x = cx.input(n, 0)?;
     let scale = cx.input(n, 1)?;
@@ -329,9 +331,33 @@ pub fn batch_norm(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let mean = cx.input(n, 3)?;
     let var = cx.input(n, 4)?;
     let eps = n.attrs.float("epsilon", 1e-5);
-    Ok(cx
-        .b
-        .batch_norm_eval(x, Some(scale), Some(bias), (mean, var), eps)?)
+    if n.attrs.int("training_mode", 0) == 0 {
+        let y =
+            cx.b.batch_norm_eval(x, Some(scale), Some(bias), (mean, var), eps)?;
+        return Ok(vec![Out::Node(y)]);
+    }
+    let momentum = n.attrs.float("momentum", 0.9);
+    let rank = cx.b.shape(x).len() as isize;
+    let axes: Vec<isize> = std::iter::once(0).chain(2..rank).collect();
+    let b = &mut cx.b;
+    let batch_mean = b.mean(x, &axes, false)?;
+    let mu = b.mean(x, &axes, true)?;
+    let d = b.sub(x, mu)?;
+    let sq = b.mul(d, d)?;
+    let batch_var = b.mean(sq, &axes, false)?;
+    let y = b.batch_norm_eval(x, Some(scale), Some(bias), (batch_mean, batch_var), eps)?;
+    let mut running = |stat: Value, batch: Value| -> OpResult<Value> {
+        let kept = b.mul_scalar(stat, momentum)?;
+        let new = b.mul_scalar(batch, 1.0 - momentum)?;
+        Ok(b.add(kept, new)?)
+    };
+    let running_mean = running(mean, batch_mean)?;
+    let running_var = running(var, batch_var)?;
+    Ok(vec![
+        Out::Node(y),
+        Out::Node(running_mean),
+        Out::Node(running_var),
+    ])
 }
 
 /// `(x − μ)·recip(sqrt(σ² + ε))` over `axes` (biased variance, two passes), with μ and the inverse deviation.

@@ -371,9 +371,24 @@ pub fn tile(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
 pub fn pad(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let x = cx.input(n, 0)?;
     let mode = n.attrs.string("mode", "constant")?;
-    if mode != "constant" {
-        return Err(n.unsupported(format!("mode `{mode}`")));
-    }
+    let index_of: fn(i64, i64) -> i64 = match mode.as_str() {
+        "constant" => |_, _| 0,
+        "edge" => |i, n| i.clamp(0, n - 1),
+        // Mirrored without repeating the edge (NumPy's `reflect`): period 2(n − 1).
+        "reflect" => |i, n| {
+            if n == 1 {
+                return 0;
+            }
+            let m = i.rem_euclid(2 * (n - 1));
+            if m < n {
+                m
+            } else {
+                2 * (n - 1) - m
+            }
+        },
+        "wrap" => |i, n| i.rem_euclid(n),
+        _ => return Err(n.unsupported(format!("mode `{mode}`"))),
+    };
     let rank = cx.b.shape(x).len();
     let (pads, value, axes) = if n.opset < 11 {
         let pads = n.attrs.ints(if n.opset < 2 { "paddings" } else { "pads" });
@@ -404,6 +419,9 @@ pub fn pad(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         low[a] = pads[k];
         high[a] = pads[k + axes.len()];
     }
+    if mode != "constant" {
+        return pad_by_index(cx, n, x, &low, &high, index_of);
+    }
     let pos = |v: &[i64]| v.iter().map(|&p| p.max(0) as usize).collect::<Vec<_>>();
     let y = cx.b.pad(x, &pos(&low), &pos(&high), value)?;
     if low.iter().chain(&high).all(|&p| p >= 0) {
@@ -421,6 +439,40 @@ pub fn pad(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         return Err(n.error(format!("pads {pads:?} crop more than {}", cx.b.ty(x))));
     }
     Ok(cx.b.slice(y, &start, &end)?)
+}
+
+/// `edge`, `reflect` and `wrap` padding: along each padded axis, output position `j` reads input position
+/// `index_of(j − low, extent)`, a constant index vector for `take` (negative pads crop the same way).
+fn pad_by_index(
+    cx: &mut Ctx,
+    n: &NodeCx,
+    mut x: Value,
+    low: &[i64],
+    high: &[i64],
+    index_of: fn(i64, i64) -> i64,
+) -> OpResult<Value> {
+    for axis in 0..low.len() {
+        if low[axis] == 0 && high[axis] == 0 {
+            continue;
+        }
+        let extent = cx.b.shape(x)[axis] as i64;
+        let out = extent + low[axis] + high[axis];
+        if out < 0 || (extent == 0 && out > 0) {
+            return Err(n.error(format!(
+                "pads {}/{} on axis {axis} of {}",
+                low[axis],
+                high[axis],
+                cx.b.ty(x)
+            )));
+        }
+        let index: Vec<f64> = (0..out)
+            .map(|j| index_of(j - low[axis], extent) as f64)
+            .collect();
+        let index =
+            cx.b.literal(TensorType::new(DType::I32, [out as usize]), index)?;
+        x = cx.b.take(x, index, axis as isize)?;
+    }
+    Ok(x)
 }
 
 /// `Gather` (NumPy's `take`) and `GatherElements` (`take_along_axis`, Kiln's `gather`); negative indices count
