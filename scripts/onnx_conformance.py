@@ -80,7 +80,7 @@ def main():
         else:
             entry["fail"].append(row["detail"].split("importer: ", 1)[-1])
 
-    print("| op | node tests | pass on interp / cpu / vulkan | of them with int/bool/scalar inputs bound at import | not passing (why) |")
+    print("| op | node tests | pass on interp / cpu / vulkan | of them with static operands (shapes, axes, scales) fed as inputs, bound at import | not passing (why) |")
     print("|---|---|---|---|---|")
     for op in sorted(per_op):
         e = per_op[op]

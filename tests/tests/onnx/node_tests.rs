@@ -61,7 +61,7 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
 /// How one node test ended.
 #[derive(Clone, Debug, PartialEq)]
 enum Outcome {
-    /// `bound`: integer inputs were bound at import (see [`import`]).
+    /// `bound`: inputs that must be static were bound to their test values at import (see [`import`]).
     Pass { vulkan: bool, bound: bool },
     /// Did not import (an `Unsupported` op form, a dtype Kiln lacks, an i64 out of i32, ...).
     Import(String),
@@ -81,7 +81,7 @@ impl Outcome {
                 "pass (interpreter, cpu{}){}",
                 if *vulkan { ", vulkan" } else { "" },
                 if *bound {
-                    " with integer, bool and scalar inputs bound at import"
+                    " with static operands bound at import"
                 } else {
                     ""
                 }
@@ -140,29 +140,48 @@ fn to_tensors<'a>(
         .collect()
 }
 
-/// Imports the model; when an operand that must be static is a graph input (node tests feed axes, shapes, pads,
-/// fill values and flags as inputs), imports again with every integer, bool and scalar input bound to its test
-/// value, and says so.
+/// Imports the model; while an operand that must be static is a graph input (node tests feed axes, shapes, pads,
+/// scales, fill values and flags as inputs), imports again with that input bound to its test value, and says which
+/// were bound. An operand computed from inputs binds every integer, bool and scalar input at once.
 fn import(bytes: &[u8], inputs: &[TensorProto]) -> Result<(Graph, Vec<String>), String> {
-    let plain = kiln::onnx::import(bytes, &ImportOptions::default());
-    match plain {
-        Ok(g) => Ok((g, Vec::new())),
-        Err(e @ ImportError::Node { .. }) if e.to_string().contains("must be known at import") => {
-            let mut options = ImportOptions::default();
-            for t in inputs {
-                let static_kind = [DataType::Int64, DataType::Int32, DataType::Bool]
-                    .iter()
-                    .any(|&d| d as i32 == t.data_type());
-                if static_kind || t.dims.is_empty() {
-                    options.input_values.insert(t.name().to_string(), t.clone());
+    let mut options = ImportOptions::default();
+    loop {
+        let e = match kiln::onnx::import(bytes, &options) {
+            Ok(g) => return Ok((g, options.input_values.keys().cloned().collect())),
+            Err(e @ ImportError::Node { .. })
+                if e.to_string().contains("must be known at import") =>
+            {
+                e
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let message = e.to_string();
+        let named = message
+            .split_once("(input `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(name, _)| name);
+        let input = inputs
+            .iter()
+            .find(|t| Some(t.name()) == named && !options.input_values.contains_key(t.name()));
+        match input {
+            Some(t) => {
+                options.input_values.insert(t.name().to_string(), t.clone());
+            }
+            None => {
+                let before = options.input_values.len();
+                for t in inputs {
+                    let static_kind = [DataType::Int64, DataType::Int32, DataType::Bool]
+                        .iter()
+                        .any(|&d| d as i32 == t.data_type());
+                    if static_kind || t.dims.is_empty() {
+                        options.input_values.insert(t.name().to_string(), t.clone());
+                    }
+                }
+                if options.input_values.len() == before {
+                    return Err(message);
                 }
             }
-            let bound = options.input_values.keys().cloned().collect();
-            kiln::onnx::import(bytes, &options)
-                .map(|g| (g, bound))
-                .map_err(|e| e.to_string())
         }
-        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -5,6 +5,7 @@ mod elementwise;
 mod loss;
 mod nn;
 mod reduce;
+mod resize;
 pub mod shape;
 
 use super::convert::{Ctx, NodeCx, OpResult, Out};
@@ -21,7 +22,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "LRN", "MatMul", "Max", "MaxPool", "Mean",
     "MeanVarianceNormalization", "Min", "Mish", "Mod", "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "OneHot",
     "Or", "Pad", "Pow", "PRelu", "Range", "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
-    "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Selu",
+    "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Resize", "Selu",
     "Shape", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss",
     "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tan", "Tanh",
     "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where", "Xor",
@@ -55,6 +56,7 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
         "Cast" | "CastLike" => one(elementwise::cast(cx, n)?),
         "Identity" => one(cx.input(n, 0)?),
         "Dropout" => elementwise::dropout(cx, n),
+        "Resize" => one(resize::resize(cx, n)?),
         "Softmax" | "LogSoftmax" => one(elementwise::softmax(cx, n)?),
         "Constant" => Ok(vec![Out::Const(shape::constant(n)?)]),
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => one(shape::reshape_family(cx, n)?),
