@@ -184,6 +184,22 @@ impl Builder {
     pub fn cos(&mut self, x: Value) -> Result<Value> {
         self.unary(UnaryOp::Cos, x)
     }
+    /// Toward −∞, to an integer value in the float type.
+    pub fn floor(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Floor, x)
+    }
+    /// Toward +∞.
+    pub fn ceil(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Ceil, x)
+    }
+    /// To the nearest integer value, ties to even (NumPy's `round`, ONNX's `Round`).
+    pub fn round(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Round, x)
+    }
+    /// Toward zero.
+    pub fn trunc(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Trunc, x)
+    }
 
     pub fn cast(&mut self, x: Value, to: DType) -> Result<Value> {
         if self.dtype(x) == to {

@@ -48,6 +48,11 @@ pub trait Float:
     fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
     fn abs(self) -> Self;
+    fn floor(self) -> Self;
+    fn ceil(self) -> Self;
+    /// To the nearest integer, ties to even (IEEE 754 `roundTiesToEven`).
+    fn round_ties_even(self) -> Self;
+    fn trunc(self) -> Self;
     fn erf(self) -> Self;
     /// The sine, the host's f64 `sin` rounded to the type (the reference the backends are measured against).
     fn sin(self) -> Self;
@@ -79,6 +84,18 @@ macro_rules! impl_float {
             }
             fn abs(self) -> $t {
                 $t::abs(self)
+            }
+            fn floor(self) -> $t {
+                $t::floor(self)
+            }
+            fn ceil(self) -> $t {
+                $t::ceil(self)
+            }
+            fn round_ties_even(self) -> $t {
+                $t::round_ties_even(self)
+            }
+            fn trunc(self) -> $t {
+                $t::trunc(self)
             }
             fn erf(self) -> $t {
                 $erf(self)
@@ -388,6 +405,24 @@ unary_ops! {
             let gs = b.mul(g, s)?;
             b.neg(gs)
         }
+    /// Rounding to an integer value (float to float): toward −∞, toward +∞, to nearest with ties to even, and
+    /// toward 0. Piecewise constant, so the gradient is 0 everywhere (PyTorch's choice at the jumps too).
+    Floor "floor", Cheap,
+        float: |x| x.floor(),
+        i32: none,
+        vjp: |b, g, x, y| { b.zeros_like(g) }
+    Ceil "ceil", Cheap,
+        float: |x| x.ceil(),
+        i32: none,
+        vjp: |b, g, x, y| { b.zeros_like(g) }
+    Round "round", Cheap,
+        float: |x| x.round_ties_even(),
+        i32: none,
+        vjp: |b, g, x, y| { b.zeros_like(g) }
+    Trunc "trunc", Cheap,
+        float: |x| x.trunc(),
+        i32: none,
+        vjp: |b, g, x, y| { b.zeros_like(g) }
 }
 
 binary_ops! {

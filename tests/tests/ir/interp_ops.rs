@@ -138,6 +138,50 @@ fn constants_splat_or_list_every_element_in_the_dtype() {
 
 // ---- unary ----
 
+/// SPEC §3.2's rounding rows: exact, ties to even for `round`, the sign of zero kept, ±inf and NaN unchanged.
+#[test]
+fn rounding_ops_on_halves_signed_zeros_and_specials() {
+    let x = [
+        -2.5,
+        -1.5,
+        -0.5,
+        -0.0,
+        0.5,
+        1.5,
+        2.5,
+        0.7,
+        -0.7,
+        f64::INFINITY,
+        f64::NAN,
+    ];
+    let cases: [(UnaryOp, [f64; 9]); 4] = [
+        (
+            UnaryOp::Floor,
+            [-3.0, -2.0, -1.0, -0.0, 0.0, 1.0, 2.0, 0.0, -1.0],
+        ),
+        (
+            UnaryOp::Ceil,
+            [-2.0, -1.0, -0.0, -0.0, 1.0, 2.0, 3.0, 1.0, -0.0],
+        ),
+        (
+            UnaryOp::Round,
+            [-2.0, -2.0, -0.0, -0.0, 0.0, 2.0, 2.0, 1.0, -1.0],
+        ),
+        (
+            UnaryOp::Trunc,
+            [-2.0, -1.0, -0.0, -0.0, 0.0, 1.0, 2.0, 0.0, -0.0],
+        ),
+    ];
+    for (op, finite) in cases {
+        let mut want: Vec<f64> = finite.to_vec();
+        want.extend([f64::INFINITY, f64::NAN]);
+        assert_bits(&unary_of(op, &f64s(&[11], &x)), &f64s(&[11], &want));
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let want32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        assert_bits(&unary_of(op, &f32s(&[11], &x32)), &f32s(&[11], &want32));
+    }
+}
+
 #[test]
 fn unary_ops_on_floats() {
     let x = [0.25f64, 1.0, 4.0];

@@ -29,14 +29,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "MaxPool's Indices output",
     ),
     (
-        "test_mod_mixed_sign_float32",
-        "Mod with fmod = 1 on floats: Kiln has no float truncation",
-    ),
-    (
-        "test_mod_mixed_sign_float64",
-        "Mod with fmod = 1 on floats: Kiln has no float truncation",
-    ),
-    (
         "test_maxpool_with_argmax_2d_precomputed_strides",
         "MaxPool's Indices output",
     ),

@@ -87,6 +87,9 @@ pub fn unary(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         "Erf" => b.erf(x)?,
         "Sin" => b.sin(x)?,
         "Cos" => b.cos(x)?,
+        "Floor" => b.floor(x)?,
+        "Ceil" => b.ceil(x)?,
+        "Round" => b.round(x)?,
         "Relu" => b.relu(x)?,
         "Softplus" => b.softplus(x)?,
         "Softsign" => {
@@ -356,7 +359,15 @@ pub fn modulo(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let d = cx.input(n, 1)?;
     let b = &mut cx.b;
     if b.dtype(a).is_float() {
-        return Err(n.unsupported("floats (fmod)"));
+        if n.attrs.int("fmod", 0) == 0 {
+            return Err(n.error("floats need fmod = 1 (the ONNX spec)"));
+        }
+        // C's fmod as `a − trunc(a / d)·d`: exact while the quotient's integer part is exact (|a / d| < 2^24 in
+        // f32), unlike C's, which is exact everywhere.
+        let q = b.div(a, d)?;
+        let t = b.trunc(q)?;
+        let td = b.mul(t, d)?;
+        return Ok(b.sub(a, td)?);
     }
     let q = b.div(a, d)?;
     let qd = b.mul(q, d)?;

@@ -331,6 +331,12 @@ impl Emitter<'_, '_> {
             (UnaryOp::Erf, F32 | F64) => self.math.erf(self.b, x),
             (UnaryOp::Sin, F32 | F64) => self.math.sin(self.b, x),
             (UnaryOp::Cos, F32 | F64) => self.math.cos(self.b, x),
+            // One SSE4.1 `round` instruction each (scalar and vector), which `cranelift_native` finds on any
+            // x86-64 host Kiln runs on; without SSE4.1 Cranelift calls libm's `floorf` and friends instead.
+            (UnaryOp::Floor, F32 | F64) => self.b.ins().floor(x),
+            (UnaryOp::Ceil, F32 | F64) => self.b.ins().ceil(x),
+            (UnaryOp::Round, F32 | F64) => self.b.ins().nearest(x),
+            (UnaryOp::Trunc, F32 | F64) => self.b.ins().trunc(x),
             // Float-only ops (SPEC), and no unary op takes a bool.
             (
                 UnaryOp::Sqrt
@@ -341,7 +347,11 @@ impl Emitter<'_, '_> {
                 | UnaryOp::Logistic
                 | UnaryOp::Erf
                 | UnaryOp::Sin
-                | UnaryOp::Cos,
+                | UnaryOp::Cos
+                | UnaryOp::Floor
+                | UnaryOp::Ceil
+                | UnaryOp::Round
+                | UnaryOp::Trunc,
                 I32,
             )
             | (
@@ -355,7 +365,11 @@ impl Emitter<'_, '_> {
                 | UnaryOp::Logistic
                 | UnaryOp::Erf
                 | UnaryOp::Sin
-                | UnaryOp::Cos,
+                | UnaryOp::Cos
+                | UnaryOp::Floor
+                | UnaryOp::Ceil
+                | UnaryOp::Round
+                | UnaryOp::Trunc,
                 Bool,
             ) => {
                 return Err(Unlowered {

@@ -558,7 +558,12 @@ pub(super) fn typed_nested_plan(
                 }
             },
             ScalarOp::Unary(op, _) => match op {
-                UnaryOp::Neg | UnaryOp::Abs => true,
+                UnaryOp::Neg
+                | UnaryOp::Abs
+                | UnaryOp::Floor
+                | UnaryOp::Ceil
+                | UnaryOp::Round
+                | UnaryOp::Trunc => true,
                 UnaryOp::Sqrt
                 | UnaryOp::Recip
                 | UnaryOp::Exp

@@ -253,7 +253,11 @@ impl Emitter<'_> {
                 | UnaryOp::Logistic
                 | UnaryOp::Erf
                 | UnaryOp::Sin
-                | UnaryOp::Cos => verified(&format!("i32 `{}` (float-only)", op.name())),
+                | UnaryOp::Cos
+                | UnaryOp::Floor
+                | UnaryOp::Ceil
+                | UnaryOp::Round
+                | UnaryOp::Trunc => verified(&format!("i32 `{}` (float-only)", op.name())),
             };
         }
         if dtype == DType::Bool {
@@ -265,6 +269,10 @@ impl Emitter<'_> {
             UnaryOp::Log if dtype == DType::F64 => self.log_f64(x),
             UnaryOp::Log => self.glsl(GLOp::Log, ty, &[x]),
             UnaryOp::Sqrt => self.glsl(GLOp::Sqrt, ty, &[x]),
+            UnaryOp::Floor => self.glsl(GLOp::Floor, ty, &[x]),
+            UnaryOp::Ceil => self.glsl(GLOp::Ceil, ty, &[x]),
+            UnaryOp::Round => self.glsl(GLOp::RoundEven, ty, &[x]),
+            UnaryOp::Trunc => self.glsl(GLOp::Trunc, ty, &[x]),
             UnaryOp::Recip => {
                 let one = self.float_const(dtype, 1.0);
                 self.op(Op::FDiv, ty, &[one, x])
