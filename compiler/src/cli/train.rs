@@ -327,7 +327,8 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .collect();
     writeln!(out, "wrote {}", shown.join(", "))?;
     if let Some(path) = &args.onnx {
-        let graph = nn::inference_graph(&*model, config.batch_size, data.features()).map_err(nn_error)?;
+        let graph =
+            nn::inference_graph(&*model, config.batch_size, data.features()).map_err(nn_error)?;
         let doc = format!("{} trained on {}", checkpoint.spec.describe(), data.name);
         let summary = super::export::write_onnx(&graph, &checkpoint.params, path, &doc)?;
         writeln!(out, "wrote {}: {summary}", path.display())?;

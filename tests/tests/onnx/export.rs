@@ -7,7 +7,7 @@
 //! order, so no rounding differs.
 
 use kiln::ir::{interp, text, BinaryOp, Builder, DType, Graph, Tensor, TensorType};
-use kiln::nn::{self, Activation, Loss, Module, ModelKind, ModelSpec};
+use kiln::nn::{self, Activation, Loss, ModelKind, ModelSpec, Module};
 use kiln::onnx::{self, ExportError, ExportOptions, ImportOptions};
 use kiln_tests::fd::{random_tensor, rng};
 use std::collections::HashMap;
@@ -24,7 +24,10 @@ fn round_trip(graph: &Graph, values: &[(String, Tensor)], inputs: &[(&str, Tenso
     let mut feed: HashMap<String, Tensor> = HashMap::new();
     for input in graph.inputs() {
         let given = values.iter().find(|(n, _)| n == input.name).map(|(_, t)| t);
-        let fed = inputs.iter().find(|(n, _)| *n == input.name).map(|(_, t)| t);
+        let fed = inputs
+            .iter()
+            .find(|(n, _)| *n == input.name)
+            .map(|(_, t)| t);
         let value = given
             .or(fed)
             .cloned()
@@ -37,15 +40,17 @@ fn round_trip(graph: &Graph, values: &[(String, Tensor)], inputs: &[(&str, Tenso
         .map(|i| (i.name.to_string(), feed[i.name].clone()))
         .collect();
     assert!(
-        imported.inputs().all(|i| values.iter().all(|(n, _)| n != i.name)),
+        imported
+            .inputs()
+            .all(|i| values.iter().all(|(n, _)| n != i.name)),
         "given values are initializers, not inputs"
     );
     let actual = interp::run_named(&imported, &feed_imported).unwrap();
     assert_eq!(expected.len(), actual.len());
     for (name, want) in &expected {
-        let got = actual
-            .get(name)
-            .unwrap_or_else(|| panic!("graph {}: output `{name}` missing after import", graph.name));
+        let got = actual.get(name).unwrap_or_else(|| {
+            panic!("graph {}: output `{name}` missing after import", graph.name)
+        });
         assert_eq!(got.ty(), want.ty(), "output `{name}`");
         let same = want
             .to_f64_vec()
@@ -86,13 +91,24 @@ fn trained_values(model: &dyn Module, seed: u64) -> Vec<(String, Tensor)> {
         } else {
             noise
         };
-        values.push((name, Tensor::from_f64_values(t.ty().clone(), &moved).unwrap()));
+        values.push((
+            name,
+            Tensor::from_f64_values(t.ty().clone(), &moved).unwrap(),
+        ));
     }
     values
 }
 
 fn model_round_trip(kind: ModelKind, inputs: usize, hidden: Option<Vec<usize>>) {
-    let spec = ModelSpec::new(kind, inputs, hidden, 10, Some(Activation::Relu), Loss::CrossEntropy).unwrap();
+    let spec = ModelSpec::new(
+        kind,
+        inputs,
+        hidden,
+        10,
+        Some(Activation::Relu),
+        Loss::CrossEntropy,
+    )
+    .unwrap();
     let model = spec.build();
     let graph = nn::inference_graph(&*model, 3, inputs).unwrap();
     round_trip(&graph, &trained_values(&*model, 1), &[]);
@@ -119,7 +135,9 @@ fn convolutions_and_pooling_with_strides_padding_and_dilation_round_trip() {
     let mut max = nn::MaxPool2d::new(2);
     max.padding = [1, 1];
     let model = nn::Sequential::new()
-        .append(nn::Reshape { dims: vec![2, 7, 7] })
+        .append(nn::Reshape {
+            dims: vec![2, 7, 7],
+        })
         .append(conv)
         .append(grouped)
         .append(max)
@@ -135,7 +153,11 @@ fn gpt_forward_graph_round_trips() {
     let graph = nn::gpt_forward_graph(&gpt, 2, 5).unwrap();
     // One token out of the vocabulary: Kiln's gather reads zeros there, and the export must keep that.
     let tokens = Tensor::from_i32(&[2, 5], vec![0, 1, 2, 3, 4, 5, 6, 6, 7, -1]).unwrap();
-    round_trip(&graph, &nn::init_parameters(&gpt, 2).unwrap(), &[("tokens", tokens)]);
+    round_trip(
+        &graph,
+        &nn::init_parameters(&gpt, 2).unwrap(),
+        &[("tokens", tokens)],
+    );
 }
 
 /// The ops whose ONNX form is guarded or special-cased: i32 division by 0 and `MIN / -1`, float → i32 casts of
@@ -168,7 +190,12 @@ fn edge_case_forms_round_trip() {
     b.output("whole", whole).unwrap();
     b.output("part", part).unwrap();
     let iota = b.iota(TensorType::f32(&[2, 3]), 1).unwrap();
-    let dense = b.literal(TensorType::f32(&[2, 3]), vec![1.0, -2.0, 0.5, 0.0, 3.0, -0.0]).unwrap();
+    let dense = b
+        .literal(
+            TensorType::f32(&[2, 3]),
+            vec![1.0, -2.0, 0.5, 0.0, 3.0, -0.0],
+        )
+        .unwrap();
     let sum = b.add(iota, dense).unwrap();
     let padded = b.pad(sum, &[1, 0], &[0, 2], -1.5).unwrap();
     let win = b.windows(padded, &[2], &[2], &[1]).unwrap();
@@ -178,17 +205,41 @@ fn edge_case_forms_round_trip() {
     b.output("x_itself", x).unwrap();
     let graph = b.finish();
     let inputs = [
-        ("a", Tensor::from_i32(&[6], vec![7, -7, i32::MIN, 5, 0, i32::MIN]).unwrap()),
-        ("d", Tensor::from_i32(&[6], vec![2, 2, -1, 0, 0, 1]).unwrap()),
+        (
+            "a",
+            Tensor::from_i32(&[6], vec![7, -7, i32::MIN, 5, 0, i32::MIN]).unwrap(),
+        ),
+        (
+            "d",
+            Tensor::from_i32(&[6], vec![2, 2, -1, 0, 0, 1]).unwrap(),
+        ),
         (
             "f",
-            Tensor::from_f32(&[6], vec![f32::NAN, f32::INFINITY, -3e9, 2.7, -2.7, 2_147_483_520.0]).unwrap(),
+            Tensor::from_f32(
+                &[6],
+                vec![f32::NAN, f32::INFINITY, -3e9, 2.7, -2.7, 2_147_483_520.0],
+            )
+            .unwrap(),
         ),
         (
             "g",
-            Tensor::from_f64(&[6], vec![f64::NAN, f64::NEG_INFINITY, 3e9, 2_147_483_647.9, -0.5, 1e300]).unwrap(),
+            Tensor::from_f64(
+                &[6],
+                vec![
+                    f64::NAN,
+                    f64::NEG_INFINITY,
+                    3e9,
+                    2_147_483_647.9,
+                    -0.5,
+                    1e300,
+                ],
+            )
+            .unwrap(),
         ),
-        ("idx", Tensor::from_i32(&[2, 3], vec![0, 2, 3, -1, 1, 1]).unwrap()),
+        (
+            "idx",
+            Tensor::from_i32(&[2, 3], vec![0, 2, 3, -1, 1, 1]).unwrap(),
+        ),
     ];
     round_trip(&graph, &[], &inputs);
 }
@@ -216,12 +267,21 @@ fn a_value_for_an_unknown_input_or_of_the_wrong_type_is_an_error() {
     let x = b.param("w", TensorType::f32(&[2])).unwrap();
     b.output("y", x).unwrap();
     let graph = b.finish();
-    let wrong = [("w".to_string(), Tensor::from_f32(&[3], vec![0.0; 3]).unwrap())];
+    let wrong = [(
+        "w".to_string(),
+        Tensor::from_f32(&[3], vec![0.0; 3]).unwrap(),
+    )];
     let message = onnx::export(&graph, &wrong, &ExportOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(message.contains("f32[3]") && message.contains("f32[2]"), "{message}");
-    let unknown = [("v".to_string(), Tensor::from_f32(&[2], vec![0.0; 2]).unwrap())];
+    assert!(
+        message.contains("f32[3]") && message.contains("f32[2]"),
+        "{message}"
+    );
+    let unknown = [(
+        "v".to_string(),
+        Tensor::from_f32(&[2], vec![0.0; 2]).unwrap(),
+    )];
     let message = onnx::export(&graph, &unknown, &ExportOptions::default())
         .unwrap_err()
         .to_string();

@@ -160,7 +160,9 @@ fn evaluate_source(op: &Op) -> Result<Tensor, String> {
     let id = g.add(op.clone(), &[]).map_err(|e| e.to_string())?;
     g.add_output("value", id).map_err(|e| e.to_string())?;
     let mut values = kiln_ir::interp::run(&g, &[]).map_err(|e| e.to_string())?;
-    values.pop().ok_or_else(|| "the interpreter returned no value".to_string())
+    values
+        .pop()
+        .ok_or_else(|| "the interpreter returned no value".to_string())
 }
 
 /// An initializer named `out` (the node's own value name).
@@ -171,7 +173,12 @@ fn initializer(e: &mut Emitter, value: &Tensor, out: &str) {
 
 /// A dense constant becomes an initializer; a splat of more than one element a scalar initializer and an `Expand`
 /// (a splat of zeros over a large shape would otherwise be stored element by element).
-fn constant(e: &mut Emitter, ty: &TensorType, value: &Literal, out: &str) -> Result<(), ExportError> {
+fn constant(
+    e: &mut Emitter,
+    ty: &TensorType,
+    value: &Literal,
+    out: &str,
+) -> Result<(), ExportError> {
     let invalid = |err: kiln_ir::IrError| ExportError::Invalid(format!("constant `{out}`: {err}"));
     match value {
         Literal::Splat(v) if ty.numel() > 1 => {
@@ -291,7 +298,12 @@ fn windows(
             .chain((0..s).map(|k| lead + 2 * k))
             .chain((0..s).map(|k| lead + 2 * k + 1))
             .collect();
-        e.node("Transpose", &[&current], out, vec![attr_ints("perm", &perm)]);
+        e.node(
+            "Transpose",
+            &[&current],
+            out,
+            vec![attr_ints("perm", &perm)],
+        );
     }
 }
 

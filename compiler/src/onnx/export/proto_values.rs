@@ -5,7 +5,9 @@ use crate::onnx::proto::attribute_proto::AttributeType;
 use crate::onnx::proto::tensor_proto::DataType;
 use crate::onnx::proto::tensor_shape_proto::{dimension, Dimension};
 use crate::onnx::proto::type_proto::{self, Value as TypeValue};
-use crate::onnx::proto::{AttributeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto};
+use crate::onnx::proto::{
+    AttributeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
 use kiln_ir::{DType, Tensor, TensorData, TensorType};
 
 /// The ONNX element type of a Kiln dtype (`f32` → FLOAT, `f64` → DOUBLE, `i32` → INT32, `bool` → BOOL).
