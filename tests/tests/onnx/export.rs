@@ -267,23 +267,19 @@ fn a_value_for_an_unknown_input_or_of_the_wrong_type_is_an_error() {
     let x = b.param("w", TensorType::f32(&[2])).unwrap();
     b.output("y", x).unwrap();
     let graph = b.finish();
-    let wrong = [(
-        "w".to_string(),
-        Tensor::from_f32(&[3], vec![0.0; 3]).unwrap(),
-    )];
-    let message = onnx::export(&graph, &wrong, &ExportOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        message.contains("f32[3]") && message.contains("f32[2]"),
-        "{message}"
-    );
-    let unknown = [(
-        "v".to_string(),
-        Tensor::from_f32(&[2], vec![0.0; 2]).unwrap(),
-    )];
-    let message = onnx::export(&graph, &unknown, &ExportOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(message.contains("no such input"), "{message}");
+    // (name, dims of the value, what the message names)
+    let cases: [(&str, usize, &[&str]); 2] = [
+        ("w", 3, &["f32[3]", "f32[2]"]),
+        ("v", 2, &["no such input", "w"]),
+    ];
+    for (name, n, expected) in cases {
+        let value = [(
+            name.to_string(),
+            Tensor::from_f32(&[n], vec![0.0; n]).unwrap(),
+        )];
+        let message = onnx::export(&graph, &value, &ExportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(expected.iter().all(|e| message.contains(e)), "{message}");
+    }
 }

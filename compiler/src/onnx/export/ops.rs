@@ -54,7 +54,8 @@ pub fn lower(
                 BinaryOp::Sub => "Sub",
                 BinaryOp::Mul => "Mul",
                 BinaryOp::Div if ty.dtype == DType::I32 => {
-                    return Ok(int_div(e, ins[0], ins[1], out));
+                    int_div(e, ins[0], ins[1], out);
+                    return Ok(());
                 }
                 BinaryOp::Div => "Div",
                 BinaryOp::Max => "Max",
@@ -275,19 +276,25 @@ fn windows(
     out: &str,
 ) {
     let s = window.len();
+    if s == 0 {
+        // No windowed dim: the view is the operand itself.
+        e.node("Identity", &[x], out, vec![]);
+        return;
+    }
     let lead = dims.len() - s;
     let mut current = x.to_string();
-    for k in 0..s {
-        let n = dims[lead + k];
-        let span = dilation[k] * (window[k] - 1) + 1;
+    let dims = window.iter().zip(stride).zip(dilation).zip(&dims[lead..]);
+    for (k, (((&window, &stride), &dilation), &n)) in dims.enumerate() {
+        let span = dilation * (window - 1) + 1;
         // The typing rule guarantees span ≤ n, so there is at least one window.
-        let count = (n - span) / stride[k] + 1;
+        let count = (n - span) / stride + 1;
         let table: Vec<i64> = (0..count)
-            .flat_map(|o| (0..window[k]).map(move |a| (o * stride[k] + a * dilation[k]) as i64))
+            .flat_map(|o| (0..window).map(move |a| (o * stride + a * dilation) as i64))
             .collect();
-        let indices = e.int_table(out, &[count, window[k]], &table);
+        let indices = e.int_table(out, &[count, window], &table);
         let axis = attr_int("axis", (lead + 2 * k) as i64);
-        current = if k + 1 == s && s == 1 {
+        // With one windowed dim the gather's result is the node's value; with more, the transpose's.
+        current = if s == 1 {
             e.node("Gather", &[&current, &indices], out, vec![axis])
         } else {
             e.step(out, "Gather", &[&current, &indices], vec![axis])
