@@ -161,8 +161,9 @@ fn gpt_forward_graph_round_trips() {
 }
 
 /// The ops whose ONNX form is guarded or special-cased: i32 division by 0 and `MIN / -1`, float → i32 casts of
-/// NaN, infinities and out-of-range values, `gather` out of range, `ne`, empty reduction axes, full-range slices,
-/// `iota`, splat and dense constants, `windows` on one dim, and outputs that are inputs or share a node.
+/// NaN, infinities and out-of-range values, `gather` out of range (on f32 and bool), `ne`, `select` of bools, empty
+/// reduction axes, full-range slices, `iota`, splat and dense constants, `windows` on one dim, and outputs that are
+/// inputs or share a node.
 #[test]
 fn edge_case_forms_round_trip() {
     let mut b = Builder::new("edges");
@@ -183,6 +184,14 @@ fn edge_case_forms_round_trip() {
     let ne = b.compare(kiln::ir::CmpDir::Ne, a, d).unwrap();
     let chosen = b.select(ne, a, d).unwrap();
     b.output("chosen", chosen).unwrap();
+    // Bool branches: `Where` is written in logical ops there (onnxruntime has no bool `Where`).
+    let lt = b.compare(kiln::ir::CmpDir::Lt, a, d).unwrap();
+    let gt = b.compare(kiln::ir::CmpDir::Gt, a, d).unwrap();
+    let bools = b.select(ne, lt, gt).unwrap();
+    b.output("bool_chosen", bools).unwrap();
+    let flags = b.reshape(bools, &[2, 3]).unwrap();
+    let picked_flags = b.gather(flags, idx, 1).unwrap();
+    b.output("picked_flags", picked_flags).unwrap();
     let same = b.reduce_sum(x, &[], false).unwrap();
     b.output("same", same).unwrap();
     let whole = b.slice(x, &[0, 0], &[2, 3]).unwrap();

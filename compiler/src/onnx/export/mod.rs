@@ -30,7 +30,7 @@
 //! | `div` | `Div`; on i32 guarded by `Where` (Kiln: `x / 0 = 0`, `MIN / -1 = MIN`; ONNX: undefined) |
 //! | `and or xor` | `BitwiseAnd BitwiseOr BitwiseXor` (opset 18) |
 //! | `compare{lt le gt ge eq ne}` | `Less LessOrEqual Greater GreaterOrEqual Equal`, `Not(Equal)` |
-//! | `select` | `Where` |
+//! | `select` | `Where`; on bool branches `Or(And(c, a), And(Not(c), b))` (onnxruntime has no bool `Where`) |
 //! | `reduce_sum`, `reduce_max` | `ReduceSum`, `ReduceMax` (axes as an input, `keepdims`); no axes: `Identity` |
 //! | `reshape` | `Reshape` (`allowzero = 1` when the shape has a 0) |
 //! | `transpose`, `broadcast`, `concat`, `matmul` | `Transpose`, `Expand`, `Concat`, `MatMul` |

@@ -88,9 +88,7 @@ pub fn lower(
             };
             e.node(op_type, ins, out, vec![]);
         }
-        Op::Select => {
-            e.node("Where", ins, out, vec![]);
-        }
+        Op::Select => select(e, ty.dtype, [ins[0], ins[1], ins[2]], out),
         Op::ReduceSum { axes, keep_dims } | Op::ReduceMax { axes, keep_dims } => {
             let op_type = if matches!(node.op, Op::ReduceSum { .. }) {
                 "ReduceSum"
@@ -341,5 +339,18 @@ fn gather(
     let safe = e.step(out, "Where", &[&valid, idx, &zero], vec![]);
     let axis = attr_int("axis", axis as i64);
     let gathered = e.step(out, "GatherElements", &[x, &safe], vec![axis]);
-    e.node("Where", &[&valid, &gathered, &zero_element], out, vec![]);
+    select(e, ty.dtype, [&valid, &gathered, &zero_element], out);
+}
+
+/// `Where(c, a, b)` into `out`. On bool branches it is `Or(And(c, a), And(Not(c), b))`: ONNX defines `Where` on
+/// bool, but onnxruntime (1.23) has no bool kernel for it, and the logical form is the same values everywhere.
+fn select(e: &mut Emitter, dtype: DType, [c, a, b]: [&str; 3], out: &str) {
+    if dtype != DType::Bool {
+        e.node("Where", &[c, a, b], out, vec![]);
+        return;
+    }
+    let when = e.step(out, "And", &[c, a], vec![]);
+    let not = e.step(out, "Not", &[c], vec![]);
+    let otherwise = e.step(out, "And", &[&not, b], vec![]);
+    e.node("Or", &[&when, &otherwise], out, vec![]);
 }
