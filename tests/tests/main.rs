@@ -71,8 +71,9 @@ mod all_backends {
     mod zero_size;
 }
 
-/// ONNX import: small models written in the tests, and ONNX's backend node tests on every backend.
+/// ONNX import and export: small models written in the tests, and ONNX's backend node tests on every backend.
 mod onnx {
+    mod export;
     mod fine_tune;
     mod import;
     mod node_tests;

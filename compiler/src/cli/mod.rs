@@ -11,6 +11,7 @@ mod bench;
 mod check;
 mod devices;
 mod dump;
+mod export;
 mod generate;
 mod import;
 mod inputs;
@@ -101,6 +102,13 @@ pub enum Command {
     ///   kiln import model.onnx --shape input=1,3,32,32
     #[command(verbatim_doc_comment)]
     Import(import::ImportArgs),
+    /// Write a graph as an ONNX model (opset 18, static shapes); --input values become initializers.
+    ///
+    /// Examples:
+    ///   kiln export model.kir -o model.onnx
+    ///   kiln export model.kir -o model.onnx --input l1.weight=w1.npy --input l1.bias=b1.npy
+    #[command(verbatim_doc_comment)]
+    Export(export::ExportArgs),
     /// List the Vulkan devices able to run Kiln's shaders, marking the one `--backend vulkan` uses.
     ///
     /// Exits with an error when no Vulkan loader or device is available.
@@ -123,6 +131,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Predict(args) => predict::predict(args, &mut out),
         Command::Generate(args) => generate::generate(args, &mut out),
         Command::Import(args) => import::import(args, &mut out),
+        Command::Export(args) => export::export(args, &mut out),
         Command::Devices => devices::devices(&mut out),
     };
     result.and_then(|()| out.flush().map_err(CliError::from))

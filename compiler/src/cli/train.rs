@@ -84,6 +84,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", default_value = "runs/latest")]
     pub out: PathBuf,
 
+    /// Also write the trained model's inference graph as an ONNX model (opset 18) with its weights as initializers:
+    /// evaluation mode (batch norm on its running statistics, dropout the identity), static shapes with a batch of
+    /// --batch-size rows (the transformer: sequences of its context, in `tokens`, out `logits`; else in `x`, out `out`).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub onnx: Option<PathBuf>,
+
     /// Transformer: train a character-level model on this UTF-8 file instead of --dataset (the last tenth is held
     /// out for the validation loss).
     #[arg(long, value_name = "FILE")]
@@ -320,6 +326,13 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .map(|f| args.out.join(f).display().to_string())
         .collect();
     writeln!(out, "wrote {}", shown.join(", "))?;
+    if let Some(path) = &args.onnx {
+        let graph =
+            nn::inference_graph(&*model, config.batch_size, data.features()).map_err(nn_error)?;
+        let doc = format!("{} trained on {}", checkpoint.spec.describe(), data.name);
+        let summary = super::export::write_onnx(&graph, &checkpoint.params, path, &doc)?;
+        writeln!(out, "wrote {}: {summary}", path.display())?;
+    }
     Ok(())
 }
 

@@ -290,6 +290,12 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .map(|f| args.out.join(f).display().to_string())
         .collect();
     writeln!(out, "wrote {}", shown.join(", "))?;
+    if let Some(path) = &args.onnx {
+        let graph = nn::gpt_forward_graph(&model, args.batch_size, context).map_err(nn_error)?;
+        let doc = format!("transformer trained on {name}");
+        let summary = super::export::write_onnx(&graph, &checkpoint.params, path, &doc)?;
+        writeln!(out, "wrote {}: {summary}", path.display())?;
+    }
     Ok(())
 }
 

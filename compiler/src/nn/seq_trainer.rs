@@ -38,6 +38,11 @@ fn model_graph(model: &Gpt, batch: usize, t: usize, with_loss: bool) -> Result<G
     Ok(b.finish())
 }
 
+/// The forward graph `tokens: i32[batch, t] → logits` of `model` (what the trainer evaluates and decodes with).
+pub fn gpt_forward_graph(model: &Gpt, batch: usize, t: usize) -> Result<Graph, Error> {
+    model_graph(model, batch, t, false)
+}
+
 impl SeqTrainer {
     /// Compiles the step (`batch` sequences of `context` tokens; gradients clipped to the global norm `clip` if
     /// given) and the forward graph (`eval_batch` sequences) of `model` on `backend`, and initializes the parameters

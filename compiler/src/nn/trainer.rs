@@ -366,6 +366,16 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The evaluation-mode graph `x: f32[batch, features] → model → out` (batch norm on its running statistics, dropout
+/// the identity), reading the model's params and buffers as inputs: the inference graph `kiln train --onnx` exports.
+pub fn inference_graph(model: &dyn Module, batch: usize, features: usize) -> Result<Graph, Error> {
+    let mut b = Builder::new("model");
+    let x = b.data("x", TensorType::f32(&[batch, features]))?;
+    let out = model.forward(&mut b, x)?;
+    b.output("out", out)?;
+    Ok(b.finish())
+}
+
 /// The fraction of `predictions` equal to `labels`.
 pub fn accuracy(predictions: &[i32], labels: &[i32]) -> f64 {
     let correct = predictions

@@ -1,4 +1,5 @@
-//! ONNX import: an `.onnx` model (protobuf `ModelProto`) becomes a Kiln [`Graph`].
+//! ONNX import: an `.onnx` model (protobuf `ModelProto`) becomes a Kiln [`Graph`]. Export, the other way, is
+//! [`export`] (its module doc has the op mapping).
 //!
 //! ```no_run
 //! let bytes = std::fs::read("model.onnx").unwrap();
@@ -25,6 +26,7 @@
 
 mod attrs;
 mod convert;
+pub mod export;
 mod fold;
 mod loss;
 mod ops;
@@ -32,6 +34,7 @@ pub mod proto;
 mod summary;
 mod tensor;
 
+pub use export::{export, export_model, ExportError, ExportOptions, ExportSummary};
 pub use loss::{LossKind, LossSpec, LOSS_OUTPUT, TARGET_INPUT};
 pub use ops::SUPPORTED_OPS;
 pub use summary::Summary;

@@ -63,7 +63,7 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], values: &[T]) {
+pub(super) fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], values: &[T]) {
     let mut bytes = Vec::new();
     let mut writer = npyz::WriteOptions::new()
         .default_dtype()

@@ -1,5 +1,5 @@
 //! `kiln import`: the summary, the `.kir` file it writes (which `kiln check` accepts), `kiln run` on a `.onnx`
-//! path, and the errors for a file that is not ONNX.
+//! path, and the errors for a file that is not ONNX; `kiln export` and `kiln train --onnx`, whose models import back.
 
 use crate::support::kiln_cli::kiln;
 use std::path::{Path, PathBuf};
@@ -178,4 +178,98 @@ fn a_trainable_import_with_a_loss_fine_tunes_through_kiln_run() {
     ])
     .user_error();
     assert!(stderr.contains("is not a directory"), "{stderr}");
+}
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ir-spec/examples")
+}
+
+/// `kiln export` writes a model that imports back (`kiln check` on it), with `--input` values as initializers.
+#[test]
+fn export_writes_an_onnx_model_that_imports_back() {
+    let dir = scratch("export");
+    let model = dir.join("twolayer.onnx");
+    let kir = examples_dir().join("twolayer.kir");
+    let stdout = kiln(&[
+        "export".as_ref(),
+        kir.as_os_str(),
+        "-o".as_ref(),
+        model.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        stdout.starts_with(&format!("wrote {}: ", model.display())) && stdout.contains("opset 18"),
+        "{stdout}"
+    );
+    let checked = kiln(&["check".as_ref(), model.as_os_str()]).ok();
+    assert!(checked.starts_with("ok: graph twolayer"), "{checked}");
+
+    // A parameter's value becomes an initializer: the imported graph has one input fewer.
+    let graph = kiln::ir::text::parse(&std::fs::read_to_string(&kir).unwrap()).unwrap();
+    let param = graph
+        .inputs()
+        .find(|i| i.role == kiln::Role::Param)
+        .expect("twolayer has params");
+    let npy = dir.join("param.npy");
+    let dims: Vec<u64> = param.ty.dims().iter().map(|&d| d as u64).collect();
+    super::cli::write_npy(&npy, &dims, &vec![0.0f32; param.ty.numel()]);
+    let with_value = dir.join("with_value.onnx");
+    let arg = format!("{}={}", param.name, npy.display());
+    kiln(&[
+        "export".as_ref(),
+        kir.as_os_str(),
+        "-o".as_ref(),
+        with_value.as_os_str(),
+        "--input".as_ref(),
+        arg.as_ref(),
+    ])
+    .ok();
+    let imported =
+        kiln::onnx::import(&std::fs::read(&with_value).unwrap(), &Default::default()).unwrap();
+    assert_eq!(imported.inputs().count() + 1, graph.inputs().count());
+    assert!(imported.input(param.name).is_none());
+
+    let stderr = kiln(&[
+        "export".as_ref(),
+        kir.as_os_str(),
+        "--input".as_ref(),
+        "nope=x.npy".as_ref(),
+    ])
+    .user_error();
+    assert!(stderr.contains("nope"), "{stderr}");
+}
+
+/// `kiln train --onnx` writes the trained inference graph, which imports with no inputs but `x`.
+#[test]
+fn train_with_onnx_writes_the_inference_graph_with_its_weights() {
+    let dir = scratch("train_onnx");
+    let model = dir.join("model.onnx");
+    let run = dir.join("run");
+    let stdout = kiln(&[
+        "train".as_ref(),
+        "--dataset".as_ref(),
+        "xor".as_ref(),
+        "--model".as_ref(),
+        "twolayer".as_ref(),
+        "--epochs".as_ref(),
+        "2".as_ref(),
+        "--batch-size".as_ref(),
+        "8".as_ref(),
+        "--out".as_ref(),
+        run.as_os_str(),
+        "--onnx".as_ref(),
+        model.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        stdout.contains(&format!("wrote {}: ", model.display())),
+        "{stdout}"
+    );
+    let graph = kiln::onnx::import(&std::fs::read(&model).unwrap(), &Default::default()).unwrap();
+    let inputs: Vec<String> = graph
+        .inputs()
+        .map(|i| format!("{} {}", i.name, i.ty))
+        .collect();
+    assert_eq!(inputs, ["x f32[8,2]"]);
+    assert_eq!(graph.outputs()[0].name, "out");
 }
