@@ -6,7 +6,7 @@
 //! (or, for the guarded forms, to ops that select the same values), evaluated by the same interpreter in the same
 //! order, so no rounding differs.
 
-use kiln::ir::{interp, text, BinaryOp, Builder, DType, Graph, Tensor, TensorType};
+use kiln::ir::{interp, text, BinaryOp, Builder, DType, Graph, Tensor, TensorType, UnaryOp};
 use kiln::nn::{self, Activation, Loss, ModelKind, ModelSpec, Module};
 use kiln::onnx::{self, ExportError, ExportOptions, ImportOptions};
 use kiln_tests::fd::{random_tensor, rng};
@@ -212,6 +212,16 @@ fn edge_case_forms_round_trip() {
     b.output("pooled", max).unwrap();
     b.output("again", max).unwrap();
     b.output("x_itself", x).unwrap();
+    // The rounding ops on f64 edge values (trunc is written as Where(x < 0, Ceil, Floor)).
+    for (name, op) in [
+        ("floored", UnaryOp::Floor),
+        ("ceiled", UnaryOp::Ceil),
+        ("rounded", UnaryOp::Round),
+        ("trunced", UnaryOp::Trunc),
+    ] {
+        let y = b.unary(op, g).unwrap();
+        b.output(name, y).unwrap();
+    }
     let graph = b.finish();
     let inputs = [
         (

@@ -24,7 +24,8 @@
 //! | `input` | graph input, or initializer when given a value |
 //! | `constant` | initializer (a splat over more than one element: scalar initializer + `Expand`) |
 //! | `iota` | initializer, computed by the reference interpreter |
-//! | `neg exp log sqrt recip tanh logistic abs erf sin cos` | `Neg Exp Log Sqrt Reciprocal Tanh Sigmoid Abs Erf Sin Cos` |
+//! | `neg exp log sqrt recip tanh logistic abs erf sin cos floor ceil round` | `Neg Exp Log Sqrt Reciprocal Tanh Sigmoid Abs Erf Sin Cos Floor Ceil Round` |
+//! | `trunc` | `Where(Less(x, 0), Ceil(x), Floor(x))` |
 //! | `cast` | `Cast`; float → i32 as `IsNaN`/`Where`/`Clip`/`Cast`/`Where` (Kiln saturates and maps NaN to 0) |
 //! | `add sub mul max min pow` | `Add Sub Mul Max Min Pow` |
 //! | `div` | `Div`; on i32 guarded by `Where` (Kiln: `x / 0 = 0`, `MIN / -1 = MIN`; ONNX: undefined) |

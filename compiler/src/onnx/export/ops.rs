@@ -44,6 +44,20 @@ pub fn lower(
                 UnaryOp::Erf => "Erf",
                 UnaryOp::Sin => "Sin",
                 UnaryOp::Cos => "Cos",
+                UnaryOp::Floor => "Floor",
+                UnaryOp::Ceil => "Ceil",
+                // ONNX's Round is also to nearest, ties to even.
+                UnaryOp::Round => "Round",
+                UnaryOp::Trunc => {
+                    // No ONNX Trunc: ceil below zero, floor above (ceil keeps -0 for (-1, 0), as trunc does).
+                    let x = ins[0];
+                    let zero = e.scalar(out, ty.dtype, 0.0);
+                    let negative = e.step(out, "Less", &[x, &zero], vec![]);
+                    let up = e.step(out, "Ceil", &[x], vec![]);
+                    let down = e.step(out, "Floor", &[x], vec![]);
+                    e.node("Where", &[&negative, &up, &down], out, vec![]);
+                    return Ok(());
+                }
             };
             e.node(op_type, ins, out, vec![]);
         }
