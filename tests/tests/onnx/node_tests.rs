@@ -25,14 +25,6 @@ const TOLERANCE: Tolerance = Tolerance {
 /// `ImportError::Unsupported`), and why.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
-        "test_maxpool_with_argmax_2d_precomputed_pads",
-        "MaxPool's Indices output",
-    ),
-    (
-        "test_maxpool_with_argmax_2d_precomputed_strides",
-        "MaxPool's Indices output",
-    ),
-    (
         "test_training_dropout",
         "Dropout training_mode = true: ONNX's random mask is not reproducible",
     ),

@@ -82,7 +82,7 @@ pub fn translate(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
         "Gemm" => one(nn::gemm(cx, n)?),
         "Conv" => one(nn::conv(cx, n)?),
         "ConvTranspose" => one(nn::conv_transpose(cx, n)?),
-        "MaxPool" | "AveragePool" => one(nn::pool(cx, n)?),
+        "MaxPool" | "AveragePool" => nn::pool(cx, n),
         "GlobalAveragePool" | "GlobalMaxPool" => one(nn::global_pool(cx, n)?),
         "BatchNormalization" => nn::batch_norm(cx, n),
         "LayerNormalization" => nn::layer_norm(cx, n),

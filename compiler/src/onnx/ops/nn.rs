@@ -3,7 +3,7 @@
 
 use super::shape::axis_index;
 use crate::onnx::convert::{Ctx, NodeCx, OpResult, Out};
-use kiln_ir::{ConvSpec, DType, Value};
+use kiln_ir::{ConvSpec, DType, TensorType, Value};
 
 /// NumPy's `matmul`: batch dims broadcast; a 1-D operand gets a dim of 1 added (before for `a`, after for `b`)
 /// that the result then drops.
@@ -252,7 +252,7 @@ pub fn conv_transpose(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     Ok(y)
 }
 
-pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
+pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
     let x = cx.input(n, 0)?;
     let kernel: Vec<usize> = n
         .attrs
@@ -261,8 +261,9 @@ pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         .iter()
         .map(|&k| k.max(1) as usize)
         .collect();
-    if n.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(n.unsupported("the Indices output"));
+    let wants_indices = n.node.output.iter().skip(1).any(|o| !o.is_empty());
+    if wants_indices && (n.op_type() != "MaxPool" || !cx.b.dtype(x).is_float()) {
+        return Err(n.unsupported("the Indices output of an integer max pool"));
     }
     let dims = cx.b.shape(x).to_vec();
     let mut spec = conv_spec(n, &dims, &kernel)?;
@@ -272,17 +273,117 @@ pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         // size, the ceil overhang counted as padding; PyTorch clips the divisor at the padded input instead.
         ceil_mode_padding(&mut spec, &dims[2..], &kernel);
     }
+    if wants_indices {
+        let y = cx.b.max_pool(x, &kernel, &spec)?;
+        let order = n.attrs.int("storage_order", 0);
+        let indices = max_pool_indices(cx, x, &kernel, &spec, order != 0)?;
+        return Ok(vec![Out::Node(y), Out::Node(indices)]);
+    }
     let dtype = cx.b.dtype(x);
-    Ok(if n.op_type() == "MaxPool" && !dtype.is_float() {
-        // Integer max pools (uint8 and int8 images) go through f64, which holds every i32 exactly.
-        let xf = cx.b.cast(x, DType::F64)?;
-        let y = cx.b.max_pool(xf, &kernel, &spec)?;
-        cx.b.cast(y, dtype)?
-    } else if n.op_type() == "MaxPool" {
-        cx.b.max_pool(x, &kernel, &spec)?
-    } else {
-        cx.b.avg_pool(x, &kernel, &spec, include)?
-    })
+    Ok(vec![Out::Node(
+        if n.op_type() == "MaxPool" && !dtype.is_float() {
+            // Integer max pools (uint8 and int8 images) go through f64, which holds every i32 exactly.
+            let xf = cx.b.cast(x, DType::F64)?;
+            let y = cx.b.max_pool(xf, &kernel, &spec)?;
+            cx.b.cast(y, dtype)?
+        } else if n.op_type() == "MaxPool" {
+            cx.b.max_pool(x, &kernel, &spec)?
+        } else {
+            cx.b.avg_pool(x, &kernel, &spec, include)?
+        },
+    )])
+}
+
+/// MaxPool's `Indices`: the flat index into `x` (row-major, or with `column_major` the spatial dims transposed, as
+/// ONNX's `storage_order = 1`) of each window's maximum, the first in row-major window order among equal maxima (as
+/// `max_pool`'s gradient and onnxruntime choose). The index of every window tap is a constant computed here.
+fn max_pool_indices(
+    cx: &mut Ctx,
+    x: Value,
+    kernel: &[usize],
+    spec: &ConvSpec,
+    column_major: bool,
+) -> OpResult<Value> {
+    let dims = cx.b.shape(x).to_vec();
+    let (s, lead) = (kernel.len(), dims.len() - kernel.len());
+    let spatial = &dims[lead..];
+    let (mut low, mut high) = (vec![0; dims.len()], vec![0; dims.len()]);
+    for (d, &(lo, hi)) in spec.padding.iter().enumerate() {
+        (low[lead + d], high[lead + d]) = (lo, hi);
+    }
+    let b = &mut cx.b;
+    let xp = b.pad(x, &low, &high, f64::NEG_INFINITY)?;
+    let w = b.windows(xp, kernel, &spec.stride, &spec.dilation)?;
+    let wd = b.shape(w).to_vec();
+    let out: Vec<usize> = wd[lead..lead + s].to_vec();
+    let taps: usize = kernel.iter().product();
+    // [.., out.., K]: the window's taps on one axis, in row-major window order.
+    let mut flat = wd[..lead + s].to_vec();
+    flat.push(taps);
+    let w = b.reshape(w, &flat)?;
+    let last = flat.len() as isize - 1;
+    let max = b.reduce_max(w, &[last], true)?;
+    let max = b.broadcast(max, &flat)?;
+    let hit = b.compare(kiln_ir::CmpDir::Eq, w, max)?;
+    let tap = b.iota(TensorType::new(DType::I32, flat.clone()), flat.len() - 1)?;
+    let miss = b.full(TensorType::new(DType::I32, flat.clone()), taps as f64)?;
+    let candidates = b.select(hit, tap, miss)?;
+    // The first hit: the least tap, as −max(−tap) (Kiln reduces by sum and max).
+    let negated = b.neg(candidates)?;
+    let first = b.reduce_max(negated, &[last], true)?;
+    let first = b.neg(first)?;
+    // The spatial index of every (output position, tap), padding taps never chosen (they hold −inf).
+    let positions: usize = out.iter().product();
+    let mut table = Vec::with_capacity(positions * taps);
+    for o in 0..positions {
+        for k in 0..taps {
+            let (mut o_rest, mut k_rest) = (o, k);
+            let mut coords = vec![0i64; s];
+            for d in (0..s).rev() {
+                let (od, kd) = (o_rest % out[d], k_rest % kernel[d]);
+                (o_rest, k_rest) = (o_rest / out[d], k_rest / kernel[d]);
+                coords[d] =
+                    (od * spec.stride[d] + kd * spec.dilation[d]) as i64 - spec.padding[d].0 as i64;
+            }
+            let order: Vec<usize> = if column_major {
+                (0..s).rev().collect()
+            } else {
+                (0..s).collect()
+            };
+            let index = order
+                .iter()
+                .fold(0i64, |acc, &d| acc * spatial[d] as i64 + coords[d]);
+            table.push(index as f64);
+        }
+    }
+    let mut table_dims = vec![1; lead];
+    table_dims.extend(&out);
+    table_dims.push(taps);
+    let table = b.literal(TensorType::new(DType::I32, table_dims), table)?;
+    let table = b.broadcast(table, &flat)?;
+    let spatial_index = b.gather(table, first, last)?;
+    // Plus the offset of the (batch, channel) plane.
+    let plane: usize = spatial.iter().product();
+    let mut lead_dims = flat.clone();
+    *lead_dims.last_mut().expect("rank ≥ 1") = 1;
+    let mut offset: Option<Value> = None;
+    let mut stride = plane;
+    for d in (0..lead).rev() {
+        let i = b.iota(TensorType::new(DType::I32, lead_dims.clone()), d)?;
+        let term = b.mul_scalar(i, stride as f64)?;
+        offset = Some(match offset {
+            None => term,
+            Some(o) => b.add(o, term)?,
+        });
+        stride *= dims[d];
+    }
+    let index = match offset {
+        Some(o) => b.add(spatial_index, o)?,
+        None => spatial_index,
+    };
+    let mut out_dims = dims[..lead].to_vec();
+    out_dims.extend(&out);
+    Ok(b.reshape(index, &out_dims)?)
 }
 
 /// `ceil_mode`: `out = ⌈(L − span) / stride⌉ + 1` (`L` the padded extent) instead of the floor, less one when the
