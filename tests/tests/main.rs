@@ -71,9 +71,11 @@ mod all_backends {
     mod zero_size;
 }
 
-/// ONNX import: small models written in the tests, and ONNX's backend node tests on every backend.
+/// ONNX import: small models written in the tests, ONNX's backend node tests and whole models against onnxruntime's
+/// outputs, on every backend.
 mod onnx {
     mod import;
+    mod models;
     mod node_tests;
 }
 
