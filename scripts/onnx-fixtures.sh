@@ -8,8 +8,8 @@
 set -euo pipefail
 ONNX_VERSION=1.17.0
 NUMPY_VERSION=2.4.6
-# 1.32.0 has wheels for CPython 3.11+ built against numpy 2 and requires only onnx-independent packages, so it
-# installs beside onnx 1.17.0 and numpy 2.4.6 without moving either (`pip check` is clean).
+# onnxruntime 1.32.0 (built against numpy 2; it does not depend on onnx) installs beside onnx 1.17.0 and numpy 2.4.6
+# on CPython 3.11 without moving either (`pip check` is clean).
 ONNXRUNTIME_VERSION=1.32.0
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv-onnx"

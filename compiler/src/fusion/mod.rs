@@ -628,6 +628,26 @@ fn effective_users(
 ) -> (BTreeSet<usize>, BTreeSet<usize>) {
     let mut kernels = BTreeSet::new();
     let mut matmul_kernels = BTreeSet::new();
+    for (_, u) in uses_through_inline(users, live, placement, id) {
+        if let Placement::Kernel(k) = placement[u.index()] {
+            kernels.insert(k);
+            if let Op::Matmul = &graph.node(u).op {
+                matmul_kernels.insert(k);
+            }
+        }
+    }
+    (kernels, matmul_kernels)
+}
+
+/// Every use `(value, user)` of `id` and of the inline nodes computed from it (which are recomputed in their
+/// users' kernels, so `id` is read wherever they are), live users only.
+fn uses_through_inline(
+    users: &[Vec<NodeId>],
+    live: &[bool],
+    placement: &[Placement],
+    id: NodeId,
+) -> Vec<(NodeId, NodeId)> {
+    let mut uses = Vec::new();
     let mut seen = BTreeSet::new();
     let mut stack = vec![id];
     while let Some(n) = stack.pop() {
@@ -638,19 +658,13 @@ fn effective_users(
             if !live[u.index()] {
                 continue;
             }
-            if let (Op::Matmul, Placement::Kernel(k)) = (&graph.node(u).op, placement[u.index()]) {
-                matmul_kernels.insert(k);
-            }
-            match placement[u.index()] {
-                Placement::Inline => stack.push(u),
-                Placement::Kernel(k) => {
-                    kernels.insert(k);
-                }
-                _ => {}
+            uses.push((n, u));
+            if placement[u.index()] == Placement::Inline {
+                stack.push(u);
             }
         }
     }
-    (kernels, matmul_kernels)
+    uses
 }
 
 /// Whether a kernel would read `id` through a `windows` view whose windows overlap (more window elements than input
@@ -665,25 +679,13 @@ fn read_through_overlapping_windows(
     placement: &[Placement],
     id: NodeId,
 ) -> bool {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![id];
-    while let Some(n) = stack.pop() {
-        if !seen.insert(n) {
-            continue;
-        }
-        for &u in &users[n.index()] {
-            if !live[u.index()] || placement[u.index()] != Placement::Inline {
-                continue;
-            }
-            if matches!(graph.node(u).op, Op::Windows { .. })
+    uses_through_inline(users, live, placement, id)
+        .into_iter()
+        .any(|(n, u)| {
+            placement[u.index()] == Placement::Inline
+                && matches!(graph.node(u).op, Op::Windows { .. })
                 && graph.node(u).ty.numel() > graph.node(n).ty.numel()
-            {
-                return true;
-            }
-            stack.push(u);
-        }
-    }
-    false
+        })
 }
 
 /// At most this many elementwise ops are recomputed per element of a value that several kernels read.
