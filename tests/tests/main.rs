@@ -71,11 +71,13 @@ mod all_backends {
     mod zero_size;
 }
 
-/// ONNX import and export: small models written in the tests, and ONNX's backend node tests on every backend.
+/// ONNX import and export: small models written in the tests, ONNX's backend node tests and whole models against
+/// onnxruntime's outputs, on every backend.
 mod onnx {
     mod export;
     mod fine_tune;
     mod import;
+    mod models;
     mod node_tests;
 }
 

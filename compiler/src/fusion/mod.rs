@@ -9,7 +9,8 @@
 //!    reductions depend on, and the rest of each row is written by a sequential `for`: row softmax, log-softmax and
 //!    softmax cross-entropy are each one kernel (`max`, then `sum exp`, then the write; a mean over rows nests the
 //!    row reductions inside the outer sum). A reduction that would be recomputed for points it doesn't depend on
-//!    (a column sum inside a row-parallel kernel) is materialized instead.
+//!    (a column sum inside a row-parallel kernel) is materialized instead, and so is one its reader would see through
+//!    overlapping `windows` (a max pool under the next convolution's window matrix: recomputed per window).
 //! 3. **Matmul keeps its own kernel with an elementwise epilogue.** A matmul whose users are all elementwise ops of
 //!    one pure-elementwise kernel of its shape becomes that kernel's core: bias add, activation and the backward's
 //!    `select(x > 0, g, 0)` run on the accumulator before the store. Operands are read through strided views, so
@@ -494,7 +495,10 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                 OpClass::Elementwise | OpClass::Source => true,
                 // A concat, or a forced view: always a kernel of its own.
                 OpClass::Movement => false,
-                OpClass::Reduction => g.kind == KernelKind::Loop,
+                OpClass::Reduction => {
+                    g.kind == KernelKind::Loop
+                        && !read_through_overlapping_windows(graph, &users, &live, &placement, id)
+                }
                 OpClass::Contraction if g.kind == KernelKind::Loop && g.pure_elementwise => {
                     match epilogue_orientation(graph, &users, &live, &placement, id, k, g.root) {
                         Some(transposed) => {
@@ -624,6 +628,26 @@ fn effective_users(
 ) -> (BTreeSet<usize>, BTreeSet<usize>) {
     let mut kernels = BTreeSet::new();
     let mut matmul_kernels = BTreeSet::new();
+    for (_, u) in uses_through_inline(users, live, placement, id) {
+        if let Placement::Kernel(k) = placement[u.index()] {
+            kernels.insert(k);
+            if let Op::Matmul = &graph.node(u).op {
+                matmul_kernels.insert(k);
+            }
+        }
+    }
+    (kernels, matmul_kernels)
+}
+
+/// Every use `(value, user)` of `id` and of the inline nodes computed from it (which are recomputed in their
+/// users' kernels, so `id` is read wherever they are), live users only.
+fn uses_through_inline(
+    users: &[Vec<NodeId>],
+    live: &[bool],
+    placement: &[Placement],
+    id: NodeId,
+) -> Vec<(NodeId, NodeId)> {
+    let mut uses = Vec::new();
     let mut seen = BTreeSet::new();
     let mut stack = vec![id];
     while let Some(n) = stack.pop() {
@@ -634,19 +658,34 @@ fn effective_users(
             if !live[u.index()] {
                 continue;
             }
-            if let (Op::Matmul, Placement::Kernel(k)) = (&graph.node(u).op, placement[u.index()]) {
-                matmul_kernels.insert(k);
-            }
-            match placement[u.index()] {
-                Placement::Inline => stack.push(u),
-                Placement::Kernel(k) => {
-                    kernels.insert(k);
-                }
-                _ => {}
+            uses.push((n, u));
+            if placement[u.index()] == Placement::Inline {
+                stack.push(u);
             }
         }
     }
-    (kernels, matmul_kernels)
+    uses
+}
+
+/// Whether a kernel would read `id` through a `windows` view whose windows overlap (more window elements than input
+/// elements), such as a convolution's window matrix over a max pool's output. Joining that kernel would recompute
+/// the reduction once per window holding each element (25× for a 5×5 convolution, each time reloading its whole
+/// window): a LeNet's first pool, recomputed inside the second convolution's window matrix, took 90 % of its CPU
+/// time. Such a reduction is stored by a kernel of its own, and the window matrix reads it.
+fn read_through_overlapping_windows(
+    graph: &Graph,
+    users: &[Vec<NodeId>],
+    live: &[bool],
+    placement: &[Placement],
+    id: NodeId,
+) -> bool {
+    uses_through_inline(users, live, placement, id)
+        .into_iter()
+        .any(|(n, u)| {
+            placement[u.index()] == Placement::Inline
+                && matches!(graph.node(u).op, Op::Windows { .. })
+                && graph.node(u).ty.numel() > graph.node(n).ty.numel()
+        })
 }
 
 /// At most this many elementwise ops are recomputed per element of a value that several kernels read.

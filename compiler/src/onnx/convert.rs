@@ -51,6 +51,8 @@ pub struct Ctx {
     pub b: Builder,
     /// The version of the default (`ai.onnx`) opset the model imports.
     pub opset: i64,
+    /// [`ImportOptions::trainable`]: whether gradients through the graph are expected to follow PyTorch's rules.
+    pub trainable: bool,
     env: HashMap<String, Slot>,
     labels: HashSet<String>,
 }
@@ -370,6 +372,7 @@ pub fn convert(model: &ModelProto, options: &ImportOptions) -> Result<Imported, 
     let mut cx = Ctx {
         b: Builder::new(sanitize_graph_name(name)),
         opset,
+        trainable: options.trainable,
         env: HashMap::new(),
         labels: HashSet::new(),
     };

@@ -1,5 +1,5 @@
 //! Fine-tuning an imported model: the whole-model MLP fixture (64-128-10, Gemm/Relu/Gemm as PyTorch exports an
-//! `nn.Sequential` of two `Linear`s) imported with `trainable` and a cross-entropy loss, then trained for 20 Adam
+//! `nn.Sequential` of two `Linear`s, built by `scripts/onnx_models.py`) imported with `trainable` and a cross-entropy loss, then trained for 20 Adam
 //! steps. The same steps from the native `kiln::nn` model, started at the fixture's weights, must give the same
 //! losses and parameters, and the loss must fall.
 
@@ -40,7 +40,7 @@ fn imported_step(native_names: &[String]) -> (Graph, HashMap<String, Tensor>) {
     let imported = import_model(&bytes, &options).unwrap();
     let summary = imported.summary.to_string();
     assert!(
-        summary.ends_with("loss: cross_entropy of output `logits` against input `target`: i32[32]"),
+        summary.ends_with("loss: cross_entropy of output `output` against input `target`: i32[32]"),
         "{summary}"
     );
     let names: Vec<&str> = imported.params.iter().map(|(n, _)| n.as_str()).collect();
@@ -108,14 +108,15 @@ fn train(
     (losses, values)
 }
 
-fn batch() -> HashMap<String, Tensor> {
+/// One batch of random images and labels; `x` names the model's image input (`input` in the fixture, `x` natively).
+fn batch(x_name: &str) -> HashMap<String, Tensor> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let x: Vec<f32> = (0..BATCH * 64)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let y: Vec<i32> = (0..BATCH).map(|_| rng.random_range(0..10)).collect();
     HashMap::from([
-        ("x".to_string(), Tensor::from_f32(&[BATCH, 64], x).unwrap()),
+        (x_name.to_string(), Tensor::from_f32(&[BATCH, 64], x).unwrap()),
         ("target".to_string(), Tensor::from_i32(&[BATCH], y).unwrap()),
     ])
 }
@@ -137,7 +138,12 @@ fn check(backend: &str, compile: &dyn Fn(&Graph) -> Runner) {
     let (native, names) = native_step();
     let (imported, weights) = imported_step(&names);
     let start = |step: &Graph| {
-        let mut values = batch();
+        let image = step
+            .inputs()
+            .find(|i| i.role == Role::Data && i.name != "target")
+            .expect("an image input")
+            .name;
+        let mut values = batch(image);
         for input in step.inputs().filter(|i| i.role == Role::Param) {
             values.insert(input.name.to_string(), weights[input.name].clone());
         }

@@ -523,3 +523,52 @@ fn clip_and_slice_read_their_operands_where_the_opset_puts_them() {
     ];
     assert_eq!(run_one(13, stepped, &["4"], operands, x), [2.0, -0.5]);
 }
+
+/// MaxPool is a plain window maximum (one `reduce_max`) unless the import is trainable, where the builder's
+/// `max_pool` keeps PyTorch's gradient to each window's first maximum; both give the same values, padding included.
+#[test]
+fn max_pool_is_a_window_maximum_unless_trainable() {
+    let pool = node(
+        "MaxPool",
+        &["x"],
+        &["y"],
+        vec![
+            ints_attr("kernel_shape", &[2, 2]),
+            ints_attr("strides", &[2, 2]),
+            ints_attr("pads", &[1, 1, 1, 1]),
+        ],
+    );
+    let bytes = model(
+        13,
+        GraphProto {
+            node: vec![pool],
+            input: vec![info("x", DataType::Float, &["1", "1", "3", "3"])],
+            output: vec![info("y", DataType::Float, &[])],
+            ..Default::default()
+        },
+    );
+    let x = Tensor::from_f32(&[1, 1, 3, 3], vec![1., -2., 3., -4., 5., -6., 7., -8., 9.]).unwrap();
+    let mut results = Vec::new();
+    for trainable in [false, true] {
+        let options = ImportOptions {
+            trainable,
+            ..ImportOptions::default()
+        };
+        let g = import(&bytes, &options).unwrap();
+        let has_iota = g
+            .ids()
+            .any(|id| matches!(g.node(id).op, kiln::ir::Op::Iota { .. }));
+        assert_eq!(
+            has_iota, trainable,
+            "the first-maximum form only when trainable"
+        );
+        results.push(
+            interp::run(&g, std::slice::from_ref(&x)).unwrap()[0]
+                .as_f32()
+                .unwrap()
+                .to_vec(),
+        );
+    }
+    assert_eq!(results[0], [1., 3., 7., 9.]);
+    assert_eq!(results[0], results[1]);
+}

@@ -95,7 +95,7 @@ fn fixture_dir() -> PathBuf {
 }
 
 /// `input_*.pb` or `output_*.pb` of a data set, in index order, decoded as `TensorProto`s.
-fn read_protos(dir: &Path, prefix: &str) -> Result<Vec<TensorProto>, String> {
+pub(super) fn read_protos(dir: &Path, prefix: &str) -> Result<Vec<TensorProto>, String> {
     let mut files: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| {
@@ -115,7 +115,7 @@ fn read_protos(dir: &Path, prefix: &str) -> Result<Vec<TensorProto>, String> {
         .collect()
 }
 
-fn to_tensors<'a>(
+pub(super) fn to_tensors<'a>(
     protos: impl IntoIterator<Item = &'a TensorProto>,
 ) -> Result<Vec<Tensor>, String> {
     protos
@@ -234,40 +234,71 @@ fn run_test(dir: &Path) -> Outcome {
         }
     }
     let bound = !bound.is_empty();
-    let mismatch = |backend, message| Outcome::Mismatch { backend, message };
-    let interp = kiln::ir::interp::run(&graph, &inputs).map_err(|e| e.to_string());
-    if let Err(e) = interp.and_then(|got| compare(&graph, &want, &got)) {
-        return mismatch("interpreter", e);
-    }
-    let options = kiln::Options {
-        threads: 1,
-        ..kiln::Options::default()
-    };
-    let cpu = kiln::compile(&graph, &options)
-        .map_err(|e| e.to_string())
-        .and_then(|exe| exe.run(&inputs).map_err(|e| e.to_string()));
-    if let Err(e) = cpu.and_then(|got| compare(&graph, &want, &got)) {
-        return mismatch("cpu", e);
-    }
-    let Some(device) = kiln_tests::vulkan::device() else {
-        return Outcome::Pass {
-            vulkan: false,
-            bound,
+    let mut vulkan = false;
+    for backend in Backend::ALL {
+        let Some(got) = run_on(backend, &graph, &inputs) else {
+            continue;
         };
-    };
-    let vulkan = kiln::fusion::lower(&graph)
-        .map_err(|e| e.to_string())
-        .and_then(|program| {
-            kiln::backend::spirv::compile(device, &program).map_err(|e| e.to_string())
-        })
-        .and_then(|exe| exe.run(&inputs).map_err(|e| e.to_string()));
-    if let Err(e) = vulkan.and_then(|got| compare(&graph, &want, &got)) {
-        return mismatch("vulkan", e);
+        if let Err(message) = got.and_then(|got| compare(&graph, &want, &got)) {
+            return Outcome::Mismatch {
+                backend: backend.name(),
+                message,
+            };
+        }
+        vulkan |= matches!(backend, Backend::Vulkan);
     }
-    Outcome::Pass {
-        vulkan: true,
-        bound,
+    Outcome::Pass { vulkan, bound }
+}
+
+/// Where an imported model runs: every test of this module runs on each.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Backend {
+    Interpreter,
+    Cpu,
+    Vulkan,
+}
+
+impl Backend {
+    pub(super) const ALL: [Backend; 3] = [Backend::Interpreter, Backend::Cpu, Backend::Vulkan];
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Backend::Interpreter => "interpreter",
+            Backend::Cpu => "cpu",
+            Backend::Vulkan => "vulkan",
+        }
     }
+}
+
+/// Runs `graph` on `backend` (the CPU with one thread); `None` for Vulkan without a device (which
+/// `KILN_REQUIRE_VULKAN=1` turns into a failure), and every error as a message rather than a panic, so a caller can
+/// say which backend failed.
+pub(super) fn run_on(
+    backend: Backend,
+    graph: &Graph,
+    inputs: &[Tensor],
+) -> Option<Result<Vec<Tensor>, String>> {
+    Some(match backend {
+        Backend::Interpreter => kiln::ir::interp::run(graph, inputs).map_err(|e| e.to_string()),
+        Backend::Cpu => {
+            let options = kiln::Options {
+                threads: 1,
+                ..kiln::Options::default()
+            };
+            kiln::compile(graph, &options)
+                .map_err(|e| e.to_string())
+                .and_then(|exe| exe.run(inputs).map_err(|e| e.to_string()))
+        }
+        Backend::Vulkan => {
+            let device = kiln_tests::vulkan::device()?;
+            kiln::fusion::lower(graph)
+                .map_err(|e| e.to_string())
+                .and_then(|program| {
+                    kiln::backend::spirv::compile(device, &program).map_err(|e| e.to_string())
+                })
+                .and_then(|exe| exe.run(inputs).map_err(|e| e.to_string()))
+        }
+    })
 }
 
 fn write_summary(path: &Path, outcomes: &BTreeMap<String, Outcome>) {

@@ -714,3 +714,38 @@ fn causal_attention_is_two_matmuls_around_one_softmax_row_kernel() {
         .collect();
     assert_eq!(kinds, [true, false, true], "{}", kernel::print(&p));
 }
+
+/// A reduction read through overlapping windows (a max pool under the next convolution's window matrix) is stored
+/// by a kernel of its own: joining the window matrix's kernel would recompute it once per window holding each of its
+/// elements (25× for 5×5 windows), which made a LeNet's first pool 90 % of its CPU time.
+#[test]
+fn a_reduction_read_through_overlapping_windows_is_stored() {
+    let g = one_output(|b| {
+        let x = b.data("x", TensorType::f32(&[2, 3, 12, 12])).unwrap();
+        let w = b.windows(x, &[2, 2], &[2, 2], &[1, 1]).unwrap();
+        let pooled = b.reduce_max(w, &[4, 5], false).unwrap(); // [2, 3, 6, 6]
+        let patches = b.windows(pooled, &[3, 3], &[1, 1], &[1, 1]).unwrap(); // [2, 3, 4, 4, 3, 3]
+        b.reduce_sum(patches, &[4, 5], false).unwrap()
+    });
+    let pooled = g
+        .ids()
+        .find(|&id| matches!(g.node(id).op, kiln::ir::Op::ReduceMax { .. }))
+        .unwrap();
+    let partition = fusion::partition(&g);
+    assert!(
+        partition.stored().any(|id| id == pooled),
+        "{}",
+        partition.print(&g)
+    );
+    let p = assert_kernels_match_graph(&g, 3);
+    assert_eq!(p.kernels.len(), 2, "{}", kernel::print(&p));
+    // Non-overlapping windows (the pool itself) still fuse the reduction into its reader.
+    let g = one_output(|b| {
+        let x = b.data("x", TensorType::f32(&[2, 3, 12, 12])).unwrap();
+        let w = b.windows(x, &[2, 2], &[2, 2], &[1, 1]).unwrap();
+        let pooled = b.reduce_max(w, &[4, 5], false).unwrap();
+        let w = b.windows(pooled, &[2, 2], &[2, 2], &[1, 1]).unwrap();
+        b.reduce_sum(w, &[4, 5], false).unwrap()
+    });
+    assert_eq!(assert_kernels_match_graph(&g, 4).kernels.len(), 1);
+}
