@@ -1,4 +1,6 @@
 //! `.npy` files (NumPy's array format) for `--input` and `--out`: f32, f64, i32 and bool arrays in C order.
+//! int64 arrays (NumPy's default integer, and what ONNX models declare for token ids and indices) are read too and
+//! range-checked into i32, Kiln's integer type: a value outside it is an error naming the file and the element.
 //!
 //! Reading checks the header against the file's length before touching the data, so a corrupt or truncated file is
 //! an error rather than a huge allocation. 0-d and 1-d arrays marked Fortran-order have the same layout as C order
@@ -19,9 +21,10 @@ pub fn read(path: &Path) -> Result<Tensor, CliError> {
     let header = NpyHeader::from_reader(&mut rest)
         .map_err(|e| fail(format!("not a valid .npy file: {e}")))?;
 
-    let dtype = kiln_dtype(&header.dtype()).ok_or_else(|| {
+    let (dtype, stored_bytes) = kiln_dtype(&header.dtype()).ok_or_else(|| {
         fail(format!(
-            "unsupported dtype {}; kiln reads f32 (<f4), f64 (<f8), i32 (<i4) and bool (|b1) arrays",
+            "unsupported dtype {}; kiln reads f32 (<f4), f64 (<f8), i32 (<i4), i64 (<i8, range-checked into i32) \
+             and bool (|b1) arrays",
             header.dtype().descr()
         ))
     })?;
@@ -46,7 +49,7 @@ pub fn read(path: &Path) -> Result<Tensor, CliError> {
     let needed = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .and_then(|numel| numel.checked_mul(dtype.size_bytes()));
+        .and_then(|numel| numel.checked_mul(stored_bytes));
     let ty = TensorType::new(dtype, dims);
     match needed {
         Some(n) if n <= rest.len() => {}
@@ -68,22 +71,38 @@ pub fn read(path: &Path) -> Result<Tensor, CliError> {
     let data = match dtype {
         DType::F32 => TensorData::F32(file.into_vec().map_err(corrupt)?),
         DType::F64 => TensorData::F64(file.into_vec().map_err(corrupt)?),
+        DType::I32 if stored_bytes == 8 => {
+            let wide: Vec<i64> = file.into_vec().map_err(corrupt)?;
+            let narrow = wide
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| {
+                    i32::try_from(v).map_err(|_| {
+                        fail(format!(
+                            "int64 element {k} is {v}, outside i32 (kiln's integer type)"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            TensorData::I32(narrow)
+        }
         DType::I32 => TensorData::I32(file.into_vec().map_err(corrupt)?),
         DType::Bool => TensorData::Bool(file.into_vec().map_err(corrupt)?),
     };
     Tensor::new(ty, data).map_err(|e| fail(e.to_string()))
 }
 
-/// The kiln dtype of an npy dtype, in either byte order.
-fn kiln_dtype(dtype: &npyz::DType) -> Option<DType> {
+/// The kiln dtype of an npy dtype, in either byte order, and the bytes an element takes in the file.
+fn kiln_dtype(dtype: &npyz::DType) -> Option<(DType, usize)> {
     let npyz::DType::Plain(ts) = dtype else {
         return None;
     };
     match (ts.type_char(), ts.size_field()) {
-        (TypeChar::Float, 4) => Some(DType::F32),
-        (TypeChar::Float, 8) => Some(DType::F64),
-        (TypeChar::Int, 4) => Some(DType::I32),
-        (TypeChar::Bool, 1) => Some(DType::Bool),
+        (TypeChar::Float, 4) => Some((DType::F32, 4)),
+        (TypeChar::Float, 8) => Some((DType::F64, 8)),
+        (TypeChar::Int, 4) => Some((DType::I32, 4)),
+        (TypeChar::Int, 8) => Some((DType::I32, 8)),
+        (TypeChar::Bool, 1) => Some((DType::Bool, 1)),
         _ => None,
     }
 }

@@ -482,11 +482,29 @@ fn run_bad_input_files_name_the_input_and_the_types() {
     let stderr = run_with(format!("x={}", truncated.display()));
     assert!(stderr.contains("truncated"), "{stderr}");
 
+    // int64 is read as i32 (range-checked), so for this f32 input it is a type mismatch; u16 is not read at all.
     let int64 = dir.join("int64.npy");
     write_npy(&int64, &[8, 3], &[0i64; 24]);
     let stderr = run_with(format!("x={}", int64.display()));
     assert!(
-        stderr.contains("unsupported dtype") && stderr.contains("int64.npy"),
+        stderr.contains("holds i32[8,3]") && stderr.contains("expects f32[8,3]"),
+        "{stderr}"
+    );
+    let wide = dir.join("wide.npy");
+    let mut values = [0i64; 24];
+    values[5] = 1 << 40;
+    write_npy(&wide, &[8, 3], &values);
+    let stderr = run_with(format!("x={}", wide.display()));
+    assert!(
+        stderr.contains("wide.npy")
+            && stderr.contains("int64 element 5 is 1099511627776, outside i32"),
+        "{stderr}"
+    );
+    let uint16 = dir.join("uint16.npy");
+    write_npy(&uint16, &[8, 3], &[0u16; 24]);
+    let stderr = run_with(format!("x={}", uint16.display()));
+    assert!(
+        stderr.contains("unsupported dtype") && stderr.contains("uint16.npy"),
         "{stderr}"
     );
 

@@ -116,7 +116,10 @@ fn batch(x_name: &str) -> HashMap<String, Tensor> {
         .collect();
     let y: Vec<i32> = (0..BATCH).map(|_| rng.random_range(0..10)).collect();
     HashMap::from([
-        (x_name.to_string(), Tensor::from_f32(&[BATCH, 64], x).unwrap()),
+        (
+            x_name.to_string(),
+            Tensor::from_f32(&[BATCH, 64], x).unwrap(),
+        ),
         ("target".to_string(), Tensor::from_i32(&[BATCH], y).unwrap()),
     ])
 }
