@@ -46,6 +46,7 @@ mod vulkan {
 /// Training end to end: the `kiln::nn` trainer, checkpoints, `kiln train` / `kiln predict`.
 mod training {
     mod cnn;
+    mod data_parallel;
     mod train;
     mod transformer;
 }

@@ -104,12 +104,14 @@ pub(super) fn append(
         })?,
         None => match outputs {
             [only] => only,
-            _ => return Err(ImportError::Invalid(format!(
+            _ => {
+                return Err(ImportError::Invalid(format!(
                 "--loss {}: the model has {} outputs ({}); name the one the loss reads with --of",
                 spec.kind,
                 outputs.len(),
                 names()
-            ))),
+            )))
+            }
         },
     };
     let ty = b.ty(*value).clone();
