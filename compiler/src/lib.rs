@@ -23,6 +23,8 @@ pub use autodiff::{grad, GradGraph};
 pub use compile::{compile, compile_vulkan, kernel_program, CompileCache, Error, Options, Target};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
+#[cfg(feature = "mpi")]
+pub use kiln_runtime::collective::mpi::MpiGroup;
 pub use kiln_runtime::{Executable, RunError, Session, ThreadGroup};
 pub use passes::optimize;
 pub use train::{

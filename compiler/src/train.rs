@@ -305,7 +305,12 @@ fn step_graph(
             // Batch norm's running statistics: averaged so that every rank keeps the same values.
             let mut averaged = Vec::with_capacity(model_updates.len());
             for (name, value, input) in model_updates {
-                averaged.push((name, data_parallel::mean(&mut b, value)?, input));
+                // An integer update (batch norm's step counter) is the same on every rank already.
+                let value = match b.dtype(value).is_float() {
+                    true => data_parallel::mean(&mut b, value)?,
+                    false => value,
+                };
+                averaged.push((name, value, input));
             }
             (loss_value, grads, averaged)
         }

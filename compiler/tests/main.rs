@@ -47,6 +47,8 @@ mod vulkan {
 mod training {
     mod cnn;
     mod data_parallel;
+    #[cfg(feature = "mpi")]
+    mod data_parallel_mpi;
     mod train;
     mod transformer;
 }

@@ -5,6 +5,9 @@
 //! Both gather every rank's contribution and fold them with [`kiln_ir::collective::reduce_in_rank_order`] on every
 //! rank, so results are bit-identical across ranks and transports.
 
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
 use kiln_ir::collective::reduce_in_rank_order;
 use kiln_ir::{Collective, CollectiveBuffer, CollectiveError, ReduceOp};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

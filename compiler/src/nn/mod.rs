@@ -68,7 +68,7 @@ pub use loss::Loss;
 pub use models::{Cnn, ModelKind, ModelSpec, TwoLayerNet};
 pub use seq_trainer::SeqTrainer;
 pub use trainer::{
-    accuracy, evaluate, EpochMetrics, Evaluation, Event, LrSchedule, TrainConfig, Trainer,
+    accuracy, evaluate, EpochMetrics, Evaluation, Event, LrSchedule, Ranks, TrainConfig, Trainer,
 };
 pub use transformer::{Embedding, Gpt, GptConfig, LayerNorm, MultiheadAttention, TransformerBlock};
 

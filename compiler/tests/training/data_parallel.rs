@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-const GLOBAL_BATCH: usize = 6;
-const STEPS: usize = 5;
-const PARAMS: [&str; 4] = ["w1", "b1", "w2", "b2"];
+pub(super) const GLOBAL_BATCH: usize = 6;
+pub(super) const STEPS: usize = 5;
+pub(super) const PARAMS: [&str; 4] = ["w1", "b1", "w2", "b2"];
 
 /// A two-layer MLP with an MSE loss over a batch of `batch`.
-fn mlp(batch: usize) -> Graph {
+pub(super) fn mlp(batch: usize) -> Graph {
     let mut b = Builder::new("mlp");
     let x = b.data("x", TensorType::f32(&[batch, 3])).unwrap();
     let y = b.data("y", TensorType::f32(&[batch, 2])).unwrap();
@@ -35,7 +35,7 @@ fn mlp(batch: usize) -> Graph {
     b.finish()
 }
 
-fn adam() -> Optimizer {
+pub(super) fn adam() -> Optimizer {
     Optimizer::Adam(Adam {
         lr: 0.05,
         ..Default::default()
@@ -52,7 +52,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn initial_params() -> HashMap<String, Tensor> {
+pub(super) fn initial_params() -> HashMap<String, Tensor> {
     [
         ("w1", vec![3, 4]),
         ("b1", vec![4]),
@@ -80,7 +80,7 @@ fn batch(s: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Rank `rank`'s shard of step `s` (rows `rank·B/P ..`).
-fn shard(s: usize, rank: usize, ranks: usize) -> (Tensor, Tensor) {
+pub(super) fn shard(s: usize, rank: usize, ranks: usize) -> (Tensor, Tensor) {
     let (x, y) = batch(s);
     let rows = GLOBAL_BATCH / ranks;
     let r = rank * rows..(rank + 1) * rows;
@@ -91,7 +91,7 @@ fn shard(s: usize, rank: usize, ranks: usize) -> (Tensor, Tensor) {
 }
 
 /// Runs `STEPS` steps of `step` on the interpreter as one rank of `group`; returns the params and losses.
-fn train_on_interpreter(
+pub(super) fn train_on_interpreter(
     step: &Graph,
     group: &dyn Collective,
 ) -> (HashMap<String, Tensor>, Vec<f32>) {
@@ -125,7 +125,10 @@ fn train_on_interpreter(
 }
 
 /// Runs `STEPS` steps of `step` compiled for the CPU in a session, as one rank of `group`.
-fn train_on_cpu(step: &Graph, group: Arc<dyn Collective>) -> (HashMap<String, Tensor>, Vec<f32>) {
+pub(super) fn train_on_cpu(
+    step: &Graph,
+    group: Arc<dyn Collective>,
+) -> (HashMap<String, Tensor>, Vec<f32>) {
     let (rank, size) = (group.rank(), group.size());
     let mut exe = compile(step, &Options::default()).unwrap();
     exe.set_group(group);
@@ -142,10 +145,13 @@ fn train_on_cpu(step: &Graph, group: Arc<dyn Collective>) -> (HashMap<String, Te
     (params, losses)
 }
 
-type Trained = (HashMap<String, Tensor>, Vec<f32>);
+pub(super) type Trained = (HashMap<String, Tensor>, Vec<f32>);
 
 /// Every rank's result, `ranks` threads each running `train` as one member of a fresh group.
-fn on_ranks(ranks: usize, train: impl Fn(Arc<dyn Collective>) -> Trained + Sync) -> Vec<Trained> {
+pub(super) fn on_ranks(
+    ranks: usize,
+    train: impl Fn(Arc<dyn Collective>) -> Trained + Sync,
+) -> Vec<Trained> {
     let members = ThreadGroup::new(ranks, Duration::from_secs(60));
     std::thread::scope(|scope| {
         let handles: Vec<_> = members
@@ -159,7 +165,7 @@ fn on_ranks(ranks: usize, train: impl Fn(Arc<dyn Collective>) -> Trained + Sync)
     })
 }
 
-fn bits(t: &Tensor) -> Vec<u32> {
+pub(super) fn bits(t: &Tensor) -> Vec<u32> {
     t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
 }
 
