@@ -34,7 +34,9 @@ fn mpi_worker() {
     )
     .unwrap();
     let mut params = initial_params();
-    for (name, t) in params.iter_mut() {
+    // In one order on every rank (a HashMap's differs between processes): collectives are matched by order.
+    for name in PARAMS {
+        let t = params.get_mut(name).unwrap();
         let mut v = t.as_f32().unwrap().to_vec();
         if rank != 0 {
             v.iter_mut().for_each(|x| *x += 1.0);
@@ -63,7 +65,7 @@ fn mpi_worker() {
         .flat_map(|p| bits(&session.get(p).unwrap()))
         .map(|b| format!("{b:08x}"))
         .collect();
-    println!("KILN_MPI rank={rank} params={}", words.join(","));
+    println!("\nKILN_MPI rank={rank} params={}", words.join(","));
 }
 
 /// `mpirun`, or why not.
@@ -105,7 +107,8 @@ fn run_job(mpirun: &str, ranks: usize, job: &str) -> (bool, String, String) {
 fn params_by_rank(stdout: &str) -> HashMap<usize, String> {
     stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("KILN_MPI rank="))
+        // Anywhere in a line: the ranks' outputs interleave with the harness's `test … ` lines.
+        .filter_map(|l| l.split("KILN_MPI rank=").nth(1))
         .filter_map(|l| {
             let (rank, params) = l.split_once(" params=")?;
             Some((rank.parse().ok()?, params.to_string()))
@@ -138,7 +141,7 @@ fn mpi_ranks_agree_with_thread_ranks_bit_for_bit_and_reproduce() {
         let threads = on_ranks(ranks, |g| train_on_cpu(&step, g));
         let expected: Vec<String> = PARAMS
             .iter()
-            .flat_map(|p| bits(&threads[0].0[p]))
+            .flat_map(|p| bits(&threads[0].0[*p]))
             .map(|b| format!("{b:08x}"))
             .collect();
         for (rank, params) in &by_rank {
