@@ -7,8 +7,7 @@
 
 use criterion::{Criterion, SamplingMode};
 use kiln::ir::GeluApprox;
-use kiln::nn::{Module, TransformerBlock};
-use kiln::{Adam, Builder, Graph, IrError, Optimizer, Options, Session, Tensor, TensorType};
+use kiln::{Builder, Graph, IrError, Options, Session, Tensor, TensorType};
 use kiln_benches::{normal, w10_block, w10_params, w10_step, W10_X};
 use std::collections::HashMap;
 use std::hint::black_box;

@@ -178,7 +178,7 @@ impl<'a> Trainer<'a> {
             )));
         }
         let size = ranks.as_ref().map_or(1, |r| r.group.size());
-        if config.batch_size % size != 0 {
+        if !config.batch_size.is_multiple_of(size) {
             return Err(Error::Config(format!(
                 "batch size {} does not split into {size} equal shards (data-parallel ranks); make it a multiple of {size}",
                 config.batch_size
