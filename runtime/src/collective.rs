@@ -181,27 +181,65 @@ impl Drop for ThreadGroup {
     }
 }
 
-/// The contributions as slices of one dtype, or which rank's differs from rank 0's.
-fn same_shape<'a, T>(
-    all: &'a [Contribution],
-    pick: impl Fn(&'a Contribution) -> Option<&'a [T]>,
-    during: &str,
-) -> Result<Vec<&'a [T]>, CollectiveError> {
-    let mut out = Vec::with_capacity(all.len());
-    for (rank, c) in all.iter().enumerate() {
-        match pick(c) {
-            Some(s) if out.first().is_none_or(|f: &&[T]| f.len() == s.len()) => out.push(s),
-            _ => {
-                return Err(CollectiveError::Mismatch {
-                    during: during.to_string(),
-                    rank,
-                    expected: all[0].describe(),
-                    got: c.describe(),
-                })
-            }
+/// The float types a contribution holds.
+trait Element: Copy + std::ops::Add<Output = Self> + std::ops::Div<Output = Self> + From<u16> {
+    fn wrap(values: Vec<Self>) -> Contribution;
+    fn pick(c: &Contribution) -> Option<&[Self]>;
+}
+
+impl Element for f32 {
+    fn wrap(values: Vec<f32>) -> Contribution {
+        Contribution::F32(values)
+    }
+
+    fn pick(c: &Contribution) -> Option<&[f32]> {
+        match c {
+            Contribution::F32(v) => Some(v),
+            Contribution::F64(_) => None,
         }
     }
-    Ok(out)
+}
+
+impl Element for f64 {
+    fn wrap(values: Vec<f64>) -> Contribution {
+        Contribution::F64(values)
+    }
+
+    fn pick(c: &Contribution) -> Option<&[f64]> {
+        match c {
+            Contribution::F64(v) => Some(v),
+            Contribution::F32(_) => None,
+        }
+    }
+}
+
+impl ThreadGroup {
+    /// Exchanges `buf` with every rank; then `buf` := `combine(every rank's buffer, in rank order)`. A rank whose
+    /// buffer has another length or dtype than rank 0's is an error on every rank.
+    fn combine<T: Element>(
+        &self,
+        buf: &mut [T],
+        during: &str,
+        combine: impl FnOnce(&[&[T]], &mut [T]),
+    ) -> Result<(), CollectiveError> {
+        let all = self.exchange(T::wrap(buf.to_vec()), during)?;
+        let mut parts: Vec<&[T]> = Vec::with_capacity(all.len());
+        for (rank, c) in all.iter().enumerate() {
+            match T::pick(c) {
+                Some(p) if p.len() == buf.len() => parts.push(p),
+                _ => {
+                    return Err(CollectiveError::Mismatch {
+                        during: during.to_string(),
+                        rank,
+                        expected: all[0].describe(),
+                        got: c.describe(),
+                    })
+                }
+            }
+        }
+        combine(&parts, buf);
+        Ok(())
+    }
 }
 
 impl Collective for ThreadGroup {
@@ -221,60 +259,18 @@ impl Collective for ThreadGroup {
     ) -> Result<(), CollectiveError> {
         match buf {
             CollectiveBuffer::F32(b) => {
-                let all = self.exchange(Contribution::F32(b.to_vec()), during)?;
-                let parts = same_shape(
-                    &all,
-                    |c| match c {
-                        Contribution::F32(v) => Some(v.as_slice()),
-                        Contribution::F64(_) => None,
-                    },
-                    during,
-                )?;
-                reduce_in_rank_order(&parts, op, b);
+                self.combine(b, during, |p, out| reduce_in_rank_order(p, op, out))
             }
             CollectiveBuffer::F64(b) => {
-                let all = self.exchange(Contribution::F64(b.to_vec()), during)?;
-                let parts = same_shape(
-                    &all,
-                    |c| match c {
-                        Contribution::F64(v) => Some(v.as_slice()),
-                        Contribution::F32(_) => None,
-                    },
-                    during,
-                )?;
-                reduce_in_rank_order(&parts, op, b);
+                self.combine(b, during, |p, out| reduce_in_rank_order(p, op, out))
             }
         }
-        Ok(())
     }
 
     fn broadcast(&self, buf: CollectiveBuffer<'_>, during: &str) -> Result<(), CollectiveError> {
         match buf {
-            CollectiveBuffer::F32(b) => {
-                let all = self.exchange(Contribution::F32(b.to_vec()), during)?;
-                let parts = same_shape(
-                    &all,
-                    |c| match c {
-                        Contribution::F32(v) => Some(v.as_slice()),
-                        Contribution::F64(_) => None,
-                    },
-                    during,
-                )?;
-                b.copy_from_slice(parts[0]);
-            }
-            CollectiveBuffer::F64(b) => {
-                let all = self.exchange(Contribution::F64(b.to_vec()), during)?;
-                let parts = same_shape(
-                    &all,
-                    |c| match c {
-                        Contribution::F64(v) => Some(v.as_slice()),
-                        Contribution::F32(_) => None,
-                    },
-                    during,
-                )?;
-                b.copy_from_slice(parts[0]);
-            }
+            CollectiveBuffer::F32(b) => self.combine(b, during, |p, out| out.copy_from_slice(p[0])),
+            CollectiveBuffer::F64(b) => self.combine(b, during, |p, out| out.copy_from_slice(p[0])),
         }
-        Ok(())
     }
 }

@@ -15,6 +15,13 @@ use std::sync::Arc;
 const WORKER_VAR: &str = "KILN_MPI_WORKER";
 const WORKER: &str = "training::data_parallel_mpi::mpi_worker";
 
+/// The data-parallel step of the MLP on `ranks` ranks (one bucket).
+fn step(ranks: usize) -> kiln::Graph {
+    let model = mlp(GLOBAL_BATCH / ranks);
+    let dp = DataParallel::bucketed(1 << 20);
+    training_step_data_parallel(&model, "loss", &PARAMS, &adam(), None, dp).unwrap()
+}
+
 /// One rank: rank 0's initial params broadcast (the others start perturbed), `STEPS` steps, the params printed as
 /// bits. With `die`, rank 1 exits after the first step.
 #[test]
@@ -24,15 +31,7 @@ fn mpi_worker() {
     };
     let group = Arc::new(MpiGroup::init_default().expect("MPI initializes"));
     let (rank, size) = (group.rank(), group.size());
-    let step = training_step_data_parallel(
-        &mlp(GLOBAL_BATCH / size),
-        "loss",
-        &PARAMS,
-        &adam(),
-        None,
-        DataParallel::bucketed(1 << 20),
-    )
-    .unwrap();
+    let step = step(size);
     let mut params = initial_params();
     // In one order on every rank (a HashMap's differs between processes): collectives are matched by order.
     for name in PARAMS {
@@ -129,15 +128,7 @@ fn mpi_ranks_agree_with_thread_ranks_bit_for_bit_and_reproduce() {
             "one line per rank:\n{stdout}\n{stderr}"
         );
         // The same program with the same shards on thread ranks: the same reduction order, so the same bits.
-        let step = training_step_data_parallel(
-            &mlp(GLOBAL_BATCH / ranks),
-            "loss",
-            &PARAMS,
-            &adam(),
-            None,
-            DataParallel::bucketed(1 << 20),
-        )
-        .unwrap();
+        let step = step(ranks);
         let threads = on_ranks(ranks, |g| train_on_cpu(&step, g));
         let expected: Vec<String> = PARAMS
             .iter()
