@@ -7,9 +7,8 @@
 
 use criterion::{Criterion, SamplingMode};
 use kiln::ir::GeluApprox;
-use kiln::nn::{Module, TransformerBlock};
-use kiln::{Adam, Builder, Graph, IrError, Optimizer, Options, Session, Tensor, TensorType};
-use kiln_benches::normal;
+use kiln::{Builder, Graph, IrError, Options, Session, Tensor, TensorType};
+use kiln_benches::{normal, w10_block, w10_params, w10_step, W10_X};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -17,9 +16,6 @@ use std::time::{Duration, Instant};
 const W8_SHAPE: [usize; 2] = [4096, 1024];
 const W8_EPS: f64 = 1e-5;
 const W9_LEN: usize = 16_777_216;
-const W10_X: [usize; 3] = [8, 128, 256];
-const W10_HEADS: usize = 4;
-const W10_HIDDEN: usize = 1024;
 
 /// The median seconds per call of `f` over `reps` calls after one warm-up.
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -73,55 +69,6 @@ fn w9_graph() -> Result<Graph, IrError> {
     let y = b.gelu(x, GeluApprox::None)?;
     b.output("y", y)?;
     Ok(b.finish())
-}
-
-/// W10's block: `nn::TransformerBlock` (pre-LN, causal, exact GELU) and `loss = mean(y²)` over all of `y`.
-fn w10_block() -> TransformerBlock {
-    TransformerBlock::new("block", W10_X[2], W10_HEADS, W10_HIDDEN, GeluApprox::None)
-}
-
-/// W10: one AdamW step (lr 1e-3, betas 0.9/0.999, eps 1e-8, decoupled weight decay 0.01 on every parameter).
-fn w10_step(block: &TransformerBlock) -> Result<Graph, IrError> {
-    let mut b = Builder::new("w10_transformer_block");
-    let x = b.data("x", TensorType::f32(&W10_X))?;
-    let y = block.forward(&mut b, x)?;
-    let squares = b.mul(y, y)?;
-    let loss = b.mean_all(squares)?;
-    b.output("loss", loss)?;
-    let model = b.finish();
-    let names: Vec<String> = block.parameters().into_iter().map(|p| p.name).collect();
-    let params: Vec<&str> = names.iter().map(String::as_str).collect();
-    let adamw = Adam {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-    };
-    kiln::training_step(&model, "loss", &params, &Optimizer::AdamW(adamw))
-}
-
-/// W10's initialization (the peers' seed 13 stream is numpy's; these are the same distributions): linear weights
-/// `N(0, 0.02²)`, biases 0, layer-norm gains 1 and biases 0.
-fn w10_params(block: &TransformerBlock) -> HashMap<String, Tensor> {
-    block
-        .parameters()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let dims = p.ty.shape.dims().to_vec();
-            let n: usize = dims.iter().product();
-            let values = if dims.len() == 2 {
-                normal(n, 13 + i as u64, 0.02)
-            } else if p.name.contains(".ln") && p.name.ends_with(".weight") {
-                vec![1.0; n]
-            } else {
-                vec![0.0; n]
-            };
-            let t = Tensor::from_f32(&dims, values).expect("the values fit the shape");
-            (p.name, t)
-        })
-        .collect()
 }
 
 /// The largest |kiln - f64 reference| of W8 over every `stride`-th row.
@@ -301,7 +248,7 @@ fn transformer(c: &mut Criterion) {
     // W10.
     let block = w10_block();
     let started = Instant::now();
-    let step_graph = w10_step(&block).expect("W10 builds");
+    let step_graph = w10_step(&block, None).expect("W10 builds");
     let build_ms = started.elapsed().as_secs_f64() * 1e3;
     let nodes = step_graph.nodes().len();
     let started = Instant::now();

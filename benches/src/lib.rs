@@ -5,8 +5,10 @@
 //! `relu(x*a + b) * sigmoid(x) + tanh(x)*0.5` on 16,777,216 floats, W2 a row softmax of `[4096, 1024]`, W3 two
 //! sgemms, W4 one SGD step of the 784-256-256-10 MLP at batch 128, W5 that MLP's forward pass with a softmax output.
 
+use kiln::ir::GeluApprox;
 use kiln::ir::Value;
-use kiln::{Builder, Graph, IrError, Optimizer, Sgd, Tensor, TensorType};
+use kiln::nn::{Module, TransformerBlock};
+use kiln::{Adam, Builder, DataParallel, Graph, IrError, Optimizer, Sgd, Tensor, TensorType};
 use std::collections::HashMap;
 
 pub const W1_LEN: usize = 16_777_216;
@@ -103,6 +105,11 @@ pub fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) 
 
 /// W4: one SGD step (lr 0.1) of [`kiln::zoo::mlp_784`].
 pub fn w4_step() -> Result<Graph, IrError> {
+    w4_step_with(None)
+}
+
+/// [`w4_step`], data-parallel when `dp` is given (`docs/distributed.md` measures it).
+pub fn w4_step_with(dp: Option<DataParallel>) -> Result<Graph, IrError> {
     let model = kiln::zoo::mlp_784()?;
     let names = mlp_param_names();
     let params: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -110,7 +117,20 @@ pub fn w4_step() -> Result<Graph, IrError> {
         lr: W4_LR,
         ..Sgd::default()
     };
-    kiln::training_step(&model, "loss", &params, &Optimizer::Sgd(sgd))
+    step_with(&model, &params, Optimizer::Sgd(sgd), dp)
+}
+
+/// The training step of `model`'s `loss`, data-parallel when `dp` is given.
+pub fn step_with(
+    model: &Graph,
+    params: &[&str],
+    optimizer: Optimizer,
+    dp: Option<DataParallel>,
+) -> Result<Graph, IrError> {
+    match dp {
+        Some(dp) => kiln::training_step_data_parallel(model, "loss", params, &optimizer, None, dp),
+        None => kiln::training_step(model, "loss", params, &optimizer),
+    }
 }
 
 /// `l0.weight, l0.bias, l1.weight, ...`: the parameter names of the zoo's MLPs, in input order.
@@ -318,6 +338,11 @@ pub fn w6_reference(x: &[f32], w: &[f32], bias: &[f32], cols: &mut [f32], y: &mu
 /// W7: the peers' CNN (conv 1→16, ReLU, maxpool 2, conv 16→32, ReLU, maxpool 2, flatten, `f @ W + b` to 10
 /// classes, mean cross-entropy) on [128, 1, 28, 28], one SGD step of lr 0.01.
 pub fn w7_step() -> Result<Graph, IrError> {
+    w7_step_with(None)
+}
+
+/// [`w7_step`], data-parallel when `dp` is given.
+pub fn w7_step_with(dp: Option<DataParallel>) -> Result<Graph, IrError> {
     use kiln::ir::ConvSpec;
     let mut b = Builder::new("w7_cnn");
     let x = b.data("x", TensorType::f32(&[128, 1, 28, 28]))?;
@@ -342,12 +367,11 @@ pub fn w7_step() -> Result<Graph, IrError> {
     let loss = b.cross_entropy(z, labels)?;
     b.output("loss", loss)?;
     let model = b.finish();
-    let params = W7_PARAMS;
     let sgd = Sgd {
         lr: 0.01,
         ..Sgd::default()
     };
-    kiln::training_step(&model, "loss", &params, &Optimizer::Sgd(sgd))
+    step_with(&model, &W7_PARAMS, Optimizer::Sgd(sgd), dp)
 }
 
 /// W7's parameter names, in input order.
@@ -383,6 +407,60 @@ pub fn w7_params(seed: u64) -> HashMap<String, Tensor> {
                 name.to_string(),
                 normal_tensor(&dims, seed + i as u64, scale),
             )
+        })
+        .collect()
+}
+
+/// W10's input `x`: [B, T, D].
+pub const W10_X: [usize; 3] = [8, 128, 256];
+pub const W10_HEADS: usize = 4;
+pub const W10_HIDDEN: usize = 1024;
+
+/// W10's block: `nn::TransformerBlock` (pre-LN, causal, exact GELU) and `loss = mean(y²)` over all of `y`.
+pub fn w10_block() -> TransformerBlock {
+    TransformerBlock::new("block", W10_X[2], W10_HEADS, W10_HIDDEN, GeluApprox::None)
+}
+
+/// W10 (data-parallel when `dp` is given): one AdamW step (lr 1e-3, betas 0.9/0.999, eps 1e-8, decoupled weight decay 0.01 on every parameter).
+pub fn w10_step(block: &TransformerBlock, dp: Option<DataParallel>) -> Result<Graph, IrError> {
+    let mut b = Builder::new("w10_transformer_block");
+    let x = b.data("x", TensorType::f32(&W10_X))?;
+    let y = block.forward(&mut b, x)?;
+    let squares = b.mul(y, y)?;
+    let loss = b.mean_all(squares)?;
+    b.output("loss", loss)?;
+    let model = b.finish();
+    let names: Vec<String> = block.parameters().into_iter().map(|p| p.name).collect();
+    let params: Vec<&str> = names.iter().map(String::as_str).collect();
+    let adamw = Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+    step_with(&model, &params, Optimizer::AdamW(adamw), dp)
+}
+
+/// W10's initialization (the peers' seed 13 stream is numpy's; these are the same distributions): linear weights
+/// `N(0, 0.02²)`, biases 0, layer-norm gains 1 and biases 0.
+pub fn w10_params(block: &TransformerBlock) -> HashMap<String, Tensor> {
+    block
+        .parameters()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let dims = p.ty.shape.dims().to_vec();
+            let n: usize = dims.iter().product();
+            let values = if dims.len() == 2 {
+                normal(n, 13 + i as u64, 0.02)
+            } else if p.name.contains(".ln") && p.name.ends_with(".weight") {
+                vec![1.0; n]
+            } else {
+                vec![0.0; n]
+            };
+            let t = Tensor::from_f32(&dims, values).expect("the values fit the shape");
+            (p.name, t)
         })
         .collect()
 }

@@ -23,9 +23,14 @@ pub use autodiff::{grad, GradGraph};
 pub use compile::{compile, compile_vulkan, kernel_program, CompileCache, Error, Options, Target};
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
-pub use kiln_runtime::{Executable, RunError, Session};
+#[cfg(feature = "mpi")]
+pub use kiln_runtime::collective::mpi::MpiGroup;
+pub use kiln_runtime::{Executable, RunError, Session, ThreadGroup};
 pub use passes::optimize;
-pub use train::{step_on_interpreter, training_step, training_step_clipped, Adam, Optimizer, Sgd};
+pub use train::{
+    step_on_interpreter, training_step, training_step_clipped, training_step_data_parallel, Adam,
+    DataParallel, Optimizer, Sgd,
+};
 
 /// The README's code blocks, compiled and run as doctests so the embedding example stays true.
 #[doc = include_str!("../../README.md")]

@@ -8,6 +8,10 @@
 //!
 //! Preserves: the forward computation of the loss. Requires: a verified graph with a float scalar loss output.
 
+mod data_parallel;
+
+pub use data_parallel::DataParallel;
+
 use crate::autodiff::grad;
 use kiln_ir::{interp, verify, Builder, DType, Graph, IrError, Role, Tensor, Value};
 use std::collections::HashMap;
@@ -216,6 +220,41 @@ pub fn training_step_clipped(
     optimizer: &Optimizer,
     max_norm: Option<f64>,
 ) -> Result<Graph, IrError> {
+    step_graph(model, loss, params, optimizer, max_norm, None)
+}
+
+/// [`training_step_clipped`] for one of several processes, each on its own equal shard of the global batch (SPEC §5,
+/// "Data-parallel steps"): every gradient is replaced by its mean over the processes (`all_reduce{mean}`, bucketed
+/// as `data_parallel` says) before clipping and the update, the `loss` output is the mean of the ranks' losses, and
+/// the model's own state updates are averaged. Run it with an executable or interpreter given the process group;
+/// every rank must start from the same parameters (`Collective::broadcast` them from rank 0).
+pub fn training_step_data_parallel(
+    model: &Graph,
+    loss: &str,
+    params: &[&str],
+    optimizer: &Optimizer,
+    max_norm: Option<f64>,
+    data_parallel: DataParallel,
+) -> Result<Graph, IrError> {
+    step_graph(
+        model,
+        loss,
+        params,
+        optimizer,
+        max_norm,
+        Some(data_parallel),
+    )
+}
+
+/// The training step; with `data_parallel`, its gradients, loss and state updates averaged across processes.
+fn step_graph(
+    model: &Graph,
+    loss: &str,
+    params: &[&str],
+    optimizer: &Optimizer,
+    max_norm: Option<f64>,
+    data_parallel: Option<DataParallel>,
+) -> Result<Graph, IrError> {
     if let Some(m) = max_norm {
         if !(m.is_finite() && m > 0.0) {
             return Err(IrError::Invalid(format!(
@@ -259,6 +298,24 @@ pub fn training_step_clipped(
     let mut graph = with_grads;
     graph.clear_outputs();
     let mut b = Builder::from_graph(graph);
+    let (loss_value, grads, model_updates) = match &data_parallel {
+        Some(dp) => {
+            let loss_value = data_parallel::mean(&mut b, loss_value)?;
+            let grads = data_parallel::mean_of_gradients(&mut b, &grads, dp)?;
+            // Batch norm's running statistics: averaged so that every rank keeps the same values.
+            let mut averaged = Vec::with_capacity(model_updates.len());
+            for (name, value, input) in model_updates {
+                // An integer update (batch norm's step counter) is the same on every rank already.
+                let value = match b.dtype(value).is_float() {
+                    true => data_parallel::mean(&mut b, value)?,
+                    false => value,
+                };
+                averaged.push((name, value, input));
+            }
+            (loss_value, grads, averaged)
+        }
+        None => (loss_value, grads, model_updates),
+    };
     b.output("loss", loss_value)?;
     let grads = match max_norm {
         Some(max_norm) => clip_by_global_norm(&mut b, &grads, max_norm)?,

@@ -46,6 +46,9 @@ mod vulkan {
 /// Training end to end: the `kiln::nn` trainer, checkpoints, `kiln train` / `kiln predict`.
 mod training {
     mod cnn;
+    mod data_parallel;
+    #[cfg(feature = "mpi")]
+    mod data_parallel_mpi;
     mod train;
     mod transformer;
 }

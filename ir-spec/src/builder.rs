@@ -428,6 +428,11 @@ impl Builder {
         self.op(Op::Gather { axis }, &[x, idx])
     }
 
+    /// `all_reduce{op, group}` (SPEC §3.12): every process's `x` summed (or averaged) in rank order.
+    pub fn all_reduce(&mut self, x: Value, op: crate::op::ReduceOp, group: usize) -> Result<Value> {
+        self.op(Op::AllReduce { op, group }, &[x])
+    }
+
     pub fn concat(&mut self, xs: &[Value], axis: isize) -> Result<Value> {
         let Some(&first) = xs.first() else {
             return Err(build_err("concat", "needs at least one operand".into()));

@@ -148,7 +148,8 @@ fn op_summary(op: &Op) -> String {
         | Op::Pad { .. }
         | Op::Windows { .. }
         | Op::OverlapAdd { .. }
-        | Op::Gather { .. } => format!("{m} {}", printer::attributes(op).join(" ")),
+        | Op::Gather { .. }
+        | Op::AllReduce { .. } => format!("{m} {}", printer::attributes(op).join(" ")),
     }
 }
 

@@ -10,6 +10,7 @@
 //! The normative description of every op is `SPEC.md` beside this crate.
 
 pub mod builder;
+pub mod collective;
 pub mod composite;
 pub mod dot;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod verify;
 pub mod vjp;
 
 pub use builder::{Builder, Value};
+pub use collective::{Collective, CollectiveBuffer, CollectiveError, ReduceOp, SingleProcess};
 pub use composite::{AttentionWeights, BatchNormTrain, ConvSpec, GeluApprox};
 pub use error::IrError;
 pub use graph::{Graph, InputInfo, Node, NodeId, Output};

@@ -228,6 +228,15 @@ pub fn vjp(
                 grads[1] = Some(b.matmul(at, g)?);
             }
         }
+
+        // y_r = Σ_s x_s on every rank r, so ∂L/∂x_r = Σ_s g_s: the all-reduce of a sum is its own transpose (and
+        // of a mean, the mean: y_r = (1/P) Σ_s x_s gives (1/P) Σ_s g_s). Every rank runs the backward pass too, so
+        // each calls the new collective in the same order.
+        Op::AllReduce { op, group } => {
+            if want(0) {
+                grads[0] = Some(b.all_reduce(g, *op, *group)?);
+            }
+        }
     }
     Ok(grads)
 }

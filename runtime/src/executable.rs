@@ -19,7 +19,7 @@ use crate::gemm::Gemm;
 use crate::pool::{self, Pool, Split};
 use crate::step::{Step, Table};
 use crate::RunError;
-use kiln_ir::{Role, Tensor, TensorType};
+use kiln_ir::{Collective, CollectiveBuffer, DType, Role, SingleProcess, Tensor, TensorType};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,8 @@ pub struct Executable {
     /// The workers, once a run has needed them; locked by the run that uses them.
     pool: Mutex<Option<Pool>>,
     compile_time: Duration,
+    /// The processes `all_reduce` steps reduce across ([`SingleProcess`] until [`Executable::set_group`]).
+    group: Arc<dyn Collective>,
 }
 
 impl std::fmt::Debug for Executable {
@@ -128,8 +130,16 @@ impl Executable {
         compile_time: Duration,
     ) -> Result<Executable, RunError> {
         for step in &steps {
-            if let Step::Matmul { name, gemm, .. } = step {
-                check_gemm(&layout, name, gemm)?;
+            match step {
+                Step::Matmul { name, gemm, .. } => check_gemm(&layout, name, gemm)?,
+                Step::Collective {
+                    name,
+                    slot,
+                    dtype,
+                    len,
+                    ..
+                } => check_collective(&layout, name, *slot, *dtype, *len)?,
+                Step::Loop { .. } => {}
             }
         }
         Ok(Executable {
@@ -142,7 +152,19 @@ impl Executable {
             epilogue_in_tiles: false,
             pool: Mutex::new(None),
             compile_time,
+            group: Arc::new(SingleProcess),
         })
+    }
+
+    /// Makes this executable one rank of `group`: its `all_reduce` steps reduce across the group's processes, each
+    /// of which must run the same program.
+    pub fn set_group(&mut self, group: Arc<dyn Collective>) {
+        self.group = group;
+    }
+
+    /// The process group of the `all_reduce` steps.
+    pub fn group(&self) -> &Arc<dyn Collective> {
+        &self.group
     }
 
     pub fn layout(&self) -> &Layout {
@@ -244,9 +266,10 @@ impl Executable {
         let outputs = self.run_with(inputs, |table| {
             for s in 0..self.steps.len() {
                 let started = Instant::now();
-                self.execute_range(s..s + 1, table.clone());
+                self.execute_range(s..s + 1, table.clone())?;
                 times.push(started.elapsed());
             }
+            Ok(())
         })?;
         Ok((outputs, times))
     }
@@ -255,7 +278,7 @@ impl Executable {
     fn run_with(
         &self,
         inputs: &[Tensor],
-        execute: impl FnOnce(Table),
+        execute: impl FnOnce(Table) -> Result<(), RunError>,
     ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(self.layout.inputs.iter(), inputs)?;
         let mut arena = self.take_arena();
@@ -288,7 +311,11 @@ impl Executable {
             }
         }
         slots[self.layout.scratch_slot()] = arena_ptr.wrapping_add(self.layout.scratch_offset);
-        execute(Table { slots });
+        let executed = execute(Table { slots });
+        if let Err(e) = executed {
+            self.return_arena(arena);
+            return Err(e);
+        }
         let outputs = self
             .layout
             .outputs
@@ -324,13 +351,60 @@ impl Executable {
     }
 
     /// Runs every step on the buffers of `table`.
-    pub(crate) fn execute(&self, table: Table) {
-        self.execute_range(0..self.steps.len(), table);
+    pub(crate) fn execute(&self, table: Table) -> Result<(), RunError> {
+        self.execute_range(0..self.steps.len(), table)
     }
 
-    /// Runs `steps[range]` on the buffers of `table`: on the pool when a step is worth splitting and the pool is
-    /// free, else on this thread alone (same pieces, same results).
-    fn execute_range(&self, range: std::ops::Range<usize>, table: Table) {
+    /// Runs `steps[range]` on the buffers of `table`, the kernels between collectives as one batch each, and each
+    /// `all_reduce` on this thread once its copy is complete (SPEC §3.12).
+    fn execute_range(&self, range: std::ops::Range<usize>, table: Table) -> Result<(), RunError> {
+        let mut start = range.start;
+        for s in range.clone() {
+            let Step::Collective {
+                name,
+                op,
+                slot,
+                dtype,
+                len,
+                ..
+            } = &self.steps[s]
+            else {
+                continue;
+            };
+            self.execute_kernels(start..s + 1, table.clone());
+            start = s + 1;
+            let ptr = table.slots[*slot];
+            let buffer = match dtype {
+                // SAFETY: `slot` is the collective kernel's result buffer of `len` elements of `dtype` under the
+                // layout (`Executable::new` checked both), the run's table points it at a live, aligned buffer, and
+                // no kernel runs while this thread holds the slice: the copy above is complete and the next step
+                // starts after the reduction.
+                DType::F32 => CollectiveBuffer::F32(unsafe {
+                    std::slice::from_raw_parts_mut(ptr.cast::<f32>(), *len)
+                }),
+                // SAFETY: as for f32.
+                DType::F64 => CollectiveBuffer::F64(unsafe {
+                    std::slice::from_raw_parts_mut(ptr.cast::<f64>(), *len)
+                }),
+                DType::I32 | DType::Bool => {
+                    return Err(RunError::BadKernel {
+                        kernel: name.clone(),
+                        problem: format!("all_reduce of {dtype}"),
+                    })
+                }
+            };
+            self.group.all_reduce(buffer, *op, name)?;
+        }
+        self.execute_kernels(start..range.end, table);
+        Ok(())
+    }
+
+    /// Runs `steps[range]` (no reductions across processes) on the buffers of `table`: on the pool when a step is
+    /// worth splitting and the pool is free, else on this thread alone (same pieces, same results).
+    fn execute_kernels(&self, range: std::ops::Range<usize>, table: Table) {
+        if range.is_empty() {
+            return;
+        }
         let split = self.split();
         if split.threads > 1 && self.steps[range.clone()].iter().any(|s| split.shared(s)) {
             let guard = match self.pool.try_lock() {
@@ -345,6 +419,33 @@ impl Executable {
             }
         }
         pool::run_alone(&self.steps, range, &table, split);
+    }
+}
+
+/// An all-reduce's buffer must be a float buffer of exactly `len` elements written by its kernel (not an input or
+/// constant, which kernels never write).
+fn check_collective(
+    layout: &Layout,
+    name: &str,
+    slot: usize,
+    dtype: DType,
+    len: usize,
+) -> Result<(), RunError> {
+    let ok = layout.buffers.get(slot).is_some_and(|b| {
+        b.ty.dtype == dtype
+            && dtype.is_float()
+            && b.ty.numel() == len
+            && !matches!(b.place, Place::Input(_) | Place::Constant(_))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::BadKernel {
+            kernel: name.to_string(),
+            problem: format!(
+                "all_reduce's result is not a written {dtype} buffer of {len} elements"
+            ),
+        })
     }
 }
 

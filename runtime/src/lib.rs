@@ -15,12 +15,14 @@
 //! Every `unsafe` block is at the native-code boundary: calling a kernel, the GEMM on raw buffers, or Vulkan.
 
 pub mod buffer;
+pub mod collective;
 pub mod executable;
 pub mod gemm;
 pub mod pool;
 pub mod session;
 pub mod step;
 
+pub use collective::ThreadGroup;
 pub use executable::{BufferSpec, Executable, InputSpec, Layout, OutputSpec, Place};
 pub use gemm::{Gemm, MatrixOperand, Tiling};
 pub use kiln_ir::tensor::{Tensor, TensorData};
@@ -49,4 +51,7 @@ pub enum RunError {
     MissingInput(String),
     #[error("kernel `{kernel}`: {problem}")]
     BadKernel { kernel: String, problem: String },
+    /// An `all_reduce` failed: a peer died, timed out or ran another program.
+    #[error(transparent)]
+    Collective(#[from] kiln_ir::CollectiveError),
 }

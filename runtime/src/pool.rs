@@ -72,7 +72,7 @@ impl Split {
     /// Pieces of the first and second phase of `step` (the second: a matmul's epilogue pass, 0 when none).
     fn pieces(&self, step: &Step) -> (u64, u64) {
         match step {
-            Step::Loop { points, cost, .. } => {
+            Step::Loop { points, cost, .. } | Step::Collective { points, cost, .. } => {
                 (points.div_ceil(step_chunk(*points, *cost, self)), 0)
             }
             Step::Matmul {
@@ -123,6 +123,15 @@ fn run_piece(step: &Step, phase: u8, piece: u64, table: &Table, split: &Split) {
         (
             Step::Loop {
                 entry,
+                points,
+                cost,
+                ..
+            },
+            _,
+        )
+        | (
+            Step::Collective {
+                copy: entry,
                 points,
                 cost,
                 ..

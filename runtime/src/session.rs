@@ -121,7 +121,7 @@ impl Session {
             }
         }
         slots[layout.scratch_slot()] = arena_ptr.wrapping_add(layout.scratch_offset);
-        exe.execute(Table { slots });
+        exe.execute(Table { slots })?;
 
         let loss = self.loss.map_or(f64::NAN, |o| {
             self.output_tensor(data, o)

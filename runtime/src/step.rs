@@ -6,6 +6,7 @@
 //! `pool` knows the [`crate::Executable`] that owns the steps (the pool is handed the steps, a table and a split).
 
 use crate::gemm::Gemm;
+use kiln_ir::{DType, ReduceOp};
 
 /// A kernel's native entry: runs points `[start, end)` of its flattened parallel space (row-major over its parallel
 /// loops) on the buffers of `table`.
@@ -34,12 +35,28 @@ pub enum Step {
         cost: u64,
         epilogue: Option<KernelFn>,
     },
+    /// `all_reduce` (SPEC §3.12): `copy` writes the operand into buffer `slot` as a loop over `points`, then the
+    /// executable reduces that buffer in place across its process group, on the calling thread, before the next step.
+    Collective {
+        name: String,
+        points: u64,
+        /// Estimated work of one point of the copy, as for [`Step::Loop`].
+        cost: u64,
+        copy: KernelFn,
+        op: ReduceOp,
+        /// The table slot of the result buffer; `len` elements of `dtype` (f32 or f64).
+        slot: usize,
+        dtype: DType,
+        len: usize,
+    },
 }
 
 impl Step {
     pub fn name(&self) -> &str {
         match self {
-            Step::Loop { name, .. } | Step::Matmul { name, .. } => name,
+            Step::Loop { name, .. } | Step::Matmul { name, .. } | Step::Collective { name, .. } => {
+                name
+            }
         }
     }
 }

@@ -49,6 +49,7 @@ mod cpu {
     mod cpu_backend;
     mod cpu_codegen;
     mod cpu_jit_memory;
+    mod golden_data_parallel;
 }
 
 /// The Vulkan backend: random graphs, IEEE zeros.

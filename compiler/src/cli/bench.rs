@@ -310,7 +310,7 @@ fn rate(program: &KernelProgram, kernel: &Kernel, t: Duration) -> String {
             let flops = 2.0 * (batch * m.m() * m.n() * m.k) as f64;
             format!("{:.2} GFLOP/s", flops / seconds / 1e9)
         }
-        Kernel::Loop(_) => {
+        Kernel::Loop(_) | Kernel::Collective(_) => {
             let bytes: usize = kernel
                 .reads()
                 .into_iter()

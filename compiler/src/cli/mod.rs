@@ -9,6 +9,7 @@
 
 mod bench;
 mod check;
+mod data_parallel;
 mod devices;
 mod dump;
 mod export;

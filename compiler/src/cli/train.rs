@@ -122,6 +122,17 @@ pub struct TrainArgs {
     /// Transformer: clip the gradients to this global norm before each step (PyTorch's `clip_grad_norm_`).
     #[arg(long, value_name = "X")]
     pub clip_grad_norm: Option<f64>,
+
+    /// Data-parallel across the processes of an MPI job (`mpirun -np P kiln train --data-parallel …`; kiln built
+    /// with `--features mpi`): each rank trains on its 1/P of every batch (--batch-size is the global batch, a
+    /// multiple of P), gradients averaged in a fixed order; rank 0 alone prints and writes the files.
+    #[arg(long)]
+    pub data_parallel: bool,
+
+    /// Data-parallel: pack the gradients into all-reduce buckets of at most this many KiB (0: one all-reduce per
+    /// gradient).
+    #[arg(long, value_name = "KIB", default_value_t = 25 * 1024, requires = "data_parallel")]
+    pub bucket_kib: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -211,8 +222,27 @@ impl BackendArg {
 
 pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.model == ModelArg::Transformer {
+        if args.data_parallel {
+            return Err(CliError::new(
+                "--data-parallel is not built for --model transformer yet (logreg, twolayer, mlp and cnn have it)",
+            ));
+        }
         return super::train_seq::train(args, out);
     }
+    if args.data_parallel {
+        return super::data_parallel::train(args, out);
+    }
+    train_on(args, out, None)
+}
+
+/// `kiln train` for the models of `kiln::nn::Trainer`; with `ranks`, as one rank of a data-parallel run, where only
+/// rank 0 writes files (the caller gives the other ranks a sink for `out`).
+pub fn train_on(
+    args: &TrainArgs,
+    out: &mut dyn Write,
+    ranks: Option<nn::Ranks>,
+) -> Result<(), CliError> {
+    let writes_files = ranks.as_ref().is_none_or(|r| r.group.rank() == 0);
     if args.text.is_some()
         || args.steps.is_some()
         || args.context.is_some()
@@ -248,9 +278,18 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
             data.name
         )));
     }
-    let mut trainer = Trainer::new(&*model, &data, config, &*backend).map_err(nn_error)?;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
+    let parallel = ranks
+        .as_ref()
+        .map(|r| (r.group.size(), r.reduce.bucket_bytes));
+    let mut trainer = match ranks {
+        Some(ranks) => Trainer::new_data_parallel(&*model, &data, config, &*backend, ranks),
+        None => Trainer::new(&*model, &data, config, &*backend),
+    }
+    .map_err(nn_error)?;
+    if writes_files {
+        std::fs::create_dir_all(&args.out)
+            .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
+    }
     writeln!(
         out,
         "training {} on {} ({} train / {} test rows), {} lr {}, batch {}, {} epochs, {} backend, seed {}",
@@ -265,9 +304,20 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         backend.name(),
         config.seed
     )?;
+    if let Some((size, bucket_bytes)) = parallel {
+        writeln!(
+            out,
+            "data-parallel on {size} ranks: {} rows per rank per batch, gradients averaged in buckets of {} KiB",
+            config.batch_size / size,
+            bucket_bytes / 1024
+        )?;
+    }
 
     let batches = data.train.len() / config.batch_size;
-    let bar = progress_bar((config.epochs as u64).saturating_mul(batches as u64));
+    let bar = match writes_files {
+        true => progress_bar((config.epochs as u64).saturating_mul(batches as u64)),
+        false => ProgressBar::hidden(),
+    };
     let columns = ["epoch", "train_loss", "test_loss", "test_acc", "seconds"];
     writeln!(out, "\n{}", row(&columns.map(String::from)))?;
     out.flush()?;
@@ -308,6 +358,9 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         params: trainer.parameters().map_err(nn_error)?,
     };
     let files = [nn::CHECKPOINT_FILE, "metrics.csv", "metrics.svg"];
+    if !writes_files {
+        return Ok(());
+    }
     nn::save_checkpoint(&args.out.join(files[0]), &checkpoint).map_err(nn_error)?;
     nn::report::write_metrics_csv(&args.out.join(files[1]), &history).map_err(nn_error)?;
     let title = format!("{} on {}", checkpoint.spec.describe(), data.name);

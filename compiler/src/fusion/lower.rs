@@ -17,8 +17,9 @@ mod views;
 
 use super::{KernelKind, Partition, Placement};
 use crate::kernel::{
-    Block, Buffer, BufferId, BufferKind, IndexExpr, Inst, Kernel, KernelProgram, Loop, LoopKernel,
-    MatmulKernel, ProgramInput, ProgramOutput, ReduceKind, ScalarOp, ValueId, Var,
+    Block, Buffer, BufferId, BufferKind, CollectiveKernel, IndexExpr, Inst, Kernel, KernelProgram,
+    Loop, LoopKernel, MatmulKernel, ProgramInput, ProgramOutput, ReduceKind, ScalarOp, ValueId,
+    Var,
 };
 use kiln_ir::op::Scalar;
 use kiln_ir::{BinaryOp, CmpDir, DType, Graph, IrError, NodeId, Op, UnaryOp};
@@ -126,6 +127,20 @@ fn lower_kernel(
     let new = || Emitter::new(graph, part, buffer_of, k);
     match group.kind {
         KernelKind::Matmul => new().matmul(name),
+        KernelKind::Collective => {
+            // Every dim parallel: a copy has no reductions to keep in a row.
+            let Op::AllReduce { op, .. } = graph.node(root).op else {
+                return Err(internal(format!("kernel `{name}` is no all_reduce")));
+            };
+            let buffer = buffer_of[root.index()]
+                .ok_or_else(|| internal(format!("all_reduce `{name}` has no buffer")))?;
+            let mut e = new();
+            e.root_loop(graph.ty(root).rank())?;
+            match e.finish_loop(name) {
+                Kernel::Loop(copy) => Ok(Kernel::Collective(CollectiveKernel { op, copy, buffer })),
+                other => Ok(other),
+            }
+        }
         KernelKind::Loop if matches!(graph.node(root).op, Op::Concat { .. }) => {
             let mut e = new();
             e.concat()?;
@@ -674,7 +689,8 @@ impl<'a> Emitter<'a> {
             | Op::Matmul
             | Op::Pad { .. }
             | Op::Windows { .. }
-            | Op::OverlapAdd { .. } => None,
+            | Op::OverlapAdd { .. }
+            | Op::AllReduce { .. } => None,
         };
         if let Op::Gather { axis } = n.op {
             // Only the index is a value computed here; `x` is read from its buffer by `gather`.
@@ -760,6 +776,13 @@ impl<'a> Emitter<'a> {
                 }
             }
             Op::Concat { .. } => return Err(LowerError::Materialize(node)),
+            // The kernel's own all_reduce (the only place it is computed): a copy of its operand; the reduction
+            // across processes is the runtime's, after the kernel.
+            Op::AllReduce { .. } => {
+                steps.push(Step::Alias(node, coords.clone()));
+                steps.push(Step::Value(n.operands[0], coords));
+                return Ok(());
+            }
             Op::Matmul => {
                 if self.core == Some(node) && coords == self.core_coords {
                     self.let_(dtype, ScalarOp::MatmulAcc)

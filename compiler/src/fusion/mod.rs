@@ -62,6 +62,10 @@
 //!    a kernel that no cut brings under the cap is left as is, and the SPIR-V backend rejects it with an error
 //!    naming the kernel and the limit.
 //!
+//! 9. **An `all_reduce` is a kernel of its own, alone** (SPEC §3.12): nothing joins it and it joins nothing, so its
+//!    kernel is a copy of its operand (views folded in) into its result buffer, which the CPU executable then reduces
+//!    in place across the processes, a host step between kernels, as a matmul's GEMM is a library call.
+//!
 //! Movement ops that aren't affine views (a concat, a reshape of a view whose strides don't compose) get their own
 //! kernel or a materialization: a concat is a kernel of its own, one `for` per operand; a non-affine reshape
 //! materializes its operand. Lowering discovers those cases; [`partition`] and [`lower`] then re-partition with the
@@ -96,6 +100,8 @@ pub enum Placement {
 pub enum KernelKind {
     Loop,
     Matmul,
+    /// An `all_reduce`, alone: a copy, then the host-side reduction across processes (rule 9).
+    Collective,
 }
 
 /// One kernel of a partition: the nodes it computes.
@@ -151,6 +157,7 @@ impl Partition {
             let kind = match k.kind {
                 KernelKind::Loop => "loop",
                 KernelKind::Matmul => "matmul",
+                KernelKind::Collective => "all_reduce",
             };
             let stored: Vec<String> = k.stored.iter().map(|&n| graph.label(n)).collect();
             let transposed = match k.core {
@@ -492,6 +499,8 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
         ) {
             let g = &groups[k];
             let ok = match node.op.class() {
+                // Nothing joins an all-reduce's kernel (rule 9).
+                _ if g.kind == KernelKind::Collective => false,
                 OpClass::Elementwise | OpClass::Source => true,
                 // A concat, or a forced view: always a kernel of its own.
                 OpClass::Movement => false,
@@ -508,7 +517,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                         None => false,
                     }
                 }
-                OpClass::Contraction => false,
+                OpClass::Contraction | OpClass::Collective => false,
             };
             if ok && !full(g, &node.op) {
                 joined = Some(k);
@@ -527,6 +536,7 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                     && !full(g, &node.op)
                     && !matches!(graph.node(g.root).op, Op::Concat { .. })
                     && !matmul_kernels.contains(&first)
+                    && g.kind != KernelKind::Collective
                     && (class == OpClass::Elementwise || g.kind == KernelKind::Loop);
                 if ok {
                     extra_root = Some(first);
@@ -558,17 +568,21 @@ fn partition_with(graph: &Graph, forced: &BTreeSet<NodeId>) -> Partition {
                         g.pure_elementwise = false;
                         g.nests = true;
                     }
-                    OpClass::Movement => g.pure_elementwise = false,
+                    // (An all_reduce never joins: `ok` is false for it.)
+                    OpClass::Movement | OpClass::Collective => g.pure_elementwise = false,
                 }
                 placement[id.index()] = Placement::Kernel(k);
             }
             None => {
                 let is_matmul = node.op.class() == OpClass::Contraction;
                 groups.push(Building {
-                    kind: if is_matmul {
-                        KernelKind::Matmul
-                    } else {
-                        KernelKind::Loop
+                    kind: match node.op.class() {
+                        OpClass::Contraction => KernelKind::Matmul,
+                        OpClass::Collective => KernelKind::Collective,
+                        OpClass::Elementwise
+                        | OpClass::Source
+                        | OpClass::Reduction
+                        | OpClass::Movement => KernelKind::Loop,
                     },
                     root: id,
                     stored: vec![id],

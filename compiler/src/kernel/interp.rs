@@ -100,6 +100,10 @@ impl<'a> Exec<'a> {
     fn run(&mut self, kernel: &Kernel) -> Result<(), IrError> {
         match kernel {
             Kernel::Loop(k) => self.each_point(&k.parallel, &mut |ex| ex.block(&k.body)),
+            // One process: the copy is the whole of `all_reduce` (SPEC §3.12).
+            Kernel::Collective(c) => {
+                self.each_point(&c.copy.parallel, &mut |ex| ex.block(&c.copy.body))
+            }
             Kernel::Matmul(m) => {
                 let rank = m.parallel.len();
                 let (dtype, k) = (m.dtype, m.k);

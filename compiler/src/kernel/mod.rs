@@ -153,6 +153,7 @@ impl BufferKind {
 pub enum Kernel {
     Loop(LoopKernel),
     Matmul(MatmulKernel),
+    Collective(CollectiveKernel),
 }
 
 impl Kernel {
@@ -160,6 +161,7 @@ impl Kernel {
         match self {
             Kernel::Loop(k) => &k.name,
             Kernel::Matmul(k) => &k.name,
+            Kernel::Collective(k) => &k.copy.name,
         }
     }
 
@@ -168,6 +170,7 @@ impl Kernel {
         match self {
             Kernel::Loop(k) => &k.parallel,
             Kernel::Matmul(k) => &k.parallel,
+            Kernel::Collective(k) => &k.copy.parallel,
         }
     }
 
@@ -176,6 +179,7 @@ impl Kernel {
         match self {
             Kernel::Loop(k) => &k.body,
             Kernel::Matmul(k) => &k.epilogue,
+            Kernel::Collective(k) => &k.copy.body,
         }
     }
 
@@ -219,6 +223,19 @@ pub struct LoopKernel {
     /// Outermost first. Empty for a kernel that runs its body once (a full reduction to a scalar).
     pub parallel: Vec<Loop>,
     pub body: Block,
+}
+
+/// `all_reduce` (SPEC §3.12): `copy` writes the operand into the result buffer (one parallel point per element,
+/// views of the operand folded into its loads), then the runtime reduces that buffer in place across the process
+/// group, a host step between kernels. With one process (the kernel interpreter, a run with no group) only the copy
+/// runs, which is the op's one-process meaning.
+#[derive(Clone, PartialEq, Debug)]
+pub struct CollectiveKernel {
+    pub op: kiln_ir::ReduceOp,
+    /// Stores every element of `buffer` (and nothing else).
+    pub copy: LoopKernel,
+    /// The result, reduced in place after the copy.
+    pub buffer: BufferId,
 }
 
 /// `C[β, i, j] = epilogue(Σ_l A[β, i, l] · B[β, l, j])` for every point `(β.., i, j)` of `parallel`.

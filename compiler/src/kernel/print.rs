@@ -95,6 +95,17 @@ fn print_kernel(out: &mut String, k: usize, kernel: &Kernel) {
             let _ = writeln!(out, "  b = {}", view(&m.b));
             print_block(out, &m.epilogue, 1);
         }
+        Kernel::Collective(c) => {
+            let _ = writeln!(
+                out,
+                "kernel k{k} {} all_reduce{{op={}}} {} parallel{}",
+                c.copy.name,
+                c.op,
+                c.buffer,
+                loops(&c.copy.parallel)
+            );
+            print_block(out, &c.copy.body, 1);
+        }
     }
 }
 

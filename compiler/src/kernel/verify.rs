@@ -379,7 +379,9 @@ impl Checker<'_> {
             }
             ScalarOp::MatmulAcc => match self.kernel {
                 Kernel::Matmul(m) => same("the matmul accumulator", m.dtype),
-                Kernel::Loop(_) => Err(self.error("matmul.acc outside a matmul".into())),
+                Kernel::Loop(_) | Kernel::Collective(_) => {
+                    Err(self.error("matmul.acc outside a matmul".into()))
+                }
             },
             ScalarOp::Unary(u, x) => {
                 let t = self.value(x.index())?;

@@ -11,7 +11,7 @@
 use super::Error;
 use crate::backend::spirv::{Device, Residency, VulkanExecutable, VulkanSession};
 use crate::compile::{compile, compile_vulkan, Options};
-use kiln_ir::{interp, Graph, Role, Tensor};
+use kiln_ir::{interp, Collective, Graph, Role, Tensor};
 use kiln_runtime::{Executable, Session};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +22,20 @@ pub trait Backend {
 
     /// Compiles (or just keeps) `graph`; every input starts unset, except `state` inputs, which start at zero.
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error>;
+
+    /// [`Backend::load`] as one rank of `group`: the graph's `all_reduce`s reduce across it (SPEC §3.12). A backend
+    /// without collectives refuses, so a data-parallel step never runs silently as one process.
+    fn load_in_group(
+        &self,
+        graph: &Graph,
+        group: &Arc<dyn Collective>,
+    ) -> Result<Box<dyn Program>, Error> {
+        let _ = (graph, group);
+        Err(Error::Config(format!(
+            "the {} backend has no collectives: data-parallel training needs --backend cpu or interp",
+            self.name()
+        )))
+    }
 }
 
 /// A loaded graph with its resident inputs.
@@ -79,6 +93,20 @@ impl Backend for Interpreter {
         Ok(Box::new(HostProgram::new(
             graph,
             Box::new(move |inputs| Ok(interp::run(&owned, inputs)?)),
+        )))
+    }
+
+    fn load_in_group(
+        &self,
+        graph: &Graph,
+        group: &Arc<dyn Collective>,
+    ) -> Result<Box<dyn Program>, Error> {
+        kiln_ir::verify(graph)?;
+        let owned = graph.clone();
+        let group = Arc::clone(group);
+        Ok(Box::new(HostProgram::new(
+            graph,
+            Box::new(move |inputs| Ok(interp::run_in_group(&owned, inputs, &*group)?)),
         )))
     }
 }
@@ -256,6 +284,19 @@ impl Backend for Cpu {
     fn load(&self, graph: &Graph) -> Result<Box<dyn Program>, Error> {
         let exe = Arc::new(compile(graph, &self.options)?);
         Ok(Box::new(CompiledProgram::<Session>::new(graph, exe)))
+    }
+
+    fn load_in_group(
+        &self,
+        graph: &Graph,
+        group: &Arc<dyn Collective>,
+    ) -> Result<Box<dyn Program>, Error> {
+        let mut exe = compile(graph, &self.options)?;
+        exe.set_group(Arc::clone(group));
+        Ok(Box::new(CompiledProgram::<Session>::new(
+            graph,
+            Arc::new(exe),
+        )))
     }
 }
 

@@ -68,8 +68,8 @@ pub use loss::Loss;
 pub use models::{Cnn, ModelKind, ModelSpec, TwoLayerNet};
 pub use seq_trainer::{gpt_forward_graph, SeqTrainer};
 pub use trainer::{
-    accuracy, evaluate, inference_graph, EpochMetrics, Evaluation, Event, LrSchedule, TrainConfig,
-    Trainer,
+    accuracy, evaluate, inference_graph, EpochMetrics, Evaluation, Event, LrSchedule, Ranks,
+    TrainConfig, Trainer,
 };
 pub use transformer::{Embedding, Gpt, GptConfig, LayerNorm, MultiheadAttention, TransformerBlock};
 

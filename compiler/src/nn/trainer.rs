@@ -12,9 +12,11 @@ use super::{
     StateUpdates,
 };
 use crate::data::{Dataset, Shuffle, Split};
-use crate::train::{training_step, Optimizer};
-use kiln_ir::{Builder, Graph, Role, Tensor, TensorType};
+use crate::train::{training_step, training_step_data_parallel, DataParallel, Optimizer};
+use kiln_ir::{Builder, Graph, Role, Tensor, TensorData, TensorType};
+use kiln_ir::{Collective, CollectiveBuffer};
 use std::collections::hash_map::{Entry, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Hyper-parameters of a training run.
@@ -124,6 +126,15 @@ pub struct Trainer<'a> {
     outputs: usize,
     order: Shuffle,
     epochs_done: usize,
+    /// Data-parallel: this process's group; each step trains on this rank's shard of the batch.
+    ranks: Option<Ranks>,
+}
+
+/// A data-parallel run: the process group and how gradients are reduced (SPEC §5, "Data-parallel steps").
+#[derive(Clone)]
+pub struct Ranks {
+    pub group: Arc<dyn Collective>,
+    pub reduce: DataParallel,
 }
 
 impl<'a> Trainer<'a> {
@@ -134,6 +145,31 @@ impl<'a> Trainer<'a> {
         config: TrainConfig,
         backend: &'a dyn Backend,
     ) -> Result<Trainer<'a>, Error> {
+        Trainer::build(model, data, config, backend, None)
+    }
+
+    /// [`Trainer::new`] for one rank of a data-parallel run: every rank draws the same minibatches (the same seed)
+    /// and trains on its equal shard of each (`batch_size` must divide by the group's size), the gradients averaged
+    /// across the group, so every rank holds the same parameters, those of one process on the whole batch up to
+    /// float rounding. The parameters start as rank 0's (broadcast). Every rank must call this with the same
+    /// arguments.
+    pub fn new_data_parallel(
+        model: &'a dyn Module,
+        data: &'a Dataset,
+        config: TrainConfig,
+        backend: &'a dyn Backend,
+        ranks: Ranks,
+    ) -> Result<Trainer<'a>, Error> {
+        Trainer::build(model, data, config, backend, Some(ranks))
+    }
+
+    fn build(
+        model: &'a dyn Module,
+        data: &'a Dataset,
+        config: TrainConfig,
+        backend: &'a dyn Backend,
+        ranks: Option<Ranks>,
+    ) -> Result<Trainer<'a>, Error> {
         let rows = data.train.len();
         if config.batch_size == 0 || config.batch_size > rows {
             return Err(Error::Config(format!(
@@ -141,10 +177,17 @@ impl<'a> Trainer<'a> {
                 config.batch_size, data.name
             )));
         }
+        let size = ranks.as_ref().map_or(1, |r| r.group.size());
+        if !config.batch_size.is_multiple_of(size) {
+            return Err(Error::Config(format!(
+                "batch size {} does not split into {size} equal shards (data-parallel ranks); make it a multiple of {size}",
+                config.batch_size
+            )));
+        }
         let (graph, outputs) = model_graph(
             model,
             config.loss,
-            config.batch_size,
+            config.batch_size / size,
             data.features(),
             Mode::Train,
         )?;
@@ -152,9 +195,19 @@ impl<'a> Trainer<'a> {
         let params = check_parameters(model, &graph)?;
         let buffers = check_buffers(model, &graph)?;
         let step_lr = config.schedule.lr(config.optimizer.lr(), 0, config.epochs);
-        let (mut step, _) = load_step(&graph, &params, config.optimizer.with_lr(step_lr), backend)?;
+        let (mut step, _) = load_step(
+            &graph,
+            &params,
+            config.optimizer.with_lr(step_lr),
+            backend,
+            ranks.as_ref(),
+        )?;
         for (name, value) in init_parameters(model, config.seed)? {
             if params.contains(&name) {
+                let value = match &ranks {
+                    Some(r) => from_rank_zero(&*r.group, &name, value)?,
+                    None => value,
+                };
                 step.set(&name, value)?;
             }
         }
@@ -177,6 +230,7 @@ impl<'a> Trainer<'a> {
             // A stream apart from the initialization's.
             order: Shuffle::new(config.seed ^ 0x5eed_0fba_7c4e),
             epochs_done: 0,
+            ranks,
         })
     }
 
@@ -219,7 +273,13 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         let optimizer = config.optimizer.with_lr(lr);
-        let (mut step, resident) = load_step(&self.graph, &self.params, optimizer, self.backend)?;
+        let (mut step, resident) = load_step(
+            &self.graph,
+            &self.params,
+            optimizer,
+            self.backend,
+            self.ranks.as_ref(),
+        )?;
         for name in &resident {
             step.set(name, self.step.get(name)?)?;
         }
@@ -238,7 +298,14 @@ impl<'a> Trainer<'a> {
         let order = self.order.permutation(self.data.train.len());
         let batches = order.len() / batch_size;
         let mut total = 0.0;
+        let (rank, size) = self
+            .ranks
+            .as_ref()
+            .map_or((0, 1), |r| (r.group.rank(), r.group.size()));
+        let shard = batch_size / size;
         for (batch, rows) in order.chunks_exact(batch_size).enumerate() {
+            // This rank reads only its shard of the batch; the step's loss is the whole batch's (averaged).
+            let rows = &rows[rank * shard..(rank + 1) * shard];
             let (x, y) = batch_tensors(
                 &self.data.train.gather(rows),
                 self.config.loss,
@@ -399,14 +466,37 @@ fn load_step(
     params: &[String],
     optimizer: Optimizer,
     backend: &dyn Backend,
+    ranks: Option<&Ranks>,
 ) -> Result<(Box<dyn Program>, Vec<String>), Error> {
-    let step = training_step(graph, "loss", &names(params), &optimizer)?;
+    let params = names(params);
+    let step = match ranks {
+        Some(r) => training_step_data_parallel(graph, "loss", &params, &optimizer, None, r.reduce)?,
+        None => training_step(graph, "loss", &params, &optimizer)?,
+    };
     let resident = step
         .inputs()
         .filter(|i| matches!(i.role, Role::Param | Role::State))
         .map(|i| i.name.to_string())
         .collect();
-    Ok((backend.load(&step)?, resident))
+    let program = match ranks {
+        Some(r) => backend.load_in_group(&step, &r.group)?,
+        None => backend.load(&step)?,
+    };
+    Ok((program, resident))
+}
+
+/// Rank 0's `value` on every rank (initial parameters).
+fn from_rank_zero(group: &dyn Collective, name: &str, value: Tensor) -> Result<Tensor, Error> {
+    let mut data = value.data().clone();
+    let buffer = match &mut data {
+        TensorData::F32(v) => CollectiveBuffer::F32(v),
+        TensorData::F64(v) => CollectiveBuffer::F64(v),
+        TensorData::I32(_) | TensorData::Bool(_) => return Ok(value),
+    };
+    group
+        .broadcast(buffer, name)
+        .map_err(kiln_runtime::RunError::from)?;
+    Ok(Tensor::new(value.ty().clone(), data)?)
 }
 
 fn model_graph(

@@ -41,7 +41,8 @@ pub fn run(graph: &Graph) -> Result<Graph, IrError> {
 /// The value of old node `id` if it folds, given that its operands are already folded in the new graph.
 fn fold(rw: &Rewriter, id: NodeId) -> Result<Option<Literal>, IrError> {
     let node = rw.old().node(id);
-    if node.op.class() == OpClass::Source {
+    // A source is already a value; an all_reduce's depends on the other processes (SPEC §3.12).
+    if matches!(node.op.class(), OpClass::Source | OpClass::Collective) {
         return Ok(None);
     }
     let new = rw.new_graph();
@@ -158,7 +159,8 @@ fn one_element_operands(op: &Op, operands: &[&Node]) -> Option<Vec<TensorType>> 
         | Op::Windows { .. }
         // Not one sum per element: the edges add fewer windows.
         | Op::OverlapAdd { .. }
-        | Op::Gather { .. } => None,
+        | Op::Gather { .. }
+        | Op::AllReduce { .. } => None,
     }
 }
 

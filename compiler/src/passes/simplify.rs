@@ -78,7 +78,9 @@ fn rewrite(rw: &mut Rewriter, id: NodeId, uses: &[usize]) -> Result<Option<NodeI
         | Op::Pad { .. }
         | Op::Windows { .. }
         | Op::OverlapAdd { .. }
-        | Op::Gather { .. } => Ok(None),
+        | Op::Gather { .. }
+        // Never rewritten: every rank must keep calling the same collectives.
+        | Op::AllReduce { .. } => Ok(None),
     }
 }
 

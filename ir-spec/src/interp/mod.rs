@@ -13,6 +13,7 @@
 mod index;
 mod number;
 
+use crate::collective::{Collective, CollectiveBuffer, SingleProcess};
 use crate::error::IrError;
 use crate::graph::{Graph, NodeId};
 use crate::op::{BinaryOp, CmpDir, Literal, Op, UnaryOp};
@@ -29,7 +30,17 @@ pub const MAX_INTERP_ELEMENTS: usize = 1 << 31;
 ///
 /// Only the nodes some output depends on are evaluated.
 pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, IrError> {
-    let values = evaluate(graph, inputs, &graph.live())?;
+    run_in_group(graph, inputs, &SingleProcess)
+}
+
+/// [`run`] as one rank of `group`: each `all_reduce` (SPEC §3.12) calls the group, in node order. Every rank must
+/// run the same graph, so that they call the same collectives in the same order.
+pub fn run_in_group(
+    graph: &Graph,
+    inputs: &[Tensor],
+    group: &dyn Collective,
+) -> Result<Vec<Tensor>, IrError> {
+    let values = evaluate(graph, inputs, &graph.live(), group)?;
     graph
         .outputs()
         .iter()
@@ -43,7 +54,7 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, IrError> {
 
 /// Runs `graph` on `inputs` (in `graph.inputs()` order) and returns the value of every node (index = `NodeId`).
 pub fn run_all(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, IrError> {
-    let values = evaluate(graph, inputs, &vec![true; graph.len()])?;
+    let values = evaluate(graph, inputs, &vec![true; graph.len()], &SingleProcess)?;
     values
         .into_iter()
         .zip(graph.ids())
@@ -89,6 +100,7 @@ fn evaluate(
     graph: &Graph,
     inputs: &[Tensor],
     wanted: &[bool],
+    group: &dyn Collective,
 ) -> Result<Vec<Option<Tensor>>, IrError> {
     crate::verify::verify(graph)?;
     check_inputs(graph, inputs)?;
@@ -118,7 +130,7 @@ fn evaluate(
         }
         let value = match given {
             Some(t) => t.clone(),
-            None => eval_node(graph, id, &values)?,
+            None => eval_node(graph, id, &values, group)?,
         };
         values[id.index()] = Some(value);
     }
@@ -214,7 +226,12 @@ macro_rules! each_pair {
 }
 
 /// Evaluates one non-input node from its operands' values.
-fn eval_node(graph: &Graph, id: NodeId, values: &[Option<Tensor>]) -> Result<Tensor, IrError> {
+fn eval_node(
+    graph: &Graph,
+    id: NodeId,
+    values: &[Option<Tensor>],
+    group: &dyn Collective,
+) -> Result<Tensor, IrError> {
     let node = graph.node(id);
     let fail = |message: &str| internal(graph, id, message);
     let operands = node
@@ -378,6 +395,19 @@ fn eval_node(graph: &Graph, id: NodeId, values: &[Option<Tensor>]) -> Result<Ten
                 v => index::overlap_add(v, dims, size, stride, dilation),
                 bool => return Err(mismatch())
             )
+        }
+        Op::AllReduce { op, .. } => {
+            let mut data = arg(0)?.data().clone();
+            let buffer = match &mut data {
+                TensorData::F32(v) => CollectiveBuffer::F32(v),
+                TensorData::F64(v) => CollectiveBuffer::F64(v),
+                TensorData::I32(_) | TensorData::Bool(_) => return Err(mismatch()),
+            };
+            let during = format!("%{} (all_reduce)", graph.label(id));
+            group
+                .all_reduce(buffer, *op, &during)
+                .map_err(|e| IrError::Invalid(e.to_string()))?;
+            data
         }
     };
     Tensor::new(ty, data)

@@ -17,6 +17,7 @@ pub use elementwise::{BinaryOp, Cost, Float, UnaryOp};
 pub use scalar::Scalar;
 pub use table::{Arity, AttrKind, OpKind};
 
+pub use crate::collective::ReduceOp;
 pub use crate::types::MAX_ELEMENTS;
 use crate::types::{DType, Shape, TensorType, MAX_RANK};
 use smallvec::SmallVec;
@@ -189,6 +190,8 @@ pub enum OpClass {
     Reduction,
     Movement,
     Contraction,
+    /// Communicates with the other processes of a group (`all_reduce`): never fused, its own host step.
+    Collective,
 }
 
 /// A primitive operation. Attributes are inline; sources carry their result type.
@@ -276,6 +279,12 @@ pub enum Op {
     /// `0..x.dims[axis]` reads 0 (SPEC §3.11): defined, the same on every backend, and never an out-of-range load.
     Gather {
         axis: usize,
+    },
+    /// Every process's `x` reduced (`sum` or `mean`) in rank order, the same result on every rank (SPEC §3.12). One
+    /// process: the identity. `group` 0 is every process; other groups are reserved.
+    AllReduce {
+        op: ReduceOp,
+        group: usize,
     },
 }
 

@@ -24,6 +24,8 @@ pub enum AttrKind {
     DType,
     /// `lt`, `le`, `gt`, `ge`, `eq` or `ne`.
     CmpDir,
+    /// `sum` or `mean`.
+    ReduceOp,
 }
 
 /// How many operands an op takes.
@@ -127,6 +129,7 @@ op_table! {
     Windows    "windows",    Movement,    Fixed(1), inline: true,  [window: IntList, stride: IntList, dilation: IntList];
     OverlapAdd "overlap_add", Reduction,  Fixed(1), inline: false, [size: IntList, stride: IntList, dilation: IntList];
     Gather     "gather",     Movement,    Fixed(2), inline: false, [axis: Int];
+    AllReduce  "all_reduce", Collective,  Fixed(1), inline: false, [op: ReduceOp, group: Int];
 }
 
 impl Op {
@@ -153,6 +156,7 @@ impl Op {
             Op::Windows { .. } => OpKind::Windows,
             Op::OverlapAdd { .. } => OpKind::OverlapAdd,
             Op::Gather { .. } => OpKind::Gather,
+            Op::AllReduce { .. } => OpKind::AllReduce,
         }
     }
 

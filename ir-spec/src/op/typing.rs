@@ -387,6 +387,20 @@ impl Op {
                 }
                 Ok(x.with_shape(idx.dims().to_vec()))
             }
+            Op::AllReduce { op, group } => {
+                let x = operands[0];
+                if !x.dtype.is_float() {
+                    return type_err!(
+                        "all_reduce{{op={op}}} of {x}: the operand must be f32 or f64"
+                    );
+                }
+                if *group != 0 {
+                    return type_err!(
+                        "all_reduce of {x}: group {group} is not defined (group 0 is every process; sub-groups are reserved)"
+                    );
+                }
+                Ok(x.clone())
+            }
         }
     }
 }

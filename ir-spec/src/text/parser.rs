@@ -8,7 +8,7 @@ use super::lexer::{Cursor, Pos};
 use super::ParseError;
 use crate::error::IrError;
 use crate::graph::{Graph, NodeId};
-use crate::op::{fit_to_dtype, AttrKind, Axes, CmpDir, Literal, Op, OpKind, Role};
+use crate::op::{fit_to_dtype, AttrKind, Axes, CmpDir, Literal, Op, OpKind, ReduceOp, Role};
 use crate::types::{DType, Shape, TensorType};
 use crate::verify::verify;
 use std::borrow::Cow;
@@ -309,6 +309,10 @@ impl BuildOp for OpKind {
             },
             OpKind::Gather => Op::Gather {
                 axis: attrs.uint("axis")?,
+            },
+            OpKind::AllReduce => Op::AllReduce {
+                op: attrs.word("op", "sum, mean", ReduceOp::from_name)?,
+                group: attrs.uint("group")?,
             },
         })
     }

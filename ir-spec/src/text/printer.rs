@@ -91,6 +91,7 @@ fn attribute_values(op: &Op) -> Vec<String> {
         Op::Iota { axis, .. } | Op::Concat { axis } | Op::Gather { axis } => vec![axis.to_string()],
         Op::Cast { to } => vec![to.to_string()],
         Op::Compare(dir) => vec![dir.name().to_string()],
+        Op::AllReduce { op, group } => vec![op.name().to_string(), group.to_string()],
         Op::ReduceSum { axes, keep_dims } | Op::ReduceMax { axes, keep_dims } => {
             vec![int_list(axes), keep_dims.to_string()]
         }

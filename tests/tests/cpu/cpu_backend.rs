@@ -350,7 +350,8 @@ fn matmul_tiles_are_bit_identical_for_any_thread_count_and_match_the_interpreter
                     .iter()
                     .filter_map(|s| match s {
                         kiln::compile::Step::Matmul { gemm, .. } => Some(gemm.tiling()),
-                        kiln::compile::Step::Loop { .. } => None,
+                        kiln::compile::Step::Loop { .. }
+                        | kiln::compile::Step::Collective { .. } => None,
                     })
                     .collect();
                 assert!(

@@ -70,6 +70,7 @@ fn loop_kernel(k: &Kernel) -> &kernel::LoopKernel {
     match k {
         Kernel::Loop(l) => l,
         Kernel::Matmul(m) => panic!("kernel {} is a matmul", m.name),
+        Kernel::Collective(c) => panic!("kernel {} is an all_reduce", c.copy.name),
     }
 }
 

@@ -35,7 +35,7 @@ pub fn assemble(
     for (k, kernel) in program.kernels.iter().enumerate() {
         let direct = match kernel {
             Kernel::Matmul(m) => direct_destination(program, m),
-            Kernel::Loop(_) => None,
+            Kernel::Loop(_) | Kernel::Collective(_) => None,
         };
         let code = if direct.is_some() {
             KernelCode {
@@ -65,6 +65,19 @@ pub fn assemble(
                 cost,
                 entry: entry.expect("every loop kernel is compiled"),
             },
+            Kernel::Collective(c) => {
+                let ty = &program.buffers[c.buffer.index()].ty;
+                Step::Collective {
+                    name: c.copy.name.clone(),
+                    points,
+                    cost,
+                    copy: entry.expect("every collective's copy is compiled"),
+                    op: c.op,
+                    slot: c.buffer.index(),
+                    dtype: ty.dtype,
+                    len: ty.numel(),
+                }
+            }
             Kernel::Matmul(m) => Step::Matmul {
                 name: m.name.clone(),
                 gemm: Gemm {

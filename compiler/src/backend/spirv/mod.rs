@@ -173,6 +173,11 @@ pub enum Error {
     /// The kernel IR is inconsistent (a value used before its definition, …): a fusion bug.
     #[error("kernel `{kernel}`: invalid kernel IR: {message}")]
     InvalidKernel { kernel: String, message: String },
+    /// An `all_reduce` (SPEC §3.12): the Vulkan path has no collectives.
+    #[error(
+        "node `{node}`: all_reduce needs the CPU backend; NCCL-style GPU collectives are not built"
+    )]
+    Collective { node: String },
     #[error(transparent)]
     Vulkan(#[from] VulkanError),
     #[error(transparent)]

@@ -99,5 +99,9 @@ pub(super) fn renumber(kernel: &mut Kernel) {
             maps.loops(&mut m.parallel);
             maps.block(&mut m.epilogue);
         }
+        Kernel::Collective(c) => {
+            maps.loops(&mut c.copy.parallel);
+            maps.block(&mut c.copy.body);
+        }
     }
 }

@@ -242,7 +242,9 @@ impl Emitter<'_> {
             // Not affine: lowered to guarded loads (`Emitter::pad`, `Emitter::overlap_add`).
             | Op::Pad { .. }
             | Op::OverlapAdd { .. }
-            | Op::Gather { .. } => return None,
+            | Op::Gather { .. }
+            // A copy, but its result is reduced across processes: never a view.
+            | Op::AllReduce { .. } => return None,
         }))
     }
 }

@@ -159,6 +159,11 @@ pub fn lower(
             )
         }
         Op::Gather { axis } => gather(e, ins, operand_ty(0), ty, *axis, out),
+        Op::AllReduce { .. } => {
+            return refuse(
+                "all_reduce (a collective across processes, in data-parallel training steps) has no ONNX op",
+            )
+        }
     }
     Ok(())
 }

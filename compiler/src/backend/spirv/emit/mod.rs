@@ -44,6 +44,11 @@ pub(super) fn kernel(
     kernel: &Kernel,
     options: &Options,
 ) -> Result<SpirvKernel> {
+    if let Kernel::Collective(c) = kernel {
+        return Err(Error::Collective {
+            node: c.copy.name.clone(),
+        });
+    }
     let mut bindings = kernel.reads();
     for w in kernel.writes() {
         if !bindings.contains(&w) {
@@ -392,6 +397,12 @@ impl<'p> Emitter<'p> {
             match kernel {
                 Kernel::Loop(k) if e.coop.is_some() => e.coop_block(&k.body)?,
                 Kernel::Loop(k) => e.block(&k.body)?,
+                // `kernel` refused it before any emission.
+                Kernel::Collective(c) => {
+                    return Err(Error::Collective {
+                        node: c.copy.name.clone(),
+                    })
+                }
                 Kernel::Matmul(m) => {
                     let acc = e.matmul_dot(m)?;
                     let acc = e.positive_zero(m.dtype, acc)?;

@@ -52,6 +52,8 @@ impl Plan {
         let per_point = Plan::per_point(limits);
         let k = match kernel {
             Kernel::Loop(k) => k,
+            // Refused by `emit::kernel` before a plan is chosen; its copy is a loop.
+            Kernel::Collective(c) => &c.copy,
             Kernel::Matmul(m) => {
                 let fits = max_threads(limits) >= TILE * TILE;
                 return match tiled_groups(m, limits) {
@@ -126,7 +128,7 @@ impl Plan {
             Plan::Workgroup { .. } => grid_groups(points, 1, limits),
             Plan::Tiled => match kernel {
                 Kernel::Matmul(m) => tiled_groups(m, limits),
-                Kernel::Loop(_) => None,
+                Kernel::Loop(_) | Kernel::Collective(_) => None,
             },
         }
     }

@@ -1,0 +1,168 @@
+//! Data-parallel training across MPI processes (feature `mpi`): this test binary run again under
+//! `mpirun --oversubscribe -np P`, one process per rank, each training the MLP of `data_parallel.rs` on its shard.
+//! Skipped with a message when `mpirun` is missing, unless `KILN_REQUIRE_MPI=1` (CI sets it).
+
+use super::data_parallel::{
+    adam, bits, initial_params, mlp, on_ranks, shard, train_on_cpu, GLOBAL_BATCH, PARAMS, STEPS,
+};
+use kiln::ir::collective::{Collective, CollectiveBuffer};
+use kiln::{compile, training_step_data_parallel, DataParallel, MpiGroup, Options, Session};
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+
+/// Which job the worker runs (unset: the worker test is a no-op in the ordinary test run).
+const WORKER_VAR: &str = "KILN_MPI_WORKER";
+const WORKER: &str = "training::data_parallel_mpi::mpi_worker";
+
+/// The data-parallel step of the MLP on `ranks` ranks (one bucket).
+fn step(ranks: usize) -> kiln::Graph {
+    let model = mlp(GLOBAL_BATCH / ranks);
+    let dp = DataParallel::bucketed(1 << 20);
+    training_step_data_parallel(&model, "loss", &PARAMS, &adam(), None, dp).unwrap()
+}
+
+/// One rank: rank 0's initial params broadcast (the others start perturbed), `STEPS` steps, the params printed as
+/// bits. With `die`, rank 1 exits after the first step.
+#[test]
+fn mpi_worker() {
+    let Ok(job) = std::env::var(WORKER_VAR) else {
+        return;
+    };
+    let group = Arc::new(MpiGroup::init_default().expect("MPI initializes"));
+    let (rank, size) = (group.rank(), group.size());
+    let step = step(size);
+    let mut params = initial_params();
+    // In one order on every rank (a HashMap's differs between processes): collectives are matched by order.
+    for name in PARAMS {
+        let t = params.get_mut(name).unwrap();
+        let mut v = t.as_f32().unwrap().to_vec();
+        if rank != 0 {
+            v.iter_mut().for_each(|x| *x += 1.0);
+        }
+        group
+            .broadcast(CollectiveBuffer::F32(&mut v), name)
+            .unwrap();
+        *t = kiln::Tensor::from_f32(t.dims(), v).unwrap();
+    }
+    let mut exe = compile(&step, &Options::default()).unwrap();
+    exe.set_group(group.clone());
+    let mut session = Session::new(exe, &params).unwrap();
+    for s in 0..STEPS {
+        if job == "die" && rank == 1 && s == 1 {
+            eprintln!("rank 1 exits on purpose");
+            std::process::exit(3);
+        }
+        let (x, y) = shard(s, rank, size);
+        if let Err(e) = session.step(&[x, y]) {
+            eprintln!("rank {rank}: {e}");
+            std::process::exit(2);
+        }
+    }
+    let words: Vec<String> = PARAMS
+        .iter()
+        .flat_map(|p| bits(&session.get(p).unwrap()))
+        .map(|b| format!("{b:08x}"))
+        .collect();
+    println!("\nKILN_MPI rank={rank} params={}", words.join(","));
+}
+
+/// `mpirun`, or why not.
+fn mpirun() -> Option<&'static str> {
+    let found = Command::new("mpirun").arg("--version").output().is_ok();
+    if !found {
+        let required = std::env::var("KILN_REQUIRE_MPI").is_ok_and(|v| v == "1");
+        assert!(!required, "KILN_REQUIRE_MPI=1 but `mpirun` is not on PATH");
+        eprintln!("skipped: `mpirun` is not on PATH (install OpenMPI, or set KILN_REQUIRE_MPI=1 to fail instead)");
+        return None;
+    }
+    Some("mpirun")
+}
+
+/// Runs the worker on `ranks` processes; returns the exit status, stdout and stderr.
+fn run_job(mpirun: &str, ranks: usize, job: &str) -> (bool, String, String) {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(mpirun)
+        .args([
+            "--oversubscribe",
+            "--allow-run-as-root",
+            "-np",
+            &ranks.to_string(),
+        ])
+        .arg(exe)
+        .args([WORKER, "--exact", "--test-threads=1", "--nocapture"])
+        .env(WORKER_VAR, job)
+        .env("KILN_COLLECTIVE_TIMEOUT", "20")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each rank's params line, by rank.
+fn params_by_rank(stdout: &str) -> HashMap<usize, String> {
+    stdout
+        .lines()
+        // Anywhere in a line: the ranks' outputs interleave with the harness's `test … ` lines.
+        .filter_map(|l| l.split("KILN_MPI rank=").nth(1))
+        .filter_map(|l| {
+            let (rank, params) = l.split_once(" params=")?;
+            Some((rank.parse().ok()?, params.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn mpi_ranks_agree_with_thread_ranks_bit_for_bit_and_reproduce() {
+    let Some(mpirun) = mpirun() else { return };
+    for ranks in [2, 3] {
+        let (ok, stdout, stderr) = run_job(mpirun, ranks, "train");
+        assert!(ok, "mpirun -np {ranks} failed:\n{stdout}\n{stderr}");
+        let by_rank = params_by_rank(&stdout);
+        assert_eq!(
+            by_rank.len(),
+            ranks,
+            "one line per rank:\n{stdout}\n{stderr}"
+        );
+        // The same program with the same shards on thread ranks: the same reduction order, so the same bits.
+        let step = step(ranks);
+        let threads = on_ranks(ranks, |g| train_on_cpu(&step, g));
+        let expected: Vec<String> = PARAMS
+            .iter()
+            .flat_map(|p| bits(&threads[0].0[*p]))
+            .map(|b| format!("{b:08x}"))
+            .collect();
+        for (rank, params) in &by_rank {
+            assert_eq!(
+                params,
+                &expected.join(","),
+                "MPI rank {rank} of {ranks} vs thread ranks"
+            );
+        }
+        let (ok, again, stderr) = run_job(mpirun, ranks, "train");
+        assert!(ok, "second run:\n{again}\n{stderr}");
+        assert_eq!(params_by_rank(&again), by_rank, "a repeated run differs");
+    }
+}
+
+#[test]
+fn a_dead_mpi_rank_ends_the_job_naming_it() {
+    let Some(mpirun) = mpirun() else { return };
+    let started = std::time::Instant::now();
+    let (ok, stdout, stderr) = run_job(mpirun, 3, "die");
+    assert!(!ok, "the job must fail:\n{stdout}\n{stderr}");
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}",
+        started.elapsed()
+    );
+    let all = format!("{stdout}\n{stderr}");
+    assert!(all.contains("rank 1"), "the failed rank is named:\n{all}");
+    assert!(
+        params_by_rank(&stdout).is_empty(),
+        "no rank finished:\n{all}"
+    );
+}
