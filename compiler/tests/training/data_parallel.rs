@@ -406,3 +406,47 @@ fn all_reduce_prints_parses_and_is_typed() {
     let err = kiln::ir::text::parse(&group).unwrap_err().to_string();
     assert!(err.contains("group 1 is not defined"), "{err}");
 }
+
+#[test]
+fn the_vjp_of_an_all_reduce_sum_is_the_all_reduce_of_the_cotangents() {
+    // loss_r = Σ_i (Σ_s x_s[i])·w_r[i] on each rank r; the gradient of the total Σ_r loss_r with respect to x_r is
+    // Σ_s w_s, the same on every rank: what each rank's backward pass computes (SPEC §3.12).
+    let mut b = Builder::new("g");
+    let x = b.param("x", TensorType::f32(&[3])).unwrap();
+    let w = b.data("w", TensorType::f32(&[3])).unwrap();
+    let y = b.all_reduce(x, ReduceOp::Sum, 0).unwrap();
+    let yw = b.mul(y, w).unwrap();
+    let loss = b.sum_all(yw).unwrap();
+    b.output("loss", loss).unwrap();
+    let with_grads = kiln::grad(&b.finish(), "loss", &["x"]).unwrap().graph;
+    let ws = [[1.0f32, 2.0, -3.0], [0.5, -0.25, 4.0]];
+    let grads = std::thread::scope(|scope| {
+        let handles: Vec<_> = ThreadGroup::new(2, Duration::from_secs(10))
+            .into_iter()
+            .map(|m| {
+                let graph = &with_grads;
+                scope.spawn(move || {
+                    let x = Tensor::from_f32(&[3], vec![0.1, 0.2, 0.3]).unwrap();
+                    let w = Tensor::from_f32(&[3], ws[m.rank()].to_vec()).unwrap();
+                    let inputs: Vec<Tensor> = graph
+                        .inputs()
+                        .map(|i| if i.name == "x" { x.clone() } else { w.clone() })
+                        .collect();
+                    let out = interp::run_in_group(graph, &inputs, &m).unwrap();
+                    let at = graph
+                        .outputs()
+                        .iter()
+                        .position(|o| o.name == "grad.x")
+                        .unwrap();
+                    out[at].as_f32().unwrap().to_vec()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let expected: Vec<f32> = (0..3).map(|i| ws[0][i] + ws[1][i]).collect();
+    assert_eq!(grads, vec![expected.clone(), expected]);
+}
