@@ -71,15 +71,7 @@ pub fn reduce(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
             let s = b.reduce_sum(e, &ax, true)?;
             let l = b.log(s)?;
             let y = b.add(l, m)?;
-            if keep {
-                y
-            } else {
-                let out: Vec<usize> = (0..rank)
-                    .filter(|d| !axes.contains(d))
-                    .map(|d| dims[d])
-                    .collect();
-                b.reshape(y, &out)?
-            }
+            drop_reduced(b, y, keep, &axes, &dims)?
         }
         _ => {
             // ReduceProd: Kiln has no product reduction; each reduced axis is folded by multiplying its slices
@@ -112,21 +104,31 @@ pub fn reduce(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
                 }
                 y = acc;
             }
-            if keep {
-                y
-            } else {
-                let out: Vec<usize> = (0..rank)
-                    .filter(|d| !axes.contains(d))
-                    .map(|d| dims[d])
-                    .collect();
-                b.reshape(y, &out)?
-            }
+            drop_reduced(b, y, keep, &axes, &dims)?
         }
     })
 }
 
 /// `ArgMax`/`ArgMin` along `axis`: the first (or with `select_last_index`, the last) position holding the
 /// extreme value, as i32 (ONNX's int64). `ArgMin` is `ArgMax` of `-x`.
+/// `y` reduced over `axes` of `dims` with the reduced dims kept as 1s: as is with `keep`, else reshaped without them.
+fn drop_reduced(
+    b: &mut kiln_ir::Builder,
+    y: Value,
+    keep: bool,
+    axes: &[usize],
+    dims: &[usize],
+) -> OpResult<Value> {
+    if keep {
+        return Ok(y);
+    }
+    let out: Vec<usize> = (0..dims.len())
+        .filter(|d| !axes.contains(d))
+        .map(|d| dims[d])
+        .collect();
+    Ok(b.reshape(y, &out)?)
+}
+
 pub fn arg(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let x = cx.input(n, 0)?;
     let rank = cx.b.shape(x).len();
