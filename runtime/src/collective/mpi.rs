@@ -233,19 +233,21 @@ impl Collective for MpiGroup {
         during: &str,
     ) -> Result<(), CollectiveError> {
         match buf {
-            // SAFETY (both arms): reading the predefined datatype handles rsmpi exports.
+            // SAFETY: reading a predefined datatype handle that rsmpi exports.
             CollectiveBuffer::F32(b) => self.reduce(b, unsafe { ffi::RSMPI_FLOAT }, op, during),
+            // SAFETY: as for f32.
             CollectiveBuffer::F64(b) => self.reduce(b, unsafe { ffi::RSMPI_DOUBLE }, op, during),
         }
     }
 
     fn broadcast(&self, buf: CollectiveBuffer<'_>, during: &str) -> Result<(), CollectiveError> {
         match buf {
-            // SAFETY (both arms): reading the predefined datatype handles rsmpi exports.
             CollectiveBuffer::F32(b) => {
+                // SAFETY: reading a predefined datatype handle that rsmpi exports.
                 self.broadcast_from_zero(b, unsafe { ffi::RSMPI_FLOAT }, during)
             }
             CollectiveBuffer::F64(b) => {
+                // SAFETY: as for f32.
                 self.broadcast_from_zero(b, unsafe { ffi::RSMPI_DOUBLE }, during)
             }
         }

@@ -274,9 +274,8 @@ pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
         ceil_mode_padding(&mut spec, &dims[2..], &kernel);
     }
     if wants_indices {
-        let y = max_pool(cx, x, &kernel, &spec)?;
         let order = n.attrs.int("storage_order", 0);
-        let indices = max_pool_indices(cx, x, &kernel, &spec, order != 0)?;
+        let [y, indices] = max_pool_with_indices(cx, x, &kernel, &spec, order != 0)?;
         return Ok(vec![Out::Node(y), Out::Node(indices)]);
     }
     let dtype = cx.b.dtype(x);
@@ -294,16 +293,17 @@ pub fn pool(cx: &mut Ctx, n: &NodeCx) -> OpResult<Vec<Out>> {
     )])
 }
 
-/// MaxPool's `Indices`: the flat index into `x` (row-major, or with `column_major` the spatial dims transposed, as
+/// MaxPool's values and its `Indices`, from one set of windows: the values are each window's maximum (as
+/// [`max_pool`]), the indices the flat index into `x` (row-major, or with `column_major` the spatial dims transposed, as
 /// ONNX's `storage_order = 1`) of each window's maximum, the first in row-major window order among equal maxima (as
 /// `max_pool`'s gradient and onnxruntime choose). The index of every window tap is a constant computed here.
-fn max_pool_indices(
+fn max_pool_with_indices(
     cx: &mut Ctx,
     x: Value,
     kernel: &[usize],
     spec: &ConvSpec,
     column_major: bool,
-) -> OpResult<Value> {
+) -> OpResult<[Value; 2]> {
     let dims = cx.b.shape(x).to_vec();
     let (s, lead) = (kernel.len(), dims.len() - kernel.len());
     let spatial = &dims[lead..];
@@ -322,8 +322,8 @@ fn max_pool_indices(
     flat.push(taps);
     let w = b.reshape(w, &flat)?;
     let last = flat.len() as isize - 1;
-    let max = b.reduce_max(w, &[last], true)?;
-    let max = b.broadcast(max, &flat)?;
+    let window_max = b.reduce_max(w, &[last], true)?;
+    let max = b.broadcast(window_max, &flat)?;
     let hit = b.compare(kiln_ir::CmpDir::Eq, w, max)?;
     let tap = b.iota(TensorType::new(DType::I32, flat.clone()), flat.len() - 1)?;
     let miss = b.full(TensorType::new(DType::I32, flat.clone()), taps as f64)?;
@@ -383,7 +383,10 @@ fn max_pool_indices(
     };
     let mut out_dims = dims[..lead].to_vec();
     out_dims.extend(&out);
-    Ok(b.reshape(index, &out_dims)?)
+    Ok([
+        b.reshape(window_max, &out_dims)?,
+        b.reshape(index, &out_dims)?,
+    ])
 }
 
 /// MaxPool's values as the maximum over each window of the −inf-padded input. The builder's `max_pool` computes

@@ -137,7 +137,7 @@ pub fn resize(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         let axis = axes[k];
         let roi = roi.as_ref().map(|r| (r[k], r[k + axes.len()]));
         let taps = axis_taps(dims[axis], out[k], scale[k], roi, &options);
-        y = apply_taps(cx, y, axis, &taps)?;
+        y = apply_taps(cx, n, y, axis, &taps)?;
         if taps.outside.iter().any(|&o| o) {
             outside.push((axis, taps.outside));
         }
@@ -325,7 +325,7 @@ fn normalized(w: Vec<f64>) -> Vec<f64> {
 
 /// `Σ_k w[·][k] · take(x, i[·][k], axis)`: one `take` per tap whose weight is ever nonzero (a single `take` when
 /// one weight is 1 and the rest 0 at every position, as in nearest mode).
-fn apply_taps(cx: &mut Ctx, x: Value, axis: usize, taps: &AxisTaps) -> OpResult<Value> {
+fn apply_taps(cx: &mut Ctx, n: &NodeCx, x: Value, axis: usize, taps: &AxisTaps) -> OpResult<Value> {
     let out = taps.index.len();
     let count = taps.weight.first().map_or(0, Vec::len);
     let rank = cx.b.shape(x).len();
@@ -367,11 +367,5 @@ fn apply_taps(cx: &mut Ctx, x: Value, axis: usize, taps: &AxisTaps) -> OpResult<
             Some(s) => cx.b.add(s, term)?,
         });
     }
-    sum.ok_or_else(|| n_error_all_zero(axis))
-}
-
-fn n_error_all_zero(axis: usize) -> crate::onnx::convert::OpError {
-    crate::onnx::convert::OpError::from(crate::onnx::ImportError::Invalid(format!(
-        "Resize: every weight of axis {axis} is zero"
-    )))
+    sum.ok_or_else(|| n.error(format!("every weight of axis {axis} is zero")))
 }

@@ -371,11 +371,12 @@ pub fn tile(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
 pub fn pad(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
     let x = cx.input(n, 0)?;
     let mode = n.attrs.string("mode", "constant")?;
-    let index_of: fn(i64, i64) -> i64 = match mode.as_str() {
-        "constant" => |_, _| 0,
-        "edge" => |i, n| i.clamp(0, n - 1),
+    // `None` for constant padding (Kiln's `pad`); else where output position j − low reads from.
+    let index_of: Option<fn(i64, i64) -> i64> = match mode.as_str() {
+        "constant" => None,
+        "edge" => Some(|i, n| i.clamp(0, n - 1)),
         // Mirrored without repeating the edge (NumPy's `reflect`): period 2(n − 1).
-        "reflect" => |i, n| {
+        "reflect" => Some(|i, n| {
             if n == 1 {
                 return 0;
             }
@@ -385,8 +386,8 @@ pub fn pad(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
             } else {
                 2 * (n - 1) - m
             }
-        },
-        "wrap" => |i, n| i.rem_euclid(n),
+        }),
+        "wrap" => Some(|i, n| i.rem_euclid(n)),
         _ => return Err(n.unsupported(format!("mode `{mode}`"))),
     };
     let rank = cx.b.shape(x).len();
@@ -419,7 +420,7 @@ pub fn pad(cx: &mut Ctx, n: &NodeCx) -> OpResult<Value> {
         low[a] = pads[k];
         high[a] = pads[k + axes.len()];
     }
-    if mode != "constant" {
+    if let Some(index_of) = index_of {
         return pad_by_index(cx, n, x, &low, &high, index_of);
     }
     let pos = |v: &[i64]| v.iter().map(|&p| p.max(0) as usize).collect::<Vec<_>>();
