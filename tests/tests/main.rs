@@ -16,6 +16,7 @@ mod ir {
     mod dot_export;
     mod examples;
     mod fuzz_text;
+    mod interp_composites;
     mod interp_ops;
     mod shape_limits;
     mod text_format;
