@@ -4,6 +4,13 @@
 //! bytes alone on 2 ranks.
 //!
 //! `cargo run --release -p kiln-benches --example data_parallel`
+//!
+//! With `--mpi` (built with `--features mpi`, run under `mpirun -np P`), the same steps with one MPI process per rank
+//! (one kernel thread each, the same batch per rank): each rank's median step time, and a trace of the step's
+//! all-reduces (every call timed through a wrapper of the group: bytes moved and seconds per step), printed by rank 0:
+//!
+//! `cargo build --release -p kiln-benches --features mpi --example data_parallel`
+//! `mpirun -np 2 target/release/examples/data_parallel --mpi`
 
 use kiln::ir::collective::{Collective, CollectiveBuffer};
 use kiln::ir::ReduceOp;
@@ -14,6 +21,8 @@ use kiln_benches::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+#[cfg(feature = "mpi")]
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const REPS: usize = 20;
@@ -95,6 +104,102 @@ fn all_reduce_time(len: usize) -> f64 {
     })
 }
 
+/// A group that times its calls: the trace of a step's all-reduces (seconds, calls and bytes in all).
+#[cfg(feature = "mpi")]
+struct Traced {
+    inner: Arc<dyn Collective>,
+    spent: Mutex<(Duration, usize, usize)>,
+}
+
+#[cfg(feature = "mpi")]
+impl Traced {
+    fn take(&self) -> (Duration, usize, usize) {
+        std::mem::take(&mut *self.spent.lock().unwrap())
+    }
+}
+
+#[cfg(feature = "mpi")]
+impl Collective for Traced {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+
+    fn all_reduce(
+        &self,
+        buf: CollectiveBuffer<'_>,
+        op: ReduceOp,
+        during: &str,
+    ) -> Result<(), kiln::ir::CollectiveError> {
+        let bytes = buf.len() * if buf.dtype_name() == "f64" { 8 } else { 4 };
+        let start = Instant::now();
+        let result = self.inner.all_reduce(buf, op, during);
+        let mut spent = self.spent.lock().unwrap();
+        spent.0 += start.elapsed();
+        spent.1 += 1;
+        spent.2 += bytes;
+        result
+    }
+
+    fn broadcast(
+        &self,
+        buf: CollectiveBuffer<'_>,
+        during: &str,
+    ) -> Result<(), kiln::ir::CollectiveError> {
+        self.inner.broadcast(buf, during)
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn mpi_main(workloads: &[Workload]) {
+    let group: Arc<dyn Collective> = Arc::new(kiln::MpiGroup::init_default().expect("MPI starts"));
+    let (rank, size) = (group.rank(), group.size());
+    let traced = Arc::new(Traced {
+        inner: group,
+        spent: Mutex::default(),
+    });
+    for w in workloads {
+        let graph = (w.step)(Some(DataParallel::bucketed(25 << 20)));
+        let mut s = session(&graph, &w.params, traced.clone());
+        let step = median(|| {
+            s.step(&w.data).expect("the step runs");
+        });
+        // The trace covers the warm-up calls and the timed ones: per step, divide by their count.
+        let (spent, calls, bytes) = traced.take();
+        let steps = (REPS + 2) as f64;
+        // Every rank's step time, gathered by an all-reduce of a vector with one slot per rank.
+        let mut times = vec![0.0f64; 2 * size];
+        times[2 * rank] = step;
+        times[2 * rank + 1] = spent.as_secs_f64() / steps;
+        traced
+            .inner
+            .all_reduce(CollectiveBuffer::F64(&mut times), ReduceOp::Sum, "times")
+            .expect("the times gather");
+        if rank == 0 {
+            println!("{} on {size} MPI ranks, one 25 MiB bucket:", w.name);
+            for r in 0..size {
+                println!(
+                    "  rank {r}: step {:.3} ms, of which all-reduce {:.3} ms ({:.0}%; {} calls, {:.0} bytes per step)",
+                    times[2 * r] * 1e3,
+                    times[2 * r + 1] * 1e3,
+                    100.0 * times[2 * r + 1] / times[2 * r],
+                    calls as f64 / steps,
+                    bytes as f64 / steps
+                );
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_main(_: &[Workload]) {
+    eprintln!("--mpi needs `--features mpi` (and `mpirun -np P`)");
+    std::process::exit(2);
+}
+
 fn main() {
     let block = w10_block();
     let workloads = [
@@ -120,6 +225,9 @@ fn main() {
             data: vec![normal_tensor(&W10_X, 4, 1.0)],
         },
     ];
+    if std::env::args().any(|a| a == "--mpi") {
+        return mpi_main(&workloads);
+    }
     for w in &workloads {
         let plain = (w.step)(None);
         let grad_bytes: usize = plain

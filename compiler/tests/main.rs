@@ -49,6 +49,7 @@ mod training {
     mod data_parallel;
     #[cfg(feature = "mpi")]
     mod data_parallel_mpi;
+    mod data_parallel_seq;
     mod train;
     mod transformer;
 }

@@ -1,12 +1,13 @@
 //! `kiln train --data-parallel`: this process as one rank of an MPI job (`mpirun -np P kiln train --data-parallel
-//! …`), the trainer of `train.rs` on this rank's shard of every batch (SPEC §5, "Data-parallel steps").
+//! …`), the trainer of `train.rs` (or `train_seq.rs` for the transformer) on this rank's shard of every batch (SPEC
+//! §5, "Data-parallel steps").
 //!
 //! Rank 0 alone prints the table and writes the checkpoint, metrics and plot; the other ranks print nothing but
 //! errors. A rank whose collective fails (a peer died or hung past `KILN_COLLECTIVE_TIMEOUT` seconds, 60 by
 //! default) prints the error naming its rank and exits at once, without `MPI_Finalize`, which would wait for the
 //! missing peer; `mpirun` then ends the job.
 
-use super::train::{train_on, TrainArgs};
+use super::train::{train_on, ModelArg, TrainArgs};
 use super::CliError;
 use kiln::nn::Ranks;
 use kiln::DataParallel;
@@ -19,10 +20,14 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         group,
         reduce: DataParallel::bucketed(args.bucket_kib.saturating_mul(1024)),
     };
+    let train = match args.model {
+        ModelArg::Transformer => super::train_seq::train_on,
+        _ => train_on,
+    };
     let result = if rank == 0 {
-        train_on(args, out, Some(ranks))
+        train(args, out, Some(ranks))
     } else {
-        train_on(args, &mut std::io::sink(), Some(ranks))
+        train(args, &mut std::io::sink(), Some(ranks))
     };
     if let Err(e) = result {
         super::note(format_args!("rank {rank} of {size}: {}", e.render()));

@@ -221,16 +221,11 @@ impl BackendArg {
 }
 
 pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    if args.model == ModelArg::Transformer {
-        if args.data_parallel {
-            return Err(CliError::new(
-                "--data-parallel is not built for --model transformer yet (logreg, twolayer, mlp and cnn have it)",
-            ));
-        }
-        return super::train_seq::train(args, out);
-    }
     if args.data_parallel {
         return super::data_parallel::train(args, out);
+    }
+    if args.model == ModelArg::Transformer {
+        return super::train_seq::train_on(args, out, None);
     }
     train_on(args, out, None)
 }

@@ -28,7 +28,15 @@ enum Source {
     Text(TextData),
 }
 
-pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
+/// Trains as `kiln train --model transformer` says; with `ranks`, as one rank of a data-parallel run (every rank
+/// draws the same global batches and trains on its shard; only rank 0 writes files, the caller gives the other ranks
+/// a sink for `out`).
+pub fn train_on(
+    args: &TrainArgs,
+    out: &mut dyn Write,
+    ranks: Option<nn::Ranks>,
+) -> Result<(), CliError> {
+    let writes_files = ranks.as_ref().is_none_or(|r| r.group.rank() == 0);
     if args.data.is_some() {
         return Err(CliError::new(
             "--model transformer reads --text FILE or --dataset sort|reverse, not --data",
@@ -128,7 +136,7 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         Source::Task(d) => EVAL_BATCH.min(d.test.len()),
         Source::Text(_) => 64,
     };
-    let mut trainer = SeqTrainer::new(
+    let mut trainer = SeqTrainer::new_in(
         &model,
         args.batch_size,
         eval_batch,
@@ -137,10 +145,13 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         args.clip_grad_norm,
         &*backend,
         args.seed,
+        ranks.as_ref(),
     )
     .map_err(nn_error)?;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
+    if writes_files {
+        std::fs::create_dir_all(&args.out)
+            .map_err(|e| CliError::new(format!("cannot create `{}`: {e}", args.out.display())))?;
+    }
     let (name, rows) = match &source {
         Source::Task(d) => (
             format!("{} of {} digits", d.task.name(), d.digits),
@@ -169,6 +180,15 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         backend.name(),
         args.seed
     )?;
+    if let Some(r) = &ranks {
+        let size = r.group.size();
+        writeln!(
+            out,
+            "data-parallel on {size} ranks: {} sequences per rank per step, gradients averaged in buckets of {} KiB",
+            args.batch_size / size,
+            r.reduce.bucket_bytes / 1024
+        )?;
+    }
     let header = [
         "step",
         "train_loss",
@@ -255,6 +275,9 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         },
         params: trainer.parameters().map_err(nn_error)?,
     };
+    if !writes_files {
+        return Ok(());
+    }
     let files = [nn::CHECKPOINT_FILE, "metrics.csv", "metrics.svg"];
     nn::save_gpt_checkpoint(&args.out.join(files[0]), &checkpoint).map_err(nn_error)?;
     nn::report::write_metrics_csv(&args.out.join(files[1]), &history).map_err(nn_error)?;

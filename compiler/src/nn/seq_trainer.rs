@@ -5,10 +5,12 @@
 //! causal mask makes the logits at position `p` depend only on tokens `0..=p`, so the positions after it may hold
 //! anything (zeros here) — no KV cache, a forward pass per generated token.
 
-use super::{init_parameters, Backend, Error, Gpt, Module, Program};
+use super::trainer::from_rank_zero;
+use super::{init_parameters, Backend, Error, Gpt, Module, Program, Ranks};
 use crate::data::{Shuffle, IGNORE_TARGET};
-use crate::train::{training_step_clipped, Optimizer};
+use crate::train::{training_step_clipped, training_step_data_parallel, Optimizer};
 use kiln_ir::{Builder, DType, Graph, Tensor, TensorType};
+use std::ops::Range;
 
 /// A training step and a forward graph of one model, their parameters kept equal.
 pub struct SeqTrainer {
@@ -17,6 +19,9 @@ pub struct SeqTrainer {
     forward: Box<dyn Program>,
     /// Whether the forward program's parameters are behind the step's.
     stale: bool,
+    /// The rows of each global batch this process trains on: all of them, or its rank's shard.
+    shard: Range<usize>,
+    /// Sequences per step, across all ranks.
     pub batch: usize,
     pub eval_batch: usize,
     pub context: usize,
@@ -58,16 +63,61 @@ impl SeqTrainer {
         backend: &dyn Backend,
         seed: u64,
     ) -> Result<SeqTrainer, Error> {
+        SeqTrainer::new_in(
+            model, batch, eval_batch, context, optimizer, clip, backend, seed, None,
+        )
+    }
+
+    /// [`SeqTrainer::new`], or with `ranks` for one rank of a data-parallel run (SPEC §5, "Data-parallel steps"):
+    /// every rank is given the same global batches (`batch` sequences, a multiple of the group's size) and trains
+    /// on its equal shard of each, the gradients averaged across the group before clipping and the update, so every rank holds the same
+    /// parameters, those of one process on the whole batch up to float rounding. The parameters start as rank 0's
+    /// (broadcast). Every rank must call this with the same arguments.
+    ///
+    /// The step's loss is the mean of the ranks' mean token losses: the global mean wherever every shard counts
+    /// the same number of targets (every task and text batch here), as with PyTorch's DDP.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_in(
+        model: &Gpt,
+        batch: usize,
+        eval_batch: usize,
+        context: usize,
+        optimizer: &Optimizer,
+        clip: Option<f64>,
+        backend: &dyn Backend,
+        seed: u64,
+        ranks: Option<&Ranks>,
+    ) -> Result<SeqTrainer, Error> {
         if batch == 0 || eval_batch == 0 {
             return Err(Error::Config("the batch size is 0".into()));
         }
-        let graph = model_graph(model, batch, context, true)?;
+        let (rank, size) = ranks.map_or((0, 1), |r| (r.group.rank(), r.group.size()));
+        if !batch.is_multiple_of(size) {
+            return Err(Error::Config(format!(
+                "batch size {batch} does not split into {size} equal shards (data-parallel ranks); make it a \
+                 multiple of {size}"
+            )));
+        }
+        let rows = batch / size;
+        let graph = model_graph(model, rows, context, true)?;
         let params: Vec<String> = model.parameters().into_iter().map(|p| p.name).collect();
         let names: Vec<&str> = params.iter().map(String::as_str).collect();
-        let step = training_step_clipped(&graph, "loss", &names, optimizer, clip)?;
-        let mut step = backend.load(&step)?;
+        let mut step = match ranks {
+            Some(r) => {
+                let step =
+                    training_step_data_parallel(&graph, "loss", &names, optimizer, clip, r.reduce)?;
+                backend.load_in_group(&step, &r.group)?
+            }
+            None => backend.load(&training_step_clipped(
+                &graph, "loss", &names, optimizer, clip,
+            )?)?,
+        };
         let forward = backend.load(&model_graph(model, eval_batch, context, false)?)?;
         for (name, value) in init_parameters(model, seed)? {
+            let value = match ranks {
+                Some(r) => from_rank_zero(&*r.group, &name, value)?,
+                None => value,
+            };
             step.set(&name, value)?;
         }
         Ok(SeqTrainer {
@@ -75,6 +125,7 @@ impl SeqTrainer {
             step,
             forward,
             stale: true,
+            shard: rank * rows..(rank + 1) * rows,
             batch,
             eval_batch,
             context,
@@ -91,11 +142,24 @@ impl SeqTrainer {
         Ok(())
     }
 
-    /// One optimizer step on `batch` rows of `(tokens, targets)`; returns the loss before the step.
+    /// One optimizer step on the global batch `(tokens, targets)` (`batch` rows of `context` tokens each; a rank of
+    /// a data-parallel run reads only its shard of them); returns the loss before the step, averaged over the ranks.
     pub fn step(&mut self, tokens: &[i32], targets: &[i32]) -> Result<f64, Error> {
-        let dims = [self.batch, self.context];
-        let tokens = Tensor::from_i32(&dims, tokens.to_vec())?;
-        let targets = Tensor::from_i32(&dims, targets.to_vec())?;
+        let c = self.context;
+        let expected = self.batch * c;
+        if tokens.len() != expected || targets.len() != expected {
+            return Err(Error::Config(format!(
+                "a step takes {} sequences of {c} tokens ({expected} tokens and targets), not {} tokens and {} \
+                 targets",
+                self.batch,
+                tokens.len(),
+                targets.len()
+            )));
+        }
+        let rows = self.shard.start * c..self.shard.end * c;
+        let dims = [self.shard.len(), c];
+        let tokens = Tensor::from_i32(&dims, tokens[rows.clone()].to_vec())?;
+        let targets = Tensor::from_i32(&dims, targets[rows].to_vec())?;
         let out = self
             .step
             .run(&[("tokens", &tokens), ("targets", &targets)])?;

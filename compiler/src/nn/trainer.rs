@@ -486,7 +486,11 @@ fn load_step(
 }
 
 /// Rank 0's `value` on every rank (initial parameters).
-fn from_rank_zero(group: &dyn Collective, name: &str, value: Tensor) -> Result<Tensor, Error> {
+pub(super) fn from_rank_zero(
+    group: &dyn Collective,
+    name: &str,
+    value: Tensor,
+) -> Result<Tensor, Error> {
     let mut data = value.data().clone();
     let buffer = match &mut data {
         TensorData::F32(v) => CollectiveBuffer::F32(v),

@@ -148,10 +148,10 @@ pub(super) fn train_on_cpu(
 pub(super) type Trained = (HashMap<String, Tensor>, Vec<f32>);
 
 /// Every rank's result, `ranks` threads each running `train` as one member of a fresh group.
-pub(super) fn on_ranks(
+pub(super) fn on_ranks<T: Send>(
     ranks: usize,
-    train: impl Fn(Arc<dyn Collective>) -> Trained + Sync,
-) -> Vec<Trained> {
+    train: impl Fn(Arc<dyn Collective>) -> T + Sync,
+) -> Vec<T> {
     let members = ThreadGroup::new(ranks, Duration::from_secs(60));
     std::thread::scope(|scope| {
         let handles: Vec<_> = members

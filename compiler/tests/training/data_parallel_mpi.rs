@@ -166,3 +166,85 @@ fn a_dead_mpi_rank_ends_the_job_naming_it() {
         "no rank finished:\n{all}"
     );
 }
+
+/// The `train_loss` column of `kiln train`'s table (the transformer's, after the `step` header).
+fn train_losses(stdout: &str) -> Vec<f64> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("step"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The main job, distributed: `mpirun -np 2 kiln train --model transformer --data-parallel` prints rank 0's table
+/// (once), which follows the one-process run on the same global batches, and only rank 0 writes the files.
+#[test]
+fn mpirun_kiln_train_transformer_follows_one_process() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = super::train::workdir("mpi_transformer");
+    let args = |out: &str| {
+        [
+            "train",
+            "--model",
+            "transformer",
+            "--dataset",
+            "sort",
+            "--digits",
+            "3",
+            "--width",
+            "16",
+            "--heads",
+            "2",
+            "--blocks",
+            "1",
+            "--steps",
+            "30",
+            "--batch-size",
+            "8",
+            "--out",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([dir.join(out).display().to_string()])
+        .collect::<Vec<_>>()
+    };
+    let one = crate::support::kiln_cli::kiln(&args("one")).ok();
+    let two = Command::new(mpirun)
+        .args(["--oversubscribe", "--allow-run-as-root", "-np", "2"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(args("two"))
+        .arg("--data-parallel")
+        .env("KILN_COLLECTIVE_TIMEOUT", "60")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&two.stdout);
+    assert!(
+        two.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&two.stderr)
+    );
+    assert_eq!(
+        stdout.matches("training transformer").count(),
+        1,
+        "rank 0 alone prints:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("data-parallel on 2 ranks: 4 sequences per rank per step"),
+        "{stdout}"
+    );
+    let (want, got) = (train_losses(&one), train_losses(&stdout));
+    assert_eq!(want.len(), 10, "{one}");
+    assert_eq!(got.len(), want.len(), "{stdout}");
+    for (g, w) in got.iter().zip(&want) {
+        // Printed to 4 decimals; the two sum the gradients in different orders.
+        assert!(
+            (g - w).abs() <= 2e-4,
+            "2 ranks {got:?} vs one process {want:?}"
+        );
+    }
+    for file in ["model.safetensors", "metrics.csv", "metrics.svg"] {
+        assert!(dir.join("two").join(file).is_file(), "rank 0 wrote {file}");
+    }
+}
