@@ -70,6 +70,9 @@ fn convnets(c: &mut Criterion) {
         gemm_exe.run(&[a.clone(), bm.clone()]).expect("inputs fit");
     });
     let gflops = |flops: f64, s: f64| flops / s / 1e9;
+    record("W6.ms", kiln_s * 1e3);
+    record("W6.reference_ms", reference_s * 1e3);
+    record("W6.gemm_peak_gflops", gflops(2.0 * 1024f64.powi(3), gemm_s));
     println!(
         "W6 conv 3x3 64->64 [16,64,32,32]: kiln {:.2} ms ({:.1} GFLOP/s; compile {compile_ms:.1} ms), im2col+sgemm {:.2} ms ({:.1} GFLOP/s), kiln/reference {:.2}; W3 1024^3 GEMM peak {:.1} GFLOP/s (conv at {:.0} % of it)",
         kiln_s * 1e3,
@@ -105,6 +108,9 @@ fn convnets(c: &mut Criterion) {
     let step_s = median_secs(10, || {
         session.step(&inputs).expect("inputs fit");
     });
+    record("W7.step_ms", step_s * 1e3);
+    record("W7.compile_ms", compile_ms);
+    record("W7.compile_wall_ms", wall_compile_ms);
     println!(
         "W7 CNN SGD step [128,1,28,28]: kiln {:.2} ms = {:.1} steps/s; compile {compile_ms:.1} ms (kiln::compile wall {wall_compile_ms:.1} ms)",
         step_s * 1e3,

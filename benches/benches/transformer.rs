@@ -8,7 +8,7 @@
 use criterion::{Criterion, SamplingMode};
 use kiln::ir::GeluApprox;
 use kiln::{Builder, Graph, IrError, Options, Session, Tensor, TensorType};
-use kiln_benches::{normal, w10_block, w10_params, w10_step, W10_X};
+use kiln_benches::{normal, record, w10_block, w10_params, w10_step, W10_X};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -191,6 +191,8 @@ fn transformer(c: &mut Criterion) {
     let copy_s = median_secs(20, || dst.copy_from_slice(black_box(&src)));
     let copy2_s = median_secs(20, || copy_two_threads(&mut dst, black_box(&src)));
     let gbps = |bytes: usize, s: f64| 2.0 * bytes as f64 / s / 1e9;
+    record("W8.ms", kiln_s * 1e3);
+    record("W8.memcpy_ms", copy_s * 1e3);
     report.push(format!(
         "W8 layer norm [4096,1024]: kiln {:.3} ms ({:.1} GB/s; compile {compile_ms:.1} ms; max |err| vs f64 {w8_err:.2e}), memcpy of the same 16 MiB {:.3} ms ({:.1} GB/s) on one thread, {:.3} ms on two, kiln/memcpy {:.2} (one thread), {:.2} (two); vs onnxruntime 3.3 ms (issue, AVX2 host, not same run): {:.2}x (target <= 0.8)",
         kiln_s * 1e3,
@@ -231,6 +233,9 @@ fn transformer(c: &mut Criterion) {
     });
     let copy_s = median_secs(15, || dst.copy_from_slice(black_box(&src)));
     let copy2_s = median_secs(15, || copy_two_threads(&mut dst, black_box(&src)));
+    record("W9.ms", kiln_s * 1e3);
+    record("W9.memcpy_ms", copy_s * 1e3);
+    record("W9.memcpy2_ms", copy2_s * 1e3);
     report.push(format!(
         "W9 exact GELU 16,777,216 f32: kiln {:.2} ms ({:.1} GB/s; compile {compile_ms:.1} ms; max |err| vs f64 {w9_err:.2e}), memcpy of the same 64 MiB {:.2} ms ({:.1} GB/s) on one thread, {:.2} ms on two, kiln/memcpy {:.2} (one thread), {:.2} (two) (target <= 1.5); vs onnxruntime 18.9-23.5 ms (issue, AVX2 host, not same run): {:.2}-{:.2}x (target <= 0.5)",
         kiln_s * 1e3,
@@ -268,6 +273,9 @@ fn transformer(c: &mut Criterion) {
         session.step(&inputs).expect("inputs fit");
     });
     let last_loss = session.step(&inputs).expect("inputs fit");
+    record("W10.step_ms", step_s * 1e3);
+    record("W10.compile_ms", compile_ms);
+    record("W10.compile_wall_ms", wall_compile_ms);
     report.push(format!(
         "W10 pre-LN block AdamW step [8,128,256]: kiln {:.2} ms = {:.1} steps/s; vs JAX 79-134 ms (issue, AVX2 host, not same run): {:.2}-{:.2}x JAX's steps/s (target >= 1.5); compile {compile_ms:.1} ms (kiln::compile wall {wall_compile_ms:.1} ms; target < 50; XLA 1.3-1.9 s), training_step build {build_ms:.1} ms, {nodes} nodes; loss {first_loss:.6} at the first step, {last_loss:.6} after all",
         step_s * 1e3,

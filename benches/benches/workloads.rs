@@ -176,6 +176,7 @@ fn w4(c: &mut Criterion) {
     };
     let (mut fused, compile_ms) = train(&Options::default(), false);
     println!("W4: compile_time() of the step: {compile_ms:.1} ms");
+    record("W4.compile_ms", compile_ms);
     measure(&mut group, "W4", "kiln step", || step(&mut fused, &inputs));
     drop(fused);
     let (mut tiles, _) = train(&Options::default(), true);
@@ -251,7 +252,37 @@ fn row(label: &str, kiln: &str, baseline: &str, unit: &str, rate: &dyn Fn(f64) -
     );
 }
 
+/// The medians `scripts/bench_table.py` reads ([`record`]).
+fn record_medians() {
+    let ms = |id: &str| median(id).map(|s| s * 1e3);
+    let keys = [
+        ("W1.fused_ms", "W1/kiln fused"),
+        ("W1.unfused_ms", "W1/kiln unfused"),
+        ("W1.memcpy_ms", "W1/memcpy"),
+        ("W2.ms", "W2/kiln"),
+        ("W4.step_ms", "W4/kiln step"),
+        ("W4.compile_wall_ms", "W4 compile/kiln::compile"),
+        ("W5.b1_ms", "W5 batch 1/kiln"),
+        ("W5.b1024_ms", "W5 batch 1024/kiln"),
+    ];
+    for (key, id) in keys {
+        if let Some(v) = ms(id) {
+            record(key, v);
+        }
+    }
+    for (m, k, n) in W3_SIZES {
+        let name = w3_name(m, k, n);
+        if let Some(s) = median(&format!("{name}/kiln")) {
+            record(
+                &format!("W3.{m}x{k}x{n}.gflops"),
+                2.0 * (m * k * n) as f64 / s / 1e9,
+            );
+        }
+    }
+}
+
 fn summary() {
+    record_medians();
     let gbps = |bytes: f64| move |s: f64| bytes / s / 1e9;
     let w1_bytes = 8.0 * W1_LEN as f64;
     println!("\nmedian time per iteration; time ratio = kiln / baseline (below 1: kiln is faster)");

@@ -5,6 +5,10 @@
 //! `relu(x*a + b) * sigmoid(x) + tanh(x)*0.5` on 16,777,216 floats, W2 a row softmax of `[4096, 1024]`, W3 two
 //! sgemms, W4 one SGD step of the 784-256-256-10 MLP at batch 128, W5 that MLP's forward pass with a softmax output.
 
+mod record;
+
+pub use record::{record, RECORD_VAR};
+
 use kiln::ir::GeluApprox;
 use kiln::ir::Value;
 use kiln::nn::{Module, TransformerBlock};
