@@ -10,6 +10,11 @@
 //!   itself such a transpose (the two cancel) and the matmul has no other use, so no transpose is ever added.
 //!   Folding a transpose *into* a matmul (a matmul reading an operand with swapped strides) is not a graph rewrite —
 //!   the IR has no transposed matmul — it happens when fusion lowers matmul operands to kernel IR with strides.
+//! - `overlap_add` of windows that tile without overlap (every stride equals its window dim, dilation 1: the input
+//!   gradient of a 2×2/stride-2 max or average pool, of a patchify convolution) → `reshape(transpose(w))`, padded
+//!   with zeros where the tiles stop short of `size`: each result element is exactly one window element (the others
+//!   add `+0`, which changes only the sign of a zero, as `x + 0 → x` does). Fusion then writes it as a copy in tile
+//!   order instead of a reduction over the window with a divided, guarded index per tap.
 //!
 //! A "constant 1 / 0" is a splat constant, possibly seen through movement ops (`broadcast(splat 1)` is 1).
 //!
@@ -27,7 +32,7 @@
 
 use super::rewrite::{use_counts, Rewriter};
 use kiln_ir::op::broadcastable_to;
-use kiln_ir::{BinaryOp, Graph, IrError, NodeId, Op, Shape, UnaryOp};
+use kiln_ir::{BinaryOp, Graph, IrError, Literal, NodeId, Op, Shape, UnaryOp};
 
 pub fn run(graph: &Graph) -> Result<Graph, IrError> {
     let uses = use_counts(graph);
@@ -64,6 +69,11 @@ fn rewrite(rw: &mut Rewriter, id: NodeId, uses: &[usize]) -> Result<Option<NodeI
             transpose(rw, perm, ops[0], single_use)
         }
         Op::Broadcast { shape } => broadcast(rw, shape, ops[0]),
+        Op::OverlapAdd {
+            size,
+            stride,
+            dilation,
+        } => overlap_add_of_tiles(rw, size, stride, dilation, ops[0]),
         // No rules (yet) for these; listed so that a new op makes the compiler ask whether it needs one.
         Op::Input { .. }
         | Op::Constant { .. }
@@ -77,7 +87,6 @@ fn rewrite(rw: &mut Rewriter, id: NodeId, uses: &[usize]) -> Result<Option<NodeI
         | Op::Matmul
         | Op::Pad { .. }
         | Op::Windows { .. }
-        | Op::OverlapAdd { .. }
         | Op::Gather { .. }
         // Never rewritten: every rank must keep calling the same collectives.
         | Op::AllReduce { .. } => Ok(None),
@@ -178,6 +187,49 @@ fn reshape(rw: &mut Rewriter, shape: &Shape, x: NodeId) -> Result<Option<NodeId>
         &[y],
     )
     .map(Some)
+}
+
+/// `overlap_add{size, stride, dilation}(w)` with `stride == window` and `dilation == 1` in every dim: `w` is
+/// `[lead.., o_1..o_s, k_1..k_s]` and result element `p_d = o_d·k_d + a_d` is `w[lead, o, a]` alone, so
+/// `= pad(reshape(transpose(w, lead.., o_1, k_1, .., o_s, k_s), [lead.., o_1·k_1, ..]), high = size − o·k)`.
+fn overlap_add_of_tiles(
+    rw: &mut Rewriter,
+    size: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+    w: NodeId,
+) -> Result<Option<NodeId>, IrError> {
+    let dims = rw.new_graph().ty(w).shape.0.to_vec();
+    let s = size.len();
+    let lead = dims.len() - 2 * s;
+    let (outs, window) = (&dims[lead..lead + s], &dims[lead + s..]);
+    if dilation.iter().any(|&d| d != 1) || stride != window {
+        return Ok(None);
+    }
+    let mut perm: Vec<usize> = (0..lead).collect();
+    let mut tiled: Vec<usize> = dims[..lead].to_vec();
+    for d in 0..s {
+        perm.extend([lead + d, lead + s + d]);
+        tiled.push(outs[d] * window[d]);
+    }
+    let interleaved = rw.add(Op::Transpose { perm }, &[w])?;
+    let tiled_shape = Shape::new(&tiled);
+    let mut y = rw.add(Op::Reshape { shape: tiled_shape }, &[interleaved])?;
+    let high: Vec<usize> = (0..lead)
+        .map(|_| 0)
+        .chain((0..s).map(|d| size[d] - outs[d] * window[d]))
+        .collect();
+    if high.iter().any(|&h| h > 0) {
+        y = rw.add(
+            Op::Pad {
+                low: vec![0; high.len()],
+                high,
+                value: Literal::Splat(0.0),
+            },
+            &[y],
+        )?;
+    }
+    Ok(Some(y))
 }
 
 fn broadcast(rw: &mut Rewriter, shape: &Shape, x: NodeId) -> Result<Option<NodeId>, IrError> {

@@ -557,6 +557,45 @@ fn simplify_composes_transposes() {
     assert_same_outputs(&original, &g, 8);
 }
 
+#[test]
+fn simplify_turns_an_overlap_add_of_tiles_into_a_transpose() {
+    let mut b = Builder::new("tiles");
+    // A 2x2 / stride-2 pool's gradient: windows [2, 3, 2, 2] of [5, 7] (the last row and column in no window).
+    let w = b.data("w", f32s(&[4, 2, 3, 2, 2])).unwrap();
+    let tiles = b.overlap_add(w, &[5, 7], &[2, 2], &[1, 1]).unwrap();
+    // Exactly tiled, 1-D, three taps.
+    let v = b.data("v", f32s(&[4, 3])).unwrap();
+    let exact = b.overlap_add(v, &[12], &[3], &[1]).unwrap();
+    // Overlapping (stride 1) or dilated windows keep their overlap_add.
+    let overlapping = b.overlap_add(w, &[3, 4], &[1, 1], &[1, 1]).unwrap();
+    let dilated = b.overlap_add(v, &[16], &[3], &[2]).unwrap();
+    for (name, value) in [
+        ("tiles", tiles),
+        ("exact", exact),
+        ("overlapping", overlapping),
+        ("dilated", dilated),
+    ] {
+        b.output(name, value).unwrap();
+    }
+    let original = b.finish();
+    let g = after(simplify::run, &original);
+    let chain = |name: &str| {
+        let mut ops = Vec::new();
+        let mut at = out(&g, name);
+        while !matches!(g.node(at).op, Op::Input { .. }) {
+            ops.push(g.node(at).op.mnemonic());
+            at = g.node(at).operands[0];
+        }
+        ops
+    };
+    assert_eq!(chain("tiles"), ["pad", "reshape", "transpose"]);
+    assert_eq!(chain("exact"), ["reshape", "transpose"]);
+    assert_eq!(chain("overlapping"), ["overlap_add"]);
+    assert_eq!(chain("dilated"), ["overlap_add"]);
+    // Values equal the overlap_adds' (up to the sign of a zero).
+    assert_same_outputs(&original, &g, 9);
+}
+
 /// `transpose(matmul(a', b))` with `a' = transpose(a)` where `a_t`, else `a`; the matmul also output if `shared`.
 fn transposed_matmul(a_t: bool, b_t: bool, shared: bool) -> Graph {
     let mut b = Builder::new("matmul_t");

@@ -10,11 +10,13 @@
 //! entry(table, start, end):  base_b = table[b] for every buffer the kernel touches
 //!                            row = start / E;  j0 = start % E          (E: extent of the innermost parallel loop)
 //!                            brif start < end, row(row, j0), exit
-//! row:                       outer loop variables from row (div/mod);  jend = min(E, end - row·E)
+//!                            outer loop variables of that row (div/mod, once)
+//! row:                       jend = min(E, end - row·E)
 //!                            [wide(j): 16 points, four f32x4 copies of the body, while j + 16 <= jend]
 //!                            [vector(j): 4 points with f32x4 while j + 4 <= jend]
 //! scalar(j):                 body at (outer.., j);  j += 1;  brif j < jend, scalar(j), next
-//! next:                      brif (row + 1)·E < end, row(row + 1, 0), exit
+//! next:                      brif (row + 1)·E < end, advance, exit
+//! advance:                   step the outer variables like an odometer (+1, wrap and carry); jump row(row + 1, 0)
 //! ```
 //!
 //! Loops are bottom-tested (`brif cond, body, exit`), as Cranelift's loop-invariant code motion wants them. A
@@ -534,16 +536,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let j0 = self.b.ins().urem_imm_u(start, extent);
         self.b.def_var(row_var, row0);
         self.b.def_var(j0_var, j0);
-        let row_block = self.b.create_block();
-        let scalar_check = self.b.create_block();
-        let scalar_block = self.b.create_block();
-        let next = self.b.create_block();
-        let any = self.b.ins().icmp(IntCC::UnsignedLessThan, start, end);
-        self.b.ins().brif(any, row_block, &[], exit, &[]);
-
-        self.b.switch_to_block(row_block);
-        let row = self.b.use_var(row_var);
-        let mut rest = row;
+        // The outer loop variables of the first row, by division; later rows step them like an odometer
+        // (`advance`), which is what makes kernels with short rows (a 2-wide pooling tile) cheap per row.
+        let mut rest = row0;
         for (k, l) in outer.iter().enumerate().rev() {
             // The outermost variable is what is left (the range ends within it).
             let v = if k == 0 {
@@ -555,6 +550,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
             };
             self.set_var(l.var, v);
         }
+        let row_block = self.b.create_block();
+        let scalar_check = self.b.create_block();
+        let scalar_block = self.b.create_block();
+        let next = self.b.create_block();
+        let any = self.b.ins().icmp(IntCC::UnsignedLessThan, start, end);
+        self.b.ins().brif(any, row_block, &[], exit, &[]);
+
+        self.b.switch_to_block(row_block);
+        let row = self.b.use_var(row_var);
         let row_base = self.b.ins().imul_imm_s(row, extent);
         let left = self.b.ins().isub(end, row_base);
         let e = self.b.ins().iconst(types::I64, extent);
@@ -588,7 +592,32 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(j0_var, zero);
         let more = self.b.ins().icmp(IntCC::UnsignedLessThan, next_base, end);
-        self.b.ins().brif(more, row_block, &[], exit, &[]);
+        let advance = self.b.create_block();
+        self.b.ins().brif(more, advance, &[], exit, &[]);
+        self.b.switch_to_block(advance);
+        self.advance_odometer(outer, row_block);
+    }
+
+    /// Steps the outer loop variables to the next row and jumps to `row_block`: the innermost one grows by 1; one
+    /// that reaches its extent wraps to 0 and carries into the next outer one (the outermost never wraps: the range
+    /// ends within it). Positioned in the block that decided there is a next row.
+    fn advance_odometer(&mut self, outer: &[Loop], row_block: cranelift_codegen::ir::Block) {
+        for (k, l) in outer.iter().enumerate().rev() {
+            let v = self.get_var(l.var);
+            let v1 = self.b.ins().iadd_imm_s(v, 1);
+            if k == 0 {
+                self.set_var(l.var, v1);
+                break;
+            }
+            self.set_var(l.var, v1);
+            let wraps = self.b.ins().icmp_imm_s(IntCC::Equal, v1, l.extent as i64);
+            let carry = self.b.create_block();
+            self.b.ins().brif(wraps, carry, &[], row_block, &[]);
+            self.b.switch_to_block(carry);
+            let zero = self.b.ins().iconst(types::I64, 0);
+            self.set_var(l.var, zero);
+        }
+        self.b.ins().jump(row_block, &[]);
     }
 
     /// A nest of sequential loops around `body` (nothing when an extent is 0): bottom-tested, row-major.
