@@ -31,6 +31,7 @@ mod cli {
 /// The CPU backend's CLIF math library, and the wide routines against it.
 mod cpu {
     mod cpu_math;
+    mod cpu_strips;
     mod cpu_trig;
     mod cpu_wide;
 }

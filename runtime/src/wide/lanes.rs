@@ -195,7 +195,9 @@ pub(super) fn minus_abs(x: f32) -> f32 {
     -x.abs()
 }
 
-/// `-|x|` for the full path, computed as CLIF's `exp_minus_abs` computes it there (`|x|·-1`).
+/// `-|x|` for the full path, computed as CLIF's `exp_minus_abs` computes it there (`|x|·-1`: the same value, a
+/// NaN aside, which is kept apart from the short path's negation in CLIF so that it is not merged into it).
+#[allow(clippy::neg_multiply)] // one for one with the CLIF
 #[inline(always)]
 pub(super) fn minus_abs_full(x: f32) -> f32 {
     x.abs() * -1.0
