@@ -3,6 +3,10 @@
 //! f32 `pow` on a grid of pairs. Prints a Markdown table. Takes a few minutes: `cargo run --release --example
 //! math_sweep` (`-- --quick` for every 17th f32 only, `-- --no-fma` for the fmul + fadd code of hosts without FMA,
 //! `-- --only erf` for one function's f32 and f64 rows, without pow).
+//!
+//! `-- --wide` checks instead that the runtime's wide routines (`kiln_runtime::wide`) give the bits of the CLIF code
+//! with FMA on all 2^32 inputs (NaN as any NaN), at every level the host runs (`scalar`, `avx2`, `avx512`), and
+//! prints one row per function and level (with `--only`, `--quick` as above).
 
 #[allow(dead_code)]
 #[path = "../tests/support/math_check.rs"]
@@ -10,6 +14,7 @@ mod math_check;
 
 use kiln::backend::cpu::jit::{JitModule, MapKernel};
 use kiln::backend::cpu::math::MathEmitter;
+use kiln_runtime::wide;
 use math_check::{ulp_error_f32, Func, Worst};
 
 const CHUNK: u64 = 1 << 22;
@@ -29,6 +34,10 @@ fn main() {
         .collect();
     assert!(!funcs.is_empty(), "no function named {only:?}");
     let step: u64 = if quick { 17 } else { 1 };
+    if std::env::args().any(|a| a == "--wide") {
+        wide_table(&funcs, step);
+        return;
+    }
     println!("| function | type | domain | max ulp | where |");
     println!("|---|---|---|---|---|");
     for &func in &funcs {
@@ -139,6 +148,88 @@ fn sweep_all_f32(func: Func, step: u64, no_fma: bool) -> Worst<f32> {
             worst.merge(handle.join().expect("sweep thread"));
         }
         worst
+    })
+}
+
+/// The `--wide` table: for each function and level, how many of the swept inputs differ from the CLIF code.
+fn wide_table(funcs: &[Func], step: u64) {
+    println!("| function | level | inputs | differing | first differing input |");
+    println!("|---|---|---|---|---|");
+    for &func in funcs {
+        for isa in wide::Isa::ALL {
+            let Ok(routines) = wide::Routines::for_isa(isa) else {
+                println!("| {} | {isa} | — | not on this host | |", func.name());
+                continue;
+            };
+            let start = std::time::Instant::now();
+            let (count, differing, first) = sweep_wide(func, routines, step);
+            println!(
+                "| {} | {isa} | {count} | {differing} | {} | ({:.0} s)",
+                func.name(),
+                first.map_or(String::new(), |(x, got, want)| format!(
+                    "x = {x:e} ({:#010x}): wide {got:e}, CLIF {want:e}",
+                    x.to_bits()
+                )),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// The wide routine of `func` against its CLIF kernel with FMA over the f32 bit patterns `0, step, ..`, on all
+/// threads: (inputs, differing, the first differing (x, wide, CLIF)).
+fn sweep_wide(
+    func: Func,
+    routines: &'static wide::Routines,
+    step: u64,
+) -> (u64, u64, Option<(f32, f32, f32)>) {
+    let wide_func = wide::Func::ALL
+        .into_iter()
+        .find(|f| f.name() == func.name())
+        .expect("every math function has a wide routine");
+    let chunks: Vec<u64> = (0..(1u64 << 32)).step_by(CHUNK as usize).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let chunks = &chunks;
+                scope.spawn(move || {
+                    let mut jit = JitModule::new().expect("host JIT");
+                    let kernel: MapKernel<f32> =
+                        func.compile_with(&mut jit, MathEmitter::with_fma(true));
+                    jit.finalize().expect("finalize");
+                    let (mut count, mut differing, mut first) = (0u64, 0u64, None);
+                    for &start in chunks.iter().skip(t).step_by(threads) {
+                        let inputs: Vec<f32> = (start..start + CHUNK)
+                            .step_by(step as usize)
+                            .map(|b| f32::from_bits(b as u32))
+                            .collect();
+                        let mut want = vec![0.0; inputs.len()];
+                        jit.run_map(&kernel, &[&inputs], &mut want).expect("run");
+                        let mut got = vec![0.0; inputs.len()];
+                        routines.apply(wide_func, &inputs, &mut got);
+                        count += inputs.len() as u64;
+                        for ((&x, &g), &w) in inputs.iter().zip(&got).zip(&want) {
+                            if g.to_bits() != w.to_bits() && !(g.is_nan() && w.is_nan()) {
+                                differing += 1;
+                                first.get_or_insert((x, g, w));
+                            }
+                        }
+                    }
+                    (count, differing, first)
+                })
+            })
+            .collect();
+        let mut total = (0, 0, None);
+        for handle in handles {
+            let (count, differing, first) = handle.join().expect("sweep thread");
+            total.0 += count;
+            total.1 += differing;
+            total.2 = total.2.or(first);
+        }
+        total
     })
 }
 

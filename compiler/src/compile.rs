@@ -5,7 +5,7 @@
 //! keeps executables by a hash of the graph's text and the options, so compiling the same graph twice costs a hash.
 //! [`compile_vulkan`] shares the front half ([`kernel_program`]: passes and fusion) and emits SPIR-V instead.
 
-use crate::backend::cpu::assemble::assemble;
+use crate::backend::cpu::assemble::assemble_with;
 use crate::backend::spirv::{self, Device, VulkanExecutable};
 use crate::backend::BackendError;
 use crate::kernel::KernelProgram;
@@ -150,6 +150,11 @@ pub struct Options {
     /// Fuse ops into kernels (the cost model of [`crate::fusion`]). Off, every op is a kernel of its own: the
     /// baseline the benchmarks measure fusion against.
     pub fuse: bool,
+    /// Strip-mine the CPU's elementwise kernels whose cost is transcendentals, which then run in the runtime's wide
+    /// routines (`kiln_runtime::wide`: AVX2 or AVX-512 where Cranelift emits f32x4;
+    /// `backend::cpu::codegen::strips`). Only where the host has FMA and AVX2 or AVX-512; outputs are bit-identical
+    /// either way. Off by default while it is new, unless the environment variable `KILN_WIDE_STRIPS` is `1`.
+    pub wide_math: bool,
 }
 
 impl Default for Options {
@@ -160,6 +165,7 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             target: Target::Cpu,
             fuse: true,
+            wide_math: crate::backend::cpu::jit::wide_strips_by_default(),
         }
     }
 }
@@ -242,7 +248,14 @@ pub fn compile(graph: &Graph, options: &Options) -> Result<Executable, Error> {
     check_memory(&graph.name, planned_bytes(&program, &plan))?;
     let roles: Vec<Role> = graph.inputs().map(|i| i.role).collect();
     match options.target {
-        Target::Cpu => Ok(assemble(&program, &plan, &roles, options.threads, started)?),
+        Target::Cpu => Ok(assemble_with(
+            &program,
+            &plan,
+            &roles,
+            options.threads,
+            options.wide_math,
+            started,
+        )?),
     }
 }
 

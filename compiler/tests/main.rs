@@ -28,10 +28,12 @@ mod cli {
     mod output_files;
 }
 
-/// The CPU backend's CLIF math library.
+/// The CPU backend's CLIF math library, and the wide routines against it.
 mod cpu {
     mod cpu_math;
+    mod cpu_strips;
     mod cpu_trig;
+    mod cpu_wide;
 }
 
 /// The Vulkan backend: SPIR-V, the device's limits, training sessions on the device.

@@ -9,6 +9,9 @@
 //! - [`pool`]: a persistent pool of workers per executable; each kernel's parallel range split into fixed chunks,
 //!   each matmul into fixed tiles, across threads; results don't depend on the thread count.
 //! - [`gemm`]: the matrix products of matmul kernels, tile by tile (the `gemm` crate for floats).
+//! - [`wide`]: `exp`, `log`, `tanh`, `logistic`, `erf`, `sin`, `cos` over f32 strips in AVX2 or AVX-512 (chosen at
+//!   startup), bit-identical to the JIT's CLIF math library with FMA: the math library of JIT kernels, wider than
+//!   Cranelift's 128-bit vectors.
 //! - [`session`]: [`Session`], a training loop's resident parameters and optimizer state, updated in place.
 //! - [`vulkan`]: SPIR-V compute programs on a Vulkan device (the GPU path), on `ash` with the loader opened at run time.
 //!
@@ -21,6 +24,7 @@ pub mod gemm;
 pub mod pool;
 pub mod session;
 pub mod step;
+pub mod wide;
 
 pub use collective::ThreadGroup;
 pub use executable::{BufferSpec, Executable, InputSpec, Layout, OutputSpec, Place};

@@ -21,7 +21,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Compiles `program` (laid out by `plan`; `roles` per program input) for `threads` threads. `started` is when
-/// compilation began, for [`Executable::compile_time`].
+/// compilation began, for [`Executable::compile_time`]. Kernels call the wide math routines as
+/// [`crate::Options::wide_math`] does by default.
 pub fn assemble(
     program: &KernelProgram,
     plan: &MemoryPlan,
@@ -29,8 +30,23 @@ pub fn assemble(
     threads: usize,
     started: Instant,
 ) -> Result<Executable, BackendError> {
+    let wide_math = super::jit::wide_strips_by_default();
+    assemble_with(program, plan, roles, threads, wide_math, started)
+}
+
+/// [`assemble`], strip-mining the kernels worth it where `wide_math` and the host allow
+/// ([`crate::Options::wide_math`]).
+pub fn assemble_with(
+    program: &KernelProgram,
+    plan: &MemoryPlan,
+    roles: &[Role],
+    threads: usize,
+    wide_math: bool,
+    started: Instant,
+) -> Result<Executable, BackendError> {
     let layout = layout(program, plan, roles)?;
     let mut jit = JitModule::new()?;
+    jit.set_wide(wide_math);
     let mut compiled: Vec<(KernelCode, Option<usize>)> = Vec::with_capacity(program.kernels.len());
     for (k, kernel) in program.kernels.iter().enumerate() {
         let direct = match kernel {

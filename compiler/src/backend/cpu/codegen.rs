@@ -81,9 +81,10 @@
 
 mod fold;
 mod ops;
+mod strips;
 mod vector;
 
-use super::jit::JitModule;
+use super::jit::{wide_symbol, JitModule};
 use super::math::MathEmitter;
 use crate::backend::BackendError;
 use crate::kernel::verify::{verify_kernel, ValueTypes};
@@ -93,11 +94,13 @@ use crate::kernel::{
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value,
+    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
+    Signature, Type, UserExternalName, UserFuncName, Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::FuncId;
 use kiln_ir::{BinaryOp, DType};
+use kiln_runtime::wide::Func as WideFunc;
 use std::collections::HashMap;
 
 /// How a kernel was compiled.
@@ -135,6 +138,7 @@ pub fn compile_kernel(
     let sig = kernel_signature(jit.make_signature(), ptr);
     let vectorize = vector::plan(program, kernel, &types);
     let math = jit.math();
+    let wide = wide_imports(jit, kernel, &types, vectorize.as_ref())?;
     let name = format!("k{index}_{}", sanitize(kernel.name()));
     let mut built = Ok(());
     let func = jit.compile_function(&name, sig, |b| {
@@ -144,7 +148,7 @@ pub fn compile_kernel(
             kernel,
             &types,
             vectorize.as_ref(),
-            Host { ptr, math },
+            Host { ptr, math, wide },
         )
     });
     // The emitter's error first: it explains a function that is then incomplete (its zero stand-ins).
@@ -159,21 +163,36 @@ pub fn compile_kernel(
 /// The CLIF text of kernel `index`, as built (before Cranelift optimizes it). The math library uses `fma` where the
 /// host has it, as compiled code does.
 pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
-    let jit = JitModule::new()?;
-    let func = kernel_function(&jit, program, index)?;
+    let mut jit = JitModule::new()?;
+    let (func, callees) = kernel_function(&mut jit, program, index)?;
     Ok(format!(
-        "; kernel k{index} {}\n{}",
+        "; kernel k{index} {}\n{}{}",
         program.kernels[index].name(),
+        callee_legend(&callees, "fn"),
         func.display()
     ))
+}
+
+/// `; fn0 = kiln_wide_tanh, ..`: which runtime routine each external name of a dump is (`prefix`: `fn` in CLIF,
+/// `userextname` in machine code), or nothing when the kernel calls none.
+fn callee_legend(callees: &[&str], prefix: &str) -> String {
+    if callees.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = callees
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{prefix}{i} = {name}"))
+        .collect();
+    format!("; calls: {}\n", names.join(", "))
 }
 
 /// Kernel `index` as the host's machine code: the CLIF of [`clif_text`] after Cranelift's optimizations, register
 /// allocation and instruction selection for this machine's ISA flags, in Cranelift's disassembly (calls to the
 /// runtime appear as relocations).
 pub fn asm_text(program: &KernelProgram, index: usize) -> Result<String, BackendError> {
-    let jit = JitModule::new()?;
-    let func = kernel_function(&jit, program, index)?;
+    let mut jit = JitModule::new()?;
+    let (func, callees) = kernel_function(&mut jit, program, index)?;
     let name = program.kernels[index].name();
     let mut ctx = cranelift_codegen::Context::for_function(func);
     ctx.set_disasm(true);
@@ -185,17 +204,19 @@ pub fn asm_text(program: &KernelProgram, index: usize) -> Result<String, Backend
         })?;
     let code = compiled.vcode.clone().unwrap_or_default();
     Ok(format!(
-        "; kernel k{index} {name}: {} bytes of machine code\n{code}",
-        compiled.code_info().total_size
+        "; kernel k{index} {name}: {} bytes of machine code\n{}{code}",
+        compiled.code_info().total_size,
+        callee_legend(&callees, "userextname")
     ))
 }
 
-/// Builds kernel `index`'s function (before Cranelift optimizes it).
+/// Builds kernel `index`'s function (before Cranelift optimizes it), with the symbols of the routines it calls in
+/// the order of their external names.
 fn kernel_function(
-    jit: &JitModule,
+    jit: &mut JitModule,
     program: &KernelProgram,
     index: usize,
-) -> Result<Function, BackendError> {
+) -> Result<(Function, Vec<&'static str>), BackendError> {
     let kernel = &program.kernels[index];
     let types = verify_kernel(program, kernel)?;
     let ptr = jit.isa().pointer_type();
@@ -203,6 +224,11 @@ fn kernel_function(
     let mut func = Function::with_name_signature(UserFuncName::testcase(format!("k{index}")), sig);
     let mut ctx = FunctionBuilderContext::new();
     let vectorize = vector::plan(program, kernel, &types);
+    let wide = wide_imports(jit, kernel, &types, vectorize.as_ref())?;
+    let callees = wide
+        .iter()
+        .flat_map(|(_, imports)| imports.iter().map(|(f, _)| wide_symbol(*f)))
+        .collect();
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
     let built = build(
         &mut b,
@@ -213,11 +239,12 @@ fn kernel_function(
         Host {
             ptr,
             math: jit.math(),
+            wide,
         },
     );
     b.seal_all_blocks();
     b.finalize(jit.isa().frontend_config());
-    built.map(|()| func)
+    built.map(|()| (func, callees))
 }
 
 fn sanitize(name: &str) -> String {
@@ -237,10 +264,41 @@ pub(crate) fn clif_type(dtype: DType) -> Type {
 }
 
 /// What code is generated for.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Host {
     ptr: Type,
     math: MathEmitter,
+    /// The kernel's strips and the wide routines they call, declared in the module ([`strips`]).
+    wide: Option<(strips::StripPlan, Vec<(WideFunc, FuncId)>)>,
+}
+
+/// The strips of `kernel` and its wide routines' imports, where the module calls wide routines (see
+/// [`JitModule::wide`]) and the kernel's f32x4 loop has transcendentals worth them.
+fn wide_imports(
+    jit: &mut JitModule,
+    kernel: &Kernel,
+    types: &ValueTypes,
+    vectorize: Option<&vector::Plan>,
+) -> Result<Option<(strips::StripPlan, Vec<(WideFunc, FuncId)>)>, BackendError> {
+    // Strips live in the elementwise f32x4 loop, which a kernel with a reduction doesn't have.
+    let elementwise = vectorize.is_some_and(|p| !p.reduces);
+    if !elementwise || jit.wide().is_none() || !jit.math().has_fma() {
+        return Ok(None);
+    }
+    let Some(strips) = strips::plan(kernel, types) else {
+        return Ok(None);
+    };
+    let mut imports = Vec::new();
+    for op in &strips.ops {
+        if imports.iter().any(|(f, _)| *f == op.func) {
+            continue;
+        }
+        let id = jit
+            .wide_routine(op.func)?
+            .expect("the module calls wide routines (checked above)");
+        imports.push((op.func, id));
+    }
+    Ok(Some((strips, imports)))
 }
 
 /// Builds the whole function (see the module doc for its shape). An error names an op the emitter has no code for
@@ -253,7 +311,7 @@ fn build(
     vectorize: Option<&vector::Plan>,
     host: Host,
 ) -> Result<(), BackendError> {
-    let Host { ptr, math } = host;
+    let Host { ptr, math, wide } = host;
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
@@ -261,6 +319,13 @@ fn build(
         unreachable!("the kernel signature has three parameters")
     };
     let mut e = Emitter::new(b, program, kernel, types, ptr, table, math);
+    if let Some((strips, imports)) = wide {
+        for (func, id) in imports {
+            let callee = import_function(e.b, id, ptr);
+            e.wide_callees.insert(func, callee);
+        }
+        e.strips = Some(strips);
+    }
     let exit = e.b.create_block();
     let parallel = kernel.parallel();
     // Loops of extent 1 don't change the flattened point index; their variable is 0 throughout.
@@ -315,6 +380,29 @@ struct Emitter<'a, 'b> {
     reciprocals: HashMap<usize, Value>,
     /// The float `add`/`sub` values computed as one `fma` (empty without native FMA), by `ValueId` index.
     contract: HashMap<usize, Contraction>,
+    /// The strips of the f32x4 loop ([`strips`]; `None`: no strips) and the wide routines they call.
+    strips: Option<strips::StripPlan>,
+    wide_callees: HashMap<WideFunc, FuncRef>,
+}
+
+/// A reference in the function under construction to the wide routine `id` of the module:
+/// `extern "C" fn(src: ptr, dst: ptr, n: ptr)` (what `cranelift_module`'s `declare_func_in_func` builds, without the
+/// module, which `JitModule::compile_function` holds).
+fn import_function(b: &mut FunctionBuilder<'_>, id: FuncId, ptr: Type) -> FuncRef {
+    let mut sig = Signature::new(b.func.signature.call_conv);
+    sig.params
+        .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
+    let signature = b.import_signature(sig);
+    let name = b.func.declare_imported_user_function(UserExternalName {
+        namespace: 0,
+        index: id.as_u32(),
+    });
+    b.import_function(ExtFuncData {
+        name: ExternalName::user(name),
+        signature,
+        colocated: false,
+        patchable: false,
+    })
 }
 
 /// An f32/f64 `add` or `sub` whose operand is a product of the same block, computed as `fma(±a, b, ±c)`: rounded
@@ -472,6 +560,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             lane_var: None,
             nested_lane_var: None,
             contract,
+            strips: None,
+            wide_callees: HashMap::new(),
         }
     }
 

@@ -8,6 +8,10 @@
 //!   loop (f32x4 / f64x2 vectors, then a scalar tail) the harness writes itself, so running it is a safe call on
 //!   slices.
 //!
+//! Kernels may call the runtime's wide math routines ([`kiln_runtime::wide`]): a module registers the symbols of
+//! the process's level (`kiln_wide_exp`, ...) when the host has FMA and AVX2 or AVX-512, and
+//! [`JitModule::wide_routine`] declares one for a function to call.
+//!
 //! Every `unsafe` of the CPU backend lives in this module.
 
 use std::collections::HashMap;
@@ -27,6 +31,7 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleErr
 
 use super::math::MathEmitter;
 use crate::backend::BackendError;
+use kiln_runtime::wide::{Func as WideFunc, Isa as WideIsa, Routines};
 
 /// Tells one [`JitModule`] from another, so a [`MapKernel`] is only ever run by the module that compiled it.
 static NEXT_MODULE_TAG: AtomicU64 = AtomicU64::new(0);
@@ -40,6 +45,11 @@ pub struct JitModule {
     /// Every function defined here, by id: its name and whether `finalize` has made it callable.
     defined: HashMap<FuncId, Defined>,
     tag: u64,
+    /// The wide routines kernels may call (see [`JitModule::wide`]); those the host can use, whose symbols are
+    /// registered; the ones declared so far.
+    wide: Option<&'static Routines>,
+    wide_available: Option<&'static Routines>,
+    wide_imports: HashMap<WideFunc, FuncId>,
 }
 
 struct Defined {
@@ -70,8 +80,19 @@ impl JitModule {
             .map_err(|e| host(&e))?
             .finish(settings::Flags::new(flags))
             .map_err(|e| host(&e))?;
-        let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+        let wide_available = usable_wide_routines(isa.as_ref());
+        let wide = wide_available.filter(|_| wide_strips_by_default());
+        let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+        if let Some(routines) = wide_available {
+            for func in WideFunc::ALL {
+                builder.symbol(wide_symbol(func), routines.strip_fn(func) as *const u8);
+            }
+        }
+        let module = JITModule::new(builder);
         Ok(JitModule {
+            wide,
+            wide_available,
+            wide_imports: HashMap::new(),
             ctx: module.make_context(),
             module: Some(module),
             builder_ctx: FunctionBuilderContext::new(),
@@ -100,6 +121,42 @@ impl JitModule {
     /// The math library configured for this target (FMA where the host has it).
     pub fn math(&self) -> MathEmitter {
         MathEmitter::for_isa(self.isa())
+    }
+
+    /// The runtime's wide math routines that kernels compiled here may call: `Some` when the host has FMA (the
+    /// routines reproduce the math library's FMA code only) and the process's level
+    /// ([`kiln_runtime::wide::routines`]) is AVX2 or AVX-512, and `KILN_WIDE_STRIPS` is set to `1` (the strip-mined
+    /// kernels are new: opt-in until measured on more hosts).
+    pub fn wide(&self) -> Option<&'static Routines> {
+        self.wide
+    }
+
+    /// Turns the wide routines on or off for the kernels compiled from now on, whatever `KILN_WIDE_STRIPS` says
+    /// (on only where the host can use them): for tests and benchmarks that compare the two.
+    pub fn set_wide(&mut self, on: bool) {
+        self.wide = self.wide_available.filter(|_| on);
+    }
+
+    /// The wide routine of `func`, declared as an import (`extern "C" fn(src: *const f32, dst: *mut f32, n: usize)`,
+    /// symbol `kiln_wide_<name>`) for functions of this module to call; `None` without [`Self::wide`].
+    pub fn wide_routine(&mut self, func: WideFunc) -> Result<Option<FuncId>, BackendError> {
+        if self.wide.is_none() {
+            return Ok(None);
+        }
+        if let Some(&id) = self.wide_imports.get(&func) {
+            return Ok(Some(id));
+        }
+        let ptr = self.isa().pointer_type();
+        let mut sig = self.make_signature();
+        sig.params
+            .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
+        let name = wide_symbol(func);
+        let id = self
+            .module_mut()
+            .declare_function(name, Linkage::Import, &sig)
+            .map_err(|e| compile_error(name, e))?;
+        self.wide_imports.insert(func, id);
+        Ok(Some(id))
     }
 
     /// An empty signature in the host's default calling convention (which is `extern "C"`).
@@ -264,6 +321,31 @@ impl Drop for JitModule {
             unsafe { module.free_memory() };
         }
     }
+}
+
+/// Whether kernels call the wide routines unless told otherwise: the environment variable `KILN_WIDE_STRIPS` is `1`.
+pub fn wide_strips_by_default() -> bool {
+    std::env::var("KILN_WIDE_STRIPS").as_deref() == Ok("1")
+}
+
+/// The symbol JIT code calls the wide routine of `func` by.
+pub fn wide_symbol(func: WideFunc) -> &'static str {
+    match func {
+        WideFunc::Exp => "kiln_wide_exp",
+        WideFunc::Log => "kiln_wide_log",
+        WideFunc::Tanh => "kiln_wide_tanh",
+        WideFunc::Logistic => "kiln_wide_logistic",
+        WideFunc::Erf => "kiln_wide_erf",
+        WideFunc::Sin => "kiln_wide_sin",
+        WideFunc::Cos => "kiln_wide_cos",
+    }
+}
+
+/// The process's wide routines, if JIT code for `isa` can use them: the host has FMA, which the routines' bits
+/// assume, and they are AVX2 or AVX-512 (the scalar level is no faster than the inline CLIF code).
+fn usable_wide_routines(isa: &dyn TargetIsa) -> Option<&'static Routines> {
+    let routines = kiln_runtime::wide::routines().ok()?;
+    (isa.has_native_fma() && routines.isa() != WideIsa::Scalar).then_some(routines)
 }
 
 fn compile_error(name: &str, source: ModuleError) -> BackendError {

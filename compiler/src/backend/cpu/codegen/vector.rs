@@ -113,6 +113,13 @@ impl Emitter<'_, '_> {
             // Not unrolled: each copy would run a reduction loop of its own.
             self.b.ins().jump(vector_check, &[]);
         } else {
+            // Strips first, where the kernel's transcendentals run in the runtime's wide routines.
+            if let Some(strips) = self.strips.take() {
+                let after = self.b.create_block();
+                self.strip_loop(&strips, plan.j, jend, &hoisted, after);
+                self.b.switch_to_block(after);
+                self.strips = Some(strips);
+            }
             // `ELEMENTWISE_UNROLL` independent copies of the body: more work for the out-of-order core between
             // branches, and long-latency chains (exp, division) of different copies overlap.
             let wide = ELEMENTWISE_UNROLL as i64 * LANES;
@@ -153,7 +160,7 @@ impl Emitter<'_, '_> {
 
     /// The back edge of [`Self::vector_loop`]'s loops: `j = j0 + step`, then on to `again` if the next `step` points
     /// (up to `j0 + 2·step`) fit below `jend`, else to `exit`.
-    fn next_if_fits(
+    pub(super) fn next_if_fits(
         &mut self,
         j: Var,
         j0: Value,

@@ -1,0 +1,243 @@
+//! Strip-mined elementwise kernels: the f32x4 loop of an elementwise kernel whose cost is its transcendentals runs
+//! them through the runtime's wide routines ([`kiln_runtime::wide`], 8 or 16 lanes where Cranelift emits 4).
+//!
+//! A strip is [`STRIP`] consecutive points of the innermost parallel loop. For each strip the kernel
+//! 1. evaluates the arguments of its stripped transcendentals (the lets they depend on, nothing else: no stores) an
+//!    f32x4 at a time and stores them to one stack slot per transcendental,
+//! 2. calls each one's wide routine on its slot, in place,
+//! 3. evaluates the whole body an f32x4 at a time with the transcendentals' values loaded from the slots (the
+//!    arguments' lets are emitted again; Cranelift drops those only the transcendentals used).
+//!
+//! Then the kernel's usual loops (16 points, 4 points, one point) take the points left over. Preserves: every
+//! output bit for bit, for any strip boundaries and thread count, because the wide routines give the CLIF math
+//! library's FMA bits lane for lane (`compiler/tests/cpu/cpu_wide.rs`) and strips are only used where the emitter has
+//! FMA ([`super::super::jit::JitModule::wide`]). The slots are in the kernel function's own frame, so every thread
+//! (every call) has its own.
+//!
+//! Which transcendentals: f32 `exp`, `log`, `tanh`, `logistic`, `erf`, `sin` and `cos` of the kernel's top-level
+//! body whose argument does not depend on another stripped one (that one stays inline), when the estimated cost of
+//! the stripped ones is at least half the body's ([`plan`]): with one f32x4 transcendental at about 20 other
+//! instructions' cost (`benches/README.md`, `--bench wide`: 1.2–2.5 ns per element against about 0.1 for a load or
+//! an add), that is any kernel with a transcendental and fewer than 20 other instructions per transcendental.
+
+use super::Emitter;
+use crate::kernel::verify::ValueTypes;
+use crate::kernel::{Block, Inst, Kernel, ScalarOp, ValueId, Var};
+use cranelift_codegen::ir::{
+    condcodes::IntCC, types, Block as ClifBlock, FuncRef, InstBuilder, MemFlagsData, StackSlotData,
+    StackSlotKind, Value,
+};
+use kiln_ir::{DType, UnaryOp};
+use kiln_runtime::wide::Func as WideFunc;
+use std::collections::{HashMap, HashSet};
+
+/// Points per strip: 2 KiB of f32 per stripped transcendental, in L1 with the strip's inputs and outputs.
+pub(super) const STRIP: i64 = 512;
+/// Points per iteration of a pass over a strip: four f32x4 copies of the body, as the unstripped loop runs.
+const PASS_STEP: i64 = 16;
+/// The estimated cost of one transcendental in other instructions (see the module doc).
+const TRANSCENDENTAL_COST: usize = 20;
+
+/// The strips of a kernel: which transcendentals its wide routines compute and what their arguments need.
+#[derive(Clone, Debug)]
+pub(crate) struct StripPlan {
+    pub ops: Vec<Stripped>,
+    /// The top-level lets the stripped arguments depend on, in body order (pass 1).
+    cone: Block,
+}
+
+/// One transcendental computed by a wide routine.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stripped {
+    /// The value it defines, its argument and its routine.
+    id: ValueId,
+    arg: ValueId,
+    pub func: WideFunc,
+}
+
+/// The wide routine of a unary op, if it has one (every transcendental of the op table's cost model does).
+fn wide_func(op: UnaryOp) -> Option<WideFunc> {
+    Some(match op {
+        UnaryOp::Exp => WideFunc::Exp,
+        UnaryOp::Log => WideFunc::Log,
+        UnaryOp::Tanh => WideFunc::Tanh,
+        UnaryOp::Logistic => WideFunc::Logistic,
+        UnaryOp::Erf => WideFunc::Erf,
+        UnaryOp::Sin => WideFunc::Sin,
+        UnaryOp::Cos => WideFunc::Cos,
+        UnaryOp::Neg
+        | UnaryOp::Sqrt
+        | UnaryOp::Recip
+        | UnaryOp::Abs
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round
+        | UnaryOp::Trunc => {
+            debug_assert_ne!(op.cost(), kiln_ir::op::Cost::Transcendental);
+            return None;
+        }
+    })
+}
+
+/// The strips of an elementwise kernel that the f32x4 loop runs without a reduction (`vector::plan` with
+/// `reduces == false`), or `None` where it has no transcendental worth a call (see the module doc).
+pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
+    let body = kernel.body();
+    // The operands of every top-level let, by value index.
+    let mut operands: HashMap<usize, Vec<ValueId>> = HashMap::new();
+    let mut ops = Vec::new();
+    let mut cone: HashSet<usize> = HashSet::new();
+    let mut stripped: HashSet<usize> = HashSet::new();
+    for inst in &body.insts {
+        let Inst::Let { id, dtype, op } = inst else {
+            continue;
+        };
+        operands.insert(id.index(), op.operands());
+        let ScalarOp::Unary(unary, arg) = op else {
+            continue;
+        };
+        let (Some(func), DType::F32) = (wide_func(*unary), dtype) else {
+            continue;
+        };
+        let needs = dependencies(*arg, &operands);
+        if needs.iter().any(|v| stripped.contains(v)) {
+            continue; // stays inline: its argument needs another strip's result
+        }
+        debug_assert_eq!(types[arg.index()], Some(DType::F32));
+        stripped.insert(id.index());
+        cone.extend(needs);
+        ops.push(Stripped {
+            id: *id,
+            arg: *arg,
+            func,
+        });
+    }
+    let others = body.insts.len() - ops.len();
+    if ops.is_empty() || TRANSCENDENTAL_COST * ops.len() < others {
+        return None;
+    }
+    let cone = Block {
+        insts: body
+            .insts
+            .iter()
+            .filter(|inst| matches!(inst, Inst::Let { id, .. } if cone.contains(&id.index())))
+            .cloned()
+            .collect(),
+    };
+    Some(StripPlan { ops, cone })
+}
+
+/// `value` and every top-level let it depends on (by index); values from elsewhere have no operands here.
+fn dependencies(value: ValueId, operands: &HashMap<usize, Vec<ValueId>>) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        if seen.insert(v.index()) {
+            stack.extend(operands.get(&v.index()).into_iter().flatten().copied());
+        }
+    }
+    seen
+}
+
+impl Emitter<'_, '_> {
+    /// From the current block: `strip(j): passes 1-3 on [j, j + STRIP); j += STRIP; brif j + STRIP <= jend,
+    /// strip(j), done`, behind an entry check (see the module doc). `hoisted` are the loads that don't move with `j`.
+    /// Leaves `j` at the first point no strip ran.
+    pub(super) fn strip_loop(
+        &mut self,
+        strips: &StripPlan,
+        j: Var,
+        jend: Value,
+        hoisted: &HashMap<usize, Value>,
+        done: ClifBlock,
+    ) {
+        let ptr = self.ptr;
+        let bytes = u32::try_from(STRIP * 4).expect("a strip's slot is small");
+        let slots: Vec<_> = strips
+            .ops
+            .iter()
+            .map(|_| {
+                // 64-byte aligned: whole cache lines.
+                let data = StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6);
+                self.b.create_sized_stack_slot(data)
+            })
+            .collect();
+        let callees: Vec<FuncRef> = strips
+            .ops
+            .iter()
+            .map(|op| self.wide_callees[&op.func])
+            .collect();
+        let strip_block = self.b.create_block();
+        let j_now = self.get_var(j);
+        let j_after = self.b.ins().iadd_imm_s(j_now, STRIP);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+        self.b.ins().brif(fits, strip_block, &[], done, &[]);
+
+        self.b.switch_to_block(strip_block);
+        let j0 = self.get_var(j);
+        // 1. The arguments, into the slots.
+        self.strip_pass(j, j0, &mut |e, offset| {
+            let mut values = hoisted.clone();
+            e.vector_block(&strips.cone, &mut values);
+            for (op, &slot) in strips.ops.iter().zip(&slots) {
+                let addr = e.b.ins().stack_addr(ptr, slot, 0);
+                let addr = e.b.ins().iadd(addr, offset);
+                e.b.ins()
+                    .store(slot_flags(), values[&op.arg.index()], addr, 0);
+            }
+        });
+        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, STRIP).
+        for (&callee, &slot) in callees.iter().zip(&slots) {
+            let addr = self.b.ins().stack_addr(ptr, slot, 0);
+            let n = self.b.ins().iconst(ptr, STRIP);
+            self.b.ins().call(callee, &[addr, addr, n]);
+        }
+        // 3. The body, with the transcendentals' values from the slots.
+        self.strip_pass(j, j0, &mut |e, offset| {
+            let mut values = hoisted.clone();
+            for (op, &slot) in strips.ops.iter().zip(&slots) {
+                let addr = e.b.ins().stack_addr(ptr, slot, 0);
+                let addr = e.b.ins().iadd(addr, offset);
+                let v = e.b.ins().load(types::F32X4, slot_flags(), addr, 0);
+                values.insert(op.id.index(), v);
+            }
+            let kernel = e.kernel;
+            e.vector_block(kernel.body(), &mut values);
+        });
+        self.next_if_fits(j, j0, STRIP, jend, strip_block, done);
+    }
+
+    /// `pass(i): for each of 4 copies: j = j0 + i + 4·copy; emit(byte offset of point j - j0 in a slot);
+    /// i += 16; brif i < STRIP, pass(i), after` — one pass over the strip from `j0`, continuing in `after`.
+    fn strip_pass(&mut self, j: Var, j0: Value, emit: &mut dyn FnMut(&mut Self, Value)) {
+        let pass = self.b.create_block();
+        let after = self.b.create_block();
+        let i_var = self.b.declare_var(self.ptr);
+        let zero = self.b.ins().iconst(self.ptr, 0);
+        self.b.def_var(i_var, zero);
+        self.b.ins().jump(pass, &[]);
+
+        self.b.switch_to_block(pass);
+        let i = self.b.use_var(i_var);
+        for copy in 0..PASS_STEP / 4 {
+            let point = self.b.ins().iadd_imm_s(i, 4 * copy);
+            let jc = self.b.ins().iadd(j0, point);
+            self.set_var(j, jc);
+            let offset = self.b.ins().imul_imm_s(point, 4);
+            emit(self, offset);
+        }
+        let i1 = self.b.ins().iadd_imm_s(i, PASS_STEP);
+        self.b.def_var(i_var, i1);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i1, STRIP);
+        self.b.ins().brif(more, pass, &[], after, &[]);
+        self.b.switch_to_block(after);
+    }
+}
+
+/// The slots are the function's own, aligned, and every access is inside them.
+fn slot_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}

@@ -1,0 +1,102 @@
+//! Strip-mined kernels (`Options::wide_math`: transcendentals in the runtime's wide routines) against the same
+//! graphs compiled without, bit for bit, on lengths that leave every kind of remainder after the strips and with
+//! several threads (whose chunks cut strips anywhere). On a host without FMA or AVX2 both runs take the CLIF path,
+//! and the test checks nothing more than that.
+
+use kiln::ir::GeluApprox;
+use kiln::{Builder, Graph, Options, Tensor, TensorType};
+
+/// `relu(x·0.7 + 0.1)·logistic(x) + tanh(x)·0.5` (W1), exact GELU (W9's erf), `exp(-x²)·sin(x) + log(|x| + 1)·cos(x)`
+/// (four transcendentals of one input), and `exp(tanh(x))` (a transcendental of another: the outer one stays inline).
+fn graphs(len: usize) -> Vec<Graph> {
+    let build = |name: &str, f: &dyn Fn(&mut Builder, kiln::ir::Value) -> kiln::ir::Value| {
+        let mut b = Builder::new(name);
+        let x = b.data("x", TensorType::f32(&[len])).unwrap();
+        let y = f(&mut b, x);
+        b.output("y", y).unwrap();
+        b.finish()
+    };
+    vec![
+        build("w1", &|b, x| {
+            let affine = b.mul_scalar(x, 0.7).unwrap();
+            let affine = b.add_scalar(affine, 0.1).unwrap();
+            let gate = b.relu(affine).unwrap();
+            let s = b.sigmoid(x).unwrap();
+            let left = b.mul(gate, s).unwrap();
+            let t = b.tanh(x).unwrap();
+            let right = b.mul_scalar(t, 0.5).unwrap();
+            b.add(left, right).unwrap()
+        }),
+        build("gelu", &|b, x| b.gelu(x, GeluApprox::None).unwrap()),
+        build("four", &|b, x| {
+            let sq = b.mul(x, x).unwrap();
+            let minus_sq = b.mul_scalar(sq, -1.0).unwrap();
+            let gauss = b.exp(minus_sq).unwrap();
+            let s = b.sin(x).unwrap();
+            let left = b.mul(gauss, s).unwrap();
+            let a = b.abs(x).unwrap();
+            let a1 = b.add_scalar(a, 1.0).unwrap();
+            let l = b.log(a1).unwrap();
+            let c = b.cos(x).unwrap();
+            let right = b.mul(l, c).unwrap();
+            b.add(left, right).unwrap()
+        }),
+        build("nested", &|b, x| {
+            let t = b.tanh(x).unwrap();
+            b.exp(t).unwrap()
+        }),
+    ]
+}
+
+/// Inputs over every function's interesting range, with a few out of exp's short path, infinities and a NaN.
+fn input(len: usize) -> Tensor {
+    let values = (0..len)
+        .map(|i| match i % 97 {
+            0 => f32::INFINITY,
+            1 => f32::NAN,
+            2 => -200.0,
+            3 => 95.0,
+            _ => ((i as f32 * 0.618_034).fract() - 0.5) * 24.0,
+        })
+        .collect();
+    Tensor::from_f32(&[len], values).unwrap()
+}
+
+fn run(graph: &Graph, x: &Tensor, wide_math: bool, threads: usize) -> Vec<u32> {
+    let options = Options {
+        wide_math,
+        threads,
+        ..Options::default()
+    };
+    let exe = kiln::compile(graph, &options).unwrap();
+    let out = exe.run(std::slice::from_ref(x)).unwrap();
+    out[0]
+        .as_f32()
+        .unwrap()
+        .iter()
+        .map(|y| y.to_bits())
+        .collect()
+}
+
+#[test]
+fn strip_mined_kernels_give_the_bits_of_the_clif_kernels() {
+    // Under a strip, one strip and a remainder of each loop (16, 4, 1 points), many strips.
+    for len in [100, 512, 512 + 16 + 4 + 3, 3 * 512 + 7, 20_000] {
+        let x = input(len);
+        for graph in graphs(len) {
+            let want = run(&graph, &x, false, 1);
+            for threads in [1, 3] {
+                let got = run(&graph, &x, true, threads);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let (g, w) = (f32::from_bits(*g), f32::from_bits(*w));
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{} (len {len}, {threads} threads) at {i}: x = {:e}: strips {g:e}, CLIF {w:e}",
+                        graph.name,
+                        x.as_f32().unwrap()[i]
+                    );
+                }
+            }
+        }
+    }
+}
