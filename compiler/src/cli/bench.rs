@@ -107,6 +107,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         ms(exe.compile_time()),
         ms(compile_wall)
     )?;
+    writeln!(out, "{}", math_line(&options))?;
     // The kernel IR the executable was generated from: compile's own pipeline, run again for the buffer sizes.
     let program = kiln::fusion::lower(&kiln::optimize(graph)?)?;
     let matches_steps = program.kernels.len() == exe.steps().len()
@@ -329,4 +330,19 @@ fn median(times: &mut [Duration]) -> Duration {
 
 fn ms(t: Duration) -> f64 {
     t.as_secs_f64() * 1e3
+}
+
+/// Which math the kernels run: the runtime's wide routines (and on which ISA) or the CLIF library inline.
+fn math_line(options: &kiln::Options) -> String {
+    match kiln_runtime::wide::isa() {
+        Ok(isa) if options.wide_math => format!(
+            "math: strip-mined kernels call the wide routines on {} (KILN_WIDE_STRIPS=1)",
+            isa.name()
+        ),
+        Ok(isa) => format!(
+            "math: CLIF f32x4 inline (wide routines on {} available: KILN_WIDE_STRIPS=1 uses them)",
+            isa.name()
+        ),
+        Err(e) => format!("math: CLIF f32x4 inline (no wide routines: {e})"),
+    }
 }
