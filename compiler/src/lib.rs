@@ -24,7 +24,9 @@ pub use compile::{compile, compile_vulkan, kernel_program, CompileCache, Error, 
 pub use kiln_ir as ir;
 pub use kiln_ir::{Builder, DType, Graph, IrError, Role, Tensor, TensorType};
 #[cfg(feature = "mpi")]
-pub use kiln_runtime::collective::mpi::MpiGroup;
+pub use kiln_runtime::collective::mpi::{
+    Algorithm as MpiAllReduce, MpiGroup, SEGMENT as MPI_SEGMENT,
+};
 pub use kiln_runtime::{Executable, RunError, Session, ThreadGroup};
 pub use passes::optimize;
 pub use train::{

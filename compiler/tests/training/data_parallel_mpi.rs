@@ -6,6 +6,7 @@ use super::data_parallel::{
     adam, bits, initial_params, mlp, on_ranks, shard, train_on_cpu, GLOBAL_BATCH, PARAMS, STEPS,
 };
 use kiln::ir::collective::{Collective, CollectiveBuffer};
+use kiln::ir::ReduceOp;
 use kiln::{compile, training_step_data_parallel, DataParallel, MpiGroup, Options, Session};
 use std::collections::HashMap;
 use std::process::Command;
@@ -31,6 +32,25 @@ fn mpi_worker() {
     };
     let group = Arc::new(MpiGroup::init_default().expect("MPI initializes"));
     let (rank, size) = (group.rank(), group.size());
+    if job == "large" {
+        let mut sum = large_contribution(rank);
+        group
+            .all_reduce(CollectiveBuffer::F32(&mut sum), ReduceOp::Sum, "large sum")
+            .unwrap();
+        let mut mean: Vec<f64> = large_contribution(rank)
+            .iter()
+            .map(|&x| f64::from(x) * 0.1)
+            .collect();
+        group
+            .all_reduce(
+                CollectiveBuffer::F64(&mut mean),
+                ReduceOp::Mean,
+                "large mean",
+            )
+            .unwrap();
+        println!("\nKILN_MPI rank={rank} params={}", digest(&sum, &mean));
+        return;
+    }
     let step = step(size);
     let mut params = initial_params();
     // In one order on every rank (a HashMap's differs between processes): collectives are matched by order.
@@ -67,6 +87,74 @@ fn mpi_worker() {
     println!("\nKILN_MPI rank={rank} params={}", words.join(","));
 }
 
+/// Elements of the large all-reduce: several chain segments and a partial one.
+const LARGE: usize = 3 * kiln::MPI_SEGMENT + 12_345;
+
+/// Rank `rank`'s contribution to the large all-reduce: ranks 1 and 2 (mod 3) nearly cancel at magnitude 10^6, so
+/// rank 0's small values survive only in rank order, `(c_0 + c_1) + c_2` (almost every element differs in another
+/// grouping or order).
+fn large_contribution(rank: usize) -> Vec<f32> {
+    let unit = |i: usize, seed: u32| {
+        let h = (i as u32).wrapping_mul(0x9e37_79b9) ^ seed.wrapping_mul(0x85eb_ca6b);
+        (h >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    };
+    (0..LARGE)
+        .map(|i| {
+            let (u, v) = (unit(i, rank as u32 + 1), unit(i, 100));
+            match rank % 3 {
+                0 => u,
+                1 => v * 1.0e6,
+                _ => -v * 1.0e6 + u,
+            }
+        })
+        .collect()
+}
+
+/// The bits of both results, as one hex string.
+fn digest(sum: &[f32], mean: &[f64]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let words = sum
+        .iter()
+        .map(|x| u64::from(x.to_bits()))
+        .chain(mean.iter().map(|x| x.to_bits()));
+    for w in words {
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[test]
+fn a_large_mpi_all_reduce_folds_in_rank_order_like_thread_ranks() {
+    let Some(mpirun) = mpirun() else { return };
+    for (ranks, algorithm) in [(2, "chain"), (3, "chain"), (3, "gather"), (4, "auto")] {
+        let (ok, stdout, stderr) = run_job_with(mpirun, ranks, "large", algorithm);
+        assert!(
+            ok,
+            "mpirun -np {ranks} ({algorithm}) failed:\n{stdout}\n{stderr}"
+        );
+        let by_rank = params_by_rank(&stdout);
+        assert_eq!(by_rank.len(), ranks, "{stdout}\n{stderr}");
+        let threads = on_ranks(ranks, |g| {
+            let mut sum = large_contribution(g.rank());
+            g.all_reduce(CollectiveBuffer::F32(&mut sum), ReduceOp::Sum, "sum")
+                .unwrap();
+            let mut mean: Vec<f64> = large_contribution(g.rank())
+                .iter()
+                .map(|&x| f64::from(x) * 0.1)
+                .collect();
+            g.all_reduce(CollectiveBuffer::F64(&mut mean), ReduceOp::Mean, "mean")
+                .unwrap();
+            digest(&sum, &mean)
+        });
+        for (rank, got) in &by_rank {
+            assert_eq!(
+                got, &threads[0],
+                "MPI rank {rank} of {ranks} vs thread ranks"
+            );
+        }
+    }
+}
+
 /// `mpirun`, or why not.
 fn mpirun() -> Option<&'static str> {
     let found = Command::new("mpirun").arg("--version").output().is_ok();
@@ -81,6 +169,11 @@ fn mpirun() -> Option<&'static str> {
 
 /// Runs the worker on `ranks` processes; returns the exit status, stdout and stderr.
 fn run_job(mpirun: &str, ranks: usize, job: &str) -> (bool, String, String) {
+    run_job_with(mpirun, ranks, job, "auto")
+}
+
+/// [`run_job`] with `KILN_MPI_ALLREDUCE=algorithm`.
+fn run_job_with(mpirun: &str, ranks: usize, job: &str, algorithm: &str) -> (bool, String, String) {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(mpirun)
         .args([
@@ -92,6 +185,7 @@ fn run_job(mpirun: &str, ranks: usize, job: &str) -> (bool, String, String) {
         .arg(exe)
         .args([WORKER, "--exact", "--test-threads=1", "--nocapture"])
         .env(WORKER_VAR, job)
+        .env("KILN_MPI_ALLREDUCE", algorithm)
         .env("KILN_COLLECTIVE_TIMEOUT", "20")
         .output()
         .unwrap();
