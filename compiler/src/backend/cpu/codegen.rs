@@ -267,8 +267,11 @@ struct Host {
     ptr: Type,
     math: MathEmitter,
     /// The kernel's strips and the wide routines they call, declared in the module ([`strips`]).
-    wide: Option<(strips::StripPlan, Vec<(WideFunc, FuncId)>)>,
+    wide: Option<WideCalls>,
 }
+
+/// A kernel's strips and the imports of the wide routines they call.
+type WideCalls = (strips::StripPlan, Vec<(WideFunc, FuncId)>);
 
 /// The strips of `kernel` and its wide routines' imports, where the module calls wide routines (see
 /// [`JitModule::wide`]) and the kernel's f32x4 loop has transcendentals worth them.
@@ -277,7 +280,7 @@ fn wide_imports(
     kernel: &Kernel,
     types: &ValueTypes,
     vectorize: Option<&vector::Plan>,
-) -> Result<Option<(strips::StripPlan, Vec<(WideFunc, FuncId)>)>, BackendError> {
+) -> Result<Option<WideCalls>, BackendError> {
     // Strips live in the elementwise f32x4 loop, which a kernel with a reduction doesn't have.
     let elementwise = vectorize.is_some_and(|p| !p.reduces);
     if !elementwise || jit.wide().is_none() || !jit.math().has_fma() {
