@@ -65,6 +65,26 @@ pub enum BenchBackend {
     Vulkan,
 }
 
+/// Which ISA the runtime's wide math routines run on in this process, and whether kernels call them.
+fn wide_math(options: &kiln::Options) -> String {
+    let isa = match kiln_runtime::wide::isa() {
+        Ok(isa) => isa,
+        Err(e) => return e.to_string(),
+    };
+    let usable = kiln::backend::cpu::jit::JitModule::new()
+        .map(|mut jit| {
+            jit.set_wide(true);
+            jit.wide().is_some()
+        })
+        .unwrap_or(false);
+    let use_ = match (usable, options.wide_math) {
+        (true, true) => "strip-mined kernels call them",
+        (true, false) => "unused: Options::wide_math is off; KILN_WIDE_STRIPS=1 turns it on",
+        (false, _) => "unused: the JIT needs FMA and AVX2 or AVX-512 for them",
+    };
+    format!("{isa} ({use_})")
+}
+
 pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.stage.stage.is_lowered() {
         return Err(CliError::new(
@@ -101,6 +121,7 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         exe.steps().len(),
         exe.threads()
     )?;
+    writeln!(out, "wide math: {}", wide_math(&options))?;
     writeln!(
         out,
         "compile: {:.2} ms ({:.2} ms wall)",
