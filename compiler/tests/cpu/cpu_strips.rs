@@ -100,3 +100,46 @@ fn strip_mined_kernels_give_the_bits_of_the_clif_kernels() {
         }
     }
 }
+
+/// GELU fused into a matmul's epilogue (a transformer's MLP), which runs tile by tile: rows of 600 points, one strip
+/// and a remainder each.
+#[test]
+fn strip_mined_matmul_epilogues_give_the_bits_of_the_clif_epilogues() {
+    let (m, k, n) = (40, 96, 600);
+    let mut b = Builder::new("mlp");
+    let x = b.data("x", TensorType::f32(&[m, k])).unwrap();
+    let w = b.data("w", TensorType::f32(&[k, n])).unwrap();
+    let h = b.matmul(x, w).unwrap();
+    let y = b.gelu(h, GeluApprox::None).unwrap();
+    b.output("y", y).unwrap();
+    let graph = b.finish();
+    let values = |count: usize, scale: f32| {
+        (0..count)
+            .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * scale)
+            .collect::<Vec<f32>>()
+    };
+    let inputs = [
+        Tensor::from_f32(&[m, k], values(m * k, 2.0)).unwrap(),
+        Tensor::from_f32(&[k, n], values(k * n, 0.5)).unwrap(),
+    ];
+    let run = |wide_math: bool, threads: usize| {
+        let options = Options {
+            wide_math,
+            threads,
+            ..Options::default()
+        };
+        let exe = kiln::compile(&graph, &options).unwrap();
+        let out = exe.run(&inputs).unwrap();
+        let bits: Vec<u32> = out[0]
+            .as_f32()
+            .unwrap()
+            .iter()
+            .map(|y| y.to_bits())
+            .collect();
+        bits
+    };
+    let want = run(false, 1);
+    for threads in [1, 3] {
+        assert!(run(true, threads) == want, "{threads} threads");
+    }
+}

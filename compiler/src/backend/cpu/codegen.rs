@@ -51,6 +51,13 @@
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
 //!
+//! With [`crate::Options::wide_math`] (off by default; `KILN_WIDE_STRIPS=1`), on a host with FMA and AVX2 or
+//! AVX-512, the elementwise f32x4 loop of a kernel whose cost is its f32 transcendentals (W1's `logistic` and
+//! `tanh`, GELU's `erf`, in a loop kernel or a matmul epilogue) first runs strips of 512 points ([`strips`]): the
+//! transcendentals' arguments into stack slots, a call of the runtime's wide routine per transcendental (8 or 16
+//! lanes), then the body with their values from the slots. The routines give the CLIF math library's bits, so the
+//! outputs don't change.
+//!
 //! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code (plus i32
 //! `index`, constants and their `add`/`sub` compared into masks: a causal mask, lane `l` holding the index at `k + l`),
 //! with loads that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4
