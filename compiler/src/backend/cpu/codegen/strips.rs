@@ -21,12 +21,17 @@
 //! an add), that is any kernel with a transcendental and fewer than 20 other instructions per transcendental.
 
 use super::Emitter;
+use crate::backend::cpu::jit::JitModule;
+use crate::backend::BackendError;
 use crate::kernel::verify::ValueTypes;
 use crate::kernel::{Block, Inst, Kernel, ScalarOp, ValueId, Var};
 use cranelift_codegen::ir::{
-    condcodes::IntCC, types, Block as ClifBlock, FuncRef, InstBuilder, MemFlagsData, StackSlotData,
-    StackSlotKind, Value,
+    condcodes::IntCC, types, AbiParam, Block as ClifBlock, ExtFuncData, ExternalName, FuncRef,
+    InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Type, UserExternalName,
+    Value,
 };
+use cranelift_frontend::FunctionBuilder;
+use cranelift_module::FuncId;
 use kiln_ir::{DType, UnaryOp};
 use kiln_runtime::wide::Func as WideFunc;
 use std::collections::{HashMap, HashSet};
@@ -137,6 +142,72 @@ fn dependencies(value: ValueId, operands: &HashMap<usize, Vec<ValueId>>) -> Hash
         }
     }
     seen
+}
+
+/// A kernel's strips and the imports of the wide routines they call.
+pub(super) type WideCalls = (StripPlan, Vec<(WideFunc, FuncId)>);
+
+/// The strips of `kernel` and its wide routines' imports, where the module calls wide routines (see
+/// [`JitModule::wide`]) and the kernel's f32x4 loop has transcendentals worth them.
+pub(super) fn wide_imports(
+    jit: &mut JitModule,
+    kernel: &Kernel,
+    types: &ValueTypes,
+    vectorize: Option<&super::vector::Plan>,
+) -> Result<Option<WideCalls>, BackendError> {
+    // Strips live in the elementwise f32x4 loop, which a kernel with a reduction doesn't have.
+    let elementwise = vectorize.is_some_and(|p| !p.reduces);
+    if !elementwise || jit.wide().is_none() || !jit.math().has_fma() {
+        return Ok(None);
+    }
+    let Some(strips) = plan(kernel, types) else {
+        return Ok(None);
+    };
+    let mut imports = Vec::new();
+    for op in &strips.ops {
+        if imports.iter().any(|(f, _)| *f == op.func) {
+            continue;
+        }
+        let id = jit
+            .wide_routine(op.func)?
+            .expect("the module calls wide routines (checked above)");
+        imports.push((op.func, id));
+    }
+    Ok(Some((strips, imports)))
+}
+
+/// A reference in the function under construction to the wide routine `id` of the module:
+/// `extern "C" fn(src: ptr, dst: ptr, n: ptr)` (what `cranelift_module`'s `declare_func_in_func` builds, without the
+/// module, which `JitModule::compile_function` holds).
+pub(super) fn import_function(b: &mut FunctionBuilder<'_>, id: FuncId, ptr: Type) -> FuncRef {
+    let mut sig = Signature::new(b.func.signature.call_conv);
+    sig.params
+        .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
+    let signature = b.import_signature(sig);
+    let name = b.func.declare_imported_user_function(UserExternalName {
+        namespace: 0,
+        index: id.as_u32(),
+    });
+    b.import_function(ExtFuncData {
+        name: ExternalName::user(name),
+        signature,
+        colocated: false,
+        patchable: false,
+    })
+}
+
+/// `; fn0 = kiln_wide_tanh, ..`: which runtime routine each external name of a dump is (`prefix`: `fn` in CLIF,
+/// `userextname` in machine code), or nothing when the kernel calls none.
+pub(super) fn callee_legend(callees: &[&str], prefix: &str) -> String {
+    if callees.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = callees
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{prefix}{i} = {name}"))
+        .collect();
+    format!("; calls: {}\n", names.join(", "))
 }
 
 impl Emitter<'_, '_> {
