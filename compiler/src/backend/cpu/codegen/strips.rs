@@ -1,7 +1,8 @@
 //! Strip-mined elementwise kernels: the f32x4 loop of an elementwise kernel whose cost is its transcendentals runs
 //! them through the runtime's wide routines ([`kiln_runtime::wide`], 8 or 16 lanes where Cranelift emits 4).
 //!
-//! A strip is [`STRIP`] consecutive points of the innermost parallel loop. For each strip the kernel
+//! A strip is up to [`MAX_STRIP`] consecutive points of the innermost parallel loop (the row cut into equal strips).
+//! For each strip the kernel
 //! 1. evaluates the arguments of its stripped transcendentals (the lets they depend on, nothing else: no stores) an
 //!    f32x4 at a time and stores them to one stack slot per transcendental,
 //! 2. calls each one's wide routine on its slot, in place,
@@ -36,8 +37,10 @@ use kiln_ir::{DType, UnaryOp};
 use kiln_runtime::wide::Func as WideFunc;
 use std::collections::{HashMap, HashSet};
 
-/// Points per strip: 2 KiB of f32 per stripped transcendental, in L1 with the strip's inputs and outputs.
-pub(super) const STRIP: i64 = 512;
+/// The most points per strip: 2 KiB of f32 per stripped transcendental, in L1 with the strip's inputs and outputs.
+const MAX_STRIP: usize = 512;
+/// The fewest: below, the call and the second pass cost more than the wider lanes save.
+const MIN_STRIP: usize = 64;
 /// Points per iteration of a pass over a strip: four f32x4 copies of the body, as the unstripped loop runs.
 const PASS_STEP: i64 = 16;
 /// The estimated cost of one transcendental in other instructions (see the module doc).
@@ -47,6 +50,9 @@ const TRANSCENDENTAL_COST: usize = 20;
 #[derive(Clone, Debug)]
 pub(crate) struct StripPlan {
     pub ops: Vec<Stripped>,
+    /// Points per strip: a multiple of [`PASS_STEP`], the innermost loop's extent cut into equal strips of at most
+    /// [`MAX_STRIP`] (a row of 600 points is two strips of 288 and 24 points for the f32x4 loops).
+    len: i64,
     /// The top-level lets the stripped arguments depend on, in body order (pass 1).
     cone: Block,
 }
@@ -121,6 +127,17 @@ pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
     if ops.is_empty() || TRANSCENDENTAL_COST * ops.len() < others {
         return None;
     }
+    let extent = kernel
+        .parallel()
+        .iter()
+        .rev()
+        .find(|l| l.extent > 1)?
+        .extent;
+    let step = PASS_STEP as usize;
+    let len = extent / extent.div_ceil(MAX_STRIP) / step * step;
+    if len < MIN_STRIP {
+        return None;
+    }
     let cone = Block {
         insts: body
             .insts
@@ -129,7 +146,11 @@ pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
             .cloned()
             .collect(),
     };
-    Some(StripPlan { ops, cone })
+    Some(StripPlan {
+        ops,
+        len: len as i64,
+        cone,
+    })
 }
 
 /// `value` and every top-level let it depends on (by index); values from elsewhere have no operands here.
@@ -211,7 +232,7 @@ pub(super) fn callee_legend(callees: &[&str], prefix: &str) -> String {
 }
 
 impl Emitter<'_, '_> {
-    /// From the current block: `strip(j): passes 1-3 on [j, j + STRIP); j += STRIP; brif j + STRIP <= jend,
+    /// From the current block: `strip(j): passes 1-3 on [j, j + len); j += len; brif j + len <= jend,
     /// strip(j), done`, behind an entry check (see the module doc). `hoisted` are the loads that don't move with `j`.
     /// Leaves `j` at the first point no strip ran.
     pub(super) fn strip_loop(
@@ -223,7 +244,8 @@ impl Emitter<'_, '_> {
         done: ClifBlock,
     ) {
         let ptr = self.ptr;
-        let bytes = u32::try_from(STRIP * 4).expect("a strip's slot is small");
+        let len = strips.len;
+        let bytes = u32::try_from(len * 4).expect("a strip's slot is small");
         let slots: Vec<_> = strips
             .ops
             .iter()
@@ -240,7 +262,7 @@ impl Emitter<'_, '_> {
             .collect();
         let strip_block = self.b.create_block();
         let j_now = self.get_var(j);
-        let j_after = self.b.ins().iadd_imm_s(j_now, STRIP);
+        let j_after = self.b.ins().iadd_imm_s(j_now, len);
         let fits = self
             .b
             .ins()
@@ -250,7 +272,7 @@ impl Emitter<'_, '_> {
         self.b.switch_to_block(strip_block);
         let j0 = self.get_var(j);
         // 1. The arguments, into the slots.
-        self.strip_pass(j, j0, &mut |e, offset| {
+        self.strip_pass(j, j0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
             e.vector_block(&strips.cone, &mut values);
             for (op, &slot) in strips.ops.iter().zip(&slots) {
@@ -260,14 +282,14 @@ impl Emitter<'_, '_> {
                     .store(slot_flags(), values[&op.arg.index()], addr, 0);
             }
         });
-        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, STRIP).
+        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, len).
         for (&callee, &slot) in callees.iter().zip(&slots) {
             let addr = self.b.ins().stack_addr(ptr, slot, 0);
-            let n = self.b.ins().iconst(ptr, STRIP);
+            let n = self.b.ins().iconst(ptr, len);
             self.b.ins().call(callee, &[addr, addr, n]);
         }
         // 3. The body, with the transcendentals' values from the slots.
-        self.strip_pass(j, j0, &mut |e, offset| {
+        self.strip_pass(j, j0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
             for (op, &slot) in strips.ops.iter().zip(&slots) {
                 let addr = e.b.ins().stack_addr(ptr, slot, 0);
@@ -278,12 +300,12 @@ impl Emitter<'_, '_> {
             let kernel = e.kernel;
             e.vector_block(kernel.body(), &mut values);
         });
-        self.next_if_fits(j, j0, STRIP, jend, strip_block, done);
+        self.next_if_fits(j, j0, len, jend, strip_block, done);
     }
 
     /// `pass(i): for each of 4 copies: j = j0 + i + 4·copy; emit(byte offset of point j - j0 in a slot);
-    /// i += 16; brif i < STRIP, pass(i), after` — one pass over the strip from `j0`, continuing in `after`.
-    fn strip_pass(&mut self, j: Var, j0: Value, emit: &mut dyn FnMut(&mut Self, Value)) {
+    /// i += 16; brif i < len, pass(i), after` — one pass over the strip from `j0`, continuing in `after`.
+    fn strip_pass(&mut self, j: Var, j0: Value, len: i64, emit: &mut dyn FnMut(&mut Self, Value)) {
         let pass = self.b.create_block();
         let after = self.b.create_block();
         let i_var = self.b.declare_var(self.ptr);
@@ -302,7 +324,7 @@ impl Emitter<'_, '_> {
         }
         let i1 = self.b.ins().iadd_imm_s(i, PASS_STEP);
         self.b.def_var(i_var, i1);
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i1, STRIP);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i1, len);
         self.b.ins().brif(more, pass, &[], after, &[]);
         self.b.switch_to_block(after);
     }
