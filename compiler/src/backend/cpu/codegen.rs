@@ -286,7 +286,7 @@ fn build(
             let callee = strips::import_function(e.b, id, ptr);
             e.wide_callees.insert(func, callee);
         }
-        e.strips = Some(strips);
+        e.strips = strips;
     }
     let exit = e.b.create_block();
     let parallel = kernel.parallel();
@@ -345,6 +345,8 @@ struct Emitter<'a, 'b> {
     /// The strips of the f32x4 loop ([`strips`]; `None`: no strips) and the wide routines they call.
     strips: Option<strips::StripPlan>,
     wide_callees: HashMap<WideFunc, FuncRef>,
+    /// The strips of the `for` nest whose vector loops are being emitted ([`strips::nest_plan`]).
+    nest_strips: Option<strips::StripPlan>,
 }
 
 /// An f32/f64 `add` or `sub` whose operand is a product of the same block, computed as `fma(±a, b, ±c)`: rounded
@@ -504,6 +506,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             contract,
             strips: None,
             wide_callees: HashMap::new(),
+            nest_strips: None,
         }
     }
 
@@ -709,7 +712,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn for_loops(&mut self, loops: &[Loop], body: &Block) {
         let emit = |e: &mut Self| {
             if vector::nested_plan(loops, body, None, e.types).is_some() {
+                if !e.wide_callees.is_empty() {
+                    e.nest_strips = strips::nest_plan(loops, body, e.types);
+                }
                 e.vector_for(loops, body);
+                e.nest_strips = None;
             } else {
                 e.loop_nest(loops, &mut |e| e.block(body));
             }

@@ -25,7 +25,7 @@ use super::Emitter;
 use crate::backend::cpu::jit::JitModule;
 use crate::backend::BackendError;
 use crate::kernel::verify::ValueTypes;
-use crate::kernel::{Block, Inst, Kernel, ScalarOp, ValueId, Var};
+use crate::kernel::{Block, Inst, Kernel, Loop, ScalarOp, ValueId, Var};
 use cranelift_codegen::ir::{
     condcodes::IntCC, types, AbiParam, Block as ClifBlock, ExtFuncData, ExternalName, FuncRef,
     InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Type, UserExternalName,
@@ -55,6 +55,13 @@ pub(crate) struct StripPlan {
     len: i64,
     /// The top-level lets the stripped arguments depend on, in body order (pass 1).
     cone: Block,
+}
+
+impl StripPlan {
+    /// Points per strip.
+    pub(super) fn len(&self) -> i64 {
+        self.len
+    }
 }
 
 /// One transcendental computed by a wide routine.
@@ -93,7 +100,18 @@ fn wide_func(op: UnaryOp) -> Option<WideFunc> {
 /// The strips of an elementwise kernel that the f32x4 loop runs without a reduction (`vector::plan` with
 /// `reduces == false`), or `None` where it has no transcendental worth a call (see the module doc).
 pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
-    let body = kernel.body();
+    let extent = kernel
+        .parallel()
+        .iter()
+        .rev()
+        .find(|l| l.extent > 1)?
+        .extent;
+    block_plan(kernel.body(), extent, types)
+}
+
+/// The strips of `body`, run by a loop of `extent` points (the innermost parallel loop, or a `for` nest's innermost
+/// loop), or `None`.
+fn block_plan(body: &Block, extent: usize, types: &ValueTypes) -> Option<StripPlan> {
     // The operands of every top-level let, by value index.
     let mut operands: HashMap<usize, Vec<ValueId>> = HashMap::new();
     let mut ops = Vec::new();
@@ -127,12 +145,6 @@ pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
     if ops.is_empty() || TRANSCENDENTAL_COST * ops.len() < others {
         return None;
     }
-    let extent = kernel
-        .parallel()
-        .iter()
-        .rev()
-        .find(|l| l.extent > 1)?
-        .extent;
     let step = PASS_STEP as usize;
     let len = extent / extent.div_ceil(MAX_STRIP) / step * step;
     if len < MIN_STRIP {
@@ -165,36 +177,56 @@ fn dependencies(value: ValueId, operands: &HashMap<usize, Vec<ValueId>>) -> Hash
     seen
 }
 
-/// A kernel's strips and the imports of the wide routines they call.
-pub(super) type WideCalls = (StripPlan, Vec<(WideFunc, FuncId)>);
+/// A kernel's top-level strips and the imports of the wide routines its strips call.
+pub(super) type WideCalls = (Option<StripPlan>, Vec<(WideFunc, FuncId)>);
 
-/// The strips of `kernel` and its wide routines' imports, where the module calls wide routines (see
-/// [`JitModule::wide`]) and the kernel's f32x4 loop has transcendentals worth them.
+/// The strips of `kernel`'s elementwise loop (if any) and the imports of the wide routines that it and the kernel's
+/// `for` nests call ([`nest_plan`]), where the module calls wide routines (see [`JitModule::wide`]); `None` where
+/// nothing calls one.
 pub(super) fn wide_imports(
     jit: &mut JitModule,
     kernel: &Kernel,
     types: &ValueTypes,
     vectorize: Option<&super::vector::Plan>,
 ) -> Result<Option<WideCalls>, BackendError> {
-    // Strips live in the elementwise f32x4 loop, which a kernel with a reduction doesn't have.
-    let elementwise = vectorize.is_some_and(|p| !p.reduces);
-    if !elementwise || jit.wide().is_none() || !jit.math().has_fma() {
+    if jit.wide().is_none() || !jit.math().has_fma() {
         return Ok(None);
     }
-    let Some(strips) = plan(kernel, types) else {
-        return Ok(None);
+    // The top-level strips live in the elementwise f32x4 loop, which a kernel with a reduction doesn't have.
+    let elementwise = vectorize.is_some_and(|p| !p.reduces);
+    let top = if elementwise {
+        plan(kernel, types)
+    } else {
+        None
     };
+    let mut funcs: Vec<WideFunc> = top
+        .iter()
+        .flat_map(|p| p.ops.iter().map(|op| op.func))
+        .collect();
+    kernel.body().visit(&mut |inst| {
+        if let Inst::For { loops, body } = inst {
+            if let Some(nest) = nest_plan(loops, body, types) {
+                funcs.extend(nest.ops.iter().map(|op| op.func));
+            }
+        }
+    });
     let mut imports = Vec::new();
-    for op in &strips.ops {
-        if imports.iter().any(|(f, _)| *f == op.func) {
+    for func in funcs {
+        if imports.iter().any(|(f, _)| *f == func) {
             continue;
         }
         let id = jit
-            .wide_routine(op.func)?
+            .wide_routine(func)?
             .expect("the module calls wide routines (checked above)");
-        imports.push((op.func, id));
+        imports.push((func, id));
     }
-    Ok(Some((strips, imports)))
+    Ok((!imports.is_empty()).then_some((top, imports)))
+}
+
+/// The strips of a `for` nest that the vector loops run ([`super::vector::nested_plan`]), along its innermost loop.
+pub(super) fn nest_plan(loops: &[Loop], body: &Block, types: &ValueTypes) -> Option<StripPlan> {
+    super::vector::nested_plan(loops, body, None, types)?;
+    block_plan(body, loops.last()?.extent, types)
 }
 
 /// A reference in the function under construction to the wide routine `id` of the module:
@@ -243,6 +275,32 @@ impl Emitter<'_, '_> {
         hoisted: &HashMap<usize, Value>,
         done: ClifBlock,
     ) {
+        let len = strips.len;
+        let strip_block = self.b.create_block();
+        let j_now = self.get_var(j);
+        let j_after = self.b.ins().iadd_imm_s(j_now, len);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+        self.b.ins().brif(fits, strip_block, &[], done, &[]);
+
+        self.b.switch_to_block(strip_block);
+        let j0 = self.get_var(j);
+        self.strip(strips, j, j0, hoisted, self.kernel.body());
+        self.next_if_fits(j, j0, len, jend, strip_block, done);
+    }
+
+    /// One strip `[v0, v0 + len)` of the loop over `v` (which it leaves at some point of the strip): passes 1-3 of
+    /// the module doc on `body`, whose lets that don't move with `v` are in `hoisted`.
+    pub(super) fn strip(
+        &mut self,
+        strips: &StripPlan,
+        v: Var,
+        v0: Value,
+        hoisted: &HashMap<usize, Value>,
+        body: &Block,
+    ) {
         let ptr = self.ptr;
         let len = strips.len;
         let bytes = u32::try_from(len * 4).expect("a strip's slot is small");
@@ -260,19 +318,8 @@ impl Emitter<'_, '_> {
             .iter()
             .map(|op| self.wide_callees[&op.func])
             .collect();
-        let strip_block = self.b.create_block();
-        let j_now = self.get_var(j);
-        let j_after = self.b.ins().iadd_imm_s(j_now, len);
-        let fits = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
-        self.b.ins().brif(fits, strip_block, &[], done, &[]);
-
-        self.b.switch_to_block(strip_block);
-        let j0 = self.get_var(j);
         // 1. The arguments, into the slots.
-        self.strip_pass(j, j0, len, &mut |e, offset| {
+        self.strip_pass(v, v0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
             e.vector_block(&strips.cone, &mut values);
             for (op, &slot) in strips.ops.iter().zip(&slots) {
@@ -289,7 +336,7 @@ impl Emitter<'_, '_> {
             self.b.ins().call(callee, &[addr, addr, n]);
         }
         // 3. The body, with the transcendentals' values from the slots.
-        self.strip_pass(j, j0, len, &mut |e, offset| {
+        self.strip_pass(v, v0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
             for (op, &slot) in strips.ops.iter().zip(&slots) {
                 let addr = e.b.ins().stack_addr(ptr, slot, 0);
@@ -297,10 +344,8 @@ impl Emitter<'_, '_> {
                 let v = e.b.ins().load(types::F32X4, slot_flags(), addr, 0);
                 values.insert(op.id.index(), v);
             }
-            let kernel = e.kernel;
-            e.vector_block(kernel.body(), &mut values);
+            e.vector_block(body, &mut values);
         });
-        self.next_if_fits(j, j0, len, jend, strip_block, done);
     }
 
     /// `pass(i): for each of 4 copies: j = j0 + i + 4·copy; emit(byte offset of point j - j0 in a slot);
