@@ -1,22 +1,23 @@
-//! Strip-mined elementwise kernels: the f32x4 loop of an elementwise kernel whose cost is its transcendentals runs
-//! them through the runtime's wide routines ([`kiln_runtime::wide`], 8 or 16 lanes where Cranelift emits 4).
+//! Strip-mined loops: the f32x4 loop of an elementwise kernel, or of a `for` nest (a row softmax's
+//! `y[k] = exp(x[k] - m)`), whose cost is its transcendentals runs them through the runtime's wide routines
+//! ([`kiln_runtime::wide`], 8 or 16 lanes where Cranelift emits 4).
 //!
-//! A strip is up to [`MAX_STRIP`] consecutive points of the innermost parallel loop (the row cut into equal strips).
-//! For each strip the kernel
+//! A strip is up to [`MAX_STRIP`] consecutive points of the innermost parallel loop, or of the nest's innermost loop
+//! (the row cut into equal strips). For each strip the kernel
 //! 1. evaluates the arguments of its stripped transcendentals (the lets they depend on, nothing else: no stores) an
 //!    f32x4 at a time and stores them to one stack slot per transcendental,
 //! 2. calls each one's wide routine on its slot, in place,
 //! 3. evaluates the whole body an f32x4 at a time with the transcendentals' values loaded from the slots (the
 //!    arguments' lets are emitted again; Cranelift drops those only the transcendentals used).
 //!
-//! Then the kernel's usual loops (16 points, 4 points, one point) take the points left over. Preserves: every
+//! Then the usual loops (16 points, 4 points, one point) take the points left over. Preserves: every
 //! output bit for bit, for any strip boundaries and thread count, because the wide routines give the CLIF math
 //! library's FMA bits lane for lane (`compiler/tests/cpu/cpu_wide.rs`) and strips are only used where the emitter has
 //! FMA ([`super::super::jit::JitModule::wide`]). The slots are in the kernel function's own frame, so every thread
 //! (every call) has its own.
 //!
 //! Which transcendentals: f32 `exp`, `log`, `tanh`, `logistic`, `erf`, `sin` and `cos` of the kernel's top-level
-//! body whose argument does not depend on another stripped one (that one stays inline), when the estimated cost of
+//! body (or the nest's body) whose argument does not depend on another stripped one (that one stays inline), when the estimated cost of
 //! the stripped ones is at least half the body's ([`plan`]): with one f32x4 transcendental at about 20 other
 //! instructions' cost (`benches/README.md`, `--bench wide`: 1.2–2.5 ns per element against about 0.1 for a load or
 //! an add), that is any kernel with a transcendental and fewer than 20 other instructions per transcendental.
