@@ -65,6 +65,26 @@ pub enum BenchBackend {
     Vulkan,
 }
 
+/// Which ISA the runtime's wide math routines run on in this process, and whether kernels call them.
+fn wide_math(options: &kiln::Options) -> String {
+    let isa = match kiln_runtime::wide::isa() {
+        Ok(isa) => isa,
+        Err(e) => return e.to_string(),
+    };
+    let usable = kiln::backend::cpu::jit::JitModule::new()
+        .map(|mut jit| {
+            jit.set_wide(true);
+            jit.wide().is_some()
+        })
+        .unwrap_or(false);
+    let use_ = match (usable, options.wide_math) {
+        (true, true) => "strip-mined kernels call them",
+        (true, false) => "unused: Options::wide_math is off; KILN_WIDE_STRIPS=1 turns it on",
+        (false, _) => "unused: the JIT needs FMA and AVX2 or AVX-512 for them",
+    };
+    format!("{isa} ({use_})")
+}
+
 pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.stage.stage.is_lowered() {
         return Err(CliError::new(
@@ -101,13 +121,13 @@ pub fn bench(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         exe.steps().len(),
         exe.threads()
     )?;
+    writeln!(out, "wide math: {}", wide_math(&options))?;
     writeln!(
         out,
         "compile: {:.2} ms ({:.2} ms wall)",
         ms(exe.compile_time()),
         ms(compile_wall)
     )?;
-    writeln!(out, "{}", math_line(&options))?;
     // The kernel IR the executable was generated from: compile's own pipeline, run again for the buffer sizes.
     let program = kiln::fusion::lower(&kiln::optimize(graph)?)?;
     let matches_steps = program.kernels.len() == exe.steps().len()
@@ -330,19 +350,4 @@ fn median(times: &mut [Duration]) -> Duration {
 
 fn ms(t: Duration) -> f64 {
     t.as_secs_f64() * 1e3
-}
-
-/// Which math the kernels run: the runtime's wide routines (and on which ISA) or the CLIF library inline.
-fn math_line(options: &kiln::Options) -> String {
-    match kiln_runtime::wide::isa() {
-        Ok(isa) if options.wide_math => format!(
-            "math: strip-mined kernels call the wide routines on {} (KILN_WIDE_STRIPS=1)",
-            isa.name()
-        ),
-        Ok(isa) => format!(
-            "math: CLIF f32x4 inline (wide routines on {} available: KILN_WIDE_STRIPS=1 uses them)",
-            isa.name()
-        ),
-        Err(e) => format!("math: CLIF f32x4 inline (no wide routines: {e})"),
-    }
 }

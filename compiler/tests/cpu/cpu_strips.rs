@@ -62,6 +62,7 @@ fn input(len: usize) -> Tensor {
     Tensor::from_f32(&[len], values).unwrap()
 }
 
+/// The bits of `graph`'s first output on `x`.
 fn run(graph: &Graph, x: &Tensor, wide_math: bool, threads: usize) -> Vec<u32> {
     let options = Options {
         wide_math,
@@ -97,6 +98,76 @@ fn strip_mined_kernels_give_the_bits_of_the_clif_kernels() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// GELU fused into a matmul's epilogue (a transformer's MLP), which runs tile by tile: rows of 600 points, one strip
+/// and a remainder each.
+#[test]
+fn strip_mined_matmul_epilogues_give_the_bits_of_the_clif_epilogues() {
+    let (m, k, n) = (40, 96, 600);
+    let mut b = Builder::new("mlp");
+    let x = b.data("x", TensorType::f32(&[m, k])).unwrap();
+    let w = b.data("w", TensorType::f32(&[k, n])).unwrap();
+    let h = b.matmul(x, w).unwrap();
+    let y = b.gelu(h, GeluApprox::None).unwrap();
+    b.output("y", y).unwrap();
+    let graph = b.finish();
+    let values = |count: usize, scale: f32| {
+        (0..count)
+            .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * scale)
+            .collect::<Vec<f32>>()
+    };
+    let inputs = [
+        Tensor::from_f32(&[m, k], values(m * k, 2.0)).unwrap(),
+        Tensor::from_f32(&[k, n], values(k * n, 0.5)).unwrap(),
+    ];
+    let run = |wide_math: bool, threads: usize| {
+        let options = Options {
+            wide_math,
+            threads,
+            ..Options::default()
+        };
+        let exe = kiln::compile(&graph, &options).unwrap();
+        let out = exe.run(&inputs).unwrap();
+        let bits: Vec<u32> = out[0]
+            .as_f32()
+            .unwrap()
+            .iter()
+            .map(|y| y.to_bits())
+            .collect();
+        bits
+    };
+    let want = run(false, 1);
+    for threads in [1, 3] {
+        assert!(run(true, threads) == want, "{threads} threads");
+    }
+}
+
+/// Row softmax: its `exp` is in a `for` nest of a row kernel (one strip per up to 512 points of a row, then the
+/// nest's own loops), with -inf scores (a causal mask's) and rows of every remainder.
+#[test]
+fn strip_mined_softmax_gives_the_bits_of_the_clif_softmax() {
+    for (rows, cols) in [(7, 1000), (3, 1024), (5, 600), (4, 100)] {
+        let mut b = Builder::new("softmax");
+        let x = b.data("x", TensorType::f32(&[rows, cols])).unwrap();
+        let y = b.softmax(x, -1).unwrap();
+        b.output("y", y).unwrap();
+        let graph = b.finish();
+        let values = (0..rows * cols)
+            .map(|i| match i % 13 {
+                0 => f32::NEG_INFINITY,
+                _ => ((i as f32 * 0.618_034).fract() - 0.5) * 30.0,
+            })
+            .collect();
+        let x = Tensor::from_f32(&[rows, cols], values).unwrap();
+        let want = run(&graph, &x, false, 1);
+        for threads in [1, 3] {
+            assert!(
+                run(&graph, &x, true, threads) == want,
+                "[{rows}, {cols}], {threads} threads"
+            );
         }
     }
 }

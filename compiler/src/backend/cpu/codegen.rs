@@ -53,6 +53,13 @@
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
 //!
+//! With [`crate::Options::wide_math`] (off by default; `KILN_WIDE_STRIPS=1`), on a host with FMA and AVX2 or
+//! AVX-512, the elementwise f32x4 loop of a kernel whose cost is its f32 transcendentals (W1's `logistic` and
+//! `tanh`, GELU's `erf`, in a loop kernel or a matmul epilogue) first runs strips of up to 512 points ([`strips`]): the
+//! transcendentals' arguments into stack slots, a call of the runtime's wide routine per transcendental (8 or 16
+//! lanes), then the body with their values from the slots. The routines give the CLIF math library's bits, so the
+//! outputs don't change.
+//!
 //! Inside other kernels, a `reduce` (f32 sum or max) or `for` whose body is straight-line f32/bool code (plus i32
 //! `index`, constants and their `add`/`sub` compared into masks: a causal mask, lane `l` holding the index at `k + l`),
 //! with loads that move by 1 or 0 elements and stores that move by 1 with the nest's innermost loop `k`, runs `k` 4
@@ -94,8 +101,8 @@ use crate::kernel::{
 };
 use cranelift_codegen::ir::{
     condcodes::{FloatCC, IntCC},
-    types, AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
-    Signature, Type, UserExternalName, UserFuncName, Value,
+    types, AbiParam, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName,
+    Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::FuncId;
@@ -138,7 +145,7 @@ pub fn compile_kernel(
     let sig = kernel_signature(jit.make_signature(), ptr);
     let vectorize = vector::plan(program, kernel, &types);
     let math = jit.math();
-    let wide = wide_imports(jit, kernel, &types, vectorize.as_ref())?;
+    let wide = strips::wide_imports(jit, kernel, &types, vectorize.as_ref())?;
     let name = format!("k{index}_{}", sanitize(kernel.name()));
     let mut built = Ok(());
     let func = jit.compile_function(&name, sig, |b| {
@@ -168,23 +175,9 @@ pub fn clif_text(program: &KernelProgram, index: usize) -> Result<String, Backen
     Ok(format!(
         "; kernel k{index} {}\n{}{}",
         program.kernels[index].name(),
-        callee_legend(&callees, "fn"),
+        strips::callee_legend(&callees, "fn"),
         func.display()
     ))
-}
-
-/// `; fn0 = kiln_wide_tanh, ..`: which runtime routine each external name of a dump is (`prefix`: `fn` in CLIF,
-/// `userextname` in machine code), or nothing when the kernel calls none.
-fn callee_legend(callees: &[&str], prefix: &str) -> String {
-    if callees.is_empty() {
-        return String::new();
-    }
-    let names: Vec<String> = callees
-        .iter()
-        .enumerate()
-        .map(|(i, name)| format!("{prefix}{i} = {name}"))
-        .collect();
-    format!("; calls: {}\n", names.join(", "))
 }
 
 /// Kernel `index` as the host's machine code: the CLIF of [`clif_text`] after Cranelift's optimizations, register
@@ -206,7 +199,7 @@ pub fn asm_text(program: &KernelProgram, index: usize) -> Result<String, Backend
     Ok(format!(
         "; kernel k{index} {name}: {} bytes of machine code\n{}{code}",
         compiled.code_info().total_size,
-        callee_legend(&callees, "userextname")
+        strips::callee_legend(&callees, "userextname")
     ))
 }
 
@@ -224,7 +217,7 @@ fn kernel_function(
     let mut func = Function::with_name_signature(UserFuncName::testcase(format!("k{index}")), sig);
     let mut ctx = FunctionBuilderContext::new();
     let vectorize = vector::plan(program, kernel, &types);
-    let wide = wide_imports(jit, kernel, &types, vectorize.as_ref())?;
+    let wide = strips::wide_imports(jit, kernel, &types, vectorize.as_ref())?;
     let callees = wide
         .iter()
         .flat_map(|(_, imports)| imports.iter().map(|(f, _)| wide_symbol(*f)))
@@ -269,39 +262,7 @@ struct Host {
     ptr: Type,
     math: MathEmitter,
     /// The kernel's strips and the wide routines they call, declared in the module ([`strips`]).
-    wide: Option<WideImports>,
-}
-
-/// A kernel's strips and the wide routines they call, as declared in the module.
-type WideImports = (strips::StripPlan, Vec<(WideFunc, FuncId)>);
-
-/// The strips of `kernel` and its wide routines' imports, where the module calls wide routines (see
-/// [`JitModule::wide`]) and the kernel's f32x4 loop has transcendentals worth them.
-fn wide_imports(
-    jit: &mut JitModule,
-    kernel: &Kernel,
-    types: &ValueTypes,
-    vectorize: Option<&vector::Plan>,
-) -> Result<Option<WideImports>, BackendError> {
-    // Strips live in the elementwise f32x4 loop, which a kernel with a reduction doesn't have.
-    let elementwise = vectorize.is_some_and(|p| !p.reduces);
-    if !elementwise || jit.wide().is_none() || !jit.math().has_fma() {
-        return Ok(None);
-    }
-    let Some(strips) = strips::plan(kernel, types) else {
-        return Ok(None);
-    };
-    let mut imports = Vec::new();
-    for op in &strips.ops {
-        if imports.iter().any(|(f, _)| *f == op.func) {
-            continue;
-        }
-        let id = jit
-            .wide_routine(op.func)?
-            .expect("the module calls wide routines (checked above)");
-        imports.push((op.func, id));
-    }
-    Ok(Some((strips, imports)))
+    wide: Option<strips::WideCalls>,
 }
 
 /// Builds the whole function (see the module doc for its shape). An error names an op the emitter has no code for
@@ -324,10 +285,10 @@ fn build(
     let mut e = Emitter::new(b, program, kernel, types, ptr, table, math);
     if let Some((strips, imports)) = wide {
         for (func, id) in imports {
-            let callee = import_function(e.b, id, ptr);
+            let callee = strips::import_function(e.b, id, ptr);
             e.wide_callees.insert(func, callee);
         }
-        e.strips = Some(strips);
+        e.strips = strips;
     }
     let exit = e.b.create_block();
     let parallel = kernel.parallel();
@@ -386,26 +347,8 @@ struct Emitter<'a, 'b> {
     /// The strips of the f32x4 loop ([`strips`]; `None`: no strips) and the wide routines they call.
     strips: Option<strips::StripPlan>,
     wide_callees: HashMap<WideFunc, FuncRef>,
-}
-
-/// A reference in the function under construction to the wide routine `id` of the module:
-/// `extern "C" fn(src: ptr, dst: ptr, n: ptr)` (what `cranelift_module`'s `declare_func_in_func` builds, without the
-/// module, which `JitModule::compile_function` holds).
-fn import_function(b: &mut FunctionBuilder<'_>, id: FuncId, ptr: Type) -> FuncRef {
-    let mut sig = Signature::new(b.func.signature.call_conv);
-    sig.params
-        .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
-    let signature = b.import_signature(sig);
-    let name = b.func.declare_imported_user_function(UserExternalName {
-        namespace: 0,
-        index: id.as_u32(),
-    });
-    b.import_function(ExtFuncData {
-        name: ExternalName::user(name),
-        signature,
-        colocated: false,
-        patchable: false,
-    })
+    /// The strips of the `for` nest whose vector loops are being emitted ([`strips::nest_plan`]).
+    nest_strips: Option<strips::StripPlan>,
 }
 
 /// An f32/f64 `add` or `sub` whose operand is a product of the same block, computed as `fma(±a, b, ±c)`: rounded
@@ -565,6 +508,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             contract,
             strips: None,
             wide_callees: HashMap::new(),
+            nest_strips: None,
         }
     }
 
@@ -797,7 +741,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn for_loops(&mut self, loops: &[Loop], body: &Block) {
         let emit = |e: &mut Self| {
             if vector::nested_plan(loops, body, None, e.types).is_some() {
+                if !e.wide_callees.is_empty() {
+                    e.nest_strips = strips::nest_plan(loops, body, e.types);
+                }
                 e.vector_for(loops, body);
+                e.nest_strips = None;
             } else {
                 e.loop_nest(loops, &mut |e| e.block(body));
             }

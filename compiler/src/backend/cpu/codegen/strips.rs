@@ -1,38 +1,47 @@
-//! Strip-mined elementwise kernels: the f32x4 loop of an elementwise kernel whose cost is its transcendentals runs
-//! them through the runtime's wide routines ([`kiln_runtime::wide`], 8 or 16 lanes where Cranelift emits 4).
+//! Strip-mined loops: the f32x4 loop of an elementwise kernel, or of a `for` nest (a row softmax's
+//! `y[k] = exp(x[k] - m)`), whose cost is its transcendentals runs them through the runtime's wide routines
+//! ([`kiln_runtime::wide`], 8 or 16 lanes where Cranelift emits 4).
 //!
-//! A strip is [`STRIP`] consecutive points of the innermost parallel loop. For each strip the kernel
+//! A strip is up to [`MAX_STRIP`] consecutive points of the innermost parallel loop, or of the nest's innermost loop
+//! (the row cut into equal strips). For each strip the kernel
 //! 1. evaluates the arguments of its stripped transcendentals (the lets they depend on, nothing else: no stores) an
 //!    f32x4 at a time and stores them to one stack slot per transcendental,
 //! 2. calls each one's wide routine on its slot, in place,
 //! 3. evaluates the whole body an f32x4 at a time with the transcendentals' values loaded from the slots (the
 //!    arguments' lets are emitted again; Cranelift drops those only the transcendentals used).
 //!
-//! Then the kernel's usual loops (16 points, 4 points, one point) take the points left over. Preserves: every
+//! Then the usual loops (16 points, 4 points, one point) take the points left over. Preserves: every
 //! output bit for bit, for any strip boundaries and thread count, because the wide routines give the CLIF math
 //! library's FMA bits lane for lane (`compiler/tests/cpu/cpu_wide.rs`) and strips are only used where the emitter has
 //! FMA ([`super::super::jit::JitModule::wide`]). The slots are in the kernel function's own frame, so every thread
 //! (every call) has its own.
 //!
 //! Which transcendentals: f32 `exp`, `log`, `tanh`, `logistic`, `erf`, `sin` and `cos` of the kernel's top-level
-//! body whose argument does not depend on another stripped one (that one stays inline), when the estimated cost of
+//! body (or the nest's body) whose argument does not depend on another stripped one (that one stays inline), when the estimated cost of
 //! the stripped ones is at least half the body's ([`plan`]): with one f32x4 transcendental at about 20 other
 //! instructions' cost (`benches/README.md`, `--bench wide`: 1.2–2.5 ns per element against about 0.1 for a load or
 //! an add), that is any kernel with a transcendental and fewer than 20 other instructions per transcendental.
 
 use super::Emitter;
+use crate::backend::cpu::jit::JitModule;
+use crate::backend::BackendError;
 use crate::kernel::verify::ValueTypes;
-use crate::kernel::{Block, Inst, Kernel, ScalarOp, ValueId, Var};
+use crate::kernel::{Block, Inst, Kernel, Loop, ScalarOp, ValueId, Var};
 use cranelift_codegen::ir::{
-    condcodes::IntCC, types, Block as ClifBlock, FuncRef, InstBuilder, MemFlagsData, StackSlotData,
-    StackSlotKind, Value,
+    condcodes::IntCC, types, AbiParam, Block as ClifBlock, ExtFuncData, ExternalName, FuncRef,
+    InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Type, UserExternalName,
+    Value,
 };
+use cranelift_frontend::FunctionBuilder;
+use cranelift_module::FuncId;
 use kiln_ir::{DType, UnaryOp};
 use kiln_runtime::wide::Func as WideFunc;
 use std::collections::{HashMap, HashSet};
 
-/// Points per strip: 2 KiB of f32 per stripped transcendental, in L1 with the strip's inputs and outputs.
-pub(super) const STRIP: i64 = 512;
+/// The most points per strip: 2 KiB of f32 per stripped transcendental, in L1 with the strip's inputs and outputs.
+const MAX_STRIP: usize = 512;
+/// The fewest: below, the call and the second pass cost more than the wider lanes save.
+const MIN_STRIP: usize = 64;
 /// Points per iteration of a pass over a strip: four f32x4 copies of the body, as the unstripped loop runs.
 const PASS_STEP: i64 = 16;
 /// The estimated cost of one transcendental in other instructions (see the module doc).
@@ -42,8 +51,18 @@ const TRANSCENDENTAL_COST: usize = 20;
 #[derive(Clone, Debug)]
 pub(crate) struct StripPlan {
     pub ops: Vec<Stripped>,
+    /// Points per strip: a multiple of [`PASS_STEP`], the innermost loop's extent cut into equal strips of at most
+    /// [`MAX_STRIP`] (a row of 600 points is two strips of 288 and 24 points for the f32x4 loops).
+    len: i64,
     /// The top-level lets the stripped arguments depend on, in body order (pass 1).
     cone: Block,
+}
+
+impl StripPlan {
+    /// Points per strip.
+    pub(super) fn len(&self) -> i64 {
+        self.len
+    }
 }
 
 /// One transcendental computed by a wide routine.
@@ -82,7 +101,18 @@ fn wide_func(op: UnaryOp) -> Option<WideFunc> {
 /// The strips of an elementwise kernel that the f32x4 loop runs without a reduction (`vector::plan` with
 /// `reduces == false`), or `None` where it has no transcendental worth a call (see the module doc).
 pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
-    let body = kernel.body();
+    let extent = kernel
+        .parallel()
+        .iter()
+        .rev()
+        .find(|l| l.extent > 1)?
+        .extent;
+    block_plan(kernel.body(), extent, types)
+}
+
+/// The strips of `body`, run by a loop of `extent` points (the innermost parallel loop, or a `for` nest's innermost
+/// loop), or `None`.
+fn block_plan(body: &Block, extent: usize, types: &ValueTypes) -> Option<StripPlan> {
     // The operands of every top-level let, by value index.
     let mut operands: HashMap<usize, Vec<ValueId>> = HashMap::new();
     let mut ops = Vec::new();
@@ -116,6 +146,11 @@ pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
     if ops.is_empty() || TRANSCENDENTAL_COST * ops.len() < others {
         return None;
     }
+    let step = PASS_STEP as usize;
+    let len = extent / extent.div_ceil(MAX_STRIP) / step * step;
+    if len < MIN_STRIP {
+        return None;
+    }
     let cone = Block {
         insts: body
             .insts
@@ -124,7 +159,11 @@ pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
             .cloned()
             .collect(),
     };
-    Some(StripPlan { ops, cone })
+    Some(StripPlan {
+        ops,
+        len: len as i64,
+        cone,
+    })
 }
 
 /// `value` and every top-level let it depends on (by index); values from elsewhere have no operands here.
@@ -139,8 +178,94 @@ fn dependencies(value: ValueId, operands: &HashMap<usize, Vec<ValueId>>) -> Hash
     seen
 }
 
+/// A kernel's top-level strips and the imports of the wide routines its strips call.
+pub(super) type WideCalls = (Option<StripPlan>, Vec<(WideFunc, FuncId)>);
+
+/// The strips of `kernel`'s elementwise loop (if any) and the imports of the wide routines that it and the kernel's
+/// `for` nests call ([`nest_plan`]), where the module calls wide routines (see [`JitModule::wide`]); `None` where
+/// nothing calls one.
+pub(super) fn wide_imports(
+    jit: &mut JitModule,
+    kernel: &Kernel,
+    types: &ValueTypes,
+    vectorize: Option<&super::vector::Plan>,
+) -> Result<Option<WideCalls>, BackendError> {
+    if jit.wide().is_none() || !jit.math().has_fma() {
+        return Ok(None);
+    }
+    // The top-level strips live in the elementwise f32x4 loop, which a kernel with a reduction doesn't have.
+    let elementwise = vectorize.is_some_and(|p| !p.reduces);
+    let top = if elementwise {
+        plan(kernel, types)
+    } else {
+        None
+    };
+    let mut funcs: Vec<WideFunc> = top
+        .iter()
+        .flat_map(|p| p.ops.iter().map(|op| op.func))
+        .collect();
+    kernel.body().visit(&mut |inst| {
+        if let Inst::For { loops, body } = inst {
+            if let Some(nest) = nest_plan(loops, body, types) {
+                funcs.extend(nest.ops.iter().map(|op| op.func));
+            }
+        }
+    });
+    let mut imports = Vec::new();
+    for func in funcs {
+        if imports.iter().any(|(f, _)| *f == func) {
+            continue;
+        }
+        let id = jit
+            .wide_routine(func)?
+            .expect("the module calls wide routines (checked above)");
+        imports.push((func, id));
+    }
+    Ok((!imports.is_empty()).then_some((top, imports)))
+}
+
+/// The strips of a `for` nest that the vector loops run ([`super::vector::nested_plan`]), along its innermost loop.
+pub(super) fn nest_plan(loops: &[Loop], body: &Block, types: &ValueTypes) -> Option<StripPlan> {
+    super::vector::nested_plan(loops, body, None, types)?;
+    block_plan(body, loops.last()?.extent, types)
+}
+
+/// A reference in the function under construction to the wide routine `id` of the module:
+/// `extern "C" fn(src: ptr, dst: ptr, n: ptr)` (what `cranelift_module`'s `declare_func_in_func` builds, without the
+/// module, which `JitModule::compile_function` holds).
+pub(super) fn import_function(b: &mut FunctionBuilder<'_>, id: FuncId, ptr: Type) -> FuncRef {
+    let mut sig = Signature::new(b.func.signature.call_conv);
+    sig.params
+        .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
+    let signature = b.import_signature(sig);
+    let name = b.func.declare_imported_user_function(UserExternalName {
+        namespace: 0,
+        index: id.as_u32(),
+    });
+    b.import_function(ExtFuncData {
+        name: ExternalName::user(name),
+        signature,
+        colocated: false,
+        patchable: false,
+    })
+}
+
+/// `; fn0 = kiln_wide_tanh, ..`: which runtime routine each external name of a dump is (`prefix`: `fn` in CLIF,
+/// `userextname` in machine code), or nothing when the kernel calls none.
+pub(super) fn callee_legend(callees: &[&str], prefix: &str) -> String {
+    if callees.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = callees
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{prefix}{i} = {name}"))
+        .collect();
+    format!("; calls: {}\n", names.join(", "))
+}
+
 impl Emitter<'_, '_> {
-    /// From the current block: `strip(j): passes 1-3 on [j, j + STRIP); j += STRIP; brif j + STRIP <= jend,
+    /// From the current block: `strip(j): passes 1-3 on [j, j + len); j += len; brif j + len <= jend,
     /// strip(j), done`, behind an entry check (see the module doc). `hoisted` are the loads that don't move with `j`.
     /// Leaves `j` at the first point no strip ran.
     pub(super) fn strip_loop(
@@ -151,8 +276,35 @@ impl Emitter<'_, '_> {
         hoisted: &HashMap<usize, Value>,
         done: ClifBlock,
     ) {
+        let len = strips.len;
+        let strip_block = self.b.create_block();
+        let j_now = self.get_var(j);
+        let j_after = self.b.ins().iadd_imm_s(j_now, len);
+        let fits = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
+        self.b.ins().brif(fits, strip_block, &[], done, &[]);
+
+        self.b.switch_to_block(strip_block);
+        let j0 = self.get_var(j);
+        self.strip(strips, j, j0, hoisted, self.kernel.body());
+        self.next_if_fits(j, j0, len, jend, strip_block, done);
+    }
+
+    /// One strip `[v0, v0 + len)` of the loop over `v` (which it leaves at some point of the strip): passes 1-3 of
+    /// the module doc on `body`, whose lets that don't move with `v` are in `hoisted`.
+    pub(super) fn strip(
+        &mut self,
+        strips: &StripPlan,
+        v: Var,
+        v0: Value,
+        hoisted: &HashMap<usize, Value>,
+        body: &Block,
+    ) {
         let ptr = self.ptr;
-        let bytes = u32::try_from(STRIP * 4).expect("a strip's slot is small");
+        let len = strips.len;
+        let bytes = u32::try_from(len * 4).expect("a strip's slot is small");
         let slots: Vec<_> = strips
             .ops
             .iter()
@@ -167,19 +319,8 @@ impl Emitter<'_, '_> {
             .iter()
             .map(|op| self.wide_callees[&op.func])
             .collect();
-        let strip_block = self.b.create_block();
-        let j_now = self.get_var(j);
-        let j_after = self.b.ins().iadd_imm_s(j_now, STRIP);
-        let fits = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedLessThanOrEqual, j_after, jend);
-        self.b.ins().brif(fits, strip_block, &[], done, &[]);
-
-        self.b.switch_to_block(strip_block);
-        let j0 = self.get_var(j);
         // 1. The arguments, into the slots.
-        self.strip_pass(j, j0, &mut |e, offset| {
+        self.strip_pass(v, v0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
             e.vector_block(&strips.cone, &mut values);
             for (op, &slot) in strips.ops.iter().zip(&slots) {
@@ -189,14 +330,14 @@ impl Emitter<'_, '_> {
                     .store(slot_flags(), values[&op.arg.index()], addr, 0);
             }
         });
-        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, STRIP).
+        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, len).
         for (&callee, &slot) in callees.iter().zip(&slots) {
             let addr = self.b.ins().stack_addr(ptr, slot, 0);
-            let n = self.b.ins().iconst(ptr, STRIP);
+            let n = self.b.ins().iconst(ptr, len);
             self.b.ins().call(callee, &[addr, addr, n]);
         }
         // 3. The body, with the transcendentals' values from the slots.
-        self.strip_pass(j, j0, &mut |e, offset| {
+        self.strip_pass(v, v0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
             for (op, &slot) in strips.ops.iter().zip(&slots) {
                 let addr = e.b.ins().stack_addr(ptr, slot, 0);
@@ -204,15 +345,13 @@ impl Emitter<'_, '_> {
                 let v = e.b.ins().load(types::F32X4, slot_flags(), addr, 0);
                 values.insert(op.id.index(), v);
             }
-            let kernel = e.kernel;
-            e.vector_block(kernel.body(), &mut values);
+            e.vector_block(body, &mut values);
         });
-        self.next_if_fits(j, j0, STRIP, jend, strip_block, done);
     }
 
     /// `pass(i): for each of 4 copies: j = j0 + i + 4·copy; emit(byte offset of point j - j0 in a slot);
-    /// i += 16; brif i < STRIP, pass(i), after` — one pass over the strip from `j0`, continuing in `after`.
-    fn strip_pass(&mut self, j: Var, j0: Value, emit: &mut dyn FnMut(&mut Self, Value)) {
+    /// i += 16; brif i < len, pass(i), after` — one pass over the strip from `j0`, continuing in `after`.
+    fn strip_pass(&mut self, j: Var, j0: Value, len: i64, emit: &mut dyn FnMut(&mut Self, Value)) {
         let pass = self.b.create_block();
         let after = self.b.create_block();
         let i_var = self.b.declare_var(self.ptr);
@@ -231,7 +370,7 @@ impl Emitter<'_, '_> {
         }
         let i1 = self.b.ins().iadd_imm_s(i, PASS_STEP);
         self.b.def_var(i_var, i1);
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i1, STRIP);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i1, len);
         self.b.ins().brif(more, pass, &[], after, &[]);
         self.b.switch_to_block(after);
     }

@@ -481,7 +481,20 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let wide = unroll as i64 * lanes;
             let wide_end = extent / wide * wide;
             let mut k_at = 0;
-            if unroll > 1 && wide_end > 0 {
+            // A `for` nest's strips first ([`super::strips`]; a multiple of `wide` points), where it has them.
+            if let Some(strips) = e.nest_strips.take() {
+                let len = strips.len();
+                let strips_end = extent / len * len;
+                e.nested_lane_var = Some(k);
+                e.step_loop(k, len, strips_end, &mut |e| {
+                    let k0 = e.get_var(k);
+                    e.strip(&strips, k, k0, &hoisted, body);
+                    e.set_var(k, k0);
+                });
+                k_at = strips_end;
+                e.nest_strips = Some(strips);
+            }
+            if unroll > 1 && wide_end > k_at {
                 e.nested_lane_var = Some(k);
                 e.step_loop(k, wide, wide_end, &mut |e| {
                     let k0 = e.get_var(k);
