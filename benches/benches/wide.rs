@@ -3,12 +3,19 @@
 //!
 //! `cargo bench -p kiln-benches --bench wide` (about a minute; `-- exp` for one function). Criterion prints each
 //! measurement; at the end a table gives ns per element and the speed-up of each level over CLIF.
+//!
+//! Then W1, W2 and W9 compiled with and without `Options::wide_math` (strip-mined kernels calling the routines),
+//! run alternately in the same process (so that both see the same machine load), with the median time of each and
+//! their ratio (`-- --no-workloads` skips them; `-- --only-workloads` runs only them).
 
 use criterion::{Criterion, Throughput};
 use kiln::backend::cpu::jit::{JitModule, MapKernel};
 use kiln::backend::cpu::math::MathEmitter;
+use kiln::{Options, Session, Tensor};
+use kiln_benches::{normal_tensor, softmax_graph, w1_graph, W1_LEN, W2_SHAPE};
 use kiln_runtime::wide::{self, Isa, Routines};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -59,6 +66,13 @@ fn median(id: &str) -> Option<f64> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--no-workloads") {
+        workloads();
+    }
+    if args.iter().any(|a| a == "--only-workloads") {
+        return;
+    }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
@@ -126,5 +140,65 @@ fn main() {
             }
         }
         println!();
+    }
+}
+
+/// W1, W2 and W9 (exact GELU on 16,777,216 f32) with `Options::wide_math` off and on: `ROUNDS` runs of each,
+/// alternating, then the medians.
+fn workloads() {
+    const ROUNDS: usize = 30;
+    let gelu = {
+        let mut b = kiln::Builder::new("w9");
+        let x = b
+            .data("x", kiln::TensorType::f32(&[W1_LEN]))
+            .expect("W9 builds");
+        let y = b.gelu(x, kiln::ir::GeluApprox::None).expect("W9 builds");
+        b.output("y", y).expect("W9 builds");
+        b.finish()
+    };
+    let cases = [
+        (
+            "W1 fused",
+            w1_graph(W1_LEN).expect("W1 builds"),
+            normal_tensor(&[W1_LEN], 1, 1.0),
+        ),
+        (
+            "W2 softmax",
+            softmax_graph(W2_SHAPE[0], W2_SHAPE[1]).expect("W2 builds"),
+            normal_tensor(&W2_SHAPE, 2, 1.0),
+        ),
+        ("W9 GELU", gelu, normal_tensor(&[W1_LEN], 3, 3.0)),
+    ];
+    let isa = wide::isa().map_or_else(|e| e.to_string(), |isa| isa.name().to_owned());
+    println!("strip-mined kernels (Options::wide_math, routines: {isa}) against the CLIF kernels, {ROUNDS} alternating runs each, median ms:");
+    for (name, graph, x) in cases {
+        let session = |wide_math: bool| {
+            let options = Options {
+                wide_math,
+                ..Options::default()
+            };
+            let exe = kiln::compile(&graph, &options).expect("the workload compiles");
+            Session::new(exe, &HashMap::new()).expect("no resident inputs")
+        };
+        let (mut clif, mut strips) = (session(false), session(true));
+        let inputs: [Tensor; 1] = [x];
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..ROUNDS {
+            for (k, s) in [&mut clif, &mut strips].into_iter().enumerate() {
+                let started = Instant::now();
+                s.step(black_box(&inputs)).expect("inputs fit");
+                times[k].push(started.elapsed().as_secs_f64());
+            }
+        }
+        let [a, b] = times.map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        });
+        println!(
+            "{name:<12} CLIF {:>8.3} ms   strips {:>8.3} ms   time ratio {:.2}",
+            a * 1e3,
+            b * 1e3,
+            b / a
+        );
     }
 }

@@ -15,7 +15,8 @@
 //! - [`session`]: [`Session`], a training loop's resident parameters and optimizer state, updated in place.
 //! - [`vulkan`]: SPIR-V compute programs on a Vulkan device (the GPU path), on `ash` with the loader opened at run time.
 //!
-//! Every `unsafe` block is at the native-code boundary: calling a kernel, the GEMM on raw buffers, or Vulkan.
+//! Every `unsafe` block is at the native-code boundary: calling a kernel, the GEMM on raw buffers, Vulkan, or the
+//! wide routines on raw strips (`wide`, whose levels' target features are checked before any is called).
 
 pub mod buffer;
 pub mod collective;

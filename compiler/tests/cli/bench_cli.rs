@@ -93,3 +93,28 @@ fn bench_rejects_zero_iterations_and_lowered_stages() {
         assert!(run.stderr.contains("error:"), "{}", run.stderr);
     }
 }
+
+/// The ISA line names the wide routines' level, and a `KILN_WIDE_ISA` that names no level is reported there (the
+/// benchmark still runs, on the inline CLIF math), as is a level the strips don't use (`scalar`).
+#[test]
+fn bench_reports_the_wide_routines_level_or_why_there_is_none() {
+    let file = graph_file("wide_isa");
+    for (isa, want) in [
+        ("avx1024", "wide math: unknown wide-routine ISA `avx1024`"),
+        ("scalar", "wide math: scalar (unused: "),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["bench", file.to_str().unwrap(), "--iters", "1"])
+            .env("KILN_WIDE_ISA", isa)
+            .env("KILN_WIDE_STRIPS", "1")
+            .output()
+            .expect("kiln runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{isa}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(want), "{isa}:\n{stdout}");
+    }
+}

@@ -11,9 +11,10 @@
 //! ([`lanes`]), so every lane gets the same bits as the CLIF `f32x4` code on a host with FMA, whatever the level,
 //! the vector width and the thread count (NaN payloads aside: any NaN may come out where CLIF gives a NaN). Checked
 //! by `compiler/tests/cpu/cpu_wide.rs` (a sampled sweep, every level the host has) and by
-//! `cargo run --release --example math_sweep -- --wide` (all 2^32 inputs). A host without FMA runs CLIF's
-//! fmul + fadd variant, whose bits these routines do not reproduce: the JIT uses them only where its own math
-//! emitter has FMA.
+//! `cargo run --release --example math_sweep -- --wide` (all 2^32 inputs; on the AVX-512 VM of `benches/README.md`,
+//! 2026-12-03: no input differs for `exp`, `log`, `tanh` and `logistic` at `scalar`, `avx2` and `avx512`). A host
+//! without FMA runs CLIF's fmul + fadd variant, whose bits these routines do not reproduce: the JIT uses them only
+//! where its own math emitter has FMA.
 //!
 //! Dispatch: [`routines`] picks the widest level the host has (AVX-512 needs `avx512f`, `avx512bw`, `avx512dq`,
 //! `avx512vl` and `fma`; AVX2 needs `avx2` and `fma`), or the level named by the environment variable

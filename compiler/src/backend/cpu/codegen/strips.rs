@@ -330,7 +330,9 @@ impl Emitter<'_, '_> {
                     .store(slot_flags(), values[&op.arg.index()], addr, 0);
             }
         });
-        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, len).
+        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, len). Sound: each reads and writes the `len`
+        // f32 of its own slot (`src == dst` is allowed), and its level's features are the host's (a `Routines` table
+        // exists only for such a level).
         for (&callee, &slot) in callees.iter().zip(&slots) {
             let addr = self.b.ins().stack_addr(ptr, slot, 0);
             let n = self.b.ins().iconst(ptr, len);
