@@ -153,7 +153,7 @@ pub struct Options {
     /// Strip-mine the CPU's elementwise kernels whose cost is transcendentals, which then run in the runtime's wide
     /// routines (`kiln_runtime::wide`: AVX2 or AVX-512 where Cranelift emits f32x4;
     /// `backend::cpu::codegen::strips`). Only where the host has FMA and AVX2 or AVX-512; outputs are bit-identical
-    /// either way. Off by default while it is new, unless the environment variable `KILN_WIDE_STRIPS` is `1`.
+    /// either way. On by default; the environment variable `KILN_WIDE_STRIPS=0` turns it off.
     pub wide_math: bool,
 }
 

@@ -79,7 +79,7 @@ fn wide_math(options: &kiln::Options) -> String {
         .unwrap_or(false);
     let use_ = match (usable, options.wide_math) {
         (true, true) => "strip-mined kernels call them",
-        (true, false) => "unused: Options::wide_math is off; KILN_WIDE_STRIPS=1 turns it on",
+        (true, false) => "unused: Options::wide_math is off (KILN_WIDE_STRIPS=0)",
         (false, _) => "unused: the JIT needs FMA and AVX2 or AVX-512 for them",
     };
     format!("{isa} ({use_})")

@@ -53,7 +53,7 @@
 //! every point with the same operations, so a point's result doesn't depend on which loop ran it, and outputs are
 //! bit-identical for any chunking and thread count.
 //!
-//! With [`crate::Options::wide_math`] (off by default; `KILN_WIDE_STRIPS=1`), on a host with FMA and AVX2 or
+//! With [`crate::Options::wide_math`] (on by default; `KILN_WIDE_STRIPS=0` turns it off), on a host with FMA and AVX2 or
 //! AVX-512, the elementwise f32x4 loop of a kernel whose cost is its f32 transcendentals (W1's `logistic` and
 //! `tanh`, GELU's `erf`, in a loop kernel or a matmul epilogue) first runs strips of up to 512 points ([`strips`]): the
 //! transcendentals' arguments into stack slots, a call of the runtime's wide routine per transcendental (8 or 16

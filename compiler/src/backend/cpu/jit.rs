@@ -125,8 +125,7 @@ impl JitModule {
 
     /// The runtime's wide math routines that kernels compiled here may call: `Some` when the host has FMA (the
     /// routines reproduce the math library's FMA code only) and the process's level
-    /// ([`kiln_runtime::wide::routines`]) is AVX2 or AVX-512, and `KILN_WIDE_STRIPS` is set to `1` (the strip-mined
-    /// kernels are new: opt-in until measured on more hosts).
+    /// ([`kiln_runtime::wide::routines`]) is AVX2 or AVX-512, unless `KILN_WIDE_STRIPS` is `0`.
     pub fn wide(&self) -> Option<&'static Routines> {
         self.wide
     }
@@ -323,9 +322,10 @@ impl Drop for JitModule {
     }
 }
 
-/// Whether kernels call the wide routines unless told otherwise: the environment variable `KILN_WIDE_STRIPS` is `1`.
+/// Whether kernels call the wide routines unless told otherwise: yes, unless the environment variable
+/// `KILN_WIDE_STRIPS` is `0` (the whole test suite passes either way, bit for bit where it compares bits).
 pub fn wide_strips_by_default() -> bool {
-    std::env::var("KILN_WIDE_STRIPS").as_deref() == Ok("1")
+    std::env::var("KILN_WIDE_STRIPS").as_deref() != Ok("0")
 }
 
 /// The symbol JIT code calls the wide routine of `func` by.
