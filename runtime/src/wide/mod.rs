@@ -12,7 +12,7 @@
 //! the vector width and the thread count (NaN payloads aside: any NaN may come out where CLIF gives a NaN). Checked
 //! by `compiler/tests/cpu/cpu_wide.rs` (a sampled sweep, every level the host has) and by
 //! `cargo run --release --example math_sweep -- --wide` (all 2^32 inputs; on the AVX-512 VM of `benches/README.md`,
-//! 2026-12-03: no input differs for `exp`, `log`, `tanh` and `logistic` at `scalar`, `avx2` and `avx512`). A host
+//! 2026-12-03: no input differs, for any of the seven functions, at `scalar`, `avx2` or `avx512`). A host
 //! without FMA runs CLIF's fmul + fadd variant, whose bits these routines do not reproduce: the JIT uses them only
 //! where its own math emitter has FMA.
 //!
