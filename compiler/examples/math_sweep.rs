@@ -15,7 +15,7 @@ mod math_check;
 use kiln::backend::cpu::jit::{JitModule, MapKernel};
 use kiln::backend::cpu::math::MathEmitter;
 use kiln_runtime::wide;
-use math_check::{ulp_error_f32, Func, Worst};
+use math_check::{ulp_error_f32, Func, MathCheck, Worst};
 
 const CHUNK: u64 = 1 << 22;
 
@@ -183,10 +183,6 @@ fn sweep_wide(
     routines: &'static wide::Routines,
     step: u64,
 ) -> (u64, u64, Option<(f32, f32, f32)>) {
-    let wide_func = wide::Func::ALL
-        .into_iter()
-        .find(|f| f.name() == func.name())
-        .expect("every math function has a wide routine");
     let chunks: Vec<u64> = (0..(1u64 << 32)).step_by(CHUNK as usize).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -209,7 +205,7 @@ fn sweep_wide(
                         let mut want = vec![0.0; inputs.len()];
                         jit.run_map(&kernel, &[&inputs], &mut want).expect("run");
                         let mut got = vec![0.0; inputs.len()];
-                        routines.apply(wide_func, &inputs, &mut got);
+                        routines.apply(func, &inputs, &mut got);
                         count += inputs.len() as u64;
                         for ((&x, &g), &w) in inputs.iter().zip(&got).zip(&want) {
                             if g.to_bits() != w.to_bits() && !(g.is_nan() && w.is_nan()) {

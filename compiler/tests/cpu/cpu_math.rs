@@ -2,7 +2,7 @@
 //! the IR's edge cases bit for bit, the vector loop against its scalar tail, and the harness's own contracts.
 //! The sweep over all 2^32 f32 inputs is `cargo run --release --example math_sweep`.
 
-use crate::support::math_check::{self, specials_f32, ulp_error_f32, Func};
+use crate::support::math_check::{self, specials_f32, ulp_error_f32, Func, MathCheck};
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 use kiln::backend::cpu::jit::{JitModule, MapKernel};

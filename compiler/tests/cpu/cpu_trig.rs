@@ -3,7 +3,7 @@
 //! domain), finite results beyond it, and the vector loop against its scalar tail, with and without FMA. The whole
 //! range of f32 is swept by `cpu_math`'s stride sweep and `examples/math_sweep.rs`.
 
-use crate::support::math_check::{self, specials_f32, Func};
+use crate::support::math_check::{self, specials_f32, Func, MathCheck};
 use kiln::backend::cpu::jit::{JitModule, MapKernel};
 use kiln::backend::cpu::math::MathEmitter;
 

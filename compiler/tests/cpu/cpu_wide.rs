@@ -3,23 +3,10 @@
 //! beside lanes that send a chunk down `exp`'s full path, every tail length, and in place. The sweep over all 2^32
 //! inputs is `cargo run --release --example math_sweep -- --wide`.
 
-use crate::support::math_check::{specials_f32, Func};
+use crate::support::math_check::{specials_f32, Func, MathCheck};
 use kiln::backend::cpu::jit::{JitModule, MapKernel};
 use kiln::backend::cpu::math::MathEmitter;
 use kiln_runtime::wide::{self, Isa, IsaError, Routines};
-
-/// The wide routine of `func`.
-fn wide_func(func: Func) -> wide::Func {
-    match func {
-        Func::Exp => wide::Func::Exp,
-        Func::Log => wide::Func::Log,
-        Func::Tanh => wide::Func::Tanh,
-        Func::Logistic => wide::Func::Logistic,
-        Func::Erf => wide::Func::Erf,
-        Func::Sin => wide::Func::Sin,
-        Func::Cos => wide::Func::Cos,
-    }
-}
 
 /// The levels this host runs (always `scalar`; `avx2` and `avx512` where it has them).
 fn host_levels() -> Vec<&'static Routines> {
@@ -117,10 +104,10 @@ fn wide_routines_have_the_bits_of_the_clif_library_with_fma() {
             jit.run_map(&kernel, &[data], &mut want).unwrap();
             for routines in host_levels() {
                 let mut got = vec![0.0; data.len()];
-                routines.apply(wide_func(func), data, &mut got);
+                routines.apply(func, data, &mut got);
                 let what = format!("{} ({})", func.name(), routines.isa());
                 assert_same(&what, data, &got, &want);
-                routines.apply_in_place(wide_func(func), &mut got);
+                routines.apply_in_place(func, &mut got);
                 let mut want_twice = vec![0.0; data.len()];
                 jit.run_map(&kernel, &[&want], &mut want_twice).unwrap();
                 assert_same(&format!("{what}, in place"), &want, &got, &want_twice);
@@ -150,7 +137,7 @@ fn every_length_and_offset_gives_the_same_bits() {
                 for len in 0..=(data.len() - offset) {
                     let range = offset..offset + len;
                     let mut got = vec![f32::NAN; len];
-                    routines.apply(wide_func(func), &data[range.clone()], &mut got);
+                    routines.apply(func, &data[range.clone()], &mut got);
                     let what = format!("{} ({}), {range:?}", func.name(), routines.isa());
                     assert_same(&what, &data[range.clone()], &got, &want[range]);
                 }

@@ -4,43 +4,23 @@
 use kiln::backend::cpu::jit::{JitModule, MapElement, MapKernel};
 use kiln::backend::cpu::math::MathEmitter;
 
-/// A transcendental function of the math library, with its reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Func {
-    Exp,
-    Log,
-    Tanh,
-    Logistic,
-    Erf,
-    Sin,
-    Cos,
+/// The transcendental functions of the math library: the runtime's list of the functions with a wide routine (the
+/// same seven), so the CLIF and wide sweeps name one set.
+pub use kiln_runtime::wide::Func;
+
+/// What the accuracy checks know of each [`Func`]: its bound, its accurate domain, its f64 reference and its CLIF
+/// map kernel.
+pub trait MathCheck: Copy {
+    fn f32_bound(self) -> f64;
+    fn accurate_below(self, f32: bool, fma: bool) -> f64;
+    fn reference(self, x: f64) -> f64;
+    fn compile<T: MapElement>(self, jit: &mut JitModule) -> MapKernel<T>;
+    fn compile_with<T: MapElement>(self, jit: &mut JitModule, math: MathEmitter) -> MapKernel<T>;
 }
 
-impl Func {
-    pub const ALL: [Func; 7] = [
-        Func::Exp,
-        Func::Log,
-        Func::Tanh,
-        Func::Logistic,
-        Func::Erf,
-        Func::Sin,
-        Func::Cos,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Func::Exp => "exp",
-            Func::Log => "log",
-            Func::Tanh => "tanh",
-            Func::Logistic => "logistic",
-            Func::Erf => "erf",
-            Func::Sin => "sin",
-            Func::Cos => "cos",
-        }
-    }
-
+impl MathCheck for Func {
     /// The promised bound in f32 ulps.
-    pub fn f32_bound(self) -> f64 {
+    fn f32_bound(self) -> f64 {
         match self {
             Func::Exp | Func::Log => 4.0,
             Func::Tanh | Func::Logistic => 8.0,
@@ -55,7 +35,7 @@ impl Func {
     /// (`math/trig.rs`) is exact only while `n = round(x·2/π)` is (f32 with FMA: `|n| < 2^22`; f64 with FMA: `2^51`)
     /// and, without FMA, while the products `n·cᵢ` are (f32: `|n| < 2^13`, f64: `|n| < 2^20`). Beyond it a result
     /// need only be finite and within [-1, 1].
-    pub fn accurate_below(self, f32: bool, fma: bool) -> f64 {
+    fn accurate_below(self, f32: bool, fma: bool) -> f64 {
         match (self, f32, fma) {
             (Func::Sin | Func::Cos, true, true) => 4_194_304.0,
             (Func::Sin | Func::Cos, true, false) => 8192.0,
@@ -67,7 +47,7 @@ impl Func {
 
     /// The function in f64 (Rust's, within an ulp of the true value; logistic as the interpreter evaluates it; erf is
     /// libm's, as the interpreter's).
-    pub fn reference(self, x: f64) -> f64 {
+    fn reference(self, x: f64) -> f64 {
         match self {
             Func::Exp => x.exp(),
             Func::Log => x.ln(),
@@ -87,17 +67,13 @@ impl Func {
     }
 
     /// Compiles `out[i] = f(in[i])` into `jit` (not finalized).
-    pub fn compile<T: MapElement>(self, jit: &mut JitModule) -> MapKernel<T> {
+    fn compile<T: MapElement>(self, jit: &mut JitModule) -> MapKernel<T> {
         let math = jit.math();
         self.compile_with(jit, math)
     }
 
     /// Compiles `out[i] = f(in[i])` into `jit` with the given emitter (not finalized).
-    pub fn compile_with<T: MapElement>(
-        self,
-        jit: &mut JitModule,
-        math: MathEmitter,
-    ) -> MapKernel<T> {
+    fn compile_with<T: MapElement>(self, jit: &mut JitModule, math: MathEmitter) -> MapKernel<T> {
         let fma = if math == MathEmitter::with_fma(true) {
             "fma"
         } else {
