@@ -5,7 +5,6 @@
 
 use kiln::backend::spirv::{Device, SpirvKernel};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// `KILN_REQUIRE_VULKAN=1`: a missing device or `spirv-val` fails instead of skipping.
@@ -40,16 +39,18 @@ pub fn validate(kernels: &[SpirvKernel]) -> bool {
         );
         return false;
     }
-    // One file per call: tests run on parallel threads.
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let call = CALLS.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("kiln-spv-{}-{call}.spv", std::process::id()));
     for k in kernels {
+        // A scratch file per kernel (tests run on parallel threads), removed when dropped, even by a failed assert.
+        let mut file = tempfile::Builder::new()
+            .prefix("kiln-spv-")
+            .suffix(".spv")
+            .tempfile()
+            .unwrap();
         let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        std::fs::write(&path, bytes).unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
         let out = Command::new("spirv-val")
             .args(["--target-env", "vulkan1.1"])
-            .arg(&path)
+            .arg(file.path())
             .output()
             .unwrap();
         assert!(
@@ -60,6 +61,5 @@ pub fn validate(kernels: &[SpirvKernel]) -> bool {
             k.disassemble()
         );
     }
-    let _ = std::fs::remove_file(&path);
     true
 }

@@ -284,16 +284,15 @@ mod tests {
     use super::*;
     use npyz::WriterBuilder;
     use std::io::{Cursor, Write};
-    use std::path::PathBuf;
     use zip::write::SimpleFileOptions;
     use zip::{CompressionMethod, ZipWriter};
 
-    /// A scratch directory for one test, empty at the start.
-    fn scratch(test: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("kiln-npz-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A scratch directory for one test, empty at the start and removed when dropped.
+    fn scratch(test: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("kiln-npz-{test}-"))
+            .tempdir()
+            .unwrap()
     }
 
     /// One `.npy` member: its bytes as `np.save` writes them.
@@ -331,7 +330,8 @@ mod tests {
 
     /// The message of loading one file holding `members`.
     fn error_of(test: &str, members: &[(&str, Vec<u8>)]) -> String {
-        let path = scratch(test).join("bad.npz");
+        let dir = scratch(test);
+        let path = dir.path().join("bad.npz");
         write_npz(&path, members, CompressionMethod::Stored);
         let err = load_split(&path).unwrap_err();
         assert!(matches!(&err, DataError::Npz { path: p, .. } if *p == path));
@@ -346,7 +346,7 @@ mod tests {
     fn features_round_trip_stored_and_deflated() {
         let dir = scratch("features");
         let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 1.0).collect();
-        let (train, test) = (dir.join("train.npz"), dir.join("test.npz"));
+        let (train, test) = (dir.path().join("train.npz"), dir.path().join("test.npz"));
         write_npz(
             &train,
             &members(&[4, 3], &x, &[0, 2, 1, 2]),
@@ -381,7 +381,7 @@ mod tests {
                 (100 * n + 10 * c + 3 * h + w) as f32
             })
             .collect();
-        let (train, test) = (dir.join("train.npz"), dir.join("test.npz"));
+        let (train, test) = (dir.path().join("train.npz"), dir.path().join("test.npz"));
         write_npz(
             &train,
             &members(&[3, 2, 2, 3], &x, &[0, 1, 0]),
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn other_arrays_are_ignored_and_big_endian_reads() {
         let dir = scratch("extra");
-        let path = dir.join("a.npz");
+        let path = dir.path().join("a.npz");
         // A big-endian `>f4` x, as a file from another machine may hold, must read as the same numbers.
         let mut x_be = Vec::new();
         let mut writer = npyz::WriteOptions::new()
@@ -552,7 +552,7 @@ mod tests {
     #[test]
     fn train_and_test_must_agree_on_the_sample_shape() {
         let dir = scratch("shapes");
-        let (train, test) = (dir.join("train.npz"), dir.join("test.npz"));
+        let (train, test) = (dir.path().join("train.npz"), dir.path().join("test.npz"));
         write_npz(
             &train,
             &members(&[1, 4], &[0.0; 4], &[0]),
@@ -577,7 +577,7 @@ mod tests {
     #[test]
     fn unreadable_and_foreign_files_are_named() {
         let dir = scratch("foreign");
-        let not_zip = dir.join("x.npy");
+        let not_zip = dir.path().join("x.npy");
         std::fs::write(&not_zip, npy(&[2], &[1f32, 2.0])).unwrap();
         let err = load_split(&not_zip).unwrap_err().to_string();
         assert!(
@@ -588,7 +588,7 @@ mod tests {
             "{err}"
         );
 
-        let absent = dir.join("absent.npz");
+        let absent = dir.path().join("absent.npz");
         let err = load_split(&absent).unwrap_err().to_string();
         assert!(
             err.starts_with(&format!("{}: cannot read: ", absent.display())),

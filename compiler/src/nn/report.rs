@@ -238,11 +238,12 @@ mod tests {
         assert_eq!(lines.len(), 4);
     }
 
-    fn scratch(test: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("kiln-report-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A scratch directory for one test, removed when dropped (by a failed assert too).
+    fn scratch(test: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("kiln-report-{test}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -257,18 +258,17 @@ mod tests {
     #[test]
     fn write_atomic_replaces_the_file_and_leaves_no_temp() {
         let dir = scratch("replace");
-        let path = dir.join("out.csv");
+        let path = dir.path().join("out.csv");
         write_atomic(&path, b"old").unwrap();
         write_atomic(&path, b"new contents").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new contents");
-        assert_eq!(names(&dir), ["out.csv"]);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(names(dir.path()), ["out.csv"]);
     }
 
     #[test]
     fn a_failed_write_keeps_the_old_file_and_removes_the_temp() {
         let dir = scratch("fail");
-        let path = dir.join("model.safetensors");
+        let path = dir.path().join("model.safetensors");
         write_atomic(&path, b"the good checkpoint").unwrap();
         let err = write_atomic_with(&path, |w| {
             w.write_all(b"half a checkp")?;
@@ -277,10 +277,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "disk full");
         assert_eq!(std::fs::read(&path).unwrap(), b"the good checkpoint");
-        assert_eq!(names(&dir), ["model.safetensors"]);
+        assert_eq!(names(dir.path()), ["model.safetensors"]);
         // A path without a file name is an error, not a panic.
         assert!(write_atomic(Path::new("/"), b"x").is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

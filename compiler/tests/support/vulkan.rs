@@ -4,7 +4,6 @@
 //! device or no `spirv-val`.
 
 use kiln::backend::spirv::{Device, SpirvKernel};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Whether a missing device (or tool) is a failure rather than a skip: `KILN_REQUIRE_VULKAN=1`.
@@ -86,18 +85,18 @@ pub fn validate(kernels: &[SpirvKernel]) {
         eprintln!("not validated: spirv-val is not on PATH");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("kiln-spirv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Tests run on parallel threads and kernels of different graphs share names: one file per call.
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let call = CALLS.fetch_add(1, Ordering::Relaxed);
-    for (i, k) in kernels.iter().enumerate() {
-        let path = dir.join(format!("{call}-{i}-{}.spv", k.name));
+    for k in kernels {
+        // A scratch file per kernel (tests run on parallel threads), removed when dropped, even by a failed assert.
+        let mut file = tempfile::Builder::new()
+            .prefix("kiln-spirv-")
+            .suffix(".spv")
+            .tempfile()
+            .unwrap();
         let bytes: Vec<u8> = k.words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        std::fs::write(&path, bytes).unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
         let out = std::process::Command::new("spirv-val")
             .args(["--target-env", "vulkan1.1"])
-            .arg(&path)
+            .arg(file.path())
             .output()
             .unwrap();
         assert!(
@@ -108,6 +107,5 @@ pub fn validate(kernels: &[SpirvKernel]) {
             String::from_utf8_lossy(&out.stderr),
             k.disassemble()
         );
-        let _ = std::fs::remove_file(&path);
     }
 }

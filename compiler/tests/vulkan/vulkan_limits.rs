@@ -706,8 +706,13 @@ fn kiln_run_of_forty_inputs_on_vulkan_matches_the_interpreter() {
     if !crate::support::vulkan::vulkan_available() {
         return;
     }
-    let path = std::env::temp_dir().join(format!("kiln-limits-{}-sum40.kir", std::process::id()));
-    std::fs::write(&path, kiln::ir::text::print(&sum_of_inputs(40))).unwrap();
+    let file = tempfile::Builder::new()
+        .prefix("kiln-limits-sum40-")
+        .suffix(".kir")
+        .tempfile()
+        .unwrap();
+    let path = file.path();
+    std::fs::write(path, kiln::ir::text::print(&sum_of_inputs(40))).unwrap();
     let run = |backend: &str| {
         let args = [
             std::ffi::OsStr::new("run"),
@@ -718,7 +723,6 @@ fn kiln_run_of_forty_inputs_on_vulkan_matches_the_interpreter() {
         kiln(&args).ok()
     };
     let (interp, vulkan) = (run("interp"), run("vulkan"));
-    let _ = std::fs::remove_file(&path);
     assert_eq!(vulkan, interp);
     assert!(!interp.contains("[0, 0, 0, 0]"), "{interp}");
     let devices = kiln(&["devices"]).ok();
