@@ -204,6 +204,15 @@ def main():
         sys.exit(f"unknown workloads {unknown}; choose from {','.join(ALL)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    benches = []
+    for w in only:
+        if BENCH_OF[w] not in benches:
+            benches.append(BENCH_OF[w])
+    cmd = ["cargo", "bench", "-p", "kiln-benches"]
+    for b in benches:
+        cmd += ["--bench", b]
+    # Build first, so that no compilation runs between the two peer runs (it would heat and load the machine).
+    run(cmd + ["--no-run"])
     started = datetime.datetime.now(datetime.timezone.utc)
 
     if not args.skip_peers:
@@ -217,13 +226,6 @@ def main():
     records = out / "kiln.jsonl"
     records.unlink(missing_ok=True)
     env = dict(os.environ, KILN_BENCH_RECORD=str(records))
-    benches = []
-    for w in only:
-        if BENCH_OF[w] not in benches:
-            benches.append(BENCH_OF[w])
-    cmd = ["cargo", "bench", "-p", "kiln-benches"]
-    for b in benches:
-        cmd += ["--bench", b]
     run(cmd, env=env)
 
     after = {} if args.skip_peers else run_peers(python, args.peers, only, args.full_peers, out / "peers-after.json")
