@@ -213,14 +213,13 @@ impl Builder {
         let w = self.windows(xp, window, &spec.stride, &spec.dilation)?;
         let axes: Vec<isize> = (0..s).map(|d| (2 + s + d) as isize).collect();
         let dims = self.shape(w).to_vec();
-        // Which window element is the maximum: equal to it, or NaN where the maximum is NaN.
+        // Which window element is the maximum: equal to it, or NaN. (The maximum is NaN exactly when the window
+        // holds a NaN, so `w ≠ w` hits only in such a window, where no element equals the maximum.)
         let max = self.reduce_max(w, &axes, true)?;
         let max = self.broadcast(max, &dims)?;
         let equal = self.compare(CmpDir::Eq, w, max)?;
         let w_nan = self.compare(CmpDir::Ne, w, w)?;
-        let max_nan = self.compare(CmpDir::Ne, max, max)?;
-        let both_nan = self.select(w_nan, max_nan, w_nan)?;
-        let hit = self.select(equal, equal, both_nan)?;
+        let hit = self.select(equal, equal, w_nan)?;
         // The row-major position of each element in its window, and the first hit's.
         let mut position = None;
         let mut scale = 1;

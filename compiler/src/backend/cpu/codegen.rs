@@ -110,6 +110,11 @@ use kiln_ir::{BinaryOp, DType};
 use kiln_runtime::wide::Func as WideFunc;
 use std::collections::HashMap;
 
+/// A scalar reduction's nest of at most this many points is unrolled ([`Emitter::reduce_nest`]): 3×3 windows.
+const UNROLL_POINTS: usize = 9;
+/// … when its body, copied once per point, stays under this many instructions.
+const UNROLL_INSTS: usize = 256;
+
 /// How a kernel was compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelCode {
@@ -658,6 +663,26 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// A nest of sequential loops around `body` (nothing when an extent is 0): bottom-tested, row-major.
+    /// A reduction's nest: [`Self::loop_nest`], or, for a nest of at most [`UNROLL_POINTS`] points whose body is
+    /// short, the body once per point with the loop variables constant, in the same row-major order (so the same
+    /// fold, bit for bit). A 2×2 or 3×3 pooling window then costs its loads and folds, not two loops' counters and
+    /// branches and the index arithmetic per point (which the constants fold away).
+    fn reduce_nest(&mut self, loops: &[Loop], body_insts: usize, body: &mut dyn FnMut(&mut Self)) {
+        let points = loops.iter().map(|l| l.extent).product::<usize>();
+        if points == 0 || points > UNROLL_POINTS || points * body_insts > UNROLL_INSTS {
+            return self.loop_nest(loops, body);
+        }
+        for point in 0..points {
+            let mut rest = point;
+            for l in loops.iter().rev() {
+                let at = self.b.ins().iconst(self.ptr, (rest % l.extent) as i64);
+                self.set_var(l.var, at);
+                rest /= l.extent;
+            }
+            body(self);
+        }
+    }
+
     fn loop_nest(&mut self, loops: &[Loop], body: &mut dyn FnMut(&mut Self)) {
         if loops.iter().any(|l| l.extent == 0) {
             return;

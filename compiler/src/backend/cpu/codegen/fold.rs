@@ -95,7 +95,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let acc = self.b.declare_var(Shape::Scalar.ty(dtype));
         let init = self.fold_identity(kind, dtype);
         self.b.def_var(acc, init);
-        self.loop_nest(loops, &mut |e| {
+        self.reduce_nest(loops, body.insts.len(), &mut |e| {
             e.block(body);
             let x = e.value(value);
             let a = e.b.use_var(acc);
@@ -246,7 +246,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let acc = self.b.declare_var(types::F32X4);
         self.b.def_var(acc, init);
         let nan = (ordered && kind == ReduceKind::Max).then(|| self.nan_mask(types::I32X4));
-        self.loop_nest(loops, &mut |e| {
+        self.reduce_nest(loops, body.insts.len(), &mut |e| {
             let mut inner = values.clone();
             e.vector_block(body, &mut inner);
             let x = inner[&value.index()];
