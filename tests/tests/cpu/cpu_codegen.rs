@@ -685,3 +685,78 @@ fn ops_spec_defines_on_floats_only_are_rejected_by_name_on_integers() {
         assert!(clif.is_ok(), "{op:?} on {dtype}: {clif:?}");
     }
 }
+
+/// `x, m: [rows, 2·cols]` read in pairs (`[rows, cols, 2]`): the pair maximum (a 1×2 pooling window), the sum of
+/// `m ? x : -x` over the pair (a bool mask read with stride 2), and the pair's first element (a strided load outside
+/// a reduction). Each loads with stride 2 along the output row.
+fn pairs(rows: usize, cols: usize) -> Graph {
+    let mut b = Builder::new("pairs");
+    let x = b.data("x", TensorType::f32(&[rows, 2 * cols])).unwrap();
+    let m = b
+        .data(
+            "m",
+            TensorType::f32(&[rows, 2 * cols]).with_dtype(kiln::DType::Bool),
+        )
+        .unwrap();
+    let x2 = b.reshape(x, &[rows, cols, 2]).unwrap();
+    let m2 = b.reshape(m, &[rows, cols, 2]).unwrap();
+    let max = b.reduce_max(x2, &[2], false).unwrap();
+    let neg = b.neg(x2).unwrap();
+    let signed = b.select(m2, x2, neg).unwrap();
+    let sum = b.reduce_sum(signed, &[2], false).unwrap();
+    let first = b.slice(x2, &[0, 0, 0], &[rows, cols, 1]).unwrap();
+    let first = b.reshape(first, &[rows, cols]).unwrap();
+    let scaled = b.mul(first, first).unwrap();
+    b.output("max", max).unwrap();
+    b.output("sum", sum).unwrap();
+    b.output("first_squared", scaled).unwrap();
+    b.finish()
+}
+
+/// Loads that move by 2 with the innermost parallel variable (pooling windows of stride 2) run in the f32x4 loop, a
+/// lane gathered at a time, at every width's tail, with the interpreter's bits: a max is exact, a sum of two from the
+/// fold's identity is exact, and a square rounds once.
+#[test]
+fn stride_two_loads_are_gathered_into_vectors_with_the_interpreters_bits() {
+    for rows in [1, 3] {
+        for cols in 1..=13 {
+            let n = rows * 2 * cols;
+            let x: Vec<f32> = (0..n)
+                .map(|i| match i % 9 {
+                    4 => f32::NAN,
+                    7 => -0.0,
+                    _ => ((i as f32 * 0.618_034).fract() - 0.5) * 8.0,
+                })
+                .collect();
+            let m: Vec<bool> = (0..n).map(|i| i % 3 != 1).collect();
+            let graph = pairs(rows, cols);
+            let inputs = [
+                Tensor::from_f32(&[rows, 2 * cols], x).unwrap(),
+                Tensor::from_bool(&[rows, 2 * cols], m).unwrap(),
+            ];
+            if cols >= 4 {
+                let program = kiln::kernel_program(&graph, &options(1)).unwrap();
+                let clif: String = (0..program.kernels.len())
+                    .map(|k| kiln::backend::cpu::codegen::clif_text(&program, k).unwrap())
+                    .collect();
+                assert!(
+                    clif.contains("insertlane") && clif.contains("f32x4"),
+                    "{rows}×{cols}: no gathered f32x4 loads:\n{clif}"
+                );
+            }
+            let expected = interp::run(&graph, &inputs).unwrap();
+            for threads in [1, 3] {
+                let got = run_in_point_chunks(&graph, &inputs, &expected, threads, || {
+                    format!("{rows}×{cols}, {threads} threads")
+                });
+                for (output, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    assert_eq!(
+                        bits(g),
+                        bits(e),
+                        "output {output} of {rows}×{cols}, {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -112,7 +112,10 @@ impl Emitter<'_, '_> {
                         let x = self.b.ins().load(clif_type(dtype), elem_flags(), addr, 0);
                         self.splat(x, dtype)
                     }
-                    Shape::Vector => self.vector_load(addr, dtype),
+                    Shape::Vector => match self.lane_var.map(|j| index.stride_of(j)) {
+                        Some(stride) if stride > 1 => self.strided_vector_load(addr, dtype, stride),
+                        _ => self.vector_load(addr, dtype),
+                    },
                 }
             }
             ScalarOp::LoadOr { buffer, dims, fill } => match shape {
@@ -288,6 +291,34 @@ impl Emitter<'_, '_> {
             });
         }
         mask.expect("four lanes")
+    }
+
+    /// Four lanes `stride` elements apart (a window of a strided pooling: `load b[2·j + …]`), one scalar load per
+    /// lane; each lane is the element its point loads (the vector plan bounds `stride`, so the offsets fit an i32).
+    pub(super) fn strided_vector_load(
+        &mut self,
+        addr: Value,
+        dtype: DType,
+        stride: usize,
+    ) -> Value {
+        let mut vector = None;
+        for lane in 0..Shape::Vector.lanes(dtype) as u8 {
+            let offset = i32::try_from(usize::from(lane) * stride * dtype.size_bytes())
+                .expect("the vector plan bounds the stride");
+            let x = if dtype == DType::Bool {
+                let byte = self.b.ins().uload8(types::I32, elem_flags(), addr, offset);
+                self.b.ins().ineg(byte)
+            } else {
+                self.b
+                    .ins()
+                    .load(clif_type(dtype), elem_flags(), addr, offset)
+            };
+            vector = Some(match vector {
+                None => self.b.ins().splat(Shape::Vector.ty(dtype), x),
+                Some(v) => self.b.ins().insertlane(v, x, lane),
+            });
+        }
+        vector.expect("four lanes")
     }
 
     /// `c ? x : y`: a bool byte selects with `select`; a vector mask lane by lane, with `bitselect`.

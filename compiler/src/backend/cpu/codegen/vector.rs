@@ -4,7 +4,8 @@
 //!
 //! In the f32x4 loop over the innermost parallel dimension, values are f32x4 (f32) or i32x4 masks of all-ones / zero
 //! (bool). A load or store that moves by one element with
-//! the innermost variable `j` is a vector access at `j`; a load that doesn't move with `j` is loaded once per row,
+//! the innermost variable `j` is a vector access at `j` (a load that moves by more, as a stride-2 pooling window
+//! does, is gathered a lane at a time); a load that doesn't move with `j` is loaded once per row,
 //! before the loop, and splatted (inside a reduction, where it may move with the reduction's loops, once per
 //! iteration). A `reduce` over other loops (a column sum) keeps an f32x4 accumulator: lane `l` folds point `j + l`'s
 //! values in the scalar code's order (a max with `maxps` and a NaN mask, then again with `fmax` if that could
@@ -28,6 +29,9 @@ use std::collections::HashMap;
 const LANES: i64 = 4;
 /// Vector accumulators of an f32 reduction ([`nested_plan`]); 1 for f64 and i32 ([`typed_nested_plan`]).
 const UNROLL: usize = 4;
+/// The largest stride (in elements) of a load the f32x4 loop gathers a lane at a time: the lane offsets stay far
+/// inside an i32.
+const MAX_LANE_STRIDE: usize = 1 << 20;
 /// Copies of the body in one iteration of the elementwise f32x4 loop.
 const ELEMENTWISE_UNROLL: usize = 4;
 
@@ -54,7 +58,8 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
         return None;
     }
     let let_ok = |op: &ScalarOp, nested: bool| match op {
-        ScalarOp::Load { index, .. } => index.stride_of(j) <= 1,
+        // Moving by one element with `j`: a vector load; by more (a stride-2 pooling window), a lane at a time.
+        ScalarOp::Load { index, .. } => index.stride_of(j) <= MAX_LANE_STRIDE,
         // Scalar for now: each lane would check its own guards.
         ScalarOp::LoadOr { .. } | ScalarOp::LoadAt { .. } | ScalarOp::Index(_) => false,
         // The scratch is indexed by the parallel point, not by a reduction's variables.
