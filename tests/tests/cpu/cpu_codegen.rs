@@ -760,3 +760,68 @@ fn stride_two_loads_are_gathered_into_vectors_with_the_interpreters_bits() {
         }
     }
 }
+
+/// `max_pool` and its gradient: the forward kernels compute each window's first-maximum position in i32, which
+/// runs in i32x4 lanes of the f32x4 loop (every tail width of the output rows, ties and NaNs in the windows), with
+/// the interpreter's bits on 1 and 3 threads.
+#[test]
+fn max_pool_index_lanes_run_in_i32x4_with_the_interpreters_bits() {
+    use kiln::ir::ConvSpec;
+    // (window, stride, padding) over rows of `width`.
+    for (window, stride, padding) in [(2, 2, 0), (3, 2, 1)] {
+        for width in [8, 10, 18, 19] {
+            let dims = [2, 3, 5, width];
+            let mut b = Builder::new("pool");
+            let x = b.param("x", TensorType::f32(&dims)).unwrap();
+            let spec = ConvSpec::new(2)
+                .stride(&[stride, stride])
+                .padding(&[padding, padding]);
+            let y = b.max_pool(x, &[window, window], &spec).unwrap();
+            let ty = b.ty(y).clone();
+            let r = b.data("r", ty).unwrap();
+            let yr = b.mul(y, r).unwrap();
+            let loss = b.reduce_sum(yr, &[0, 1, 2, 3], false).unwrap();
+            b.output("y", y).unwrap();
+            b.output("loss", loss).unwrap();
+            let graph = kiln::grad(&b.finish(), "loss", &["x"]).unwrap().graph;
+            let n: usize = dims.iter().product();
+            // Few distinct values, so windows tie; a NaN now and then.
+            let x: Vec<f32> = (0..n)
+                .map(|i| match i % 23 {
+                    5 => f32::NAN,
+                    11 => -0.0,
+                    _ => ((i * 7) % 5) as f32 - 2.0,
+                })
+                .collect();
+            let out_dims = graph.ty(graph.outputs()[0].value).dims().to_vec();
+            let m: usize = out_dims.iter().product();
+            let r: Vec<f32> = (0..m).map(|i| 1.0 + (i % 3) as f32 * 0.5).collect();
+            let inputs = [
+                Tensor::from_f32(&dims, x).unwrap(),
+                Tensor::from_f32(&out_dims, r).unwrap(),
+            ];
+            let context =
+                format!("window {window}, stride {stride}, padding {padding}, width {width}");
+            if out_dims[3] >= 4 {
+                let program = kiln::kernel_program(&graph, &options(1)).unwrap();
+                let clif: String = (0..program.kernels.len())
+                    .map(|k| kiln::backend::cpu::codegen::clif_text(&program, k).unwrap())
+                    .collect();
+                assert!(clif.contains("i32x4"), "{context}: no i32x4 lanes");
+            }
+            let expected = interp::run(&graph, &inputs).unwrap();
+            for threads in [1, 3] {
+                let got = run_in_point_chunks(&graph, &inputs, &expected, threads, || {
+                    format!("{context}, {threads} threads")
+                });
+                for (output, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    assert_eq!(
+                        bits(g),
+                        bits(e),
+                        "output {output}: {context}, {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -231,19 +231,21 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// A `reduce` over other loops in the f32x4 parallel loop: lane `l` folds point `j + l`'s values over `loops`
     /// in the scalar code's order; `ordered`: a max folds with [`Self::ordered_max`] and also returns the NaN mask.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn lane_fold(
         &mut self,
         kind: ReduceKind,
+        dtype: DType,
         ordered: bool,
         loops: &[Loop],
         body: &Block,
         value: ValueId,
         values: &HashMap<usize, Value>,
     ) -> (Value, Option<Value>) {
-        let dtype = DType::F32;
+        let ordered = ordered && dtype.is_float();
         let identity = self.fold_identity(kind, dtype);
         let init = self.broadcast(identity, dtype, Shape::Vector);
-        let acc = self.b.declare_var(types::F32X4);
+        let acc = self.b.declare_var(Shape::Vector.ty(dtype));
         self.b.def_var(acc, init);
         let nan = (ordered && kind == ReduceKind::Max).then(|| self.nan_mask(types::I32X4));
         self.reduce_nest(loops, body.insts.len(), &mut |e| {

@@ -182,8 +182,11 @@ impl Emitter<'_, '_> {
                 }
                 // i32 in the vector body of a `reduce`/`for` nest (a causal mask's `index k <= index q`): lane `l`
                 // holds the index at point `k + l`, the value at `k` plus `l` times the index's stride in `k`.
-                Shape::Vector if dtype == DType::I32 && self.nested_lane_var.is_some() => {
-                    let k = self.nested_lane_var.expect("checked");
+                // The same in the f32x4 parallel loop (a pooling window's position), with `j`'s stride.
+                Shape::Vector
+                    if dtype == DType::I32 && self.nested_lane_var.or(self.lane_var).is_some() =>
+                {
+                    let k = self.nested_lane_var.or(self.lane_var).expect("checked");
                     let first = self.index(index);
                     let first = self.b.ins().ireduce(types::I32, first);
                     let first = self.b.ins().splat(types::I32X4, first);

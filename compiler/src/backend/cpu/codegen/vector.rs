@@ -2,8 +2,8 @@
 //! loops that do; every op in them is lowered by the one emitter ([`super::ops`]), reductions fold with
 //! [`super::fold`].
 //!
-//! In the f32x4 loop over the innermost parallel dimension, values are f32x4 (f32) or i32x4 masks of all-ones / zero
-//! (bool). A load or store that moves by one element with
+//! In the f32x4 loop over the innermost parallel dimension, values are f32x4 (f32), i32x4 (i32: indices and the
+//! integer ops that wrap lane by lane as in scalar code) or i32x4 masks of all-ones / zero (bool). A load or store that moves by one element with
 //! the innermost variable `j` is a vector access at `j` (a load that moves by more, as a stride-2 pooling window
 //! does, is gathered a lane at a time); a load that doesn't move with `j` is loaded once per row,
 //! before the loop, and splatted (inside a reduction, where it may move with the reduction's loops, once per
@@ -53,27 +53,44 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
     if types
         .iter()
         .flatten()
-        .any(|t| !matches!(t, DType::F32 | DType::Bool))
+        .any(|t| !matches!(t, DType::F32 | DType::Bool | DType::I32))
     {
         return None;
     }
-    let let_ok = |op: &ScalarOp, nested: bool| match op {
+    let is_i32 = |v: ValueId| types[v.index()] == Some(DType::I32);
+    // i32 lanes (a pooling window's first-maximum index: `index`, `mul`, `add`, `select`, `neg`, `max`) take the
+    // integer ops that have an i32x4 form and wrap as the scalar ones do; nothing converts to or from i32.
+    let let_ok = |op: &ScalarOp, dtype: DType, nested: bool| match op {
         // Moving by one element with `j`: a vector load; by more (a stride-2 pooling window), a lane at a time.
         ScalarOp::Load { index, .. } => index.stride_of(j) <= MAX_LANE_STRIDE,
         // Scalar for now: each lane would check its own guards.
-        ScalarOp::LoadOr { .. } | ScalarOp::LoadAt { .. } | ScalarOp::Index(_) => false,
+        ScalarOp::LoadOr { .. } | ScalarOp::LoadAt { .. } => false,
+        // An i32 index: lane `l` adds `l` times the index's stride in `j`.
+        ScalarOp::Index(_) => dtype == DType::I32,
         // The scratch is indexed by the parallel point, not by a reduction's variables.
         ScalarOp::MatmulAcc => !nested,
+        ScalarOp::Cast(x) => dtype != DType::I32 && !is_i32(*x),
+        ScalarOp::Unary(u, _) if dtype == DType::I32 => matches!(u, UnaryOp::Neg | UnaryOp::Abs),
+        ScalarOp::Binary(b, ..) if dtype == DType::I32 => matches!(
+            b,
+            BinaryOp::Add
+                | BinaryOp::Sub
+                | BinaryOp::Mul
+                | BinaryOp::Max
+                | BinaryOp::Min
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
+        ),
         ScalarOp::Const { .. }
         | ScalarOp::Unary(..)
-        | ScalarOp::Cast(_)
         | ScalarOp::Binary(..)
         | ScalarOp::Compare(..)
         | ScalarOp::Select(..) => true,
     };
     let mut reduces = false;
     let ok = kernel.body().insts.iter().all(|inst| match inst {
-        Inst::Let { op, .. } => let_ok(op, false),
+        Inst::Let { op, dtype, .. } => let_ok(op, *dtype, false),
         Inst::Store { index, .. } => index.stride_of(j) == 1,
         // A reduction over other loops (a column sum: `load b[cols·i + j]`) runs with a lane per parallel point:
         // each lane folds its point's values in the scalar code's order. That order must be the one the scalar loop
@@ -81,7 +98,7 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
         // scalar loop vectorizes along its own loop ([`nested_plan`]: a sum reassociated, a max's NaN picked from
         // another lane) keeps that plan instead.
         Inst::Reduce {
-            dtype: DType::F32,
+            dtype: DType::F32 | DType::I32,
             loops,
             body,
             value,
@@ -92,7 +109,7 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
             !scalar_reassociates
                 && !loops.iter().any(|l| l.var == j)
                 && body.insts.iter().all(|inst| match inst {
-                    Inst::Let { op, .. } => let_ok(op, true),
+                    Inst::Let { op, dtype, .. } => let_ok(op, *dtype, true),
                     Inst::Store { .. } | Inst::Reduce { .. } | Inst::For { .. } => false,
                 })
         }
@@ -269,17 +286,27 @@ impl Emitter<'_, '_> {
                 } => {
                     // Lane l folds point j + l's values over `loops`, in the scalar code's order (a max first
                     // with `ordered_max`, again with `fmax` where that could differ).
+                    let dtype = self.dtype(*id);
                     let result = match kind {
+                        // i32 folds wrap and max is exact: the scalar order lane by lane, nothing to fall back on.
+                        _ if dtype == DType::I32 => {
+                            self.lane_fold(*kind, dtype, false, loops, body, *value, values)
+                                .0
+                        }
                         ReduceKind::Sum => {
-                            self.lane_fold(*kind, false, loops, body, *value, values).0
+                            self.lane_fold(*kind, dtype, false, loops, body, *value, values)
+                                .0
                         }
                         ReduceKind::Max => self.max_with_exact_fallback(
                             |e| {
                                 let (result, nan) =
-                                    e.lane_fold(*kind, true, loops, body, *value, values);
+                                    e.lane_fold(*kind, dtype, true, loops, body, *value, values);
                                 (result, nan.expect("ordered folds keep a NaN mask"))
                             },
-                            |e| e.lane_fold(*kind, false, loops, body, *value, values).0,
+                            |e| {
+                                e.lane_fold(*kind, dtype, false, loops, body, *value, values)
+                                    .0
+                            },
                         ),
                     };
                     values.insert(id.index(), result);
