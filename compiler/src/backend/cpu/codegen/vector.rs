@@ -71,17 +71,7 @@ pub(super) fn plan(_program: &KernelProgram, kernel: &Kernel, types: &ValueTypes
         ScalarOp::MatmulAcc => !nested,
         ScalarOp::Cast(x) => dtype != DType::I32 && !is_i32(*x),
         ScalarOp::Unary(u, _) if dtype == DType::I32 => matches!(u, UnaryOp::Neg | UnaryOp::Abs),
-        ScalarOp::Binary(b, ..) if dtype == DType::I32 => matches!(
-            b,
-            BinaryOp::Add
-                | BinaryOp::Sub
-                | BinaryOp::Mul
-                | BinaryOp::Max
-                | BinaryOp::Min
-                | BinaryOp::And
-                | BinaryOp::Or
-                | BinaryOp::Xor
-        ),
+        ScalarOp::Binary(b, ..) if dtype == DType::I32 => has_vector_lanes(*b),
         ScalarOp::Const { .. }
         | ScalarOp::Unary(..)
         | ScalarOp::Binary(..)
@@ -594,21 +584,7 @@ pub(super) fn typed_nested_plan(
             ScalarOp::Load { index, .. } => index.stride_of(k) <= 1,
             ScalarOp::LoadOr { .. } | ScalarOp::LoadAt { .. } => false,
             ScalarOp::Const { .. } => true,
-            ScalarOp::Binary(op, ..) => match op {
-                BinaryOp::Add
-                | BinaryOp::Sub
-                | BinaryOp::Mul
-                | BinaryOp::Max
-                | BinaryOp::Min
-                | BinaryOp::And
-                | BinaryOp::Or
-                | BinaryOp::Xor => true,
-                // x86 has no vector integer division; f64 `div`/`pow` stay scalar (so do their sums' orders).
-                // Cranelift's vector shifts take one amount for all lanes and it has no i32x4 `umulhi`.
-                BinaryOp::Div | BinaryOp::Pow | BinaryOp::Shl | BinaryOp::Shr | BinaryOp::MulHi => {
-                    false
-                }
-            },
+            ScalarOp::Binary(op, ..) => has_vector_lanes(*op),
             ScalarOp::Unary(op, _) => match op {
                 UnaryOp::Neg
                 | UnaryOp::Abs
@@ -663,5 +639,22 @@ pub(super) fn reduce_plan(
             typed_nested_plan(loops, body, value, dtype, types).map(|_| ReducePlan { unroll: 1 })
         }
         DType::Bool => None,
+    }
+}
+
+/// Whether an i32 (or f64) binary op has a lane-by-lane vector form that computes each lane as the scalar code does.
+fn has_vector_lanes(op: BinaryOp) -> bool {
+    match op {
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Xor => true,
+        // x86 has no vector integer division; f64 `div`/`pow` stay scalar (so do their sums' orders).
+        // Cranelift's vector shifts take one amount for all lanes and it has no i32x4 `umulhi`.
+        BinaryOp::Div | BinaryOp::Pow | BinaryOp::Shl | BinaryOp::Shr | BinaryOp::MulHi => false,
     }
 }
