@@ -7,7 +7,8 @@ use kiln::ir::GeluApprox;
 use kiln::{Builder, Graph, Options, Tensor, TensorType};
 
 /// `relu(x·0.7 + 0.1)·logistic(x) + tanh(x)·0.5` (W1), exact GELU (W9's erf), `exp(-x²)·sin(x) + log(|x| + 1)·cos(x)`
-/// (four transcendentals of one input), and `exp(tanh(x))` (a transcendental of another: the outer one stays inline).
+/// (four transcendentals of one input), `exp(tanh(x))` (a transcendental of another: the outer one stays inline), and
+/// `exp(x·0.5 - 1)` (the routine writes the output itself: no third pass).
 fn graphs(len: usize) -> Vec<Graph> {
     let build = |name: &str, f: &dyn Fn(&mut Builder, kiln::ir::Value) -> kiln::ir::Value| {
         let mut b = Builder::new(name);
@@ -44,6 +45,11 @@ fn graphs(len: usize) -> Vec<Graph> {
         build("nested", &|b, x| {
             let t = b.tanh(x).unwrap();
             b.exp(t).unwrap()
+        }),
+        build("direct", &|b, x| {
+            let half = b.mul_scalar(x, 0.5).unwrap();
+            let shifted = b.add_scalar(half, -1.0).unwrap();
+            b.exp(shifted).unwrap()
         }),
     ]
 }
@@ -168,6 +174,49 @@ fn strip_mined_softmax_gives_the_bits_of_the_clif_softmax() {
                 run(&graph, &x, true, threads) == want,
                 "[{rows}, {cols}], {threads} threads"
             );
+        }
+    }
+}
+
+/// The arguments of every call to a wide routine in kernel `k`'s CLIF, or `None` where the host runs no strips
+/// (no FMA, or no AVX2 or AVX-512: then there is nothing to look at).
+fn wide_calls(graph: &Graph) -> Option<Vec<Vec<String>>> {
+    let program = kiln::kernel_program(graph, &Options::default()).unwrap();
+    let clif: String = (0..program.kernels.len())
+        .map(|k| kiln::backend::cpu::codegen::clif_text(&program, k).unwrap())
+        .collect();
+    let calls: Vec<Vec<String>> = clif
+        .lines()
+        .filter_map(|line| line.split_once("call fn").map(|(_, call)| call))
+        .map(|call| {
+            let (_, args) = call.split_once('(').unwrap();
+            let args = args.trim_end().trim_end_matches(')');
+            args.split(", ").map(str::to_string).collect()
+        })
+        .collect();
+    (!calls.is_empty()).then_some(calls)
+}
+
+/// A body that only stores a stripped value (a row softmax's `exp(x - m)`, an elementwise `exp`) gets it from the
+/// routine written straight into the output (`src ≠ dst`, and no third pass); a body that uses the value further
+/// (W1) has its routines work in place in their slots (`src == dst`). The bits are checked by the tests above.
+#[test]
+fn routines_write_a_store_only_body_straight_into_the_output() {
+    let mut b = Builder::new("softmax");
+    let x = b.data("x", TensorType::f32(&[4, 1024])).unwrap();
+    let y = b.softmax(x, -1).unwrap();
+    b.output("y", y).unwrap();
+    let softmax = b.finish();
+    let [w1, .., direct] = &graphs(4096)[..] else {
+        unreachable!("five graphs")
+    };
+    for (graph, straight) in [(&softmax, true), (direct, true), (w1, false)] {
+        let Some(calls) = wide_calls(graph) else {
+            return; // no strips on this host
+        };
+        for args in calls {
+            assert_eq!(args.len(), 3, "{}: {args:?}", graph.name);
+            assert_eq!(args[0] != args[1], straight, "{}: {args:?}", graph.name);
         }
     }
 }

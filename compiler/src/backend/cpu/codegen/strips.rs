@@ -26,7 +26,7 @@ use super::Emitter;
 use crate::backend::cpu::jit::JitModule;
 use crate::backend::BackendError;
 use crate::kernel::verify::ValueTypes;
-use crate::kernel::{Block, Inst, Kernel, Loop, ScalarOp, ValueId, Var};
+use crate::kernel::{Block, BufferId, IndexExpr, Inst, Kernel, Loop, ScalarOp, ValueId, Var};
 use cranelift_codegen::ir::{
     condcodes::IntCC, types, AbiParam, Block as ClifBlock, ExtFuncData, ExternalName, FuncRef,
     InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Type, UserExternalName,
@@ -56,6 +56,9 @@ pub(crate) struct StripPlan {
     len: i64,
     /// The top-level lets the stripped arguments depend on, in body order (pass 1).
     cone: Block,
+    /// Pass 3: the body's stores and the lets they need, the stripped values aside; empty where every store is a
+    /// [`Direct`] one.
+    rest: Block,
 }
 
 impl StripPlan {
@@ -66,12 +69,24 @@ impl StripPlan {
 }
 
 /// One transcendental computed by a wide routine.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Stripped {
     /// The value it defines, its argument and its routine.
     id: ValueId,
     arg: ValueId,
     pub func: WideFunc,
+    /// Where the routine writes its results when it writes them straight into the output; `None`: into its slot.
+    direct: Option<Direct>,
+}
+
+/// A stripped value's one store, made by its wide routine: `buffer[index]` at the strip's first point and the `len`
+/// f32 after it (the index moves by one with the strip's variable). Sound because the body loads nothing from
+/// `buffer` and does nothing else after the routines (no pass 3); an input the output is written in place of
+/// ([`crate::memory`]) is read only at the stored point, by pass 1, which reads the whole strip before the call.
+#[derive(Clone, Debug)]
+struct Direct {
+    buffer: BufferId,
+    index: IndexExpr,
 }
 
 /// The wide routine of a unary op, if it has one (every transcendental of the op table's cost model does).
@@ -101,18 +116,14 @@ fn wide_func(op: UnaryOp) -> Option<WideFunc> {
 /// The strips of an elementwise kernel that the f32x4 loop runs without a reduction (`vector::plan` with
 /// `reduces == false`), or `None` where it has no transcendental worth a call (see the module doc).
 pub(crate) fn plan(kernel: &Kernel, types: &ValueTypes) -> Option<StripPlan> {
-    let extent = kernel
-        .parallel()
-        .iter()
-        .rev()
-        .find(|l| l.extent > 1)?
-        .extent;
-    block_plan(kernel.body(), extent, types)
+    let innermost = kernel.parallel().iter().rev().find(|l| l.extent > 1)?;
+    block_plan(kernel.body(), innermost, types)
 }
 
-/// The strips of `body`, run by a loop of `extent` points (the innermost parallel loop, or a `for` nest's innermost
-/// loop), or `None`.
-fn block_plan(body: &Block, extent: usize, types: &ValueTypes) -> Option<StripPlan> {
+/// The strips of `body`, run by `strip_loop` (the innermost parallel loop, or a `for` nest's innermost loop), or
+/// `None`.
+fn block_plan(body: &Block, strip_loop: &Loop, types: &ValueTypes) -> Option<StripPlan> {
+    let extent = strip_loop.extent;
     // The operands of every top-level let, by value index.
     let mut operands: HashMap<usize, Vec<ValueId>> = HashMap::new();
     let mut ops = Vec::new();
@@ -140,6 +151,7 @@ fn block_plan(body: &Block, extent: usize, types: &ValueTypes) -> Option<StripPl
             id: *id,
             arg: *arg,
             func,
+            direct: None,
         });
     }
     let others = body.insts.len() - ops.len();
@@ -159,11 +171,94 @@ fn block_plan(body: &Block, extent: usize, types: &ValueTypes) -> Option<StripPl
             .cloned()
             .collect(),
     };
+    let rest = match direct_stores(body, &ops, strip_loop.var) {
+        Some(direct) => {
+            for (op, direct) in ops.iter_mut().zip(direct) {
+                op.direct = direct;
+            }
+            Block { insts: Vec::new() }
+        }
+        None => pass_three(body, &ops),
+    };
     Some(StripPlan {
         ops,
         len: len as i64,
         cone,
+        rest,
     })
+}
+
+/// Per stripped op, its [`Direct`] store, where every instruction of `body` is a let or a store of a stripped value
+/// (each stored once, to an index that moves by one with `var`) and no let loads a stored buffer; otherwise `None`.
+fn direct_stores(body: &Block, ops: &[Stripped], var: Var) -> Option<Vec<Option<Direct>>> {
+    let mut direct: Vec<Option<Direct>> = vec![None; ops.len()];
+    for inst in &body.insts {
+        match inst {
+            Inst::Let { .. } => {}
+            Inst::Store {
+                buffer,
+                index,
+                value,
+            } => {
+                let op = ops.iter().position(|op| op.id == *value)?;
+                if direct[op].is_some() || index.stride_of(var) != 1 {
+                    return None;
+                }
+                direct[op] = Some(Direct {
+                    buffer: *buffer,
+                    index: index.clone(),
+                });
+            }
+            Inst::Reduce { .. } | Inst::For { .. } => return None,
+        }
+    }
+    let stored: HashSet<BufferId> = direct.iter().flatten().map(|d| d.buffer).collect();
+    let loads_stored = body
+        .insts
+        .iter()
+        .any(|inst| inst.loaded_buffer().is_some_and(|b| stored.contains(&b)));
+    (!stored.is_empty() && !loads_stored).then_some(direct)
+}
+
+/// Pass 3's block: `body` without the stripped lets and without the lets that no store needs once the stripped
+/// values are given (an argument's lets); `body` itself where it holds a nested loop.
+fn pass_three(body: &Block, ops: &[Stripped]) -> Block {
+    let nested = body
+        .insts
+        .iter()
+        .any(|inst| matches!(inst, Inst::Reduce { .. } | Inst::For { .. }));
+    if nested {
+        return body.clone();
+    }
+    let stripped: HashSet<usize> = ops.iter().map(|op| op.id.index()).collect();
+    let mut live: HashSet<usize> = HashSet::new();
+    for inst in body.insts.iter().rev() {
+        match inst {
+            Inst::Store { value, .. } => {
+                live.insert(value.index());
+            }
+            // A contracted `add` (an `fma`) uses its product's operands: those are live through the product.
+            Inst::Let { id, op, .. }
+                if live.contains(&id.index()) && !stripped.contains(&id.index()) =>
+            {
+                live.extend(op.operands().iter().map(|v| v.index()));
+            }
+            Inst::Let { .. } | Inst::Reduce { .. } | Inst::For { .. } => {}
+        }
+    }
+    let insts = body
+        .insts
+        .iter()
+        .filter(|inst| match inst {
+            Inst::Let { id, .. } => live.contains(&id.index()) && !stripped.contains(&id.index()),
+            Inst::Store { .. } => true,
+            Inst::Reduce { .. } | Inst::For { .. } => {
+                unreachable!("no nested loop (checked above)")
+            }
+        })
+        .cloned()
+        .collect();
+    Block { insts }
 }
 
 /// `value` and every top-level let it depends on (by index); values from elsewhere have no operands here.
@@ -227,7 +322,7 @@ pub(super) fn wide_imports(
 /// The strips of a `for` nest that the vector loops run ([`super::vector::nested_plan`]), along its innermost loop.
 pub(super) fn nest_plan(loops: &[Loop], body: &Block, types: &ValueTypes) -> Option<StripPlan> {
     super::vector::nested_plan(loops, body, None, types)?;
-    block_plan(body, loops.last()?.extent, types)
+    block_plan(body, loops.last()?, types)
 }
 
 /// A reference in the function under construction to the wide routine `id` of the module:
@@ -288,19 +383,18 @@ impl Emitter<'_, '_> {
 
         self.b.switch_to_block(strip_block);
         let j0 = self.get_var(j);
-        self.strip(strips, j, j0, hoisted, self.kernel.body());
+        self.strip(strips, j, j0, hoisted);
         self.next_if_fits(j, j0, len, jend, strip_block, done);
     }
 
     /// One strip `[v0, v0 + len)` of the loop over `v` (which it leaves at some point of the strip): passes 1-3 of
-    /// the module doc on `body`, whose lets that don't move with `v` are in `hoisted`.
+    /// the module doc on the planned body, whose lets that don't move with `v` are in `hoisted`.
     pub(super) fn strip(
         &mut self,
         strips: &StripPlan,
         v: Var,
         v0: Value,
         hoisted: &HashMap<usize, Value>,
-        body: &Block,
     ) {
         let ptr = self.ptr;
         let len = strips.len;
@@ -330,15 +424,26 @@ impl Emitter<'_, '_> {
                     .store(slot_flags(), values[&op.arg.index()], addr, 0);
             }
         });
-        // 2. The wide routines, in place: `(src, dst, n)` = (slot, slot, len). Sound: each reads and writes the `len`
-        // f32 of its own slot (`src == dst` is allowed), and its level's features are the host's (a `Routines` table
-        // exists only for such a level).
-        for (&callee, &slot) in callees.iter().zip(&slots) {
-            let addr = self.b.ins().stack_addr(ptr, slot, 0);
+        // 2. The wide routines: `(src, dst, n)` = (slot, slot, len) in place, or (slot, the output at `v0`, len).
+        // Sound: each reads the `len` f32 of its own slot and writes them back (`src == dst` is allowed) or to the
+        // `len` points of its store from `v0` on, in the output (inside it: they are points of the loop), and its
+        // level's features are the host's (a `Routines` table exists only for such a level).
+        for ((&callee, &slot), op) in callees.iter().zip(&slots).zip(&strips.ops) {
+            let src = self.b.ins().stack_addr(ptr, slot, 0);
+            let dst = match &op.direct {
+                Some(direct) => {
+                    self.set_var(v, v0);
+                    self.address(direct.buffer, &direct.index)
+                }
+                None => src,
+            };
             let n = self.b.ins().iconst(ptr, len);
-            self.b.ins().call(callee, &[addr, addr, n]);
+            self.b.ins().call(callee, &[src, dst, n]);
         }
-        // 3. The body, with the transcendentals' values from the slots.
+        if strips.rest.insts.is_empty() {
+            return;
+        }
+        // 3. The rest of the body, with the transcendentals' values from the slots.
         self.strip_pass(v, v0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
             for (op, &slot) in strips.ops.iter().zip(&slots) {
@@ -347,7 +452,7 @@ impl Emitter<'_, '_> {
                 let v = e.b.ins().load(types::F32X4, slot_flags(), addr, 0);
                 values.insert(op.id.index(), v);
             }
-            e.vector_block(body, &mut values);
+            e.vector_block(&strips.rest, &mut values);
         });
     }
 

@@ -510,7 +510,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 e.nested_lane_var = Some(k);
                 e.step_loop(k, len, strips_end, &mut |e| {
                     let k0 = e.get_var(k);
-                    e.strip(&strips, k, k0, &hoisted, body);
+                    e.strip(&strips, k, k0, &hoisted);
                     e.set_var(k, k0);
                 });
                 k_at = strips_end;
