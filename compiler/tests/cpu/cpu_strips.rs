@@ -178,9 +178,9 @@ fn strip_mined_softmax_gives_the_bits_of_the_clif_softmax() {
     }
 }
 
-/// The arguments of every call to a wide routine in kernel `k`'s CLIF, or `None` where the host runs no strips
-/// (no FMA, or no AVX2 or AVX-512: then there is nothing to look at).
-fn wide_calls(graph: &Graph) -> Option<Vec<Vec<String>>> {
+/// The CLIF of `graph`'s kernels and the arguments of every call to a wide routine in it, or `None` where the host
+/// runs no strips (no FMA, or no AVX2 or AVX-512: then there is nothing to look at).
+fn wide_calls(graph: &Graph) -> Option<(String, Vec<Vec<String>>)> {
     let program = kiln::kernel_program(graph, &Options::default()).unwrap();
     let clif: String = (0..program.kernels.len())
         .map(|k| kiln::backend::cpu::codegen::clif_text(&program, k).unwrap())
@@ -189,34 +189,54 @@ fn wide_calls(graph: &Graph) -> Option<Vec<Vec<String>>> {
         .lines()
         .filter_map(|line| line.split_once("call fn").map(|(_, call)| call))
         .map(|call| {
+            // `call fn0(v1, v2, v3, v4)  ; v3 = 512, ..`
             let (_, args) = call.split_once('(').unwrap();
-            let args = args.trim_end().trim_end_matches(')');
+            let (args, _) = args.split_once(')').unwrap();
             args.split(", ").map(str::to_string).collect()
         })
         .collect();
-    (!calls.is_empty()).then_some(calls)
+    (!calls.is_empty()).then_some((clif, calls))
 }
 
-/// A body that only stores a stripped value (a row softmax's `exp(x - m)`, an elementwise `exp`) gets it from the
-/// routine written straight into the output (`src ≠ dst`, and no third pass); a body that uses the value further
-/// (W1) has its routines work in place in their slots (`src == dst`). The bits are checked by the tests above.
+/// Where each routine reads and writes (the bits are checked by the tests above):
+/// - a row softmax's `exp(x - m)` reads its input row itself, shifted by the row's maximum, and writes the output
+///   (the body does nothing but store it): its kernel has no slot at all;
+/// - `exp(x·0.5 - 1)` has its argument computed into a slot (pass 1) and writes the output: `src ≠ dst`;
+/// - W1's `logistic(x)` and `tanh(x)` read `x` themselves and write their slots, which the body then reads;
+/// - of the four transcendentals of `exp(-x²)·sin(x) + log(|x| + 1)·cos(x)`, `sin` and `cos` read `x` and the other
+///   two work in place in their slots (`src == dst`).
 #[test]
-fn routines_write_a_store_only_body_straight_into_the_output() {
+fn routines_read_and_write_the_tensors_themselves_where_they_can() {
     let mut b = Builder::new("softmax");
     let x = b.data("x", TensorType::f32(&[4, 1024])).unwrap();
     let y = b.softmax(x, -1).unwrap();
     b.output("y", y).unwrap();
     let softmax = b.finish();
-    let [w1, .., direct] = &graphs(4096)[..] else {
+    let [w1, _, four, _, direct] = &graphs(4096)[..] else {
         unreachable!("five graphs")
     };
-    for (graph, straight) in [(&softmax, true), (direct, true), (w1, false)] {
-        let Some(calls) = wide_calls(graph) else {
+    // (graph, uses slots, how many calls work in place)
+    for (graph, slots, in_place) in [
+        (&softmax, false, 0),
+        (direct, true, 0),
+        (w1, true, 0),
+        (four, true, 2),
+    ] {
+        let Some((clif, calls)) = wide_calls(graph) else {
             return; // no strips on this host
         };
-        for args in calls {
-            assert_eq!(args.len(), 3, "{}: {args:?}", graph.name);
-            assert_eq!(args[0] != args[1], straight, "{}: {args:?}", graph.name);
-        }
+        assert_eq!(
+            clif.contains("stack_addr"),
+            slots,
+            "{}:\n{clif}",
+            graph.name
+        );
+        assert!(
+            calls.iter().all(|args| args.len() == 4),
+            "{}: {calls:?}",
+            graph.name
+        );
+        let same = calls.iter().filter(|args| args[0] == args[1]).count();
+        assert_eq!(same, in_place, "{}: {calls:?}", graph.name);
     }
 }

@@ -146,6 +146,30 @@ fn every_length_and_offset_gives_the_same_bits() {
     }
 }
 
+/// `apply_shifted(x, s)` is `apply(x - s)` bit for bit (the subtraction in f32, as the kernels' `fsub`), for shifts
+/// that are zeros of either sign, ordinary, large enough to push lanes out of `exp`'s short path, infinite or NaN,
+/// on lengths that end in a partial chunk.
+#[test]
+fn a_shift_is_the_subtraction_before_the_function() {
+    let inputs = inputs();
+    for routines in host_levels() {
+        for func in Func::ALL {
+            for shift in [0.0, -0.0, 1.5, -3.25, 87.0, -200.0, f32::INFINITY, f32::NAN] {
+                for len in [inputs.len(), 37, 5] {
+                    let data = &inputs[..len];
+                    let moved: Vec<f32> = data.iter().map(|&x| x - shift).collect();
+                    let mut want = vec![0.0; len];
+                    routines.apply(func, &moved, &mut want);
+                    let mut got = vec![0.0; len];
+                    routines.apply_shifted(func, data, shift, &mut got);
+                    let what = format!("{} ({}) shifted by {shift}", func.name(), routines.isa());
+                    assert_same(&what, &moved, &got, &want);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn levels_are_refused_by_name_when_unknown_or_missing() {
     assert_eq!(

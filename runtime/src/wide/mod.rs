@@ -24,7 +24,7 @@
 //! NEON on AArch64, where the JIT has FMA too).
 //!
 //! The hot loops are vector code of the level's width (`objdump -d` of the release build of `strips.rs`): AVX-512's
-//! `exp` loop is 27 instructions per 16 floats on the short path, all on `zmm` (a load, `vcmpnltps` + `vandps` +
+//! `exp` loop is 27 instructions per 16 floats on the short path (one more since the shift's `vsubps`), all on `zmm` (a load, `vcmpnltps` + `vandps` +
 //! `vcmpgtps` + `ktestw` for the branch, 15 for the reduction and polynomial, a masked move for the underflow, the
 //! store, the loop), and every routine at that level is `zmm` code with no calls but the tail's `memcpy`; at AVX2,
 //! the same on two `ymm` per chunk. Speed against the CLIF f32x4 kernels: `benches/README.md` (`--bench wide`).
@@ -34,9 +34,11 @@ mod strips;
 
 use std::sync::OnceLock;
 
-/// A wide routine: `dst[i] = f(src[i])` for `i < n`. `src` and `dst` are the same pointer (in place) or don't
-/// overlap; no alignment is needed.
-pub type StripFn = unsafe extern "C" fn(src: *const f32, dst: *mut f32, n: usize);
+/// A wide routine: `dst[i] = f(src[i] - shift)` for `i < n` (the subtraction in f32, as `fsub`; a `shift` of 0
+/// gives `f(src[i])` for every input). `src` and `dst` are the same pointer (in place) or don't overlap; no
+/// alignment is needed. The shift lets a kernel pass a row softmax's `exp(x - m)` its input row as it is, with no
+/// pass that writes the differences first.
+pub type StripFn = unsafe extern "C" fn(src: *const f32, dst: *mut f32, n: usize, shift: f32);
 
 /// The functions with a wide routine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -216,17 +218,25 @@ impl Routines {
     /// # Panics
     /// If `src` and `dst` differ in length.
     pub fn apply(&self, func: Func, src: &[f32], dst: &mut [f32]) {
+        self.apply_shifted(func, src, 0.0, dst);
+    }
+
+    /// `dst[i] = func(src[i] - shift)`.
+    ///
+    /// # Panics
+    /// If `src` and `dst` differ in length.
+    pub fn apply_shifted(&self, func: Func, src: &[f32], shift: f32, dst: &mut [f32]) {
         assert_eq!(src.len(), dst.len(), "wide {}: lengths differ", func.name());
         // SAFETY: both slices have `n` elements and, one shared and one exclusive borrow, don't overlap; the host
         // runs this level (a `Routines` exists only for such levels).
-        unsafe { self.strip_fn(func)(src.as_ptr(), dst.as_mut_ptr(), dst.len()) }
+        unsafe { self.strip_fn(func)(src.as_ptr(), dst.as_mut_ptr(), dst.len(), shift) }
     }
 
     /// `x[i] = func(x[i])`.
     pub fn apply_in_place(&self, func: Func, x: &mut [f32]) {
         let p = x.as_mut_ptr();
         // SAFETY: `src == dst`, which the routines allow, valid for `x.len()` elements; the host runs this level.
-        unsafe { self.strip_fn(func)(p, p, x.len()) }
+        unsafe { self.strip_fn(func)(p, p, x.len(), 0.0) }
     }
 
     const fn table(isa: Isa) -> Routines {

@@ -90,14 +90,16 @@ trait ChunkFn<const W: usize> {
     fn apply(x: &[f32; W]) -> [f32; W];
 }
 
-/// `dst[i] = f(src[i])` for `i < n`, a chunk of `W` at a time; the last, partial chunk is padded with zeros (a value
-/// in every function's short path) and only its first lanes are written.
+/// `dst[i] = f(src[i] - shift)` for `i < n`, a chunk of `W` at a time; the last, partial chunk is padded with
+/// `shift` (so its padding lanes are 0, a value in every function's short path, unless `shift` is not finite) and
+/// only its first lanes are written. `x - 0.0` is `x` for every `x` (`-0.0` included), so a `shift` of 0 is `f`
+/// itself.
 ///
 /// # Safety
 /// `src` must be valid for reading and `dst` for writing `n` f32s (no alignment needed); they must be the same
 /// pointer or not overlap. Each chunk is read whole before it is written, so `src == dst` works in place.
 #[inline(always)]
-unsafe fn map<const W: usize, F: ChunkFn<W>>(src: *const f32, dst: *mut f32, n: usize) {
+unsafe fn map<const W: usize, F: ChunkFn<W>>(src: *const f32, dst: *mut f32, n: usize, shift: f32) {
     let f = F::apply;
     let whole = n - n % W;
     let mut i = 0;
@@ -105,15 +107,17 @@ unsafe fn map<const W: usize, F: ChunkFn<W>>(src: *const f32, dst: *mut f32, n: 
         // SAFETY: i + W ≤ n, so the chunk is inside both ranges (caller's contract); unaligned access is used.
         unsafe {
             let x = src.add(i).cast::<[f32; W]>().read_unaligned();
+            let x = lanes!(|l| x[l] - shift);
             dst.add(i).cast::<[f32; W]>().write_unaligned(f(&x));
         }
         i += W;
     }
     if whole < n {
         let rest = n - whole;
-        let mut x = [0.0; W];
+        let mut x = [shift; W];
         // SAFETY: elements whole..n of both ranges exist (caller's contract) and `x` has W > rest lanes.
         unsafe { std::ptr::copy_nonoverlapping(src.add(whole), x.as_mut_ptr(), rest) };
+        let x = lanes!(|l| x[l] - shift);
         let y = f(&x);
         // SAFETY: as above, for `dst`; `y` is a local array, so it overlaps nothing.
         unsafe { std::ptr::copy_nonoverlapping(y.as_ptr(), dst.add(whole), rest) };
@@ -132,10 +136,10 @@ macro_rules! level {
         $(
             /// # Safety
             /// As `map`'s; and the host must have this level's target features (checked by `Routines::for_isa`).
-            pub unsafe extern "C" fn $name(src: *const f32, dst: *mut f32, n: usize) {
+            pub unsafe extern "C" fn $name(src: *const f32, dst: *mut f32, n: usize, shift: f32) {
                 #$features
                 #[inline(never)]
-                unsafe fn body(src: *const f32, dst: *mut f32, n: usize) {
+                unsafe fn body(src: *const f32, dst: *mut f32, n: usize, shift: f32) {
                     // A direct call, inlined: a fn item passed as `impl Fn` is called through its `Fn::call` shim,
                     // which is compiled apart, without the level's target features.
                     struct Chunk;
@@ -146,10 +150,10 @@ macro_rules! level {
                         }
                     }
                     // SAFETY: the caller's contract is `map`'s.
-                    unsafe { super::map::<{ $width }, Chunk>(src, dst, n) }
+                    unsafe { super::map::<{ $width }, Chunk>(src, dst, n, shift) }
                 }
                 // SAFETY: the caller's contract covers the pointers and the target features.
-                unsafe { body(src, dst, n) }
+                unsafe { body(src, dst, n, shift) }
             }
         )*
     };

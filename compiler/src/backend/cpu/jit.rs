@@ -147,8 +147,7 @@ impl JitModule {
         }
         let ptr = self.isa().pointer_type();
         let mut sig = self.make_signature();
-        sig.params
-            .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
+        sig.params.extend(wide_params(ptr));
         let name = wide_symbol(func);
         let id = self
             .module_mut()
@@ -326,6 +325,16 @@ impl Drop for JitModule {
 /// `KILN_WIDE_STRIPS` is `0` (the whole test suite passes either way, bit for bit where it compares bits).
 pub fn wide_strips_by_default() -> bool {
     std::env::var("KILN_WIDE_STRIPS").as_deref() != Ok("0")
+}
+
+/// The parameters of every wide routine, `(src, dst, n, shift)`: [`kiln_runtime::wide::StripFn`]'s.
+pub(crate) fn wide_params(ptr: Type) -> [AbiParam; 4] {
+    [
+        AbiParam::new(ptr),
+        AbiParam::new(ptr),
+        AbiParam::new(ptr),
+        AbiParam::new(types::F32),
+    ]
 }
 
 /// The symbol JIT code calls the wide routine of `func` by.

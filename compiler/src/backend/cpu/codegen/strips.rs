@@ -28,13 +28,12 @@ use crate::backend::BackendError;
 use crate::kernel::verify::ValueTypes;
 use crate::kernel::{Block, BufferId, IndexExpr, Inst, Kernel, Loop, ScalarOp, ValueId, Var};
 use cranelift_codegen::ir::{
-    condcodes::IntCC, types, AbiParam, Block as ClifBlock, ExtFuncData, ExternalName, FuncRef,
-    InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Type, UserExternalName,
-    Value,
+    condcodes::IntCC, types, Block as ClifBlock, ExtFuncData, ExternalName, FuncRef, InstBuilder,
+    MemFlagsData, Signature, StackSlotData, StackSlotKind, Type, UserExternalName, Value,
 };
 use cranelift_frontend::FunctionBuilder;
 use cranelift_module::FuncId;
-use kiln_ir::{DType, UnaryOp};
+use kiln_ir::{BinaryOp, DType, UnaryOp};
 use kiln_runtime::wide::Func as WideFunc;
 use std::collections::{HashMap, HashSet};
 
@@ -77,6 +76,27 @@ pub(crate) struct Stripped {
     pub func: WideFunc,
     /// Where the routine writes its results when it writes them straight into the output; `None`: into its slot.
     direct: Option<Direct>,
+    /// Where the routine reads its arguments when it reads them straight from an input; `None`: from its slot.
+    source: Option<Source>,
+}
+
+/// A stripped argument the routine reads from memory itself: `buffer[index] - shift` at the strip's `len` points
+/// (the index moves by one with the strip's variable). The routine's `src[i] - shift` is the kernel's own `fsub`
+/// (`x + s` is `x - (-s)`, the same IEEE operation; no shift: `x - 0 = x`, `-0` included), so the bits are the ones
+/// pass 1 would have given. Only where the routines' reads can't see another routine's writes: one stripped
+/// transcendental, or none written straight into an output (an output may take an input's place, [`crate::memory`]).
+#[derive(Clone, Debug)]
+struct Source {
+    buffer: BufferId,
+    index: IndexExpr,
+    shift: Option<Shift>,
+}
+
+/// A shift from outside the body, negated for an `add`.
+#[derive(Clone, Copy, Debug)]
+struct Shift {
+    value: ValueId,
+    negate: bool,
 }
 
 /// A stripped value's one store, made by its wide routine: `buffer[index]` at the strip's first point and the `len`
@@ -127,7 +147,6 @@ fn block_plan(body: &Block, strip_loop: &Loop, types: &ValueTypes) -> Option<Str
     // The operands of every top-level let, by value index.
     let mut operands: HashMap<usize, Vec<ValueId>> = HashMap::new();
     let mut ops = Vec::new();
-    let mut cone: HashSet<usize> = HashSet::new();
     let mut stripped: HashSet<usize> = HashSet::new();
     for inst in &body.insts {
         let Inst::Let { id, dtype, op } = inst else {
@@ -146,12 +165,12 @@ fn block_plan(body: &Block, strip_loop: &Loop, types: &ValueTypes) -> Option<Str
         }
         debug_assert_eq!(types[arg.index()], Some(DType::F32));
         stripped.insert(id.index());
-        cone.extend(needs);
         ops.push(Stripped {
             id: *id,
             arg: *arg,
             func,
             direct: None,
+            source: None,
         });
     }
     let others = body.insts.len() - ops.len();
@@ -163,14 +182,6 @@ fn block_plan(body: &Block, strip_loop: &Loop, types: &ValueTypes) -> Option<Str
     if len < MIN_STRIP {
         return None;
     }
-    let cone = Block {
-        insts: body
-            .insts
-            .iter()
-            .filter(|inst| matches!(inst, Inst::Let { id, .. } if cone.contains(&id.index())))
-            .cloned()
-            .collect(),
-    };
     let rest = match direct_stores(body, &ops, strip_loop.var) {
         Some(direct) => {
             for (op, direct) in ops.iter_mut().zip(direct) {
@@ -180,11 +191,85 @@ fn block_plan(body: &Block, strip_loop: &Loop, types: &ValueTypes) -> Option<Str
         }
         None => pass_three(body, &ops),
     };
+    let writes_outputs = ops.iter().any(|op| op.direct.is_some());
+    if ops.len() == 1 || !writes_outputs {
+        for op in &mut ops {
+            op.source = source(body, op.arg, strip_loop.var);
+        }
+    }
+    // Pass 1 computes only the arguments no routine reads itself.
+    let cone: HashSet<usize> = ops
+        .iter()
+        .filter(|op| op.source.is_none())
+        .flat_map(|op| dependencies(op.arg, &operands))
+        .collect();
+    let cone = Block {
+        insts: body
+            .insts
+            .iter()
+            .filter(|inst| matches!(inst, Inst::Let { id, .. } if cone.contains(&id.index())))
+            .cloned()
+            .collect(),
+    };
     Some(StripPlan {
         ops,
         len: len as i64,
         cone,
         rest,
+    })
+}
+
+/// The [`Source`] of a stripped argument `arg` of `body`, if the routine can read it itself.
+fn source(body: &Block, arg: ValueId, var: Var) -> Option<Source> {
+    let mut lets: HashMap<usize, ScalarOp> = HashMap::new();
+    let mut defined: HashSet<usize> = HashSet::new();
+    body.visit(&mut |inst| match inst {
+        Inst::Let { id, op, .. } => {
+            lets.insert(id.index(), op.clone());
+            defined.insert(id.index());
+        }
+        Inst::Reduce { id, .. } => {
+            defined.insert(id.index());
+        }
+        Inst::For { .. } | Inst::Store { .. } => {}
+    });
+    let contiguous_load = |v: ValueId| match lets.get(&v.index()) {
+        Some(ScalarOp::Load { buffer, index }) if index.stride_of(var) == 1 => {
+            Some((*buffer, index.clone()))
+        }
+        _ => None,
+    };
+    let outside = |v: ValueId| !defined.contains(&v.index());
+    let (load, shift) = match lets.get(&arg.index())? {
+        ScalarOp::Load { .. } => (arg, None),
+        ScalarOp::Binary(BinaryOp::Sub, x, s) if outside(*s) => (
+            *x,
+            Some(Shift {
+                value: *s,
+                negate: false,
+            }),
+        ),
+        ScalarOp::Binary(BinaryOp::Add, x, s) if outside(*s) => (
+            *x,
+            Some(Shift {
+                value: *s,
+                negate: true,
+            }),
+        ),
+        ScalarOp::Binary(BinaryOp::Add, s, x) if outside(*s) => (
+            *x,
+            Some(Shift {
+                value: *s,
+                negate: true,
+            }),
+        ),
+        _ => return None,
+    };
+    let (buffer, index) = contiguous_load(load)?;
+    Some(Source {
+        buffer,
+        index,
+        shift,
     })
 }
 
@@ -326,12 +411,12 @@ pub(super) fn nest_plan(loops: &[Loop], body: &Block, types: &ValueTypes) -> Opt
 }
 
 /// A reference in the function under construction to the wide routine `id` of the module:
-/// `extern "C" fn(src: ptr, dst: ptr, n: ptr)` (what `cranelift_module`'s `declare_func_in_func` builds, without the
+/// `extern "C" fn(src: ptr, dst: ptr, n: ptr, shift: f32)` (what `cranelift_module`'s `declare_func_in_func` builds, without the
 /// module, which `JitModule::compile_function` holds).
 pub(super) fn import_function(b: &mut FunctionBuilder<'_>, id: FuncId, ptr: Type) -> FuncRef {
     let mut sig = Signature::new(b.func.signature.call_conv);
     sig.params
-        .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
+        .extend(crate::backend::cpu::jit::wide_params(ptr));
     let signature = b.import_signature(sig);
     let name = b.func.declare_imported_user_function(UserExternalName {
         namespace: 0,
@@ -399,46 +484,76 @@ impl Emitter<'_, '_> {
         let ptr = self.ptr;
         let len = strips.len;
         let bytes = u32::try_from(len * 4).expect("a strip's slot is small");
+        // A slot for each routine that reads or writes one (64-byte aligned: whole cache lines).
         let slots: Vec<_> = strips
             .ops
             .iter()
-            .map(|_| {
-                // 64-byte aligned: whole cache lines.
-                let data = StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6);
-                self.b.create_sized_stack_slot(data)
+            .map(|op| {
+                (op.source.is_none() || op.direct.is_none()).then(|| {
+                    let data = StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6);
+                    self.b.create_sized_stack_slot(data)
+                })
             })
             .collect();
+        let slot = |e: &mut Self, i: usize| {
+            let slot = slots[i].expect("a routine that reads or writes its slot has one");
+            e.b.ins().stack_addr(ptr, slot, 0)
+        };
         let callees: Vec<FuncRef> = strips
             .ops
             .iter()
             .map(|op| self.wide_callees[&op.func])
             .collect();
-        // 1. The arguments, into the slots.
-        self.strip_pass(v, v0, len, &mut |e, offset| {
-            let mut values = hoisted.clone();
-            e.vector_block(&strips.cone, &mut values);
-            for (op, &slot) in strips.ops.iter().zip(&slots) {
-                let addr = e.b.ins().stack_addr(ptr, slot, 0);
-                let addr = e.b.ins().iadd(addr, offset);
-                e.b.ins()
-                    .store(slot_flags(), values[&op.arg.index()], addr, 0);
-            }
-        });
-        // 2. The wide routines: `(src, dst, n)` = (slot, slot, len) in place, or (slot, the output at `v0`, len).
-        // Sound: each reads the `len` f32 of its own slot and writes them back (`src == dst` is allowed) or to the
-        // `len` points of its store from `v0` on, in the output (inside it: they are points of the loop), and its
+        // 1. The arguments the routines don't read themselves, into the slots.
+        if strips.ops.iter().any(|op| op.source.is_none()) {
+            self.strip_pass(v, v0, len, &mut |e, offset| {
+                let mut values = hoisted.clone();
+                e.vector_block(&strips.cone, &mut values);
+                for (i, op) in strips.ops.iter().enumerate() {
+                    if op.source.is_none() {
+                        let addr = slot(e, i);
+                        let addr = e.b.ins().iadd(addr, offset);
+                        e.b.ins()
+                            .store(slot_flags(), values[&op.arg.index()], addr, 0);
+                    }
+                }
+            });
+        }
+        // 2. The wide routines, `(src, dst, n, shift)`: from the slot or the input at `v0` (minus the shift), to the
+        // slot or the output at `v0`. Sound: each reads `len` f32 of its own slot or of its input's points of the
+        // loop from `v0` on (inside it), and writes `len` f32 of its slot (`src == dst` is allowed) or of its store's
+        // points (as `src`, or not overlapping it: an output in an input's place is stored where it is read), and its
         // level's features are the host's (a `Routines` table exists only for such a level).
-        for ((&callee, &slot), op) in callees.iter().zip(&slots).zip(&strips.ops) {
-            let src = self.b.ins().stack_addr(ptr, slot, 0);
+        for (i, (&callee, op)) in callees.iter().zip(&strips.ops).enumerate() {
+            let (src, shift) = match &op.source {
+                Some(source) => {
+                    self.set_var(v, v0);
+                    let src = self.address(source.buffer, &source.index);
+                    let shift = match source.shift {
+                        Some(shift) => {
+                            let s = self.value(shift.value);
+                            if shift.negate {
+                                self.b.ins().fneg(s)
+                            } else {
+                                s
+                            }
+                        }
+                        None => self.b.ins().f32const(0.0f32),
+                    };
+                    (src, shift)
+                }
+                None => (slot(self, i), self.b.ins().f32const(0.0f32)),
+            };
             let dst = match &op.direct {
                 Some(direct) => {
                     self.set_var(v, v0);
                     self.address(direct.buffer, &direct.index)
                 }
-                None => src,
+                None if op.source.is_none() => src,
+                None => slot(self, i),
             };
             let n = self.b.ins().iconst(ptr, len);
-            self.b.ins().call(callee, &[src, dst, n]);
+            self.b.ins().call(callee, &[src, dst, n, shift]);
         }
         if strips.rest.insts.is_empty() {
             return;
@@ -446,8 +561,8 @@ impl Emitter<'_, '_> {
         // 3. The rest of the body, with the transcendentals' values from the slots.
         self.strip_pass(v, v0, len, &mut |e, offset| {
             let mut values = hoisted.clone();
-            for (op, &slot) in strips.ops.iter().zip(&slots) {
-                let addr = e.b.ins().stack_addr(ptr, slot, 0);
+            for (i, op) in strips.ops.iter().enumerate() {
+                let addr = slot(e, i);
                 let addr = e.b.ins().iadd(addr, offset);
                 let v = e.b.ins().load(types::F32X4, slot_flags(), addr, 0);
                 values.insert(op.id.index(), v);
