@@ -78,7 +78,7 @@
 //! f32 sums are.
 //!
 //! In a `for` nest, an f32 division by a value from outside its body (softmax's `exp(x - m) / s`) becomes a
-//! multiplication by `1/s`, computed once per run of the nest, where that is safe ([`Emitter::for_loops`]: `s` is 0,
+//! multiplication by `1/s`, computed once per run of the nest, where that is safe ([`Emitter::for_loops`](nest): `s` is 0,
 //! ±inf, NaN or of magnitude in `[2^-126, 2^126]`; otherwise the nest divides, behind one branch). `x·(1/s)` differs
 //! from the correctly rounded `x/s` by at most 1 ulp (`1/s` is rounded once, relative error ≤ 2^-24, which moves the
 //! product by less than an ulp before it is rounded); the special values give what dividing gives. Scalar and vector
@@ -86,27 +86,28 @@
 //!
 //! Requires: a kernel that [`crate::kernel::verify`] accepts (every program `fusion::lower` produces, bounds proved); [`compile_program`] verifies each kernel first.
 
+mod contract;
 mod fold;
+mod nest;
 mod ops;
 mod strips;
 mod vector;
 
+use self::contract::{contractions, Contraction};
 use super::jit::{wide_symbol, JitModule};
 use super::math::MathEmitter;
 use crate::backend::BackendError;
 use crate::kernel::verify::{verify_kernel, ValueTypes};
 use crate::kernel::{
-    Block, BufferId, GuardedDim, IndexExpr, Inst, Kernel, KernelProgram, Loop, ScalarOp, ValueId,
-    Var,
+    Block, BufferId, GuardedDim, IndexExpr, Inst, Kernel, KernelProgram, Loop, ValueId, Var,
 };
 use cranelift_codegen::ir::{
-    condcodes::{FloatCC, IntCC},
-    types, AbiParam, FuncRef, Function, InstBuilder, MemFlagsData, Signature, Type, UserFuncName,
-    Value,
+    condcodes::IntCC, types, AbiParam, FuncRef, Function, InstBuilder, MemFlagsData, Signature,
+    Type, UserFuncName, Value,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::FuncId;
-use kiln_ir::{BinaryOp, DType};
+use kiln_ir::DType;
 use kiln_runtime::wide::Func as WideFunc;
 use std::collections::HashMap;
 
@@ -356,97 +357,6 @@ struct Emitter<'a, 'b> {
     nest_strips: Option<strips::StripPlan>,
 }
 
-/// An f32/f64 `add` or `sub` whose operand is a product of the same block, computed as `fma(±a, b, ±c)`: rounded
-/// once instead of twice. The scalar and the vector code both follow this plan, so every point gets the same bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Contraction {
-    a: ValueId,
-    b: ValueId,
-    c: ValueId,
-    /// `c - a·b` = `fma(-a, b, c)`.
-    negate_product: bool,
-    /// `a·b - c` = `fma(a, b, -c)`.
-    negate_c: bool,
-}
-
-/// The f32 values that `block` (a `for` body, nested blocks not included) divides by and doesn't define.
-fn invariant_divisors(block: &Block, types: &ValueTypes) -> Vec<ValueId> {
-    let mut defined = Vec::new();
-    let mut divisors = Vec::new();
-    for inst in &block.insts {
-        if let Inst::Let { id, op, .. } = inst {
-            if let ScalarOp::Binary(BinaryOp::Div, _, y) = op {
-                if types[id.index()] == Some(DType::F32)
-                    && !defined.contains(&y.index())
-                    && !divisors.contains(y)
-                {
-                    divisors.push(*y);
-                }
-            }
-            defined.push(id.index());
-        }
-    }
-    divisors
-}
-
-/// Which float `add`/`sub` of `block` (and of the blocks nested in it) become an `fma`: `x·y + c`, `c + x·y`,
-/// `x·y - c`, `c - x·y` where the product `x·y` is a `mul` of the same block (so its operands are at hand in the
-/// vector code too); when both operands are products, the first one. Never `p ± p` of one product `p` (SPEC §1):
-/// `fma(a, b, -p)` is `p`'s rounding error, not the 0 that `p - p` is.
-fn contractions(block: &Block, types: &ValueTypes, plan: &mut HashMap<usize, Contraction>) {
-    let is_float = |id: ValueId| matches!(types[id.index()], Some(DType::F32 | DType::F64));
-    let mut products: HashMap<usize, (ValueId, ValueId)> = HashMap::new();
-    for inst in &block.insts {
-        match inst {
-            Inst::Let {
-                id,
-                op: ScalarOp::Binary(op, x, y),
-                ..
-            } if is_float(*id) => {
-                let product = |v: &ValueId| products.get(&v.index()).copied();
-                let contraction = match (op, product(x), product(y)) {
-                    (BinaryOp::Mul, _, _) => {
-                        products.insert(id.index(), (*x, *y));
-                        None
-                    }
-                    _ if x == y => None,
-                    (BinaryOp::Add, Some((a, b)), _) => Some((a, b, *y, false, false)),
-                    (BinaryOp::Add, None, Some((a, b))) => Some((a, b, *x, false, false)),
-                    (BinaryOp::Sub, Some((a, b)), _) => Some((a, b, *y, false, true)),
-                    (BinaryOp::Sub, None, Some((a, b))) => Some((a, b, *x, true, false)),
-                    (BinaryOp::Add | BinaryOp::Sub, None, None)
-                    | (BinaryOp::Div | BinaryOp::Max | BinaryOp::Min | BinaryOp::Pow, _, _) => None,
-                    // Int-only: never reached on float values.
-                    (
-                        BinaryOp::And
-                        | BinaryOp::Or
-                        | BinaryOp::Xor
-                        | BinaryOp::Shl
-                        | BinaryOp::Shr
-                        | BinaryOp::MulHi,
-                        _,
-                        _,
-                    ) => None,
-                };
-                if let Some((a, b, c, negate_product, negate_c)) = contraction {
-                    plan.insert(
-                        id.index(),
-                        Contraction {
-                            a,
-                            b,
-                            c,
-                            negate_product,
-                            negate_c,
-                        },
-                    );
-                }
-            }
-            Inst::Reduce { body, .. } | Inst::For { body, .. } => contractions(body, types, plan),
-            Inst::Let { .. } | Inst::Store { .. } => {}
-        }
-    }
-}
-
 /// Memory flags of element accesses: in bounds (checked) and naturally aligned.
 fn elem_flags() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -515,22 +425,6 @@ impl<'a, 'b> Emitter<'a, 'b> {
             wide_callees: HashMap::new(),
             nest_strips: None,
         }
-    }
-
-    /// `fma(±a, b, ±c)` of a [`Contraction`] (scalar or vector: `value` gives the operands).
-    fn contracted(&mut self, c: Contraction, value: impl Fn(ValueId) -> Value) -> Value {
-        let (a, b, addend) = (value(c.a), value(c.b), value(c.c));
-        self.fma(c, a, b, addend)
-    }
-
-    fn fma(&mut self, c: Contraction, mut a: Value, b: Value, mut addend: Value) -> Value {
-        if c.negate_product {
-            a = self.b.ins().fneg(a);
-        }
-        if c.negate_c {
-            addend = self.b.ins().fneg(addend);
-        }
-        self.b.ins().fma(a, b, addend)
     }
 
     fn var(&mut self, v: Var) -> Variable {
@@ -757,70 +651,6 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
             }
         }
-    }
-
-    /// A `for` nest. Its f32 divisions by a value from outside the body (softmax's `exp(x - m) / s`) multiply by
-    /// `1/s`, computed once, where that is within an ulp of dividing: behind one branch per run of the nest, taken
-    /// when every such `s` is 0, ±inf, NaN or of magnitude in `[2^-126, 2^126]` (so `1/s` neither overflows nor
-    /// loses bits as a subnormal); otherwise the nest divides.
-    fn for_loops(&mut self, loops: &[Loop], body: &Block) {
-        let emit = |e: &mut Self| {
-            if vector::nested_plan(loops, body, None, e.types).is_some() {
-                if !e.wide_callees.is_empty() {
-                    e.nest_strips = strips::nest_plan(loops, body, e.types);
-                }
-                e.vector_for(loops, body);
-                e.nest_strips = None;
-            } else {
-                e.loop_nest(loops, &mut |e| e.block(body));
-            }
-        };
-        let divisors = invariant_divisors(body, self.types);
-        if divisors.is_empty() || loops.iter().any(|l| l.extent == 0) {
-            return emit(self);
-        }
-        let mut any_unsafe = None;
-        let mut reciprocals = HashMap::new();
-        for &divisor in &divisors {
-            let s = self.value(divisor);
-            let one = self.b.ins().f32const(1.0f32);
-            reciprocals.insert(divisor.index(), self.b.ins().fdiv(one, s));
-            // Unsafe: 0 < |s| < 2^-126 or 2^126 < |s| < inf.
-            let a = self.b.ins().fabs(s);
-            let (min, max, inf) = (
-                self.b.ins().f32const(f32::MIN_POSITIVE),
-                self.b.ins().f32const(2f32.powi(126)),
-                self.b.ins().f32const(f32::INFINITY),
-            );
-            let zero = self.b.ins().f32const(0.0f32);
-            let tiny = self.b.ins().fcmp(FloatCC::LessThan, a, min);
-            let nonzero = self.b.ins().fcmp(FloatCC::GreaterThan, a, zero);
-            let tiny = self.b.ins().band(tiny, nonzero);
-            let huge = self.b.ins().fcmp(FloatCC::GreaterThan, a, max);
-            let finite = self.b.ins().fcmp(FloatCC::LessThan, a, inf);
-            let huge = self.b.ins().band(huge, finite);
-            let unsafe_ = self.b.ins().bor(tiny, huge);
-            any_unsafe = Some(match any_unsafe {
-                None => unsafe_,
-                Some(u) => self.b.ins().bor(u, unsafe_),
-            });
-        }
-        let any_unsafe = any_unsafe.expect("at least one divisor");
-        let (multiply, divide, join) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().brif(any_unsafe, divide, &[], multiply, &[]);
-        self.b.switch_to_block(multiply);
-        self.reciprocals = reciprocals;
-        emit(self);
-        self.reciprocals.clear();
-        self.b.ins().jump(join, &[]);
-        self.b.switch_to_block(divide);
-        emit(self);
-        self.b.ins().jump(join, &[]);
-        self.b.switch_to_block(join);
     }
 
     /// `offset + Σ stride·var`, as a pointer-sized integer.
