@@ -102,7 +102,8 @@ struct Shift {
 /// A stripped value's one store, made by its wide routine: `buffer[index]` at the strip's first point and the `len`
 /// f32 after it (the index moves by one with the strip's variable). Sound because the body loads nothing from
 /// `buffer` and does nothing else after the routines (no pass 3); an input the output is written in place of
-/// ([`crate::memory`]) is read only at the stored point, by pass 1, which reads the whole strip before the call.
+/// ([`crate::memory`]) is read only at the stored point: by pass 1, which reads the whole strip before any call, or
+/// by the one routine itself ([`Source`]: then `src == dst`, and a routine reads each chunk before writing it).
 #[derive(Clone, Debug)]
 struct Direct {
     buffer: BufferId,
