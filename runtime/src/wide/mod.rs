@@ -24,9 +24,9 @@
 //! NEON on AArch64, where the JIT has FMA too).
 //!
 //! The hot loops are vector code of the level's width (`objdump -d` of the release build of `strips.rs`): AVX-512's
-//! `exp` loop is 27 instructions per 16 floats on the short path (one more since the shift's `vsubps`), all on `zmm` (a load, `vcmpnltps` + `vandps` +
+//! `exp` loop was 27 instructions per 16 floats on the short path, all on `zmm` (a load, `vcmpnltps` + `vandps` +
 //! `vcmpgtps` + `ktestw` for the branch, 15 for the reduction and polynomial, a masked move for the underflow, the
-//! store, the loop), and every routine at that level is `zmm` code with no calls but the tail's `memcpy`; at AVX2,
+//! store, the loop; counted before the `shift` argument, whose subtraction is one more per vector), and every routine at that level is `zmm` code with no calls but the tail's `memcpy`; at AVX2,
 //! the same on two `ymm` per chunk. Speed against the CLIF f32x4 kernels: `benches/README.md` (`--bench wide`).
 
 mod lanes;

@@ -227,34 +227,15 @@ impl Emitter<'_> {
             | Op::Compare(_)
             | Op::Select
             | Op::Gather { .. } => return Err(internal("elementwise op not combined".into())),
-            Op::ReduceSum { axes, keep_dims } => {
-                match self.empty_reduce(node, ReduceKind::Sum, axes) {
+            Op::ReduceSum { axes, keep_dims } | Op::ReduceMax { axes, keep_dims } => {
+                let kind = if matches!(n.op, Op::ReduceSum { .. }) {
+                    ReduceKind::Sum
+                } else {
+                    ReduceKind::Max
+                };
+                match self.empty_reduce(node, kind, axes) {
                     Some(identity) => identity,
-                    None => {
-                        return self.open_reduce(
-                            node,
-                            ReduceKind::Sum,
-                            axes,
-                            *keep_dims,
-                            coords,
-                            steps,
-                        )
-                    }
-                }
-            }
-            Op::ReduceMax { axes, keep_dims } => {
-                match self.empty_reduce(node, ReduceKind::Max, axes) {
-                    Some(identity) => identity,
-                    None => {
-                        return self.open_reduce(
-                            node,
-                            ReduceKind::Max,
-                            axes,
-                            *keep_dims,
-                            coords,
-                            steps,
-                        )
-                    }
+                    None => return self.open_reduce(node, kind, axes, *keep_dims, coords, steps),
                 }
             }
             Op::Pad { low, value, .. } => self.pad(node, &coords, low, value.get(0))?,

@@ -80,35 +80,31 @@ pub(crate) struct Stripped {
     source: Option<Source>,
 }
 
-/// A stripped argument the routine reads from memory itself: `buffer[index] - shift` at the strip's `len` points
-/// (the index moves by one with the strip's variable). The routine's `src[i] - shift` is the kernel's own `fsub`
-/// (`x + s` is `x - (-s)`, the same IEEE operation; no shift: `x - 0 = x`, `-0` included), so the bits are the ones
-/// pass 1 would have given. Only where the routines' reads can't see another routine's writes: one stripped
-/// transcendental, or none written straight into an output (an output may take an input's place, [`crate::memory`]).
+/// `len` consecutive f32 of a buffer from the strip's first point: `buffer[index]` at `v0`, where the index moves by
+/// one with the strip's variable. Where a routine reads its arguments ([`Source`]) or writes its results.
+#[derive(Clone, Debug)]
+struct Row {
+    buffer: BufferId,
+    index: IndexExpr,
+}
+
+/// A stripped argument the routine reads from memory itself: `row - shift`. The routine's `src[i] - shift` is the
+/// kernel's own `fsub` (`x + s` is `x - (-s)`, the same IEEE operation; no shift: `x - 0 = x`, `-0` included), so the
+/// bits are the ones pass 1 would have given. Only where the routines' reads can't see another routine's writes: one
+/// stripped transcendental, or none written straight into an output (an output may take an input's place,
+/// [`crate::memory`]).
 #[derive(Clone, Debug)]
 struct Source {
-    buffer: BufferId,
-    index: IndexExpr,
-    shift: Option<Shift>,
+    row: Row,
+    /// A value from outside the body, and whether it is negated (for an `add`).
+    shift: Option<(ValueId, bool)>,
 }
 
-/// A shift from outside the body, negated for an `add`.
-#[derive(Clone, Copy, Debug)]
-struct Shift {
-    value: ValueId,
-    negate: bool,
-}
-
-/// A stripped value's one store, made by its wide routine: `buffer[index]` at the strip's first point and the `len`
-/// f32 after it (the index moves by one with the strip's variable). Sound because the body loads nothing from
-/// `buffer` and does nothing else after the routines (no pass 3); an input the output is written in place of
-/// ([`crate::memory`]) is read only at the stored point: by pass 1, which reads the whole strip before any call, or
-/// by the one routine itself ([`Source`]: then `src == dst`, and a routine reads each chunk before writing it).
-#[derive(Clone, Debug)]
-struct Direct {
-    buffer: BufferId,
-    index: IndexExpr,
-}
+/// A stripped value's one store, made by its wide routine into the row. Sound because the body loads nothing from
+/// the row's buffer and does nothing else after the routines (no pass 3); an input the output is written in place
+/// of ([`crate::memory`]) is read only at the stored point: by pass 1, which reads the whole strip before any call,
+/// or by the one routine itself ([`Source`]: then `src == dst`, and a routine reads each chunk before writing it).
+type Direct = Row;
 
 /// The wide routine of a unary op, if it has one (every transcendental of the op table's cost model does).
 fn wide_func(op: UnaryOp) -> Option<WideFunc> {
@@ -234,44 +230,27 @@ fn source(body: &Block, arg: ValueId, var: Var) -> Option<Source> {
         }
         Inst::For { .. } | Inst::Store { .. } => {}
     });
-    let contiguous_load = |v: ValueId| match lets.get(&v.index()) {
-        Some(ScalarOp::Load { buffer, index }) if index.stride_of(var) == 1 => {
-            Some((*buffer, index.clone()))
-        }
-        _ => None,
-    };
-    let outside = |v: ValueId| !defined.contains(&v.index());
+    let outside = |v: &ValueId| !defined.contains(&v.index());
     let (load, shift) = match lets.get(&arg.index())? {
         ScalarOp::Load { .. } => (arg, None),
-        ScalarOp::Binary(BinaryOp::Sub, x, s) if outside(*s) => (
-            *x,
-            Some(Shift {
-                value: *s,
-                negate: false,
-            }),
-        ),
-        ScalarOp::Binary(BinaryOp::Add, x, s) if outside(*s) => (
-            *x,
-            Some(Shift {
-                value: *s,
-                negate: true,
-            }),
-        ),
-        ScalarOp::Binary(BinaryOp::Add, s, x) if outside(*s) => (
-            *x,
-            Some(Shift {
-                value: *s,
-                negate: true,
-            }),
-        ),
+        ScalarOp::Binary(BinaryOp::Sub, x, s) if outside(s) => (*x, Some((*s, false))),
+        ScalarOp::Binary(BinaryOp::Add, x, s) | ScalarOp::Binary(BinaryOp::Add, s, x)
+            if outside(s) =>
+        {
+            (*x, Some((*s, true)))
+        }
         _ => return None,
     };
-    let (buffer, index) = contiguous_load(load)?;
-    Some(Source {
-        buffer,
-        index,
-        shift,
-    })
+    match lets.get(&load.index())? {
+        ScalarOp::Load { buffer, index } if index.stride_of(var) == 1 => Some(Source {
+            row: Row {
+                buffer: *buffer,
+                index: index.clone(),
+            },
+            shift,
+        }),
+        _ => None,
+    }
 }
 
 /// Per stripped op, its [`Direct`] store, where every instruction of `body` is a let or a store of a stripped value
@@ -290,7 +269,7 @@ fn direct_stores(body: &Block, ops: &[Stripped], var: Var) -> Option<Vec<Option<
                 if direct[op].is_some() || index.stride_of(var) != 1 {
                     return None;
                 }
-                direct[op] = Some(Direct {
+                direct[op] = Some(Row {
                     buffer: *buffer,
                     index: index.clone(),
                 });
@@ -528,16 +507,12 @@ impl Emitter<'_, '_> {
         for (i, (&callee, op)) in callees.iter().zip(&strips.ops).enumerate() {
             let (src, shift) = match &op.source {
                 Some(source) => {
-                    self.set_var(v, v0);
-                    let src = self.address(source.buffer, &source.index);
+                    let src = self.row_start(v, v0, &source.row);
                     let shift = match source.shift {
-                        Some(shift) => {
-                            let s = self.value(shift.value);
-                            if shift.negate {
-                                self.b.ins().fneg(s)
-                            } else {
-                                s
-                            }
+                        Some((s, false)) => self.value(s),
+                        Some((s, true)) => {
+                            let s = self.value(s);
+                            self.b.ins().fneg(s)
                         }
                         None => self.b.ins().f32const(0.0f32),
                     };
@@ -546,10 +521,7 @@ impl Emitter<'_, '_> {
                 None => (slot(self, i), self.b.ins().f32const(0.0f32)),
             };
             let dst = match &op.direct {
-                Some(direct) => {
-                    self.set_var(v, v0);
-                    self.address(direct.buffer, &direct.index)
-                }
+                Some(row) => self.row_start(v, v0, row),
                 None if op.source.is_none() => src,
                 None => slot(self, i),
             };
@@ -570,6 +542,12 @@ impl Emitter<'_, '_> {
             }
             e.vector_block(&strips.rest, &mut values);
         });
+    }
+
+    /// The address of `row`'s element at the strip's first point `v0` (which leaves the loop over `v` there).
+    fn row_start(&mut self, v: Var, v0: Value, row: &Row) -> Value {
+        self.set_var(v, v0);
+        self.address(row.buffer, &row.index)
     }
 
     /// `pass(i): for each of 4 copies: j = j0 + i + 4·copy; emit(byte offset of point j - j0 in a slot);

@@ -278,16 +278,7 @@ impl Emitter<'_, '_> {
                     // with `ordered_max`, again with `fmax` where that could differ).
                     let dtype = self.dtype(*id);
                     let result = match kind {
-                        // i32 folds wrap and max is exact: the scalar order lane by lane, nothing to fall back on.
-                        _ if dtype == DType::I32 => {
-                            self.lane_fold(*kind, dtype, false, loops, body, *value, values)
-                                .0
-                        }
-                        ReduceKind::Sum => {
-                            self.lane_fold(*kind, dtype, false, loops, body, *value, values)
-                                .0
-                        }
-                        ReduceKind::Max => self.max_with_exact_fallback(
+                        ReduceKind::Max if dtype.is_float() => self.max_with_exact_fallback(
                             |e| {
                                 let (result, nan) =
                                     e.lane_fold(*kind, dtype, true, loops, body, *value, values);
@@ -298,6 +289,11 @@ impl Emitter<'_, '_> {
                                     .0
                             },
                         ),
+                        // A sum, or an i32 max (exact: nothing to fall back on): the scalar order lane by lane.
+                        ReduceKind::Sum | ReduceKind::Max => {
+                            self.lane_fold(*kind, dtype, false, loops, body, *value, values)
+                                .0
+                        }
                     };
                     values.insert(id.index(), result);
                 }
